@@ -1,0 +1,280 @@
+//! Reading `AsyncEndpointScaling` manifests from (multi-document) YAML, with the checks the API
+//! server would make: apiVersion/kind, unknown fields, types, bounds and CEL rules.
+
+use serde_json::Value;
+
+use crate::{AsyncEndpointScaling, validate_spec};
+
+/// A resource read from a manifest, with where it came from.
+#[derive(Debug, Clone)]
+pub struct ParsedResource {
+    /// 1-based index of the YAML document in its file.
+    pub document: usize,
+    pub resource: AsyncEndpointScaling,
+}
+
+/// Everything wrong with one manifest file; each line names the document and the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", problems.join("\n"))]
+pub struct ManifestError {
+    pub problems: Vec<String>,
+}
+
+const API_VERSION: &str = "asyncscale.io/v1alpha1";
+const KIND: &str = "AsyncEndpointScaling";
+
+/// Parses every document of `yaml`. `source` (a file name) prefixes each problem line.
+/// Either every document is valid and all are returned, or nothing is.
+pub fn parse_manifests(source: &str, yaml: &str) -> Result<Vec<ParsedResource>, ManifestError> {
+    let documents: Vec<Value> = serde_saphyr::from_multiple(yaml).map_err(|e| ManifestError {
+        problems: vec![format!(
+            "{source}: invalid YAML: {}",
+            one_line(&e.to_string())
+        )],
+    })?;
+    let mut parsed = Vec::new();
+    let mut problems = Vec::new();
+    for (index, document) in documents.into_iter().enumerate() {
+        if document.is_null() {
+            continue; // an empty document, e.g. a trailing `---`
+        }
+        let number = index + 1;
+        match parse_document(document) {
+            Ok(resource) => parsed.push(ParsedResource {
+                document: number,
+                resource,
+            }),
+            Err((name, errors)) => {
+                let at = match name {
+                    Some(name) => format!("{source}: document {number} ({name})"),
+                    None => format!("{source}: document {number}"),
+                };
+                problems.extend(errors.into_iter().map(|e| format!("{at}: {e}")));
+            }
+        }
+    }
+    if parsed.is_empty() && problems.is_empty() {
+        problems.push(format!("{source}: no {KIND} documents found"));
+    }
+    if problems.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(ManifestError { problems })
+    }
+}
+
+type DocumentProblems = (Option<String>, Vec<String>);
+
+fn parse_document(document: Value) -> Result<AsyncEndpointScaling, DocumentProblems> {
+    let name = document
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let fail = |errors: Vec<String>| (name.clone(), errors);
+    let api_version = document
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = document.get("kind").and_then(Value::as_str).unwrap_or("");
+    if api_version != API_VERSION || kind != KIND {
+        return Err(fail(vec![format!(
+            "expected apiVersion {API_VERSION} and kind {KIND}, found apiVersion {api_version:?} and kind {kind:?}"
+        )]));
+    }
+    if name.as_deref().unwrap_or("").is_empty() {
+        return Err(fail(vec![
+            "metadata.name: required: give the resource a name".into(),
+        ]));
+    }
+    let resource: AsyncEndpointScaling = serde_path_to_error::deserialize(document.clone())
+        .map_err(|e| fail(vec![describe_type_error(&e)]))?;
+    let mut errors = Vec::new();
+    let round_trip = serde_json::to_value(&resource).expect("resources always serialise");
+    unknown_fields(&document, &round_trip, "", &mut errors);
+    if let Err(field_errors) = validate_spec(&resource.spec) {
+        errors.extend(field_errors.iter().map(ToString::to_string));
+    }
+    if errors.is_empty() {
+        Ok(resource)
+    } else {
+        Err(fail(errors))
+    }
+}
+
+fn describe_type_error(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = e.path().to_string();
+    let inner = e.inner().to_string();
+    if let Some(field) = inner.strip_prefix("missing field ") {
+        let field = field.trim_matches('`');
+        let at = if path == "." {
+            field.to_string()
+        } else {
+            format!("{path}.{field}")
+        };
+        return format!("{at}: required field is missing");
+    }
+    format!("{path}: {inner}")
+}
+
+/// Fields present in the input but not in the typed round trip are unknown to the schema (the
+/// API server prunes or, under `kubectl --validate=strict`, rejects them). `status` and server-set
+/// metadata are not the author's to give, so only spec and the author's metadata are compared.
+fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
+    let (Value::Object(input), Value::Object(typed)) = (input, typed) else {
+        return;
+    };
+    for (key, value) in input {
+        let child = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        if path.is_empty() && !matches!(key.as_str(), "spec" | "apiVersion" | "kind" | "metadata") {
+            if key != "status" {
+                out.push(format!(
+                    "{child}: unknown field; an {KIND} has apiVersion, kind, metadata and spec"
+                ));
+            }
+            continue;
+        }
+        if path == "metadata" {
+            continue; // ObjectMeta is Kubernetes' own; kube's type keeps every field it knows.
+        }
+        match typed.get(key) {
+            Some(typed_value) => unknown_fields(value, typed_value, &child, out),
+            None if value.is_null() => {}
+            None => out.push(format!(
+                "{child}: unknown field; check its spelling against `kubectl explain aes.{child}`"
+            )),
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+apiVersion: asyncscale.io/v1alpha1
+kind: AsyncEndpointScaling
+metadata: {name: sdxl, namespace: ml}
+spec:
+  endpointName: sdxl-async
+  instanceType: ml.g4dn.xlarge
+  maxCapacity: 20
+  targetTracking: {targetValue: 5}
+"#;
+
+    #[test]
+    fn defaults_fill_in_every_optional_field() {
+        let parsed = parse_manifests("x.yaml", GOOD).unwrap();
+        let spec = &parsed[0].resource.spec;
+        assert_eq!(spec.variant_name, "AllTraffic");
+        assert_eq!(spec.min_capacity, 0);
+        assert_eq!(spec.target_tracking.scale_in_cooldown_seconds, 300);
+        assert_eq!(spec.target_tracking.scale_out_cooldown_seconds, 300);
+        assert!(spec.scale_from_zero.enabled);
+        assert_eq!(spec.scale_from_zero.period_seconds, 60);
+        assert_eq!(spec.scale_from_zero.evaluation_periods, 2);
+        assert_eq!(spec.scale_from_zero.datapoints_to_alarm, 2);
+        assert_eq!(spec.scale_from_zero.scaling_adjustment, 1);
+        assert_eq!(spec.quota.policy, crate::QuotaPolicy::Clamp);
+        assert_eq!(spec.deletion_policy, crate::DeletionPolicy::Delete);
+    }
+
+    #[test]
+    fn multi_document_files_yield_each_resource() {
+        let two = format!("{GOOD}---\n{}\n---\n", GOOD.replace("sdxl", "other"));
+        let parsed = parse_manifests("x.yaml", &two).unwrap();
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[1].document, 2);
+    }
+
+    #[test]
+    fn every_problem_gets_a_line_naming_file_document_and_field() {
+        let bad = GOOD
+            .replace(
+                "maxCapacity: 20",
+                "maxCapacity: 0\n  minCapacity: 3\n  maxCapcity: 4",
+            )
+            .replace("targetValue: 5", "targetValue: 0");
+        let err = parse_manifests("bad.yaml", &bad).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("bad.yaml: document 1 (sdxl): spec.maxCapcity: unknown field"),
+            "{text}"
+        );
+        assert!(
+            text.contains("spec.maxCapacity: must be at least 1 (got 0)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("spec: minCapacity must be less than or equal to maxCapacity"),
+            "{text}"
+        );
+        assert!(
+            text.contains("spec.targetTracking.targetValue: must be greater than 0"),
+            "{text}"
+        );
+        assert_eq!(err.problems.len(), 4, "{text}");
+    }
+
+    #[test]
+    fn missing_required_field_is_named() {
+        let bad = GOOD.replace("  instanceType: ml.g4dn.xlarge\n", "");
+        let text = parse_manifests("f.yaml", &bad).unwrap_err().to_string();
+        assert!(
+            text.contains("spec.instanceType: required field is missing"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_path() {
+        let bad = GOOD.replace("maxCapacity: 20", "maxCapacity: lots");
+        let text = parse_manifests("f.yaml", &bad).unwrap_err().to_string();
+        assert!(
+            text.starts_with("f.yaml: document 1 (sdxl): spec.maxCapacity: invalid type"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn other_kinds_and_broken_yaml_are_rejected() {
+        let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n";
+        assert!(
+            parse_manifests("f.yaml", cm)
+                .unwrap_err()
+                .to_string()
+                .contains("expected apiVersion")
+        );
+        let broken = "spec: [unclosed";
+        assert!(
+            parse_manifests("f.yaml", broken)
+                .unwrap_err()
+                .to_string()
+                .starts_with("f.yaml: invalid YAML")
+        );
+        assert!(
+            parse_manifests("f.yaml", "")
+                .unwrap_err()
+                .to_string()
+                .contains("no AsyncEndpointScaling")
+        );
+    }
+
+    #[test]
+    fn one_bad_document_rejects_the_whole_file() {
+        let mixed = format!("{GOOD}---\n{}", GOOD.replace("sdxl-async", "-bad-"));
+        let err = parse_manifests("f.yaml", &mixed).unwrap_err();
+        assert_eq!(err.problems.len(), 1);
+        assert!(
+            err.problems[0].contains("document 2 (sdxl): spec.endpointName"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! The cross-field and immutability rules, shared by the CRD schema (as CEL) and by the Rust
+//! validator (as code). Each rule's message is what a user sees from either side.
+
+/// A CEL rule with the message the API server returns when it fails.
+#[derive(Debug, Clone, Copy)]
+pub struct CelRule {
+    /// The JSON path of the object the rule is attached to (`self` in the expression).
+    pub path: &'static str,
+    pub cel: &'static str,
+    pub message: &'static str,
+}
+
+pub const MIN_NOT_ABOVE_MAX: CelRule = CelRule {
+    path: "spec",
+    cel: "self.minCapacity <= self.maxCapacity",
+    message: "minCapacity must be less than or equal to maxCapacity",
+};
+
+pub const ENDPOINT_NAME_IMMUTABLE: CelRule = CelRule {
+    path: "spec.endpointName",
+    cel: "self == oldSelf",
+    message: "endpointName is immutable: create a new AsyncEndpointScaling for another endpoint",
+};
+
+pub const VARIANT_NAME_IMMUTABLE: CelRule = CelRule {
+    path: "spec.variantName",
+    cel: "self == oldSelf",
+    message: "variantName is immutable: create a new AsyncEndpointScaling for another variant",
+};
+
+pub const ALARM_PERIOD: CelRule = CelRule {
+    path: "spec.scaleFromZero.periodSeconds",
+    cel: "self == 10 || self == 20 || self == 30 || self % 60 == 0",
+    message: "periodSeconds must be 10, 20, 30 or a multiple of 60 (CloudWatch alarm periods)",
+};
+
+pub const DATAPOINTS_NOT_ABOVE_PERIODS: CelRule = CelRule {
+    path: "spec.scaleFromZero",
+    cel: "self.datapointsToAlarm <= self.evaluationPeriods",
+    message: "datapointsToAlarm must be less than or equal to evaluationPeriods",
+};
+
+pub const ALARM_WINDOW: CelRule = CelRule {
+    path: "spec.scaleFromZero",
+    cel: "self.periodSeconds * self.evaluationPeriods <= (self.periodSeconds < 3600 ? 86400 : 604800)",
+    message: "periodSeconds * evaluationPeriods must be at most 86400 (one day), or 604800 (one week) when periodSeconds is 3600 or more",
+};
+
+/// Every rule, for tests that compare the schema with the Rust validator.
+pub const ALL: &[CelRule] = &[
+    MIN_NOT_ABOVE_MAX,
+    ENDPOINT_NAME_IMMUTABLE,
+    VARIANT_NAME_IMMUTABLE,
+    ALARM_PERIOD,
+    DATAPOINTS_NOT_ABOVE_PERIODS,
+    ALARM_WINDOW,
+];
+
+/// SageMaker's endpoint and variant name pattern (CreateEndpoint / ProductionVariant API).
+pub const SAGEMAKER_NAME_PATTERN: &str = "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$";
+/// `ml.<family>.<size>`, e.g. `ml.g4dn.xlarge`.
+pub const INSTANCE_TYPE_PATTERN: &str = "^ml\\.[a-z0-9-]+\\.[a-z0-9]+$";
+/// AWS region names, e.g. `us-east-1`, `us-gov-west-1`.
+pub const REGION_PATTERN: &str = "^[a-z]{2}(-[a-z]+)+-[0-9]+$";

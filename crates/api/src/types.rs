@@ -1,0 +1,330 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::rules::{
+    ALARM_PERIOD, ALARM_WINDOW, DATAPOINTS_NOT_ABOVE_PERIODS, ENDPOINT_NAME_IMMUTABLE,
+    MIN_NOT_ABOVE_MAX, VARIANT_NAME_IMMUTABLE,
+};
+
+/// Autoscaling for one variant of a SageMaker asynchronous inference endpoint.
+///
+/// asyncscale owns the variant's Application Auto Scaling scalable target, a target-tracking
+/// policy on ApproximateBacklogSizePerInstance, and (while minCapacity is 0) a step policy with
+/// a CloudWatch alarm on HasBacklogWithoutCapacity so that the endpoint scales out from zero.
+/// maxCapacity is clamped to the account's instance quota.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "asyncscale.io",
+    version = "v1alpha1",
+    kind = "AsyncEndpointScaling",
+    plural = "asyncendpointscalings",
+    shortname = "aes",
+    category = "sagemaker",
+    namespaced,
+    doc = "Autoscaling intent for one SageMaker asynchronous endpoint variant, converged by asyncscale.",
+    status = "AsyncEndpointScalingStatus",
+    printcolumn(name = "Endpoint", type_ = "string", json_path = ".spec.endpointName"),
+    printcolumn(name = "Min", type_ = "integer", json_path = ".spec.minCapacity"),
+    printcolumn(name = "Max", type_ = "integer", json_path = ".spec.maxCapacity"),
+    printcolumn(
+        name = "Effective-Max",
+        type_ = "integer",
+        json_path = ".status.effectiveMaxCapacity"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new(MIN_NOT_ABOVE_MAX.cel).message(MIN_NOT_ABOVE_MAX.message))]
+#[serde(rename_all = "camelCase")]
+pub struct AsyncEndpointScalingSpec {
+    /// Name of the SageMaker endpoint (1-63 characters: letters, digits and hyphens). Immutable.
+    #[schemars(length(min = 1, max = 63), regex(pattern = crate::rules::SAGEMAKER_NAME_PATTERN))]
+    #[x_kube(validation = Rule::new(ENDPOINT_NAME_IMMUTABLE.cel).message(ENDPOINT_NAME_IMMUTABLE.message))]
+    pub endpoint_name: String,
+
+    /// Name of the production variant to scale. Immutable.
+    #[serde(default = "default_variant_name")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = crate::rules::SAGEMAKER_NAME_PATTERN))]
+    #[x_kube(validation = Rule::new(VARIANT_NAME_IMMUTABLE.cel).message(VARIANT_NAME_IMMUTABLE.message))]
+    pub variant_name: String,
+
+    /// Instance type of the variant, `ml.<family>.<size>`; selects the Service Quota
+    /// `<instanceType> for endpoint usage` that caps maxCapacity.
+    #[schemars(regex(pattern = crate::rules::INSTANCE_TYPE_PATTERN))]
+    pub instance_type: String,
+
+    /// AWS region of the endpoint. Defaults to the region of the environment (AWS_REGION, profile,
+    /// or instance metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::rules::REGION_PATTERN))]
+    pub region: Option<String>,
+
+    /// Fewest instances. 0 lets the endpoint scale to zero when its queue is empty.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub min_capacity: i32,
+
+    /// Most instances. Clamped to the account's instance quota unless quota.policy is Ignore.
+    #[schemars(range(min = 1))]
+    pub max_capacity: i32,
+
+    /// Target tracking on ApproximateBacklogSizePerInstance (queued requests per instance).
+    pub target_tracking: TargetTrackingSpec,
+
+    /// The step policy and CloudWatch alarm that scale the endpoint out from zero instances.
+    #[serde(default)]
+    pub scale_from_zero: ScaleFromZeroSpec,
+
+    /// How the account's instance quota bounds maxCapacity.
+    #[serde(default)]
+    pub quota: QuotaSpec,
+
+    /// Suspends dynamic scale-in, scale-out and scheduled scaling on the scalable target.
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// What happens in AWS when this resource is deleted: Delete removes what asyncscale created,
+    /// Retain leaves AWS as it is.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+fn default_variant_name() -> String {
+    "AllTraffic".to_string()
+}
+
+/// Target tracking on the endpoint's ApproximateBacklogSizePerInstance metric.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetTrackingSpec {
+    /// Queued requests per instance to aim for. Must be greater than 0.
+    #[schemars(extend("minimum" = 0, "exclusiveMinimum" = true))]
+    pub target_value: f64,
+    /// Seconds after a scale-in before the next scale-in.
+    #[serde(default = "default_cooldown")]
+    #[schemars(range(min = 0))]
+    pub scale_in_cooldown_seconds: i32,
+    /// Seconds after a scale-out before a scale-out of the same size.
+    #[serde(default = "default_cooldown")]
+    #[schemars(range(min = 0))]
+    pub scale_out_cooldown_seconds: i32,
+    /// When true, the target-tracking policy never removes instances.
+    #[serde(default)]
+    pub disable_scale_in: bool,
+}
+
+/// Scale out from zero instances: a step policy driven by an alarm on HasBacklogWithoutCapacity.
+/// Only in effect while minCapacity is 0.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(
+    validation = Rule::new(DATAPOINTS_NOT_ABOVE_PERIODS.cel).message(DATAPOINTS_NOT_ABOVE_PERIODS.message),
+    validation = Rule::new(ALARM_WINDOW.cel).message(ALARM_WINDOW.message)
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleFromZeroSpec {
+    /// Whether to create the step policy and alarm while minCapacity is 0.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The alarm's period in seconds: 10, 20, 30 or a multiple of 60.
+    #[serde(default = "default_period")]
+    #[schemars(range(min = 10, max = 86400))]
+    #[x_kube(validation = Rule::new(ALARM_PERIOD.cel).message(ALARM_PERIOD.message))]
+    pub period_seconds: i32,
+    /// How many recent periods the alarm looks at.
+    #[serde(default = "default_two")]
+    #[schemars(range(min = 1, max = 1440))]
+    pub evaluation_periods: i32,
+    /// How many of those periods must show a backlog without capacity to scale out.
+    #[serde(default = "default_two")]
+    #[schemars(range(min = 1, max = 1440))]
+    pub datapoints_to_alarm: i32,
+    /// Seconds after a scale-out from zero before the policy adds capacity again.
+    #[serde(default = "default_cooldown")]
+    #[schemars(range(min = 0))]
+    pub cooldown_seconds: i32,
+    /// Instances to add when the alarm fires.
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 1))]
+    pub scaling_adjustment: i32,
+}
+
+impl Default for ScaleFromZeroSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            period_seconds: default_period(),
+            evaluation_periods: 2,
+            datapoints_to_alarm: 2,
+            cooldown_seconds: default_cooldown(),
+            scaling_adjustment: 1,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_period() -> i32 {
+    60
+}
+fn default_two() -> i32 {
+    2
+}
+fn default_one() -> i32 {
+    1
+}
+fn default_cooldown() -> i32 {
+    300
+}
+
+/// How the account's Service Quota for the instance type bounds maxCapacity.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaSpec {
+    /// Clamp: the effective maximum is min(maxCapacity, quota). Ignore: maxCapacity is used as
+    /// written, and scale-outs past the quota fail in AWS.
+    #[serde(default)]
+    pub policy: QuotaPolicy,
+}
+
+/// See `quota.policy`.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+pub enum QuotaPolicy {
+    #[default]
+    Clamp,
+    Ignore,
+}
+
+/// See `deletionPolicy`.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+pub enum DeletionPolicy {
+    #[default]
+    Delete,
+    Retain,
+}
+
+/// What asyncscale observed and did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AsyncEndpointScalingStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The MaxCapacity applied to the scalable target after the quota clamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_max_capacity: Option<i32>,
+    /// The instance quota that bounds maxCapacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<QuotaStatus>,
+    /// The Application Auto Scaling scalable target asyncscale owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scalable_target: Option<OwnedTargetStatus>,
+    /// The target-tracking policy asyncscale owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_tracking_policy: Option<OwnedPolicyStatus>,
+    /// The scale-from-zero step policy asyncscale owns, while minCapacity is 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_from_zero_policy: Option<OwnedPolicyStatus>,
+    /// The HasBacklogWithoutCapacity alarm asyncscale owns, while minCapacity is 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_from_zero_alarm: Option<OwnedAlarmStatus>,
+    /// Scaling policies on the same scalable target that another tool owns; asyncscale leaves them alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_policies: Vec<String>,
+    /// The newest scaling activity of the scalable target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scaling_activity: Option<ScalingActivityStatus>,
+    /// Ready, Synced, QuotaClamped and ScalingHealthy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// The Service Quota `<instanceType> for endpoint usage`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaStatus {
+    /// Quota name, e.g. `ml.g4dn.xlarge for endpoint usage`.
+    pub name: String,
+    /// Quota code, e.g. `L-B67CFA0C`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Instances allowed across the account's endpoints in the region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<i64>,
+    /// Applied (the account's value) or Default (AWS's default; no applied value exists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Why the quota could not be read, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_reason: Option<String>,
+}
+
+/// An Application Auto Scaling scalable target.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnedTargetStatus {
+    /// `endpoint/<endpointName>/variant/<variantName>`.
+    pub resource_id: String,
+    /// The scalable target's ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+}
+
+/// An Application Auto Scaling scaling policy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnedPolicyStatus {
+    /// Policy name.
+    pub name: String,
+    /// Policy ARN; a step policy's alarm names it as its action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+}
+
+/// A CloudWatch metric alarm.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnedAlarmStatus {
+    /// Alarm name.
+    pub name: String,
+    /// Alarm ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// OK, ALARM or INSUFFICIENT_DATA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+/// An Application Auto Scaling scaling activity, as AWS reports it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingActivityStatus {
+    /// Pending, InProgress, Successful, Overridden, Unfulfilled or Failed.
+    pub status_code: String,
+    /// What the activity did, e.g. `Setting desired instance count to 4.`
+    pub description: String,
+    /// AWS's status message, verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// RFC 3339.
+    pub start_time: String,
+}

@@ -1,0 +1,322 @@
+//! The Rust twin of the CRD schema: the same bounds, patterns and CEL rules, with messages that
+//! name the field and the fix, so the CLI rejects what the API server would.
+
+use std::fmt;
+
+use crate::rules::{self, CelRule};
+use crate::{AsyncEndpointScalingSpec, ScaleFromZeroSpec};
+
+/// One problem with one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// JSON path of the field, e.g. `spec.maxCapacity`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, path: &str, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+    fn rule(&mut self, rule: CelRule) {
+        self.add(rule.path, rule.message);
+    }
+    fn at_least(&mut self, path: &str, value: i32, min: i32) {
+        if value < min {
+            self.add(path, format!("must be at least {min} (got {value})"));
+        }
+    }
+    fn at_most(&mut self, path: &str, value: i32, max: i32) {
+        if value > max {
+            self.add(path, format!("must be at most {max} (got {value})"));
+        }
+    }
+}
+
+/// Checks a spec as the API server would on create. Returns every problem, not just the first.
+pub fn validate_spec(spec: &AsyncEndpointScalingSpec) -> Result<(), Vec<FieldError>> {
+    let mut p = Problems::default();
+    check_sagemaker_name(&mut p, "spec.endpointName", &spec.endpoint_name, "endpoint");
+    check_sagemaker_name(&mut p, "spec.variantName", &spec.variant_name, "variant");
+    if !is_instance_type(&spec.instance_type) {
+        p.add(
+            "spec.instanceType",
+            format!(
+                "{:?} is not an instance type of the form ml.<family>.<size>, e.g. ml.g4dn.xlarge",
+                spec.instance_type
+            ),
+        );
+    }
+    if let Some(region) = &spec.region {
+        if !is_region(region) {
+            p.add(
+                "spec.region",
+                format!("{region:?} is not an AWS region name such as us-east-1"),
+            );
+        }
+    }
+    p.at_least("spec.minCapacity", spec.min_capacity, 0);
+    p.at_least("spec.maxCapacity", spec.max_capacity, 1);
+    if spec.min_capacity > spec.max_capacity {
+        p.rule(rules::MIN_NOT_ABOVE_MAX);
+    }
+    let tt = &spec.target_tracking;
+    if !(tt.target_value.is_finite() && tt.target_value > 0.0) {
+        p.add(
+            "spec.targetTracking.targetValue",
+            format!("must be greater than 0 (got {})", tt.target_value),
+        );
+    }
+    p.at_least(
+        "spec.targetTracking.scaleInCooldownSeconds",
+        tt.scale_in_cooldown_seconds,
+        0,
+    );
+    p.at_least(
+        "spec.targetTracking.scaleOutCooldownSeconds",
+        tt.scale_out_cooldown_seconds,
+        0,
+    );
+    check_scale_from_zero(&mut p, &spec.scale_from_zero);
+    if p.0.is_empty() { Ok(()) } else { Err(p.0) }
+}
+
+/// Checks the immutability rules of an update, as the API server's transition rules do.
+pub fn validate_update(
+    old: &AsyncEndpointScalingSpec,
+    new: &AsyncEndpointScalingSpec,
+) -> Result<(), Vec<FieldError>> {
+    let mut p = Problems::default();
+    if old.endpoint_name != new.endpoint_name {
+        p.rule(rules::ENDPOINT_NAME_IMMUTABLE);
+    }
+    if old.variant_name != new.variant_name {
+        p.rule(rules::VARIANT_NAME_IMMUTABLE);
+    }
+    let mut all = validate_spec(new).err().unwrap_or_default();
+    all.extend(p.0);
+    if all.is_empty() { Ok(()) } else { Err(all) }
+}
+
+fn check_scale_from_zero(p: &mut Problems, s: &ScaleFromZeroSpec) {
+    let period_path = "spec.scaleFromZero.periodSeconds";
+    p.at_least(period_path, s.period_seconds, 10);
+    p.at_most(period_path, s.period_seconds, 86400);
+    if !matches!(s.period_seconds, 10 | 20 | 30) && s.period_seconds % 60 != 0 {
+        p.rule(rules::ALARM_PERIOD);
+    }
+    for (path, value) in [
+        ("spec.scaleFromZero.evaluationPeriods", s.evaluation_periods),
+        (
+            "spec.scaleFromZero.datapointsToAlarm",
+            s.datapoints_to_alarm,
+        ),
+    ] {
+        p.at_least(path, value, 1);
+        p.at_most(path, value, 1440);
+    }
+    if s.datapoints_to_alarm > s.evaluation_periods {
+        p.rule(rules::DATAPOINTS_NOT_ABOVE_PERIODS);
+    }
+    let window = i64::from(s.period_seconds) * i64::from(s.evaluation_periods);
+    let limit = if s.period_seconds < 3600 {
+        86_400
+    } else {
+        604_800
+    };
+    if window > limit {
+        p.rule(rules::ALARM_WINDOW);
+    }
+    p.at_least("spec.scaleFromZero.cooldownSeconds", s.cooldown_seconds, 0);
+    p.at_least(
+        "spec.scaleFromZero.scalingAdjustment",
+        s.scaling_adjustment,
+        1,
+    );
+}
+
+/// `^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$` without a regex engine.
+fn check_sagemaker_name(p: &mut Problems, path: &str, name: &str, what: &str) {
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    let ok = (1..=63).contains(&name.len())
+        && name.chars().all(|c| alnum(c) || c == '-')
+        && name.starts_with(alnum)
+        && name.ends_with(alnum);
+    if !ok {
+        p.add(
+            path,
+            format!(
+                "{name:?} is not a SageMaker {what} name: 1-63 letters, digits and hyphens, starting and ending with a letter or digit"
+            ),
+        );
+    }
+}
+
+fn is_instance_type(s: &str) -> bool {
+    let lower_alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let mut parts = s.splitn(3, '.');
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some("ml"), Some(family), Some(size))
+            if !family.is_empty() && family.chars().all(|c| lower_alnum(c) || c == '-')
+                && !size.is_empty() && size.chars().all(lower_alnum)
+    )
+}
+
+fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[0].chars().all(|c| c.is_ascii_lowercase())
+        && parts[1..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts
+            .last()
+            .is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        AsyncEndpointScalingSpec, DeletionPolicy, QuotaSpec, ScaleFromZeroSpec, TargetTrackingSpec,
+    };
+
+    pub(crate) fn spec() -> AsyncEndpointScalingSpec {
+        AsyncEndpointScalingSpec {
+            endpoint_name: "sdxl-async".into(),
+            variant_name: "AllTraffic".into(),
+            instance_type: "ml.g4dn.xlarge".into(),
+            region: None,
+            min_capacity: 0,
+            max_capacity: 20,
+            target_tracking: TargetTrackingSpec {
+                target_value: 5.0,
+                scale_in_cooldown_seconds: 300,
+                scale_out_cooldown_seconds: 300,
+                disable_scale_in: false,
+            },
+            scale_from_zero: ScaleFromZeroSpec::default(),
+            quota: QuotaSpec::default(),
+            suspend: false,
+            deletion_policy: DeletionPolicy::Delete,
+        }
+    }
+
+    fn messages(spec: &AsyncEndpointScalingSpec) -> Vec<String> {
+        validate_spec(spec)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_example_spec_is_valid() {
+        assert_eq!(validate_spec(&spec()), Ok(()));
+    }
+
+    #[test]
+    fn names_follow_sagemaker_patterns() {
+        for bad in ["", "-a", "a-", "a_b", "a.b", &"a".repeat(64)] {
+            let mut s = spec();
+            s.endpoint_name = bad.to_string();
+            assert!(
+                messages(&s)[0].starts_with("spec.endpointName: "),
+                "{bad:?}"
+            );
+        }
+        for good in ["a", "a--b", "A1", &"a".repeat(63)] {
+            let mut s = spec();
+            s.variant_name = good.to_string();
+            assert_eq!(validate_spec(&s), Ok(()), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn instance_types_and_regions_are_checked() {
+        for bad in [
+            "g4dn.xlarge",
+            "ml.g4dn",
+            "ml..xlarge",
+            "ml.G4dn.xlarge",
+            "ml.g4dn.x.large",
+        ] {
+            let mut s = spec();
+            s.instance_type = bad.into();
+            assert!(
+                messages(&s)[0].starts_with("spec.instanceType: "),
+                "{bad:?}"
+            );
+        }
+        let mut s = spec();
+        s.region = Some("us-gov-west-1".into());
+        assert_eq!(validate_spec(&s), Ok(()));
+        s.region = Some("useast1".into());
+        assert!(messages(&s)[0].starts_with("spec.region: "));
+    }
+
+    #[test]
+    fn alarm_settings_follow_cloudwatch_rules() {
+        let mut s = spec();
+        s.scale_from_zero.period_seconds = 45;
+        assert_eq!(
+            messages(&s),
+            vec![format!(
+                "spec.scaleFromZero.periodSeconds: {}",
+                rules::ALARM_PERIOD.message
+            )]
+        );
+        for ok in [10, 20, 30, 60, 120, 3600] {
+            s.scale_from_zero.period_seconds = ok;
+            assert_eq!(validate_spec(&s), Ok(()), "{ok}");
+        }
+        let mut s = spec();
+        s.scale_from_zero.datapoints_to_alarm = 3;
+        assert_eq!(
+            messages(&s),
+            vec![format!(
+                "spec.scaleFromZero: {}",
+                rules::DATAPOINTS_NOT_ABOVE_PERIODS.message
+            )]
+        );
+        let mut s = spec();
+        s.scale_from_zero.period_seconds = 600;
+        s.scale_from_zero.evaluation_periods = 145;
+        assert_eq!(
+            messages(&s),
+            vec![format!(
+                "spec.scaleFromZero: {}",
+                rules::ALARM_WINDOW.message
+            )]
+        );
+    }
+
+    #[test]
+    fn updates_may_not_move_the_resource_to_another_endpoint() {
+        let old = spec();
+        let mut new = spec();
+        new.endpoint_name = "other".into();
+        new.variant_name = "Blue".into();
+        let errors = validate_update(&old, &new).unwrap_err();
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[0].message, rules::ENDPOINT_NAME_IMMUTABLE.message);
+        let mut bigger = spec();
+        bigger.max_capacity = 40;
+        assert_eq!(validate_update(&old, &bigger), Ok(()));
+    }
+}
