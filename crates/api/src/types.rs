@@ -13,6 +13,8 @@ use crate::rules::{
 /// policy on ApproximateBacklogSizePerInstance, and (while minCapacity is 0) a step policy with
 /// a CloudWatch alarm on HasBacklogWithoutCapacity so that the endpoint scales out from zero.
 /// maxCapacity is clamped to the account's instance quota.
+// kube's typed printcolumn(...) repeats `type_ = ...`, which clippy mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "asyncscale.io",

@@ -59,13 +59,11 @@ pub fn validate_spec(spec: &AsyncEndpointScalingSpec) -> Result<(), Vec<FieldErr
             ),
         );
     }
-    if let Some(region) = &spec.region {
-        if !is_region(region) {
-            p.add(
-                "spec.region",
-                format!("{region:?} is not an AWS region name such as us-east-1"),
-            );
-        }
+    if let Some(region) = &spec.region
+        && !is_region(region)
+    {
+        let message = format!("{region:?} is not an AWS region name such as us-east-1");
+        p.add("spec.region", message);
     }
     p.at_least("spec.minCapacity", spec.min_capacity, 0);
     p.at_least("spec.maxCapacity", spec.max_capacity, 1);

@@ -1,1 +1,18 @@
+//! The pure heart of asyncscale: no I/O, no async, no Kubernetes client, no AWS SDK.
+//!
+//! - [`desired`]: spec (+ quota) → the AWS configuration that avoids both traps.
+//! - [`plan`]: (desired, observed) → an ordered list of changes; removal plans for delete.
+//! - [`status`]: (observed, outcome) → status and conditions.
+//!
+//! The AWS-shaped types in [`model`] are what the backend port speaks.
 
+pub mod desired;
+pub mod model;
+pub mod names;
+pub mod plan;
+pub mod status;
+
+pub use desired::{DesireError, Desired, desire};
+pub use model::*;
+pub use names::{Owner, ResourceNames};
+pub use plan::{AlarmActionArn, Blocked, Change, Plan, plan_apply, plan_delete};

@@ -1,0 +1,171 @@
+//! spec (+ quota) → the AWS configuration asyncscale wants.
+//!
+//! The configuration follows the SageMaker guide for async endpoints (aws-semantics.md §1.4):
+//! target tracking on ApproximateBacklogSizePerInstance, plus, while minCapacity is 0, a
+//! ChangeInCapacity step policy driven by an alarm on HasBacklogWithoutCapacity (trap 1). The
+//! maximum is clamped to the instance quota, because AWS fails a scale-out past the quota whole
+//! instead of scaling partially (§5.4, trap 2).
+
+use asyncscale_api::{AsyncEndpointScalingSpec, QuotaPolicy};
+
+use crate::model::*;
+use crate::names::{Owner, ResourceNames};
+
+/// What asyncscale wants AWS to hold for one endpoint variant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub names: ResourceNames,
+    pub owner: Owner,
+    pub target: ScalableTarget,
+    pub target_tracking: ScalingPolicy,
+    /// The step policy and its alarm; None while minCapacity > 0 or scale-from-zero is disabled.
+    pub scale_from_zero: Option<ScaleFromZero>,
+    pub effective_max: i32,
+    /// True when the quota lowered maxCapacity.
+    pub clamped: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaleFromZero {
+    pub policy: ScalingPolicy,
+    /// The alarm with an empty action list; the action is the step policy's ARN, known from AWS.
+    pub alarm: MetricAlarm,
+}
+
+impl ScaleFromZero {
+    pub fn alarm_with_action(&self, policy_arn: &str) -> MetricAlarm {
+        MetricAlarm {
+            alarm_actions: vec![policy_arn.to_string()],
+            ..self.alarm.clone()
+        }
+    }
+}
+
+/// Why no desired state can be computed: the user must act.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DesireError {
+    /// The quota leaves no room for minCapacity (or for a single instance).
+    QuotaTooLow { quota: Quota, min_capacity: i32 },
+}
+
+impl std::fmt::Display for DesireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DesireError::QuotaTooLow {
+                quota,
+                min_capacity,
+            } => write!(
+                f,
+                "the quota '{}' ({}) is {} instances ({} value), below what this resource needs (minCapacity {}, and at least 1 instance to scale out): request a quota increase in Service Quotas, or lower minCapacity",
+                quota.name,
+                quota.code,
+                quota.value,
+                quota.source.as_str().to_lowercase(),
+                min_capacity
+            ),
+        }
+    }
+}
+
+/// The instances the quota allows; fractional quota values do not buy a partial instance.
+pub fn quota_instances(quota: &Quota) -> i64 {
+    quota.value.floor() as i64
+}
+
+pub fn desire(
+    spec: &AsyncEndpointScalingSpec,
+    owner: &Owner,
+    quota: &QuotaLookup,
+) -> Result<Desired, DesireError> {
+    let names = ResourceNames::new(&spec.endpoint_name, &spec.variant_name);
+    let (effective_max, clamped) = match (spec.quota.policy, quota) {
+        (QuotaPolicy::Clamp, QuotaLookup::Known(q)) => {
+            let allowed = quota_instances(q);
+            if allowed < i64::from(spec.min_capacity.max(1)) {
+                return Err(DesireError::QuotaTooLow {
+                    quota: q.clone(),
+                    min_capacity: spec.min_capacity,
+                });
+            }
+            let max = i64::from(spec.max_capacity).min(allowed) as i32;
+            (max, max < spec.max_capacity)
+        }
+        _ => (spec.max_capacity, false),
+    };
+    let endpoint_dimension = vec![MetricDimension {
+        name: ENDPOINT_DIMENSION.to_string(),
+        value: spec.endpoint_name.clone(),
+    }];
+    let tt = &spec.target_tracking;
+    let target_tracking = ScalingPolicy {
+        name: names.target_tracking_policy.clone(),
+        resource_id: names.resource_id.clone(),
+        config: PolicyConfig::TargetTracking(TargetTrackingConfig {
+            target_value: tt.target_value,
+            metric: Some(CustomizedMetric {
+                metric_name: BACKLOG_PER_INSTANCE_METRIC.to_string(),
+                namespace: METRIC_NAMESPACE.to_string(),
+                dimensions: endpoint_dimension.clone(),
+                statistic: "Average".to_string(),
+            }),
+            scale_in_cooldown: Some(tt.scale_in_cooldown_seconds),
+            scale_out_cooldown: Some(tt.scale_out_cooldown_seconds),
+            disable_scale_in: tt.disable_scale_in,
+        }),
+    };
+    let sfz = &spec.scale_from_zero;
+    let scale_from_zero = (spec.min_capacity == 0 && sfz.enabled).then(|| ScaleFromZero {
+        policy: ScalingPolicy {
+            name: names.scale_from_zero_policy.clone(),
+            resource_id: names.resource_id.clone(),
+            config: PolicyConfig::Step(StepScalingConfig {
+                adjustment_type: Some("ChangeInCapacity".to_string()),
+                metric_aggregation_type: Some("Average".to_string()),
+                cooldown: Some(sfz.cooldown_seconds),
+                min_adjustment_magnitude: None,
+                step_adjustments: vec![StepAdjustment {
+                    lower_bound: Some(0.0),
+                    upper_bound: None,
+                    scaling_adjustment: sfz.scaling_adjustment,
+                }],
+            }),
+        },
+        alarm: MetricAlarm {
+            name: names.alarm.clone(),
+            description: Some(format!(
+                "Managed by asyncscale for {}: scales endpoint {} out from zero instances when requests are queued. Do not edit; change the AsyncEndpointScaling resource instead.",
+                owner.id(),
+                spec.endpoint_name
+            )),
+            namespace: METRIC_NAMESPACE.to_string(),
+            metric_name: BACKLOG_WITHOUT_CAPACITY_METRIC.to_string(),
+            dimensions: endpoint_dimension,
+            statistic: "Average".to_string(),
+            period: sfz.period_seconds,
+            evaluation_periods: sfz.evaluation_periods,
+            datapoints_to_alarm: Some(sfz.datapoints_to_alarm),
+            threshold: 1.0,
+            comparison_operator: "GreaterThanOrEqualToThreshold".to_string(),
+            treat_missing_data: Some("missing".to_string()),
+            actions_enabled: true,
+            alarm_actions: Vec::new(),
+            ok_actions: Vec::new(),
+            insufficient_data_actions: Vec::new(),
+        },
+    });
+    Ok(Desired {
+        target: ScalableTarget {
+            resource_id: names.resource_id.clone(),
+            min_capacity: spec.min_capacity,
+            max_capacity: effective_max,
+            suspended: SuspendedState::all(spec.suspend),
+        },
+        names,
+        owner: owner.clone(),
+        target_tracking,
+        scale_from_zero,
+        effective_max,
+        clamped,
+    })
+}
+impl std::error::Error for DesireError {}

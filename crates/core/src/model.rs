@@ -1,0 +1,222 @@
+//! AWS resources as asyncscale sees them: the fields it sets and compares, in AWS's terms.
+
+use std::collections::BTreeMap;
+
+pub const SERVICE_NAMESPACE: &str = "sagemaker";
+pub const SCALABLE_DIMENSION: &str = "sagemaker:variant:DesiredInstanceCount";
+pub const METRIC_NAMESPACE: &str = "AWS/SageMaker";
+pub const BACKLOG_PER_INSTANCE_METRIC: &str = "ApproximateBacklogSizePerInstance";
+pub const BACKLOG_WITHOUT_CAPACITY_METRIC: &str = "HasBacklogWithoutCapacity";
+pub const ENDPOINT_DIMENSION: &str = "EndpointName";
+
+pub type Tags = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SuspendedState {
+    pub dynamic_scaling_in: bool,
+    pub dynamic_scaling_out: bool,
+    pub scheduled_scaling: bool,
+}
+
+impl SuspendedState {
+    pub fn all(suspended: bool) -> Self {
+        Self {
+            dynamic_scaling_in: suspended,
+            dynamic_scaling_out: suspended,
+            scheduled_scaling: suspended,
+        }
+    }
+}
+
+/// An Application Auto Scaling scalable target (namespace `sagemaker`, dimension
+/// `sagemaker:variant:DesiredInstanceCount`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalableTarget {
+    pub resource_id: String,
+    pub min_capacity: i32,
+    pub max_capacity: i32,
+    pub suspended: SuspendedState,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedTarget {
+    pub target: ScalableTarget,
+    pub arn: Option<String>,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricDimension {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomizedMetric {
+    pub metric_name: String,
+    pub namespace: String,
+    pub dimensions: Vec<MetricDimension>,
+    pub statistic: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetTrackingConfig {
+    pub target_value: f64,
+    /// None when the policy uses a predefined metric or metric math: not ours to describe.
+    pub metric: Option<CustomizedMetric>,
+    pub scale_in_cooldown: Option<i32>,
+    pub scale_out_cooldown: Option<i32>,
+    pub disable_scale_in: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepAdjustment {
+    pub lower_bound: Option<f64>,
+    pub upper_bound: Option<f64>,
+    pub scaling_adjustment: i32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepScalingConfig {
+    pub adjustment_type: Option<String>,
+    pub metric_aggregation_type: Option<String>,
+    pub cooldown: Option<i32>,
+    pub min_adjustment_magnitude: Option<i32>,
+    pub step_adjustments: Vec<StepAdjustment>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicyConfig {
+    TargetTracking(TargetTrackingConfig),
+    Step(StepScalingConfig),
+    /// A policy type asyncscale never creates (e.g. PredictiveScaling), kept by name only.
+    Other(String),
+}
+
+impl PolicyConfig {
+    pub fn policy_type(&self) -> &str {
+        match self {
+            PolicyConfig::TargetTracking(_) => "TargetTrackingScaling",
+            PolicyConfig::Step(_) => "StepScaling",
+            PolicyConfig::Other(kind) => kind,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalingPolicy {
+    pub name: String,
+    pub resource_id: String,
+    pub config: PolicyConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedPolicy {
+    pub policy: ScalingPolicy,
+    pub arn: String,
+}
+
+/// A CloudWatch metric alarm, with the fields PutMetricAlarm overwrites.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricAlarm {
+    pub name: String,
+    pub description: Option<String>,
+    pub namespace: String,
+    pub metric_name: String,
+    pub dimensions: Vec<MetricDimension>,
+    pub statistic: String,
+    pub period: i32,
+    pub evaluation_periods: i32,
+    pub datapoints_to_alarm: Option<i32>,
+    pub threshold: f64,
+    pub comparison_operator: String,
+    pub treat_missing_data: Option<String>,
+    pub actions_enabled: bool,
+    pub alarm_actions: Vec<String>,
+    pub ok_actions: Vec<String>,
+    pub insufficient_data_actions: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedAlarm {
+    pub alarm: MetricAlarm,
+    pub arn: Option<String>,
+    /// OK, ALARM or INSUFFICIENT_DATA.
+    pub state: Option<String>,
+}
+
+/// One Application Auto Scaling scaling activity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalingActivity {
+    pub activity_id: String,
+    pub status_code: String,
+    pub description: String,
+    pub cause: String,
+    pub status_message: Option<String>,
+    /// RFC 3339.
+    pub start_time: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaSource {
+    /// The account's applied value (GetServiceQuota).
+    Applied,
+    /// AWS's default; the account has no applied value (GetAWSDefaultServiceQuota).
+    Default,
+}
+
+impl QuotaSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuotaSource::Applied => "Applied",
+            QuotaSource::Default => "Default",
+        }
+    }
+}
+
+/// The Service Quota `<instance type> for endpoint usage`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quota {
+    pub name: String,
+    pub code: String,
+    pub value: f64,
+    pub source: QuotaSource,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum QuotaLookup {
+    Known(Quota),
+    Unknown { name: String, reason: String },
+}
+
+/// The quota name for an instance type, e.g. `ml.g4dn.xlarge for endpoint usage`.
+pub fn quota_name(instance_type: &str) -> String {
+    format!("{instance_type} for endpoint usage")
+}
+
+/// Everything read from AWS about one endpoint variant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub target: Option<ObservedTarget>,
+    /// All policies on the scalable target, ours and others'.
+    pub policies: Vec<ObservedPolicy>,
+    /// The alarm with our name, if it exists.
+    pub alarm: Option<ObservedAlarm>,
+    /// Newest first.
+    pub activities: Vec<ScalingActivity>,
+}
+
+impl Observed {
+    pub fn empty() -> Self {
+        Self {
+            target: None,
+            policies: Vec::new(),
+            alarm: None,
+            activities: Vec::new(),
+        }
+    }
+
+    pub fn policy(&self, name: &str) -> Option<&ObservedPolicy> {
+        self.policies.iter().find(|p| p.policy.name == name)
+    }
+}

@@ -1,0 +1,564 @@
+//! (desired, observed) → an ordered plan of AWS changes.
+//!
+//! Order matters to AWS: the scalable target exists before its policies (PutScalingPolicy on an
+//! unregistered target fails with ObjectNotFoundException), and the step policy exists before the
+//! alarm that names its ARN. On removal our alarm goes first: AWS deletes a step policy's alarm
+//! action but never the alarm itself (aws-semantics.md §2.4). An in-sync world gives an empty plan,
+//! and only resources asyncscale owns ever appear in a plan.
+
+use std::fmt;
+
+use crate::desired::Desired;
+use crate::model::*;
+use crate::names::{MANAGED_BY_TAG, OWNER_TAG, OWNER_UID_TAG, Owner, ResourceNames};
+
+/// Where a PutAlarm gets the ARN of the step policy it invokes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlarmActionArn {
+    /// The step policy already exists; its ARN is stable across updates.
+    Known(String),
+    /// The ARN that an earlier PutPolicy in the same plan returns for this policy name.
+    OfPolicy(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// RegisterScalableTarget. `tags` are applied when the target is created.
+    RegisterTarget {
+        target: ScalableTarget,
+        tags: Tags,
+        create: bool,
+    },
+    DeregisterTarget {
+        resource_id: String,
+    },
+    /// Application Auto Scaling TagResource on the scalable target (adoption).
+    TagTarget {
+        arn: String,
+        tags: Tags,
+    },
+    /// Application Auto Scaling UntagResource (giving a target back on delete).
+    UntagTarget {
+        arn: String,
+        keys: Vec<String>,
+    },
+    PutPolicy {
+        policy: ScalingPolicy,
+    },
+    DeletePolicy {
+        resource_id: String,
+        name: String,
+    },
+    /// PutMetricAlarm; `alarm.alarm_actions` is replaced by the resolved `action`.
+    PutAlarm {
+        alarm: MetricAlarm,
+        tags: Tags,
+        action: AlarmActionArn,
+    },
+    DeleteAlarm {
+        name: String,
+    },
+}
+
+/// One change and a line a person can read, e.g. `~ scalable target ...: maxCapacity 20 → 4`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedChange {
+    pub change: Change,
+    pub summary: String,
+}
+
+impl fmt::Display for PlannedChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.summary)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    pub changes: Vec<PlannedChange>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+    fn push(&mut self, change: Change, summary: String) {
+        self.changes.push(PlannedChange { change, summary });
+    }
+}
+
+/// Why asyncscale will not touch AWS for this resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Blocked {
+    /// The scalable target belongs to someone else; the message names them.
+    Conflict(String),
+}
+
+impl fmt::Display for Blocked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Blocked::Conflict(message) => f.write_str(message),
+        }
+    }
+}
+
+/// Who owns an existing scalable target, according to its tags.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ownership {
+    Ours,
+    /// No asyncscale owner tag: set up by hand or by another tool.
+    Unowned,
+    /// Another AsyncEndpointScaling (`namespace/name`).
+    Other(String),
+}
+
+pub fn ownership(target: &ObservedTarget, owner: &Owner) -> Ownership {
+    match target.tags.get(OWNER_TAG) {
+        Some(id) if *id == owner.id() => Ownership::Ours,
+        Some(id) => Ownership::Other(id.clone()),
+        None => Ownership::Unowned,
+    }
+}
+
+fn conflict(names: &ResourceNames, ownership: Ownership) -> Blocked {
+    Blocked::Conflict(match ownership {
+        Ownership::Other(other) => format!(
+            "scalable target {} is managed by the AsyncEndpointScaling {other}; only one resource may manage an endpoint variant",
+            names.resource_id
+        ),
+        _ => format!(
+            "scalable target {} already exists and is not managed by asyncscale (set up by hand or by another tool); to let asyncscale take it over, annotate the resource with {}: \"true\"",
+            names.resource_id,
+            asyncscale_api::ADOPT_ANNOTATION
+        ),
+    })
+}
+
+/// The changes that make AWS match `desired`. `adopt` lets an unowned target be taken over.
+pub fn plan_apply(desired: &Desired, observed: &Observed, adopt: bool) -> Result<Plan, Blocked> {
+    let names = &desired.names;
+    let mut plan = Plan::default();
+    let owner_tags = desired.owner.tags();
+
+    let existing = observed.target.as_ref();
+    if let Some(target) = existing {
+        match ownership(target, &desired.owner) {
+            Ownership::Ours => {}
+            Ownership::Unowned if adopt => {
+                let arn = target.arn.clone().unwrap_or_default();
+                plan.push(
+                    Change::TagTarget {
+                        arn,
+                        tags: owner_tags.clone(),
+                    },
+                    format!(
+                        "~ adopt scalable target {} (tag it as owned by {})",
+                        names.resource_id,
+                        desired.owner.id()
+                    ),
+                );
+            }
+            other => return Err(conflict(names, other)),
+        }
+    }
+
+    // Removal of an alarm that is no longer wanted comes first.
+    let sfz = desired.scale_from_zero.as_ref();
+    if sfz.is_none() {
+        if let Some(alarm) = &observed.alarm {
+            plan.push(
+                Change::DeleteAlarm {
+                    name: alarm.alarm.name.clone(),
+                },
+                format!(
+                    "- delete alarm {} (scale-from-zero is not in effect)",
+                    alarm.alarm.name
+                ),
+            );
+        }
+    }
+
+    match existing {
+        None => plan.push(
+            Change::RegisterTarget {
+                target: desired.target.clone(),
+                tags: owner_tags.clone(),
+                create: true,
+            },
+            format!(
+                "+ register scalable target {} ({})",
+                names.resource_id,
+                describe(&target_fields(&desired.target))
+            ),
+        ),
+        Some(current) if current.target != desired.target => plan.push(
+            Change::RegisterTarget {
+                target: desired.target.clone(),
+                tags: owner_tags.clone(),
+                create: false,
+            },
+            format!(
+                "~ update scalable target {}: {}",
+                names.resource_id,
+                diff(
+                    &target_fields(&current.target),
+                    &target_fields(&desired.target)
+                )
+            ),
+        ),
+        Some(_) => {}
+    }
+
+    put_policy_if_needed(
+        &mut plan,
+        &desired.target_tracking,
+        observed,
+        "target-tracking policy",
+    );
+    if let Some(sfz) = sfz {
+        let step_put_fresh = put_policy_if_needed(
+            &mut plan,
+            &sfz.policy,
+            observed,
+            "scale-from-zero step policy",
+        );
+        let known_arn = observed.policy(&sfz.policy.name).map(|p| p.arn.clone());
+        match (step_put_fresh, known_arn) {
+            (false, Some(arn)) => {
+                let want = sfz.alarm_with_action(&arn);
+                match &observed.alarm {
+                    Some(have) if have.alarm == want => {}
+                    Some(have) => plan.push(
+                        Change::PutAlarm {
+                            alarm: want.clone(),
+                            tags: owner_tags.clone(),
+                            action: AlarmActionArn::Known(arn),
+                        },
+                        format!(
+                            "~ update alarm {}: {}",
+                            want.name,
+                            diff(&alarm_fields(&have.alarm), &alarm_fields(&want))
+                        ),
+                    ),
+                    None => plan.push(
+                        Change::PutAlarm {
+                            alarm: want.clone(),
+                            tags: owner_tags.clone(),
+                            action: AlarmActionArn::Known(arn),
+                        },
+                        format!(
+                            "+ create alarm {} ({})",
+                            want.name,
+                            describe(&alarm_fields(&want))
+                        ),
+                    ),
+                }
+            }
+            _ => {
+                let verb = if observed.alarm.is_some() {
+                    "~ update"
+                } else {
+                    "+ create"
+                };
+                plan.push(
+                    Change::PutAlarm {
+                        alarm: sfz.alarm.clone(),
+                        tags: owner_tags.clone(),
+                        action: AlarmActionArn::OfPolicy(sfz.policy.name.clone()),
+                    },
+                    format!(
+                        "{verb} alarm {} ({}, action: the ARN of policy {})",
+                        sfz.alarm.name,
+                        describe(&alarm_fields(&sfz.alarm)),
+                        sfz.policy.name
+                    ),
+                );
+            }
+        }
+    } else if let Some(step) = observed.policy(&names.scale_from_zero_policy) {
+        plan.push(
+            Change::DeletePolicy { resource_id: names.resource_id.clone(), name: step.policy.name.clone() },
+            format!("- delete scale-from-zero step policy {} (minCapacity > 0 or scale-from-zero disabled)", step.policy.name),
+        );
+    }
+    Ok(plan)
+}
+
+/// Adds a PutPolicy (after a DeletePolicy when the policy type changed) when the observed policy
+/// differs. Returns true when the policy gets a new ARN (it did not exist, or was recreated).
+fn put_policy_if_needed(
+    plan: &mut Plan,
+    want: &ScalingPolicy,
+    observed: &Observed,
+    what: &str,
+) -> bool {
+    match observed.policy(&want.name) {
+        Some(have) if have.policy == *want => false,
+        Some(have) if have.policy.config.policy_type() == want.config.policy_type() => {
+            plan.push(
+                Change::PutPolicy {
+                    policy: want.clone(),
+                },
+                format!(
+                    "~ update {what} {}: {}",
+                    want.name,
+                    diff(&policy_fields(&have.policy), &policy_fields(want))
+                ),
+            );
+            false
+        }
+        Some(have) => {
+            plan.push(
+                Change::DeletePolicy {
+                    resource_id: want.resource_id.clone(),
+                    name: want.name.clone(),
+                },
+                format!(
+                    "- delete policy {} (it is a {}, asyncscale needs a {})",
+                    want.name,
+                    have.policy.config.policy_type(),
+                    want.config.policy_type()
+                ),
+            );
+            plan.push(
+                Change::PutPolicy {
+                    policy: want.clone(),
+                },
+                format!(
+                    "+ create {what} {} ({})",
+                    want.name,
+                    describe(&policy_fields(want))
+                ),
+            );
+            true
+        }
+        None => {
+            plan.push(
+                Change::PutPolicy {
+                    policy: want.clone(),
+                },
+                format!(
+                    "+ create {what} {} ({})",
+                    want.name,
+                    describe(&policy_fields(want))
+                ),
+            );
+            true
+        }
+    }
+}
+
+/// The changes that remove what asyncscale owns for this endpoint variant. Deregistering the
+/// target would also delete other tools' policies on it (aws-semantics.md §2.4), so when foreign
+/// policies exist asyncscale deletes only its own policies and hands the target back untagged.
+pub fn plan_delete(names: &ResourceNames, owner: &Owner, observed: &Observed) -> Plan {
+    let mut plan = Plan::default();
+    let target_is_ours = match &observed.target {
+        Some(target) => ownership(target, owner) == Ownership::Ours,
+        None => true,
+    };
+    if !target_is_ours {
+        return plan; // Nothing here is ours, not even the alarm: its name belongs to the variant's owner.
+    }
+    if let Some(alarm) = &observed.alarm {
+        plan.push(
+            Change::DeleteAlarm {
+                name: alarm.alarm.name.clone(),
+            },
+            format!("- delete alarm {}", alarm.alarm.name),
+        );
+    }
+    let Some(target) = &observed.target else {
+        return plan;
+    };
+    let foreign = foreign_policies(names, observed);
+    if foreign.is_empty() {
+        plan.push(
+            Change::DeregisterTarget {
+                resource_id: names.resource_id.clone(),
+            },
+            format!(
+                "- deregister scalable target {} (AWS deletes its policies with it)",
+                names.resource_id
+            ),
+        );
+        return plan;
+    }
+    for policy in observed
+        .policies
+        .iter()
+        .filter(|p| names.is_ours(&p.policy.name))
+    {
+        plan.push(
+            Change::DeletePolicy {
+                resource_id: names.resource_id.clone(),
+                name: policy.policy.name.clone(),
+            },
+            format!("- delete policy {}", policy.policy.name),
+        );
+    }
+    let keys: Vec<String> = [MANAGED_BY_TAG, OWNER_TAG, OWNER_UID_TAG]
+        .into_iter()
+        .filter(|k| target.tags.contains_key(*k))
+        .map(str::to_string)
+        .collect();
+    plan.push(
+        Change::UntagTarget { arn: target.arn.clone().unwrap_or_default(), keys },
+        format!(
+            "~ keep scalable target {} for the policies of other tools ({}), and remove asyncscale's tags from it",
+            names.resource_id,
+            foreign.join(", ")
+        ),
+    );
+    plan
+}
+
+/// Policies on the scalable target that asyncscale does not own.
+pub fn foreign_policies(names: &ResourceNames, observed: &Observed) -> Vec<String> {
+    observed
+        .policies
+        .iter()
+        .filter(|p| !names.is_ours(&p.policy.name))
+        .map(|p| p.policy.name.clone())
+        .collect()
+}
+
+type Fields = Vec<(&'static str, String)>;
+
+fn describe(fields: &Fields) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn diff(have: &Fields, want: &Fields) -> String {
+    let changed: Vec<String> = want
+        .iter()
+        .filter_map(|(k, w)| {
+            let h = have
+                .iter()
+                .find(|(hk, _)| hk == k)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("(unset)");
+            (h != w).then(|| format!("{k} {h} → {w}"))
+        })
+        .collect();
+    if changed.is_empty() {
+        "configuration differs".to_string()
+    } else {
+        changed.join(", ")
+    }
+}
+
+fn opt<T: fmt::Display>(value: &Option<T>) -> String {
+    value
+        .as_ref()
+        .map_or_else(|| "(unset)".to_string(), ToString::to_string)
+}
+
+fn target_fields(t: &ScalableTarget) -> Fields {
+    let s = &t.suspended;
+    vec![
+        ("minCapacity", t.min_capacity.to_string()),
+        ("maxCapacity", t.max_capacity.to_string()),
+        (
+            "suspended",
+            format!(
+                "in={} out={} scheduled={}",
+                s.dynamic_scaling_in, s.dynamic_scaling_out, s.scheduled_scaling
+            ),
+        ),
+    ]
+}
+
+fn dimensions(dims: &[MetricDimension]) -> String {
+    dims.iter()
+        .map(|d| format!("{}={}", d.name, d.value))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn policy_fields(p: &ScalingPolicy) -> Fields {
+    match &p.config {
+        PolicyConfig::TargetTracking(tt) => {
+            let metric = tt.metric.as_ref().map_or_else(
+                || "(not a customized metric)".to_string(),
+                |m| {
+                    format!(
+                        "{}/{} [{}] {}",
+                        m.namespace,
+                        m.metric_name,
+                        dimensions(&m.dimensions),
+                        m.statistic
+                    )
+                },
+            );
+            vec![
+                ("metric", metric),
+                ("targetValue", tt.target_value.to_string()),
+                ("scaleInCooldown", opt(&tt.scale_in_cooldown)),
+                ("scaleOutCooldown", opt(&tt.scale_out_cooldown)),
+                ("disableScaleIn", tt.disable_scale_in.to_string()),
+            ]
+        }
+        PolicyConfig::Step(step) => {
+            let steps = step
+                .step_adjustments
+                .iter()
+                .map(|s| {
+                    format!(
+                        "[{}, {}) → {:+}",
+                        opt(&s.lower_bound),
+                        opt(&s.upper_bound),
+                        s.scaling_adjustment
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            vec![
+                ("adjustmentType", opt(&step.adjustment_type)),
+                ("aggregation", opt(&step.metric_aggregation_type)),
+                ("cooldown", opt(&step.cooldown)),
+                (
+                    "minAdjustmentMagnitude",
+                    opt(&step.min_adjustment_magnitude),
+                ),
+                ("steps", steps),
+            ]
+        }
+        PolicyConfig::Other(kind) => vec![("type", kind.clone())],
+    }
+}
+
+fn alarm_fields(a: &MetricAlarm) -> Fields {
+    vec![
+        (
+            "metric",
+            format!(
+                "{}/{} [{}] {}",
+                a.namespace,
+                a.metric_name,
+                dimensions(&a.dimensions),
+                a.statistic
+            ),
+        ),
+        ("period", a.period.to_string()),
+        ("evaluationPeriods", a.evaluation_periods.to_string()),
+        ("datapointsToAlarm", opt(&a.datapoints_to_alarm)),
+        (
+            "condition",
+            format!("{} {}", a.comparison_operator, a.threshold),
+        ),
+        ("treatMissingData", opt(&a.treat_missing_data)),
+        ("actionsEnabled", a.actions_enabled.to_string()),
+        ("alarmActions", a.alarm_actions.join(",")),
+        ("okActions", a.ok_actions.join(",")),
+        (
+            "insufficientDataActions",
+            a.insufficient_data_actions.join(","),
+        ),
+        ("description", opt(&a.description)),
+    ]
+}

@@ -1,0 +1,529 @@
+//! (observed, outcome) → status and conditions.
+//!
+//! Conditions (all positive polarity):
+//! - `Ready`: the summary. True only when AWS matches the desired state and nothing blocks scaling.
+//! - `Synced`: AWS matches the desired state.
+//! - `QuotaClamped`: True when the quota lowered maxCapacity; Unknown when it could not be read.
+//! - `ScalingHealthy`: False when the newest scaling activity failed (AWS's message verbatim).
+//!
+//! `lastTransitionTime` moves only when a condition's status flips, so a status computed twice
+//! from the same world is equal, and callers can skip the patch ([`same_ignoring_time`]).
+
+use asyncscale_api::{
+    AsyncEndpointScalingSpec, AsyncEndpointScalingStatus, OwnedAlarmStatus, OwnedPolicyStatus,
+    OwnedTargetStatus, QuotaPolicy, QuotaStatus, ScalingActivityStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::desired::{Desired, quota_instances};
+use crate::model::{Observed, QuotaLookup};
+use crate::names::ResourceNames;
+use crate::plan::foreign_policies;
+
+pub const READY: &str = "Ready";
+pub const SYNCED: &str = "Synced";
+pub const QUOTA_CLAMPED: &str = "QuotaClamped";
+pub const SCALING_HEALTHY: &str = "ScalingHealthy";
+
+/// The text AWS puts in a scaling activity that the instance quota blocked (aws-semantics.md §5.4).
+const QUOTA_EXCEEDED_MARKER: &str = "account-level service limit";
+
+/// How the attempt to converge ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncOutcome {
+    /// AWS matches the desired state (nothing to do, or every change succeeded).
+    InSync,
+    /// `plan` only: this many changes would be made.
+    ChangesPending(usize),
+    /// A change failed; the message says which and why.
+    ApplyFailed(String),
+    /// The spec is invalid; nothing was written.
+    InvalidSpec(String),
+    /// The scalable target belongs to someone else; nothing was written.
+    Conflict(String),
+    /// The instance quota leaves no room for minCapacity; nothing was written.
+    QuotaTooLow(String),
+    /// AWS could not be read.
+    ObserveFailed(String),
+}
+
+/// Everything a status is computed from.
+#[derive(Debug, Clone)]
+pub struct StatusInput<'a> {
+    pub generation: Option<i64>,
+    pub spec: &'a AsyncEndpointScalingSpec,
+    pub quota: Option<&'a QuotaLookup>,
+    pub desired: Option<&'a Desired>,
+    /// AWS as read after applying (or before, when only planning).
+    pub observed: Option<&'a Observed>,
+    pub outcome: SyncOutcome,
+}
+
+/// The status a resource gets on its first visit, before anything is known.
+pub fn initial_status(generation: Option<i64>, now: &Time) -> AsyncEndpointScalingStatus {
+    AsyncEndpointScalingStatus {
+        observed_generation: generation,
+        conditions: vec![condition(
+            READY,
+            "Unknown",
+            "Reconciling",
+            "asyncscale is reading AWS",
+            generation,
+            now,
+        )],
+        ..Default::default()
+    }
+}
+
+pub fn compute_status(
+    input: &StatusInput<'_>,
+    previous: Option<&AsyncEndpointScalingStatus>,
+    now: &Time,
+) -> AsyncEndpointScalingStatus {
+    let spec = input.spec;
+    let names = ResourceNames::new(&spec.endpoint_name, &spec.variant_name);
+    let generation = input.generation;
+    let mut status = AsyncEndpointScalingStatus {
+        observed_generation: generation,
+        effective_max_capacity: input.desired.map(|d| d.effective_max),
+        quota: input.quota.map(quota_status),
+        ..Default::default()
+    };
+    if let Some(observed) = input.observed {
+        status.scalable_target = observed.target.as_ref().map(|t| OwnedTargetStatus {
+            resource_id: t.target.resource_id.clone(),
+            arn: t.arn.clone(),
+        });
+        let policy = |name: &str| {
+            observed.policy(name).map(|p| OwnedPolicyStatus {
+                name: p.policy.name.clone(),
+                arn: Some(p.arn.clone()),
+            })
+        };
+        status.target_tracking_policy = policy(&names.target_tracking_policy);
+        status.scale_from_zero_policy = policy(&names.scale_from_zero_policy);
+        status.scale_from_zero_alarm = observed.alarm.as_ref().map(|a| OwnedAlarmStatus {
+            name: a.alarm.name.clone(),
+            arn: a.arn.clone(),
+            state: a.state.clone(),
+        });
+        status.foreign_policies = foreign_policies(&names, observed);
+        status.last_scaling_activity = observed.activities.first().map(|a| ScalingActivityStatus {
+            status_code: a.status_code.clone(),
+            description: a.description.clone(),
+            message: a.status_message.clone(),
+            start_time: a.start_time.clone(),
+        });
+    }
+
+    let synced = synced_condition(&input.outcome);
+    let quota = quota_condition(input);
+    let healthy = scaling_condition(input.observed);
+    let ready = ready_condition(&synced, &healthy, input);
+    let fresh = [ready, synced, quota, healthy]
+        .into_iter()
+        .map(|(kind, state, reason, message)| {
+            condition(kind, state, reason, &message, generation, now)
+        })
+        .collect();
+    status.conditions = keep_transition_times(previous.map_or(&[][..], |p| &p.conditions), fresh);
+    status
+}
+
+type Cond = (&'static str, &'static str, &'static str, String);
+
+fn synced_condition(outcome: &SyncOutcome) -> Cond {
+    match outcome {
+        SyncOutcome::InSync => (
+            SYNCED,
+            "True",
+            "InSync",
+            "AWS matches the desired configuration".into(),
+        ),
+        SyncOutcome::ChangesPending(n) => (
+            SYNCED,
+            "False",
+            "ChangesPending",
+            format!("{n} change(s) to AWS are pending; run apply"),
+        ),
+        SyncOutcome::ApplyFailed(m) => (SYNCED, "False", "ApplyFailed", m.clone()),
+        SyncOutcome::InvalidSpec(m) => (SYNCED, "False", "InvalidSpec", m.clone()),
+        SyncOutcome::Conflict(m) => (SYNCED, "False", "Conflict", m.clone()),
+        SyncOutcome::QuotaTooLow(m) => (SYNCED, "False", "QuotaTooLow", m.clone()),
+        SyncOutcome::ObserveFailed(m) => (SYNCED, "Unknown", "ObserveFailed", m.clone()),
+    }
+}
+
+fn quota_condition(input: &StatusInput<'_>) -> Cond {
+    let spec = input.spec;
+    let max = spec.max_capacity;
+    match input.quota {
+        None => (
+            QUOTA_CLAMPED,
+            "Unknown",
+            "QuotaNotRead",
+            "the instance quota has not been read".into(),
+        ),
+        Some(QuotaLookup::Unknown { name, reason }) => (
+            QUOTA_CLAMPED,
+            "Unknown",
+            "QuotaUnknown",
+            format!(
+                "could not read the quota '{name}': {reason}; maxCapacity {max} applies unclamped"
+            ),
+        ),
+        Some(QuotaLookup::Known(q)) => {
+            let allowed = quota_instances(q);
+            let what = format!(
+                "the quota '{}' ({}, {} value) of {allowed} instances",
+                q.name,
+                q.code,
+                q.source.as_str().to_lowercase()
+            );
+            if matches!(input.outcome, SyncOutcome::QuotaTooLow(_)) {
+                return (
+                    QUOTA_CLAMPED,
+                    "True",
+                    "QuotaTooLow",
+                    format!("{what} is below minCapacity {} or zero", spec.min_capacity),
+                );
+            }
+            match (spec.quota.policy, i64::from(max) > allowed) {
+                (QuotaPolicy::Clamp, true) => (
+                    QUOTA_CLAMPED,
+                    "True",
+                    "Clamped",
+                    format!(
+                        "maxCapacity {max} is above {what}; the scalable target's MaxCapacity is {allowed}"
+                    ),
+                ),
+                (QuotaPolicy::Ignore, true) => (
+                    QUOTA_CLAMPED,
+                    "False",
+                    "ClampDisabled",
+                    format!(
+                        "maxCapacity {max} is above {what} and quota.policy is Ignore: a scale-out past the quota fails whole in AWS"
+                    ),
+                ),
+                (_, false) => (
+                    QUOTA_CLAMPED,
+                    "False",
+                    "WithinQuota",
+                    format!("maxCapacity {max} is within {what}"),
+                ),
+            }
+        }
+    }
+}
+
+fn scaling_condition(observed: Option<&Observed>) -> Cond {
+    let Some(observed) = observed else {
+        return (
+            SCALING_HEALTHY,
+            "Unknown",
+            "NotObserved",
+            "scaling activities have not been read".into(),
+        );
+    };
+    match observed.activities.first() {
+        None => (
+            SCALING_HEALTHY,
+            "True",
+            "NoActivity",
+            "no scaling activity recorded yet".into(),
+        ),
+        Some(a) if a.status_code == "Failed" => {
+            let message = a
+                .status_message
+                .clone()
+                .unwrap_or_else(|| a.description.clone());
+            let reason = if message.contains(QUOTA_EXCEEDED_MARKER) {
+                "QuotaExceeded"
+            } else {
+                "ScalingActivityFailed"
+            };
+            (SCALING_HEALTHY, "False", reason, message)
+        }
+        Some(a) => (
+            SCALING_HEALTHY,
+            "True",
+            "LastActivityOk",
+            format!(
+                "newest scaling activity is {}: {}",
+                a.status_code, a.description
+            ),
+        ),
+    }
+}
+
+fn ready_condition(synced: &Cond, healthy: &Cond, input: &StatusInput<'_>) -> Cond {
+    if synced.1 != "True" {
+        let state = if synced.1 == "Unknown" {
+            "Unknown"
+        } else {
+            "False"
+        };
+        return (READY, state, synced.2, synced.3.clone());
+    }
+    if healthy.1 == "False" {
+        return (READY, "False", healthy.2, healthy.3.clone());
+    }
+    let spec = input.spec;
+    let max = input.desired.map_or(spec.max_capacity, |d| d.effective_max);
+    (
+        READY,
+        "True",
+        "Ready",
+        format!(
+            "endpoint {} variant {} can scale between {} and {max} instances",
+            spec.endpoint_name, spec.variant_name, spec.min_capacity
+        ),
+    )
+}
+
+fn quota_status(q: &QuotaLookup) -> QuotaStatus {
+    match q {
+        QuotaLookup::Known(q) => QuotaStatus {
+            name: q.name.clone(),
+            code: Some(q.code.clone()),
+            value: Some(quota_instances(q)),
+            source: Some(q.source.as_str().to_string()),
+            unknown_reason: None,
+        },
+        QuotaLookup::Unknown { name, reason } => QuotaStatus {
+            name: name.clone(),
+            unknown_reason: Some(reason.clone()),
+            ..Default::default()
+        },
+    }
+}
+
+fn condition(
+    kind: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    Condition {
+        type_: kind.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        observed_generation: generation,
+        last_transition_time: now.clone(),
+    }
+}
+
+/// Keeps each condition's previous `lastTransitionTime` unless its status flipped.
+pub fn keep_transition_times(previous: &[Condition], fresh: Vec<Condition>) -> Vec<Condition> {
+    fresh
+        .into_iter()
+        .map(|mut c| {
+            if let Some(old) = previous
+                .iter()
+                .find(|o| o.type_ == c.type_ && o.status == c.status)
+            {
+                c.last_transition_time = old.last_transition_time.clone();
+            }
+            c
+        })
+        .collect()
+}
+
+/// True when two statuses differ only in condition timestamps: no patch is needed.
+pub fn same_ignoring_time(a: &AsyncEndpointScalingStatus, b: &AsyncEndpointScalingStatus) -> bool {
+    let strip = |s: &AsyncEndpointScalingStatus| {
+        let mut s = s.clone();
+        for c in &mut s.conditions {
+            c.last_transition_time = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        }
+        s
+    };
+    strip(a) == strip(b)
+}
+
+/// Looks a condition up by type.
+pub fn find<'a>(status: &'a AsyncEndpointScalingStatus, kind: &str) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::desire;
+    use crate::model::{Quota, QuotaSource, ScalingActivity};
+    use crate::names::Owner;
+    use k8s_openapi::jiff::Timestamp;
+
+    const QUOTA_MESSAGE: &str = "Failed to set desired instance count to 20. Reason: The account-level service limit 'ml.g4dn.xlarge for endpoint usage' is 4 Instances, with current utilization of 1 Instances and a request delta of 19 Instances. Please contact AWS support to request an increase for this limit. (Service: AmazonSageMaker; Status Code: 400; Error Code: ResourceLimitExceeded; Request ID: r-1).";
+
+    fn spec() -> AsyncEndpointScalingSpec {
+        asyncscale_api::parse_manifests(
+            "t.yaml",
+            "apiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {name: sdxl, namespace: ml}\nspec: {endpointName: sdxl-async, instanceType: ml.g4dn.xlarge, maxCapacity: 20, targetTracking: {targetValue: 5}}\n",
+        )
+        .unwrap()
+        .remove(0)
+        .resource
+        .spec
+    }
+
+    fn quota(value: f64) -> QuotaLookup {
+        QuotaLookup::Known(Quota {
+            name: "ml.g4dn.xlarge for endpoint usage".into(),
+            code: "L-B67CFA0C".into(),
+            value,
+            source: QuotaSource::Applied,
+        })
+    }
+
+    fn at(seconds: i64) -> Time {
+        Time(Timestamp::from_second(seconds).unwrap())
+    }
+
+    fn activity(code: &str, message: &str) -> ScalingActivity {
+        ScalingActivity {
+            activity_id: "a-1".into(),
+            status_code: code.into(),
+            description: "Setting desired instance count to 20.".into(),
+            cause: "monitor alarm X in state ALARM triggered policy Y".into(),
+            status_message: Some(message.into()),
+            start_time: "2026-11-27T10:00:00Z".into(),
+        }
+    }
+
+    fn run(
+        observed: &Observed,
+        outcome: SyncOutcome,
+        previous: Option<&AsyncEndpointScalingStatus>,
+        now: i64,
+    ) -> AsyncEndpointScalingStatus {
+        let spec = spec();
+        let q = quota(4.0);
+        let owner = Owner {
+            namespace: "ml".into(),
+            name: "sdxl".into(),
+            uid: None,
+        };
+        let desired = desire(&spec, &owner, &q).unwrap();
+        let input = StatusInput {
+            generation: Some(3),
+            spec: &spec,
+            quota: Some(&q),
+            desired: Some(&desired),
+            observed: Some(observed),
+            outcome,
+        };
+        compute_status(&input, previous, &at(now))
+    }
+
+    #[test]
+    fn clamp_and_quota_failure_are_reported_with_aws_words() {
+        let mut observed = Observed::empty();
+        observed.activities.push(activity("Failed", QUOTA_MESSAGE));
+        let status = run(&observed, SyncOutcome::InSync, None, 100);
+        assert_eq!(status.effective_max_capacity, Some(4));
+        assert_eq!(status.observed_generation, Some(3));
+        let clamped = find(&status, QUOTA_CLAMPED).unwrap();
+        assert_eq!(
+            (clamped.status.as_str(), clamped.reason.as_str()),
+            ("True", "Clamped")
+        );
+        assert!(clamped.message.contains(
+            "'ml.g4dn.xlarge for endpoint usage' (L-B67CFA0C, applied value) of 4 instances"
+        ));
+        let healthy = find(&status, SCALING_HEALTHY).unwrap();
+        assert_eq!(
+            (healthy.status.as_str(), healthy.reason.as_str()),
+            ("False", "QuotaExceeded")
+        );
+        assert_eq!(healthy.message, QUOTA_MESSAGE);
+        let ready = find(&status, READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "QuotaExceeded")
+        );
+        assert_eq!(ready.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn other_failures_are_scaling_activity_failed() {
+        let mut observed = Observed::empty();
+        observed
+            .activities
+            .push(activity("Failed", "Endpoint is being updated"));
+        let status = run(&observed, SyncOutcome::InSync, None, 100);
+        assert_eq!(
+            find(&status, SCALING_HEALTHY).unwrap().reason,
+            "ScalingActivityFailed"
+        );
+    }
+
+    #[test]
+    fn ready_when_synced_and_nothing_failed() {
+        let mut observed = Observed::empty();
+        observed.activities.push(activity(
+            "Successful",
+            "Successfully set desired instance count to 1.",
+        ));
+        let status = run(&observed, SyncOutcome::InSync, None, 100);
+        let ready = find(&status, READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "Ready")
+        );
+        assert_eq!(
+            ready.message,
+            "endpoint sdxl-async variant AllTraffic can scale between 0 and 4 instances"
+        );
+        let conflict = run(
+            &observed,
+            SyncOutcome::Conflict("owned by x/y".into()),
+            None,
+            100,
+        );
+        let ready = find(&conflict, READY).unwrap();
+        assert_eq!(
+            (
+                ready.status.as_str(),
+                ready.reason.as_str(),
+                ready.message.as_str()
+            ),
+            ("False", "Conflict", "owned by x/y")
+        );
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_flips() {
+        let observed = Observed::empty();
+        let first = run(&observed, SyncOutcome::InSync, None, 100);
+        let second = run(&observed, SyncOutcome::InSync, Some(&first), 200);
+        assert_eq!(first, second, "nothing changed, so nothing moves");
+        assert!(same_ignoring_time(&first, &second));
+        let failed = run(
+            &observed,
+            SyncOutcome::ApplyFailed("boom".into()),
+            Some(&second),
+            300,
+        );
+        let synced = find(&failed, SYNCED).unwrap();
+        assert_eq!(synced.last_transition_time, at(300));
+        let quota = find(&failed, QUOTA_CLAMPED).unwrap();
+        assert_eq!(
+            quota.last_transition_time,
+            at(100),
+            "QuotaClamped did not flip"
+        );
+        assert!(!same_ignoring_time(&second, &failed));
+    }
+
+    #[test]
+    fn first_visit_sets_ready_unknown() {
+        let status = initial_status(Some(1), &at(5));
+        let ready = find(&status, READY).unwrap();
+        assert_eq!(ready.status, "Unknown");
+        assert_eq!(status.observed_generation, Some(1));
+    }
+}
