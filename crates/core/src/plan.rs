@@ -164,18 +164,12 @@ pub fn plan_apply(desired: &Desired, observed: &Observed, adopt: bool) -> Result
 
     // Removal of an alarm that is no longer wanted comes first.
     let sfz = desired.scale_from_zero.as_ref();
-    if sfz.is_none() {
-        if let Some(alarm) = &observed.alarm {
-            plan.push(
-                Change::DeleteAlarm {
-                    name: alarm.alarm.name.clone(),
-                },
-                format!(
-                    "- delete alarm {} (scale-from-zero is not in effect)",
-                    alarm.alarm.name
-                ),
-            );
-        }
+    if sfz.is_none()
+        && let Some(alarm) = &observed.alarm
+    {
+        let name = alarm.alarm.name.clone();
+        let summary = format!("- delete alarm {name} (scale-from-zero is not in effect)");
+        plan.push(Change::DeleteAlarm { name }, summary);
     }
 
     match existing {
