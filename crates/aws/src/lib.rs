@@ -1,1 +1,14 @@
+//! The AWS side of asyncscale: the backend port, its AWS SDK adapter, and the engine that runs
+//! observe → plan → apply → status against any backend. Knows nothing of Kubernetes.
 
+pub mod calls;
+pub mod engine;
+pub mod error;
+pub mod port;
+pub mod sdk;
+
+pub use calls::{CallCounter, CallKey};
+pub use engine::{ConvergeMode, ConvergeReport, Intent, RemoveReport, converge, observe, remove};
+pub use error::{AwsError, ErrorClass};
+pub use port::AutoscalingBackend;
+pub use sdk::{AwsOptions, SdkBackend};

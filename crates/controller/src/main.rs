@@ -1,1 +1,14 @@
-fn main() {}
+//! `asyncscale`: autoscaling for SageMaker asynchronous inference endpoints.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    cli::init_logging(&args.log_format);
+    cli::run(args).await
+}

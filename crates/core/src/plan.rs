@@ -419,9 +419,11 @@ pub fn foreign_policies(names: &ResourceNames, observed: &Observed) -> Vec<Strin
 
 type Fields = Vec<(&'static str, String)>;
 
+/// A created resource's settings, leaving out what is unset or empty (and the long description).
 fn describe(fields: &Fields) -> String {
     fields
         .iter()
+        .filter(|(k, v)| !v.is_empty() && v != "(unset)" && *k != "description")
         .map(|(k, v)| format!("{k} {v}"))
         .collect::<Vec<_>>()
         .join(", ")

@@ -1,1 +1,25 @@
+//! A simulated AWS account for asyncscale: today the state and API of Application Auto Scaling,
+//! CloudWatch alarms and Service Quotas behind a local AWS-compatible endpoint (`sim serve`).
 
+pub mod account;
+pub mod cbor;
+pub mod quotas;
+pub mod server;
+
+pub use account::{Account, Activity, ApiError, QuotaTable};
+pub use server::{SimServer, start};
+
+/// Builds the quota table from `--quota TYPE=N` (applied values) and `--default-quota TYPE=N`.
+pub fn quota_table(applied: &[String], defaults: &[String]) -> Result<QuotaTable, String> {
+    let mut table = QuotaTable::default();
+    table.defaults.extend(quotas::always_present_defaults());
+    for flag in applied {
+        let (name, value) = quotas::parse_quota_flag(flag)?;
+        table.applied.insert(name, value);
+    }
+    for flag in defaults {
+        let (name, value) = quotas::parse_quota_flag(flag)?;
+        table.defaults.insert(name, value);
+    }
+    Ok(table)
+}

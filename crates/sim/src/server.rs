@@ -1,0 +1,277 @@
+//! The local AWS endpoint: one HTTP listener that speaks
+//! - Application Auto Scaling and Service Quotas over AWS JSON 1.1 (`POST /`, `X-Amz-Target`),
+//! - CloudWatch over Smithy RPC v2 CBOR (`POST /service/GraniteServiceVersion20100801/operation/<Op>`),
+//!   as aws-sdk-cloudwatch 1.140 and botocore 1.43 send it, and over AWS JSON 1.0,
+//!
+//! with AWS's error shapes (aws-semantics.md §6.2), plus admin routes under `/_sim/` for tests:
+//! - `GET /_sim/state`: every scalable target, policy (with configuration) and alarm (with tags);
+//! - `GET /_sim/calls`: requests answered, by service and operation;
+//! - `POST /_sim/activities`: record a scaling activity (JSON in DescribeScalingActivities' shape);
+//! - `POST /_sim/quotas`: `{"applied": {"ml.g4dn.xlarge": 4}, "defaults": {...}}` sets quotas.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::account::{Account, Activity, ApiError, QuotaTable};
+use crate::cbor;
+
+pub type SharedAccount = Arc<Mutex<Account>>;
+
+/// A running local endpoint.
+pub struct SimServer {
+    pub addr: SocketAddr,
+    pub account: SharedAccount,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SimServer {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Serves until the process ends.
+    pub async fn wait(mut self) {
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
+        let _ = task.await;
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn start(listen: SocketAddr, quotas: QuotaTable) -> std::io::Result<SimServer> {
+    let account: SharedAccount = Arc::new(Mutex::new(Account::new(quotas)));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let app = router(account.clone());
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "local AWS endpoint stopped");
+        }
+    });
+    Ok(SimServer {
+        addr,
+        account,
+        task,
+    })
+}
+
+pub fn router(account: SharedAccount) -> Router {
+    Router::new()
+        .route("/", post(json_protocols))
+        .route(
+            "/service/GraniteServiceVersion20100801/operation/{operation}",
+            post(cloudwatch_cbor),
+        )
+        .route("/_sim/state", get(admin_state))
+        .route("/_sim/calls", get(admin_calls))
+        .route("/_sim/activities", post(admin_add_activity))
+        .route("/_sim/quotas", post(admin_set_quotas))
+        .with_state(account)
+}
+
+/// The region from a SigV4 `Authorization` header's credential scope; us-east-1 when unsigned.
+fn region(headers: &HeaderMap) -> String {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| auth.split("Credential=").nth(1))
+        .and_then(|cred| cred.split('/').nth(2))
+        .unwrap_or("us-east-1")
+        .to_string()
+}
+
+fn run(
+    account: &SharedAccount,
+    service: &str,
+    operation: &str,
+    input: &Value,
+    region: &str,
+) -> Result<Value, ApiError> {
+    let mut account = account.lock().expect("account lock");
+    let result = account.handle(service, operation, input, region);
+    tracing::debug!(
+        service,
+        operation,
+        ok = result.is_ok(),
+        "simulated AWS call"
+    );
+    result
+}
+
+async fn json_protocols(
+    State(account): State<SharedAccount>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let (service, json_version) = match target.split_once('.') {
+        Some(("AnyScaleFrontendService", _)) => ("application-autoscaling", "1.1"),
+        Some(("ServiceQuotasV20190624", _)) => ("service-quotas", "1.1"),
+        Some(("GraniteServiceVersion20100801", _)) => ("cloudwatch", "1.0"),
+        _ => {
+            let error = ApiError::new(
+                "UnknownOperationException",
+                format!("unsupported X-Amz-Target {target:?}"),
+            );
+            return json_error(&error, "1.1", false);
+        }
+    };
+    let operation = target.split_once('.').map(|(_, op)| op).unwrap_or_default();
+    let input: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return json_error(
+                    &ApiError::new("SerializationException", format!("invalid JSON body: {e}")),
+                    json_version,
+                    false,
+                );
+            }
+        }
+    };
+    match run(&account, service, operation, &input, &region(&headers)) {
+        Ok(output) => {
+            let content_type = format!("application/x-amz-json-{json_version}");
+            ([(header::CONTENT_TYPE, content_type)], output.to_string()).into_response()
+        }
+        Err(error) => json_error(&error, json_version, service == "cloudwatch"),
+    }
+}
+
+fn json_error(error: &ApiError, json_version: &str, query_compatible: bool) -> Response {
+    let mut response = (
+        StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST),
+        [(
+            header::CONTENT_TYPE,
+            format!("application/x-amz-json-{json_version}"),
+        )],
+        json!({ "__type": error.code, "message": error.message }).to_string(),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert("x-amzn-errortype", HeaderValue::from_static(error.code));
+    if query_compatible {
+        insert_query_error(headers, error);
+    }
+    response
+}
+
+fn insert_query_error(headers: &mut HeaderMap, error: &ApiError) {
+    let fault = if error.is_sender_fault() {
+        "Sender"
+    } else {
+        "Receiver"
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!("{};{fault}", error.code)) {
+        headers.insert("x-amzn-query-error", v);
+    }
+}
+
+async fn cloudwatch_cbor(
+    State(account): State<SharedAccount>,
+    Path(operation): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = cbor::decode(&body)
+        .map_err(|e| ApiError::new("SerializationException", e))
+        .and_then(|input| {
+            run(
+                &account,
+                "cloudwatch",
+                &operation,
+                &input,
+                &region(&headers),
+            )
+        });
+    let (status, body, error) = match result {
+        Ok(output) => (StatusCode::OK, cbor::encode(&output), None),
+        Err(error) => (
+            StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST),
+            cbor::encode(&json!({ "__type": error.code, "message": error.message })),
+            Some(error),
+        ),
+    };
+    let mut response = (status, [(header::CONTENT_TYPE, "application/cbor")], body).into_response();
+    let headers = response.headers_mut();
+    headers.insert("smithy-protocol", HeaderValue::from_static("rpc-v2-cbor"));
+    if let Some(error) = error {
+        insert_query_error(headers, &error);
+    }
+    response
+}
+
+async fn admin_state(State(account): State<SharedAccount>) -> Response {
+    let snapshot = account.lock().expect("account lock").snapshot("us-east-1");
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        snapshot.to_string(),
+    )
+        .into_response()
+}
+
+async fn admin_calls(State(account): State<SharedAccount>) -> Response {
+    let calls = account.lock().expect("account lock").calls.clone();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json!(calls).to_string(),
+    )
+        .into_response()
+}
+
+async fn admin_add_activity(State(account): State<SharedAccount>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Activity>(&body) {
+        Ok(activity) => {
+            account.lock().expect("account lock").add_activity(activity);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("invalid activity: {e}")).into_response(),
+    }
+}
+
+async fn admin_set_quotas(State(account): State<SharedAccount>, body: Bytes) -> Response {
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "expected JSON").into_response();
+    };
+    let mut account = account.lock().expect("account lock");
+    let quotas = &mut account.quotas;
+    for (field, table) in [
+        ("applied", &mut quotas.applied),
+        ("defaults", &mut quotas.defaults),
+    ] {
+        for (instance_type, value) in v
+            .get(field)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let name = if instance_type.contains(' ') {
+                instance_type.clone()
+            } else {
+                format!("{instance_type} for endpoint usage")
+            };
+            match value.as_f64() {
+                Some(n) => table.insert(name, n),
+                None => table.remove(&name),
+            };
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
