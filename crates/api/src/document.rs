@@ -70,7 +70,14 @@ fn parse_document(document: Value) -> Result<AsyncEndpointScaling, DocumentProbl
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let fail = |errors: Vec<String>| (name.clone(), errors);
+    let namespace = document
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str);
+    let label = match (namespace, &name) {
+        (Some(ns), Some(n)) => Some(format!("{ns}/{n}")),
+        _ => name.clone(),
+    };
+    let fail = |errors: Vec<String>| (label.clone(), errors);
     let api_version = document
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -205,7 +212,7 @@ spec:
         let err = parse_manifests("bad.yaml", &bad).unwrap_err();
         let text = err.to_string();
         assert!(
-            text.contains("bad.yaml: document 1 (sdxl): spec.maxCapcity: unknown field"),
+            text.contains("bad.yaml: document 1 (ml/sdxl): spec.maxCapcity: unknown field"),
             "{text}"
         );
         assert!(
@@ -238,7 +245,7 @@ spec:
         let bad = GOOD.replace("maxCapacity: 20", "maxCapacity: lots");
         let text = parse_manifests("f.yaml", &bad).unwrap_err().to_string();
         assert!(
-            text.starts_with("f.yaml: document 1 (sdxl): spec.maxCapacity: invalid type"),
+            text.starts_with("f.yaml: document 1 (ml/sdxl): spec.maxCapacity: invalid type"),
             "{text}"
         );
     }
@@ -273,7 +280,7 @@ spec:
         let err = parse_manifests("f.yaml", &mixed).unwrap_err();
         assert_eq!(err.problems.len(), 1);
         assert!(
-            err.problems[0].contains("document 2 (sdxl): spec.endpointName"),
+            err.problems[0].contains("document 2 (ml/sdxl): spec.endpointName"),
             "{err}"
         );
     }

@@ -1,0 +1,361 @@
+//! Every call of the SDK adapter, over HTTP against the local AWS endpoint (`asyncscale-sim`),
+//! with the real AWS SDK clients and wire protocols (JSON 1.1, Smithy RPC v2 CBOR).
+
+use asyncscale_aws::{AutoscalingBackend, CallCounter, ErrorClass, SdkBackend};
+use asyncscale_core::*;
+use asyncscale_sim::{Activity, QuotaTable, SimServer};
+use aws_config::BehaviorVersion;
+use aws_sdk_applicationautoscaling::config::Credentials;
+
+const RID: &str = "endpoint/sdxl-async/variant/AllTraffic";
+
+async fn setup(quotas: QuotaTable) -> (SimServer, SdkBackend) {
+    let server = asyncscale_sim::start("127.0.0.1:0".parse().unwrap(), quotas)
+        .await
+        .unwrap();
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region("us-east-1")
+        .endpoint_url(server.url())
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .load()
+        .await;
+    let backend = SdkBackend::from_config(&config, CallCounter::default()).unwrap();
+    (server, backend)
+}
+
+fn target(min: i32, max: i32) -> ScalableTarget {
+    ScalableTarget {
+        resource_id: RID.into(),
+        min_capacity: min,
+        max_capacity: max,
+        suspended: SuspendedState::default(),
+    }
+}
+
+fn desired() -> Desired {
+    let spec = asyncscale_api::parse_manifests(
+        "t.yaml",
+        "apiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {name: sdxl, namespace: ml}\nspec: {endpointName: sdxl-async, instanceType: ml.g4dn.xlarge, maxCapacity: 20, targetTracking: {targetValue: 7.5, disableScaleIn: true}}\n",
+    )
+    .unwrap()
+    .remove(0)
+    .resource
+    .spec;
+    let owner = Owner {
+        namespace: "ml".into(),
+        name: "sdxl".into(),
+        uid: None,
+    };
+    desire(
+        &spec,
+        &owner,
+        &QuotaLookup::Unknown {
+            name: "q".into(),
+            reason: "test".into(),
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn scalable_target_register_describe_tag_untag_deregister() {
+    let (_server, aws) = setup(QuotaTable::default()).await;
+    assert_eq!(aws.describe_target(RID).await.unwrap(), None);
+    let tags = Owner {
+        namespace: "ml".into(),
+        name: "sdxl".into(),
+        uid: Some("u1".into()),
+    }
+    .tags();
+    let arn = aws
+        .register_target(&target(0, 4), Some(&tags))
+        .await
+        .unwrap();
+    assert!(
+        arn.starts_with("arn:aws:application-autoscaling:us-east-1:"),
+        "{arn}"
+    );
+
+    let mut suspended = target(1, 6);
+    suspended.suspended = SuspendedState::all(true);
+    assert_eq!(
+        aws.register_target(&suspended, None).await.unwrap(),
+        arn,
+        "update keeps the ARN"
+    );
+    let seen = aws.describe_target(RID).await.unwrap().unwrap();
+    assert_eq!(seen.target, suspended);
+    assert_eq!(seen.tags, tags, "tags from creation survive the update");
+
+    let extra = Tags::from([("team".to_string(), "ml".to_string())]);
+    aws.tag_target(&arn, &extra).await.unwrap();
+    aws.untag_target(&arn, &["asyncscale.io/owner-uid".to_string()])
+        .await
+        .unwrap();
+    let tags_now = aws.describe_target(RID).await.unwrap().unwrap().tags;
+    assert_eq!(tags_now.get("team").map(String::as_str), Some("ml"));
+    assert!(!tags_now.contains_key("asyncscale.io/owner-uid"));
+
+    let bad = aws.register_target(&target(5, 2), None).await.unwrap_err();
+    assert_eq!(
+        (bad.class, bad.code.as_str()),
+        (ErrorClass::Terminal, "ValidationException")
+    );
+
+    aws.deregister_target(RID).await.unwrap();
+    assert_eq!(aws.describe_target(RID).await.unwrap(), None);
+    let gone = aws.deregister_target(RID).await.unwrap_err();
+    assert_eq!(
+        (gone.class, gone.code.as_str()),
+        (ErrorClass::NotFound, "ObjectNotFoundException")
+    );
+}
+
+#[tokio::test]
+async fn policies_round_trip_exactly_and_keep_their_arn() {
+    let (_server, aws) = setup(QuotaTable::default()).await;
+    let d = desired();
+    let orphan = aws.put_policy(&d.target_tracking).await.unwrap_err();
+    assert_eq!(
+        (orphan.class, orphan.code.as_str()),
+        (ErrorClass::NotFound, "ObjectNotFoundException")
+    );
+    assert!(
+        orphan
+            .message
+            .starts_with("No scalable target registered for service namespace: sagemaker"),
+        "{}",
+        orphan.message
+    );
+
+    aws.register_target(&d.target, None).await.unwrap();
+    let tt_arn = aws.put_policy(&d.target_tracking).await.unwrap();
+    let step = &d.scale_from_zero.as_ref().unwrap().policy;
+    let step_arn = aws.put_policy(step).await.unwrap();
+    assert!(step_arn.contains(":resource/sagemaker/endpoint/sdxl-async/variant/AllTraffic:policyName/asyncscale-scale-from-zero"), "{step_arn}");
+
+    let seen = aws.describe_policies(RID).await.unwrap();
+    let by_name = |n: &str| seen.iter().find(|p| p.policy.name == n).unwrap().clone();
+    assert_eq!(
+        by_name(&d.target_tracking.name).policy,
+        d.target_tracking,
+        "what we read equals what we wrote"
+    );
+    assert_eq!(by_name(&step.name).policy, *step);
+    assert_eq!(by_name(&step.name).arn, step_arn);
+
+    let mut changed = d.target_tracking.clone();
+    if let PolicyConfig::TargetTracking(tt) = &mut changed.config {
+        tt.target_value = 12.0;
+    }
+    assert_eq!(
+        aws.put_policy(&changed).await.unwrap(),
+        tt_arn,
+        "an update keeps the policy ARN"
+    );
+
+    aws.delete_policy(RID, &step.name).await.unwrap();
+    let missing = aws.delete_policy(RID, &step.name).await.unwrap_err();
+    assert_eq!(missing.class, ErrorClass::NotFound);
+}
+
+#[tokio::test]
+async fn describe_policies_follows_every_page() {
+    let (_server, aws) = setup(QuotaTable::default()).await;
+    let d = desired();
+    aws.register_target(&d.target, None).await.unwrap();
+    for i in 0..23 {
+        let mut p = d.scale_from_zero.as_ref().unwrap().policy.clone();
+        p.name = format!("policy-{i:02}");
+        aws.put_policy(&p).await.unwrap();
+    }
+    let before = aws.calls().snapshot();
+    assert_eq!(aws.describe_policies(RID).await.unwrap().len(), 23);
+    let pages = aws
+        .calls()
+        .snapshot()
+        .iter()
+        .filter(|(k, _)| k.operation == "DescribeScalingPolicies")
+        .map(|(_, n)| n)
+        .sum::<u64>()
+        - before
+            .iter()
+            .filter(|(k, _)| k.operation == "DescribeScalingPolicies")
+            .map(|(_, n)| n)
+            .sum::<u64>();
+    assert_eq!(pages, 3, "AWS pages policies ten at a time");
+}
+
+#[tokio::test]
+async fn alarms_over_cbor_round_trip_keep_state_and_take_tags_only_on_create() {
+    let (server, aws) = setup(QuotaTable::default()).await;
+    let d = desired();
+    let sfz = d.scale_from_zero.as_ref().unwrap();
+    let alarm = sfz.alarm_with_action("arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:x");
+    assert_eq!(aws.describe_alarm(&alarm.name).await.unwrap(), None);
+    aws.put_alarm(&alarm, &d.owner.tags()).await.unwrap();
+    let seen = aws.describe_alarm(&alarm.name).await.unwrap().unwrap();
+    assert_eq!(seen.alarm, alarm, "what we read equals what we wrote");
+    assert_eq!(seen.state.as_deref(), Some("INSUFFICIENT_DATA"));
+    assert!(
+        seen.arn
+            .unwrap()
+            .ends_with(&format!(":alarm:{}", alarm.name))
+    );
+
+    let mut updated = alarm.clone();
+    updated.evaluation_periods = 3;
+    aws.put_alarm(&updated, &Tags::from([("other".into(), "x".into())]))
+        .await
+        .unwrap();
+    assert_eq!(
+        aws.describe_alarm(&alarm.name)
+            .await
+            .unwrap()
+            .unwrap()
+            .alarm
+            .evaluation_periods,
+        3
+    );
+    let state = server.account.lock().unwrap().snapshot("us-east-1");
+    let tags = &state["MetricAlarms"][0]["Tags"];
+    assert_eq!(tags["asyncscale.io/owner"], "ml/sdxl");
+    assert!(
+        tags.get("other").is_none(),
+        "CloudWatch ignores tags on update"
+    );
+
+    let mut bad = alarm.clone();
+    bad.period = 45;
+    let err = aws.put_alarm(&bad, &Tags::new()).await.unwrap_err();
+    assert_eq!(
+        (err.class, err.code.as_str()),
+        (ErrorClass::Terminal, "InvalidParameterValue")
+    );
+
+    aws.delete_alarm(&alarm.name).await.unwrap();
+    assert_eq!(aws.describe_alarm(&alarm.name).await.unwrap(), None);
+    let err = aws.delete_alarm(&alarm.name).await.unwrap_err();
+    assert_eq!(
+        (err.class, err.code.as_str()),
+        (ErrorClass::NotFound, "ResourceNotFound")
+    );
+}
+
+#[tokio::test]
+async fn activities_come_newest_first_with_aws_messages() {
+    let (server, aws) = setup(QuotaTable::default()).await;
+    let message = "Failed to set desired instance count to 20. Reason: The account-level service limit 'ml.g4dn.xlarge for endpoint usage' is 4 Instances, with current utilization of 1 Instances and a request delta of 19 Instances. Please contact AWS support to request an increase for this limit. (Service: AmazonSageMaker; Status Code: 400; Error Code: ResourceLimitExceeded; Request ID: r-1).";
+    for (t, code, msg) in [
+        (
+            1_700_000_000.0,
+            "Successful",
+            "Successfully set desired instance count to 1. Change successfully fulfilled by sagemaker.",
+        ),
+        (1_700_000_600.0, "Failed", message),
+    ] {
+        server.account.lock().unwrap().add_activity(Activity {
+            activity_id: String::new(),
+            service_namespace: "sagemaker".into(),
+            resource_id: RID.into(),
+            scalable_dimension: "sagemaker:variant:DesiredInstanceCount".into(),
+            description: "Setting desired instance count to 20.".into(),
+            cause: "monitor alarm TargetTracking-x-AlarmHigh-1 in state ALARM triggered policy asyncscale-target-tracking".into(),
+            start_time: t,
+            end_time: None,
+            status_code: code.into(),
+            status_message: Some(msg.into()),
+        });
+    }
+    let activities = aws.recent_activities(RID, 5).await.unwrap();
+    assert_eq!(activities.len(), 2);
+    assert_eq!(activities[0].status_code, "Failed");
+    assert_eq!(activities[0].status_message.as_deref(), Some(message));
+    assert_eq!(activities[0].start_time, "2023-11-14T22:23:20Z");
+}
+
+#[tokio::test]
+async fn quota_applied_then_default_then_unknown_with_codes_found_by_name() {
+    let quotas =
+        asyncscale_sim::quota_table(&["ml.g4dn.xlarge=4".into()], &["ml.g5.xlarge=2".into()])
+            .unwrap();
+    let (_server, aws) = setup(quotas).await;
+    let QuotaLookup::Known(applied) = aws.instance_quota("ml.g4dn.xlarge").await else {
+        panic!("applied quota")
+    };
+    assert_eq!(
+        (applied.code.as_str(), applied.value, applied.source),
+        ("L-B67CFA0C", 4.0, QuotaSource::Applied)
+    );
+    let QuotaLookup::Known(default) = aws.instance_quota("ml.g5.xlarge").await else {
+        panic!("default quota")
+    };
+    assert_eq!(
+        (default.code.as_str(), default.value, default.source),
+        ("L-1928E07B", 2.0, QuotaSource::Default)
+    );
+    let QuotaLookup::Unknown { name, reason } = aws.instance_quota("ml.p4d.24xlarge").await else {
+        panic!("unknown")
+    };
+    assert_eq!(name, "ml.p4d.24xlarge for endpoint usage");
+    assert!(reason.contains("no Service Quota named"), "{reason}");
+
+    let lists_before = aws
+        .calls()
+        .snapshot()
+        .iter()
+        .filter(|(k, _)| k.operation.starts_with("List"))
+        .map(|(_, n)| n)
+        .sum::<u64>();
+    aws.instance_quota("ml.g4dn.xlarge").await;
+    let lists_after = aws
+        .calls()
+        .snapshot()
+        .iter()
+        .filter(|(k, _)| k.operation.starts_with("List"))
+        .map(|(_, n)| n)
+        .sum::<u64>();
+    assert_eq!(
+        lists_before, lists_after,
+        "the quota code is cached after the first lookup"
+    );
+}
+
+#[tokio::test]
+async fn quota_codes_are_found_across_pages() {
+    let mut applied: Vec<String> = (0..180)
+        .map(|i| format!("ml.fake{i:03}.xlarge=1"))
+        .collect();
+    applied.push("ml.zz.xlarge=3".into());
+    let quotas = asyncscale_sim::quota_table(&applied, &[]).unwrap();
+    let (_server, aws) = setup(quotas).await;
+    let QuotaLookup::Known(q) = aws.instance_quota("ml.zz.xlarge").await else {
+        panic!("found on a later page")
+    };
+    assert_eq!(q.value, 3.0);
+    let pages: u64 = aws
+        .calls()
+        .snapshot()
+        .iter()
+        .filter(|(k, _)| k.operation == "ListServiceQuotas")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(pages, 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_recoverable() {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region("us-east-1")
+        .endpoint_url("http://127.0.0.1:9")
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    let aws = SdkBackend::from_config(&config, CallCounter::default()).unwrap();
+    let err = aws.describe_target(RID).await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::Recoverable, "{err}");
+    let QuotaLookup::Unknown { .. } = aws.instance_quota("ml.g4dn.xlarge").await else {
+        panic!("quota cannot be read")
+    };
+}

@@ -1,0 +1,618 @@
+//! The real `asyncscale` binary against the real local AWS endpoint (`asyncscale sim serve`),
+//! both as separate processes, as a user would run them. AWS state and call counts are read from
+//! the endpoint's admin routes.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_asyncscale");
+const RID: &str = "endpoint/sdxl-async/variant/AllTraffic";
+const ALARM: &str = "asyncscale-endpoint/sdxl-async/variant/AllTraffic-HasBacklogWithoutCapacity";
+
+struct Sim {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sim(quotas: &[&str]) -> Sim {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["sim", "serve", "--listen", "127.0.0.1:0"]);
+    for q in quotas {
+        cmd.args(["--quota", q]);
+    }
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start sim serve");
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .expect("listening line")
+        .to_string();
+    Sim { child, addr }
+}
+
+impl Sim {
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (k, v) in headers {
+            request.push_str(&format!("{k}: {v}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    fn state(&self) -> Value {
+        serde_json::from_str(&self.http("GET", "/_sim/state", &[], "").1).unwrap()
+    }
+
+    fn calls(&self) -> Value {
+        serde_json::from_str(&self.http("GET", "/_sim/calls", &[], "").1).unwrap()
+    }
+
+    /// Another tool (or a person) changing AWS directly, over the AWS JSON protocols.
+    fn aws(&self, target: &str, body: Value) -> (u16, String) {
+        let json_version = if target.starts_with("GraniteServiceVersion20100801") {
+            "1.0"
+        } else {
+            "1.1"
+        };
+        let content_type = format!("application/x-amz-json-{json_version}");
+        self.http(
+            "POST",
+            "/",
+            &[("X-Amz-Target", target), ("Content-Type", &content_type)],
+            &body.to_string(),
+        )
+    }
+}
+
+fn writes(calls: &Value) -> u64 {
+    let mut total = 0;
+    for ops in calls.as_object().unwrap().values() {
+        for (op, n) in ops.as_object().unwrap() {
+            if [
+                "Register",
+                "Deregister",
+                "Put",
+                "Delete",
+                "Tag",
+                "Untag",
+                "SetAlarm",
+            ]
+            .iter()
+            .any(|p| op.starts_with(p))
+            {
+                total += n.as_u64().unwrap();
+            }
+        }
+    }
+    total
+}
+
+fn total_calls(calls: &Value) -> u64 {
+    calls
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|ops| ops.as_object().unwrap().values())
+        .map(|n| n.as_u64().unwrap())
+        .sum()
+}
+
+fn manifest(dir: &tempdir::Dir, name: &str, body: &str) -> PathBuf {
+    let path = dir.0.join(name);
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+mod tempdir {
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new(tag: &str) -> Self {
+            let path =
+                std::env::temp_dir().join(format!("asyncscale-e2e-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&path).unwrap();
+            Dir(path)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+const SDXL: &str = "apiVersion: asyncscale.io/v1alpha1
+kind: AsyncEndpointScaling
+metadata: {name: sdxl, namespace: ml}
+spec:
+  endpointName: sdxl-async
+  instanceType: ml.g4dn.xlarge
+  maxCapacity: 20
+  targetTracking: {targetValue: 5}
+";
+
+fn cli(sim: &Sim, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .args(["--aws-endpoint", &sim.url(), "--region", "us-east-1"])
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+fn policy<'a>(state: &'a Value, name: &str) -> &'a Value {
+    state["ScalingPolicies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["PolicyName"] == name)
+        .unwrap_or_else(|| panic!("no policy {name}"))
+}
+
+#[test]
+fn apply_sets_up_exactly_the_configuration_that_avoids_both_traps_and_reapply_writes_nothing() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
+    let dir = tempdir::Dir::new("apply");
+    let file = manifest(&dir, "sdxl.yaml", SDXL);
+    let file = file.to_str().unwrap();
+
+    let plan = cli(&sim, &["plan", "-f", file]);
+    assert_eq!(
+        plan.status.code(),
+        Some(2),
+        "changes pending: {}",
+        stderr(&plan)
+    );
+    assert_eq!(writes(&sim.calls()), 0, "plan never writes");
+
+    let apply = cli(&sim, &["apply", "-f", file]);
+    assert!(
+        apply.status.success(),
+        "{}{}",
+        stdout(&apply),
+        stderr(&apply)
+    );
+    let state = sim.state();
+
+    let target = &state["ScalableTargets"][0];
+    assert_eq!(target["ResourceId"], RID);
+    assert_eq!(
+        (
+            target["MinCapacity"].as_i64(),
+            target["MaxCapacity"].as_i64()
+        ),
+        (Some(0), Some(4)),
+        "max clamped to the quota"
+    );
+    assert_eq!(target["Tags"]["asyncscale.io/owner"], "ml/sdxl");
+    assert_eq!(target["Tags"]["asyncscale.io/managed-by"], "asyncscale");
+
+    let tt = policy(&state, "asyncscale-target-tracking");
+    assert_eq!(tt["PolicyType"], "TargetTrackingScaling");
+    assert_eq!(
+        tt["Configuration"],
+        json!({
+            "TargetValue": 5.0,
+            "CustomizedMetricSpecification": {
+                "MetricName": "ApproximateBacklogSizePerInstance", "Namespace": "AWS/SageMaker",
+                "Dimensions": [{"Name": "EndpointName", "Value": "sdxl-async"}], "Statistic": "Average"
+            },
+            "ScaleInCooldown": 300, "ScaleOutCooldown": 300, "DisableScaleIn": false
+        })
+    );
+    let step = policy(&state, "asyncscale-scale-from-zero");
+    assert_eq!(step["PolicyType"], "StepScaling");
+    assert_eq!(
+        step["Configuration"],
+        json!({
+            "AdjustmentType": "ChangeInCapacity", "MetricAggregationType": "Average", "Cooldown": 300,
+            "StepAdjustments": [{"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 1}]
+        })
+    );
+
+    let alarm = state["MetricAlarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["AlarmName"] == ALARM)
+        .expect("our alarm");
+    for (field, want) in [
+        ("Namespace", json!("AWS/SageMaker")),
+        ("MetricName", json!("HasBacklogWithoutCapacity")),
+        (
+            "Dimensions",
+            json!([{"Name": "EndpointName", "Value": "sdxl-async"}]),
+        ),
+        ("Statistic", json!("Average")),
+        ("Period", json!(60)),
+        ("EvaluationPeriods", json!(2)),
+        ("DatapointsToAlarm", json!(2)),
+        ("Threshold", json!(1.0)),
+        ("ComparisonOperator", json!("GreaterThanOrEqualToThreshold")),
+        ("TreatMissingData", json!("missing")),
+        ("AlarmActions", json!([step["PolicyARN"]])),
+    ] {
+        assert_eq!(alarm[field], want, "alarm {field}");
+    }
+    assert_eq!(alarm["Tags"]["asyncscale.io/owner"], "ml/sdxl");
+    // AWS's own target-tracking alarms exist and are left alone.
+    assert_eq!(state["MetricAlarms"].as_array().unwrap().len(), 3);
+
+    let out = stdout(&apply);
+    assert!(out.contains("QuotaClamped    True     Clamped"), "{out}");
+    assert!(out.contains("Ready           True     Ready"), "{out}");
+
+    let before = sim.calls();
+    let again = cli(&sim, &["apply", "-f", file]);
+    assert!(again.status.success());
+    assert!(stdout(&again).contains("in sync: no changes"));
+    let after = sim.calls();
+    assert_eq!(
+        writes(&after),
+        writes(&before),
+        "a second apply makes no AWS write"
+    );
+    assert!(stderr(&again).contains(" 0 writes)"), "{}", stderr(&again));
+    eprintln!(
+        "calls: first apply+plan {} ; no-op apply {}",
+        total_calls(&before),
+        total_calls(&after) - total_calls(&before)
+    );
+
+    let plan = cli(&sim, &["plan", "-f", file]);
+    assert_eq!(plan.status.code(), Some(0), "in sync");
+}
+
+#[test]
+fn apply_restores_out_of_band_drift() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
+    let dir = tempdir::Dir::new("drift");
+    let file = manifest(&dir, "sdxl.yaml", SDXL);
+    let file = file.to_str().unwrap();
+    assert!(cli(&sim, &["apply", "-f", file]).status.success());
+
+    // Someone raises MaxCapacity back to 20 by hand and edits our alarm.
+    let (status, _) = sim.aws(
+        "AnyScaleFrontendService.RegisterScalableTarget",
+        json!({"ServiceNamespace": "sagemaker", "ResourceId": RID, "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "MaxCapacity": 20}),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = sim.aws(
+        "GraniteServiceVersion20100801.PutMetricAlarm",
+        json!({"AlarmName": ALARM, "Namespace": "AWS/SageMaker", "MetricName": "HasBacklogWithoutCapacity", "Statistic": "Average",
+               "Period": 60, "EvaluationPeriods": 5, "Threshold": 1.0, "ComparisonOperator": "GreaterThanOrEqualToThreshold"}),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let plan = cli(&sim, &["plan", "-f", file]);
+    assert_eq!(plan.status.code(), Some(2));
+    let out = stdout(&plan);
+    assert!(
+        out.contains(
+            "~ update scalable target endpoint/sdxl-async/variant/AllTraffic: maxCapacity 20 → 4"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("evaluationPeriods 5 → 2"), "{out}");
+
+    assert!(cli(&sim, &["apply", "-f", file]).status.success());
+    let state = sim.state();
+    assert_eq!(state["ScalableTargets"][0]["MaxCapacity"], 4);
+    let alarm = state["MetricAlarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["AlarmName"] == ALARM)
+        .unwrap();
+    assert_eq!(alarm["EvaluationPeriods"], 2);
+    assert_eq!(
+        alarm["AlarmActions"],
+        json!([policy(&state, "asyncscale-scale-from-zero")["PolicyARN"]])
+    );
+    assert_eq!(cli(&sim, &["plan", "-f", file]).status.code(), Some(0));
+}
+
+#[test]
+fn delete_removes_ours_and_spares_another_tools_policy() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
+    let dir = tempdir::Dir::new("delete");
+    let file = manifest(&dir, "sdxl.yaml", SDXL);
+    let file = file.to_str().unwrap();
+    assert!(cli(&sim, &["apply", "-f", file]).status.success());
+    let (status, body) = sim.aws(
+        "AnyScaleFrontendService.PutScalingPolicy",
+        json!({"PolicyName": "team-nightly-floor", "ServiceNamespace": "sagemaker", "ResourceId": RID,
+               "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "PolicyType": "StepScaling",
+               "StepScalingPolicyConfiguration": {"AdjustmentType": "ExactCapacity", "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 2}]}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let apply = cli(&sim, &["apply", "-f", file]);
+    assert!(
+        stdout(&apply)
+            .contains("other tools' policies on the target (left alone): team-nightly-floor"),
+        "{}",
+        stdout(&apply)
+    );
+
+    let delete = cli(&sim, &["delete", "-f", file]);
+    assert!(
+        delete.status.success(),
+        "{}{}",
+        stdout(&delete),
+        stderr(&delete)
+    );
+    let state = sim.state();
+    let policies: Vec<&str> = state["ScalingPolicies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["PolicyName"].as_str().unwrap())
+        .collect();
+    assert_eq!(policies, ["team-nightly-floor"]);
+    assert!(
+        state["MetricAlarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["AlarmName"] != ALARM),
+        "our alarm is gone"
+    );
+    let target = &state["ScalableTargets"][0];
+    assert!(
+        target["Tags"].get("asyncscale.io/owner").is_none(),
+        "the target kept for the other tool is no longer tagged as ours"
+    );
+
+    let again = cli(&sim, &["delete", "-f", file]);
+    assert!(again.status.success());
+    assert!(
+        stdout(&again).contains("nothing of asyncscale's remains"),
+        "{}",
+        stdout(&again)
+    );
+
+    // Without foreign policies the target goes too.
+    let other = manifest(
+        &dir,
+        "other.yaml",
+        &SDXL.replace("sdxl-async", "other-async"),
+    );
+    let other = other.to_str().unwrap();
+    assert!(cli(&sim, &["apply", "-f", other]).status.success());
+    assert!(cli(&sim, &["delete", "-f", other]).status.success());
+    let state = sim.state();
+    assert!(
+        state["ScalableTargets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["ResourceId"] != "endpoint/other-async/variant/AllTraffic")
+    );
+    assert_eq!(
+        state["MetricAlarms"].as_array().unwrap().len(),
+        0,
+        "no alarms left, ours or AWS's"
+    );
+}
+
+#[test]
+fn retain_leaves_aws_as_it_is() {
+    let sim = sim(&[]);
+    let dir = tempdir::Dir::new("retain");
+    let file = manifest(
+        &dir,
+        "sdxl.yaml",
+        &SDXL.replace(
+            "  maxCapacity: 20\n",
+            "  maxCapacity: 20\n  deletionPolicy: Retain\n",
+        ),
+    );
+    let file = file.to_str().unwrap();
+    assert!(cli(&sim, &["apply", "-f", file]).status.success());
+    let before = sim.state();
+    let delete = cli(&sim, &["delete", "-f", file]);
+    assert!(delete.status.success());
+    assert!(stdout(&delete).contains("deletionPolicy is Retain"));
+    assert_eq!(sim.state(), before);
+}
+
+#[test]
+fn invalid_manifests_fail_with_one_line_per_problem_and_no_aws_call() {
+    let sim = sim(&[]);
+    let dir = tempdir::Dir::new("invalid");
+    let bad = manifest(
+        &dir,
+        "bad.yaml",
+        &format!(
+            "{SDXL}---\n{}",
+            SDXL.replace(
+                "maxCapacity: 20",
+                "maxCapacity: 0\n  minCapacity: 2\n  scaleFromZero: {periodSeconds: 45}"
+            )
+            .replace("name: sdxl,", "name: two,")
+        ),
+    );
+    let good = manifest(&dir, "good.yaml", &SDXL.replace("sdxl-async", "fine"));
+    let out = cli(
+        &sim,
+        &[
+            "apply",
+            "-f",
+            good.to_str().unwrap(),
+            "-f",
+            bad.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    let at = format!("error: {}: document 2 (ml/two): ", bad.display());
+    assert_eq!(
+        lines,
+        [
+            format!("{at}spec.maxCapacity: must be at least 1 (got 0)"),
+            format!("{at}spec: minCapacity must be less than or equal to maxCapacity"),
+            format!(
+                "{at}spec.scaleFromZero.periodSeconds: periodSeconds must be 10, 20, 30 or a multiple of 60 (CloudWatch alarm periods)"
+            ),
+        ]
+    );
+    assert_eq!(
+        total_calls(&sim.calls()),
+        0,
+        "no AWS call for a bad manifest, not even for the good file"
+    );
+
+    let broken = manifest(&dir, "broken.yaml", "spec: [unclosed\n");
+    let out = cli(&sim, &["plan", "-f", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("broken.yaml: invalid YAML"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_failed_scale_out_past_the_quota_shows_in_status_with_aws_message() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
+    let dir = tempdir::Dir::new("failed");
+    let file = manifest(&dir, "sdxl.yaml", SDXL);
+    let file = file.to_str().unwrap();
+    let message = "Failed to set desired instance count to 20. Reason: The account-level service limit 'ml.g4dn.xlarge for endpoint usage' is 4 Instances, with current utilization of 1 Instances and a request delta of 19 Instances. Please contact AWS support to request an increase for this limit. (Service: AmazonSageMaker; Status Code: 400; Error Code: ResourceLimitExceeded; Request ID: 0d1f).";
+    let (status, _) = sim.http(
+        "POST",
+        "/_sim/activities",
+        &[("Content-Type", "application/json")],
+        &json!({"ResourceId": RID, "Description": "Setting desired instance count to 20.", "StatusCode": "Failed", "StatusMessage": message,
+                "Cause": "monitor alarm TargetTracking-endpoint/sdxl-async/variant/AllTraffic-AlarmHigh-1 in state ALARM triggered policy hand-made"}).to_string(),
+    );
+    assert_eq!(status, 204);
+    let out = cli(&sim, &["apply", "-f", file, "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "apply itself succeeds: {}",
+        stderr(&out)
+    );
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let conditions = report["resources"][0]["status"]["conditions"]
+        .as_array()
+        .unwrap();
+    let find = |t: &str| conditions.iter().find(|c| c["type"] == t).unwrap();
+    assert_eq!(find("ScalingHealthy")["status"], "False");
+    assert_eq!(find("ScalingHealthy")["reason"], "QuotaExceeded");
+    assert_eq!(find("ScalingHealthy")["message"], message);
+    assert_eq!(find("Ready")["status"], "False");
+    assert_eq!(find("Synced")["status"], "True");
+    assert_eq!(
+        report["resources"][0]["status"]["lastScalingActivity"]["statusCode"],
+        "Failed"
+    );
+}
+
+#[test]
+fn a_hand_made_target_is_a_conflict_until_adopted() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
+    let (status, _) = sim.aws(
+        "AnyScaleFrontendService.RegisterScalableTarget",
+        json!({"ServiceNamespace": "sagemaker", "ResourceId": RID, "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "MinCapacity": 0, "MaxCapacity": 20}),
+    );
+    assert_eq!(status, 200);
+    let dir = tempdir::Dir::new("adopt");
+    let file = manifest(&dir, "sdxl.yaml", SDXL);
+    let before = writes(&sim.calls());
+    let out = cli(&sim, &["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("Synced          False    Conflict"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        writes(&sim.calls()),
+        before,
+        "a conflict makes no AWS write"
+    );
+
+    let adopting = manifest(
+        &dir,
+        "adopt.yaml",
+        &SDXL.replace(
+            "namespace: ml}",
+            "namespace: ml, annotations: {asyncscale.io/adopt: \"true\"}}",
+        ),
+    );
+    let out = cli(&sim, &["apply", "-f", adopting.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(
+        sim.state()["ScalableTargets"][0]["Tags"]["asyncscale.io/owner"],
+        "ml/sdxl"
+    );
+}
+
+#[test]
+fn crd_command_prints_the_committed_crd() {
+    let out = Command::new(BIN).arg("crd").output().unwrap();
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../crds/asyncendpointscalings.asyncscale.io.yaml"
+    ))
+    .unwrap();
+    assert_eq!(stdout(&out), committed);
+}
