@@ -58,8 +58,14 @@ pub async fn observe(
         backend.describe_alarm(&names.alarm),
         backend.recent_activities(&names.resource_id, ACTIVITIES_TO_READ),
     );
+    let mut target = target?;
+    if let Some(t) = target.as_mut()
+        && let Some(arn) = &t.arn
+    {
+        t.tags = backend.target_tags(arn).await?;
+    }
     Ok(Observed {
-        target: target?,
+        target,
         policies: policies?,
         alarm: alarm?,
         activities: activities?,

@@ -14,8 +14,10 @@ use crate::error::AwsError;
 /// namespace and `sagemaker:variant:DesiredInstanceCount` dimension.
 #[async_trait]
 pub trait AutoscalingBackend: Send + Sync {
-    /// DescribeScalableTargets, then ListTagsForResource for the owner tags.
+    /// DescribeScalableTargets. The tags are left empty: see [`Self::target_tags`].
     async fn describe_target(&self, resource_id: &str) -> Result<Option<ObservedTarget>, AwsError>;
+    /// ListTagsForResource on a scalable target (its owner tags).
+    async fn target_tags(&self, arn: &str) -> Result<Tags, AwsError>;
     /// RegisterScalableTarget; `tags` only on creation. Returns the target's ARN.
     async fn register_target(
         &self,

@@ -254,23 +254,26 @@ impl AutoscalingBackend for SdkBackend {
             },
         };
         let arn = found.scalable_target_arn().map(str::to_string);
-        let tags = match &arn {
-            Some(arn) => {
-                let out = self
-                    .call(AAS, "ListTagsForResource", || {
-                        self.autoscaling
-                            .list_tags_for_resource()
-                            .resource_arn(arn)
-                            .send()
-                    })
-                    .await?;
-                out.tags()
-                    .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                    .unwrap_or_default()
-            }
-            None => Tags::new(),
-        };
-        Ok(Some(ObservedTarget { target, arn, tags }))
+        Ok(Some(ObservedTarget {
+            target,
+            arn,
+            tags: Tags::new(),
+        }))
+    }
+
+    async fn target_tags(&self, arn: &str) -> Result<Tags, AwsError> {
+        let out = self
+            .call(AAS, "ListTagsForResource", || {
+                self.autoscaling
+                    .list_tags_for_resource()
+                    .resource_arn(arn)
+                    .send()
+            })
+            .await?;
+        Ok(out
+            .tags()
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default())
     }
 
     async fn register_target(

@@ -85,14 +85,19 @@ async fn scalable_target_register_describe_tag_untag_deregister() {
     );
     let seen = aws.describe_target(RID).await.unwrap().unwrap();
     assert_eq!(seen.target, suspended);
-    assert_eq!(seen.tags, tags, "tags from creation survive the update");
+    assert_eq!(seen.arn.as_deref(), Some(arn.as_str()));
+    assert_eq!(
+        aws.target_tags(&arn).await.unwrap(),
+        tags,
+        "tags from creation survive the update"
+    );
 
     let extra = Tags::from([("team".to_string(), "ml".to_string())]);
     aws.tag_target(&arn, &extra).await.unwrap();
     aws.untag_target(&arn, &["asyncscale.io/owner-uid".to_string()])
         .await
         .unwrap();
-    let tags_now = aws.describe_target(RID).await.unwrap().unwrap().tags;
+    let tags_now = aws.target_tags(&arn).await.unwrap();
     assert_eq!(tags_now.get("team").map(String::as_str), Some("ml"));
     assert!(!tags_now.contains_key("asyncscale.io/owner-uid"));
 
