@@ -26,7 +26,11 @@ impl Drop for Moto {
 }
 
 async fn start_moto() -> Option<(Moto, String)> {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new("moto_server")
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
@@ -35,8 +39,13 @@ async fn start_moto() -> Option<(Moto, String)> {
     let child = match child {
         Ok(c) => Moto(c),
         Err(e) => {
-            assert!(std::env::var("ASYNCSCALE_REQUIRE_MOTO").is_err(), "moto_server is required but cannot start: {e}");
-            eprintln!("SKIPPED: moto_server not found ({e}); install with pip install 'moto[server]'");
+            assert!(
+                std::env::var("ASYNCSCALE_REQUIRE_MOTO").is_err(),
+                "moto_server is required but cannot start: {e}"
+            );
+            eprintln!(
+                "SKIPPED: moto_server not found ({e}); install with pip install 'moto[server]'"
+            );
             return None;
         }
     };
@@ -58,13 +67,27 @@ fn desired() -> Desired {
     .remove(0)
     .resource
     .spec;
-    let owner = Owner { namespace: "ml".into(), name: "sdxl".into(), uid: None };
-    desire(&spec, &owner, &QuotaLookup::Unknown { name: "q".into(), reason: "test".into() }).unwrap()
+    let owner = Owner {
+        namespace: "ml".into(),
+        name: "sdxl".into(),
+        uid: None,
+    };
+    desire(
+        &spec,
+        &owner,
+        &QuotaLookup::Unknown {
+            name: "q".into(),
+            reason: "test".into(),
+        },
+    )
+    .unwrap()
 }
 
 #[tokio::test]
 async fn application_auto_scaling_calls_agree_with_moto() {
-    let Some((_moto, url)) = start_moto().await else { return };
+    let Some((_moto, url)) = start_moto().await else {
+        return;
+    };
     let config = aws_config::defaults(BehaviorVersion::latest())
         .region("us-east-1")
         .endpoint_url(url)
@@ -80,21 +103,47 @@ async fn application_auto_scaling_calls_agree_with_moto() {
     // ObjectNotFoundException (aws-semantics.md §2.2); that rule is tested against the local endpoint.
 
     aws.register_target(&d.target, None).await.unwrap();
-    let seen = aws.describe_target(&rid).await.unwrap().expect("registered");
+    let seen = aws
+        .describe_target(&rid)
+        .await
+        .unwrap()
+        .expect("registered");
     assert_eq!(seen.target, d.target);
 
     let mut bigger = d.target.clone();
     bigger.max_capacity = 8;
     aws.register_target(&bigger, None).await.unwrap();
-    assert_eq!(aws.describe_target(&rid).await.unwrap().unwrap().target.max_capacity, 8, "register updates in place");
+    assert_eq!(
+        aws.describe_target(&rid)
+            .await
+            .unwrap()
+            .unwrap()
+            .target
+            .max_capacity,
+        8,
+        "register updates in place"
+    );
 
     let tt_arn = aws.put_policy(&d.target_tracking).await.unwrap();
     let step = &d.scale_from_zero.as_ref().unwrap().policy;
     let step_arn = aws.put_policy(step).await.unwrap();
-    assert!(step_arn.contains(":policyName/asyncscale-scale-from-zero"), "{step_arn}");
+    assert!(
+        step_arn.contains(":policyName/asyncscale-scale-from-zero"),
+        "{step_arn}"
+    );
     let policies = aws.describe_policies(&rid).await.unwrap();
-    let by_name = |n: &str| policies.iter().find(|p| p.policy.name == n).unwrap_or_else(|| panic!("{n}")).clone();
-    assert_eq!(by_name(&d.target_tracking.name).policy, d.target_tracking, "moto reads back what we wrote");
+    let by_name = |n: &str| {
+        policies
+            .iter()
+            .find(|p| p.policy.name == n)
+            .unwrap_or_else(|| panic!("{n}"))
+            .clone()
+    };
+    assert_eq!(
+        by_name(&d.target_tracking.name).policy,
+        d.target_tracking,
+        "moto reads back what we wrote"
+    );
     assert_eq!(by_name(&step.name).policy, *step);
     assert_eq!(by_name(&d.target_tracking.name).arn, tt_arn);
 

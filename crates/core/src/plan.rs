@@ -505,9 +505,9 @@ fn policy_fields(p: &ScalingPolicy) -> Fields {
                 .iter()
                 .map(|s| {
                     format!(
-                        "[{}, {}) → {:+}",
-                        opt(&s.lower_bound),
-                        opt(&s.upper_bound),
+                        "metric-threshold in [{}, {}) → {:+}",
+                        s.lower_bound.map_or("-∞".to_string(), |b| b.to_string()),
+                        s.upper_bound.map_or("+∞".to_string(), |b| b.to_string()),
                         s.scaling_adjustment
                     )
                 })

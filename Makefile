@@ -1,0 +1,36 @@
+# asyncscale: the two commands a newcomer needs are `make demo` and `make test`.
+CARGO ?= cargo
+PYTHON ?= python3
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+BIN := $(TARGET_DIR)/debug/asyncscale
+
+.PHONY: build demo test test-rust test-python python-deps lint crd
+
+build:
+	$(CARGO) build --workspace --bins
+
+## The main job on the embedded default: a local AWS endpoint with a g4dn.xlarge quota of 4,
+## then plan → apply → apply again (no-op) → plan on examples/sdxl.yaml.
+demo: build
+	ASYNCSCALE_BIN=$(BIN) scripts/demo.sh examples/sdxl.yaml
+
+## Every test: Rust unit, property, over-the-wire and CLI end-to-end tests, then boto3 against the
+## local endpoint. Installs the Python test dependencies first when they are missing.
+test: build python-deps test-rust test-python
+
+test-rust:
+	$(CARGO) test --workspace
+
+test-python:
+	ASYNCSCALE_BIN=$(BIN) $(PYTHON) -m pytest -q tests/python
+
+python-deps:
+	@$(PYTHON) -c "import boto3, moto, pytest" 2>/dev/null || $(PYTHON) -m pip install -q -r tests/python/requirements.txt
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Regenerate the committed CRD after changing crates/api.
+crd:
+	$(CARGO) run -q -p asyncscale -- crd > crds/asyncendpointscalings.asyncscale.io.yaml
