@@ -616,3 +616,113 @@ fn crd_command_prints_the_committed_crd() {
     .unwrap();
     assert_eq!(stdout(&out), committed);
 }
+
+/// deploy/iam-policy.json grants exactly the Application Auto Scaling, CloudWatch and Service
+/// Quotas actions that asyncscale calls, across every path: create, adopt, drop scale-from-zero,
+/// delete next to a foreign policy, delete alone, applied and default quotas.
+#[test]
+fn iam_policy_grants_exactly_the_calls_asyncscale_makes() {
+    let sim = sim(&[]);
+    let (status, _) = sim.http(
+        "POST",
+        "/_sim/quotas",
+        &[],
+        &json!({"defaults": {"ml.g4dn.xlarge": 4}, "applied": {"ml.g5.xlarge": 2}}).to_string(),
+    );
+    assert_eq!(status, 204);
+    // A hand-made target with another tool's policy, set up before asyncscale runs (not counted below).
+    sim.aws(
+        "AnyScaleFrontendService.RegisterScalableTarget",
+        json!({"ServiceNamespace": "sagemaker", "ResourceId": RID, "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "MinCapacity": 0, "MaxCapacity": 3}),
+    );
+    sim.aws(
+        "AnyScaleFrontendService.PutScalingPolicy",
+        json!({"PolicyName": "team-policy", "ServiceNamespace": "sagemaker", "ResourceId": RID, "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+               "PolicyType": "StepScaling", "StepScalingPolicyConfiguration": {"AdjustmentType": "ExactCapacity", "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]}}),
+    );
+    let setup_calls = sim.calls();
+    let dir = tempdir::Dir::new("iam");
+    let adopt = SDXL.replace(
+        "namespace: ml}",
+        "namespace: ml, annotations: {asyncscale.io/adopt: \"true\"}}",
+    );
+    let file = manifest(&dir, "a.yaml", &adopt);
+    let min_one = manifest(
+        &dir,
+        "b.yaml",
+        &adopt.replace("maxCapacity: 20", "maxCapacity: 20\n  minCapacity: 1"),
+    );
+    let other = manifest(
+        &dir,
+        "c.yaml",
+        &SDXL
+            .replace("sdxl-async", "g5-async")
+            .replace("ml.g4dn.xlarge", "ml.g5.xlarge"),
+    );
+    for args in [
+        ["apply", file.to_str().unwrap()],
+        ["apply", min_one.to_str().unwrap()],
+        ["delete", file.to_str().unwrap()],
+        ["apply", other.to_str().unwrap()],
+        ["delete", other.to_str().unwrap()],
+    ] {
+        let out = cli(&sim, &[args[0], "-f", args[1]]);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+
+    let mut used = std::collections::BTreeSet::new();
+    for (service, ops) in sim.calls().as_object().unwrap() {
+        let prefix = if service == "service-quotas" {
+            "servicequotas"
+        } else {
+            service.as_str()
+        };
+        for (op, n) in ops.as_object().unwrap() {
+            let before = setup_calls[service][op].as_u64().unwrap_or(0);
+            if n.as_u64().unwrap() > before {
+                used.insert(format!("{prefix}:{op}"));
+            }
+        }
+    }
+    let policy: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/iam-policy.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut granted = std::collections::BTreeSet::new();
+    for statement in policy["Statement"].as_array().unwrap() {
+        match &statement["Action"] {
+            Value::String(a) => {
+                granted.insert(a.clone());
+            }
+            Value::Array(actions) => {
+                granted.extend(actions.iter().map(|a| a.as_str().unwrap().to_string()))
+            }
+            _ => panic!("unexpected Action"),
+        }
+    }
+    let missing: Vec<_> = used.difference(&granted).collect();
+    assert!(
+        missing.is_empty(),
+        "calls the policy does not grant: {missing:?}"
+    );
+    // cloudwatch:TagResource authorises the tags PutMetricAlarm sets on creation; it is not a call.
+    let unused: Vec<_> = granted
+        .iter()
+        .filter(|a| {
+            ["application-autoscaling:", "cloudwatch:", "servicequotas:"]
+                .iter()
+                .any(|p| a.starts_with(p))
+        })
+        .filter(|a| !used.contains(*a) && a.as_str() != "cloudwatch:TagResource")
+        .collect();
+    assert!(unused.is_empty(), "granted but never called: {unused:?}");
+}
