@@ -373,39 +373,16 @@ async fn converge_one(
         SyncOutcome::InSync | SyncOutcome::ChangesPending(_)
     );
     let pending = matches!(report.outcome, SyncOutcome::ChangesPending(_));
-    let spec = &resource.spec;
-    let mut text = format!(
-        "{} → endpoint {} variant {}\n",
-        display_name(resource),
-        spec.endpoint_name,
-        spec.variant_name
-    );
-    let changes: Vec<String> = report
-        .plan
-        .changes
-        .iter()
-        .map(|c| c.summary.clone())
-        .collect();
-    match verb {
-        Verb::Plan if changes.is_empty() && !failed => text.push_str("  in sync: no changes\n"),
-        Verb::Plan => changes
+    let mut text = header(resource);
+    let changes = report.plan.summaries();
+    if changes.is_empty() && !failed {
+        text.push_str("  in sync: no changes\n");
+    } else if verb == Verb::Plan {
+        changes
             .iter()
-            .for_each(|c| text.push_str(&format!("  {c}\n"))),
-        _ => {
-            for (i, c) in changes.iter().enumerate() {
-                let mark = if i < report.applied {
-                    "done"
-                } else if i == report.applied && report.error.is_some() {
-                    "FAILED"
-                } else {
-                    "skipped"
-                };
-                text.push_str(&format!("  {c}  [{mark}]\n"));
-            }
-            if changes.is_empty() && !failed {
-                text.push_str("  in sync: no changes\n");
-            }
-        }
+            .for_each(|c| text.push_str(&format!("  {c}\n")));
+    } else {
+        text.push_str(&progress(&changes, report.applied, report.error.is_some()));
     }
     text.push_str(&status_text(&report.status));
     let json = json!({
@@ -423,12 +400,7 @@ async fn converge_one(
 }
 
 async fn delete_one(backend: &dyn AutoscalingBackend, resource: &AsyncEndpointScaling) -> Outcome {
-    let mut text = format!(
-        "{} → endpoint {} variant {}\n",
-        display_name(resource),
-        resource.spec.endpoint_name,
-        resource.spec.variant_name
-    );
+    let mut text = header(resource);
     if resource.spec.deletion_policy == DeletionPolicy::Retain {
         text.push_str("  deletionPolicy is Retain: AWS is left as it is\n");
         return Outcome {
@@ -439,28 +411,14 @@ async fn delete_one(backend: &dyn AutoscalingBackend, resource: &AsyncEndpointSc
         };
     }
     let report = remove(backend, &resource.spec, &owner_of(resource), true).await;
-    for (i, c) in report.plan.changes.iter().enumerate() {
-        let mark = if i < report.applied {
-            "done"
-        } else if i == report.applied && report.error.is_some() {
-            "FAILED"
-        } else {
-            "skipped"
-        };
-        text.push_str(&format!("  {}  [{mark}]\n", c.summary));
-    }
+    let changes = report.plan.summaries();
+    text.push_str(&progress(&changes, report.applied, report.error.is_some()));
     if report.plan.is_empty() && report.error.is_none() {
         text.push_str("  nothing of asyncscale's remains in AWS\n");
     }
     if let Some(e) = &report.error {
         text.push_str(&format!("  error: {e}\n"));
     }
-    let changes: Vec<String> = report
-        .plan
-        .changes
-        .iter()
-        .map(|c| c.summary.clone())
-        .collect();
     let json = json!({
         "name": display_name(resource),
         "changes": changes,
@@ -473,6 +431,31 @@ async fn delete_one(backend: &dyn AutoscalingBackend, resource: &AsyncEndpointSc
         failed: report.error.is_some(),
         pending: false,
     }
+}
+
+fn header(resource: &AsyncEndpointScaling) -> String {
+    let spec = &resource.spec;
+    format!(
+        "{} → endpoint {} variant {}\n",
+        display_name(resource),
+        spec.endpoint_name,
+        spec.variant_name
+    )
+}
+
+/// Each change with what became of it: done, FAILED (the first one not done, when an error
+/// stopped the run) or skipped.
+fn progress(changes: &[String], applied: usize, stopped_by_error: bool) -> String {
+    let mut text = String::new();
+    for (i, change) in changes.iter().enumerate() {
+        let mark = match i.cmp(&applied) {
+            std::cmp::Ordering::Less => "done",
+            std::cmp::Ordering::Equal if stopped_by_error => "FAILED",
+            _ => "skipped",
+        };
+        text.push_str(&format!("  {change}  [{mark}]\n"));
+    }
+    text
 }
 
 fn status_text(status: &AsyncEndpointScalingStatus) -> String {

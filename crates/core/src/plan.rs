@@ -82,6 +82,10 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
+    /// One readable line per change.
+    pub fn summaries(&self) -> Vec<String> {
+        self.changes.iter().map(|c| c.summary.clone()).collect()
+    }
     fn push(&mut self, change: Change, summary: String) {
         self.changes.push(PlannedChange { change, summary });
     }
@@ -314,32 +318,28 @@ fn put_policy_if_needed(
                     want.config.policy_type()
                 ),
             );
-            plan.push(
-                Change::PutPolicy {
-                    policy: want.clone(),
-                },
-                format!(
-                    "+ create {what} {} ({})",
-                    want.name,
-                    describe(&policy_fields(want))
-                ),
-            );
+            push_create_policy(plan, want, what);
             true
         }
         None => {
-            plan.push(
-                Change::PutPolicy {
-                    policy: want.clone(),
-                },
-                format!(
-                    "+ create {what} {} ({})",
-                    want.name,
-                    describe(&policy_fields(want))
-                ),
-            );
+            push_create_policy(plan, want, what);
             true
         }
     }
+}
+
+fn push_create_policy(plan: &mut Plan, want: &ScalingPolicy, what: &str) {
+    let summary = format!(
+        "+ create {what} {} ({})",
+        want.name,
+        describe(&policy_fields(want))
+    );
+    plan.push(
+        Change::PutPolicy {
+            policy: want.clone(),
+        },
+        summary,
+    );
 }
 
 /// The changes that remove what asyncscale owns for this endpoint variant. Deregistering the

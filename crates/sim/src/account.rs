@@ -1088,24 +1088,31 @@ impl Account {
         })
     }
 
-    /// §5.1: an applied value that does not exist answers NoSuchResourceException; the caller
-    /// falls back to the AWS default.
-    fn get_service_quota(&mut self, input: &Value, region: &str, default: bool) -> ApiResult {
+    /// The applied or default quotas of the requested service; only SageMaker's exist here.
+    fn quota_table(
+        &self,
+        input: &Value,
+        default: bool,
+    ) -> Result<&BTreeMap<String, f64>, ApiError> {
         let service = required(input, "ServiceCode")?;
-        let code = required(input, "QuotaCode")?;
         if service != "sagemaker" {
-            return Err(ApiError::new(
-                "NoSuchResourceException",
-                format!(
-                    "The request failed because the specified service {service} does not exist."
-                ),
-            ));
+            let message = format!(
+                "The request failed because the specified service {service} does not exist."
+            );
+            return Err(ApiError::new("NoSuchResourceException", message));
         }
-        let table = if default {
+        Ok(if default {
             &self.quotas.defaults
         } else {
             &self.quotas.applied
-        };
+        })
+    }
+
+    /// §5.1: an applied value that does not exist answers NoSuchResourceException; the caller
+    /// falls back to the AWS default.
+    fn get_service_quota(&mut self, input: &Value, region: &str, default: bool) -> ApiResult {
+        let table = self.quota_table(input, default)?;
+        let code = required(input, "QuotaCode")?;
         let found = table.iter().find(|(name, _)| quota_code(name) == code);
         match found {
             Some((name, value)) => {
@@ -1119,20 +1126,7 @@ impl Account {
     }
 
     fn list_service_quotas(&mut self, input: &Value, region: &str, default: bool) -> ApiResult {
-        let service = required(input, "ServiceCode")?;
-        if service != "sagemaker" {
-            return Err(ApiError::new(
-                "NoSuchResourceException",
-                format!(
-                    "The request failed because the specified service {service} does not exist."
-                ),
-            ));
-        }
-        let table = if default {
-            &self.quotas.defaults
-        } else {
-            &self.quotas.applied
-        };
+        let table = self.quota_table(input, default)?;
         let items: Vec<Value> = table
             .iter()
             .map(|(name, value)| self.quota_json(region, name, &quota_code(name), *value))
