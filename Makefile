@@ -4,7 +4,9 @@ PYTHON ?= python3
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/debug/asyncscale
 
-.PHONY: build demo test test-rust test-python python-deps lint crd
+LUA ?= $(shell command -v lua5.4 || command -v lua)
+
+.PHONY: build demo test test-rust test-python test-lua python-deps lint crd
 
 build:
 	$(CARGO) build --workspace --bins
@@ -16,13 +18,18 @@ demo: build
 
 ## Every test: Rust unit, property, over-the-wire and CLI end-to-end tests, then boto3 against the
 ## local endpoint. Installs the Python test dependencies first when they are missing.
-test: build python-deps test-rust test-python
+test: build python-deps test-rust test-python test-lua
 
 test-rust:
 	$(CARGO) test --workspace
 
 test-python:
 	ASYNCSCALE_BIN=$(BIN) $(PYTHON) -m pytest -q tests/python
+
+## The Argo CD health check, run by a real Lua interpreter (Debian: apt-get install lua5.4).
+test-lua:
+	@test -n "$(LUA)" || { echo "make test-lua needs lua5.4: apt-get install lua5.4"; exit 1; }
+	$(LUA) deploy/argocd/health_test.lua
 
 python-deps:
 	@$(PYTHON) -c "import boto3, moto, pytest" 2>/dev/null || $(PYTHON) -m pip install -q -r tests/python/requirements.txt
@@ -34,3 +41,5 @@ lint:
 ## Regenerate the committed CRD after changing crates/api.
 crd:
 	$(CARGO) run -q -p asyncscale -- crd > crds/asyncendpointscalings.asyncscale.io.yaml
+	cp crds/asyncendpointscalings.asyncscale.io.yaml deploy/base/crd.yaml
+	cp crds/asyncendpointscalings.asyncscale.io.yaml deploy/helm/asyncscale/crds/

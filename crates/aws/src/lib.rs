@@ -4,11 +4,13 @@
 pub mod calls;
 pub mod engine;
 pub mod error;
+pub mod pool;
 pub mod port;
 pub mod sdk;
 
 pub use calls::{CallCounter, CallKey};
 pub use engine::{ConvergeMode, ConvergeReport, Intent, RemoveReport, converge, observe, remove};
 pub use error::{AwsError, ErrorClass};
+pub use pool::{BackendSource, SdkBackendPool};
 pub use port::AutoscalingBackend;
 pub use sdk::{AwsOptions, SdkBackend};

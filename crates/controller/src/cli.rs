@@ -3,20 +3,22 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 use asyncscale_api::{
-    ADOPT_ANNOTATION, AsyncEndpointScaling, AsyncEndpointScalingStatus, DeletionPolicy,
-    ParsedResource,
+    AsyncEndpointScaling, AsyncEndpointScalingStatus, DeletionPolicy, ParsedResource,
 };
 use asyncscale_aws::{
-    AutoscalingBackend, AwsOptions, CallCounter, ConvergeMode, Intent, SdkBackend, converge, remove,
+    AutoscalingBackend, AwsOptions, BackendSource, CallCounter, ConvergeMode, Intent,
+    SdkBackendPool, converge, remove,
 };
+use asyncscale_core::ResourceNames;
 use asyncscale_core::status::SyncOutcome;
-use asyncscale_core::{Owner, ResourceNames};
+
+use crate::identity::{display_name, owner_of, wants_adoption};
+use crate::run::RunArgs;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 #[derive(Parser, Debug)]
@@ -49,6 +51,8 @@ enum Command {
     Apply(ManifestArgs),
     /// Remove what asyncscale created for the manifests (honours spec.deletionPolicy).
     Delete(ManifestArgs),
+    /// Run the Kubernetes controller: watch AsyncEndpointScaling resources and converge AWS.
+    Run(RunArgs),
     /// The simulated AWS account.
     Sim {
         #[command(subcommand)]
@@ -84,14 +88,23 @@ struct ManifestArgs {
     output: Output,
 }
 
-#[derive(Args, Debug)]
-struct AwsArgs {
+#[derive(Args, Debug, Clone)]
+pub struct AwsArgs {
     /// Send every AWS call to this endpoint (an AWS-compatible local endpoint, say). Overrides AWS_ENDPOINT_URL.
     #[arg(long, value_name = "URL")]
     aws_endpoint: Option<String>,
     /// AWS region for resources without spec.region. Defaults to the environment's (AWS_REGION, profile).
     #[arg(long)]
     region: Option<String>,
+}
+
+impl AwsArgs {
+    pub fn options(&self) -> AwsOptions {
+        AwsOptions {
+            region: self.region.clone(),
+            endpoint_url: self.aws_endpoint.clone(),
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +134,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => manifests(args, Verb::Plan).await,
         Command::Apply(args) => manifests(args, Verb::Apply).await,
         Command::Delete(args) => manifests(args, Verb::Delete).await,
+        Command::Run(args) => crate::run::run(args).await,
         Command::Sim {
             command:
                 SimCommand::Serve {
@@ -159,7 +173,7 @@ async fn sim_serve(listen: SocketAddr, quotas: &[String], default_quotas: &[Stri
     }
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -223,62 +237,6 @@ fn read_all(files: &[String]) -> Result<Vec<(String, ParsedResource)>, Vec<Strin
     }
 }
 
-fn display_name(resource: &AsyncEndpointScaling) -> String {
-    let name = resource.metadata.name.clone().unwrap_or_default();
-    match &resource.metadata.namespace {
-        Some(ns) => format!("{ns}/{name}"),
-        None => name,
-    }
-}
-
-fn owner_of(resource: &AsyncEndpointScaling) -> Owner {
-    Owner {
-        namespace: resource
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".to_string()),
-        name: resource.metadata.name.clone().unwrap_or_default(),
-        uid: resource.metadata.uid.clone(),
-    }
-}
-
-fn wants_adoption(resource: &AsyncEndpointScaling) -> bool {
-    resource
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ADOPT_ANNOTATION))
-        .is_some_and(|v| v == "true")
-}
-
-/// One SDK backend per region, sharing one call counter.
-struct Backends {
-    options: AwsOptions,
-    calls: CallCounter,
-    by_region: BTreeMap<Option<String>, Arc<SdkBackend>>,
-}
-
-impl Backends {
-    async fn get(&mut self, region: Option<&String>) -> Result<Arc<SdkBackend>, String> {
-        let key = region.cloned();
-        if let Some(b) = self.by_region.get(&key) {
-            return Ok(b.clone());
-        }
-        let mut options = self.options.clone();
-        if let Some(region) = region {
-            options.region = Some(region.clone());
-        }
-        let backend = Arc::new(
-            SdkBackend::connect(&options, self.calls.clone())
-                .await
-                .map_err(|e| e.message)?,
-        );
-        self.by_region.insert(key, backend.clone());
-        Ok(backend)
-    }
-}
-
 async fn manifests(args: ManifestArgs, verb: Verb) -> ExitCode {
     let resources = match read_all(&args.files) {
         Ok(r) => r,
@@ -289,24 +247,17 @@ async fn manifests(args: ManifestArgs, verb: Verb) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut backends = Backends {
-        options: AwsOptions {
-            region: args.aws.region.clone(),
-            endpoint_url: args.aws.aws_endpoint.clone(),
-        },
-        calls: CallCounter::default(),
-        by_region: BTreeMap::new(),
-    };
+    let backends = SdkBackendPool::new(args.aws.options(), CallCounter::default());
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let mut failed = false;
     let mut pending = false;
     let mut reports = Vec::new();
     for (_, parsed) in &resources {
         let resource = &parsed.resource;
-        let backend = match backends.get(resource.spec.region.as_ref()).await {
+        let backend = match backends.backend(resource.spec.region.as_deref()).await {
             Ok(b) => b,
             Err(e) => {
-                eprintln!("error: {}: {e}", display_name(resource));
+                eprintln!("error: {}: {}", display_name(resource), e.message);
                 failed = true;
                 continue;
             }
@@ -328,8 +279,8 @@ async fn manifests(args: ManifestArgs, verb: Verb) -> ExitCode {
             serde_json::to_string_pretty(&json!({ "resources": reports })).expect("json")
         );
     }
-    let calls = backends.calls.total();
-    let writes = backends.calls.writes();
+    let calls = backends.calls().total();
+    let writes = backends.calls().writes();
     eprintln!(
         "AWS calls: {calls} ({} reads, {writes} writes)",
         calls - writes

@@ -1,9 +1,8 @@
 //! `asyncscale`: autoscaling for SageMaker asynchronous inference endpoints.
 
-mod cli;
-
 use std::process::ExitCode;
 
+use asyncscale_controller::cli;
 use clap::Parser;
 
 #[tokio::main]

@@ -316,6 +316,31 @@ fn condition(
     }
 }
 
+/// The status of a resource whose AWS resources could not be removed: the previous status with
+/// Ready and Synced False, reason `DeleteFailed`.
+pub fn deletion_failed_status(
+    previous: Option<&AsyncEndpointScalingStatus>,
+    generation: Option<i64>,
+    message: &str,
+    now: &Time,
+) -> AsyncEndpointScalingStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    status.observed_generation = generation;
+    let mut fresh: Vec<Condition> = [READY, SYNCED]
+        .into_iter()
+        .map(|kind| condition(kind, "False", "DeleteFailed", message, generation, now))
+        .collect();
+    fresh.extend(
+        status
+            .conditions
+            .iter()
+            .filter(|c| c.type_ != READY && c.type_ != SYNCED)
+            .cloned(),
+    );
+    status.conditions = keep_transition_times(&status.conditions, fresh);
+    status
+}
+
 /// Keeps each condition's previous `lastTransitionTime` unless its status flipped.
 pub fn keep_transition_times(previous: &[Condition], fresh: Vec<Condition>) -> Vec<Condition> {
     fresh

@@ -1,0 +1,8 @@
+//! The `asyncscale` binary: the CLI and the Kubernetes controller. Business rules live in
+//! `asyncscale-core`; this crate wires them to Kubernetes, AWS and the terminal.
+
+pub mod cli;
+pub mod identity;
+pub mod metrics;
+pub mod reconciler;
+pub mod run;

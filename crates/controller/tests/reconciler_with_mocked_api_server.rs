@@ -1,0 +1,564 @@
+//! The reconciler against kube-rs's mocked API server (tower-test, as in kube-rs/controller-rs)
+//! and the local AWS endpoint over the wire. The fake API server answers the requests the
+//! reconciler makes the way the real one does (a JSON patch returns the patched object, an Event
+//! POST returns the Event) and records them, so each test asserts exactly what reached Kubernetes
+//! and AWS.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use asyncscale_api::{AsyncEndpointScaling, AsyncEndpointScalingStatus};
+use asyncscale_aws::{AutoscalingBackend, AwsError, BackendSource, CallCounter, SdkBackend};
+use asyncscale_controller::metrics::Metrics;
+use asyncscale_controller::reconciler::{Context, reconcile};
+use asyncscale_sim::{Activity, SimServer};
+use aws_config::BehaviorVersion;
+use aws_sdk_applicationautoscaling::config::Credentials;
+use http::{Request, Response};
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use serde_json::{Value, json};
+
+const RID: &str = "endpoint/sdxl-async/variant/AllTraffic";
+
+/// One request that reached the fake API server.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    query: String,
+    body: Value,
+}
+
+impl Seen {
+    fn is_status_patch(&self) -> bool {
+        self.method == "PATCH" && self.path.ends_with("/status")
+    }
+    fn is_finalizer_patch(&self) -> bool {
+        self.method == "PATCH" && self.path.ends_with("/asyncendpointscalings/sdxl")
+    }
+    fn event_reason(&self) -> Option<&str> {
+        (self.method == "POST" && self.path.ends_with("/events"))
+            .then(|| self.body["reason"].as_str().unwrap_or(""))
+    }
+}
+
+struct FakeApiServer {
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl FakeApiServer {
+    fn start(object: &AsyncEndpointScaling) -> (kube::Client, Self) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let mut current = serde_json::to_value(object).unwrap();
+        tokio::spawn(async move {
+            while let Some((request, respond)) = handle.next_request().await {
+                let (parts, body) = request.into_parts();
+                let bytes = body.collect_bytes().await.unwrap();
+                let body: Value = if bytes.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&bytes).unwrap()
+                };
+                let path = parts.uri.path().to_string();
+                let query = parts.uri.query().unwrap_or("").to_string();
+                record.lock().unwrap().push(Seen {
+                    method: parts.method.to_string(),
+                    path: path.clone(),
+                    query,
+                    body: body.clone(),
+                });
+                let answer = if path.ends_with("/status") {
+                    current["status"] = body["status"].clone();
+                    current.clone()
+                } else if path.contains("/asyncendpointscalings/") {
+                    apply_json_patch(&mut current, &body);
+                    current.clone()
+                } else {
+                    // events.k8s.io: the created (or patched) Event, as the API server returns it.
+                    let mut event = body.clone();
+                    if event["metadata"]["name"].is_null() {
+                        event["metadata"]["name"] = json!("event-1");
+                    }
+                    event
+                };
+                respond.send_response(
+                    Response::builder()
+                        .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                        .unwrap(),
+                );
+            }
+        });
+        (kube::Client::new(service, "default"), Self { seen })
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn clear(&self) {
+        self.seen.lock().unwrap().clear();
+    }
+}
+
+/// The two JSON patch shapes kube's finalizer helper sends (test + add, test + remove).
+fn apply_json_patch(object: &mut Value, patch: &Value) {
+    for op in patch.as_array().into_iter().flatten() {
+        let path = op["path"].as_str().unwrap_or("");
+        match op["op"].as_str() {
+            Some("add") if path == "/metadata/finalizers" => {
+                object["metadata"]["finalizers"] = op["value"].clone()
+            }
+            Some("add") if path == "/metadata/finalizers/-" => object["metadata"]["finalizers"]
+                .as_array_mut()
+                .unwrap()
+                .push(op["value"].clone()),
+            Some("remove") => {
+                let index: usize = path.rsplit('/').next().unwrap().parse().unwrap();
+                object["metadata"]["finalizers"]
+                    .as_array_mut()
+                    .unwrap()
+                    .remove(index);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Every resource gets the same backend: the local AWS endpoint.
+struct Fixed(Arc<SdkBackend>);
+
+#[async_trait]
+impl BackendSource for Fixed {
+    async fn backend(
+        &self,
+        _region: Option<&str>,
+    ) -> Result<Arc<dyn AutoscalingBackend>, AwsError> {
+        Ok(self.0.clone())
+    }
+}
+
+async fn aws_at(url: &str) -> Arc<SdkBackend> {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region("us-east-1")
+        .endpoint_url(url)
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    Arc::new(SdkBackend::from_config(&config, CallCounter::default()).unwrap())
+}
+
+async fn sim() -> SimServer {
+    let quotas = asyncscale_sim::quota_table(&["ml.g4dn.xlarge=4".into()], &[]).unwrap();
+    asyncscale_sim::start("127.0.0.1:0".parse().unwrap(), quotas)
+        .await
+        .unwrap()
+}
+
+fn context(client: kube::Client, aws: Arc<SdkBackend>) -> Arc<Context> {
+    let metrics = Arc::new(Metrics::new(aws.calls().clone()));
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "asyncscale".into(),
+            instance: Some("asyncscale-0".into()),
+        },
+    );
+    Arc::new(Context::new(
+        client,
+        Arc::new(Fixed(aws)),
+        recorder,
+        metrics,
+        Duration::from_secs(60),
+    ))
+}
+
+fn resource(
+    extra_spec: Value,
+    finalized: bool,
+    status: Option<&AsyncEndpointScalingStatus>,
+) -> AsyncEndpointScaling {
+    let mut spec = json!({"endpointName": "sdxl-async", "instanceType": "ml.g4dn.xlarge", "maxCapacity": 20, "targetTracking": {"targetValue": 5}});
+    for (k, v) in extra_spec.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    let mut object = json!({
+        "apiVersion": "asyncscale.io/v1alpha1", "kind": "AsyncEndpointScaling",
+        "metadata": {"name": "sdxl", "namespace": "ml", "uid": "0a1b", "generation": 3, "resourceVersion": "7"},
+        "spec": spec,
+    });
+    if finalized {
+        object["metadata"]["finalizers"] = json!(["asyncscale.io/cleanup"]);
+    }
+    if let Some(status) = status {
+        object["status"] = serde_json::to_value(status).unwrap();
+    }
+    let text = serde_json::to_string(&object).unwrap();
+    asyncscale_api::parse_manifests("test", &text)
+        .map(|mut p| p.remove(0).resource)
+        .unwrap_or_else(|_| serde_json::from_value(object).unwrap())
+}
+
+fn deleting(mut object: AsyncEndpointScaling) -> AsyncEndpointScaling {
+    object.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    object
+}
+
+fn aws_writes(server: &SimServer) -> u64 {
+    let calls = server.account.lock().unwrap().calls.clone();
+    calls
+        .values()
+        .flat_map(|ops| ops.iter())
+        .filter(|(op, _)| {
+            ["Register", "Deregister", "Put", "Delete", "Tag", "Untag"]
+                .iter()
+                .any(|p| op.starts_with(p))
+        })
+        .map(|(_, n)| n)
+        .sum()
+}
+
+fn aws_calls(server: &SimServer) -> u64 {
+    server
+        .account
+        .lock()
+        .unwrap()
+        .calls
+        .values()
+        .flat_map(|ops| ops.values())
+        .sum()
+}
+
+fn condition<'a>(status: &'a Value, kind: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} condition"))
+}
+
+/// Applies a fresh resource the way the controller loop would: until it asks to wait.
+async fn converge_once(aws: &SimServer) -> AsyncEndpointScalingStatus {
+    let object = resource(json!({}), true, None);
+    let (client, api) = FakeApiServer::start(&object);
+    reconcile(Arc::new(object), context(client, aws_at(&aws.url()).await))
+        .await
+        .unwrap();
+    let patch = api
+        .seen()
+        .into_iter()
+        .rev()
+        .find(Seen::is_status_patch)
+        .unwrap();
+    serde_json::from_value(patch.body["status"].clone()).unwrap()
+}
+
+#[tokio::test]
+async fn the_finalizer_comes_first_and_nothing_reaches_aws_before_it() {
+    let aws = sim().await;
+    let object = resource(json!({}), false, None);
+    let (client, api) = FakeApiServer::start(&object);
+    reconcile(Arc::new(object), context(client, aws_at(&aws.url()).await))
+        .await
+        .unwrap();
+    let seen = api.seen();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    assert!(seen[0].is_status_patch(), "first visit: Ready Unknown");
+    assert_eq!(
+        condition(&seen[0].body["status"], "Ready")["status"],
+        "Unknown"
+    );
+    assert!(seen[1].is_finalizer_patch());
+    assert_eq!(
+        seen[1].body[1],
+        json!({"op": "add", "path": "/metadata/finalizers", "value": ["asyncscale.io/cleanup"]})
+    );
+    assert_eq!(
+        aws_calls(&aws),
+        0,
+        "no AWS call before the finalizer is in place"
+    );
+}
+
+#[tokio::test]
+async fn apply_converges_aws_and_server_side_applies_status_with_events() {
+    let aws = sim().await;
+    let object = resource(json!({}), true, None);
+    let (client, api) = FakeApiServer::start(&object);
+    reconcile(Arc::new(object), context(client, aws_at(&aws.url()).await))
+        .await
+        .unwrap();
+
+    let state = aws.account.lock().unwrap().snapshot("us-east-1");
+    assert_eq!(state["ScalableTargets"][0]["MaxCapacity"], 4);
+    assert_eq!(
+        state["ScalableTargets"][0]["Tags"]["asyncscale.io/owner-uid"],
+        "0a1b"
+    );
+    assert_eq!(state["ScalingPolicies"].as_array().unwrap().len(), 2);
+
+    let seen = api.seen();
+    let status_patches: Vec<&Seen> = seen.iter().filter(|s| s.is_status_patch()).collect();
+    let last = status_patches.last().unwrap();
+    assert!(
+        last.query.contains("fieldManager=asyncscale") && last.query.contains("force=true"),
+        "server-side apply: {}",
+        last.query
+    );
+    assert_eq!(last.body["apiVersion"], "asyncscale.io/v1alpha1");
+    let status = &last.body["status"];
+    assert_eq!(status["observedGeneration"], 3);
+    assert_eq!(status["effectiveMaxCapacity"], 4);
+    assert_eq!(condition(status, "Ready")["status"], "True");
+    assert_eq!(condition(status, "Ready")["observedGeneration"], 3);
+    assert_eq!(condition(status, "QuotaClamped")["reason"], "Clamped");
+
+    let reasons: Vec<&str> = seen.iter().filter_map(Seen::event_reason).collect();
+    assert_eq!(
+        reasons,
+        [
+            "ScalableTargetRegistered",
+            "TargetTrackingPolicyApplied",
+            "ScaleFromZeroPolicyApplied",
+            "AlarmApplied",
+            "QuotaClampApplied"
+        ]
+    );
+    let event = seen
+        .iter()
+        .find(|s| s.event_reason() == Some("QuotaClampApplied"))
+        .unwrap();
+    assert_eq!(event.body["reportingInstance"], "asyncscale-0");
+    assert_eq!(event.body["regarding"]["name"], "sdxl");
+}
+
+#[tokio::test]
+async fn a_resync_without_drift_writes_nothing_anywhere() {
+    let aws = sim().await;
+    let status = converge_once(&aws).await;
+    let writes = aws_writes(&aws);
+    let object = resource(json!({}), true, Some(&status));
+    let (client, api) = FakeApiServer::start(&object);
+    reconcile(Arc::new(object), context(client, aws_at(&aws.url()).await))
+        .await
+        .unwrap();
+    assert!(
+        api.seen().is_empty(),
+        "no status patch, no Event: {:#?}",
+        api.seen()
+    );
+    assert_eq!(aws_writes(&aws), writes, "no AWS write");
+}
+
+#[tokio::test]
+async fn deletion_cleans_aws_then_releases_the_finalizer() {
+    let aws = sim().await;
+    let status = converge_once(&aws).await;
+    let object = deleting(resource(json!({}), true, Some(&status)));
+    let (client, api) = FakeApiServer::start(&object);
+    reconcile(Arc::new(object), context(client, aws_at(&aws.url()).await))
+        .await
+        .unwrap();
+    let state = aws.account.lock().unwrap().snapshot("us-east-1");
+    assert_eq!(state["ScalableTargets"], json!([]));
+    assert_eq!(state["ScalingPolicies"], json!([]));
+    assert_eq!(state["MetricAlarms"], json!([]));
+    let seen = api.seen();
+    let reasons: Vec<&str> = seen.iter().filter_map(Seen::event_reason).collect();
+    assert_eq!(reasons, ["AlarmDeleted", "ScalableTargetDeregistered"]);
+    let last = seen.last().unwrap();
+    assert!(
+        last.is_finalizer_patch(),
+        "the finalizer goes last: {seen:#?}"
+    );
+    assert_eq!(
+        last.body[1],
+        json!({"op": "remove", "path": "/metadata/finalizers/0"})
+    );
+}
+
+#[tokio::test]
+async fn retain_leaves_aws_and_releases_the_finalizer() {
+    let aws = sim().await;
+    let status = converge_once(&aws).await;
+    let before = aws.account.lock().unwrap().snapshot("us-east-1");
+    let writes = aws_writes(&aws);
+    let object = deleting(resource(
+        json!({"deletionPolicy": "Retain"}),
+        true,
+        Some(&status),
+    ));
+    let (client, api) = FakeApiServer::start(&object);
+    reconcile(Arc::new(object), context(client, aws_at(&aws.url()).await))
+        .await
+        .unwrap();
+    assert_eq!(aws.account.lock().unwrap().snapshot("us-east-1"), before);
+    assert_eq!(aws_writes(&aws), writes);
+    let seen = api.seen();
+    assert_eq!(
+        seen.iter()
+            .filter_map(Seen::event_reason)
+            .collect::<Vec<_>>(),
+        ["Retained"]
+    );
+    assert!(seen.last().unwrap().is_finalizer_patch());
+}
+
+#[tokio::test]
+async fn a_deletion_that_cannot_finish_keeps_the_finalizer_and_says_why() {
+    let aws = sim().await;
+    let status = converge_once(&aws).await;
+    let object = deleting(resource(json!({}), true, Some(&status)));
+    let (client, api) = FakeApiServer::start(&object);
+    let unreachable = aws_at("http://127.0.0.1:9").await;
+    let result = reconcile(Arc::new(object), context(client, unreachable)).await;
+    assert!(
+        result.is_err(),
+        "a failed cleanup is an error, so it is retried with backoff"
+    );
+    let seen = api.seen();
+    assert!(
+        seen.iter().all(|s| !s.is_finalizer_patch()),
+        "the finalizer stays"
+    );
+    assert_eq!(
+        seen.iter()
+            .filter_map(Seen::event_reason)
+            .collect::<Vec<_>>(),
+        ["DeleteFailed"]
+    );
+    let patch = seen.iter().find(|s| s.is_status_patch()).unwrap();
+    assert_eq!(
+        condition(&patch.body["status"], "Ready")["reason"],
+        "DeleteFailed"
+    );
+    assert!(
+        condition(&patch.body["status"], "Synced")["message"]
+            .as_str()
+            .unwrap()
+            .contains("remove it by hand")
+    );
+}
+
+#[tokio::test]
+async fn a_conflict_makes_no_aws_write() {
+    let aws = sim().await;
+    let other = resource(json!({}), true, None);
+    let (client, _api) = FakeApiServer::start(&other);
+    let mut other_owner = other.clone();
+    other_owner.metadata.namespace = Some("team-b".into());
+    reconcile(
+        Arc::new(other_owner),
+        context(client, aws_at(&aws.url()).await),
+    )
+    .await
+    .unwrap();
+    let writes = aws_writes(&aws);
+
+    let object = resource(json!({}), true, None);
+    let (client, api) = FakeApiServer::start(&object);
+    reconcile(Arc::new(object), context(client, aws_at(&aws.url()).await))
+        .await
+        .unwrap();
+    assert_eq!(
+        aws_writes(&aws),
+        writes,
+        "no AWS write for the second claimant"
+    );
+    let seen = api.seen();
+    let patch = seen.iter().rev().find(|s| s.is_status_patch()).unwrap();
+    let synced = condition(&patch.body["status"], "Synced");
+    assert_eq!(synced["reason"], "Conflict");
+    assert!(
+        synced["message"].as_str().unwrap().contains("team-b/sdxl"),
+        "{synced}"
+    );
+    assert_eq!(
+        seen.iter()
+            .filter_map(Seen::event_reason)
+            .collect::<Vec<_>>(),
+        ["Conflict"]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_scaling_activity_is_published_once() {
+    let aws = sim().await;
+    let status = converge_once(&aws).await;
+    let message = "Failed to set desired instance count to 20. Reason: The account-level service limit 'ml.g4dn.xlarge for endpoint usage' is 4 Instances, with current utilization of 1 Instances and a request delta of 19 Instances. Please contact AWS support to request an increase for this limit. (Service: AmazonSageMaker; Status Code: 400; Error Code: ResourceLimitExceeded; Request ID: 9).";
+    aws.account.lock().unwrap().add_activity(Activity {
+        activity_id: String::new(),
+        service_namespace: "sagemaker".into(),
+        resource_id: RID.into(),
+        scalable_dimension: "sagemaker:variant:DesiredInstanceCount".into(),
+        description: "Setting desired instance count to 20.".into(),
+        cause: "monitor alarm x in state ALARM triggered policy y".into(),
+        start_time: 0.0,
+        end_time: None,
+        status_code: "Failed".into(),
+        status_message: Some(message.into()),
+    });
+
+    let object = resource(json!({}), true, Some(&status));
+    let (client, api) = FakeApiServer::start(&object);
+    let ctx = context(client, aws_at(&aws.url()).await);
+    reconcile(Arc::new(object), ctx.clone()).await.unwrap();
+    let seen = api.seen();
+    let event = seen
+        .iter()
+        .find(|s| s.event_reason() == Some("QuotaExceeded"))
+        .expect("a QuotaExceeded Event");
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["note"], message);
+    let patch = seen.iter().find(|s| s.is_status_patch()).unwrap();
+    let status: AsyncEndpointScalingStatus =
+        serde_json::from_value(patch.body["status"].clone()).unwrap();
+    assert_eq!(
+        condition(&patch.body["status"], "ScalingHealthy")["reason"],
+        "QuotaExceeded"
+    );
+
+    // The next resync sees the same activity in status: no second Event, no patch.
+    api.clear();
+    let object = resource(json!({}), true, Some(&status));
+    reconcile(Arc::new(object), ctx).await.unwrap();
+    assert!(api.seen().is_empty(), "{:#?}", api.seen());
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_without_touching_aws() {
+    let aws = sim().await;
+    let mut object = resource(json!({}), true, None);
+    object.spec.scale_from_zero.period_seconds = 45; // as if the API server had no CEL rules
+    let (client, api) = FakeApiServer::start(&object);
+    let action = reconcile(Arc::new(object), context(client, aws_at(&aws.url()).await))
+        .await
+        .unwrap();
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::await_change(),
+        "waits for a spec change"
+    );
+    assert_eq!(aws_calls(&aws), 0);
+    let patch = api
+        .seen()
+        .into_iter()
+        .rev()
+        .find(Seen::is_status_patch)
+        .unwrap();
+    let synced = condition(&patch.body["status"], "Synced");
+    assert_eq!(synced["reason"], "InvalidSpec");
+    assert!(
+        synced["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.scaleFromZero.periodSeconds: ")
+    );
+}
