@@ -11,6 +11,6 @@ pub mod sdk;
 pub use calls::{CallCounter, CallKey};
 pub use engine::{ConvergeMode, ConvergeReport, Intent, RemoveReport, converge, observe, remove};
 pub use error::{AwsError, ErrorClass};
-pub use pool::{BackendSource, SdkBackendPool};
+pub use pool::{BackendSource, SdkBackendPool, SingleBackend};
 pub use port::AutoscalingBackend;
 pub use sdk::{AwsOptions, SdkBackend};

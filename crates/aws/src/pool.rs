@@ -54,3 +54,16 @@ impl BackendSource for SdkBackendPool {
         Ok(backend)
     }
 }
+
+/// One backend for every region: a local endpoint, or a test double.
+pub struct SingleBackend(pub Arc<dyn AutoscalingBackend>);
+
+#[async_trait]
+impl BackendSource for SingleBackend {
+    async fn backend(
+        &self,
+        _region: Option<&str>,
+    ) -> Result<Arc<dyn AutoscalingBackend>, AwsError> {
+        Ok(self.0.clone())
+    }
+}

@@ -63,6 +63,25 @@ impl SdkBackend {
         Self::from_config(&config, calls)
     }
 
+    /// A backend for a local AWS-compatible endpoint (such as `asyncscale sim serve`), signed with
+    /// fixed credentials so that the environment's real ones never reach it.
+    pub async fn for_local_endpoint(url: &str, calls: CallCounter) -> Result<Self, AwsError> {
+        let credentials = aws_sdk_applicationautoscaling::config::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "asyncscale-local-endpoint",
+        );
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(url)
+            .credentials_provider(credentials)
+            .load()
+            .await;
+        Self::from_config(&config, calls)
+    }
+
     pub fn from_config(config: &SdkConfig, calls: CallCounter) -> Result<Self, AwsError> {
         let region = config
             .region()

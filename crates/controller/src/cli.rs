@@ -10,12 +10,15 @@ use serde_json::json;
 use asyncscale_api::{
     AsyncEndpointScaling, AsyncEndpointScalingStatus, DeletionPolicy, ParsedResource,
 };
+use std::sync::Arc;
+
 use asyncscale_aws::{
     AutoscalingBackend, AwsOptions, BackendSource, CallCounter, ConvergeMode, Intent,
-    SdkBackendPool, converge, remove,
+    SdkBackendPool, SingleBackend, converge, remove,
 };
 use asyncscale_core::ResourceNames;
 use asyncscale_core::status::SyncOutcome;
+use asyncscale_sim::SimServer;
 
 use crate::identity::{display_name, owner_of, wants_adoption};
 use crate::run::RunArgs;
@@ -53,6 +56,8 @@ enum Command {
     Delete(ManifestArgs),
     /// Run the Kubernetes controller: watch AsyncEndpointScaling resources and converge AWS.
     Run(RunArgs),
+    /// Replay a load through AWS's scaling rules against the configuration asyncscale would apply.
+    Simulate(SimulateArgs),
     /// The simulated AWS account.
     Sim {
         #[command(subcommand)]
@@ -73,7 +78,50 @@ enum SimCommand {
         /// AWS's default instance quota, used when no applied value exists (repeatable).
         #[arg(long = "default-quota", value_name = "TYPE=N")]
         default_quotas: Vec<String>,
+        /// Simulated seconds per real second for the scaling model's clock; 0 moves it only
+        /// through POST /_sim/advance.
+        #[arg(long, default_value_t = 0.0)]
+        time_scale: f64,
     },
+}
+
+#[derive(Args, Debug)]
+struct SimulateArgs {
+    /// Manifest file(s); every resource becomes an endpoint of one simulated account.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    files: Vec<String>,
+    /// Requests to replay: burst:N@T and rate:R/m@T1-T2, comma-separated (times: 90s, 5m, 2h).
+    #[arg(long)]
+    load: String,
+    /// How much time to simulate.
+    #[arg(long, default_value = "2h")]
+    duration: String,
+    /// The account's instance quota, e.g. ml.g4dn.xlarge=4 (repeatable). Without it nothing is enforced.
+    #[arg(long = "quota", value_name = "TYPE=N")]
+    quotas: Vec<String>,
+    /// Instances of a type that other endpoints already use, counted against the quota (repeatable).
+    #[arg(long = "other-usage", value_name = "TYPE=N")]
+    other_usage: Vec<String>,
+    /// Run the hand-made configuration of the field report instead (repeatable).
+    #[arg(long, value_enum)]
+    without: Vec<crate::simulate::Without>,
+    /// Requests one instance finishes a minute.
+    #[arg(long, default_value = "6/m")]
+    throughput: String,
+    /// Instances in service at the start (default: minCapacity).
+    #[arg(long)]
+    initial_instances: Option<u32>,
+    /// Time from a scale-out until the instance serves (an assumption; default 7m).
+    #[arg(long)]
+    provisioning: Option<String>,
+    /// Change a modelling assumption, NAME=VALUE (repeatable; listed in text output).
+    #[arg(long = "assume", value_name = "NAME=VALUE")]
+    assume: Vec<String>,
+    /// Write an SVG chart of backlog and instances over time.
+    #[arg(long, value_name = "FILE")]
+    chart: Option<String>,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    output: Output,
 }
 
 #[derive(Args, Debug)]
@@ -96,9 +144,33 @@ pub struct AwsArgs {
     /// AWS region for resources without spec.region. Defaults to the environment's (AWS_REGION, profile).
     #[arg(long)]
     region: Option<String>,
+    /// `simulated` talks to an in-process simulated account instead of AWS.
+    #[arg(long = "aws", value_enum, default_value_t = AwsTarget::Aws)]
+    target: AwsTarget,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AwsTarget {
+    Aws,
+    Simulated,
 }
 
 impl AwsArgs {
+    /// Where backends come from, and the in-process account to keep alive when simulated.
+    pub async fn connect(
+        &self,
+        calls: CallCounter,
+    ) -> Result<(Arc<dyn BackendSource>, Option<SimServer>), String> {
+        match self.target {
+            AwsTarget::Aws => Ok((Arc::new(SdkBackendPool::new(self.options(), calls)), None)),
+            AwsTarget::Simulated => {
+                let (server, backend) = crate::simulate::in_process_aws(&[], calls).await?;
+                tracing::info!(endpoint = %server.url(), "using an in-process simulated AWS account");
+                Ok((Arc::new(SingleBackend(Arc::new(backend))), Some(server)))
+            }
+        }
+    }
+
     pub fn options(&self) -> AwsOptions {
         AwsOptions {
             region: self.region.clone(),
@@ -135,18 +207,29 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Apply(args) => manifests(args, Verb::Apply).await,
         Command::Delete(args) => manifests(args, Verb::Delete).await,
         Command::Run(args) => crate::run::run(args).await,
+        Command::Simulate(args) => simulate_command(args).await,
         Command::Sim {
             command:
                 SimCommand::Serve {
                     listen,
                     quotas,
                     default_quotas,
+                    time_scale,
                 },
-        } => sim_serve(listen, &quotas, &default_quotas).await,
+        } => sim_serve(listen, &quotas, &default_quotas, time_scale).await,
     }
 }
 
-async fn sim_serve(listen: SocketAddr, quotas: &[String], default_quotas: &[String]) -> ExitCode {
+async fn sim_serve(
+    listen: SocketAddr,
+    quotas: &[String],
+    default_quotas: &[String],
+    time_scale: f64,
+) -> ExitCode {
+    if !(0.0..=86_400.0).contains(&time_scale) {
+        eprintln!("error: --time-scale must be between 0 and 86400");
+        return ExitCode::FAILURE;
+    }
     let table = match asyncscale_sim::quota_table(quotas, default_quotas) {
         Ok(t) => t,
         Err(e) => {
@@ -154,7 +237,7 @@ async fn sim_serve(listen: SocketAddr, quotas: &[String], default_quotas: &[Stri
             return ExitCode::FAILURE;
         }
     };
-    match asyncscale_sim::start(listen, table).await {
+    match asyncscale_sim::start_with_clock(listen, table, time_scale).await {
         Ok(server) => {
             eprintln!(
                 "asyncscale local AWS endpoint listening on {}",
@@ -247,7 +330,14 @@ async fn manifests(args: ManifestArgs, verb: Verb) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let backends = SdkBackendPool::new(args.aws.options(), CallCounter::default());
+    let calls = CallCounter::default();
+    let (backends, _simulated) = match args.aws.connect(calls.clone()).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let mut failed = false;
     let mut pending = false;
@@ -279,8 +369,8 @@ async fn manifests(args: ManifestArgs, verb: Verb) -> ExitCode {
             serde_json::to_string_pretty(&json!({ "resources": reports })).expect("json")
         );
     }
-    let calls = backends.calls().total();
-    let writes = backends.calls().writes();
+    let writes = calls.writes();
+    let calls = calls.total();
     eprintln!(
         "AWS calls: {calls} ({} reads, {writes} writes)",
         calls - writes
@@ -454,4 +544,119 @@ fn status_text(status: &AsyncEndpointScalingStatus) -> String {
         ));
     }
     text
+}
+
+async fn simulate_command(args: SimulateArgs) -> ExitCode {
+    match simulate_inner(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn simulate_inner(args: SimulateArgs) -> Result<ExitCode, String> {
+    use asyncscale_sim::model::{assumptions::Assumptions, load, report};
+    let resources = read_all(&args.files).map_err(|problems| problems.join("\nerror: "))?;
+    let load = load::LoadProfile::parse(&args.load).map_err(|e| format!("--load: {e}"))?;
+    let duration_s = load::parse_time(&args.duration).map_err(|e| format!("--duration: {e}"))?;
+    let throughput_per_minute: f64 = args
+        .throughput
+        .strip_suffix("/m")
+        .and_then(|r| r.parse().ok())
+        .filter(|r: &f64| *r > 0.0)
+        .ok_or_else(|| {
+            format!(
+                "--throughput {:?}: expected requests a minute, e.g. 6/m",
+                args.throughput
+            )
+        })?;
+    let mut assumptions = Assumptions::default();
+    if let Some(p) = &args.provisioning {
+        assumptions.provisioning_delay_s =
+            load::parse_time(p).map_err(|e| format!("--provisioning: {e}"))?;
+    }
+    for a in &args.assume {
+        assumptions.set(a).map_err(|e| format!("--assume: {e}"))?;
+    }
+    for q in args.quotas.iter().chain(&args.other_usage) {
+        asyncscale_sim::quotas::parse_quota_flag(q)?;
+    }
+    let options = crate::simulate::SimulationOptions {
+        resources: resources.into_iter().map(|(_, p)| p.resource).collect(),
+        load,
+        duration_s,
+        quotas: args.quotas.clone(),
+        other_usage: args.other_usage.clone(),
+        without: args.without.clone(),
+        throughput_per_minute,
+        initial_instances: args.initial_instances,
+        assumptions,
+    };
+    let result = crate::simulate::simulate(options).await?;
+    if let Some(path) = &args.chart {
+        let svg = report::chart_svg(&result.world.endpoints[0])?;
+        std::fs::write(path, svg).map_err(|e| format!("--chart {path}: {e}"))?;
+    }
+    if args.output == Output::Json {
+        let mut top = serde_json::to_value(&result.summaries[0]).expect("json");
+        top["endpoints"] = serde_json::to_value(&result.summaries).expect("json");
+        println!("{}", serde_json::to_string_pretty(&top).expect("json"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Assumptions (change with --assume NAME=VALUE):");
+    for (name, value, source) in result.world.assumptions.describe() {
+        println!("  {name} = {value}  ({source})");
+    }
+    for ((endpoint, summary), applied) in result
+        .world
+        .endpoints
+        .iter()
+        .zip(&result.summaries)
+        .zip(&result.applied)
+    {
+        println!("\n== {} ({})", summary.endpoint, endpoint.resource_id);
+        println!("configuration applied to the simulated account:");
+        for change in applied {
+            println!("  {change}");
+        }
+        println!("\n{}", report::timeline_text(endpoint));
+        let secs = |v: Option<f64>| {
+            v.map_or("never".to_string(), |s| {
+                format!("{s:.0} s ({:.1} min)", s / 60.0)
+            })
+        };
+        println!("summary:");
+        println!(
+            "  time to first instance requested: {}",
+            secs(summary.time_to_first_instance_s)
+        );
+        println!(
+            "  time to first instance in service: {}",
+            secs(summary.time_to_first_in_service_s)
+        );
+        println!(
+            "  peak instances in service: {} (desired: {})",
+            summary.peak_instances, summary.peak_desired_instances
+        );
+        println!("  queue drained at: {}", secs(summary.drained_at_s));
+        println!(
+            "  back to zero instances at: {}",
+            secs(summary.scaled_to_zero_at_s)
+        );
+        println!("  instance-minutes: {}", summary.instance_minutes);
+        println!(
+            "  requests arrived / processed: {} / {}",
+            summary.requests_arrived, summary.requests_processed
+        );
+        println!(
+            "  failed scaling activities: {}",
+            summary.failed_activities.len()
+        );
+        for w in &summary.warnings {
+            println!("  warning: {w}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

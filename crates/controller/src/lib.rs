@@ -6,3 +6,4 @@ pub mod identity;
 pub mod metrics;
 pub mod reconciler;
 pub mod run;
+pub mod simulate;

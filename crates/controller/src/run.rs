@@ -20,7 +20,7 @@ use kube::runtime::{Controller, watcher};
 use tokio::sync::watch;
 
 use asyncscale_api::AsyncEndpointScaling;
-use asyncscale_aws::{CallCounter, SdkBackendPool};
+use asyncscale_aws::CallCounter;
 
 use crate::cli::{AwsArgs, shutdown_signal};
 use crate::metrics::Metrics;
@@ -167,7 +167,7 @@ async fn run_controller(args: RunArgs) -> Result<(), Box<dyn std::error::Error>>
             instance: Some(identity.clone()),
         },
     );
-    let backends = Arc::new(SdkBackendPool::new(args.aws.options(), calls));
+    let (backends, _simulated) = args.aws.connect(calls).await?;
     let ctx = Arc::new(Context::new(
         client.clone(),
         backends,

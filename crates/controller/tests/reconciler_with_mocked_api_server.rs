@@ -7,9 +7,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use asyncscale_api::{AsyncEndpointScaling, AsyncEndpointScalingStatus};
-use asyncscale_aws::{AutoscalingBackend, AwsError, BackendSource, CallCounter, SdkBackend};
+use asyncscale_aws::{CallCounter, SdkBackend, SingleBackend};
 use asyncscale_controller::metrics::Metrics;
 use asyncscale_controller::reconciler::{Context, reconcile};
 use asyncscale_sim::{Activity, SimServer};
@@ -128,19 +127,6 @@ fn apply_json_patch(object: &mut Value, patch: &Value) {
     }
 }
 
-/// Every resource gets the same backend: the local AWS endpoint.
-struct Fixed(Arc<SdkBackend>);
-
-#[async_trait]
-impl BackendSource for Fixed {
-    async fn backend(
-        &self,
-        _region: Option<&str>,
-    ) -> Result<Arc<dyn AutoscalingBackend>, AwsError> {
-        Ok(self.0.clone())
-    }
-}
-
 async fn aws_at(url: &str) -> Arc<SdkBackend> {
     let config = aws_config::defaults(BehaviorVersion::latest())
         .region("us-east-1")
@@ -170,7 +156,7 @@ fn context(client: kube::Client, aws: Arc<SdkBackend>) -> Arc<Context> {
     );
     Arc::new(Context::new(
         client,
-        Arc::new(Fixed(aws)),
+        Arc::new(SingleBackend(aws)),
         recorder,
         metrics,
         Duration::from_secs(60),

@@ -46,33 +46,33 @@ impl ApiError {
 
 pub type ApiResult = Result<Value, ApiError>;
 
-type TargetKey = (String, String, String); // namespace, resource id, dimension
+pub(crate) type TargetKey = (String, String, String); // namespace, resource id, dimension
 
 #[derive(Debug, Clone)]
-struct Target {
-    min: i64,
-    max: i64,
-    suspended: Value,
+pub(crate) struct Target {
+    pub(crate) min: i64,
+    pub(crate) max: i64,
+    pub(crate) suspended: Value,
     arn: String,
     created: f64,
 }
 
 #[derive(Debug, Clone)]
-struct Policy {
-    target: TargetKey,
-    name: String,
-    arn: String,
-    policy_type: String,
-    config: Value,
+pub(crate) struct Policy {
+    pub(crate) target: TargetKey,
+    pub(crate) name: String,
+    pub(crate) arn: String,
+    pub(crate) policy_type: String,
+    pub(crate) config: Value,
     created: f64,
     /// Alarms AWS created for a target-tracking policy (AlarmHigh, AlarmLow).
     owned_alarms: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
-struct Alarm {
-    config: Map<String, Value>,
-    state: String,
+pub(crate) struct Alarm {
+    pub(crate) config: Map<String, Value>,
+    pub(crate) state: String,
     state_reason: String,
     state_updated: f64,
     config_updated: f64,
@@ -120,9 +120,9 @@ pub struct QuotaTable {
 /// The whole simulated account. One per `sim serve`; thread safety is the server's job.
 #[derive(Debug, Default)]
 pub struct Account {
-    targets: BTreeMap<TargetKey, Target>,
-    policies: BTreeMap<(TargetKey, String), Policy>,
-    alarms: BTreeMap<String, Alarm>,
+    pub(crate) targets: BTreeMap<TargetKey, Target>,
+    pub(crate) policies: BTreeMap<(TargetKey, String), Policy>,
+    pub(crate) alarms: BTreeMap<String, Alarm>,
     /// Tags by ARN, for both Application Auto Scaling and CloudWatch resources.
     tags: BTreeMap<String, BTreeMap<String, String>>,
     activities: Vec<Activity>,
@@ -130,6 +130,29 @@ pub struct Account {
     next_id: u64,
     /// Requests answered, by service and operation.
     pub calls: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Bumped by every request that may change configuration, so the scaling model re-reads it.
+    pub(crate) config_version: u64,
+    /// The shape of the alarms target tracking creates (an assumption of the model, §2.7).
+    pub target_tracking_alarms: TargetTrackingAlarms,
+}
+
+/// Target tracking's AWS-created alarms, as observed (aws-semantics.md §2.7).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TargetTrackingAlarms {
+    pub high_periods: u32,
+    pub low_periods: u32,
+    pub low_ratio: f64,
+}
+
+impl Default for TargetTrackingAlarms {
+    fn default() -> Self {
+        let a = crate::model::assumptions::Assumptions::default();
+        Self {
+            high_periods: a.alarm_high_periods,
+            low_periods: a.alarm_low_periods,
+            low_ratio: a.alarm_low_ratio,
+        }
+    }
 }
 
 pub fn now() -> f64 {
@@ -247,6 +270,53 @@ impl Account {
         self.activities.push(activity);
     }
 
+    /// The instance quota enforced at scale-out: the applied value, else AWS's default; None when
+    /// the account has neither (then nothing is enforced).
+    pub fn instance_quota(&self, instance_type: &str) -> Option<f64> {
+        let name = format!("{instance_type} for endpoint usage");
+        self.quotas
+            .applied
+            .get(&name)
+            .or_else(|| self.quotas.defaults.get(&name))
+            .copied()
+    }
+
+    /// The scaling model moves alarms between states as CloudWatch would.
+    pub(crate) fn transition_alarm(&mut self, name: &str, state: &str, reason: String, at: f64) {
+        if let Some(alarm) = self.alarms.get_mut(name) {
+            alarm.state = state.to_string();
+            alarm.state_reason = reason;
+            alarm.state_updated = at;
+        }
+    }
+
+    /// Completes an activity the scaling model started.
+    pub(crate) fn finish_activity(&mut self, id: &str, status: &str, message: String, at: f64) {
+        if let Some(a) = self
+            .activities
+            .iter_mut()
+            .rev()
+            .find(|a| a.activity_id == id)
+        {
+            a.status_code = status.to_string();
+            a.status_message = Some(message);
+            a.end_time = Some(at);
+        }
+    }
+
+    /// Records an activity and returns its id.
+    pub(crate) fn record_activity(&mut self, activity: Activity) -> String {
+        self.add_activity(activity);
+        self.activities
+            .last()
+            .map(|a| a.activity_id.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn activities(&self) -> &[Activity] {
+        &self.activities
+    }
+
     /// Dispatches one operation of one service. `region` comes from the request's signature.
     pub fn handle(
         &mut self,
@@ -256,6 +326,12 @@ impl Account {
         region: &str,
     ) -> ApiResult {
         self.record_call(service, operation);
+        if !["Describe", "List", "Get"]
+            .iter()
+            .any(|read| operation.starts_with(read))
+        {
+            self.config_version += 1;
+        }
         match (service, operation) {
             ("application-autoscaling", "RegisterScalableTarget") => {
                 self.register_scalable_target(input, region)
@@ -597,8 +673,18 @@ impl Account {
             .unwrap_or_else(|| json!({}));
         let mut names = Vec::new();
         for (kind, operator, threshold, periods) in [
-            ("AlarmHigh", "GreaterThanThreshold", target, 3),
-            ("AlarmLow", "LessThanThreshold", target * 0.9, 15),
+            (
+                "AlarmHigh",
+                "GreaterThanThreshold",
+                target,
+                self.target_tracking_alarms.high_periods,
+            ),
+            (
+                "AlarmLow",
+                "LessThanThreshold",
+                target * self.target_tracking_alarms.low_ratio,
+                self.target_tracking_alarms.low_periods,
+            ),
         ] {
             let uuid = self.uuid();
             let name = format!("TargetTracking-{}-{kind}-{uuid}", key.1);

@@ -3,11 +3,12 @@
 
 pub mod account;
 pub mod cbor;
+pub mod model;
 pub mod quotas;
 pub mod server;
 
-pub use account::{Account, Activity, ApiError, QuotaTable};
-pub use server::{SimServer, start};
+pub use account::{Account, Activity, ApiError, QuotaTable, TargetTrackingAlarms};
+pub use server::{SimServer, start, start_with_clock};
 
 /// Builds the quota table from `--quota TYPE=N` (applied values) and `--default-quota TYPE=N`.
 pub fn quota_table(applied: &[String], defaults: &[String]) -> Result<QuotaTable, String> {

@@ -7,7 +7,16 @@
 //! - `GET /_sim/state`: every scalable target, policy (with configuration) and alarm (with tags);
 //! - `GET /_sim/calls`: requests answered, by service and operation;
 //! - `POST /_sim/activities`: record a scaling activity (JSON in DescribeScalingActivities' shape);
-//! - `POST /_sim/quotas`: `{"applied": {"ml.g4dn.xlarge": 4}, "defaults": {...}}` sets quotas.
+//! - `POST /_sim/quotas`: `{"applied": {"ml.g4dn.xlarge": 4}, "defaults": {...}}` sets quotas;
+//!
+//! and, to drive the scaling model with the configuration real clients put there:
+//! - `POST /_sim/endpoints`: declare an endpoint, `{"endpoint": "sdxl-async", "variant": "AllTraffic",
+//!   "instanceType": "ml.g4dn.xlarge", "throughputPerMinute": 6, "instances": 0}`;
+//! - `POST /_sim/requests`: queue requests now, `{"endpoint": "sdxl-async", "count": 5}`;
+//! - `POST /_sim/advance`: move the virtual clock, `{"seconds": 600}`;
+//! - `GET /_sim/endpoints`: each endpoint's backlog, desired and in-service instances, alarm states.
+//!
+//! With `--time-scale X` the clock also moves by itself, X simulated seconds per real second.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -22,13 +31,24 @@ use serde_json::{Value, json};
 
 use crate::account::{Account, Activity, ApiError, QuotaTable};
 use crate::cbor;
+use crate::model::assumptions::Assumptions;
+use crate::model::{EndpointSpec, World};
 
 pub type SharedAccount = Arc<Mutex<Account>>;
+pub type SharedWorld = Arc<Mutex<World>>;
+
+#[derive(Clone)]
+struct Shared {
+    account: SharedAccount,
+    world: SharedWorld,
+}
 
 /// A running local endpoint.
 pub struct SimServer {
     pub addr: SocketAddr,
     pub account: SharedAccount,
+    /// The scaling model over `account`; lock it before the account, never after.
+    pub world: SharedWorld,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -51,23 +71,55 @@ impl Drop for SimServer {
 }
 
 pub async fn start(listen: SocketAddr, quotas: QuotaTable) -> std::io::Result<SimServer> {
+    start_with_clock(listen, quotas, 0.0).await
+}
+
+/// Starts the endpoint; with `time_scale` > 0 the virtual clock advances that many simulated
+/// seconds per real second.
+pub async fn start_with_clock(
+    listen: SocketAddr,
+    quotas: QuotaTable,
+    time_scale: f64,
+) -> std::io::Result<SimServer> {
     let account: SharedAccount = Arc::new(Mutex::new(Account::new(quotas)));
+    let epoch = crate::account::now();
+    let world: SharedWorld = Arc::new(Mutex::new(World::new(Assumptions::default(), epoch)));
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let app = router(account.clone());
+    let app = router(Shared {
+        account: account.clone(),
+        world: world.clone(),
+    });
+    let clock = (time_scale > 0.0).then(|| {
+        let (account, world) = (account.clone(), world.clone());
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                interval.tick().await;
+                let mut world = world.lock().expect("world lock");
+                let mut account = account.lock().expect("account lock");
+                world.advance(&mut account, time_scale);
+            }
+        })
+    });
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        let served = axum::serve(listener, app).await;
+        if let Some(clock) = clock {
+            clock.abort();
+        }
+        if let Err(e) = served {
             tracing::error!(error = %e, "local AWS endpoint stopped");
         }
     });
     Ok(SimServer {
         addr,
         account,
+        world,
         task,
     })
 }
 
-pub fn router(account: SharedAccount) -> Router {
+fn router(shared: Shared) -> Router {
     Router::new()
         .route("/", post(json_protocols))
         .route(
@@ -78,7 +130,13 @@ pub fn router(account: SharedAccount) -> Router {
         .route("/_sim/calls", get(admin_calls))
         .route("/_sim/activities", post(admin_add_activity))
         .route("/_sim/quotas", post(admin_set_quotas))
-        .with_state(account)
+        .route(
+            "/_sim/endpoints",
+            post(admin_declare_endpoint).get(admin_endpoints),
+        )
+        .route("/_sim/requests", post(admin_enqueue))
+        .route("/_sim/advance", post(admin_advance))
+        .with_state(shared)
 }
 
 /// The region from a SigV4 `Authorization` header's credential scope; us-east-1 when unsigned.
@@ -111,7 +169,7 @@ fn run(
 }
 
 async fn json_protocols(
-    State(account): State<SharedAccount>,
+    State(Shared { account, .. }): State<Shared>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -185,7 +243,7 @@ fn insert_query_error(headers: &mut HeaderMap, error: &ApiError) {
 }
 
 async fn cloudwatch_cbor(
-    State(account): State<SharedAccount>,
+    State(Shared { account, .. }): State<Shared>,
     Path(operation): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -218,7 +276,7 @@ async fn cloudwatch_cbor(
     response
 }
 
-async fn admin_state(State(account): State<SharedAccount>) -> Response {
+async fn admin_state(State(Shared { account, .. }): State<Shared>) -> Response {
     let snapshot = account.lock().expect("account lock").snapshot("us-east-1");
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -227,7 +285,7 @@ async fn admin_state(State(account): State<SharedAccount>) -> Response {
         .into_response()
 }
 
-async fn admin_calls(State(account): State<SharedAccount>) -> Response {
+async fn admin_calls(State(Shared { account, .. }): State<Shared>) -> Response {
     let calls = account.lock().expect("account lock").calls.clone();
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -236,7 +294,7 @@ async fn admin_calls(State(account): State<SharedAccount>) -> Response {
         .into_response()
 }
 
-async fn admin_add_activity(State(account): State<SharedAccount>, body: Bytes) -> Response {
+async fn admin_add_activity(State(Shared { account, .. }): State<Shared>, body: Bytes) -> Response {
     match serde_json::from_slice::<Activity>(&body) {
         Ok(activity) => {
             account.lock().expect("account lock").add_activity(activity);
@@ -246,7 +304,7 @@ async fn admin_add_activity(State(account): State<SharedAccount>, body: Bytes) -
     }
 }
 
-async fn admin_set_quotas(State(account): State<SharedAccount>, body: Bytes) -> Response {
+async fn admin_set_quotas(State(Shared { account, .. }): State<Shared>, body: Bytes) -> Response {
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "expected JSON").into_response();
     };
@@ -274,4 +332,93 @@ async fn admin_set_quotas(State(account): State<SharedAccount>, body: Bytes) -> 
         }
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, message).into_response()
+}
+
+async fn admin_declare_endpoint(State(shared): State<Shared>, body: Bytes) -> Response {
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("expected JSON".into());
+    };
+    let Some(endpoint) = v.get("endpoint").and_then(Value::as_str) else {
+        return bad_request("endpoint is required".into());
+    };
+    let Some(instance_type) = v.get("instanceType").and_then(Value::as_str) else {
+        return bad_request("instanceType is required".into());
+    };
+    let spec = EndpointSpec {
+        endpoint: endpoint.to_string(),
+        variant: v
+            .get("variant")
+            .and_then(Value::as_str)
+            .unwrap_or("AllTraffic")
+            .to_string(),
+        instance_type: instance_type.to_string(),
+        throughput_per_minute: v
+            .get("throughputPerMinute")
+            .and_then(Value::as_f64)
+            .unwrap_or(6.0),
+        initial_instances: v.get("instances").and_then(Value::as_u64).unwrap_or(0) as u32,
+        load: None,
+    };
+    let mut world = shared.world.lock().expect("world lock");
+    if world.endpoint_mut(endpoint).is_some() {
+        return bad_request(format!("endpoint {endpoint} is already declared"));
+    }
+    world.add_endpoint(spec);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn admin_enqueue(State(shared): State<Shared>, body: Bytes) -> Response {
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("expected JSON".into());
+    };
+    let endpoint = v
+        .get("endpoint")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let count = v.get("count").and_then(Value::as_f64).unwrap_or(0.0);
+    let mut world = shared.world.lock().expect("world lock");
+    let now = world.now;
+    match world.endpoint_mut(endpoint) {
+        Some(e) => {
+            e.enqueue(now, count.max(0.0).floor());
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("no endpoint {endpoint:?}; declare it with POST /_sim/endpoints"),
+        )
+            .into_response(),
+    }
+}
+
+async fn admin_advance(State(shared): State<Shared>, body: Bytes) -> Response {
+    let seconds = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("seconds").and_then(Value::as_f64));
+    let Some(seconds) = seconds.filter(|s| *s >= 0.0 && *s <= 7.0 * 86_400.0) else {
+        return bad_request("expected {\"seconds\": N} with 0 <= N <= 604800".into());
+    };
+    let mut world = shared.world.lock().expect("world lock");
+    let mut account = shared.account.lock().expect("account lock");
+    world.advance(&mut account, seconds);
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({ "now": world.now }).to_string(),
+    )
+        .into_response()
+}
+
+async fn admin_endpoints(State(shared): State<Shared>) -> Response {
+    let world = shared.world.lock().expect("world lock");
+    let endpoints: Vec<Value> = world.endpoints.iter().map(|e| e.snapshot()).collect();
+    let body = json!({ "now": world.now, "endpoints": endpoints });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }

@@ -1,0 +1,143 @@
+//! `asyncscale simulate`: applies the configuration asyncscale would apply for a manifest to an
+//! in-process simulated account, over the same AWS wire protocols as real AWS, then replays a
+//! load profile through the scaling model and reports what the endpoint would do.
+
+use std::net::SocketAddr;
+
+use asyncscale_api::{AsyncEndpointScaling, QuotaPolicy};
+use asyncscale_aws::{ConvergeMode, Intent, SdkBackend, converge};
+use asyncscale_core::status::SyncOutcome;
+use asyncscale_sim::model::assumptions::Assumptions;
+use asyncscale_sim::model::load::LoadProfile;
+use asyncscale_sim::model::report::{Summary, summarize};
+use asyncscale_sim::model::{EndpointSpec, World};
+use asyncscale_sim::{SimServer, TargetTrackingAlarms};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::identity::{display_name, owner_of, wants_adoption};
+
+/// The hand-made configurations of the field report, to compare with asyncscale's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Without {
+    /// No step policy and alarm on HasBacklogWithoutCapacity (trap 1).
+    ScaleFromZero,
+    /// maxCapacity as written, above the quota if so (trap 2).
+    QuotaClamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimulationOptions {
+    pub resources: Vec<AsyncEndpointScaling>,
+    pub load: LoadProfile,
+    pub duration_s: f64,
+    /// `TYPE=N`: the account's applied instance quotas.
+    pub quotas: Vec<String>,
+    /// `TYPE=N`: instances other endpoints of the account already use.
+    pub other_usage: Vec<String>,
+    pub without: Vec<Without>,
+    pub throughput_per_minute: f64,
+    /// Instances at the start; each resource's minCapacity when None.
+    pub initial_instances: Option<u32>,
+    pub assumptions: Assumptions,
+}
+
+pub struct SimulationResult {
+    pub world: World,
+    pub summaries: Vec<Summary>,
+    /// What asyncscale changed in the simulated account, per resource.
+    pub applied: Vec<Vec<String>>,
+}
+
+/// A local AWS endpoint in this process, and an SDK backend that talks to it over loopback.
+pub async fn in_process_aws(
+    quotas: &[String],
+    calls: asyncscale_aws::CallCounter,
+) -> Result<(SimServer, SdkBackend), String> {
+    let table = asyncscale_sim::quota_table(quotas, &[])?;
+    let server = asyncscale_sim::start(SocketAddr::from(([127, 0, 0, 1], 0)), table)
+        .await
+        .map_err(|e| e.to_string())?;
+    let backend = SdkBackend::for_local_endpoint(&server.url(), calls)
+        .await
+        .map_err(|e| e.message)?;
+    Ok((server, backend))
+}
+
+pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, String> {
+    let (server, backend) =
+        in_process_aws(&options.quotas, asyncscale_aws::CallCounter::default()).await?;
+    let a = &options.assumptions;
+    server
+        .account
+        .lock()
+        .expect("account lock")
+        .target_tracking_alarms = TargetTrackingAlarms {
+        high_periods: a.alarm_high_periods,
+        low_periods: a.alarm_low_periods,
+        low_ratio: a.alarm_low_ratio,
+    };
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let mut applied = Vec::new();
+    for resource in &options.resources {
+        let mut spec = resource.spec.clone();
+        if options.without.contains(&Without::ScaleFromZero) {
+            spec.scale_from_zero.enabled = false;
+        }
+        if options.without.contains(&Without::QuotaClamp) {
+            spec.quota.policy = QuotaPolicy::Ignore;
+        }
+        let intent = Intent {
+            spec: &spec,
+            owner: owner_of(resource),
+            adopt: wants_adoption(resource),
+            generation: None,
+        };
+        let report = converge(&backend, &intent, ConvergeMode::Apply, None, &now).await;
+        if report.outcome != SyncOutcome::InSync {
+            return Err(format!(
+                "{}: could not set up the simulated account: {:?}",
+                display_name(resource),
+                report.outcome
+            ));
+        }
+        applied.push(report.plan.summaries());
+    }
+
+    let epoch = k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+    let mut world = World::new(options.assumptions.clone(), epoch);
+    world.record_timeline = true;
+    for flag in &options.other_usage {
+        let (instance_type, n) = flag
+            .split_once('=')
+            .ok_or_else(|| format!("--other-usage {flag:?}: expected TYPE=N"))?;
+        let n: u32 = n
+            .parse()
+            .map_err(|_| format!("--other-usage {flag:?}: N must be a whole number"))?;
+        world.other_usage.insert(instance_type.to_string(), n);
+    }
+    for resource in &options.resources {
+        world.add_endpoint(EndpointSpec {
+            endpoint: resource.spec.endpoint_name.clone(),
+            variant: resource.spec.variant_name.clone(),
+            instance_type: resource.spec.instance_type.clone(),
+            throughput_per_minute: options.throughput_per_minute,
+            initial_instances: options
+                .initial_instances
+                .unwrap_or(resource.spec.min_capacity.max(0) as u32),
+            load: Some(options.load.clone()),
+        });
+    }
+    let mut account = server.account.lock().expect("account lock");
+    world.advance(&mut account, options.duration_s);
+    let summaries = world
+        .endpoints
+        .iter()
+        .map(|e| summarize(&world, e, account.instance_quota(&e.spec.instance_type)))
+        .collect();
+    drop(account);
+    Ok(SimulationResult {
+        world,
+        summaries,
+        applied,
+    })
+}

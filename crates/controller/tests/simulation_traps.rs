@@ -1,0 +1,392 @@
+//! The field report's two traps, as acceptance tests of the scaling model: in-process through
+//! `simulate()`, through the real `asyncscale simulate` CLI, and over the wire against
+//! `asyncscale sim serve` driven by the configuration `asyncscale apply` puts there.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+use asyncscale_controller::simulate::{SimulationOptions, Without, simulate};
+use asyncscale_sim::model::assumptions::Assumptions;
+use asyncscale_sim::model::load::LoadProfile;
+use asyncscale_sim::model::report::Summary;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_asyncscale");
+const QUOTA_FAILURE: &str = "Failed to set desired instance count to 20. Reason: The account-level service limit 'ml.g4dn.xlarge for endpoint usage' is 4 Instances, with current utilization of 1 Instances and a request delta of 19 Instances. Please contact AWS support to request an increase for this limit.";
+
+fn manifest(target: f64, quota_policy: &str) -> String {
+    format!(
+        "apiVersion: asyncscale.io/v1alpha1
+kind: AsyncEndpointScaling
+metadata: {{name: sdxl, namespace: ml}}
+spec:
+  endpointName: sdxl-async
+  instanceType: ml.g4dn.xlarge
+  minCapacity: 0
+  maxCapacity: 20
+  targetTracking: {{targetValue: {target}}}
+  quota: {{policy: {quota_policy}}}
+"
+    )
+}
+
+async fn run(target: f64, load: &str, without: &[Without]) -> Summary {
+    let resource = asyncscale_api::parse_manifests("t.yaml", &manifest(target, "Clamp"))
+        .unwrap()
+        .remove(0)
+        .resource;
+    let result = simulate(SimulationOptions {
+        resources: vec![resource],
+        load: LoadProfile::parse(load).unwrap(),
+        duration_s: 2.0 * 3600.0,
+        quotas: vec!["ml.g4dn.xlarge=4".into()],
+        other_usage: vec![],
+        without: without.to_vec(),
+        throughput_per_minute: 6.0,
+        initial_instances: None,
+        assumptions: Assumptions::default(),
+    })
+    .await
+    .unwrap();
+    result.summaries.into_iter().next().unwrap()
+}
+
+#[tokio::test]
+async fn trap_1_target_tracking_alone_never_leaves_zero() {
+    let s = run(180.0, "burst:5@1m", &[Without::ScaleFromZero]).await;
+    assert_eq!(
+        s.time_to_first_instance_s, None,
+        "two hours and still no instance"
+    );
+    assert_eq!(s.peak_instances, 0);
+    assert_eq!(s.drained_at_s, None);
+    assert!(
+        s.warnings.iter().any(|w| w.contains("trap 1")),
+        "{:?}",
+        s.warnings
+    );
+}
+
+#[tokio::test]
+async fn trap_1_asyncscale_requests_an_instance_within_three_minutes_and_drains() {
+    let s = run(180.0, "burst:5@1m", &[]).await;
+    let first = s
+        .time_to_first_instance_s
+        .expect("an instance is requested");
+    assert!(
+        first <= 180.0,
+        "two one-minute alarm periods plus evaluation: {first} s"
+    );
+    assert!(s.drained_at_s.is_some(), "the queue drains");
+    assert_eq!(s.requests_processed, 5.0);
+    assert!(
+        s.warnings.iter().all(|w| !w.contains("trap")),
+        "{:?}",
+        s.warnings
+    );
+}
+
+#[tokio::test]
+async fn trap_2_an_unclamped_max_above_the_quota_is_stuck_at_one_with_aws_failure() {
+    let s = run(1.0, "burst:100@1m", &[Without::QuotaClamp]).await;
+    assert_eq!(s.peak_instances, 1, "no partial scale-out");
+    let first = &s
+        .failed_activities
+        .first()
+        .expect("a Failed activity")
+        .message;
+    assert!(first.starts_with(QUOTA_FAILURE), "{first}");
+    assert!(
+        s.warnings.iter().any(|w| w.contains("trap 2")),
+        "{:?}",
+        s.warnings
+    );
+}
+
+#[tokio::test]
+async fn trap_2_asyncscale_clamps_to_the_quota_and_reaches_four_instances() {
+    let s = run(1.0, "burst:100@1m", &[]).await;
+    assert_eq!(s.peak_instances, 4);
+    assert!(s.failed_activities.is_empty(), "{:?}", s.failed_activities);
+    let unclamped = run(1.0, "burst:100@1m", &[Without::QuotaClamp]).await;
+    assert!(
+        s.drained_at_s.unwrap() < unclamped.drained_at_s.unwrap(),
+        "four instances drain the queue sooner"
+    );
+}
+
+#[tokio::test]
+async fn scale_in_returns_to_zero_after_the_alarm_low_window() {
+    let s = run(1.0, "burst:100@1m", &[]).await;
+    let drained = s.drained_at_s.unwrap();
+    let zero = s.scaled_to_zero_at_s.expect("back to zero");
+    // AlarmLow needs 15 of 15 one-minute datapoints below 0.9 × target after the queue empties.
+    let after = zero - drained;
+    assert!(
+        (14.0 * 60.0..=16.0 * 60.0).contains(&after),
+        "scale-in {after} s after draining"
+    );
+}
+
+fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn temp_file(name: &str, body: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("asyncscale-sim-{}-{name}", std::process::id()));
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+#[test]
+fn the_cli_reports_both_traps_as_json_and_draws_a_chart() {
+    let trap1 = temp_file("trap1.yaml", &manifest(180.0, "Clamp"));
+    let trap2 = temp_file("trap2.yaml", &manifest(1.0, "Clamp"));
+    let chart =
+        std::env::temp_dir().join(format!("asyncscale-sim-{}-chart.svg", std::process::id()));
+    let json_of = |file: &std::path::Path, extra: &[&str]| -> Value {
+        let mut args = vec![
+            "simulate",
+            "-f",
+            file.to_str().unwrap(),
+            "--quota",
+            "ml.g4dn.xlarge=4",
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = cli(&args);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let hand_made = json_of(
+        &trap1,
+        &["--load", "burst:5@1m", "--without", "scale-from-zero"],
+    );
+    assert_eq!(hand_made["time_to_first_instance_s"], Value::Null);
+    assert_eq!(hand_made["drained_at_s"], Value::Null);
+    let ours = json_of(
+        &trap1,
+        &["--load", "burst:5@1m", "--chart", chart.to_str().unwrap()],
+    );
+    assert!(ours["time_to_first_instance_s"].as_f64().unwrap() <= 180.0);
+    assert!(ours["drained_at_s"].is_number());
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(
+        svg.starts_with("<svg")
+            && svg.contains("in-service instances")
+            && svg.contains("<polyline"),
+        "an SVG chart"
+    );
+
+    let stuck = json_of(
+        &trap2,
+        &["--load", "burst:100@1m", "--without", "quota-clamp"],
+    );
+    assert_eq!(stuck["peak_instances"], 1);
+    assert!(
+        stuck["failed_activities"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(QUOTA_FAILURE)
+    );
+    let clamped = json_of(&trap2, &["--load", "burst:100@1m"]);
+    assert_eq!(clamped["peak_instances"], 4);
+    for key in [
+        "time_to_first_instance_s",
+        "peak_instances",
+        "drained_at_s",
+        "instance_minutes",
+        "failed_activities",
+        "warnings",
+    ] {
+        assert!(clamped.get(key).is_some(), "JSON summary has {key}");
+    }
+
+    let (code, out, _) = cli(&[
+        "simulate",
+        "-f",
+        trap1.to_str().unwrap(),
+        "--load",
+        "burst:5@1m",
+        "--duration",
+        "30m",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("time to first instance requested: 120 s"),
+        "{out}"
+    );
+    assert!(
+        out.contains("provisioning_delay_s = 420"),
+        "assumptions are listed"
+    );
+
+    let (code, _, err) = cli(&[
+        "simulate",
+        "-f",
+        trap1.to_str().unwrap(),
+        "--load",
+        "burst:5",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("--load") && err.contains("missing @TIME"),
+        "{err}"
+    );
+    for f in [trap1, trap2, chart] {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+struct Serve {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    fn start() -> Self {
+        let mut child = Command::new(BIN)
+            .args([
+                "sim",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--quota",
+                "ml.g4dn.xlarge=4",
+            ])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+        Serve { child, addr }
+    }
+
+    fn admin(&self, method: &str, path: &str, body: Value) -> Value {
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        write!(stream, "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 2"), "{response}");
+        let text = response.split_once("\r\n\r\n").unwrap().1;
+        serde_json::from_str(text).unwrap_or(Value::Null)
+    }
+
+    fn endpoint(&self) -> Value {
+        self.admin("GET", "/_sim/endpoints", Value::Null)["endpoints"][0].clone()
+    }
+
+    fn apply(&self, manifest: &str) -> String {
+        let file = temp_file(
+            &format!("wire-{}.yaml", self.addr.replace(':', "-")),
+            manifest,
+        );
+        let out = Command::new(BIN)
+            .args([
+                "apply",
+                "-f",
+                file.to_str().unwrap(),
+                "--aws-endpoint",
+                &format!("http://{}", self.addr),
+                "--region",
+                "us-east-1",
+            ])
+            .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "secret")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(file);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into()
+    }
+}
+
+#[test]
+fn over_the_wire_the_applied_configuration_scales_from_zero_and_back() {
+    let sim = Serve::start();
+    sim.apply(&manifest(180.0, "Clamp"));
+    sim.admin(
+        "POST",
+        "/_sim/endpoints",
+        json!({"endpoint": "sdxl-async", "instanceType": "ml.g4dn.xlarge"}),
+    );
+    sim.admin("POST", "/_sim/advance", json!({"seconds": 60}));
+    sim.admin(
+        "POST",
+        "/_sim/requests",
+        json!({"endpoint": "sdxl-async", "count": 5}),
+    );
+    sim.admin("POST", "/_sim/advance", json!({"seconds": 180}));
+    assert_eq!(
+        sim.endpoint()["desired"],
+        1,
+        "the HasBacklogWithoutCapacity alarm asked for an instance: {}",
+        sim.endpoint()
+    );
+    sim.admin("POST", "/_sim/advance", json!({"seconds": 600}));
+    let e = sim.endpoint();
+    assert_eq!(e["backlog"], 0.0, "drained: {e}");
+    assert_eq!(e["processed"], 5.0);
+    sim.admin("POST", "/_sim/advance", json!({"seconds": 1200}));
+    assert_eq!(sim.endpoint()["desired"], 0, "back to zero");
+}
+
+#[test]
+fn over_the_wire_an_ignored_quota_blocks_scale_out_and_apply_reports_it() {
+    let sim = Serve::start();
+    sim.apply(&manifest(1.0, "Ignore"));
+    sim.admin(
+        "POST",
+        "/_sim/endpoints",
+        json!({"endpoint": "sdxl-async", "instanceType": "ml.g4dn.xlarge"}),
+    );
+    sim.admin(
+        "POST",
+        "/_sim/requests",
+        json!({"endpoint": "sdxl-async", "count": 100}),
+    );
+    sim.admin("POST", "/_sim/advance", json!({"seconds": 900}));
+    let e = sim.endpoint();
+    assert_eq!(e["desired"], 1, "stuck at one: {e}");
+    assert!(e["failedActivities"].as_u64().unwrap() > 0);
+    // The scaling activity the model recorded is what asyncscale reads back into status.
+    let out = sim.apply(&manifest(1.0, "Ignore"));
+    assert!(
+        out.contains("ScalingHealthy  False    QuotaExceeded"),
+        "{out}"
+    );
+
+    // Clamping (the default) lets it reach the quota.
+    let fixed = sim.apply(&manifest(1.0, "Clamp"));
+    assert!(fixed.contains("maxCapacity 20 → 4"), "{fixed}");
+    sim.admin("POST", "/_sim/advance", json!({"seconds": 180}));
+    assert_eq!(sim.endpoint()["desired"], 4, "{}", sim.endpoint());
+}
