@@ -290,27 +290,19 @@ impl Account {
         }
     }
 
-    /// Completes an activity the scaling model started.
-    pub(crate) fn finish_activity(&mut self, id: &str, status: &str, message: String, at: f64) {
-        if let Some(a) = self
-            .activities
-            .iter_mut()
-            .rev()
-            .find(|a| a.activity_id == id)
-        {
+    /// Completes an activity the scaling model started (`index` from [`Self::record_activity`]).
+    pub(crate) fn finish_activity(&mut self, index: usize, status: &str, message: String, at: f64) {
+        if let Some(a) = self.activities.get_mut(index) {
             a.status_code = status.to_string();
             a.status_message = Some(message);
             a.end_time = Some(at);
         }
     }
 
-    /// Records an activity and returns its id.
-    pub(crate) fn record_activity(&mut self, activity: Activity) -> String {
+    /// Records an activity and returns its index (activities are never removed).
+    pub(crate) fn record_activity(&mut self, activity: Activity) -> usize {
         self.add_activity(activity);
-        self.activities
-            .last()
-            .map(|a| a.activity_id.clone())
-            .unwrap_or_default()
+        self.activities.len() - 1
     }
 
     pub fn activities(&self) -> &[Activity] {

@@ -128,7 +128,8 @@ pub struct EndpointSim {
     pub(crate) setup: Setup,
     alarms: BTreeMap<String, AlarmRuntime>,
     policies: BTreeMap<String, PolicyRuntime>,
-    open_activity: Option<(String, u32)>,
+    /// The scale-out activity still in progress: its index in the account, and the count it sets.
+    open_activity: Option<(usize, u32)>,
     minute_arrivals: f64,
     minute_activities: Vec<String>,
     pub stats: EndpointStats,
@@ -311,7 +312,7 @@ impl World {
                     let message = format!(
                         "Successfully set desired instance count to {count}. Change successfully fulfilled by sagemaker."
                     );
-                    account.finish_activity(&id, "Successful", message, self.epoch + t0);
+                    account.finish_activity(id, "Successful", message, self.epoch + t0);
                     e.minute_activities
                         .push(format!("Successful: desired {count} in service"));
                 }
@@ -578,7 +579,7 @@ fn decide_and_scale(
             .push(format!("InProgress: {description} ({cause})"));
         if let Some((old, _)) = e.open_activity.replace((id, new)) {
             account.finish_activity(
-                &old,
+                old,
                 "Overridden",
                 "The desired capacity was updated by a newer scaling event".into(),
                 epoch + now,

@@ -148,7 +148,8 @@ pub fn extract(account: &Account, endpoint: &str, resource_id: &str) -> Setup {
         }
     }
     for (name, alarm) in &account.alarms {
-        let c = Value::Object(alarm.config.clone());
+        // Filter before anything else: this runs for every endpoint over every alarm.
+        let c = &alarm.config;
         let on_endpoint = c.get("Namespace").and_then(Value::as_str) == Some("AWS/SageMaker")
             && c.get("Dimensions")
                 .and_then(Value::as_array)
@@ -156,6 +157,9 @@ pub fn extract(account: &Account, endpoint: &str, resource_id: &str) -> Setup {
                     dims.iter()
                         .any(|d| d["Name"] == "EndpointName" && d["Value"] == endpoint)
                 });
+        if !on_endpoint {
+            continue;
+        }
         let Some(metric) = c
             .get("MetricName")
             .and_then(Value::as_str)
@@ -163,9 +167,6 @@ pub fn extract(account: &Account, endpoint: &str, resource_id: &str) -> Setup {
         else {
             continue;
         };
-        if !on_endpoint {
-            continue;
-        }
         let comparison = c
             .get("ComparisonOperator")
             .and_then(Value::as_str)
@@ -212,14 +213,14 @@ pub fn extract(account: &Account, endpoint: &str, resource_id: &str) -> Setup {
             name: name.clone(),
             metric,
             statistic: Statistic::parse(c.get("Statistic").and_then(Value::as_str)),
-            period_s: f(&c, "Period").unwrap_or(60.0),
+            period_s: c.get("Period").and_then(Value::as_f64).unwrap_or(60.0),
             rule: AlarmRule {
                 evaluation_periods: n,
                 datapoints_to_alarm: c
                     .get("DatapointsToAlarm")
                     .and_then(Value::as_u64)
                     .map_or(n, |m| m as usize),
-                threshold: f(&c, "Threshold").unwrap_or(0.0),
+                threshold: c.get("Threshold").and_then(Value::as_f64).unwrap_or(0.0),
                 comparison,
                 missing: MissingData::parse(c.get("TreatMissingData").and_then(Value::as_str)),
             },
