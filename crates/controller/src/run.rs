@@ -302,8 +302,18 @@ async fn run_controllers(
         let store = controller.store();
         let health = health.clone();
         tokio::spawn(async move {
-            if store.wait_until_ready().await.is_ok() {
-                health.watches_synced.fetch_add(1, Ordering::SeqCst);
+            // kube-runtime's readiness signal wakes only its most recent waiter, and the
+            // controller itself waits on it too; asking again each second sees the flag anyway.
+            loop {
+                match tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await {
+                    Ok(Ok(())) => {
+                        health.watches_synced.fetch_add(1, Ordering::SeqCst);
+                        tracing::info!("watch cache synced");
+                        return;
+                    }
+                    Ok(Err(e)) => return tracing::warn!(error = %e, "the watch stopped before its cache synced"),
+                    Err(_) => continue,
+                }
             }
         });
         let mut stop = stop.clone();

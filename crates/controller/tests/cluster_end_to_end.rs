@@ -1,0 +1,439 @@
+//! The product as a user meets it: the real `kubectl` and the real `asyncscale run` against the
+//! project's Kubernetes API emulator, with AWS behind `asyncscale sim serve`. Apply a resource,
+//! wait for Ready, read `kubectl get aes`, check AWS, scrape metrics, delete, shut down.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_asyncscale");
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    (
+        status,
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+fn kubectl(kubeconfig: &PathBuf, args: &[&str]) -> Output {
+    Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("kubectl ships with the machine image")
+}
+
+fn until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+struct Cluster {
+    _emulator: asyncscale_kube_emulator::Emulator,
+    kubeconfig: PathBuf,
+    _sim: Process,
+    aws: String,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.kubeconfig);
+    }
+}
+
+async fn cluster(tag: &str) -> Cluster {
+    let crd_yaml =
+        std::fs::read_to_string(root().join("crds/asyncendpointscalings.asyncscale.io.yaml"))
+            .unwrap();
+    let crds = asyncscale_kube_emulator::crds_from_yaml(&crd_yaml).unwrap();
+    let emulator = asyncscale_kube_emulator::start("127.0.0.1:0".parse().unwrap(), &crds)
+        .await
+        .unwrap();
+    let kubeconfig = std::env::temp_dir().join(format!(
+        "asyncscale-e2e-kubeconfig-{tag}-{}",
+        std::process::id()
+    ));
+    std::fs::write(&kubeconfig, emulator.kubeconfig()).unwrap();
+    let mut sim = Command::new(BIN)
+        .args([
+            "sim",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--quota",
+            "ml.g4dn.xlarge=4",
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(sim.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let aws = line.trim().rsplit("http://").next().unwrap().to_string();
+    Cluster {
+        _emulator: emulator,
+        kubeconfig,
+        _sim: Process(sim),
+        aws,
+    }
+}
+
+impl Cluster {
+    /// `asyncscale run` against this cluster; returns the process and its metrics address.
+    fn controller(&self, pod: &str, extra: &[&str]) -> (Process, String) {
+        let metrics_addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(BIN)
+            .args([
+                "run",
+                "--aws-endpoint",
+                &format!("http://{}", self.aws),
+                "--region",
+                "us-east-1",
+                "--metrics-addr",
+                &metrics_addr,
+                "--log-format",
+                "json",
+            ])
+            .args(extra)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "secret")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("POD_NAME", pod)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        (Process(child), metrics_addr)
+    }
+}
+
+fn metric(addr: &str, name: &str) -> Option<f64> {
+    http_get(addr, "/metrics")
+        .1
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_reconciles_through_the_controller_and_delete_cleans_aws() {
+    let cluster = cluster("apply").await;
+    let kubeconfig = cluster.kubeconfig.clone();
+    let aws = cluster.aws.clone();
+    let (mut controller, metrics_addr) = cluster.controller("asyncscale-test-0", &[]);
+    let pid = controller.0.id();
+    until(
+        "the controller to be ready",
+        Duration::from_secs(20),
+        || TcpStream::connect(&metrics_addr).is_ok() && http_get(&metrics_addr, "/readyz").0 == 200,
+    );
+
+    let example = root().join("examples/sdxl.yaml");
+    let apply = kubectl(&kubeconfig, &["apply", "-f", example.to_str().unwrap()]);
+    assert!(
+        apply.status.success(),
+        "{}",
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    let wait = kubectl(
+        &kubeconfig,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "aes/sdxl",
+            "-n",
+            "ml",
+            "--timeout=30s",
+        ],
+    );
+    assert!(
+        wait.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&wait.stdout),
+        String::from_utf8_lossy(&wait.stderr)
+    );
+
+    let get = String::from_utf8(kubectl(&kubeconfig, &["get", "aes", "-n", "ml"]).stdout).unwrap();
+    let row: Vec<&str> = get
+        .lines()
+        .nth(1)
+        .expect("a row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        &row[..7],
+        ["sdxl", "sdxl-async", "0", "20", "4", "True", "Ready"],
+        "{get}"
+    );
+
+    let object: Value = serde_json::from_slice(
+        &kubectl(
+            &kubeconfig,
+            &["get", "aes", "sdxl", "-n", "ml", "-o", "json"],
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(object["metadata"]["finalizers"][0], "asyncscale.io/cleanup");
+    assert_eq!(
+        object["status"]["observedGeneration"],
+        object["metadata"]["generation"]
+    );
+    let state: Value = serde_json::from_str(&http_get(&aws, "/_sim/state").1).unwrap();
+    assert_eq!(state["ScalableTargets"][0]["MaxCapacity"], 4);
+    assert_eq!(
+        state["ScalableTargets"][0]["Tags"]["asyncscale.io/owner"],
+        "ml/sdxl"
+    );
+
+    let metrics = http_get(&metrics_addr, "/metrics").1;
+    for line in [
+        "asyncscale_managed_resources 1",
+        "asyncscale_resources_clamped 1",
+        "asyncscale_leader 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    eprintln!(
+        "controller resident memory at idle with one resource: {:.1} MiB",
+        rss_mib(pid)
+    );
+
+    // A spec change reaches AWS: raise minCapacity, so the scale-from-zero alarm and policy go.
+    let patched = kubectl(
+        &kubeconfig,
+        &[
+            "patch",
+            "aes",
+            "sdxl",
+            "-n",
+            "ml",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"minCapacity":1}}"#,
+        ],
+    );
+    assert!(
+        patched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&patched.stderr)
+    );
+    until("the alarm to be removed", Duration::from_secs(20), || {
+        let state: Value = serde_json::from_str(&http_get(&aws, "/_sim/state").1).unwrap();
+        state["ScalableTargets"][0]["MinCapacity"] == 1
+            && state["MetricAlarms"].as_array().unwrap().iter().all(|a| {
+                a["AlarmName"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("TargetTracking-"))
+            })
+    });
+
+    let delete = kubectl(
+        &kubeconfig,
+        &["delete", "aes", "sdxl", "-n", "ml", "--timeout=30s"],
+    );
+    assert!(
+        delete.status.success(),
+        "{}",
+        String::from_utf8_lossy(&delete.stderr)
+    );
+    let state: Value = serde_json::from_str(&http_get(&aws, "/_sim/state").1).unwrap();
+    assert_eq!(
+        state["ScalableTargets"],
+        serde_json::json!([]),
+        "nothing of ours remains"
+    );
+    assert_eq!(state["MetricAlarms"], serde_json::json!([]));
+    let gone = kubectl(&kubeconfig, &["get", "aes", "sdxl", "-n", "ml"]);
+    assert!(
+        !gone.status.success(),
+        "the resource is gone once the finalizer is released"
+    );
+
+    // SIGTERM: a graceful shutdown.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    let started = Instant::now();
+    let code = loop {
+        if let Some(status) = controller.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no shutdown within 10 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(code.success(), "exit status {code:?}");
+    let mut logs = String::new();
+    controller
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON log line: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "watch cache synced"),
+        "{logs}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "shutting down"),
+        "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_reconciles_and_a_standby_takes_over_within_the_lease_duration() {
+    let cluster = cluster("lease").await;
+    let lease = [
+        "--leader-elect",
+        "--lease-namespace",
+        "asyncscale-system",
+        "--lease-duration",
+        "4s",
+    ];
+    let (first, first_addr) = cluster.controller("asyncscale-0", &lease);
+    until("the first replica to lead", Duration::from_secs(20), || {
+        TcpStream::connect(&first_addr).is_ok()
+            && metric(&first_addr, "asyncscale_leader") == Some(1.0)
+    });
+    let (_second, second_addr) = cluster.controller("asyncscale-1", &lease);
+    until("the standby to be ready", Duration::from_secs(20), || {
+        TcpStream::connect(&second_addr).is_ok() && http_get(&second_addr, "/readyz").0 == 200
+    });
+
+    let example = root().join("examples/sdxl.yaml");
+    assert!(
+        kubectl(
+            &cluster.kubeconfig,
+            &["apply", "-f", example.to_str().unwrap()]
+        )
+        .status
+        .success()
+    );
+    let wait = kubectl(
+        &cluster.kubeconfig,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "aes/sdxl",
+            "-n",
+            "ml",
+            "--timeout=30s",
+        ],
+    );
+    assert!(
+        wait.status.success(),
+        "{}",
+        String::from_utf8_lossy(&wait.stderr)
+    );
+    assert_eq!(metric(&second_addr, "asyncscale_leader"), Some(0.0));
+    let standby_reconciles = http_get(&second_addr, "/metrics")
+        .1
+        .lines()
+        .filter(|l| l.starts_with("asyncscale_reconciles_total"))
+        .count();
+    assert_eq!(standby_reconciles, 0, "a standby reconciles nothing");
+    let lease_object: Value = serde_json::from_slice(
+        &kubectl(
+            &cluster.kubeconfig,
+            &[
+                "get",
+                "lease",
+                "asyncscale-leader",
+                "-n",
+                "asyncscale-system",
+                "-o",
+                "json",
+            ],
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(lease_object["spec"]["holderIdentity"], "asyncscale-0");
+
+    // The leader dies without releasing the Lease; the standby takes over once it expires.
+    let killed = Instant::now();
+    drop(first);
+    until("the standby to take over", Duration::from_secs(15), || {
+        metric(&second_addr, "asyncscale_leader") == Some(1.0)
+    });
+    let took = killed.elapsed();
+    eprintln!(
+        "standby took over {:.1} s after the leader died (lease duration 4 s)",
+        took.as_secs_f64()
+    );
+    assert!(
+        took < Duration::from_secs(4 + 2 + 2),
+        "within the lease duration and its grace: {took:?}"
+    );
+    let _ = &first_addr;
+}
