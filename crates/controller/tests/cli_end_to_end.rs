@@ -2,51 +2,27 @@
 //! both as separate processes, as a user would run them. AWS state and call counts are read from
 //! the endpoint's admin routes.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_asyncscale");
+mod support;
+use support::{BIN, Process, http, start_sim};
 const RID: &str = "endpoint/sdxl-async/variant/AllTraffic";
 const ALARM: &str = "asyncscale-endpoint/sdxl-async/variant/AllTraffic-HasBacklogWithoutCapacity";
 
 struct Sim {
-    child: Child,
+    _process: Process,
     addr: String,
 }
 
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn sim(quotas: &[&str]) -> Sim {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["sim", "serve", "--listen", "127.0.0.1:0"]);
-    for q in quotas {
-        cmd.args(["--quota", q]);
+    let (process, addr) = start_sim(quotas);
+    Sim {
+        _process: process,
+        addr,
     }
-    let mut child = cmd
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start sim serve");
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .expect("listening line")
-        .to_string();
-    Sim { child, addr }
 }
 
 impl Sim {
@@ -61,26 +37,7 @@ impl Sim {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (u16, String) {
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.addr,
-            body.len()
-        );
-        for (k, v) in headers {
-            request.push_str(&format!("{k}: {v}\r\n"));
-        }
-        request.push_str("\r\n");
-        request.push_str(body);
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let status = response[9..12].parse().unwrap();
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
+        http(&self.addr, method, path, headers, body)
     }
 
     fn state(&self) -> Value {

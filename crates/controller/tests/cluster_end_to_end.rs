@@ -2,24 +2,16 @@
 //! project's Kubernetes API emulator, with AWS behind `asyncscale sim serve`. Apply a resource,
 //! wait for Ready, read `kubectl get aes`, check AWS, scrape metrics, delete, shut down.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_asyncscale");
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod support;
+use support::{BIN, Process, http, start_sim};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -34,22 +26,7 @@ fn free_port() -> u16 {
 }
 
 fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    (
-        status,
-        response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    )
+    http(addr, "GET", path, &[], "")
 }
 
 fn kubectl(kubeconfig: &PathBuf, args: &[&str]) -> Output {
@@ -106,28 +83,11 @@ async fn cluster(tag: &str) -> Cluster {
         std::process::id()
     ));
     std::fs::write(&kubeconfig, emulator.kubeconfig()).unwrap();
-    let mut sim = Command::new(BIN)
-        .args([
-            "sim",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--quota",
-            "ml.g4dn.xlarge=4",
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(sim.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let aws = line.trim().rsplit("http://").next().unwrap().to_string();
+    let (sim, aws) = start_sim(&["ml.g4dn.xlarge=4"]);
     Cluster {
         _emulator: emulator,
         kubeconfig,
-        _sim: Process(sim),
+        _sim: sim,
         aws,
     }
 }

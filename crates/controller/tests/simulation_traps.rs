@@ -2,9 +2,7 @@
 //! `simulate()`, through the real `asyncscale simulate` CLI, and over the wire against
 //! `asyncscale sim serve` driven by the configuration `asyncscale apply` puts there.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use asyncscale_controller::simulate::{SimulationOptions, Without, simulate};
 use asyncscale_sim::model::assumptions::Assumptions;
@@ -12,7 +10,8 @@ use asyncscale_sim::model::load::LoadProfile;
 use asyncscale_sim::model::report::Summary;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_asyncscale");
+mod support;
+use support::{BIN, Process, http, start_sim};
 const QUOTA_FAILURE: &str = "Failed to set desired instance count to 20. Reason: The account-level service limit 'ml.g4dn.xlarge for endpoint usage' is 4 Instances, with current utilization of 1 Instances and a request delta of 19 Instances. Please contact AWS support to request an increase for this limit.";
 
 fn manifest(target: f64, quota_policy: &str) -> String {
@@ -246,38 +245,17 @@ fn the_cli_reports_both_traps_as_json_and_draws_a_chart() {
 }
 
 struct Serve {
-    child: Child,
+    _process: Process,
     addr: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Serve {
     fn start() -> Self {
-        let mut child = Command::new(BIN)
-            .args([
-                "sim",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--quota",
-                "ml.g4dn.xlarge=4",
-            ])
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stderr.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line.trim().rsplit("http://").next().unwrap().to_string();
-        Serve { child, addr }
+        let (process, addr) = start_sim(&["ml.g4dn.xlarge=4"]);
+        Serve {
+            _process: process,
+            addr,
+        }
     }
 
     fn admin(&self, method: &str, path: &str, body: Value) -> Value {
@@ -286,13 +264,9 @@ impl Serve {
         } else {
             body.to_string()
         };
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        write!(stream, "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        assert!(response.starts_with("HTTP/1.1 2"), "{response}");
-        let text = response.split_once("\r\n\r\n").unwrap().1;
-        serde_json::from_str(text).unwrap_or(Value::Null)
+        let (status, text) = http(&self.addr, method, path, &[], &body);
+        assert!((200..300).contains(&status), "{status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
     fn endpoint(&self) -> Value {

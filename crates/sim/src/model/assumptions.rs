@@ -1,6 +1,15 @@
 //! Every choice the simulator makes where AWS documents nothing, in one place, with the value
 //! used and where the guess comes from (../shared/reference/aws-semantics.md, "§"). Change a
 //! value here, or through `asyncscale simulate --assume NAME=VALUE`, to see what it changes.
+//!
+//! Also assumed, and not adjustable:
+//! - SageMaker publishes every queue metric every minute, at zero instances too (§1.2, §1.3);
+//!   alarms therefore see missing data only before the first datapoint.
+//! - Alarms are evaluated once a minute, high-resolution ones (period 10, 20 or 30 s) included,
+//!   over the datapoints completed by then (§4.4).
+//! - Target tracking's scale-out cooldown needs no rule of its own: the next scale-out starts from
+//!   the desired count, which already holds the previous one, and happens only if larger (§2.7).
+//! - Instances fail never; requests are processed in arrival order at a fixed rate per instance.
 
 /// See the field docs; `Assumptions::default()` holds the values the semantics file suggests.
 #[derive(Debug, Clone, PartialEq)]
