@@ -495,6 +495,24 @@ fn resolve(store: &Store, segments: &[&str]) -> Option<Target> {
     })
 }
 
+impl Target {
+    fn key(&self, t: &ResourceType) -> Key {
+        key_of(
+            t,
+            self.namespace.as_deref().unwrap_or(""),
+            self.name.as_deref().unwrap_or(""),
+        )
+    }
+}
+
+fn not_found(t: &ResourceType, name: &str) -> Response {
+    status_error(
+        404,
+        "NotFound",
+        format!("{}.{} \"{name}\" not found", t.plural, t.group),
+    )
+}
+
 fn key_of(t: &ResourceType, namespace: &str, name: &str) -> Key {
     (
         t.group.clone(),
@@ -695,21 +713,13 @@ fn list(
 fn get(shared: &Shared, target: &Target, accept: &str) -> Response {
     let store = shared.store.lock().expect("store lock");
     let t = &store.types[target.type_index];
-    let key = key_of(
-        t,
-        target.namespace.as_deref().unwrap_or(""),
-        target.name.as_deref().unwrap_or(""),
-    );
+    let key = target.key(t);
     match store.objects.get(&key) {
         Some(o) if accept.contains("as=Table") => {
             json_response(StatusCode::OK, &table(t, std::slice::from_ref(o), store.rv))
         }
         Some(o) => json_response(StatusCode::OK, o),
-        None => status_error(
-            404,
-            "NotFound",
-            format!("{}.{} \"{}\" not found", t.plural, t.group, key.3),
-        ),
+        None => not_found(t, &key.3),
     }
 }
 
@@ -919,17 +929,9 @@ fn update(shared: &Shared, target: &Target, body: &Bytes) -> Response {
     };
     let mut store = shared.store.lock().expect("store lock");
     let t = store.types[target.type_index].clone();
-    let key = key_of(
-        &t,
-        target.namespace.as_deref().unwrap_or(""),
-        target.name.as_deref().unwrap_or(""),
-    );
+    let key = target.key(&t);
     let Some(old) = store.objects.get(&key).cloned() else {
-        return status_error(
-            404,
-            "NotFound",
-            format!("{}.{} \"{}\" not found", t.plural, t.group, key.3),
-        );
+        return not_found(&t, &key.3);
     };
     if let Some(rv) = new["metadata"]["resourceVersion"].as_str()
         && Some(rv) != old["metadata"]["resourceVersion"].as_str()
@@ -952,11 +954,7 @@ fn patch(shared: &Shared, target: &Target, body: &Bytes, content_type: &str) -> 
     };
     let mut store = shared.store.lock().expect("store lock");
     let t = store.types[target.type_index].clone();
-    let key = key_of(
-        &t,
-        target.namespace.as_deref().unwrap_or(""),
-        target.name.as_deref().unwrap_or(""),
-    );
+    let key = target.key(&t);
     let existing = store.objects.get(&key).cloned();
     let apply = content_type.starts_with("application/apply-patch");
     let Some(old) = existing else {
@@ -976,11 +974,7 @@ fn patch(shared: &Shared, target: &Target, body: &Bytes, content_type: &str) -> 
                 &Bytes::from(object.to_string()),
             );
         }
-        return status_error(
-            404,
-            "NotFound",
-            format!("{}.{} \"{}\" not found", t.plural, t.group, key.3),
-        );
+        return not_found(&t, &key.3);
     };
     let mut new = old.clone();
     if content_type.starts_with("application/json-patch+json") {
@@ -1016,17 +1010,9 @@ fn patch(shared: &Shared, target: &Target, body: &Bytes, content_type: &str) -> 
 fn delete(shared: &Shared, target: &Target) -> Response {
     let mut store = shared.store.lock().expect("store lock");
     let t = store.types[target.type_index].clone();
-    let key = key_of(
-        &t,
-        target.namespace.as_deref().unwrap_or(""),
-        target.name.as_deref().unwrap_or(""),
-    );
+    let key = target.key(&t);
     let Some(mut object) = store.objects.get(&key).cloned() else {
-        return status_error(
-            404,
-            "NotFound",
-            format!("{}.{} \"{}\" not found", t.plural, t.group, key.3),
-        );
+        return not_found(&t, &key.3);
     };
     let finalizers = object["metadata"]["finalizers"]
         .as_array()
