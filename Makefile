@@ -6,7 +6,7 @@ BIN := $(TARGET_DIR)/debug/asyncscale
 
 LUA ?= $(shell command -v lua5.4 || command -v lua)
 
-.PHONY: build demo test test-rust test-python test-lua python-deps lint crd
+.PHONY: build demo demo-cluster test test-rust test-python test-lua python-deps lint crd
 
 build:
 	$(CARGO) build --workspace --bins
@@ -15,6 +15,10 @@ build:
 ## then plan → apply → apply again (no-op) → plan on examples/sdxl.yaml.
 demo: build
 	ASYNCSCALE_BIN=$(BIN) scripts/demo.sh examples/sdxl.yaml
+
+## The controller end to end without a cluster: Kubernetes API emulator, simulated AWS, kubectl.
+demo-cluster: build
+	ASYNCSCALE_BIN=$(BIN) KUBE_EMULATOR_BIN=$(TARGET_DIR)/debug/kube-emulator scripts/demo-cluster.sh
 
 ## Every test: Rust unit, property, over-the-wire and CLI end-to-end tests, then boto3 against the
 ## local endpoint. Installs the Python test dependencies first when they are missing.
