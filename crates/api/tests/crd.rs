@@ -1,8 +1,7 @@
 //! The CRD is generated from the Rust types; these tests keep the committed copy, the schema's
 //! rules and the Rust validator in step.
 
-use asyncscale_api::{AsyncEndpointScaling, crd_yaml, rules};
-use kube::CustomResourceExt;
+use asyncscale_api::{crd_yaml, rules};
 use serde_json::Value;
 
 fn committed_path() -> std::path::PathBuf {
@@ -21,7 +20,7 @@ fn committed_crd_is_current() {
 }
 
 fn schema() -> Value {
-    let crd = serde_json::to_value(AsyncEndpointScaling::crd()).unwrap();
+    let crd = asyncscale_api::crd();
     crd.pointer("/spec/versions/0/schema/openAPIV3Schema")
         .unwrap()
         .clone()
@@ -35,7 +34,7 @@ fn at<'a>(schema: &'a Value, dotted: &str) -> &'a Value {
 
 #[test]
 fn names_and_scope_are_as_documented() {
-    let crd = serde_json::to_value(AsyncEndpointScaling::crd()).unwrap();
+    let crd = asyncscale_api::crd();
     assert_eq!(
         crd["metadata"]["name"],
         "asyncendpointscalings.asyncscale.io"
@@ -161,5 +160,17 @@ fn every_field_has_a_description() {
     assert!(
         missing.is_empty(),
         "fields without a description: {missing:?}"
+    );
+}
+
+#[test]
+fn descriptions_break_only_between_paragraphs() {
+    let crd = asyncscale_api::crd();
+    let quota = crd.pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/quota/properties/policy/description").unwrap();
+    let text = quota.as_str().unwrap();
+    assert!(!text.contains('\n'), "{text}");
+    assert!(
+        text.contains("Ignore: maxCapacity is used as written"),
+        "{text}"
     );
 }
