@@ -28,6 +28,9 @@ const AAS: &str = "application-autoscaling";
 const CW: &str = "cloudwatch";
 const SQ: &str = "service-quotas";
 const QUOTA_SERVICE_CODE: &str = "sagemaker";
+/// How long a quota value read from Service Quotas is used before it is read again. A raised
+/// quota shows within this time.
+const QUOTA_TTL: Duration = Duration::from_secs(300);
 /// Attempts for errors the SDK does not retry itself (see the module docs).
 const EXTRA_ATTEMPTS: u32 = 3;
 
@@ -47,6 +50,9 @@ pub struct SdkBackend {
     calls: CallCounter,
     /// Quota codes by quota name, found once per process by listing (paginated).
     quota_codes: Mutex<BTreeMap<String, String>>,
+    /// Quota values by quota name, re-read after [`QUOTA_TTL`]: every resource of an instance type
+    /// shares one, and Service Quotas allows 5 GetServiceQuota calls a second (§5.3).
+    quota_values: Mutex<BTreeMap<String, (std::time::Instant, Quota)>>,
     region: String,
 }
 
@@ -101,6 +107,7 @@ impl SdkBackend {
             quotas: sq::Client::new(config),
             calls,
             quota_codes: Mutex::new(BTreeMap::new()),
+            quota_values: Mutex::new(BTreeMap::new()),
             region,
         })
     }
@@ -548,8 +555,25 @@ impl AutoscalingBackend for SdkBackend {
 
     async fn instance_quota(&self, instance_type: &str) -> QuotaLookup {
         let name = quota_name(instance_type);
+        let cached = self
+            .quota_values
+            .lock()
+            .expect("quota cache lock")
+            .get(&name)
+            .cloned();
+        if let Some((read_at, quota)) = cached
+            && read_at.elapsed() < QUOTA_TTL
+        {
+            return QuotaLookup::Known(quota);
+        }
         match self.resolve_quota(&name).await {
-            Ok(quota) => QuotaLookup::Known(quota),
+            Ok(quota) => {
+                self.quota_values
+                    .lock()
+                    .expect("quota cache lock")
+                    .insert(name, (std::time::Instant::now(), quota.clone()));
+                QuotaLookup::Known(quota)
+            }
             Err(reason) => QuotaLookup::Unknown { name, reason },
         }
     }

@@ -305,6 +305,26 @@ async fn quota_applied_then_default_then_unknown_with_codes_found_by_name() {
     assert_eq!(name, "ml.p4d.24xlarge for endpoint usage");
     assert!(reason.contains("no Service Quota named"), "{reason}");
 
+    let gets_before = aws
+        .calls()
+        .snapshot()
+        .iter()
+        .filter(|(k, _)| k.operation == "GetServiceQuota")
+        .map(|(_, n)| n)
+        .sum::<u64>();
+    aws.instance_quota("ml.g4dn.xlarge").await;
+    let gets_after = aws
+        .calls()
+        .snapshot()
+        .iter()
+        .filter(|(k, _)| k.operation == "GetServiceQuota")
+        .map(|(_, n)| n)
+        .sum::<u64>();
+    assert_eq!(
+        gets_before, gets_after,
+        "a quota value read moments ago is not read again"
+    );
+
     let lists_before = aws
         .calls()
         .snapshot()
