@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// How long a Lease holds without renewal; a standby takes over within this time.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     lease_duration: Duration,
+    /// Reconciles running at once. Bounds bursts of AWS calls (about six per reconcile) against
+    /// CloudWatch's DescribeAlarms (9 a second) and Application Auto Scaling's limits.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
     /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -206,7 +210,15 @@ async fn run_controller(args: RunArgs) -> Result<(), Box<dyn std::error::Error>>
     if !args.leader_elect {
         metrics.leader.set(1);
         health.leading.store(true, Ordering::SeqCst);
-        run_controllers(client, args.namespaces.clone(), ctx, health, stop_rx).await;
+        run_controllers(
+            client,
+            args.namespaces.clone(),
+            args.concurrency,
+            ctx,
+            health,
+            stop_rx,
+        )
+        .await;
         return Ok(());
     }
 
@@ -224,6 +236,7 @@ async fn run_controller(args: RunArgs) -> Result<(), Box<dyn std::error::Error>>
         tokio::spawn(run_controllers(
             client.clone(),
             namespaces.clone(),
+            args.concurrency,
             ctx.clone(),
             health.clone(),
             stop_rx.clone(),
@@ -282,6 +295,7 @@ where
 async fn run_controllers(
     client: kube::Client,
     namespaces: Vec<String>,
+    concurrency: u16,
     ctx: Arc<Context>,
     health: Arc<Health>,
     stop: watch::Receiver<bool>,
@@ -298,7 +312,8 @@ async fn run_controllers(
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        let controller = Controller::new(api, watcher::Config::default().any_semantic());
+        let controller = Controller::new(api, watcher::Config::default().any_semantic())
+            .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
         let store = controller.store();
         let health = health.clone();
         tokio::spawn(async move {
