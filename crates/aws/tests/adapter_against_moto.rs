@@ -13,8 +13,11 @@ use std::time::Duration;
 
 use asyncscale_aws::{AutoscalingBackend, CallCounter, SdkBackend};
 use asyncscale_core::*;
+
+mod support;
 use aws_config::BehaviorVersion;
 use aws_sdk_applicationautoscaling::config::Credentials;
+use support::desired;
 
 struct Moto(Child);
 
@@ -58,31 +61,6 @@ async fn start_moto() -> Option<(Moto, String)> {
     panic!("moto_server did not start listening on port {port}");
 }
 
-fn desired() -> Desired {
-    let spec = asyncscale_api::parse_manifests(
-        "t.yaml",
-        "apiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {name: sdxl, namespace: ml}\nspec: {endpointName: sdxl-async, instanceType: ml.g4dn.xlarge, maxCapacity: 20, targetTracking: {targetValue: 5}}\n",
-    )
-    .unwrap()
-    .remove(0)
-    .resource
-    .spec;
-    let owner = Owner {
-        namespace: "ml".into(),
-        name: "sdxl".into(),
-        uid: None,
-    };
-    desire(
-        &spec,
-        &owner,
-        &QuotaLookup::Unknown {
-            name: "q".into(),
-            reason: "test".into(),
-        },
-    )
-    .unwrap()
-}
-
 #[tokio::test]
 async fn application_auto_scaling_calls_agree_with_moto() {
     let Some((_moto, url)) = start_moto().await else {
@@ -95,7 +73,7 @@ async fn application_auto_scaling_calls_agree_with_moto() {
         .load()
         .await;
     let aws = SdkBackend::from_config(&config, CallCounter::default()).unwrap();
-    let d = desired();
+    let d = desired("{targetValue: 5}");
     let rid = d.names.resource_id.clone();
 
     assert_eq!(aws.describe_target(&rid).await.unwrap(), None);

@@ -3,9 +3,12 @@
 
 use asyncscale_aws::{AutoscalingBackend, CallCounter, ErrorClass, SdkBackend};
 use asyncscale_core::*;
+
+mod support;
 use asyncscale_sim::{Activity, QuotaTable, SimServer};
 use aws_config::BehaviorVersion;
 use aws_sdk_applicationautoscaling::config::Credentials;
+use support::desired;
 
 const RID: &str = "endpoint/sdxl-async/variant/AllTraffic";
 
@@ -30,31 +33,6 @@ fn target(min: i32, max: i32) -> ScalableTarget {
         max_capacity: max,
         suspended: SuspendedState::default(),
     }
-}
-
-fn desired() -> Desired {
-    let spec = asyncscale_api::parse_manifests(
-        "t.yaml",
-        "apiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {name: sdxl, namespace: ml}\nspec: {endpointName: sdxl-async, instanceType: ml.g4dn.xlarge, maxCapacity: 20, targetTracking: {targetValue: 7.5, disableScaleIn: true}}\n",
-    )
-    .unwrap()
-    .remove(0)
-    .resource
-    .spec;
-    let owner = Owner {
-        namespace: "ml".into(),
-        name: "sdxl".into(),
-        uid: None,
-    };
-    desire(
-        &spec,
-        &owner,
-        &QuotaLookup::Unknown {
-            name: "q".into(),
-            reason: "test".into(),
-        },
-    )
-    .unwrap()
 }
 
 #[tokio::test]
@@ -119,7 +97,7 @@ async fn scalable_target_register_describe_tag_untag_deregister() {
 #[tokio::test]
 async fn policies_round_trip_exactly_and_keep_their_arn() {
     let (_server, aws) = setup(QuotaTable::default()).await;
-    let d = desired();
+    let d = desired("{targetValue: 7.5, disableScaleIn: true}");
     let orphan = aws.put_policy(&d.target_tracking).await.unwrap_err();
     assert_eq!(
         (orphan.class, orphan.code.as_str()),
@@ -167,7 +145,7 @@ async fn policies_round_trip_exactly_and_keep_their_arn() {
 #[tokio::test]
 async fn describe_policies_follows_every_page() {
     let (_server, aws) = setup(QuotaTable::default()).await;
-    let d = desired();
+    let d = desired("{targetValue: 7.5, disableScaleIn: true}");
     aws.register_target(&d.target, None).await.unwrap();
     for i in 0..23 {
         let mut p = d.scale_from_zero.as_ref().unwrap().policy.clone();
@@ -194,7 +172,7 @@ async fn describe_policies_follows_every_page() {
 #[tokio::test]
 async fn alarms_over_cbor_round_trip_keep_state_and_take_tags_only_on_create() {
     let (server, aws) = setup(QuotaTable::default()).await;
-    let d = desired();
+    let d = desired("{targetValue: 7.5, disableScaleIn: true}");
     let sfz = d.scale_from_zero.as_ref().unwrap();
     let alarm = sfz.alarm_with_action("arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:x");
     assert_eq!(aws.describe_alarm(&alarm.name).await.unwrap(), None);
