@@ -12,7 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use asyncscale_aws::{AutoscalingBackend, CallCounter, SdkBackend};
-use asyncscale_core::*;
 
 mod support;
 use aws_config::BehaviorVersion;
