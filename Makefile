@@ -4,8 +4,6 @@ PYTHON ?= python3
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/debug/asyncscale
 
-LUA ?= $(shell command -v lua5.4 || command -v lua)
-
 .PHONY: build demo demo-cluster test test-rust test-python test-lua python-deps lint crd
 
 build:
@@ -32,8 +30,10 @@ test-python:
 
 ## The Argo CD health check, run by a real Lua interpreter (Debian: apt-get install lua5.4).
 test-lua:
-	@test -n "$(LUA)" || { echo "make test-lua needs lua5.4: apt-get install lua5.4"; exit 1; }
-	$(LUA) deploy/argocd/health_test.lua
+	@command -v lua5.4 >/dev/null || command -v lua >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lua5.4 >/dev/null; } || \
+	  { echo "make test-lua needs a Lua interpreter: apt-get install lua5.4"; exit 1; }
+	$$(command -v lua5.4 || command -v lua) deploy/argocd/health_test.lua
 
 python-deps:
 	@$(PYTHON) -c "import boto3, moto, pytest" 2>/dev/null || $(PYTHON) -m pip install -q -r tests/python/requirements.txt
