@@ -18,7 +18,15 @@ pub struct CallCounter {
 }
 
 /// Operations that change AWS; everything else only reads.
-const WRITE_PREFIXES: &[&str] = &["Register", "Deregister", "Put", "Delete", "Tag", "Untag"];
+const WRITE_PREFIXES: &[&str] = &[
+    "Register",
+    "Deregister",
+    "Put",
+    "Delete",
+    "Tag",
+    "Untag",
+    "Set",
+];
 
 impl CallCounter {
     pub fn record(&self, service: &'static str, operation: &'static str, outcome: &'static str) {
@@ -37,6 +45,15 @@ impl CallCounter {
 
     pub fn snapshot(&self) -> BTreeMap<CallKey, u64> {
         self.counts.lock().expect("call counter lock").clone()
+    }
+
+    /// Requests sent for operations whose name `matches`, whatever their outcome.
+    pub fn count(&self, matches: impl Fn(&str) -> bool) -> u64 {
+        self.snapshot()
+            .iter()
+            .filter(|(k, _)| matches(k.operation))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     pub fn total(&self) -> u64 {

@@ -404,35 +404,39 @@ impl AutoscalingBackend for SdkBackend {
     }
 
     async fn put_policy(&self, policy: &ScalingPolicy) -> Result<String, AwsError> {
-        let request = || {
-            let builder = self
-                .autoscaling
-                .put_scaling_policy()
-                .policy_name(&policy.name)
-                .service_namespace(aas::types::ServiceNamespace::Sagemaker)
-                .scalable_dimension(
-                    aas::types::ScalableDimension::SageMakerVariantDesiredInstanceCount,
-                )
-                .resource_id(&policy.resource_id);
-            Ok::<_, AwsError>(match &policy.config {
-                PolicyConfig::TargetTracking(tt) => builder
-                    .policy_type(aas::types::PolicyType::TargetTrackingScaling)
-                    .target_tracking_scaling_policy_configuration(target_tracking_to_sdk(tt)?),
-                PolicyConfig::Step(step) => builder
-                    .policy_type(aas::types::PolicyType::StepScaling)
-                    .step_scaling_policy_configuration(step_to_sdk(step)?),
-                PolicyConfig::Other(kind) => {
-                    return Err(build_error(
-                        "PutScalingPolicy",
-                        format!("asyncscale never writes {kind} policies"),
-                    ));
-                }
-            })
+        // Build the configuration once, before anything is sent or counted.
+        let (policy_type, target_tracking, step) = match &policy.config {
+            PolicyConfig::TargetTracking(tt) => (
+                aas::types::PolicyType::TargetTrackingScaling,
+                Some(target_tracking_to_sdk(tt)?),
+                None,
+            ),
+            PolicyConfig::Step(step) => (
+                aas::types::PolicyType::StepScaling,
+                None,
+                Some(step_to_sdk(step)?),
+            ),
+            PolicyConfig::Other(kind) => {
+                return Err(build_error(
+                    "PutScalingPolicy",
+                    format!("asyncscale never writes {kind} policies"),
+                ));
+            }
         };
-        request()?; // surface build errors before counting a call
         let out = self
             .call(AAS, "PutScalingPolicy", || {
-                request().expect("checked above").send()
+                self.autoscaling
+                    .put_scaling_policy()
+                    .policy_name(&policy.name)
+                    .service_namespace(aas::types::ServiceNamespace::Sagemaker)
+                    .scalable_dimension(
+                        aas::types::ScalableDimension::SageMakerVariantDesiredInstanceCount,
+                    )
+                    .resource_id(&policy.resource_id)
+                    .policy_type(policy_type.clone())
+                    .set_target_tracking_scaling_policy_configuration(target_tracking.clone())
+                    .set_step_scaling_policy_configuration(step.clone())
+                    .send()
             })
             .await?;
         Ok(out.policy_arn().to_string())
@@ -642,32 +646,30 @@ impl SdkBackend {
     async fn find_code(&self, name: &str, defaults: bool) -> Result<Option<String>, String> {
         let mut token: Option<String> = None;
         loop {
+            // The two list operations differ only in their request and output types.
+            macro_rules! page {
+                ($operation:literal, $method:ident) => {{
+                    let out = self
+                        .call(SQ, $operation, || {
+                            self.quotas
+                                .$method()
+                                .service_code(QUOTA_SERVICE_CODE)
+                                .max_results(100)
+                                .set_next_token(token.clone())
+                                .send()
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    (out.quotas().to_vec(), out.next_token().map(str::to_string))
+                }};
+            }
             let (quotas, next) = if defaults {
-                let out = self
-                    .call(SQ, "ListAWSDefaultServiceQuotas", || {
-                        self.quotas
-                            .list_aws_default_service_quotas()
-                            .service_code(QUOTA_SERVICE_CODE)
-                            .max_results(100)
-                            .set_next_token(token.clone())
-                            .send()
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                (out.quotas().to_vec(), out.next_token().map(str::to_string))
+                page!(
+                    "ListAWSDefaultServiceQuotas",
+                    list_aws_default_service_quotas
+                )
             } else {
-                let out = self
-                    .call(SQ, "ListServiceQuotas", || {
-                        self.quotas
-                            .list_service_quotas()
-                            .service_code(QUOTA_SERVICE_CODE)
-                            .max_results(100)
-                            .set_next_token(token.clone())
-                            .send()
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                (out.quotas().to_vec(), out.next_token().map(str::to_string))
+                page!("ListServiceQuotas", list_service_quotas)
             };
             let mut cache = self.quota_codes.lock().expect("quota cache lock");
             for q in &quotas {

@@ -152,20 +152,9 @@ async fn describe_policies_follows_every_page() {
         p.name = format!("policy-{i:02}");
         aws.put_policy(&p).await.unwrap();
     }
-    let before = aws.calls().snapshot();
+    let before = aws.calls().count(|op| op == "DescribeScalingPolicies");
     assert_eq!(aws.describe_policies(RID).await.unwrap().len(), 23);
-    let pages = aws
-        .calls()
-        .snapshot()
-        .iter()
-        .filter(|(k, _)| k.operation == "DescribeScalingPolicies")
-        .map(|(_, n)| n)
-        .sum::<u64>()
-        - before
-            .iter()
-            .filter(|(k, _)| k.operation == "DescribeScalingPolicies")
-            .map(|(_, n)| n)
-            .sum::<u64>();
+    let pages = aws.calls().count(|op| op == "DescribeScalingPolicies") - before;
     assert_eq!(pages, 3, "AWS pages policies ten at a time");
 }
 
@@ -283,41 +272,17 @@ async fn quota_applied_then_default_then_unknown_with_codes_found_by_name() {
     assert_eq!(name, "ml.p4d.24xlarge for endpoint usage");
     assert!(reason.contains("no Service Quota named"), "{reason}");
 
-    let gets_before = aws
-        .calls()
-        .snapshot()
-        .iter()
-        .filter(|(k, _)| k.operation == "GetServiceQuota")
-        .map(|(_, n)| n)
-        .sum::<u64>();
+    let gets_before = aws.calls().count(|op| op == "GetServiceQuota");
     aws.instance_quota("ml.g4dn.xlarge").await;
-    let gets_after = aws
-        .calls()
-        .snapshot()
-        .iter()
-        .filter(|(k, _)| k.operation == "GetServiceQuota")
-        .map(|(_, n)| n)
-        .sum::<u64>();
+    let gets_after = aws.calls().count(|op| op == "GetServiceQuota");
     assert_eq!(
         gets_before, gets_after,
         "a quota value read moments ago is not read again"
     );
 
-    let lists_before = aws
-        .calls()
-        .snapshot()
-        .iter()
-        .filter(|(k, _)| k.operation.starts_with("List"))
-        .map(|(_, n)| n)
-        .sum::<u64>();
+    let lists_before = aws.calls().count(|op| op.starts_with("List"));
     aws.instance_quota("ml.g4dn.xlarge").await;
-    let lists_after = aws
-        .calls()
-        .snapshot()
-        .iter()
-        .filter(|(k, _)| k.operation.starts_with("List"))
-        .map(|(_, n)| n)
-        .sum::<u64>();
+    let lists_after = aws.calls().count(|op| op.starts_with("List"));
     assert_eq!(
         lists_before, lists_after,
         "the quota code is cached after the first lookup"
@@ -336,13 +301,7 @@ async fn quota_codes_are_found_across_pages() {
         panic!("found on a later page")
     };
     assert_eq!(q.value, 3.0);
-    let pages: u64 = aws
-        .calls()
-        .snapshot()
-        .iter()
-        .filter(|(k, _)| k.operation == "ListServiceQuotas")
-        .map(|(_, n)| n)
-        .sum();
+    let pages: u64 = aws.calls().count(|op| op == "ListServiceQuotas");
     assert_eq!(pages, 2);
 }
 

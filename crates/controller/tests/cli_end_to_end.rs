@@ -66,26 +66,14 @@ impl Sim {
 }
 
 fn writes(calls: &Value) -> u64 {
-    let mut total = 0;
-    for ops in calls.as_object().unwrap().values() {
-        for (op, n) in ops.as_object().unwrap() {
-            if [
-                "Register",
-                "Deregister",
-                "Put",
-                "Delete",
-                "Tag",
-                "Untag",
-                "SetAlarm",
-            ]
-            .iter()
-            .any(|p| op.starts_with(p))
-            {
-                total += n.as_u64().unwrap();
-            }
-        }
-    }
-    total
+    let ops = calls
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|ops| ops.as_object().unwrap());
+    ops.filter(|(op, _)| asyncscale_aws::calls::is_write(op))
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum()
 }
 
 fn total_calls(calls: &Value) -> u64 {

@@ -201,11 +201,7 @@ fn aws_writes(server: &SimServer) -> u64 {
     calls
         .values()
         .flat_map(|ops| ops.iter())
-        .filter(|(op, _)| {
-            ["Register", "Deregister", "Put", "Delete", "Tag", "Untag"]
-                .iter()
-                .any(|p| op.starts_with(p))
-        })
+        .filter(|(op, _)| asyncscale_aws::calls::is_write(op))
         .map(|(_, n)| n)
         .sum()
 }

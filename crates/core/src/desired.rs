@@ -48,6 +48,8 @@ pub enum DesireError {
     QuotaTooLow { quota: Quota, min_capacity: i32 },
 }
 
+impl std::error::Error for DesireError {}
+
 impl std::fmt::Display for DesireError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -168,4 +170,3 @@ pub fn desire(
         clamped,
     })
 }
-impl std::error::Error for DesireError {}

@@ -493,12 +493,7 @@ impl Account {
     fn describe_scalable_targets(&mut self, input: &Value) -> ApiResult {
         let namespace = required(input, "ServiceNamespace")?;
         let ids = string_list(input, "ResourceIds");
-        if ids.len() > 50 {
-            return Err(ApiError::new(
-                "ValidationException",
-                "1 validation error detected: Value at 'resourceIds' failed to satisfy constraint: Member must have length less than or equal to 50",
-            ));
-        }
+        at_most(&ids, "ResourceIds", 50)?;
         let dimension = s(input, "ScalableDimension");
         let items: Vec<Value> = self
             .targets
@@ -766,12 +761,7 @@ impl Account {
     fn describe_scaling_policies(&mut self, input: &Value) -> ApiResult {
         let namespace = required(input, "ServiceNamespace")?;
         let names = string_list(input, "PolicyNames");
-        if names.len() > 50 {
-            return Err(ApiError::new(
-                "ValidationException",
-                "PolicyNames must have at most 50 members",
-            ));
-        }
+        at_most(&names, "PolicyNames", 50)?;
         let resource = s(input, "ResourceId");
         let dimension = s(input, "ScalableDimension");
         let items: Vec<Value> = self
@@ -1235,6 +1225,20 @@ impl Account {
             .collect();
         json!({ "ScalableTargets": targets, "ScalingPolicies": policies, "MetricAlarms": alarms })
     }
+}
+
+/// Application Auto Scaling's answer to a list longer than its model allows.
+fn at_most(list: &[String], field: &str, max: usize) -> Result<(), ApiError> {
+    if list.len() <= max {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        "ValidationException",
+        format!(
+            "1 validation error detected: Value at '{}' failed to satisfy constraint: Member must have length less than or equal to {max}",
+            lower_first(field)
+        ),
+    ))
 }
 
 fn invalid(field: &str, what: &str) -> ApiError {

@@ -343,9 +343,7 @@ impl World {
                 let value = e.metric(alarm.metric, t1, &a);
                 if let Some(runtime) = e.alarms.get_mut(&alarm.name) {
                     runtime.accumulator.add(value);
-                    if (t1 / alarm.period_s).fract().abs() < 1e-9
-                        || ((t1 / alarm.period_s).fract() - 1.0).abs() < 1e-9
-                    {
+                    if ends_period(t1, alarm.period_s) {
                         let point = runtime.accumulator.take(alarm.statistic);
                         runtime.points.push_back(point);
                         while runtime.points.len()
@@ -360,7 +358,7 @@ impl World {
             e.stats.peak_in_service = e.stats.peak_in_service.max(e.in_service);
         }
         self.now = t1;
-        if (t1 / 60.0 - (t1 / 60.0).round()).abs() < 1e-9 {
+        if ends_period(t1, 60.0) {
             self.minute(account);
         }
     }
@@ -370,8 +368,7 @@ impl World {
     fn minute(&mut self, account: &mut Account) {
         let now = self.now;
         let a = self.assumptions.clone();
-        let usage = self.usage_by_type();
-        let mut usage = usage;
+        let mut usage = self.usage_by_type();
         for e in &mut self.endpoints {
             let mut invocations: Vec<(Action, usize, Option<f64>)> = Vec::new();
             for (index, alarm) in e.setup.alarms.iter().enumerate() {
@@ -432,6 +429,12 @@ impl World {
         }
         usage
     }
+}
+
+/// Whether `t` (seconds) closes a period of `period` seconds, within float error.
+fn ends_period(t: f64, period: f64) -> bool {
+    let periods = t / period;
+    (periods - periods.round()).abs() < 1e-9
 }
 
 struct Candidate {
