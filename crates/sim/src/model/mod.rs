@@ -293,7 +293,7 @@ impl World {
             self.seen_config_version = account.config_version;
         }
         let (t0, t1) = (self.now, self.now + dt);
-        let a = self.assumptions.clone();
+        let a = &self.assumptions;
         for e in &mut self.endpoints {
             if let Some(load) = &e.spec.load {
                 let arrivals = load.arrivals(t0, t1);
@@ -340,7 +340,7 @@ impl World {
             }
             // Metrics sampled into each alarm's current period (§1.2: per-minute publication).
             for alarm in &e.setup.alarms {
-                let value = e.metric(alarm.metric, t1, &a);
+                let value = e.metric(alarm.metric, t1, a);
                 if let Some(runtime) = e.alarms.get_mut(&alarm.name) {
                     runtime.accumulator.add(value);
                     if ends_period(t1, alarm.period_s) {
@@ -395,7 +395,11 @@ impl World {
             let used = usage.get(&instance_type).copied().unwrap_or(0);
             let quota = account.instance_quota(&instance_type);
             let before = e.desired;
-            decide_and_scale(e, &invocations, &a, now, self.epoch, account, used, quota);
+            let at = Moment {
+                now,
+                epoch: self.epoch,
+            };
+            decide_and_scale(e, &invocations, &a, at, account, Headroom { used, quota });
             let entry = usage.entry(instance_type).or_default();
             *entry = (*entry + e.desired).saturating_sub(before);
             if self.record_timeline {
@@ -437,6 +441,20 @@ fn ends_period(t: f64, period: f64) -> bool {
     (periods - periods.round()).abs() < 1e-9
 }
 
+/// Simulation seconds, and the wall-clock epoch they count from.
+#[derive(Clone, Copy)]
+struct Moment {
+    now: f64,
+    epoch: f64,
+}
+
+/// Instances of the endpoint's type in use across the account, and the quota (None: unlimited).
+#[derive(Clone, Copy)]
+struct Headroom {
+    used: u32,
+    quota: Option<f64>,
+}
+
 struct Candidate {
     capacity: u32,
     policy: String,
@@ -446,17 +464,16 @@ struct Candidate {
 /// The policies the alarms invoked this minute each compute a capacity; the largest wins, for
 /// scale-out and for scale-in alike (§2.2 "precedence to the policy that provides the largest
 /// capacity"). A scale-out past the instance quota fails whole (§5.4).
-#[allow(clippy::too_many_arguments)]
 fn decide_and_scale(
     e: &mut EndpointSim,
     invocations: &[(Action, usize, Option<f64>)],
     a: &Assumptions,
-    now: f64,
-    epoch: f64,
+    at: Moment,
     account: &mut Account,
-    used: u32,
-    quota: Option<f64>,
+    headroom: Headroom,
 ) {
+    let Moment { now, epoch } = at;
+    let Headroom { used, quota } = headroom;
     let Some(target) = e.setup.target else { return };
     let current = e.desired;
     let mut out: Vec<Candidate> = Vec::new();
