@@ -364,3 +364,25 @@ fn over_the_wire_an_ignored_quota_blocks_scale_out_and_apply_reports_it() {
     sim.admin("POST", "/_sim/advance", json!({"seconds": 180}));
     assert_eq!(sim.endpoint()["desired"], 4, "{}", sim.endpoint());
 }
+
+#[test]
+fn over_the_wire_target_tracking_alone_leaves_a_few_requests_waiting() {
+    let sim = Serve::start();
+    let hand_made =
+        manifest(180.0, "Clamp").replace("  quota:", "  scaleFromZero: {enabled: false}\n  quota:");
+    sim.apply(&hand_made);
+    sim.admin(
+        "POST",
+        "/_sim/endpoints",
+        json!({"endpoint": "sdxl-async", "instanceType": "ml.g4dn.xlarge"}),
+    );
+    sim.admin(
+        "POST",
+        "/_sim/requests",
+        json!({"endpoint": "sdxl-async", "count": 5}),
+    );
+    sim.admin("POST", "/_sim/advance", json!({"seconds": 7200}));
+    let e = sim.endpoint();
+    assert_eq!(e["desired"], 0, "two hours at zero instances: {e}");
+    assert_eq!(e["backlog"], 5.0);
+}
