@@ -28,10 +28,20 @@ pub const VARIANT_NAME_IMMUTABLE: CelRule = CelRule {
     message: "variantName is immutable: create a new AsyncEndpointScaling for another variant",
 };
 
+/// CloudWatch also takes 10, 20 and 30 s periods, but SageMaker publishes HasBacklogWithoutCapacity
+/// once a minute (aws-semantics.md §1.2): an alarm with a shorter period sees mostly missing data.
 pub const ALARM_PERIOD: CelRule = CelRule {
     path: "spec.scaleFromZero.periodSeconds",
-    cel: "self == 10 || self == 20 || self == 30 || self % 60 == 0",
-    message: "periodSeconds must be 10, 20, 30 or a multiple of 60 (CloudWatch alarm periods)",
+    cel: "self % 60 == 0",
+    message: "periodSeconds must be a multiple of 60: SageMaker publishes HasBacklogWithoutCapacity once a minute, so a shorter period sees mostly missing data",
+};
+
+/// Where asyncscale created things is where it must clean them up: a region change would orphan
+/// everything in the old region. An unset region is kept unset (the environment's region).
+pub const REGION_IMMUTABLE: CelRule = CelRule {
+    path: "spec",
+    cel: "has(self.region) == has(oldSelf.region) && (!has(self.region) || self.region == oldSelf.region)",
+    message: "region is immutable (asyncscale would leave everything it created in the old region behind): create a new AsyncEndpointScaling for another region",
 };
 
 pub const DATAPOINTS_NOT_ABOVE_PERIODS: CelRule = CelRule {
@@ -51,6 +61,7 @@ pub const ALL: &[CelRule] = &[
     MIN_NOT_ABOVE_MAX,
     ENDPOINT_NAME_IMMUTABLE,
     VARIANT_NAME_IMMUTABLE,
+    REGION_IMMUTABLE,
     ALARM_PERIOD,
     DATAPOINTS_NOT_ABOVE_PERIODS,
     ALARM_WINDOW,

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::rules::{
     ALARM_PERIOD, ALARM_WINDOW, DATAPOINTS_NOT_ABOVE_PERIODS, ENDPOINT_NAME_IMMUTABLE,
-    MIN_NOT_ABOVE_MAX, VARIANT_NAME_IMMUTABLE,
+    MIN_NOT_ABOVE_MAX, REGION_IMMUTABLE, VARIANT_NAME_IMMUTABLE,
 };
 
 /// Autoscaling for one variant of a SageMaker asynchronous inference endpoint.
@@ -50,7 +50,10 @@ use crate::rules::{
         json_path = ".metadata.creationTimestamp"
     )
 )]
-#[x_kube(validation = Rule::new(MIN_NOT_ABOVE_MAX.cel).message(MIN_NOT_ABOVE_MAX.message))]
+#[x_kube(
+    validation = Rule::new(MIN_NOT_ABOVE_MAX.cel).message(MIN_NOT_ABOVE_MAX.message),
+    validation = Rule::new(REGION_IMMUTABLE.cel).message(REGION_IMMUTABLE.message)
+)]
 #[serde(rename_all = "camelCase")]
 pub struct AsyncEndpointScalingSpec {
     /// Name of the SageMaker endpoint (1-63 characters: letters, digits and hyphens). Immutable.
@@ -70,9 +73,9 @@ pub struct AsyncEndpointScalingSpec {
     pub instance_type: String,
 
     /// AWS region of the endpoint. Defaults to the region of the environment (AWS_REGION, profile,
-    /// or instance metadata).
+    /// or instance metadata). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = crate::rules::REGION_PATTERN))]
+    #[schemars(length(max = 32), regex(pattern = crate::rules::REGION_PATTERN))]
     pub region: Option<String>,
 
     /// Fewest instances. 0 lets the endpoint scale to zero when its queue is empty.
@@ -141,9 +144,10 @@ pub struct ScaleFromZeroSpec {
     /// Whether to create the step policy and alarm while minCapacity is 0.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// The alarm's period in seconds: 10, 20, 30 or a multiple of 60.
+    /// The alarm's period in seconds: a multiple of 60 (SageMaker publishes the metric once a
+    /// minute).
     #[serde(default = "default_period")]
-    #[schemars(range(min = 10, max = 86400))]
+    #[schemars(range(min = 60, max = 86400))]
     #[x_kube(validation = Rule::new(ALARM_PERIOD.cel).message(ALARM_PERIOD.message))]
     pub period_seconds: i32,
     /// How many recent periods the alarm looks at.
@@ -275,7 +279,8 @@ pub struct QuotaStatus {
     /// Applied (the account's value) or Default (AWS's default; no applied value exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    /// Why the quota could not be read, when it could not.
+    /// Why the latest read of the quota failed, when it did (value then holds the last value read,
+    /// if any).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown_reason: Option<String>,
 }

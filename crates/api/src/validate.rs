@@ -103,6 +103,9 @@ pub fn validate_update(
     if old.variant_name != new.variant_name {
         p.rule(rules::VARIANT_NAME_IMMUTABLE);
     }
+    if old.region != new.region {
+        p.rule(rules::REGION_IMMUTABLE);
+    }
     let mut all = validate_spec(new).err().unwrap_or_default();
     all.extend(p.0);
     if all.is_empty() { Ok(()) } else { Err(all) }
@@ -110,10 +113,11 @@ pub fn validate_update(
 
 fn check_scale_from_zero(p: &mut Problems, s: &ScaleFromZeroSpec) {
     let period_path = "spec.scaleFromZero.periodSeconds";
-    p.at_least(period_path, s.period_seconds, 10);
-    p.at_most(period_path, s.period_seconds, 86400);
-    if !matches!(s.period_seconds, 10 | 20 | 30) && s.period_seconds % 60 != 0 {
-        p.rule(rules::ALARM_PERIOD);
+    if s.period_seconds % 60 != 0 {
+        p.rule(rules::ALARM_PERIOD); // says why, which "at least 60" alone would not
+    } else {
+        p.at_least(period_path, s.period_seconds, 60);
+        p.at_most(period_path, s.period_seconds, 86400);
     }
     for (path, value) in [
         ("spec.scaleFromZero.evaluationPeriods", s.evaluation_periods),
@@ -271,7 +275,7 @@ mod tests {
     #[test]
     fn alarm_settings_follow_cloudwatch_rules() {
         let mut s = spec();
-        s.scale_from_zero.period_seconds = 45;
+        s.scale_from_zero.period_seconds = 90;
         assert_eq!(
             messages(&s),
             vec![format!(
@@ -279,7 +283,19 @@ mod tests {
                 rules::ALARM_PERIOD.message
             )]
         );
-        for ok in [10, 20, 30, 60, 120, 3600] {
+        // CloudWatch takes these, but the metric comes once a minute: refused, saying why.
+        for short in [10, 20, 30] {
+            s.scale_from_zero.period_seconds = short;
+            let m = messages(&s);
+            assert!(
+                m.contains(&format!(
+                    "spec.scaleFromZero.periodSeconds: {}",
+                    rules::ALARM_PERIOD.message
+                )),
+                "{short}: {m:?}"
+            );
+        }
+        for ok in [60, 120, 3600] {
             s.scale_from_zero.period_seconds = ok;
             assert_eq!(validate_spec(&s), Ok(()), "{ok}");
         }
@@ -313,6 +329,11 @@ mod tests {
         let errors = validate_update(&old, &new).unwrap_err();
         assert_eq!(errors.len(), 2);
         assert_eq!(errors[0].message, rules::ENDPOINT_NAME_IMMUTABLE.message);
+        // A region change would orphan everything in the old region; unset ≠ set.
+        let mut moved = spec();
+        moved.region = Some("eu-west-1".into());
+        let errors = validate_update(&old, &moved).unwrap_err();
+        assert_eq!(errors[0].message, rules::REGION_IMMUTABLE.message);
         let mut bigger = spec();
         bigger.max_capacity = 40;
         assert_eq!(validate_update(&old, &bigger), Ok(()));

@@ -2,6 +2,8 @@
 //! the in-cluster reconciler run exactly this.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use asyncscale_api::{AsyncEndpointScalingSpec, AsyncEndpointScalingStatus, validate_spec};
 use asyncscale_core::plan::{Change, PlannedChange};
@@ -9,20 +11,71 @@ use asyncscale_core::status::{StatusInput, SyncOutcome, compute_status};
 use asyncscale_core::*;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::error::AwsError;
+use crate::error::{AwsError, ErrorClass};
 use crate::port::AutoscalingBackend;
 
 /// How many scaling activities to read; the newest decides ScalingHealthy.
 const ACTIVITIES_TO_READ: i32 = 5;
 
+/// Waits before retrying a change that AWS answered with "not found" right after the target was
+/// registered in the same plan: "there might be a brief delay until the operation achieves
+/// eventual consistency ... The typical strategy is to retry the request" (aws-semantics.md §2.1).
+/// 0.25 + 0.5 + 1 + 2 + 4 s: under 8 s in all.
+const EVENTUAL_CONSISTENCY_WAITS: [Duration; 5] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+];
+
+/// Lets AWS writes through only while the caller may write: a controller replica while its
+/// leader Lease is valid. Checked before every write, so a replica that lost the Lease (or the
+/// connection that renews it) stops writing even in the middle of a plan.
+#[derive(Clone, Default)]
+pub struct Fence(Option<Arc<dyn Fn() -> Result<(), String> + Send + Sync>>);
+
+impl Fence {
+    /// A fence that is always open (the CLI, a controller without leader election).
+    pub fn open() -> Self {
+        Self(None)
+    }
+
+    /// `permits` answers Err(why) when writes must stop.
+    pub fn new(permits: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(permits)))
+    }
+
+    pub fn check(&self) -> Result<(), AwsError> {
+        match &self.0 {
+            Some(permits) => permits().map_err(|why| {
+                AwsError::local(ErrorClass::Recoverable, "WriteFence", "NotLeader", why)
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Fence(checked)"
+        } else {
+            "Fence(open)"
+        })
+    }
+}
+
 /// One resource's intent.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Intent<'a> {
     pub spec: &'a AsyncEndpointScalingSpec,
     pub owner: Owner,
-    /// Take over a scalable target that nobody owns.
-    pub adopt: bool,
+    /// Whether a scalable target that is not ours may be taken over.
+    pub adoption: Adoption<'a>,
     pub generation: Option<i64>,
+    /// Checked before every AWS write.
+    pub fence: Fence,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,11 +152,11 @@ pub async fn converge(
         report.outcome = SyncOutcome::InvalidSpec(message);
     } else {
         let names = ResourceNames::new(&spec.endpoint_name, &spec.variant_name);
-        let (lookup, observed) = tokio::join!(
+        let (reading, observed) = tokio::join!(
             backend.instance_quota(&spec.instance_type),
             observe(backend, &names)
         );
-        quota = Some(lookup);
+        quota = Some(reading.lookup);
         match observed {
             Err(e) => {
                 report.outcome = SyncOutcome::ObserveFailed(e.to_string());
@@ -121,6 +174,17 @@ pub async fn converge(
                 )
                 .await;
             }
+        }
+        // A quota never read because of a passing failure (throttling, a timeout) holds
+        // MaxCapacity where it is: that is not converged, and the reconcile retries like any
+        // failed read. A last known value still clamps, and a standing failure (no quota of that
+        // name, no permission) is reported in QuotaClamped without a retry storm.
+        let quota_matters = spec.quota.policy != asyncscale_api::QuotaPolicy::Ignore;
+        if quota_matters
+            && report.error.is_none()
+            && quota.as_ref().is_some_and(|q| q.value().is_none())
+        {
+            report.error = reading.error.filter(|e| e.class == ErrorClass::Recoverable);
         }
     }
     let input = StatusInput {
@@ -144,14 +208,15 @@ async fn decide_and_apply(
     report: &mut ConvergeReport,
 ) {
     let observed = report.observed.as_ref().expect("observed before deciding");
-    let desired = match desire(intent.spec, &intent.owner, quota) {
+    let existing = observed.target.as_ref().map(|t| &t.target);
+    let desired = match desire(intent.spec, &intent.owner, quota, existing) {
         Ok(d) => d,
         Err(e) => {
             report.outcome = SyncOutcome::QuotaTooLow(e.to_string());
             return;
         }
     };
-    let plan = match plan_apply(&desired, observed, intent.adopt) {
+    let plan = match plan_apply(&desired, observed, &intent.adoption) {
         Ok(plan) => plan,
         Err(Blocked::Conflict(message)) => {
             report.desired = Some(desired);
@@ -168,7 +233,7 @@ async fn decide_and_apply(
         report.outcome = SyncOutcome::ChangesPending(report.plan.changes.len());
         return;
     }
-    let (applied, result) = execute(backend, &report.plan.changes).await;
+    let (applied, result) = execute(backend, &report.plan.changes, &intent.fence).await;
     report.applied = applied;
     if let Err((change, e)) = result {
         report.outcome = SyncOutcome::ApplyFailed(format!("{}: {e}", change.summary));
@@ -187,65 +252,93 @@ async fn decide_and_apply(
 }
 
 /// Runs the changes in order and stops at the first failure, which it returns with its change.
+/// The fence is checked before each change; a change that AWS answers with "not found" right
+/// after this plan registered the target is retried briefly (eventual consistency, §2.1).
 pub async fn execute<'p>(
     backend: &dyn AutoscalingBackend,
     changes: &'p [PlannedChange],
+    fence: &Fence,
 ) -> (usize, Result<(), (&'p PlannedChange, AwsError)>) {
     let mut policy_arns: BTreeMap<String, String> = BTreeMap::new();
+    let mut registered_here = false;
     for (done, planned) in changes.iter().enumerate() {
-        let result = match &planned.change {
-            Change::RegisterTarget {
-                target,
-                tags,
-                create,
-            } => backend
-                .register_target(target, create.then_some(tags))
-                .await
-                .map(drop),
-            Change::DeregisterTarget { resource_id } => {
-                backend.deregister_target(resource_id).await
-            }
-            Change::TagTarget { arn, tags } => backend.tag_target(arn, tags).await,
-            Change::UntagTarget { arn, keys } => backend.untag_target(arn, keys).await,
-            Change::PutPolicy { policy } => backend.put_policy(policy).await.map(|arn| {
-                policy_arns.insert(policy.name.clone(), arn);
-            }),
-            Change::DeletePolicy { resource_id, name } => {
-                backend.delete_policy(resource_id, name).await
-            }
-            Change::PutAlarm {
-                alarm,
-                tags,
-                action,
-            } => {
-                let arn = match action {
-                    AlarmActionArn::Known(arn) => arn.clone(),
-                    AlarmActionArn::OfPolicy(name) => {
-                        policy_arns.get(name).cloned().unwrap_or_default()
-                    }
-                };
-                let alarm = MetricAlarm {
-                    alarm_actions: vec![arn],
-                    ..alarm.clone()
-                };
-                backend.put_alarm(&alarm, tags).await
-            }
-            Change::DeleteAlarm { name } => backend.delete_alarm(name).await,
-        };
         let removal = matches!(
             planned.change,
             Change::DeregisterTarget { .. }
                 | Change::DeletePolicy { .. }
                 | Change::DeleteAlarm { .. }
         );
+        let mut waits = EVENTUAL_CONSISTENCY_WAITS.iter();
+        let result = loop {
+            if let Err(e) = fence.check() {
+                return (done, Err((planned, e)));
+            }
+            let result = execute_one(backend, &planned.change, &mut policy_arns).await;
+            match &result {
+                Err(e) if registered_here && !removal && e.class == ErrorClass::NotFound => {
+                    match waits.next() {
+                        Some(wait) => tokio::time::sleep(*wait).await,
+                        None => break result,
+                    }
+                }
+                _ => break result,
+            }
+        };
         match result {
             // Removing what is already gone is done, not failed (deletes must be idempotent).
-            Err(e) if removal && e.class == crate::error::ErrorClass::NotFound => {}
+            Err(e) if removal && e.class == ErrorClass::NotFound => {}
             Err(e) => return (done, Err((planned, e))),
             Ok(()) => {}
         }
+        registered_here |= matches!(planned.change, Change::RegisterTarget { create: true, .. });
     }
     (changes.len(), Ok(()))
+}
+
+async fn execute_one(
+    backend: &dyn AutoscalingBackend,
+    change: &Change,
+    policy_arns: &mut BTreeMap<String, String>,
+) -> Result<(), AwsError> {
+    match change {
+        Change::RegisterTarget {
+            target,
+            tags,
+            create,
+        } => backend
+            .register_target(target, create.then_some(tags))
+            .await
+            .map(drop),
+        Change::DeregisterTarget { resource_id } => backend.deregister_target(resource_id).await,
+        Change::TagTarget { arn, tags } => backend.tag_target(arn, tags).await,
+        Change::UntagTarget { arn, keys } => backend.untag_target(arn, keys).await,
+        Change::TagAlarm { arn, tags } => backend.tag_alarm(arn, tags).await,
+        Change::UntagAlarm { arn, keys } => backend.untag_alarm(arn, keys).await,
+        Change::PutPolicy { policy } => backend.put_policy(policy).await.map(|arn| {
+            policy_arns.insert(policy.name.clone(), arn);
+        }),
+        Change::DeletePolicy { resource_id, name } => {
+            backend.delete_policy(resource_id, name).await
+        }
+        Change::PutAlarm {
+            alarm,
+            tags,
+            action,
+        } => {
+            let arn = match action {
+                AlarmActionArn::Known(arn) => arn.clone(),
+                AlarmActionArn::OfPolicy(name) => {
+                    policy_arns.get(name).cloned().unwrap_or_default()
+                }
+            };
+            let alarm = MetricAlarm {
+                alarm_actions: vec![arn],
+                ..alarm.clone()
+            };
+            backend.put_alarm(&alarm, tags).await
+        }
+        Change::DeleteAlarm { name } => backend.delete_alarm(name).await,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -258,13 +351,15 @@ pub struct RemoveReport {
     pub failed_change: Option<String>,
 }
 
-/// Removes what asyncscale owns for this endpoint variant (`plan_delete`); with `execute_plan`
-/// false it only reports what it would remove.
+/// Removes what asyncscale owns for this endpoint variant, or releases it under
+/// `deletionPolicy: Retain` (`plan_delete`); with `execute_plan` false it only reports what it
+/// would do.
 pub async fn remove(
     backend: &dyn AutoscalingBackend,
     spec: &AsyncEndpointScalingSpec,
     owner: &Owner,
     execute_plan: bool,
+    fence: &Fence,
 ) -> RemoveReport {
     let names = ResourceNames::new(&spec.endpoint_name, &spec.variant_name);
     let mut report = RemoveReport {
@@ -273,16 +368,31 @@ pub async fn remove(
         error: None,
         failed_change: None,
     };
-    let observed = match observe(backend, &names).await {
+    let mut observed = match observe(backend, &names).await {
         Ok(o) => o,
         Err(e) => {
             report.error = Some(e);
             return report;
         }
     };
-    report.plan = plan_delete(&names, owner, &observed);
+    // Without a target, only the alarm's own tags can prove it is ours (one more read, on this
+    // rare path only). A failed read removes nothing.
+    if observed.target.is_none()
+        && let Some(alarm) = observed.alarm.as_mut()
+        && let Some(arn) = alarm.arn.clone()
+    {
+        match backend.alarm_tags(&arn).await {
+            Ok(tags) => alarm.tags = Some(tags),
+            Err(e) if e.class == ErrorClass::NotFound => observed.alarm = None,
+            Err(e) => {
+                report.error = Some(e);
+                return report;
+            }
+        }
+    }
+    report.plan = plan_delete(&names, owner, &observed, spec.deletion_policy);
     if execute_plan {
-        let (applied, result) = execute(backend, &report.plan.changes).await;
+        let (applied, result) = execute(backend, &report.plan.changes, fence).await;
         report.applied = applied;
         if let Err((change, e)) = result {
             report.failed_change = Some(change.summary.clone());

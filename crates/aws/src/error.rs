@@ -43,6 +43,19 @@ impl fmt::Display for AwsError {
     }
 }
 
+impl AwsError {
+    /// An error raised by asyncscale itself before or instead of a request (no AWS call made).
+    pub fn local(class: ErrorClass, operation: &'static str, code: &str, message: String) -> Self {
+        Self {
+            class,
+            service: "asyncscale",
+            operation,
+            code: code.to_string(),
+            message,
+        }
+    }
+}
+
 /// Codes that mean "try again later" (aws-semantics.md §2.5, §4.5, §5.1, §6.3).
 const RECOVERABLE_CODES: &[&str] = &[
     "Throttling",

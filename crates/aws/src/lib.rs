@@ -9,8 +9,10 @@ pub mod port;
 pub mod sdk;
 
 pub use calls::{CallCounter, CallKey};
-pub use engine::{ConvergeMode, ConvergeReport, Intent, RemoveReport, converge, observe, remove};
+pub use engine::{
+    ConvergeMode, ConvergeReport, Fence, Intent, RemoveReport, converge, observe, remove,
+};
 pub use error::{AwsError, ErrorClass};
 pub use pool::{BackendSource, SdkBackendPool, SingleBackend};
-pub use port::AutoscalingBackend;
-pub use sdk::{AwsOptions, SdkBackend};
+pub use port::{AutoscalingBackend, QuotaReading};
+pub use sdk::{AwsOptions, AwsTimeouts, SdkBackend};

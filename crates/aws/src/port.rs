@@ -10,10 +10,20 @@ use asyncscale_core::{
 
 use crate::error::AwsError;
 
+/// An instance quota as the backend knows it, and the error of its latest read, if that failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuotaReading {
+    pub lookup: QuotaLookup,
+    /// Set whenever the latest read failed, also when a last known value is still served.
+    pub error: Option<AwsError>,
+}
+
 /// One account and region. Every method is one logical AWS operation on the `sagemaker`
 /// namespace and `sagemaker:variant:DesiredInstanceCount` dimension.
 #[async_trait]
 pub trait AutoscalingBackend: Send + Sync {
+    /// The region every call goes to (resources without `spec.region` land here).
+    fn region(&self) -> &str;
     /// DescribeScalableTargets. The tags are left empty: see [`Self::target_tags`].
     async fn describe_target(&self, resource_id: &str) -> Result<Option<ObservedTarget>, AwsError>;
     /// ListTagsForResource on a scalable target (its owner tags).
@@ -32,17 +42,22 @@ pub trait AutoscalingBackend: Send + Sync {
     /// PutScalingPolicy. Returns the policy's ARN.
     async fn put_policy(&self, policy: &ScalingPolicy) -> Result<String, AwsError>;
     async fn delete_policy(&self, resource_id: &str, name: &str) -> Result<(), AwsError>;
+    /// DescribeAlarms for one name; the alarm's tags are left unread (None).
     async fn describe_alarm(&self, name: &str) -> Result<Option<ObservedAlarm>, AwsError>;
+    /// CloudWatch ListTagsForResource on an alarm.
+    async fn alarm_tags(&self, arn: &str) -> Result<Tags, AwsError>;
     /// PutMetricAlarm (a full overwrite; AWS ignores tags on update).
     async fn put_alarm(&self, alarm: &MetricAlarm, tags: &Tags) -> Result<(), AwsError>;
     async fn delete_alarm(&self, name: &str) -> Result<(), AwsError>;
+    async fn tag_alarm(&self, arn: &str, tags: &Tags) -> Result<(), AwsError>;
+    async fn untag_alarm(&self, arn: &str, keys: &[String]) -> Result<(), AwsError>;
     /// DescribeScalingActivities, newest first.
     async fn recent_activities(
         &self,
         resource_id: &str,
         max: i32,
     ) -> Result<Vec<ScalingActivity>, AwsError>;
-    /// The quota `<instance type> for endpoint usage`. Never fails: an unreadable quota is
-    /// reported as Unknown and the rest of the reconcile goes on.
-    async fn instance_quota(&self, instance_type: &str) -> QuotaLookup;
+    /// The quota `<instance type> for endpoint usage`. Never fails the reconcile by itself: a
+    /// failed read serves the last known value (Stale) or none (Unknown), with the error beside it.
+    async fn instance_quota(&self, instance_type: &str) -> QuotaReading;
 }

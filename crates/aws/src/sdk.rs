@@ -22,7 +22,7 @@ use asyncscale_core::*;
 
 use crate::calls::CallCounter;
 use crate::error::{AwsError, ErrorClass, classify};
-use crate::port::AutoscalingBackend;
+use crate::port::{AutoscalingBackend, QuotaReading};
 
 const AAS: &str = "application-autoscaling";
 const CW: &str = "cloudwatch";
@@ -31,6 +31,9 @@ const QUOTA_SERVICE_CODE: &str = "sagemaker";
 /// How long a quota value read from Service Quotas is used before it is read again. A raised
 /// quota shows within this time.
 const QUOTA_TTL: Duration = Duration::from_secs(300);
+/// After a failed quota read, how long the failure is served before Service Quotas is asked again
+/// (every resource of an instance type shares the reading; GetServiceQuota allows 5 calls a second).
+const QUOTA_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// Attempts for errors the SDK does not retry itself (see the module docs).
 const EXTRA_ATTEMPTS: u32 = 3;
 
@@ -41,6 +44,44 @@ pub struct AwsOptions {
     pub region: Option<String>,
     /// Sends every call to this endpoint (an AWS-compatible local endpoint, say).
     pub endpoint_url: Option<String>,
+    pub timeouts: AwsTimeouts,
+}
+
+/// Bounds on every AWS call, so that a hung endpoint or connection becomes a recoverable error
+/// instead of a reconcile that never ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AwsTimeouts {
+    /// One whole operation, the SDK's retries included.
+    pub call: Duration,
+    /// One attempt (one HTTP request and its response).
+    pub attempt: Duration,
+}
+
+impl Default for AwsTimeouts {
+    fn default() -> Self {
+        Self {
+            call: Duration::from_secs(30),
+            attempt: Duration::from_secs(10),
+        }
+    }
+}
+
+impl AwsTimeouts {
+    fn sdk_config(&self) -> aws_config::timeout::TimeoutConfig {
+        aws_config::timeout::TimeoutConfig::builder()
+            .operation_timeout(self.call)
+            .operation_attempt_timeout(self.attempt)
+            // The SDK's own default (behavior version 2026-01-12), but never above an attempt.
+            .connect_timeout(self.attempt.min(Duration::from_millis(3100)))
+            .build()
+    }
+}
+
+/// A quota as last read, and the latest failure to read it.
+#[derive(Debug, Clone, Default)]
+struct CachedQuota {
+    value: Option<(std::time::Instant, Quota)>,
+    failure: Option<(std::time::Instant, AwsError)>,
 }
 
 pub struct SdkBackend {
@@ -51,9 +92,11 @@ pub struct SdkBackend {
     /// Quota codes by quota name, found once per process by listing (paginated).
     quota_codes: Mutex<BTreeMap<String, String>>,
     /// Quota values by quota name, re-read after [`QUOTA_TTL`]: every resource of an instance type
-    /// shares one, and Service Quotas allows 5 GetServiceQuota calls a second (§5.3).
-    quota_values: Mutex<BTreeMap<String, (std::time::Instant, Quota)>>,
+    /// shares one, and Service Quotas allows 5 GetServiceQuota calls a second (§5.3). A failed
+    /// refresh keeps the last value: an unknown quota must never lift a clamp.
+    quota_values: Mutex<BTreeMap<String, CachedQuota>>,
     region: String,
+    timeouts: AwsTimeouts,
 }
 
 impl SdkBackend {
@@ -65,8 +108,13 @@ impl SdkBackend {
         if let Some(url) = &options.endpoint_url {
             loader = loader.endpoint_url(url.clone());
         }
-        let config = loader.load().await;
-        Self::from_config(&config, calls)
+        let config = loader
+            .timeout_config(options.timeouts.sdk_config())
+            .load()
+            .await;
+        let mut backend = Self::from_config(&config, calls)?;
+        backend.timeouts = options.timeouts;
+        Ok(backend)
     }
 
     /// A backend for a local AWS-compatible endpoint (such as `asyncscale sim serve`), signed with
@@ -83,6 +131,7 @@ impl SdkBackend {
             .region(Region::new("us-east-1"))
             .endpoint_url(url)
             .credentials_provider(credentials)
+            .timeout_config(AwsTimeouts::default().sdk_config())
             .load()
             .await;
         Self::from_config(&config, calls)
@@ -109,11 +158,16 @@ impl SdkBackend {
             quota_codes: Mutex::new(BTreeMap::new()),
             quota_values: Mutex::new(BTreeMap::new()),
             region,
+            timeouts: config
+                .timeout_config()
+                .and_then(|t| {
+                    Some(AwsTimeouts {
+                        call: t.operation_timeout()?,
+                        attempt: t.operation_attempt_timeout()?,
+                    })
+                })
+                .unwrap_or_default(),
         })
-    }
-
-    pub fn region(&self) -> &str {
-        &self.region
     }
 
     pub fn calls(&self) -> &CallCounter {
@@ -142,7 +196,7 @@ impl SdkBackend {
                     return Ok(output);
                 }
                 Err(err) => {
-                    let error = to_aws_error(service, operation, &err);
+                    let error = to_aws_error(service, operation, &err, &self.timeouts);
                     self.calls.record(service, operation, error.class.as_str());
                     let sdk_did_not_retry = matches!(
                         error.code.as_str(),
@@ -175,6 +229,7 @@ fn to_aws_error<E>(
     service: &'static str,
     operation: &'static str,
     err: &aas::error::SdkError<E>,
+    timeouts: &AwsTimeouts,
 ) -> AwsError
 where
     E: aas::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -189,7 +244,14 @@ where
                 Some(service_error.raw().status().as_u16()),
             )
         }
-        SdkError::TimeoutError(_) => ("timeout".into(), "the request timed out".into(), None),
+        SdkError::TimeoutError(_) => (
+            "timeout".into(),
+            format!(
+                "AWS did not answer within the time allowed ({:?} an attempt, {:?} a call with retries; --aws-attempt-timeout, --aws-call-timeout)",
+                timeouts.attempt, timeouts.call
+            ),
+            None,
+        ),
         SdkError::DispatchFailure(failure) => (
             "dispatch".into(),
             format!("could not reach AWS: {}", source_chain(err)),
@@ -235,6 +297,13 @@ fn build_error(operation: &'static str, e: impl std::fmt::Display) -> AwsError {
     }
 }
 
+/// A CloudWatch alarm's tags as a map.
+fn cw_tags(tags: &Tags) -> Vec<cw::types::Tag> {
+    tags.iter()
+        .map(|(k, v)| cw::types::Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
 fn rfc3339(t: &aas::primitives::DateTime) -> String {
     t.fmt(aas::primitives::DateTimeFormat::DateTime)
         .unwrap_or_else(|_| t.secs().to_string())
@@ -242,6 +311,10 @@ fn rfc3339(t: &aas::primitives::DateTime) -> String {
 
 #[async_trait]
 impl AutoscalingBackend for SdkBackend {
+    fn region(&self) -> &str {
+        &self.region
+    }
+
     async fn describe_target(&self, resource_id: &str) -> Result<Option<ObservedTarget>, AwsError> {
         let out = self
             .call(AAS, "DescribeScalableTargets", || {
@@ -482,10 +555,7 @@ impl AutoscalingBackend for SdkBackend {
                     .build()
             })
             .collect();
-        let tags: Vec<cw::types::Tag> = tags
-            .iter()
-            .map(|(k, v)| cw::types::Tag::builder().key(k).value(v).build())
-            .collect();
+        let tags = cw_tags(tags);
         self.call(CW, "PutMetricAlarm", || {
             self.cloudwatch
                 .put_metric_alarm()
@@ -522,6 +592,50 @@ impl AutoscalingBackend for SdkBackend {
         Ok(())
     }
 
+    async fn alarm_tags(&self, arn: &str) -> Result<Tags, AwsError> {
+        let out = self
+            .call(CW, "ListTagsForResource", || {
+                self.cloudwatch
+                    .list_tags_for_resource()
+                    .resource_arn(arn)
+                    .send()
+            })
+            .await?;
+        Ok(out
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .collect())
+    }
+
+    async fn tag_alarm(&self, arn: &str, tags: &Tags) -> Result<(), AwsError> {
+        let tags = cw_tags(tags);
+        self.call(CW, "TagResource", || {
+            self.cloudwatch
+                .tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(tags.clone()))
+                .send()
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn untag_alarm(&self, arn: &str, keys: &[String]) -> Result<(), AwsError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.call(CW, "UntagResource", || {
+            self.cloudwatch
+                .untag_resource()
+                .resource_arn(arn)
+                .set_tag_keys(Some(keys.to_vec()))
+                .send()
+        })
+        .await?;
+        Ok(())
+    }
+
     async fn recent_activities(
         &self,
         resource_id: &str,
@@ -540,9 +654,15 @@ impl AutoscalingBackend for SdkBackend {
                     .send()
             })
             .await?;
-        let mut activities: Vec<ScalingActivity> = out
-            .scaling_activities()
-            .iter()
+        // AWS returns newest first; sort anyway, by time (not by its text, where `…:18.5Z` would
+        // sort after `…:18.52Z`), so "newest" never depends on a server's order.
+        let mut sorted: Vec<&aas::types::ScalingActivity> =
+            out.scaling_activities().iter().collect();
+        sorted.sort_by_key(|a| {
+            std::cmp::Reverse((a.start_time().secs(), a.start_time().subsec_nanos()))
+        });
+        let activities = sorted
+            .into_iter()
             .map(|a| ScalingActivity {
                 activity_id: a.activity_id().to_string(),
                 status_code: a.status_code().as_str().to_string(),
@@ -552,33 +672,55 @@ impl AutoscalingBackend for SdkBackend {
                 start_time: rfc3339(a.start_time()),
             })
             .collect();
-        // AWS returns newest first; sort anyway so "newest" never depends on a server's order.
-        activities.sort_by(|a, b| b.start_time.cmp(&a.start_time));
         Ok(activities)
     }
 
-    async fn instance_quota(&self, instance_type: &str) -> QuotaLookup {
+    async fn instance_quota(&self, instance_type: &str) -> QuotaReading {
         let name = quota_name(instance_type);
         let cached = self
             .quota_values
             .lock()
             .expect("quota cache lock")
             .get(&name)
-            .cloned();
-        if let Some((read_at, quota)) = cached
+            .cloned()
+            .unwrap_or_default();
+        if let Some((read_at, quota)) = &cached.value
             && read_at.elapsed() < QUOTA_TTL
         {
-            return QuotaLookup::Known(quota);
+            return QuotaReading {
+                lookup: QuotaLookup::Known(quota.clone()),
+                error: None,
+            };
         }
-        match self.resolve_quota(&name).await {
-            Ok(quota) => {
-                self.quota_values
-                    .lock()
-                    .expect("quota cache lock")
-                    .insert(name, (std::time::Instant::now(), quota.clone()));
-                QuotaLookup::Known(quota)
-            }
-            Err(reason) => QuotaLookup::Unknown { name, reason },
+        let failure = match &cached.failure {
+            Some((failed_at, error)) if failed_at.elapsed() < QUOTA_RETRY_AFTER => error.clone(),
+            _ => match self.resolve_quota(&name).await {
+                Ok(quota) => {
+                    let mut cache = self.quota_values.lock().expect("quota cache lock");
+                    let entry = cache.entry(name).or_default();
+                    entry.value = Some((std::time::Instant::now(), quota.clone()));
+                    entry.failure = None;
+                    return QuotaReading {
+                        lookup: QuotaLookup::Known(quota),
+                        error: None,
+                    };
+                }
+                Err(error) => {
+                    let mut cache = self.quota_values.lock().expect("quota cache lock");
+                    let entry = cache.entry(name.clone()).or_default();
+                    entry.failure = Some((std::time::Instant::now(), error.clone()));
+                    error
+                }
+            },
+        };
+        let reason = failure.to_string();
+        let lookup = match cached.value {
+            Some((_, quota)) => QuotaLookup::Stale { quota, reason },
+            None => QuotaLookup::Unknown { name, reason },
+        };
+        QuotaReading {
+            lookup,
+            error: Some(failure),
         }
     }
 }
@@ -586,7 +728,7 @@ impl AutoscalingBackend for SdkBackend {
 impl SdkBackend {
     /// GetServiceQuota; on NoSuchResourceException, GetAWSDefaultServiceQuota (aws-semantics.md §5.1).
     /// The quota code is found by name through ListServiceQuotas, then ListAWSDefaultServiceQuotas.
-    async fn resolve_quota(&self, name: &str) -> Result<Quota, String> {
+    async fn resolve_quota(&self, name: &str) -> Result<Quota, AwsError> {
         let code = self.quota_code(name).await?;
         let applied = self
             .call(SQ, "GetServiceQuota", || {
@@ -608,14 +750,19 @@ impl SdkBackend {
                             .quota_code(&code)
                             .send()
                     })
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 (out.quota().and_then(|q| q.value()), QuotaSource::Default)
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e),
         };
-        let value =
-            value.ok_or_else(|| format!("Service Quotas returned no value for {name} ({code})"))?;
+        let value = value.ok_or_else(|| {
+            AwsError::local(
+                ErrorClass::Recoverable,
+                "GetServiceQuota",
+                "NoValue",
+                format!("Service Quotas returned no value for {name} ({code})"),
+            )
+        })?;
         Ok(Quota {
             name: name.to_string(),
             code,
@@ -624,7 +771,7 @@ impl SdkBackend {
         })
     }
 
-    async fn quota_code(&self, name: &str) -> Result<String, String> {
+    async fn quota_code(&self, name: &str) -> Result<String, AwsError> {
         if let Some(code) = self.quota_codes.lock().expect("quota cache lock").get(name) {
             return Ok(code.clone());
         }
@@ -633,7 +780,12 @@ impl SdkBackend {
             None => self.find_code(name, true).await?,
         };
         let code = found.ok_or_else(|| {
-            format!("no Service Quota named '{name}' in service {QUOTA_SERVICE_CODE}: check spec.instanceType")
+            AwsError::local(
+                ErrorClass::Terminal,
+                "ListServiceQuotas",
+                "NoSuchQuota",
+                format!("no Service Quota named '{name}' in service {QUOTA_SERVICE_CODE}: check spec.instanceType"),
+            )
         })?;
         self.quota_codes
             .lock()
@@ -643,7 +795,7 @@ impl SdkBackend {
     }
 
     /// Pages through ListServiceQuotas (or ListAWSDefaultServiceQuotas); caches every code seen.
-    async fn find_code(&self, name: &str, defaults: bool) -> Result<Option<String>, String> {
+    async fn find_code(&self, name: &str, defaults: bool) -> Result<Option<String>, AwsError> {
         let mut token: Option<String> = None;
         loop {
             // The two list operations differ only in their request and output types.
@@ -658,8 +810,7 @@ impl SdkBackend {
                                 .set_next_token(token.clone())
                                 .send()
                         })
-                        .await
-                        .map_err(|e| e.to_string())?;
+                        .await?;
                     (out.quotas().to_vec(), out.next_token().map(str::to_string))
                 }};
             }
@@ -847,5 +998,6 @@ fn alarm_from_sdk(a: &cw::types::MetricAlarm) -> ObservedAlarm {
         },
         arn: a.alarm_arn().map(str::to_string),
         state: a.state_value().map(|s| s.as_str().to_string()),
+        tags: None,
     }
 }

@@ -252,21 +252,22 @@ async fn quota_applied_then_default_then_unknown_with_codes_found_by_name() {
         asyncscale_sim::quota_table(&["ml.g4dn.xlarge=4".into()], &["ml.g5.xlarge=2".into()])
             .unwrap();
     let (_server, aws) = setup(quotas).await;
-    let QuotaLookup::Known(applied) = aws.instance_quota("ml.g4dn.xlarge").await else {
+    let QuotaLookup::Known(applied) = aws.instance_quota("ml.g4dn.xlarge").await.lookup else {
         panic!("applied quota")
     };
     assert_eq!(
         (applied.code.as_str(), applied.value, applied.source),
         ("L-B67CFA0C", 4.0, QuotaSource::Applied)
     );
-    let QuotaLookup::Known(default) = aws.instance_quota("ml.g5.xlarge").await else {
+    let QuotaLookup::Known(default) = aws.instance_quota("ml.g5.xlarge").await.lookup else {
         panic!("default quota")
     };
     assert_eq!(
         (default.code.as_str(), default.value, default.source),
         ("L-1928E07B", 2.0, QuotaSource::Default)
     );
-    let QuotaLookup::Unknown { name, reason } = aws.instance_quota("ml.p4d.24xlarge").await else {
+    let QuotaLookup::Unknown { name, reason } = aws.instance_quota("ml.p4d.24xlarge").await.lookup
+    else {
         panic!("unknown")
     };
     assert_eq!(name, "ml.p4d.24xlarge for endpoint usage");
@@ -297,7 +298,7 @@ async fn quota_codes_are_found_across_pages() {
     applied.push("ml.zz.xlarge=3".into());
     let quotas = asyncscale_sim::quota_table(&applied, &[]).unwrap();
     let (_server, aws) = setup(quotas).await;
-    let QuotaLookup::Known(q) = aws.instance_quota("ml.zz.xlarge").await else {
+    let QuotaLookup::Known(q) = aws.instance_quota("ml.zz.xlarge").await.lookup else {
         panic!("found on a later page")
     };
     assert_eq!(q.value, 3.0);
@@ -317,7 +318,7 @@ async fn an_unreachable_endpoint_is_recoverable() {
     let aws = SdkBackend::from_config(&config, CallCounter::default()).unwrap();
     let err = aws.describe_target(RID).await.unwrap_err();
     assert_eq!(err.class, ErrorClass::Recoverable, "{err}");
-    let QuotaLookup::Unknown { .. } = aws.instance_quota("ml.g4dn.xlarge").await else {
+    let QuotaLookup::Unknown { .. } = aws.instance_quota("ml.g4dn.xlarge").await.lookup else {
         panic!("quota cannot be read")
     };
 }

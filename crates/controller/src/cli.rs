@@ -13,11 +13,11 @@ use asyncscale_api::{
 use std::sync::Arc;
 
 use asyncscale_aws::{
-    AutoscalingBackend, AwsOptions, BackendSource, CallCounter, ConvergeMode, Intent,
-    SdkBackendPool, SingleBackend, converge, remove,
+    AutoscalingBackend, AwsOptions, AwsTimeouts, BackendSource, CallCounter, ConvergeMode, Fence,
+    Intent, SdkBackendPool, SingleBackend, converge, remove,
 };
-use asyncscale_core::ResourceNames;
 use asyncscale_core::status::SyncOutcome;
+use asyncscale_core::{Adoption, ResourceNames};
 use asyncscale_sim::SimServer;
 
 use crate::identity::{display_name, owner_of, wants_adoption};
@@ -147,6 +147,12 @@ pub struct AwsArgs {
     /// `simulated` talks to an in-process simulated account instead of AWS.
     #[arg(long = "aws", value_enum, default_value_t = AwsTarget::Aws)]
     target: AwsTarget,
+    /// The longest one AWS call may take, the SDK's retries included (e.g. 30s).
+    #[arg(long, default_value = "30s", value_parser = crate::run::parse_duration)]
+    aws_call_timeout: std::time::Duration,
+    /// The longest one attempt of an AWS call may take before it is retried (e.g. 10s).
+    #[arg(long, default_value = "10s", value_parser = crate::run::parse_duration)]
+    aws_attempt_timeout: std::time::Duration,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,6 +181,10 @@ impl AwsArgs {
         AwsOptions {
             region: self.region.clone(),
             endpoint_url: self.aws_endpoint.clone(),
+            timeouts: AwsTimeouts {
+                call: self.aws_call_timeout,
+                attempt: self.aws_attempt_timeout.min(self.aws_call_timeout),
+            },
         }
     }
 }
@@ -296,12 +306,27 @@ fn read_all(files: &[String]) -> Result<Vec<(String, ParsedResource)>, Vec<Strin
             },
         }
     }
-    // Two resources for one endpoint variant would fight over it.
+    if problems.is_empty() {
+        Ok(resources)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Two resources for one endpoint variant would fight over it. `default_region` is where a
+/// resource without spec.region goes, so that it and an explicit `region:` of the same name are
+/// seen as the same place.
+fn duplicates(resources: &[(String, ParsedResource)], default_region: Option<&str>) -> Vec<String> {
+    let mut problems = Vec::new();
     let mut seen: BTreeMap<(Option<String>, String), String> = BTreeMap::new();
-    for (file, parsed) in &resources {
+    for (file, parsed) in resources {
         let spec = &parsed.resource.spec;
+        let region = spec
+            .region
+            .clone()
+            .or_else(|| default_region.map(str::to_string));
         let key = (
-            spec.region.clone(),
+            region,
             ResourceNames::new(&spec.endpoint_name, &spec.variant_name).resource_id,
         );
         let here = format!(
@@ -313,11 +338,7 @@ fn read_all(files: &[String]) -> Result<Vec<(String, ParsedResource)>, Vec<Strin
             problems.push(format!("{here}: spec.endpointName: {} is also managed by {first}; one resource per endpoint variant", key.1));
         }
     }
-    if problems.is_empty() {
-        Ok(resources)
-    } else {
-        Err(problems)
-    }
+    problems
 }
 
 async fn manifests(args: ManifestArgs, verb: Verb) -> ExitCode {
@@ -338,6 +359,17 @@ async fn manifests(args: ManifestArgs, verb: Verb) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let default_region = match backends.backend(None).await {
+        Ok(b) => Some(b.region().to_string()),
+        Err(_) => None, // every resource without spec.region reports the missing region below
+    };
+    let problems = duplicates(&resources, default_region.as_deref());
+    if !problems.is_empty() {
+        for p in problems {
+            eprintln!("error: {p}");
+        }
+        return ExitCode::FAILURE;
+    }
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let mut failed = false;
     let mut pending = false;
@@ -400,8 +432,9 @@ async fn converge_one(
     let intent = Intent {
         spec: &resource.spec,
         owner: owner_of(resource),
-        adopt: wants_adoption(resource),
+        adoption: Adoption::new(wants_adoption(resource)),
         generation: resource.metadata.generation,
+        fence: Fence::open(),
     };
     let mode = if verb == Verb::Plan {
         ConvergeMode::Plan
@@ -409,10 +442,12 @@ async fn converge_one(
         ConvergeMode::Apply
     };
     let report = converge(backend, &intent, mode, resource.status.as_ref(), now).await;
-    let failed = !matches!(
-        report.outcome,
-        SyncOutcome::InSync | SyncOutcome::ChangesPending(_)
-    );
+    // A quota that could not be read leaves MaxCapacity unconverged: that is a failure too.
+    let failed = report.error.is_some()
+        || !matches!(
+            report.outcome,
+            SyncOutcome::InSync | SyncOutcome::ChangesPending(_)
+        );
     let pending = matches!(report.outcome, SyncOutcome::ChangesPending(_));
     let mut text = header(resource);
     let changes = report.plan.summaries();
@@ -442,16 +477,18 @@ async fn converge_one(
 
 async fn delete_one(backend: &dyn AutoscalingBackend, resource: &AsyncEndpointScaling) -> Outcome {
     let mut text = header(resource);
-    if resource.spec.deletion_policy == DeletionPolicy::Retain {
-        text.push_str("  deletionPolicy is Retain: AWS is left as it is\n");
-        return Outcome {
-            text,
-            json: json!({ "name": display_name(resource), "retained": true, "changes": [] }),
-            failed: false,
-            pending: false,
-        };
+    let retained = resource.spec.deletion_policy == DeletionPolicy::Retain;
+    if retained {
+        text.push_str("  deletionPolicy is Retain: the configuration stays in AWS; asyncscale only removes its ownership tags, so that another resource may adopt it\n");
     }
-    let report = remove(backend, &resource.spec, &owner_of(resource), true).await;
+    let report = remove(
+        backend,
+        &resource.spec,
+        &owner_of(resource),
+        true,
+        &Fence::open(),
+    )
+    .await;
     let changes = report.plan.summaries();
     text.push_str(&progress(&changes, report.applied, report.error.is_some()));
     if report.plan.is_empty() && report.error.is_none() {
@@ -462,6 +499,7 @@ async fn delete_one(backend: &dyn AutoscalingBackend, resource: &AsyncEndpointSc
     }
     let json = json!({
         "name": display_name(resource),
+        "retained": retained,
         "changes": changes,
         "applied": report.applied,
         "error": report.error.as_ref().map(ToString::to_string),

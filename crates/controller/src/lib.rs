@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod identity;
+pub mod leader;
 pub mod metrics;
 pub mod reconciler;
 pub mod run;

@@ -2,24 +2,28 @@
 //! finalizer, server-side-applied status, Events, metrics and per-object backoff.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use asyncscale_api::{AsyncEndpointScaling, AsyncEndpointScalingStatus, DeletionPolicy, FINALIZER};
-use asyncscale_aws::{AwsError, BackendSource, ConvergeMode, ErrorClass, Intent, converge, remove};
-use asyncscale_core::names::TARGET_TRACKING_POLICY;
-use asyncscale_core::plan::{Change, PlannedChange};
+use asyncscale_api::{AsyncEndpointScaling, AsyncEndpointScalingStatus, FINALIZER};
+use asyncscale_aws::{
+    AwsError, BackendSource, ConvergeMode, ErrorClass, Fence, Intent, converge, remove,
+};
+use asyncscale_core::names::{ResourceNames, TARGET_TRACKING_POLICY};
+use asyncscale_core::plan::{Adoption, Change, PlannedChange};
 use asyncscale_core::status::{
-    QUOTA_CLAMPED, SCALING_HEALTHY, SYNCED, SyncOutcome, deletion_failed_status, find,
-    initial_status, same_ignoring_time,
+    QUOTA_CLAMPED, SCALING_HEALTHY, SYNCED, StatusInput, SyncOutcome, compute_status,
+    deletion_failed_status, find, initial_status, same_ignoring_time,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::identity::{owner_of, wants_adoption};
 use crate::metrics::Metrics;
@@ -33,8 +37,9 @@ const MAX_NOTE: usize = 1024;
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("{0}")]
-    Aws(AwsError),
+    /// A recoverable AWS error; the reconcile already counted the failure and chose when to retry.
+    #[error("{error}")]
+    Aws { error: AwsError, retry_in: Duration },
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("AsyncEndpointScaling without a namespace")]
@@ -45,11 +50,40 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube_error",
-            Error::Aws(_) => "aws_error",
+            Error::Aws { .. } => "aws_error",
             Error::Finalizer(_) => "finalizer_error",
             Error::NoNamespace => "no_namespace",
         }
     }
+
+    /// kube's finalizer helper adds the finalizer with a JSON patch that tests the list it saw in
+    /// the watch cache; a cache older than the server fails that test (422) or the write (409).
+    /// That is an ordinary conflict, not a failure: retry at once, no warning, no backoff step.
+    fn is_stale_cache_conflict(&self) -> bool {
+        use kube::runtime::finalizer::Error as F;
+        matches!(self, Error::Finalizer(inner)
+            if matches!(inner.as_ref(),
+                F::AddFinalizer(kube::Error::Api(e)) | F::RemoveFinalizer(kube::Error::Api(e))
+                    if e.code == 422 || e.code == 409))
+    }
+}
+
+/// The last status write (or full reconcile) of one object: the watch event it causes carries
+/// nothing new and must not cost AWS reads (the echo of our own write).
+#[derive(Debug, Clone)]
+struct LastVisit {
+    resource_version: Option<String>,
+    /// When the next full reconcile is due (the resync, or the backoff after a failure).
+    next_due: Instant,
+}
+
+/// The watch caches of the controllers, to see every resource without asking the API server.
+#[derive(Clone)]
+pub struct WatchedStore {
+    pub store: Store<AsyncEndpointScaling>,
+    pub synced: Arc<AtomicBool>,
+    /// True when the store holds every namespace (so the absence of an object means it is gone).
+    pub all_namespaces: bool,
 }
 
 /// What every reconcile shares.
@@ -60,8 +94,15 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// How often each resource is re-read from AWS to repair drift.
     pub resync: Duration,
+    /// Checked before every AWS write (the leader Lease, when electing).
+    pub fence: Fence,
+    /// The longest one reconcile may take, AWS calls included.
+    pub reconcile_timeout: Duration,
     /// Consecutive failures per resource (namespace/name), for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// By object UID.
+    last_visits: Mutex<HashMap<String, LastVisit>>,
+    stores: Mutex<Vec<WatchedStore>>,
 }
 
 impl Context {
@@ -78,19 +119,97 @@ impl Context {
             recorder,
             metrics,
             resync,
+            fence: Fence::open(),
+            reconcile_timeout: Duration::from_secs(120),
             failures: Mutex::new(HashMap::new()),
+            last_visits: Mutex::new(HashMap::new()),
+            stores: Mutex::new(Vec::new()),
         }
+    }
+
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
+    }
+
+    pub fn with_reconcile_timeout(mut self, timeout: Duration) -> Self {
+        self.reconcile_timeout = timeout;
+        self
+    }
+
+    /// Lets reconciles consult the controllers' watch caches (other resources, their UIDs).
+    pub fn watch_stores(&self, stores: Vec<WatchedStore>) {
+        *self.stores.lock().expect("stores lock") = stores;
     }
 
     fn succeeded(&self, key: &str) {
         self.failures.lock().expect("backoff lock").remove(key);
     }
 
-    fn failed(&self, key: &str) -> u32 {
+    /// Counts a failure and says when to retry.
+    fn failed(&self, key: &str) -> Duration {
         let mut failures = self.failures.lock().expect("backoff lock");
         let n = failures.entry(key.to_string()).or_default();
         *n += 1;
-        *n
+        backoff_delay(*n, jitter_fraction())
+    }
+
+    /// Remembers that `resource_version` is what this controller last saw or wrote of the object,
+    /// and when it next needs AWS.
+    fn visited(
+        &self,
+        obj: &AsyncEndpointScaling,
+        resource_version: Option<String>,
+        next_in: Duration,
+    ) {
+        if let Some(uid) = obj.uid() {
+            self.last_visits.lock().expect("visits lock").insert(
+                uid,
+                LastVisit {
+                    resource_version,
+                    next_due: Instant::now() + next_in,
+                },
+            );
+        }
+    }
+
+    /// When `obj` is exactly what this controller last wrote or saw, and its next full reconcile is
+    /// not due yet, how long until it is: the reconcile then makes no AWS call.
+    fn not_due_for(&self, obj: &AsyncEndpointScaling) -> Option<Duration> {
+        let uid = obj.uid()?;
+        let visits = self.last_visits.lock().expect("visits lock");
+        let last = visits.get(&uid)?;
+        let same =
+            obj.resource_version().is_some() && obj.resource_version() == last.resource_version;
+        let wait = last.next_due.saturating_duration_since(Instant::now());
+        (same && obj.meta().deletion_timestamp.is_none() && wait > Duration::from_millis(50))
+            .then_some(wait)
+    }
+
+    fn forget(&self, obj: &AsyncEndpointScaling) {
+        if let Some(uid) = obj.uid() {
+            self.last_visits.lock().expect("visits lock").remove(&uid);
+        }
+    }
+
+    /// Every resource in the watch caches.
+    fn watched(&self) -> Vec<Arc<AsyncEndpointScaling>> {
+        let stores = self.stores.lock().expect("stores lock");
+        stores.iter().flat_map(|s| s.store.state()).collect()
+    }
+
+    /// Whether no resource with `uid` exists: only answered yes when a synced cache of every
+    /// namespace says so, never on a guess.
+    pub fn departed(&self, uid: &str) -> bool {
+        let stores = self.stores.lock().expect("stores lock").clone();
+        let complete = stores
+            .iter()
+            .any(|s| s.all_namespaces && s.synced.load(Ordering::SeqCst));
+        complete
+            && !stores
+                .iter()
+                .flat_map(|s| s.store.state())
+                .any(|o| o.uid().as_deref() == Some(uid))
     }
 }
 
@@ -105,17 +224,14 @@ fn now() -> Time {
 pub async fn reconcile(obj: Arc<AsyncEndpointScaling>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let namespace = obj.namespace().ok_or(Error::NoNamespace)?;
-    let api: Api<AsyncEndpointScaling> = Api::namespaced(ctx.client.clone(), &namespace);
-    // API conventions: conditions appear on the first visit, even as Unknown (kube-rs.md §5.1, §5.2).
-    let first_visit = obj.status.as_ref().and_then(|s| find(s, "Ready")).is_none();
-    if first_visit && obj.meta().deletion_timestamp.is_none() {
-        patch_status(
-            &api,
-            &obj.name_any(),
-            &initial_status(obj.meta().generation, &now()),
-        )
-        .await?;
+    // The watch event of our own status write (or a relist) shows nothing new: no AWS call.
+    if let Some(wait) = ctx.not_due_for(&obj) {
+        ctx.metrics.reconciled("unchanged", started);
+        return Ok(Action::requeue(wait));
     }
+    let api: Api<AsyncEndpointScaling> = Api::namespaced(ctx.client.clone(), &namespace);
+    // The finalizer comes first: nothing is created in AWS, nor written to status, before it is
+    // there (kube's helper adds it and waits for the change to come back through the watch).
     let result = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             Finalizer::Apply(obj) => apply(obj, &ctx, &api).await,
@@ -138,24 +254,74 @@ async fn apply(
     let started = Instant::now();
     let key = key(&obj);
     let previous = obj.status.clone();
+    // API conventions: conditions appear on the first visit, even as Unknown (kube-rs.md §5.1, §5.2).
+    if previous.as_ref().and_then(|s| find(s, "Ready")).is_none() {
+        patch_status(api, &obj, &initial_status(obj.meta().generation, &now())).await?;
+    }
     let backend = match ctx.backends.backend(obj.spec.region.as_deref()).await {
         Ok(b) => b,
-        Err(e) => return Err(Error::Aws(e)),
+        Err(error) => return Err(ctx.retry_later(&obj, &key, error, started)),
     };
+    // Two resources for one endpoint variant would overwrite each other: the younger waits.
+    if let Some(message) = younger_duplicate(ctx, &obj, backend.region()).await {
+        let status = compute_status(
+            &StatusInput {
+                generation: obj.meta().generation,
+                spec: &obj.spec,
+                quota: None,
+                desired: None,
+                observed: None,
+                outcome: SyncOutcome::Conflict(message.clone()),
+            },
+            previous.as_ref(),
+            &now(),
+        );
+        publish_status_events(
+            ctx,
+            &obj,
+            previous.as_ref(),
+            &status,
+            &SyncOutcome::Conflict(message),
+        )
+        .await;
+        let written = write_status_if_changed(api, &obj, &status).await?;
+        ctx.succeeded(&key);
+        ctx.visited(&obj, written, ctx.resync);
+        ctx.metrics.reconciled("conflict", started);
+        return Ok(Action::requeue(ctx.resync));
+    }
+    let departed = |uid: &str| ctx.departed(uid);
     let intent = Intent {
         spec: &obj.spec,
         owner: owner_of(&obj),
-        adopt: wants_adoption(&obj),
+        adoption: Adoption {
+            requested: wants_adoption(&obj),
+            departed: &departed,
+        },
         generation: obj.meta().generation,
+        fence: ctx.fence.clone(),
     };
-    let report = converge(
+    let started_at = now();
+    let converging = converge(
         backend.as_ref(),
         &intent,
         ConvergeMode::Apply,
         previous.as_ref(),
-        &now(),
-    )
-    .await;
+        &started_at,
+    );
+    let Ok(report) = tokio::time::timeout(ctx.reconcile_timeout, converging).await else {
+        let error = timed_out(ctx.reconcile_timeout);
+        publish(
+            ctx,
+            &obj,
+            EventType::Warning,
+            "ReconcileTimedOut",
+            "Apply",
+            &error.message,
+        )
+        .await;
+        return Err(ctx.retry_later(&obj, &key, error, started));
+    };
     let changes = &report.plan.changes[..report.applied];
     for change in changes {
         let (reason, type_) = change_event(change);
@@ -169,27 +335,107 @@ async fn apply(
         &report.outcome,
     )
     .await;
-    if previous
-        .as_ref()
-        .is_none_or(|p| !same_ignoring_time(p, &report.status))
-    {
-        patch_status(api, &obj.name_any(), &report.status).await?;
-    }
+    let written = write_status_if_changed(api, &obj, &report.status).await?;
     let clamped = report.desired.as_ref().is_some_and(|d| d.clamped);
     ctx.metrics.resource_state(&key, true, clamped);
     let outcome = outcome_label(&report.outcome);
     ctx.metrics.reconciled(outcome, started);
     match (&report.outcome, report.error) {
-        (SyncOutcome::InSync, _) => {
+        // Recoverable AWS errors (and a quota never read) back off.
+        (SyncOutcome::InvalidSpec(_), _) => {
             ctx.succeeded(&key);
+            ctx.visited(&obj, written, ctx.resync);
+            // A bad spec waits for the user to change it.
+            Ok(Action::await_change())
+        }
+        (_, Some(error)) if error.class == ErrorClass::Recoverable => {
+            let retry_in = ctx.failed(&key);
+            ctx.visited(&obj, written, retry_in);
+            Err(Error::Aws { error, retry_in })
+        }
+        // In sync, a conflict, or a terminal AWS error (permissions, validation): the resync
+        // retries, and the next recoverable error starts its backoff afresh.
+        _ => {
+            ctx.succeeded(&key);
+            ctx.visited(&obj, written, ctx.resync);
             Ok(Action::requeue(ctx.resync))
         }
-        // A bad spec waits for the user to change it.
-        (SyncOutcome::InvalidSpec(_), _) => Ok(Action::await_change()),
-        // Recoverable AWS errors back off; terminal ones (permissions, validation) wait for the resync.
-        (_, Some(e)) if e.class == ErrorClass::Recoverable => Err(Error::Aws(e)),
-        _ => Ok(Action::requeue(ctx.resync)),
     }
+}
+
+impl Context {
+    /// Counts a failure of `obj` for which no status is written, and returns the error to back off.
+    fn retry_later(
+        &self,
+        obj: &AsyncEndpointScaling,
+        key: &str,
+        error: AwsError,
+        started: Instant,
+    ) -> Error {
+        let retry_in = self.failed(key);
+        self.visited(obj, obj.resource_version(), retry_in);
+        self.metrics.reconciled(
+            if error.code == "Timeout" {
+                "timeout"
+            } else {
+                "error"
+            },
+            started,
+        );
+        Error::Aws { error, retry_in }
+    }
+}
+
+fn timed_out(limit: Duration) -> AwsError {
+    AwsError::local(
+        ErrorClass::Recoverable,
+        "Reconcile",
+        "Timeout",
+        format!(
+            "the reconcile did not finish within {:?} (--reconcile-timeout); AWS may be slow or unreachable; retrying with backoff",
+            limit
+        ),
+    )
+}
+
+/// The resources that name the same endpoint variant in the same region (the account is the
+/// controller's own): None when `obj` is the oldest of them, else a message naming the oldest.
+async fn younger_duplicate(
+    ctx: &Context,
+    obj: &AsyncEndpointScaling,
+    default_region: &str,
+) -> Option<String> {
+    let region = |o: &AsyncEndpointScaling| {
+        o.spec
+            .region
+            .clone()
+            .unwrap_or_else(|| default_region.to_string())
+    };
+    let variant =
+        |o: &AsyncEndpointScaling| (o.spec.endpoint_name.clone(), o.spec.variant_name.clone());
+    let age = |o: &AsyncEndpointScaling| {
+        (
+            o.meta().creation_timestamp.clone().map(|t| t.0),
+            o.namespace(),
+            o.name_any(),
+        )
+    };
+    let mine = (region(obj), variant(obj));
+    let oldest = ctx
+        .watched()
+        .into_iter()
+        .filter(|o| o.uid() != obj.uid() && o.meta().deletion_timestamp.is_none())
+        .filter(|o| (region(o), variant(o)) == mine)
+        .min_by_key(|o| age(o))?;
+    (age(&oldest) < age(obj)).then(|| {
+        format!(
+            "the AsyncEndpointScaling {}/{} (older) already manages {} in {}; only one resource may manage an endpoint variant: delete this one or change its endpointName",
+            oldest.namespace().unwrap_or_default(),
+            oldest.name_any(),
+            ResourceNames::new(&obj.spec.endpoint_name, &obj.spec.variant_name).resource_id,
+            mine.0,
+        )
+    })
 }
 
 async fn cleanup(
@@ -199,19 +445,15 @@ async fn cleanup(
 ) -> Result<Action, Error> {
     let started = Instant::now();
     let key = key(&obj);
-    if obj.spec.deletion_policy == DeletionPolicy::Retain {
-        let note = "deletionPolicy is Retain: the scalable target, policies and alarm stay in AWS";
-        publish(ctx, &obj, EventType::Normal, "Retained", "Delete", note).await;
-        ctx.metrics.resource_state(&key, false, false);
-        ctx.metrics.reconciled("deleted", started);
-        return Ok(Action::await_change());
-    }
-    let backend = ctx
-        .backends
-        .backend(obj.spec.region.as_deref())
-        .await
-        .map_err(Error::Aws)?;
-    let report = remove(backend.as_ref(), &obj.spec, &owner_of(&obj), true).await;
+    let backend = match ctx.backends.backend(obj.spec.region.as_deref()).await {
+        Ok(b) => b,
+        Err(error) => return Err(ctx.retry_later(&obj, &key, error, started)),
+    };
+    let owner = owner_of(&obj);
+    let removing = remove(backend.as_ref(), &obj.spec, &owner, true, &ctx.fence);
+    let Ok(report) = tokio::time::timeout(ctx.reconcile_timeout, removing).await else {
+        return Err(ctx.retry_later(&obj, &key, timed_out(ctx.reconcile_timeout), started));
+    };
     for change in &report.plan.changes[..report.applied] {
         let (reason, type_) = change_event(change);
         publish(ctx, &obj, type_, reason, "Delete", &change.summary).await;
@@ -234,27 +476,40 @@ async fn cleanup(
         .await;
         let status =
             deletion_failed_status(obj.status.as_ref(), obj.meta().generation, &message, &now());
-        if obj
-            .status
-            .as_ref()
-            .is_none_or(|p| !same_ignoring_time(p, &status))
-        {
-            patch_status(api, &obj.name_any(), &status).await?;
-        }
+        write_status_if_changed(api, &obj, &status).await?;
         ctx.metrics.reconciled("delete_failed", started);
-        return Err(Error::Aws(error));
+        let retry_in = ctx.failed(&key);
+        return Err(Error::Aws { error, retry_in });
+    }
+    if obj.spec.deletion_policy == asyncscale_api::DeletionPolicy::Retain {
+        let note = "deletionPolicy is Retain: the scalable target, policies and alarm stay in AWS, released (untagged) so that another resource may adopt them";
+        publish(ctx, &obj, EventType::Normal, "Retained", "Delete", note).await;
     }
     ctx.metrics.resource_state(&key, false, false);
     ctx.metrics.reconciled("deleted", started);
     ctx.succeeded(&key);
+    ctx.forget(&obj);
     Ok(Action::await_change())
 }
 
 /// Requeues a failed reconcile with capped, jittered exponential backoff per object.
 pub fn error_policy(obj: Arc<AsyncEndpointScaling>, error: &Error, ctx: Arc<Context>) -> Action {
-    let failures = ctx.failed(&key(&obj));
-    let delay = backoff_delay(failures, jitter_fraction());
-    tracing::warn!(resource = %key(&obj), error = %error, kind = error.metric_label(), failures, retry_in_s = delay.as_secs_f64(), "reconcile failed");
+    if error.is_stale_cache_conflict() {
+        tracing::debug!(resource = %key(&obj), error = %error, "the watch cache was behind the API server; retrying");
+        return Action::requeue(Duration::from_millis(200));
+    }
+    let delay = match error {
+        Error::Aws { retry_in, .. } => *retry_in,
+        Error::Finalizer(inner) => match inner.as_ref() {
+            kube::runtime::finalizer::Error::ApplyFailed(Error::Aws { retry_in, .. })
+            | kube::runtime::finalizer::Error::CleanupFailed(Error::Aws { retry_in, .. }) => {
+                *retry_in
+            }
+            _ => ctx.failed(&key(&obj)),
+        },
+        _ => ctx.failed(&key(&obj)),
+    };
+    tracing::warn!(resource = %key(&obj), error = %error, kind = error.metric_label(), retry_in_s = delay.as_secs_f64(), "reconcile failed");
     Action::requeue(delay)
 }
 
@@ -272,23 +527,104 @@ fn jitter_fraction() -> f64 {
     f64::from(nanos % 1_000_000) / 1_000_000.0
 }
 
+/// Server-side applies `status`; returns the resourceVersion the write produced.
+///
+/// `force`: the status is this controller's alone to state. Another manager that wrote one of
+/// our fields (`kubectl patch --subresource=status`, an older asyncscale under another name) would
+/// otherwise make every apply fail with a conflict; forcing takes the field back, and fields only
+/// the other manager set are left to it.
 async fn patch_status(
     api: &Api<AsyncEndpointScaling>,
-    name: &str,
+    obj: &AsyncEndpointScaling,
     status: &AsyncEndpointScalingStatus,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let patch = json!({
         "apiVersion": "asyncscale.io/v1alpha1",
         "kind": "AsyncEndpointScaling",
         "status": status,
     });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    let written = api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(written.resource_version())
+}
+
+/// Writes `status` unless the status this controller last applied (its own managed fields, not
+/// what other managers added) already says the same, timestamps aside. Comparing with the whole
+/// stored status would patch forever when another manager owns a field we do not set: server-side
+/// apply never removes it. Returns the resourceVersion the object now has.
+async fn write_status_if_changed(
+    api: &Api<AsyncEndpointScaling>,
+    obj: &AsyncEndpointScaling,
+    status: &AsyncEndpointScalingStatus,
+) -> Result<Option<String>, Error> {
+    let ours = last_applied_status(obj);
+    if ours.is_some_and(|ours| same_ignoring_time(&ours, status)) {
+        return Ok(obj.resource_version());
+    }
+    patch_status(api, obj, status).await
+}
+
+/// The status as this controller last applied it: the stored status cut down to the fields its
+/// field manager owns (`metadata.managedFields`), or the whole stored status when no entry of
+/// ours is there (an API server that does not track managed fields).
+pub fn last_applied_status(obj: &AsyncEndpointScaling) -> Option<AsyncEndpointScalingStatus> {
+    let stored = serde_json::to_value(obj.status.as_ref()?).ok()?;
+    let ours = obj.meta().managed_fields.as_ref().and_then(|entries| {
+        entries.iter().find(|m| {
+            m.manager.as_deref() == Some(FIELD_MANAGER)
+                && m.operation.as_deref() == Some("Apply")
+                && m.subresource.as_deref() == Some("status")
+        })
+    });
+    let projected = match ours.and_then(|m| m.fields_v1.as_ref()) {
+        Some(fields) => project(&stored, fields.0.get("f:status")?),
+        None => stored,
+    };
+    serde_json::from_value(projected).ok()
+}
+
+/// The parts of `value` that a managedFields `fieldsV1` tree names (`f:` fields, `k:` list-map
+/// entries, `v:` set values, `i:` list indices); a leaf names the whole value.
+fn project(value: &Value, fields: &Value) -> Value {
+    let Some(fields) = fields.as_object().filter(|f| f.keys().any(|k| k != ".")) else {
+        return value.clone();
+    };
+    match value {
+        Value::Object(map) => Value::Object(
+            fields
+                .iter()
+                .filter_map(|(k, sub)| {
+                    let name = k.strip_prefix("f:")?;
+                    Some((name.to_string(), project(map.get(name)?, sub)))
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(
+            fields
+                .iter()
+                .filter_map(|(k, sub)| {
+                    let item = if let Some(key) = k.strip_prefix("k:") {
+                        let key: serde_json::Map<String, Value> = serde_json::from_str(key).ok()?;
+                        items
+                            .iter()
+                            .find(|i| key.iter().all(|(kk, kv)| i.get(kk) == Some(kv)))?
+                    } else if let Some(v) = k.strip_prefix("v:") {
+                        let v: Value = serde_json::from_str(v).ok()?;
+                        items.iter().find(|i| **i == v)?
+                    } else {
+                        items.get(k.strip_prefix("i:")?.parse::<usize>().ok()?)?
+                    };
+                    Some(project(item, sub))
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// Events are best effort: a failure to publish one never fails the reconcile.
@@ -328,6 +664,8 @@ fn change_event(change: &PlannedChange) -> (&'static str, EventType) {
         Change::DeregisterTarget { .. } => "ScalableTargetDeregistered",
         Change::TagTarget { .. } => "ScalableTargetAdopted",
         Change::UntagTarget { .. } => "ScalableTargetReleased",
+        Change::TagAlarm { .. } => "AlarmAdopted",
+        Change::UntagAlarm { .. } => "AlarmReleased",
         // Distinct reasons per policy, so that the Recorder does not fold them into one series.
         Change::PutPolicy { policy } if policy.name == TARGET_TRACKING_POLICY => {
             "TargetTrackingPolicyApplied"

@@ -20,11 +20,12 @@ use kube::runtime::{Controller, watcher};
 use tokio::sync::watch;
 
 use asyncscale_api::AsyncEndpointScaling;
-use asyncscale_aws::CallCounter;
+use asyncscale_aws::{CallCounter, Fence};
 
 use crate::cli::{AwsArgs, shutdown_signal};
+use crate::leader::{Leadership, LeaseConfig, run_elector};
 use crate::metrics::Metrics;
-use crate::reconciler::{Context, error_policy, reconcile};
+use crate::reconciler::{Context, WatchedStore, error_policy, reconcile};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -45,9 +46,15 @@ pub struct RunArgs {
     /// Namespace of the leader Lease; defaults to the pod's namespace.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
-    /// How long a Lease holds without renewal; a standby takes over within this time.
+    /// How long a Lease holds without renewal; a standby takes over within this time. The holder
+    /// stops writing to AWS when it could not renew for two thirds of it (a lost API connection
+    /// included), before any standby may take over.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     lease_duration: Duration,
+    /// The longest one reconcile may take, AWS calls included; past it the reconcile stops and
+    /// retries with backoff.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    reconcile_timeout: Duration,
     /// Reconciles running at once. Bounds bursts of AWS calls (about six per reconcile) against
     /// CloudWatch's DescribeAlarms (9 a second) and Application Auto Scaling's limits.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -172,13 +179,26 @@ async fn run_controller(args: RunArgs) -> Result<(), Box<dyn std::error::Error>>
         },
     );
     let (backends, _simulated) = args.aws.connect(calls).await?;
-    let ctx = Arc::new(Context::new(
+    let lease = LeaseConfig {
+        name: args.lease_name.clone(),
+        namespace: args.lease_namespace.clone(),
+        identity: identity.clone(),
+        duration: args.lease_duration.max(Duration::from_secs(2)),
+    };
+    let leadership = Arc::new(Leadership::new(lease.renew_deadline()));
+    let mut context = Context::new(
         client.clone(),
         backends,
         recorder,
         metrics.clone(),
         args.resync,
-    ));
+    )
+    .with_reconcile_timeout(args.reconcile_timeout);
+    if args.leader_elect {
+        let leadership = leadership.clone();
+        context = context.with_fence(Fence::new(move || leadership.check()));
+    }
+    let ctx = Arc::new(context);
 
     // Fail fast, with the fix, when the CRD is missing or RBAC forbids listing.
     let probe: Api<AsyncEndpointScaling> = match args.namespaces.first() {
@@ -222,17 +242,18 @@ async fn run_controller(args: RunArgs) -> Result<(), Box<dyn std::error::Error>>
         return Ok(());
     }
 
-    let lease = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
-        .with_namespace(&args.lease_namespace)
-        .with_identity(&identity)
-        .with_duration(args.lease_duration.as_secs().max(2))
-        .with_grace((args.lease_duration.as_secs() / 3).max(1))
-        .with_field_manager(crate::reconciler::FIELD_MANAGER)
-        .build()
-        .await?;
-    let (leader, _lease_task) = lease.watch().await;
+    let (leading_tx, leading_rx) = watch::channel(false);
+    // The Lease is released only after the controllers have stopped, so no write follows it.
+    let (release_tx, release_rx) = watch::channel(false);
+    let elector = tokio::spawn(run_elector(
+        Api::namespaced(client.clone(), &lease.namespace),
+        lease,
+        leadership,
+        leading_tx,
+        release_rx,
+    ));
     let namespaces = args.namespaces.clone();
-    follow_leadership(leader, stop_rx.clone(), &metrics, &health, || {
+    let followed = follow_leadership(leading_rx, stop_rx.clone(), &metrics, &health, || {
         tokio::spawn(run_controllers(
             client.clone(),
             namespaces.clone(),
@@ -242,7 +263,10 @@ async fn run_controller(args: RunArgs) -> Result<(), Box<dyn std::error::Error>>
             stop_rx.clone(),
         ))
     })
-    .await?;
+    .await;
+    let _ = release_tx.send(true);
+    let _ = elector.await;
+    followed?;
     Ok(())
 }
 
@@ -307,7 +331,8 @@ async fn run_controllers(
     };
     health.watches.store(scopes.len(), Ordering::SeqCst);
     health.watches_synced.store(0, Ordering::SeqCst);
-    let runs = scopes.into_iter().map(|scope| {
+    let mut stores = Vec::new();
+    let runs: Vec<_> = scopes.into_iter().map(|scope| {
         let api: Api<AsyncEndpointScaling> = match &scope {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
@@ -315,6 +340,12 @@ async fn run_controllers(
         let controller = Controller::new(api, watcher::Config::default().any_semantic())
             .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
         let store = controller.store();
+        let synced = Arc::new(AtomicBool::new(false));
+        stores.push(WatchedStore {
+            store: store.clone(),
+            synced: synced.clone(),
+            all_namespaces: scope.is_none(),
+        });
         let health = health.clone();
         tokio::spawn(async move {
             // kube-runtime's readiness signal wakes only its most recent waiter, and the
@@ -322,6 +353,7 @@ async fn run_controllers(
             loop {
                 match tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await {
                     Ok(Ok(())) => {
+                        synced.store(true, Ordering::SeqCst);
                         health.watches_synced.fetch_add(1, Ordering::SeqCst);
                         tracing::info!("watch cache synced");
                         return;
@@ -342,7 +374,8 @@ async fn run_controllers(
                     tracing::debug!(error = %e, "reconcile error");
                 }
             })
-    });
+    }).collect();
+    ctx.watch_stores(stores);
     futures::future::join_all(runs).await;
 }
 

@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 
 use asyncscale_api::{AsyncEndpointScaling, QuotaPolicy};
-use asyncscale_aws::{ConvergeMode, Intent, SdkBackend, converge};
+use asyncscale_aws::{ConvergeMode, Fence, Intent, SdkBackend, converge};
+use asyncscale_core::Adoption;
 use asyncscale_core::status::SyncOutcome;
 use asyncscale_sim::model::assumptions::Assumptions;
 use asyncscale_sim::model::load::LoadProfile;
@@ -89,8 +90,9 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, St
         let intent = Intent {
             spec: &spec,
             owner: owner_of(resource),
-            adopt: wants_adoption(resource),
+            adoption: Adoption::new(wants_adoption(resource)),
             generation: None,
+            fence: Fence::open(),
         };
         let report = converge(&backend, &intent, ConvergeMode::Apply, None, &now).await;
         if report.outcome != SyncOutcome::InSync {

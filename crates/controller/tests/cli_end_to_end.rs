@@ -397,8 +397,8 @@ fn delete_removes_ours_and_spares_another_tools_policy() {
 }
 
 #[test]
-fn retain_leaves_aws_as_it_is() {
-    let sim = sim(&[]);
+fn retain_leaves_the_configuration_and_releases_it_for_adoption() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
     let dir = tempdir::Dir::new("retain");
     let file = manifest(
         &dir,
@@ -412,9 +412,71 @@ fn retain_leaves_aws_as_it_is() {
     assert!(cli(&sim, &["apply", "-f", file]).status.success());
     let before = sim.state();
     let delete = cli(&sim, &["delete", "-f", file]);
-    assert!(delete.status.success());
+    assert!(delete.status.success(), "{}", stderr(&delete));
     assert!(stdout(&delete).contains("deletionPolicy is Retain"));
-    assert_eq!(sim.state(), before);
+    let after = sim.state();
+    let without_tags = |mut state: Value| {
+        for list in ["ScalableTargets", "MetricAlarms"] {
+            for item in state[list].as_array_mut().unwrap() {
+                item["Tags"] = json!({});
+            }
+        }
+        state
+    };
+    assert_eq!(
+        without_tags(after.clone()),
+        without_tags(before),
+        "configuration kept"
+    );
+    assert_eq!(
+        after["ScalableTargets"][0]["Tags"],
+        json!({}),
+        "ownership released"
+    );
+    assert_eq!(
+        after["MetricAlarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["AlarmName"] == ALARM)
+            .unwrap()["Tags"],
+        json!({})
+    );
+
+    // A new resource may now take the variant over (with the adopt annotation), alarm included.
+    let heir = manifest(
+        &dir,
+        "heir.yaml",
+        &SDXL.replace("name: sdxl,", "name: heir,").replace(
+            "metadata: {",
+            "metadata: {annotations: {asyncscale.io/adopt: \"true\"}, ",
+        ),
+    );
+    let adopt = cli(&sim, &["apply", "-f", heir.to_str().unwrap()]);
+    assert!(
+        adopt.status.success(),
+        "{}\n{}",
+        stdout(&adopt),
+        stderr(&adopt)
+    );
+    assert!(
+        stdout(&adopt).contains("~ adopt scalable target"),
+        "{}",
+        stdout(&adopt)
+    );
+    let state = sim.state();
+    assert_eq!(
+        state["ScalableTargets"][0]["Tags"]["asyncscale.io/owner"],
+        "ml/heir"
+    );
+    let alarm = state["MetricAlarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["AlarmName"] == ALARM)
+        .unwrap()
+        .clone();
+    assert_eq!(alarm["Tags"]["asyncscale.io/owner"], "ml/heir");
 }
 
 #[test]
@@ -454,7 +516,7 @@ fn invalid_manifests_fail_with_one_line_per_problem_and_no_aws_call() {
             format!("{at}spec.maxCapacity: must be at least 1 (got 0)"),
             format!("{at}spec: minCapacity must be less than or equal to maxCapacity"),
             format!(
-                "{at}spec.scaleFromZero.periodSeconds: periodSeconds must be 10, 20, 30 or a multiple of 60 (CloudWatch alarm periods)"
+                "{at}spec.scaleFromZero.periodSeconds: periodSeconds must be a multiple of 60: SageMaker publishes HasBacklogWithoutCapacity once a minute, so a shorter period sees mostly missing data"
             ),
         ]
     );

@@ -23,6 +23,24 @@ pub struct Desired {
     pub effective_max: i32,
     /// True when the quota lowered maxCapacity.
     pub clamped: bool,
+    /// Where `effective_max` comes from.
+    pub max_source: MaxSource,
+}
+
+/// Why the scalable target's MaxCapacity is what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxSource {
+    /// maxCapacity as written (within the quota, or quota.policy Ignore).
+    Spec,
+    /// The instance quota (fresh or last known) lowered maxCapacity.
+    Quota,
+    /// The quota has never been read: the existing MaxCapacity stays (or is lowered to
+    /// maxCapacity), so an unknown quota never lifts a clamp (DESIGN.md: missing information never
+    /// weakens what is in AWS).
+    KeptWhileQuotaUnknown,
+    /// The quota has never been read and the target does not exist yet: its first registration
+    /// uses maxCapacity as written.
+    SpecWhileQuotaUnknown,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,14 +92,18 @@ pub fn quota_instances(quota: &Quota) -> i64 {
     quota.value.floor() as i64
 }
 
+/// The desired state for `spec`. `existing` is the scalable target as AWS holds it now (None when
+/// it is not registered): with the quota unknown, its MaxCapacity is kept rather than raised.
 pub fn desire(
     spec: &AsyncEndpointScalingSpec,
     owner: &Owner,
     quota: &QuotaLookup,
+    existing: Option<&ScalableTarget>,
 ) -> Result<Desired, DesireError> {
     let names = ResourceNames::new(&spec.endpoint_name, &spec.variant_name);
-    let (effective_max, clamped) = match (spec.quota.policy, quota) {
-        (QuotaPolicy::Clamp, QuotaLookup::Known(q)) => {
+    let (effective_max, max_source) = match (spec.quota.policy, quota.value(), existing) {
+        (QuotaPolicy::Ignore, _, _) => (spec.max_capacity, MaxSource::Spec),
+        (QuotaPolicy::Clamp, Some(q), _) => {
             let allowed = quota_instances(q);
             if allowed < i64::from(spec.min_capacity.max(1)) {
                 return Err(DesireError::QuotaTooLow {
@@ -90,10 +112,24 @@ pub fn desire(
                 });
             }
             let max = i64::from(spec.max_capacity).min(allowed) as i32;
-            (max, max < spec.max_capacity)
+            let source = if max < spec.max_capacity {
+                MaxSource::Quota
+            } else {
+                MaxSource::Spec
+            };
+            (max, source)
         }
-        _ => (spec.max_capacity, false),
+        // Lowering to maxCapacity is always safe; raising is not. minCapacity is the user's
+        // explicit floor and AWS refuses a MaxCapacity below it.
+        (QuotaPolicy::Clamp, None, Some(target)) => (
+            spec.max_capacity
+                .min(target.max_capacity)
+                .max(spec.min_capacity),
+            MaxSource::KeptWhileQuotaUnknown,
+        ),
+        (QuotaPolicy::Clamp, None, None) => (spec.max_capacity, MaxSource::SpecWhileQuotaUnknown),
     };
+    let clamped = max_source == MaxSource::Quota;
     let endpoint_dimension = vec![MetricDimension {
         name: ENDPOINT_DIMENSION.to_string(),
         value: spec.endpoint_name.clone(),
@@ -168,5 +204,6 @@ pub fn desire(
         scale_from_zero,
         effective_max,
         clamped,
+        max_source,
     })
 }

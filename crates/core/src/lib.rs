@@ -12,7 +12,9 @@ pub mod names;
 pub mod plan;
 pub mod status;
 
-pub use desired::{DesireError, Desired, desire};
+pub use desired::{DesireError, Desired, MaxSource, desire};
 pub use model::*;
 pub use names::{Owner, ResourceNames};
-pub use plan::{AlarmActionArn, Blocked, Change, Plan, plan_apply, plan_delete};
+pub use plan::{
+    Adoption, AlarmActionArn, Blocked, Change, Ownership, Plan, plan_apply, plan_delete,
+};

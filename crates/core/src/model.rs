@@ -143,6 +143,9 @@ pub struct ObservedAlarm {
     pub arn: Option<String>,
     /// OK, ALARM or INSUFFICIENT_DATA.
     pub state: Option<String>,
+    /// The alarm's tags, when they were read (only to decide whether an alarm whose scalable
+    /// target is gone is ours to delete; DescribeAlarms does not return tags).
+    pub tags: Option<Tags>,
 }
 
 /// One Application Auto Scaling scaling activity.
@@ -183,10 +186,41 @@ pub struct Quota {
     pub source: QuotaSource,
 }
 
+/// What is known of an instance quota. An unknown quota never raises MaxCapacity: see
+/// [`crate::desired::desire`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum QuotaLookup {
+    /// Read from Service Quotas just now (or within the cache's lifetime).
     Known(Quota),
+    /// The last value read; the latest refresh failed for `reason`. Still bounds MaxCapacity.
+    Stale { quota: Quota, reason: String },
+    /// Never read successfully.
     Unknown { name: String, reason: String },
+}
+
+impl QuotaLookup {
+    /// The value to clamp with: fresh or last known.
+    pub fn value(&self) -> Option<&Quota> {
+        match self {
+            QuotaLookup::Known(q) | QuotaLookup::Stale { quota: q, .. } => Some(q),
+            QuotaLookup::Unknown { .. } => None,
+        }
+    }
+
+    /// Why the latest read failed, when it did.
+    pub fn refresh_error(&self) -> Option<&str> {
+        match self {
+            QuotaLookup::Known(_) => None,
+            QuotaLookup::Stale { reason, .. } | QuotaLookup::Unknown { reason, .. } => Some(reason),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            QuotaLookup::Known(q) | QuotaLookup::Stale { quota: q, .. } => &q.name,
+            QuotaLookup::Unknown { name, .. } => name,
+        }
+    }
 }
 
 /// The quota name for an instance type, e.g. `ml.g4dn.xlarge for endpoint usage`.

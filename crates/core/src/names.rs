@@ -23,6 +23,10 @@ pub const MANAGED_BY_TAG: &str = "asyncscale.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "asyncscale";
 pub const OWNER_TAG: &str = "asyncscale.io/owner";
 pub const OWNER_UID_TAG: &str = "asyncscale.io/owner-uid";
+/// Every tag key asyncscale sets, for removal when it lets a resource go.
+pub const OWNER_TAG_KEYS: [&str; 3] = [MANAGED_BY_TAG, OWNER_TAG, OWNER_UID_TAG];
+/// AWS's limit on a tag value (Application Auto Scaling and CloudWatch alike).
+pub const MAX_TAG_VALUE_LEN: usize = 256;
 
 /// The resource that states the intent: namespace/name (and uid in a cluster).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,10 +41,31 @@ impl Owner {
         format!("{}/{}", self.namespace, self.name)
     }
 
+    /// The value of the [`OWNER_TAG`]: `namespace/name`, or, when that is longer than AWS allows
+    /// (a 63-character namespace and a 253-character name make 317), its first characters and a
+    /// hash of the whole, so that it stays distinct and within the limit. In a cluster the
+    /// [`OWNER_UID_TAG`] is what ownership rests on.
+    pub fn tag_value(&self) -> String {
+        let id = self.id();
+        if id.len() <= MAX_TAG_VALUE_LEN {
+            return id;
+        }
+        // FNV-1a: stable across runs, platforms and Rust versions, unlike std's hasher.
+        let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let suffix = format!("~{hash:016x}");
+        let mut cut = MAX_TAG_VALUE_LEN - suffix.len();
+        while !id.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}{suffix}", &id[..cut])
+    }
+
     pub fn tags(&self) -> BTreeMap<String, String> {
         let mut tags = BTreeMap::from([
             (MANAGED_BY_TAG.to_string(), MANAGED_BY_VALUE.to_string()),
-            (OWNER_TAG.to_string(), self.id()),
+            (OWNER_TAG.to_string(), self.tag_value()),
         ]);
         if let Some(uid) = &self.uid {
             tags.insert(OWNER_UID_TAG.to_string(), uid.clone());
@@ -89,6 +114,26 @@ mod tests {
             a.alarm,
             "asyncscale-endpoint/a-b/variant/c-HasBacklogWithoutCapacity"
         );
+    }
+
+    #[test]
+    fn owner_tags_stay_within_aws_limits_and_distinct() {
+        let owner = |ns: &str, name: &str| Owner {
+            namespace: ns.into(),
+            name: name.into(),
+            uid: None,
+        };
+        let short = owner("ml", "sdxl");
+        assert_eq!(short.tag_value(), "ml/sdxl");
+        let long_a = owner(&"n".repeat(63), &"a".repeat(253));
+        let long_b = owner(&"n".repeat(63), &format!("{}b", "a".repeat(252)));
+        assert_eq!(long_a.id().len(), 317);
+        for o in [&long_a, &long_b] {
+            assert!(o.tags().values().all(|v| v.len() <= MAX_TAG_VALUE_LEN));
+        }
+        assert_eq!(long_a.tag_value().len(), MAX_TAG_VALUE_LEN);
+        assert_ne!(long_a.tag_value(), long_b.tag_value());
+        assert_eq!(long_a.tag_value(), long_a.clone().tag_value(), "stable");
     }
 
     #[test]

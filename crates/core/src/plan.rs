@@ -10,7 +10,9 @@ use std::fmt;
 
 use crate::desired::Desired;
 use crate::model::*;
-use crate::names::{MANAGED_BY_TAG, OWNER_TAG, OWNER_UID_TAG, Owner, ResourceNames};
+use asyncscale_api::DeletionPolicy;
+
+use crate::names::{OWNER_TAG, OWNER_TAG_KEYS, OWNER_UID_TAG, Owner, ResourceNames};
 
 /// Where a PutAlarm gets the ARN of the step policy it invokes.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +41,16 @@ pub enum Change {
     },
     /// Application Auto Scaling UntagResource (giving a target back on delete).
     UntagTarget {
+        arn: String,
+        keys: Vec<String>,
+    },
+    /// CloudWatch TagResource on our alarm (adoption: PutMetricAlarm ignores tags on update).
+    TagAlarm {
+        arn: String,
+        tags: Tags,
+    },
+    /// CloudWatch UntagResource on our alarm (releasing it with deletionPolicy Retain).
+    UntagAlarm {
         arn: String,
         keys: Vec<String>,
     },
@@ -106,63 +118,164 @@ impl fmt::Display for Blocked {
     }
 }
 
-/// Who owns an existing scalable target, according to its tags.
+/// Who owns an existing scalable target (or alarm), according to its tags.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ownership {
     Ours,
-    /// No asyncscale owner tag: set up by hand or by another tool.
+    /// Ours by name, but the tags lack our UID (written by the CLI, which has none): the UID tag
+    /// is added.
+    OursWithoutUid,
+    /// No asyncscale owner tag: set up by hand or by another tool, or released by a resource
+    /// deleted with `deletionPolicy: Retain`.
     Unowned,
-    /// Another AsyncEndpointScaling (`namespace/name`).
-    Other(String),
+    /// Another AsyncEndpointScaling: its tag value (`namespace/name`) and UID. A resource of the
+    /// same name but another UID is another resource (Kubernetes reuses names, never UIDs).
+    Other {
+        id: String,
+        uid: Option<String>,
+        /// The controller knows that no resource with that UID exists any more.
+        departed: bool,
+    },
 }
 
-pub fn ownership(target: &ObservedTarget, owner: &Owner) -> Ownership {
-    match target.tags.get(OWNER_TAG) {
-        Some(id) if *id == owner.id() => Ownership::Ours,
-        Some(id) => Ownership::Other(id.clone()),
-        None => Ownership::Unowned,
+impl Ownership {
+    pub fn is_ours(&self) -> bool {
+        matches!(self, Ownership::Ours | Ownership::OursWithoutUid)
     }
 }
 
-fn conflict(names: &ResourceNames, ownership: Ownership) -> Blocked {
+/// How a resource may take over a scalable target that is not its own.
+#[derive(Clone, Copy)]
+pub struct Adoption<'a> {
+    /// The resource carries `asyncscale.io/adopt: "true"`.
+    pub requested: bool,
+    /// Whether the AsyncEndpointScaling with this UID is known to no longer exist. Only a
+    /// controller that sees every resource can tell; elsewhere the answer is false, never a guess.
+    pub departed: &'a (dyn Fn(&str) -> bool + Sync),
+}
+
+fn nobody_departs(_: &str) -> bool {
+    false
+}
+
+impl Adoption<'static> {
+    /// Adoption of unowned targets only (the CLI cannot tell whether another owner still exists).
+    pub fn new(requested: bool) -> Self {
+        Self {
+            requested,
+            departed: &nobody_departs,
+        }
+    }
+}
+
+pub fn ownership(tags: &Tags, owner: &Owner, departed: &dyn Fn(&str) -> bool) -> Ownership {
+    let id = tags.get(OWNER_TAG);
+    let uid = tags.get(OWNER_UID_TAG);
+    if id.is_none() && uid.is_none() {
+        return Ownership::Unowned;
+    }
+    let named_as_us = id.is_some_and(|id| *id == owner.tag_value());
+    let other = || Ownership::Other {
+        id: id.cloned().unwrap_or_default(),
+        uid: uid.cloned(),
+        departed: uid.is_some_and(|u| departed(u)),
+    };
+    match (&owner.uid, uid) {
+        (Some(mine), Some(theirs)) if mine == theirs => Ownership::Ours,
+        (Some(_), Some(_)) => other(),
+        (Some(_), None) if named_as_us => Ownership::OursWithoutUid,
+        (None, _) if named_as_us => Ownership::Ours,
+        _ => other(),
+    }
+}
+
+fn conflict(names: &ResourceNames, ownership: &Ownership) -> Blocked {
+    let adopt = asyncscale_api::ADOPT_ANNOTATION;
     Blocked::Conflict(match ownership {
-        Ownership::Other(other) => format!(
-            "scalable target {} is managed by the AsyncEndpointScaling {other}; only one resource may manage an endpoint variant",
+        Ownership::Other {
+            id,
+            uid: Some(uid),
+            departed: true,
+        } => format!(
+            "scalable target {} is tagged as managed by the AsyncEndpointScaling {id} (uid {uid}), which no longer exists; to let this resource take it over, annotate it with {adopt}: \"true\"",
+            names.resource_id
+        ),
+        Ownership::Other { id, .. } => format!(
+            "scalable target {} is managed by the AsyncEndpointScaling {id}; only one resource may manage an endpoint variant",
             names.resource_id
         ),
         _ => format!(
-            "scalable target {} already exists and is not managed by asyncscale (set up by hand or by another tool); to let asyncscale take it over, annotate the resource with {}: \"true\"",
-            names.resource_id,
-            asyncscale_api::ADOPT_ANNOTATION
+            "scalable target {} already exists and is not managed by asyncscale (set up by hand or by another tool); to let asyncscale take it over, annotate the resource with {adopt}: \"true\"",
+            names.resource_id
         ),
     })
 }
 
-/// The changes that make AWS match `desired`. `adopt` lets an unowned target be taken over.
-pub fn plan_apply(desired: &Desired, observed: &Observed, adopt: bool) -> Result<Plan, Blocked> {
+/// The changes that make AWS match `desired`. `adoption` says whether a target that is not ours
+/// may be taken over.
+pub fn plan_apply(
+    desired: &Desired,
+    observed: &Observed,
+    adoption: &Adoption<'_>,
+) -> Result<Plan, Blocked> {
     let names = &desired.names;
     let mut plan = Plan::default();
     let owner_tags = desired.owner.tags();
 
     let existing = observed.target.as_ref();
     if let Some(target) = existing {
-        match ownership(target, &desired.owner) {
-            Ownership::Ours => {}
-            Ownership::Unowned if adopt => {
-                let arn = target.arn.clone().unwrap_or_default();
+        let arn = target.arn.clone().unwrap_or_default();
+        let owned = ownership(&target.tags, &desired.owner, adoption.departed);
+        let from = match &owned {
+            Ownership::Ours => None,
+            Ownership::OursWithoutUid => {
                 plan.push(
                     Change::TagTarget {
-                        arn,
+                        arn: arn.clone(),
                         tags: owner_tags.clone(),
                     },
                     format!(
-                        "~ adopt scalable target {} (tag it as owned by {})",
+                        "~ tag scalable target {} with the UID of its owner {}",
                         names.resource_id,
                         desired.owner.id()
                     ),
                 );
+                None
             }
+            Ownership::Unowned if adoption.requested => Some(String::new()),
+            Ownership::Other {
+                id, departed: true, ..
+            } if adoption.requested => Some(format!(" from {id}, which no longer exists")),
             other => return Err(conflict(names, other)),
+        };
+        if let Some(from) = from {
+            plan.push(
+                Change::TagTarget {
+                    arn,
+                    tags: owner_tags.clone(),
+                },
+                format!(
+                    "~ adopt scalable target {}{from} (tag it as owned by {})",
+                    names.resource_id,
+                    desired.owner.id()
+                ),
+            );
+            // PutMetricAlarm ignores tags on update (aws-semantics.md §4.1): tag an existing alarm.
+            if let Some(alarm) = &observed.alarm
+                && let Some(arn) = &alarm.arn
+            {
+                plan.push(
+                    Change::TagAlarm {
+                        arn: arn.clone(),
+                        tags: owner_tags.clone(),
+                    },
+                    format!(
+                        "~ adopt alarm {} (tag it as owned by {})",
+                        alarm.alarm.name,
+                        desired.owner.id()
+                    ),
+                );
+            }
         }
     }
 
@@ -342,29 +455,55 @@ fn push_create_policy(plan: &mut Plan, want: &ScalingPolicy, what: &str) {
     );
 }
 
-/// The changes that remove what asyncscale owns for this endpoint variant. Deregistering the
-/// target would also delete other tools' policies on it (aws-semantics.md §2.4), so when foreign
-/// policies exist asyncscale deletes only its own policies and hands the target back untagged.
-pub fn plan_delete(names: &ResourceNames, owner: &Owner, observed: &Observed) -> Plan {
+/// The changes that remove what asyncscale owns for this endpoint variant, or, with
+/// `deletionPolicy: Retain`, that release it (asyncscale's tags removed, configuration left) so
+/// that another resource may adopt it. Deregistering the target would also delete other tools'
+/// policies on it (aws-semantics.md §2.4), so when foreign policies exist asyncscale deletes only
+/// its own policies and hands the target back untagged and no longer suspended.
+pub fn plan_delete(
+    names: &ResourceNames,
+    owner: &Owner,
+    observed: &Observed,
+    policy: DeletionPolicy,
+) -> Plan {
     let mut plan = Plan::default();
-    let target_is_ours = match &observed.target {
-        Some(target) => ownership(target, owner) == Ownership::Ours,
-        None => true,
-    };
-    if !target_is_ours {
-        return plan; // Nothing here is ours, not even the alarm: its name belongs to the variant's owner.
-    }
-    if let Some(alarm) = &observed.alarm {
-        plan.push(
-            Change::DeleteAlarm {
-                name: alarm.alarm.name.clone(),
-            },
-            format!("- delete alarm {}", alarm.alarm.name),
-        );
-    }
+    let retain = policy == DeletionPolicy::Retain;
     let Some(target) = &observed.target else {
+        // No target: the alarm's name proves nothing (a resource that never owned the variant has
+        // the same names); only its owner tags do.
+        if let Some(alarm) = &observed.alarm
+            && alarm
+                .tags
+                .as_ref()
+                .is_some_and(|tags| ownership(tags, owner, &nobody_departs).is_ours())
+        {
+            push_alarm_removal(&mut plan, alarm, retain);
+        }
         return plan;
     };
+    if !ownership(&target.tags, owner, &nobody_departs).is_ours() {
+        return plan; // Nothing here is ours, not even the alarm: its name belongs to the variant's owner.
+    }
+    let target_arn = target.arn.clone().unwrap_or_default();
+    if retain {
+        plan.push(
+            Change::UntagTarget {
+                arn: target_arn,
+                keys: present_owner_keys(&target.tags),
+            },
+            format!(
+                "~ release scalable target {} (remove asyncscale's tags; its configuration, policies and alarm stay, and another resource may adopt them)",
+                names.resource_id
+            ),
+        );
+        if let Some(alarm) = &observed.alarm {
+            push_alarm_removal(&mut plan, alarm, true);
+        }
+        return plan;
+    }
+    if let Some(alarm) = &observed.alarm {
+        push_alarm_removal(&mut plan, alarm, false);
+    }
     let foreign = foreign_policies(names, observed);
     if foreign.is_empty() {
         plan.push(
@@ -391,13 +530,25 @@ pub fn plan_delete(names: &ResourceNames, owner: &Owner, observed: &Observed) ->
             format!("- delete policy {}", policy.policy.name),
         );
     }
-    let keys: Vec<String> = [MANAGED_BY_TAG, OWNER_TAG, OWNER_UID_TAG]
-        .into_iter()
-        .filter(|k| target.tags.contains_key(*k))
-        .map(str::to_string)
-        .collect();
+    // A suspended target would keep the other tools' policies from ever acting again.
+    if target.target.suspended != SuspendedState::default() {
+        plan.push(
+            Change::RegisterTarget {
+                target: ScalableTarget {
+                    suspended: SuspendedState::all(false),
+                    ..target.target.clone()
+                },
+                tags: Tags::new(),
+                create: false,
+            },
+            format!(
+                "~ resume scaling of scalable target {} (spec.suspend suspended it; the policies of other tools act again)",
+                names.resource_id
+            ),
+        );
+    }
     plan.push(
-        Change::UntagTarget { arn: target.arn.clone().unwrap_or_default(), keys },
+        Change::UntagTarget { arn: target_arn, keys: present_owner_keys(&target.tags) },
         format!(
             "~ keep scalable target {} for the policies of other tools ({}), and remove asyncscale's tags from it",
             names.resource_id,
@@ -405,6 +556,35 @@ pub fn plan_delete(names: &ResourceNames, owner: &Owner, observed: &Observed) ->
         ),
     );
     plan
+}
+
+fn present_owner_keys(tags: &Tags) -> Vec<String> {
+    OWNER_TAG_KEYS
+        .into_iter()
+        .filter(|k| tags.contains_key(*k))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Deletes our alarm, or, when retaining, removes asyncscale's tags from it.
+fn push_alarm_removal(plan: &mut Plan, alarm: &ObservedAlarm, retain: bool) {
+    let name = alarm.alarm.name.clone();
+    if !retain {
+        plan.push(
+            Change::DeleteAlarm { name: name.clone() },
+            format!("- delete alarm {name}"),
+        );
+        return;
+    }
+    if let Some(arn) = &alarm.arn {
+        plan.push(
+            Change::UntagAlarm {
+                arn: arn.clone(),
+                keys: OWNER_TAG_KEYS.iter().map(|k| k.to_string()).collect(),
+            },
+            format!("~ release alarm {name} (remove asyncscale's tags)"),
+        );
+    }
 }
 
 /// Policies on the scalable target that asyncscale does not own.

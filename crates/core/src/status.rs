@@ -15,7 +15,7 @@ use asyncscale_api::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::desired::{Desired, quota_instances};
+use crate::desired::{Desired, MaxSource, quota_instances};
 use crate::model::{Observed, QuotaLookup};
 use crate::names::ResourceNames;
 use crate::plan::foreign_policies;
@@ -157,62 +157,81 @@ fn synced_condition(outcome: &SyncOutcome) -> Cond {
 fn quota_condition(input: &StatusInput<'_>) -> Cond {
     let spec = input.spec;
     let max = spec.max_capacity;
-    match input.quota {
-        None => (
+    let Some(lookup) = input.quota else {
+        return (
             QUOTA_CLAMPED,
             "Unknown",
             "QuotaNotRead",
             "the instance quota has not been read".into(),
-        ),
-        Some(QuotaLookup::Unknown { name, reason }) => (
+        );
+    };
+    let Some(q) = lookup.value() else {
+        let reason = lookup.refresh_error().unwrap_or_default();
+        let name = lookup.name();
+        let consequence = match input.desired.map(|d| (d.max_source, d.effective_max)) {
+            Some((MaxSource::KeptWhileQuotaUnknown, kept)) => format!(
+                "the scalable target's MaxCapacity stays at {kept} until the quota can be read (an unknown quota never raises it)"
+            ),
+            Some((MaxSource::SpecWhileQuotaUnknown, _)) => format!(
+                "the scalable target is registered with maxCapacity {max} as written until the quota can be read"
+            ),
+            _ => "nothing is changed on account of it".to_string(),
+        };
+        return (
             QUOTA_CLAMPED,
             "Unknown",
             "QuotaUnknown",
+            format!("could not read the quota '{name}': {reason}; {consequence}"),
+        );
+    };
+    let allowed = quota_instances(q);
+    let what = format!(
+        "the quota '{}' ({}, {} value) of {allowed} instances",
+        q.name,
+        q.code,
+        q.source.as_str().to_lowercase()
+    );
+    // A failed refresh keeps the last value: the condition stays, and its message says so.
+    let stale = match lookup {
+        QuotaLookup::Stale { reason, .. } => {
+            format!(" (the last value read; the latest refresh failed: {reason})")
+        }
+        _ => String::new(),
+    };
+    if matches!(input.outcome, SyncOutcome::QuotaTooLow(_)) {
+        return (
+            QUOTA_CLAMPED,
+            "True",
+            "QuotaTooLow",
             format!(
-                "could not read the quota '{name}': {reason}; maxCapacity {max} applies unclamped"
+                "{what}{stale} is below minCapacity {} or zero",
+                spec.min_capacity
+            ),
+        );
+    }
+    match (spec.quota.policy, i64::from(max) > allowed) {
+        (QuotaPolicy::Clamp, true) => (
+            QUOTA_CLAMPED,
+            "True",
+            "Clamped",
+            format!(
+                "maxCapacity {max} is above {what}{stale}; the scalable target's MaxCapacity is {allowed}"
             ),
         ),
-        Some(QuotaLookup::Known(q)) => {
-            let allowed = quota_instances(q);
-            let what = format!(
-                "the quota '{}' ({}, {} value) of {allowed} instances",
-                q.name,
-                q.code,
-                q.source.as_str().to_lowercase()
-            );
-            if matches!(input.outcome, SyncOutcome::QuotaTooLow(_)) {
-                return (
-                    QUOTA_CLAMPED,
-                    "True",
-                    "QuotaTooLow",
-                    format!("{what} is below minCapacity {} or zero", spec.min_capacity),
-                );
-            }
-            match (spec.quota.policy, i64::from(max) > allowed) {
-                (QuotaPolicy::Clamp, true) => (
-                    QUOTA_CLAMPED,
-                    "True",
-                    "Clamped",
-                    format!(
-                        "maxCapacity {max} is above {what}; the scalable target's MaxCapacity is {allowed}"
-                    ),
-                ),
-                (QuotaPolicy::Ignore, true) => (
-                    QUOTA_CLAMPED,
-                    "False",
-                    "ClampDisabled",
-                    format!(
-                        "maxCapacity {max} is above {what} and quota.policy is Ignore: a scale-out past the quota fails whole in AWS"
-                    ),
-                ),
-                (_, false) => (
-                    QUOTA_CLAMPED,
-                    "False",
-                    "WithinQuota",
-                    format!("maxCapacity {max} is within {what}"),
-                ),
-            }
-        }
+        (QuotaPolicy::Ignore, true) => (
+            QUOTA_CLAMPED,
+            "False",
+            "ClampDisabled",
+            format!(
+                "maxCapacity {max} is above {what}{stale} and quota.policy is Ignore: a scale-out past the quota fails whole in AWS"
+            ),
+        ),
+        (_, false) => (
+            QUOTA_CLAMPED,
+            "False",
+            "WithinQuota",
+            format!("maxCapacity {max} is within {what}{stale}"),
+        ),
     }
 }
 
@@ -281,18 +300,19 @@ fn ready_condition(synced: &Cond, healthy: &Cond, input: &StatusInput<'_>) -> Co
     )
 }
 
-fn quota_status(q: &QuotaLookup) -> QuotaStatus {
-    match q {
-        QuotaLookup::Known(q) => QuotaStatus {
+fn quota_status(lookup: &QuotaLookup) -> QuotaStatus {
+    let unknown_reason = lookup.refresh_error().map(str::to_string);
+    match lookup.value() {
+        Some(q) => QuotaStatus {
             name: q.name.clone(),
             code: Some(q.code.clone()),
             value: Some(quota_instances(q)),
             source: Some(q.source.as_str().to_string()),
-            unknown_reason: None,
+            unknown_reason,
         },
-        QuotaLookup::Unknown { name, reason } => QuotaStatus {
-            name: name.clone(),
-            unknown_reason: Some(reason.clone()),
+        None => QuotaStatus {
+            name: lookup.name().to_string(),
+            unknown_reason,
             ..Default::default()
         },
     }
@@ -432,7 +452,7 @@ mod tests {
             name: "sdxl".into(),
             uid: None,
         };
-        let desired = desire(&spec, &owner, &q).unwrap();
+        let desired = desire(&spec, &owner, &q, None).unwrap();
         let input = StatusInput {
             generation: Some(3),
             spec: &spec,

@@ -75,6 +75,18 @@ impl ModelAws {
                         target.tags.remove(k);
                     });
                 }
+                Change::TagAlarm { tags, .. } => {
+                    let alarm = self.world.alarm.as_mut().expect("tag of a missing alarm");
+                    alarm.tags.get_or_insert_default().extend(tags.clone());
+                }
+                Change::UntagAlarm { keys, .. } => {
+                    let alarm = self.world.alarm.as_mut().expect("untag of a missing alarm");
+                    if let Some(tags) = alarm.tags.as_mut() {
+                        keys.iter().for_each(|k| {
+                            tags.remove(k);
+                        });
+                    }
+                }
                 Change::PutPolicy { policy } => {
                     assert!(
                         self.world.target.is_some(),
@@ -140,6 +152,7 @@ impl ModelAws {
                         alarm,
                         arn: Some("arn:model:alarm".into()),
                         state,
+                        tags: None,
                     });
                 }
                 Change::DeleteAlarm { .. } => {
@@ -169,7 +182,7 @@ prop_compose! {
         cooldowns in (0..900i32, 0..900i32, 0..900i32),
         disable_scale_in in any::<bool>(),
         enabled in any::<bool>(),
-        period in prop::sample::select(vec![10, 20, 30, 60, 120]),
+        period in prop::sample::select(vec![60, 120, 300]),
         eval in 1..5i32,
         datapoints_seed in 0..5i32,
         adjustment in 1..3i32,
@@ -253,7 +266,7 @@ prop_compose! {
         target in prop::option::of((0..5i32, 1..50i32, any::<bool>())),
         ours in prop::collection::vec((0..2usize, 0..3u8, 1..100i32), 0..3),
         foreign in prop::collection::vec((0..3u8, 1..100i32), 0..3),
-        alarm in prop::option::of((1..5i32, 0.0f64..3.0, any::<bool>())),
+        alarm in prop::option::of((1..5i32, 0.0f64..3.0, any::<bool>(), prop::option::of(any::<bool>()))),
     ) -> Observed {
         let names = ResourceNames::new("sdxl-async", "AllTraffic");
         let mut world = Observed::empty();
@@ -282,7 +295,15 @@ prop_compose! {
                 world.policies.push(ObservedPolicy { policy: random_policy(format!("team-policy-{i}"), kind, n), arn: format!("arn:model:policy:{next}") });
             }
         }
-        if let Some((periods, threshold, enabled)) = alarm {
+        if let Some((periods, threshold, enabled, tagged_ours)) = alarm {
+            // The alarm's tags, when read: ours, or another resource's.
+            let tags = tagged_ours.map(|ours| {
+                if ours {
+                    owner().tags()
+                } else {
+                    Tags::from([(OWNER_TAG.to_string(), "team-b/other".to_string())])
+                }
+            });
             world.alarm = Some(ObservedAlarm {
                 alarm: MetricAlarm {
                     name: names.alarm.clone(),
@@ -304,6 +325,7 @@ prop_compose! {
                 },
                 arn: Some("arn:model:alarm".into()),
                 state: Some("ALARM".into()),
+                tags,
             });
         }
         world
@@ -315,14 +337,14 @@ proptest! {
 
     #[test]
     fn applying_a_plan_converges_and_spares_foreign_policies(spec in specs(), quota in quotas(), world in worlds()) {
-        let desired = match desire(&spec, &owner(), &quota) {
+        let desired = match desire(&spec, &owner(), &quota, world.target.as_ref().map(|t| &t.target)) {
             Ok(d) => d,
             Err(DesireError::QuotaTooLow { quota, .. }) => {
                 prop_assert!(quota.value.floor() < f64::from(spec.min_capacity.max(1)));
                 return Ok(());
             }
         };
-        let plan = plan_apply(&desired, &world, false).expect("our own or no target: no conflict");
+        let plan = plan_apply(&desired, &world, &Adoption::new(false)).expect("our own or no target: no conflict");
         let foreign_before: Vec<_> = world.policies.iter().filter(|p| !desired.names.is_ours(&p.policy.name)).cloned().collect();
         let mut aws = ModelAws::new(world);
         aws.apply(&plan);
@@ -347,7 +369,7 @@ proptest! {
         let foreign_after: Vec<_> = after.policies.iter().filter(|p| !desired.names.is_ours(&p.policy.name)).cloned().collect();
         prop_assert_eq!(foreign_before, foreign_after);
 
-        let again = plan_apply(&desired, after, false).unwrap();
+        let again = plan_apply(&desired, after, &Adoption::new(false)).unwrap();
         prop_assert!(again.is_empty(), "second plan not empty: {:?}", again.changes);
     }
 
@@ -355,20 +377,29 @@ proptest! {
     fn delete_removes_everything_of_ours_and_nothing_else(spec in specs(), world in worlds()) {
         let names = ResourceNames::new(&spec.endpoint_name, &spec.variant_name);
         let foreign = foreign_policies(&names, &world);
-        let plan = plan_delete(&names, &owner(), &world);
+        let plan = plan_delete(&names, &owner(), &world, DeletionPolicy::Delete);
+        // Without its target, the alarm is ours only when its tags say so.
+        let alarm_is_ours = world.target.is_some()
+            || world.alarm.as_ref().and_then(|a| a.tags.as_ref()).is_some_and(|t| t.get(OWNER_TAG) == Some(&"ml/sdxl".to_string()));
+        let alarm_before = world.alarm.clone();
         let mut aws = ModelAws::new(world);
         aws.apply(&plan);
         let after = &aws.world;
-        prop_assert!(after.alarm.is_none());
+        if alarm_is_ours {
+            prop_assert!(after.alarm.is_none());
+        } else {
+            prop_assert_eq!(&after.alarm, &alarm_before, "another resource's alarm was touched");
+        }
         prop_assert!(after.policies.iter().all(|p| !names.is_ours(&p.policy.name)));
         prop_assert_eq!(foreign_policies(&names, after), foreign.clone());
         match &after.target {
             Some(t) => {
                 prop_assert!(!foreign.is_empty(), "target kept without a reason");
                 prop_assert!(!t.tags.contains_key(OWNER_TAG), "target still tagged as ours");
+                prop_assert_eq!(t.target.suspended, SuspendedState::default(), "handed back suspended");
             }
             None => prop_assert!(foreign.is_empty(), "deregistered a target that other tools' policies need"),
         }
-        prop_assert!(plan_delete(&names, &owner(), after).is_empty());
+        prop_assert!(plan_delete(&names, &owner(), after, DeletionPolicy::Delete).is_empty());
     }
 }

@@ -18,22 +18,22 @@ const SAGEMAKER_DIMENSION: &str = "sagemaker:variant:DesiredInstanceCount";
 /// An AWS error: code, message and HTTP status, as AWS sends them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
-    pub code: &'static str,
+    pub code: String,
     pub message: String,
     pub status: u16,
 }
 
 impl ApiError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            code,
+            code: code.into(),
             message: message.into(),
             status: 400,
         }
     }
     fn not_found_cw(message: impl Into<String>) -> Self {
         Self {
-            code: "ResourceNotFound",
+            code: "ResourceNotFound".into(),
             message: message.into(),
             status: 404,
         }
@@ -117,15 +117,72 @@ pub struct QuotaTable {
     pub defaults: BTreeMap<String, f64>,
 }
 
-/// The whole simulated account. One per `sim serve`; thread safety is the server's job.
+/// What one region of the account holds: AWS keeps scalable targets, policies, alarms and
+/// activities per region, so a client that changes region sees none of the old region's.
 #[derive(Debug, Default)]
-pub struct Account {
+pub(crate) struct RegionState {
     pub(crate) targets: BTreeMap<TargetKey, Target>,
     pub(crate) policies: BTreeMap<(TargetKey, String), Policy>,
     pub(crate) alarms: BTreeMap<String, Alarm>,
     /// Tags by ARN, for both Application Auto Scaling and CloudWatch resources.
     tags: BTreeMap<String, BTreeMap<String, String>>,
     activities: Vec<Activity>,
+}
+
+/// An AWS error to answer instead of (or after) serving a request: `POST /_sim/faults`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fault {
+    /// `application-autoscaling`, `cloudwatch` or `service-quotas`; any when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    pub operation: String,
+    /// The AWS error code to answer, e.g. `ThrottlingException`; none: only delay the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default = "default_fault_status")]
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// How many requests it applies to; 0 means every request until cleared.
+    #[serde(default = "default_fault_count")]
+    pub count: u32,
+    /// Hold the answer this long first (a hung or slow endpoint).
+    #[serde(default)]
+    pub delay_seconds: f64,
+}
+
+fn default_fault_status() -> u16 {
+    400
+}
+fn default_fault_count() -> u32 {
+    1
+}
+
+impl Fault {
+    pub fn error(&self) -> Option<ApiError> {
+        let code = self.code.clone()?;
+        Some(ApiError {
+            message: self
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("{code} (injected by POST /_sim/faults)")),
+            code,
+            status: self.status,
+        })
+    }
+}
+
+/// The whole simulated account. One per `sim serve`; thread safety is the server's job.
+#[derive(Debug, Default)]
+pub struct Account {
+    /// The region the current request addresses, and its state; the other regions wait in
+    /// `other_regions` (see [`Self::select_region`]).
+    region: String,
+    pub(crate) here: RegionState,
+    other_regions: BTreeMap<String, RegionState>,
+    /// Injected errors and delays, in the order they were added.
+    pub faults: Vec<Fault>,
     pub quotas: QuotaTable,
     next_id: u64,
     /// Requests answered, by service and operation.
@@ -234,12 +291,43 @@ fn page(
     Ok((items.into_iter().skip(start).take(max).collect(), next))
 }
 
+/// The region of a fresh account, and of unsigned requests.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
 impl Account {
     pub fn new(quotas: QuotaTable) -> Self {
         Self {
+            region: DEFAULT_REGION.to_string(),
             quotas,
             ..Default::default()
         }
+    }
+
+    /// Makes `region` the one `here` holds.
+    pub fn select_region(&mut self, region: &str) {
+        if self.region == region {
+            return;
+        }
+        let incoming = self.other_regions.remove(region).unwrap_or_default();
+        let outgoing = std::mem::replace(&mut self.here, incoming);
+        self.other_regions.insert(
+            std::mem::replace(&mut self.region, region.to_string()),
+            outgoing,
+        );
+    }
+
+    /// The fault that applies to this request, if any (and counts it down).
+    pub fn take_fault(&mut self, service: &str, operation: &str) -> Option<Fault> {
+        let index = self.faults.iter().position(|f| {
+            f.operation == operation && f.service.as_deref().is_none_or(|s| s == service)
+        })?;
+        let fault = self.faults[index].clone();
+        if fault.count == 1 {
+            self.faults.remove(index);
+        } else if fault.count > 1 {
+            self.faults[index].count -= 1;
+        }
+        Some(fault)
     }
 
     fn uuid(&mut self) -> String {
@@ -267,7 +355,7 @@ impl Account {
         if activity.start_time == 0.0 {
             activity.start_time = now();
         }
-        self.activities.push(activity);
+        self.here.activities.push(activity);
     }
 
     /// The instance quota enforced at scale-out: the applied value, else AWS's default; None when
@@ -283,7 +371,7 @@ impl Account {
 
     /// The scaling model moves alarms between states as CloudWatch would.
     pub(crate) fn transition_alarm(&mut self, name: &str, state: &str, reason: String, at: f64) {
-        if let Some(alarm) = self.alarms.get_mut(name) {
+        if let Some(alarm) = self.here.alarms.get_mut(name) {
             alarm.state = state.to_string();
             alarm.state_reason = reason;
             alarm.state_updated = at;
@@ -292,7 +380,7 @@ impl Account {
 
     /// Completes an activity the scaling model started (`index` from [`Self::record_activity`]).
     pub(crate) fn finish_activity(&mut self, index: usize, status: &str, message: String, at: f64) {
-        if let Some(a) = self.activities.get_mut(index) {
+        if let Some(a) = self.here.activities.get_mut(index) {
             a.status_code = status.to_string();
             a.status_message = Some(message);
             a.end_time = Some(at);
@@ -302,11 +390,11 @@ impl Account {
     /// Records an activity and returns its index (activities are never removed).
     pub(crate) fn record_activity(&mut self, activity: Activity) -> usize {
         self.add_activity(activity);
-        self.activities.len() - 1
+        self.here.activities.len() - 1
     }
 
     pub fn activities(&self) -> &[Activity] {
-        &self.activities
+        &self.here.activities
     }
 
     /// Dispatches one operation of one service. `region` comes from the request's signature.
@@ -318,6 +406,7 @@ impl Account {
         region: &str,
     ) -> ApiResult {
         self.record_call(service, operation);
+        self.select_region(region);
         if !["Describe", "List", "Get"]
             .iter()
             .any(|read| operation.starts_with(read))
@@ -353,6 +442,7 @@ impl Account {
             ("cloudwatch", "SetAlarmState") => self.set_alarm_state(input),
             ("cloudwatch", "ListTagsForResource") => self.cw_list_tags(input),
             ("cloudwatch", "TagResource") => self.cw_tag_resource(input),
+            ("cloudwatch", "UntagResource") => self.cw_untag_resource(input),
             ("service-quotas", "GetServiceQuota") => self.get_service_quota(input, region, false),
             ("service-quotas", "GetAWSDefaultServiceQuota") => {
                 self.get_service_quota(input, region, true)
@@ -433,7 +523,7 @@ impl Account {
                 ));
             }
         }
-        let existing = self.targets.get(&key).cloned();
+        let existing = self.here.targets.get(&key).cloned();
         let (new_min, new_max) = match &existing {
             Some(t) => (min.unwrap_or(t.min), max.unwrap_or(t.max)),
             None => match (min, max) {
@@ -466,18 +556,17 @@ impl Account {
                     "arn:aws:application-autoscaling:{region}:{ACCOUNT_ID}:scalable-target/{id}"
                 );
                 // §2.1: tags are assigned on creation.
-                if let Some(tags) = input.get("Tags").and_then(Value::as_object) {
-                    let tags = tags
-                        .iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                        .collect();
-                    self.tags.insert(arn.clone(), tags);
+                let tags = aas_tags(input)?;
+                check_tags(&tags, "tags")
+                    .map_err(|(_, m)| ApiError::new("ValidationException", m))?;
+                if !tags.is_empty() {
+                    self.here.tags.insert(arn.clone(), tags);
                 }
                 arn
             }
         };
-        let created = self.targets.get(&key).map_or_else(now, |t| t.created);
-        self.targets.insert(
+        let created = self.here.targets.get(&key).map_or_else(now, |t| t.created);
+        self.here.targets.insert(
             key,
             Target {
                 min: new_min,
@@ -496,6 +585,7 @@ impl Account {
         at_most(&ids, "ResourceIds", 50)?;
         let dimension = s(input, "ScalableDimension");
         let items: Vec<Value> = self
+            .here
             .targets
             .iter()
             .filter(|(k, _)| k.0 == namespace && (ids.is_empty() || ids.contains(&k.1)) && dimension.is_none_or(|d| d == k.2))
@@ -517,10 +607,12 @@ impl Account {
     fn deregister_scalable_target(&mut self, input: &Value) -> ApiResult {
         let key = Self::target_key(input)?;
         let target = self
+            .here
             .targets
             .remove(&key)
             .ok_or_else(|| Self::no_target(&key))?;
         let names: Vec<String> = self
+            .here
             .policies
             .keys()
             .filter(|(k, _)| *k == key)
@@ -529,7 +621,7 @@ impl Account {
         for name in names {
             self.remove_policy(&key, &name);
         }
-        self.tags.remove(&target.arn);
+        self.here.tags.remove(&target.arn);
         Ok(json!({}))
     }
 
@@ -544,10 +636,14 @@ impl Account {
                 "PolicyName must be at most 256 characters",
             ));
         }
-        if !self.targets.contains_key(&key) {
+        if !self.here.targets.contains_key(&key) {
             return Err(Self::no_target(&key));
         }
-        let existing = self.policies.get(&(key.clone(), name.clone())).cloned();
+        let existing = self
+            .here
+            .policies
+            .get(&(key.clone(), name.clone()))
+            .cloned();
         let policy_type = s(input, "PolicyType")
             .map(str::to_string)
             .or_else(|| existing.as_ref().map(|p| p.policy_type.clone()))
@@ -612,7 +708,7 @@ impl Account {
         // ASSUMPTION (§7.3): an update re-creates the AWS-managed alarms with new names.
         if let Some(old) = &existing {
             for alarm in &old.owned_alarms {
-                self.alarms.remove(alarm);
+                self.here.alarms.remove(alarm);
             }
         }
         let owned_alarms = if policy_type == "TargetTrackingScaling" {
@@ -621,7 +717,7 @@ impl Account {
             Vec::new()
         };
         let created = existing.as_ref().map_or_else(now, |p| p.created);
-        self.policies.insert(
+        self.here.policies.insert(
             (key.clone(), name.clone()),
             Policy {
                 target: key,
@@ -712,7 +808,7 @@ impl Account {
             c.insert("ActionsEnabled".into(), json!(true));
             c.insert("AlarmActions".into(), json!([created_by]));
             let t = now();
-            self.alarms.insert(
+            self.here.alarms.insert(
                 name.clone(),
                 Alarm {
                     config: c,
@@ -731,11 +827,14 @@ impl Account {
     /// §2.4: deleting a step policy removes it from alarm actions but keeps the alarm; deleting a
     /// target-tracking policy deletes the alarms AWS created for it.
     fn remove_policy(&mut self, key: &TargetKey, name: &str) -> Option<Policy> {
-        let policy = self.policies.remove(&(key.clone(), name.to_string()))?;
+        let policy = self
+            .here
+            .policies
+            .remove(&(key.clone(), name.to_string()))?;
         for alarm in &policy.owned_alarms {
-            self.alarms.remove(alarm);
+            self.here.alarms.remove(alarm);
         }
-        for alarm in self.alarms.values_mut() {
+        for alarm in self.here.alarms.values_mut() {
             if let Some(Value::Array(actions)) = alarm.config.get_mut("AlarmActions") {
                 actions.retain(|a| a.as_str() != Some(policy.arn.as_str()));
             }
@@ -765,13 +864,14 @@ impl Account {
         let resource = s(input, "ResourceId");
         let dimension = s(input, "ScalableDimension");
         let items: Vec<Value> = self
+            .here
             .policies
             .values()
             .filter(|p| p.target.0 == namespace && resource.is_none_or(|r| r == p.target.1) && dimension.is_none_or(|d| d == p.target.2) && (names.is_empty() || names.contains(&p.name)))
             .map(|p| {
                 // §2.3: a step policy lists the alarms whose actions name it (ASSUMPTION).
                 let alarms: Vec<Value> = if p.policy_type == "StepScaling" {
-                    self.alarms
+                    self.here.alarms
                         .iter()
                         .filter(|(_, a)| a.config.get("AlarmActions").and_then(Value::as_array).is_some_and(|acts| acts.iter().any(|x| x.as_str() == Some(&p.arn))))
                         .map(|(n, _)| json!({ "AlarmName": n, "AlarmARN": alarm_arn(region_of(&p.arn), n) }))
@@ -799,6 +899,7 @@ impl Account {
         let resource = s(input, "ResourceId");
         let dimension = s(input, "ScalableDimension");
         let mut matching: Vec<&Activity> = self
+            .here
             .activities
             .iter()
             .filter(|a| {
@@ -818,39 +919,32 @@ impl Account {
 
     fn aas_tag_resource(&mut self, input: &Value) -> ApiResult {
         let arn = required(input, "ResourceARN")?;
-        if !self.targets.values().any(|t| t.arn == arn) {
+        if !self.here.targets.values().any(|t| t.arn == arn) {
             return Err(ApiError::new(
                 "ResourceNotFoundException",
                 format!("Scalable target with ARN {arn} not found"),
             ));
         }
-        let tags = self.tags.entry(arn.to_string()).or_default();
-        for (k, v) in input
-            .get("Tags")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-        {
-            tags.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
-        }
-        if tags.len() > 50 {
-            return Err(ApiError::new(
-                "TooManyTagsException",
-                "A scalable target can have at most 50 tags",
-            ));
-        }
+        // Checked before anything is written: a refused request changes nothing.
+        let mut merged = self.here.tags.get(arn).cloned().unwrap_or_default();
+        merged.extend(aas_tags(input)?);
+        check_tags(&merged, "tags").map_err(|(kind, m)| match kind {
+            TagProblem::TooMany => ApiError::new("TooManyTagsException", m),
+            TagProblem::Invalid => ApiError::new("ValidationException", m),
+        })?;
+        self.here.tags.insert(arn.to_string(), merged);
         Ok(json!({}))
     }
 
     fn aas_untag_resource(&mut self, input: &Value) -> ApiResult {
         let arn = required(input, "ResourceARN")?;
-        if !self.targets.values().any(|t| t.arn == arn) {
+        if !self.here.targets.values().any(|t| t.arn == arn) {
             return Err(ApiError::new(
                 "ResourceNotFoundException",
                 format!("Scalable target with ARN {arn} not found"),
             ));
         }
-        if let Some(tags) = self.tags.get_mut(arn) {
+        if let Some(tags) = self.here.tags.get_mut(arn) {
             for key in string_list(input, "TagKeys") {
                 tags.remove(&key);
             }
@@ -860,13 +954,13 @@ impl Account {
 
     fn aas_list_tags(&mut self, input: &Value) -> ApiResult {
         let arn = required(input, "ResourceARN")?;
-        if !self.targets.values().any(|t| t.arn == arn) {
+        if !self.here.targets.values().any(|t| t.arn == arn) {
             return Err(ApiError::new(
                 "ResourceNotFoundException",
                 format!("Scalable target with ARN {arn} not found"),
             ));
         }
-        Ok(json!({ "Tags": self.tags.get(arn).cloned().unwrap_or_default() }))
+        Ok(json!({ "Tags": self.here.tags.get(arn).cloned().unwrap_or_default() }))
     }
 
     // ---- CloudWatch (aws-semantics.md §4) ----
@@ -960,27 +1054,20 @@ impl Account {
         }
         config.entry("ActionsEnabled").or_insert(json!(true));
         let t = now();
-        match self.alarms.get_mut(&name) {
+        match self.here.alarms.get_mut(&name) {
             Some(alarm) => {
                 alarm.config = config;
                 alarm.config_updated = t;
             }
             None => {
                 let arn = alarm_arn(region, &name);
-                let tags: BTreeMap<String, String> = input
-                    .get("Tags")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|t| Some((s(t, "Key")?.to_string(), s(t, "Value")?.to_string())))
-                    .collect();
-                if tags.len() > 50 {
-                    return Err(invalid("Tags", "may hold at most 50 tags"));
-                }
+                let tags = cw_tags(input);
+                check_tags(&tags, "Tags")
+                    .map_err(|(_, m)| ApiError::new("InvalidParameterValue", m))?;
                 if !tags.is_empty() {
-                    self.tags.insert(arn, tags);
+                    self.here.tags.insert(arn, tags);
                 }
-                self.alarms.insert(
+                self.here.alarms.insert(
                     name,
                     Alarm {
                         config,
@@ -1010,6 +1097,7 @@ impl Account {
         let state = s(input, "StateValue");
         let action_prefix = s(input, "ActionPrefix");
         let items: Vec<Value> = self
+            .here
             .alarms
             .iter()
             .filter(|(n, a)| {
@@ -1062,7 +1150,7 @@ impl Account {
         }
         let missing: Vec<&String> = names
             .iter()
-            .filter(|n| !self.alarms.contains_key(*n))
+            .filter(|n| !self.here.alarms.contains_key(*n))
             .collect();
         let missing_text = missing
             .iter()
@@ -1070,8 +1158,8 @@ impl Account {
             .collect::<Vec<_>>()
             .join(", ");
         for name in &names {
-            if self.alarms.remove(name).is_some() {
-                self.tags.remove(&alarm_arn(region, name));
+            if self.here.alarms.remove(name).is_some() {
+                self.here.tags.remove(&alarm_arn(region, name));
             }
         }
         if missing.is_empty() {
@@ -1094,6 +1182,7 @@ impl Account {
         }
         let reason = required(input, "StateReason")?.to_string();
         let alarm = self
+            .here
             .alarms
             .get_mut(name)
             .ok_or_else(|| ApiError::not_found_cw(format!("Alarm {name} not found")))?;
@@ -1109,10 +1198,11 @@ impl Account {
             .rsplit_once(":alarm:")
             .map(|(_, n)| n)
             .unwrap_or_default();
-        if !self.alarms.contains_key(name) {
+        if !self.here.alarms.contains_key(name) {
             return Err(ApiError::not_found_cw(format!("Alarm {arn} not found")));
         }
         let tags: Vec<Value> = self
+            .here
             .tags
             .get(arn)
             .into_iter()
@@ -1128,18 +1218,29 @@ impl Account {
             .rsplit_once(":alarm:")
             .map(|(_, n)| n)
             .unwrap_or_default();
-        if !self.alarms.contains_key(name) {
+        if !self.here.alarms.contains_key(name) {
             return Err(ApiError::not_found_cw(format!("Alarm {arn} not found")));
         }
-        let tags = self.tags.entry(arn.to_string()).or_default();
-        for t in input
-            .get("Tags")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let (Some(k), Some(v)) = (s(t, "Key"), s(t, "Value")) {
-                tags.insert(k.to_string(), v.to_string());
+        let mut merged = self.here.tags.get(arn).cloned().unwrap_or_default();
+        merged.extend(cw_tags(input));
+        check_tags(&merged, "Tags").map_err(|(_, m)| ApiError::new("InvalidParameterValue", m))?;
+        self.here.tags.insert(arn.to_string(), merged);
+        Ok(json!({}))
+    }
+
+    /// CloudWatch UntagResource: keys that are not there are ignored.
+    fn cw_untag_resource(&mut self, input: &Value) -> ApiResult {
+        let arn = required(input, "ResourceARN")?;
+        let name = arn
+            .rsplit_once(":alarm:")
+            .map(|(_, n)| n)
+            .unwrap_or_default();
+        if !self.here.alarms.contains_key(name) {
+            return Err(ApiError::not_found_cw(format!("Alarm {arn} not found")));
+        }
+        if let Some(tags) = self.here.tags.get_mut(arn) {
+            for key in string_list(input, "TagKeys") {
+                tags.remove(&key);
             }
         }
         Ok(json!({}))
@@ -1204,18 +1305,21 @@ impl Account {
         Ok(with_token(json!({ "Quotas": items }), next))
     }
 
-    /// A summary of the whole account, for tests and `GET /_sim/state`.
-    pub fn snapshot(&self, region: &str) -> Value {
-        let targets: Vec<Value> = self.targets.iter().map(|(k, t)| json!({ "ResourceId": k.1, "MinCapacity": t.min, "MaxCapacity": t.max, "SuspendedState": t.suspended, "ScalableTargetARN": t.arn, "Tags": self.tags.get(&t.arn).cloned().unwrap_or_default() })).collect();
-        let policies: Vec<Value> = self.policies.values().map(|p| json!({ "ResourceId": p.target.1, "PolicyName": p.name, "PolicyType": p.policy_type, "PolicyARN": p.arn, "Configuration": p.config })).collect();
+    /// A summary of one region of the account, for tests and `GET /_sim/state`.
+    pub fn snapshot(&mut self, region: &str) -> Value {
+        self.select_region(region);
+        let targets: Vec<Value> = self.here.targets.iter().map(|(k, t)| json!({ "ResourceId": k.1, "MinCapacity": t.min, "MaxCapacity": t.max, "SuspendedState": t.suspended, "ScalableTargetARN": t.arn, "Tags": self.here.tags.get(&t.arn).cloned().unwrap_or_default() })).collect();
+        let policies: Vec<Value> = self.here.policies.values().map(|p| json!({ "ResourceId": p.target.1, "PolicyName": p.name, "PolicyType": p.policy_type, "PolicyARN": p.arn, "Configuration": p.config })).collect();
         let alarms: Vec<Value> = self
+            .here
             .alarms
             .iter()
             .map(|(n, a)| {
                 let mut v = Value::Object(a.config.clone());
                 v["StateValue"] = json!(a.state);
                 v["Tags"] = json!(
-                    self.tags
+                    self.here
+                        .tags
                         .get(&alarm_arn(region, n))
                         .cloned()
                         .unwrap_or_default()
@@ -1225,6 +1329,78 @@ impl Account {
             .collect();
         json!({ "ScalableTargets": targets, "ScalingPolicies": policies, "MetricAlarms": alarms })
     }
+}
+
+/// Application Auto Scaling's tag map (`{"key": "value"}`).
+fn aas_tags(input: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut tags = BTreeMap::new();
+    for (k, v) in input
+        .get("Tags")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let v = v.as_str().ok_or_else(|| {
+            ApiError::new(
+                "ValidationException",
+                format!("The value of tag {k} must be a string"),
+            )
+        })?;
+        tags.insert(k.clone(), v.to_string());
+    }
+    Ok(tags)
+}
+
+/// CloudWatch's tag list (`[{"Key": k, "Value": v}]`).
+fn cw_tags(input: &Value) -> BTreeMap<String, String> {
+    input
+        .get("Tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| Some((s(t, "Key")?.to_string(), s(t, "Value")?.to_string())))
+        .collect()
+}
+
+enum TagProblem {
+    TooMany,
+    Invalid,
+}
+
+/// AWS's tag rules, the same for Application Auto Scaling and CloudWatch (API references of
+/// TagResource and Tag): at most 50 tags a resource, keys of 1-128 characters and values of at
+/// most 256, and no key starting with `aws:` (reserved for AWS).
+fn check_tags(tags: &BTreeMap<String, String>, field: &str) -> Result<(), (TagProblem, String)> {
+    if tags.len() > 50 {
+        return Err((
+            TagProblem::TooMany,
+            format!(
+                "A resource can have at most 50 tags; this request would give it {}",
+                tags.len()
+            ),
+        ));
+    }
+    for (key, value) in tags {
+        let problem = if key.is_empty() || key.chars().count() > 128 {
+            Some("Member must have length between 1 and 128 (tag key)")
+        } else if value.chars().count() > 256 {
+            Some("Member must have length less than or equal to 256 (tag value)")
+        } else if key.to_ascii_lowercase().starts_with("aws:") {
+            Some("Tag keys starting with 'aws:' are reserved for AWS use")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            let shown: String = key.chars().take(64).collect();
+            return Err((
+                TagProblem::Invalid,
+                format!(
+                    "1 validation error detected: Value at '{field}' failed to satisfy constraint: {problem}: {shown}"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Application Auto Scaling's answer to a list longer than its model allows.

@@ -7,7 +7,9 @@ pub mod model;
 pub mod quotas;
 pub mod server;
 
-pub use account::{Account, Activity, ApiError, QuotaTable, TargetTrackingAlarms};
+pub use account::{
+    Account, Activity, ApiError, DEFAULT_REGION, Fault, QuotaTable, TargetTrackingAlarms,
+};
 pub use server::{SimServer, start, start_with_clock};
 
 /// Builds the quota table from `--quota TYPE=N` (applied values) and `--default-quota TYPE=N`.

@@ -8,6 +8,11 @@
 //! - `GET /_sim/calls`: requests answered, by service and operation;
 //! - `POST /_sim/activities`: record a scaling activity (JSON in DescribeScalingActivities' shape);
 //! - `POST /_sim/quotas`: `{"applied": {"ml.g4dn.xlarge": 4}, "defaults": {...}}` sets quotas;
+//! - `POST /_sim/faults`: answer the next request(s) for an operation with an AWS error, or hold
+//!   them first: `{"operation": "GetServiceQuota", "code": "TooManyRequestsException",
+//!   "status": 400, "count": 1, "delaySeconds": 0, "service": "service-quotas"}` (`count` 0: until
+//!   cleared; no `code`: only the delay); `GET` lists them, `DELETE` clears them;
+//! - `GET /_sim/state?region=R`: the state of one region (default us-east-1);
 //!
 //! and, to drive the scaling model with the configuration real clients put there:
 //! - `POST /_sim/endpoints`: declare an endpoint, `{"endpoint": "sdxl-async", "variant": "AllTraffic",
@@ -29,7 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::account::{Account, Activity, ApiError, QuotaTable};
+use crate::account::{Account, Activity, ApiError, DEFAULT_REGION, Fault, QuotaTable};
 use crate::cbor;
 use crate::model::assumptions::Assumptions;
 use crate::model::{EndpointSpec, World};
@@ -131,6 +136,12 @@ fn router(shared: Shared) -> Router {
         .route("/_sim/activities", post(admin_add_activity))
         .route("/_sim/quotas", post(admin_set_quotas))
         .route(
+            "/_sim/faults",
+            post(admin_add_fault)
+                .get(admin_faults)
+                .delete(admin_clear_faults),
+        )
+        .route(
             "/_sim/endpoints",
             post(admin_declare_endpoint).get(admin_endpoints),
         )
@@ -150,13 +161,31 @@ fn region(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-fn run(
+/// Serves one operation, after any fault injected for it (a delay, an error, or both).
+async fn run(
     account: &SharedAccount,
     service: &str,
     operation: &str,
     input: &Value,
     region: &str,
 ) -> Result<Value, ApiError> {
+    let fault = account
+        .lock()
+        .expect("account lock")
+        .take_fault(service, operation);
+    if let Some(fault) = &fault {
+        if fault.delay_seconds > 0.0 {
+            tokio::time::sleep(std::time::Duration::from_secs_f64(fault.delay_seconds)).await;
+        }
+        if let Some(error) = fault.error() {
+            account
+                .lock()
+                .expect("account lock")
+                .record_call(service, operation);
+            tracing::debug!(service, operation, code = %error.code, "injected AWS error");
+            return Err(error);
+        }
+    }
     let mut account = account.lock().expect("account lock");
     let result = account.handle(service, operation, input, region);
     tracing::debug!(
@@ -204,7 +233,7 @@ async fn json_protocols(
             }
         }
     };
-    match run(&account, service, operation, &input, &region(&headers)) {
+    match run(&account, service, operation, &input, &region(&headers)).await {
         Ok(output) => {
             let content_type = format!("application/x-amz-json-{json_version}");
             ([(header::CONTENT_TYPE, content_type)], output.to_string()).into_response()
@@ -224,7 +253,9 @@ fn json_error(error: &ApiError, json_version: &str, query_compatible: bool) -> R
     )
         .into_response();
     let headers = response.headers_mut();
-    headers.insert("x-amzn-errortype", HeaderValue::from_static(error.code));
+    if let Ok(v) = HeaderValue::from_str(&error.code) {
+        headers.insert("x-amzn-errortype", v);
+    }
     if query_compatible {
         insert_query_error(headers, error);
     }
@@ -248,9 +279,9 @@ async fn cloudwatch_cbor(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let result = cbor::decode(&body)
-        .map_err(|e| ApiError::new("SerializationException", e))
-        .and_then(|input| {
+    let result = match cbor::decode(&body) {
+        Err(e) => Err(ApiError::new("SerializationException", e)),
+        Ok(input) => {
             run(
                 &account,
                 "cloudwatch",
@@ -258,7 +289,9 @@ async fn cloudwatch_cbor(
                 &input,
                 &region(&headers),
             )
-        });
+            .await
+        }
+    };
     let (status, body, error) = match result {
         Ok(output) => (StatusCode::OK, cbor::encode(&output), None),
         Err(error) => (
@@ -276,8 +309,12 @@ async fn cloudwatch_cbor(
     response
 }
 
-async fn admin_state(State(Shared { account, .. }): State<Shared>) -> Response {
-    let snapshot = account.lock().expect("account lock").snapshot("us-east-1");
+async fn admin_state(
+    State(Shared { account, .. }): State<Shared>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::BTreeMap<String, String>>,
+) -> Response {
+    let region = query.get("region").map_or(DEFAULT_REGION, String::as_str);
+    let snapshot = account.lock().expect("account lock").snapshot(region);
     (
         [(header::CONTENT_TYPE, "application/json")],
         snapshot.to_string(),
@@ -331,6 +368,36 @@ async fn admin_set_quotas(State(Shared { account, .. }): State<Shared>, body: By
             };
         }
     }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn admin_add_fault(State(Shared { account, .. }): State<Shared>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Fault>(&body) {
+        Ok(fault) if fault.code.is_none() && fault.delay_seconds <= 0.0 => {
+            bad_request("a fault needs a code (an AWS error to answer) or delaySeconds".into())
+        }
+        Ok(fault) if !(0.0..=3600.0).contains(&fault.delay_seconds) => {
+            bad_request("delaySeconds must be between 0 and 3600".into())
+        }
+        Ok(fault) => {
+            account.lock().expect("account lock").faults.push(fault);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => bad_request(format!("invalid fault: {e}")),
+    }
+}
+
+async fn admin_faults(State(Shared { account, .. }): State<Shared>) -> Response {
+    let faults = account.lock().expect("account lock").faults.clone();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json!(faults).to_string(),
+    )
+        .into_response()
+}
+
+async fn admin_clear_faults(State(Shared { account, .. }): State<Shared>) -> Response {
+    account.lock().expect("account lock").faults.clear();
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -25,6 +25,7 @@ pub fn desired(target_tracking: &str) -> Desired {
             name: "q".into(),
             reason: "test".into(),
         },
+        None,
     )
     .unwrap()
 }

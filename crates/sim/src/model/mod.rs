@@ -250,6 +250,8 @@ pub struct World {
     pub other_usage: BTreeMap<String, u32>,
     /// Keep a per-minute timeline of every endpoint.
     pub record_timeline: bool,
+    /// The region of the account whose configuration drives the endpoints.
+    pub region: String,
     seen_config_version: u64,
 }
 
@@ -262,6 +264,7 @@ impl World {
             endpoints: Vec::new(),
             other_usage: BTreeMap::new(),
             record_timeline: false,
+            region: crate::account::DEFAULT_REGION.to_string(),
             seen_config_version: u64::MAX,
         }
     }
@@ -278,6 +281,7 @@ impl World {
 
     /// Advances the clock by `seconds`, in ticks.
     pub fn advance(&mut self, account: &mut Account, seconds: f64) {
+        account.select_region(&self.region);
         let end = self.now + seconds;
         while self.now + 1e-9 < end {
             let dt = self.assumptions.tick_s.min(end - self.now);

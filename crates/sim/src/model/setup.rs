@@ -93,7 +93,7 @@ pub fn extract(account: &Account, endpoint: &str, resource_id: &str) -> Setup {
         resource_id.to_string(),
         "sagemaker:variant:DesiredInstanceCount".to_string(),
     );
-    if let Some(t) = account.targets.get(&key) {
+    if let Some(t) = account.here.targets.get(&key) {
         let flag = |k: &str| t.suspended.get(k).and_then(Value::as_bool).unwrap_or(false);
         setup.target = Some(TargetSetup {
             min: t.min.max(0) as u32,
@@ -102,7 +102,7 @@ pub fn extract(account: &Account, endpoint: &str, resource_id: &str) -> Setup {
             scale_out_suspended: flag("DynamicScalingOutSuspended"),
         });
     }
-    for policy in account.policies.values().filter(|p| p.target == key) {
+    for policy in account.here.policies.values().filter(|p| p.target == key) {
         let c = &policy.config;
         if policy.policy_type == "TargetTrackingScaling" {
             setup.target_tracking.push(TargetTracking {
@@ -147,7 +147,7 @@ pub fn extract(account: &Account, endpoint: &str, resource_id: &str) -> Setup {
             });
         }
     }
-    for (name, alarm) in &account.alarms {
+    for (name, alarm) in &account.here.alarms {
         // Filter before anything else: this runs for every endpoint over every alarm.
         let c = &alarm.config;
         let on_endpoint = c.get("Namespace").and_then(Value::as_str) == Some("AWS/SageMaker")

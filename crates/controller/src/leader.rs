@@ -1,0 +1,295 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease, with a renew deadline, as client-go's
+//! leaderelection package does it: a replica leads only while its last successful renewal is
+//! younger than the renew deadline, which is shorter than the lease duration. A replica cut off
+//! from the API server therefore stops writing (the [`Leadership`] fence closes) before any
+//! standby may take the Lease over, whatever its connection does. (kube-lease-manager, used
+//! before, reports errors but never "not leader" on a lost connection.)
+//!
+//! Expiry is judged by when this replica last *saw* the Lease change, on its own monotonic clock,
+//! never by comparing another node's timestamps with ours: clock skew cannot shorten a term.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::Api;
+use kube::api::PostParams;
+use tokio::sync::watch;
+
+/// How a replica holds its Lease.
+#[derive(Debug, Clone)]
+pub struct LeaseConfig {
+    pub name: String,
+    pub namespace: String,
+    pub identity: String,
+    /// How long a Lease holds without renewal; a standby takes over after it.
+    pub duration: Duration,
+}
+
+impl LeaseConfig {
+    /// Leading stops when no renewal succeeded for this long: two thirds of the duration
+    /// (client-go's defaults are 15 s and 10 s), so the holder stops a third of the duration
+    /// before any standby may take over.
+    pub fn renew_deadline(&self) -> Duration {
+        self.duration * 2 / 3
+    }
+
+    /// How often the holder renews and a standby tries to acquire (client-go: 2 s for 15 s).
+    pub fn retry_period(&self) -> Duration {
+        (self.duration * 2 / 15).max(Duration::from_millis(100))
+    }
+}
+
+/// Whether this replica may write, shared with every AWS write (the fence) and the health page.
+#[derive(Debug)]
+pub struct Leadership {
+    /// When the last successful acquire or renewal *started*, while this replica holds the Lease.
+    renewed_at: Mutex<Option<Instant>>,
+    renew_deadline: Duration,
+}
+
+impl Leadership {
+    pub fn new(renew_deadline: Duration) -> Self {
+        Self {
+            renewed_at: Mutex::new(None),
+            renew_deadline,
+        }
+    }
+
+    /// Ok while the last renewal is younger than the renew deadline.
+    pub fn check(&self) -> Result<(), String> {
+        match *self.renewed_at.lock().expect("leadership lock") {
+            Some(at) if at.elapsed() < self.renew_deadline => Ok(()),
+            Some(at) => Err(format!(
+                "this replica's leader Lease was last renewed {:.1}s ago, past the renew deadline of {:.1}s: it stops writing to AWS before a standby may take over",
+                at.elapsed().as_secs_f64(),
+                self.renew_deadline.as_secs_f64()
+            )),
+            None => Err("this replica does not hold the leader Lease".into()),
+        }
+    }
+
+    fn renewed(&self, at: Instant) {
+        *self.renewed_at.lock().expect("leadership lock") = Some(at);
+    }
+
+    fn lost(&self) {
+        *self.renewed_at.lock().expect("leadership lock") = None;
+    }
+}
+
+/// What this replica last saw of the Lease: who held it, its renew time, and when (our clock).
+#[derive(Debug, Default)]
+struct Observation {
+    record: Option<(Option<String>, Option<MicroTime>)>,
+    seen_at: Option<Instant>,
+}
+
+impl Observation {
+    fn see(&mut self, spec: &LeaseSpec) {
+        let record = (spec.holder_identity.clone(), spec.renew_time.clone());
+        if self.record.as_ref() != Some(&record) {
+            self.record = Some(record);
+            self.seen_at = Some(Instant::now());
+        }
+    }
+
+    /// The holder has not renewed for longer than its own lease duration, as we saw it.
+    fn expired(&self, spec: &LeaseSpec, default: Duration) -> bool {
+        let duration = spec
+            .lease_duration_seconds
+            .map_or(default, |s| Duration::from_secs(s.max(1) as u64));
+        self.seen_at.is_none_or(|seen| seen.elapsed() > duration)
+    }
+}
+
+fn now() -> MicroTime {
+    MicroTime(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// One acquire-or-renew attempt. Ok(true): this replica holds the Lease now.
+async fn try_acquire_or_renew(
+    api: &Api<Lease>,
+    config: &LeaseConfig,
+    observed: &mut Observation,
+) -> Result<bool, kube::Error> {
+    let duration_s = config.duration.as_secs().max(1) as i32;
+    let Some(mut lease) = api.get_opt(&config.name).await? else {
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(config.name.clone()),
+                namespace: Some(config.namespace.clone()),
+                ..Default::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(config.identity.clone()),
+                lease_duration_seconds: Some(duration_s),
+                acquire_time: Some(now()),
+                renew_time: Some(now()),
+                lease_transitions: Some(0),
+                ..Default::default()
+            }),
+        };
+        return match api.create(&PostParams::default(), &lease).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        };
+    };
+    let mut spec = lease.spec.take().unwrap_or_default();
+    observed.see(&spec);
+    let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
+    let ours = holder.as_deref() == Some(config.identity.as_str());
+    if !ours {
+        if holder.is_some() && !observed.expired(&spec, config.duration) {
+            return Ok(false);
+        }
+        spec.acquire_time = Some(now());
+        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+        spec.holder_identity = Some(config.identity.clone());
+    }
+    spec.renew_time = Some(now());
+    spec.lease_duration_seconds = Some(duration_s);
+    lease.spec = Some(spec);
+    // The resourceVersion read above makes this a compare-and-swap: of two replicas that both
+    // saw the Lease expire, only one wins.
+    match api
+        .replace(&config.name, &PostParams::default(), &lease)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Hands the Lease back so a standby need not wait for it to expire (client-go's
+/// ReleaseOnCancel). Best effort.
+async fn release(api: &Api<Lease>, config: &LeaseConfig) {
+    let Ok(Some(mut lease)) = api.get_opt(&config.name).await else {
+        return;
+    };
+    let Some(spec) = lease.spec.as_mut() else {
+        return;
+    };
+    if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
+        return;
+    }
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(1);
+    spec.renew_time = Some(now());
+    if let Err(e) = api
+        .replace(&config.name, &PostParams::default(), &lease)
+        .await
+    {
+        tracing::warn!(error = %e, "could not release the leader Lease");
+    }
+}
+
+/// Holds the Lease until `stop` turns true: `leading` tells whether this replica leads, and
+/// `leadership` fences every AWS write. Each API attempt is bounded, so a hung connection counts
+/// as a failed renewal instead of stalling the loop.
+pub async fn run_elector(
+    api: Api<Lease>,
+    config: LeaseConfig,
+    leadership: std::sync::Arc<Leadership>,
+    leading: watch::Sender<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut observed = Observation::default();
+    let attempt_timeout = config.renew_deadline().min(config.duration / 2);
+    loop {
+        let started = Instant::now();
+        let attempt = tokio::time::timeout(
+            attempt_timeout,
+            try_acquire_or_renew(&api, &config, &mut observed),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(true)) => leadership.renewed(started),
+            Ok(Ok(false)) => leadership.lost(),
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not renew or acquire the leader Lease"),
+            Err(_) => tracing::warn!(
+                timeout_s = attempt_timeout.as_secs_f64(),
+                "the API server did not answer the leader Lease renewal in time"
+            ),
+        }
+        let valid = leadership.check();
+        if *leading.borrow() != valid.is_ok() {
+            match &valid {
+                Ok(()) => tracing::info!(identity = %config.identity, "acquired the leader Lease"),
+                Err(why) => tracing::warn!(reason = %why, "lost leadership"),
+            }
+            let _ = leading.send(valid.is_ok());
+        }
+        // A standby waits a little longer than the holder, so that the holder renews first.
+        let wait = if valid.is_ok() {
+            config.retry_period()
+        } else {
+            config.retry_period() * 6 / 5
+        };
+        let next = started + wait;
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep_until(next.into()) => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopping {
+            if valid.is_ok() {
+                leadership.lost();
+                let _ = leading.send(false);
+                let _ = tokio::time::timeout(Duration::from_secs(2), release(&api, &config)).await;
+            }
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_holder_stops_a_third_of_the_duration_before_a_standby_may_take_over() {
+        let config = LeaseConfig {
+            name: "l".into(),
+            namespace: "ns".into(),
+            identity: "a".into(),
+            duration: Duration::from_secs(15),
+        };
+        assert_eq!(config.renew_deadline(), Duration::from_secs(10));
+        assert_eq!(config.retry_period(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn leadership_expires_at_the_renew_deadline_without_any_news() {
+        let leadership = Leadership::new(Duration::from_millis(50));
+        assert!(leadership.check().is_err(), "not leading before acquiring");
+        leadership.renewed(Instant::now());
+        assert!(leadership.check().is_ok());
+        std::thread::sleep(Duration::from_millis(60));
+        let why = leadership.check().unwrap_err();
+        assert!(why.contains("renew deadline"), "{why}");
+        leadership.renewed(Instant::now());
+        assert!(leadership.check().is_ok());
+        leadership.lost();
+        assert!(leadership.check().is_err());
+    }
+
+    #[test]
+    fn a_lease_expires_by_our_clock_since_we_last_saw_it_change() {
+        let spec = LeaseSpec {
+            holder_identity: Some("b".into()),
+            lease_duration_seconds: Some(1),
+            renew_time: Some(now()),
+            ..Default::default()
+        };
+        let mut seen = Observation::default();
+        assert!(seen.expired(&spec, Duration::from_secs(1)), "never seen");
+        seen.see(&spec);
+        assert!(!seen.expired(&spec, Duration::from_secs(1)));
+        std::thread::sleep(Duration::from_millis(1100));
+        seen.see(&spec); // unchanged: the clock keeps running
+        assert!(seen.expired(&spec, Duration::from_secs(1)));
+    }
+}
