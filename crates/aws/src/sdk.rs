@@ -97,6 +97,7 @@ pub struct SdkBackend {
     quota_values: Mutex<BTreeMap<String, CachedQuota>>,
     region: String,
     timeouts: AwsTimeouts,
+    quota_ttl: Duration,
 }
 
 impl SdkBackend {
@@ -158,6 +159,7 @@ impl SdkBackend {
             quota_codes: Mutex::new(BTreeMap::new()),
             quota_values: Mutex::new(BTreeMap::new()),
             region,
+            quota_ttl: QUOTA_TTL,
             timeouts: config
                 .timeout_config()
                 .and_then(|t| {
@@ -172,6 +174,12 @@ impl SdkBackend {
 
     pub fn calls(&self) -> &CallCounter {
         &self.calls
+    }
+
+    /// How long a quota value is used before it is read again (5 minutes unless changed).
+    pub fn with_quota_ttl(mut self, ttl: Duration) -> Self {
+        self.quota_ttl = ttl;
+        self
     }
 
     /// Sends one request, counts it, classifies its error, and retries the recoverable errors the
@@ -685,7 +693,7 @@ impl AutoscalingBackend for SdkBackend {
             .cloned()
             .unwrap_or_default();
         if let Some((read_at, quota)) = &cached.value
-            && read_at.elapsed() < QUOTA_TTL
+            && read_at.elapsed() < self.quota_ttl
         {
             return QuotaReading {
                 lookup: QuotaLookup::Known(quota.clone()),

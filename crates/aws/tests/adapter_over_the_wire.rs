@@ -322,3 +322,95 @@ async fn an_unreachable_endpoint_is_recoverable() {
         panic!("quota cannot be read")
     };
 }
+
+#[tokio::test]
+async fn the_newest_activity_is_chosen_by_time_not_by_its_text() {
+    let (server, aws) = setup(QuotaTable::default()).await;
+    // As text, "…:38.5Z" sorts after "…:38.52Z"; in time it is older.
+    for (t, code) in [
+        (1_700_000_018.5, "Successful"),
+        (1_700_000_018.52, "Failed"),
+    ] {
+        server.account.lock().unwrap().add_activity(Activity {
+            activity_id: String::new(),
+            service_namespace: "sagemaker".into(),
+            resource_id: RID.into(),
+            scalable_dimension: "sagemaker:variant:DesiredInstanceCount".into(),
+            description: "Setting desired instance count to 2.".into(),
+            cause: String::new(),
+            start_time: t,
+            end_time: None,
+            status_code: code.into(),
+            status_message: None,
+        });
+    }
+    let activities = aws.recent_activities(RID, 5).await.unwrap();
+    assert_eq!(activities[0].status_code, "Failed", "{activities:#?}");
+}
+
+#[tokio::test]
+async fn each_region_holds_its_own_configuration() {
+    let (server, east) = setup(QuotaTable::default()).await;
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region("eu-west-1")
+        .endpoint_url(server.url())
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .load()
+        .await;
+    let west = SdkBackend::from_config(&config, CallCounter::default()).unwrap();
+    east.register_target(&target(0, 4), None).await.unwrap();
+    assert!(east.describe_target(RID).await.unwrap().is_some());
+    assert_eq!(
+        west.describe_target(RID).await.unwrap(),
+        None,
+        "like AWS: per region"
+    );
+    west.register_target(&target(1, 2), None).await.unwrap();
+    let east_max = east
+        .describe_target(RID)
+        .await
+        .unwrap()
+        .unwrap()
+        .target
+        .max_capacity;
+    assert_eq!(east_max, 4);
+}
+
+#[tokio::test]
+async fn a_failed_quota_refresh_serves_the_last_value_read() {
+    let quotas = asyncscale_sim::quota_table(&["ml.g4dn.xlarge=4".into()], &[]).unwrap();
+    let (server, aws) = setup(quotas).await;
+    let aws = aws.with_quota_ttl(std::time::Duration::ZERO);
+    assert!(matches!(
+        aws.instance_quota("ml.g4dn.xlarge").await.lookup,
+        QuotaLookup::Known(_)
+    ));
+    server
+        .account
+        .lock()
+        .unwrap()
+        .faults
+        .push(asyncscale_sim::Fault {
+            service: None,
+            operation: "GetServiceQuota".into(),
+            code: Some("TooManyRequestsException".into()),
+            status: 400,
+            message: None,
+            count: 0,
+            delay_seconds: 0.0,
+        });
+    let reading = aws.instance_quota("ml.g4dn.xlarge").await;
+    let QuotaLookup::Stale { quota, reason } = &reading.lookup else {
+        panic!("the last value stays: {reading:?}")
+    };
+    assert_eq!(quota.value, 4.0);
+    assert!(reason.contains("TooManyRequestsException"), "{reason}");
+    assert_eq!(
+        reading.error.map(|e| e.class),
+        Some(ErrorClass::Recoverable)
+    );
+    // The failure is remembered for a moment: a fleet does not hammer Service Quotas.
+    let gets = aws.calls().count(|op| op == "GetServiceQuota");
+    aws.instance_quota("ml.g4dn.xlarge").await;
+    assert_eq!(aws.calls().count(|op| op == "GetServiceQuota"), gets);
+}

@@ -187,6 +187,14 @@ async fn release(api: &Api<Lease>, config: &LeaseConfig) {
     }
 }
 
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Holds the Lease until `stop` turns true: `leading` tells whether this replica leads, and
 /// `leadership` fences every AWS write. Each API attempt is bounded, so a hung connection counts
 /// as a failed renewal instead of stalling the loop.
@@ -199,6 +207,25 @@ pub async fn run_elector(
 ) {
     let mut observed = Observation::default();
     let attempt_timeout = config.renew_deadline().min(config.duration / 2);
+    let leading = std::sync::Arc::new(leading);
+    // The fence closes by itself at the renew deadline; this tells the controllers at once too,
+    // even while a renewal attempt hangs.
+    let watchdog = {
+        let (leadership, leading) = (leadership.clone(), leading.clone());
+        let tick = (config.retry_period() / 4).max(Duration::from_millis(20));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(tick).await;
+                if *leading.borrow()
+                    && let Err(why) = leadership.check()
+                {
+                    tracing::warn!(reason = %why, "lost leadership");
+                    leading.send_replace(false);
+                }
+            }
+        })
+    };
+    let _stop_watchdog = AbortOnDrop(watchdog);
     loop {
         let started = Instant::now();
         let attempt = tokio::time::timeout(

@@ -56,6 +56,19 @@ impl Error {
         }
     }
 
+    /// When the reconcile already counted this failure and chose its retry (an AWS error).
+    pub fn retry_in(&self) -> Option<Duration> {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Aws { retry_in, .. } => Some(*retry_in),
+            Error::Finalizer(inner) => match inner.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.retry_in(),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// kube's finalizer helper adds the finalizer with a JSON patch that tests the list it saw in
     /// the watch cache; a cache older than the server fails that test (422) or the write (409).
     /// That is an ordinary conflict, not a failure: retry at once, no warning, no backoff step.
@@ -498,17 +511,7 @@ pub fn error_policy(obj: Arc<AsyncEndpointScaling>, error: &Error, ctx: Arc<Cont
         tracing::debug!(resource = %key(&obj), error = %error, "the watch cache was behind the API server; retrying");
         return Action::requeue(Duration::from_millis(200));
     }
-    let delay = match error {
-        Error::Aws { retry_in, .. } => *retry_in,
-        Error::Finalizer(inner) => match inner.as_ref() {
-            kube::runtime::finalizer::Error::ApplyFailed(Error::Aws { retry_in, .. })
-            | kube::runtime::finalizer::Error::CleanupFailed(Error::Aws { retry_in, .. }) => {
-                *retry_in
-            }
-            _ => ctx.failed(&key(&obj)),
-        },
-        _ => ctx.failed(&key(&obj)),
-    };
+    let delay = error.retry_in().unwrap_or_else(|| ctx.failed(&key(&obj)));
     tracing::warn!(resource = %key(&obj), error = %error, kind = error.metric_label(), retry_in_s = delay.as_secs_f64(), "reconcile failed");
     Action::requeue(delay)
 }
@@ -604,21 +607,25 @@ fn project(value: &Value, fields: &Value) -> Value {
                 })
                 .collect(),
         ),
+        // In the list's own order: a list-map's order is the server's, not the field set's.
         Value::Array(items) => Value::Array(
-            fields
+            items
                 .iter()
-                .filter_map(|(k, sub)| {
-                    let item = if let Some(key) = k.strip_prefix("k:") {
-                        let key: serde_json::Map<String, Value> = serde_json::from_str(key).ok()?;
-                        items
-                            .iter()
-                            .find(|i| key.iter().all(|(kk, kv)| i.get(kk) == Some(kv)))?
-                    } else if let Some(v) = k.strip_prefix("v:") {
-                        let v: Value = serde_json::from_str(v).ok()?;
-                        items.iter().find(|i| **i == v)?
-                    } else {
-                        items.get(k.strip_prefix("i:")?.parse::<usize>().ok()?)?
-                    };
+                .enumerate()
+                .filter_map(|(index, item)| {
+                    let sub = fields.iter().find_map(|(k, sub)| {
+                        let named = if let Some(key) = k.strip_prefix("k:") {
+                            serde_json::from_str::<serde_json::Map<String, Value>>(key).is_ok_and(
+                                |key| key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)),
+                            )
+                        } else if let Some(v) = k.strip_prefix("v:") {
+                            serde_json::from_str::<Value>(v).is_ok_and(|v| v == *item)
+                        } else {
+                            k.strip_prefix("i:").and_then(|i| i.parse::<usize>().ok())
+                                == Some(index)
+                        };
+                        named.then_some(sub)
+                    })?;
                     Some(project(item, sub))
                 })
                 .collect(),

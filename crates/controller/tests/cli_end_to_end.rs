@@ -666,13 +666,17 @@ fn iam_policy_grants_exactly_the_calls_asyncscale_makes() {
             .replace("sdxl-async", "g5-async")
             .replace("ml.g4dn.xlarge", "ml.g5.xlarge"),
     );
-    for args in [
-        ["apply", file.to_str().unwrap()],
-        ["apply", min_one.to_str().unwrap()],
-        ["delete", file.to_str().unwrap()],
-        ["apply", other.to_str().unwrap()],
-        ["delete", other.to_str().unwrap()],
-    ] {
+    // Released with Retain (untagging the alarm); an alarm whose target is gone (its tags read).
+    let retained = manifest(
+        &dir,
+        "d.yaml",
+        &SDXL.replace("sdxl-async", "kept-async").replace(
+            "  maxCapacity: 20\n",
+            "  maxCapacity: 20\n  deletionPolicy: Retain\n",
+        ),
+    );
+    let orphaned = manifest(&dir, "e.yaml", &SDXL.replace("sdxl-async", "orphan-async"));
+    let run = |args: [&str; 2]| {
         let out = cli(&sim, &[args[0], "-f", args[1]]);
         assert!(
             out.status.success(),
@@ -680,7 +684,24 @@ fn iam_policy_grants_exactly_the_calls_asyncscale_makes() {
             stdout(&out),
             stderr(&out)
         );
+    };
+    for args in [
+        ["apply", file.to_str().unwrap()],
+        ["apply", min_one.to_str().unwrap()],
+        ["delete", file.to_str().unwrap()],
+        ["apply", other.to_str().unwrap()],
+        ["delete", other.to_str().unwrap()],
+        ["apply", retained.to_str().unwrap()],
+        ["delete", retained.to_str().unwrap()],
+        ["apply", orphaned.to_str().unwrap()],
+    ] {
+        run(args);
     }
+    sim.aws(
+        "AnyScaleFrontendService.DeregisterScalableTarget",
+        json!({"ServiceNamespace": "sagemaker", "ResourceId": "endpoint/orphan-async/variant/AllTraffic", "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}),
+    );
+    run(["delete", orphaned.to_str().unwrap()]);
 
     let mut used = std::collections::BTreeSet::new();
     for (service, ops) in sim.calls().as_object().unwrap() {
@@ -732,4 +753,295 @@ fn iam_policy_grants_exactly_the_calls_asyncscale_makes() {
         .filter(|a| !used.contains(*a) && a.as_str() != "cloudwatch:TagResource")
         .collect();
     assert!(unused.is_empty(), "granted but never called: {unused:?}");
+}
+
+// ---- When AWS fails, one call at a time (issue 13), through POST /_sim/faults ----
+
+impl Sim {
+    /// Answers the next `count` requests for `operation` with `code` (0: until cleared).
+    fn fault(&self, operation: &str, code: &str, count: u32) {
+        let body = json!({"operation": operation, "code": code, "count": count}).to_string();
+        let (status, text) = self.http("POST", "/_sim/faults", &[], &body);
+        assert_eq!(status, 204, "{text}");
+    }
+
+    fn clear_faults(&self) {
+        self.http("DELETE", "/_sim/faults", &[], "");
+    }
+
+    fn target_max(&self) -> i64 {
+        self.state()["ScalableTargets"][0]["MaxCapacity"]
+            .as_i64()
+            .unwrap()
+    }
+}
+
+#[test]
+fn a_failed_quota_read_never_lifts_the_clamp() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
+    let dir = tempdir::Dir::new("quota-fault");
+    let file = manifest(&dir, "sdxl.yaml", SDXL);
+    let file = file.to_str().unwrap();
+    assert!(cli(&sim, &["apply", "-f", file]).status.success());
+    assert_eq!(sim.target_max(), 4, "clamped 20 → 4");
+
+    // Service Quotas throttles every attempt of this run (the SDK retries it twice).
+    sim.fault("GetServiceQuota", "TooManyRequestsException", 0);
+    let writes_before = writes(&sim.calls());
+    let plan = cli(&sim, &["plan", "-f", file]);
+    assert!(
+        !stdout(&plan).contains("maxCapacity 4 → 20"),
+        "{}",
+        stdout(&plan)
+    );
+    let apply = cli(&sim, &["apply", "-f", file]);
+    let out = stdout(&apply);
+    assert_eq!(apply.status.code(), Some(1), "not converged: {out}");
+    assert_eq!(sim.target_max(), 4, "the clamp holds: {out}");
+    assert_eq!(writes(&sim.calls()), writes_before, "no AWS write: {out}");
+    assert!(
+        out.contains("QuotaClamped    Unknown  QuotaUnknown"),
+        "{out}"
+    );
+    assert!(out.contains("MaxCapacity stays at 4"), "{out}");
+    assert!(out.contains("TooManyRequestsException"), "{out}");
+
+    sim.clear_faults();
+    let apply = cli(&sim, &["apply", "-f", file]);
+    assert!(apply.status.success(), "{}", stdout(&apply));
+    assert!(stdout(&apply).contains("in sync: no changes"));
+}
+
+#[test]
+fn with_the_quota_unknown_a_first_registration_uses_max_capacity_as_written() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
+    let dir = tempdir::Dir::new("quota-first");
+    let file = manifest(&dir, "sdxl.yaml", SDXL);
+    sim.fault("GetServiceQuota", "TooManyRequestsException", 0);
+    let apply = cli(&sim, &["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(
+        apply.status.code(),
+        Some(1),
+        "the quota is still to be read"
+    );
+    assert_eq!(sim.target_max(), 20);
+    assert!(
+        stdout(&apply).contains("registered with maxCapacity 20 as written"),
+        "{}",
+        stdout(&apply)
+    );
+}
+
+#[test]
+fn a_policy_not_found_right_after_registering_is_retried() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
+    let dir = tempdir::Dir::new("eventual");
+    let file = manifest(&dir, "sdxl.yaml", SDXL);
+    // AWS: "there might be a brief delay until the operation achieves eventual consistency".
+    sim.fault("PutScalingPolicy", "ObjectNotFoundException", 1);
+    let apply = cli(&sim, &["apply", "-f", file.to_str().unwrap()]);
+    assert!(
+        apply.status.success(),
+        "{}{}",
+        stdout(&apply),
+        stderr(&apply)
+    );
+    assert_eq!(sim.state()["ScalingPolicies"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        sim.calls()["application-autoscaling"]["PutScalingPolicy"],
+        3
+    );
+}
+
+#[test]
+fn a_target_handed_back_to_another_tool_is_no_longer_suspended() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
+    let dir = tempdir::Dir::new("handback");
+    // Set up by hand: a target and the team's own policy.
+    let (status, body) = sim.aws(
+        "AnyScaleFrontendService.RegisterScalableTarget",
+        json!({"ServiceNamespace": "sagemaker", "ResourceId": RID, "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "MinCapacity": 0, "MaxCapacity": 3}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = sim.aws(
+        "AnyScaleFrontendService.PutScalingPolicy",
+        json!({"PolicyName": "team-policy", "ServiceNamespace": "sagemaker", "ResourceId": RID,
+               "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "PolicyType": "StepScaling",
+               "StepScalingPolicyConfiguration": {"AdjustmentType": "ExactCapacity", "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 2}]}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let file = manifest(
+        &dir,
+        "sdxl.yaml",
+        &SDXL
+            .replace(
+                "metadata: {",
+                "metadata: {annotations: {asyncscale.io/adopt: \"true\"}, ",
+            )
+            .replace(
+                "  maxCapacity: 20\n",
+                "  maxCapacity: 20\n  suspend: true\n",
+            ),
+    );
+    let file = file.to_str().unwrap();
+    assert!(cli(&sim, &["apply", "-f", file]).status.success());
+    assert_eq!(
+        sim.state()["ScalableTargets"][0]["SuspendedState"]["DynamicScalingOutSuspended"],
+        true
+    );
+    let delete = cli(&sim, &["delete", "-f", file]);
+    assert!(delete.status.success(), "{}", stdout(&delete));
+    let state = sim.state();
+    assert_eq!(
+        state["ScalableTargets"][0]["SuspendedState"],
+        json!({"DynamicScalingInSuspended": false, "DynamicScalingOutSuspended": false, "ScheduledScalingSuspended": false}),
+        "{}",
+        stdout(&delete)
+    );
+    assert_eq!(state["ScalingPolicies"][0]["PolicyName"], "team-policy");
+}
+
+#[test]
+fn deleting_a_resource_that_never_owned_the_variant_spares_the_owners_alarm() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
+    let dir = tempdir::Dir::new("alarm-owner");
+    let owner = manifest(&dir, "owner.yaml", SDXL);
+    assert!(
+        cli(&sim, &["apply", "-f", owner.to_str().unwrap()])
+            .status
+            .success()
+    );
+    // The target disappears (deregistered by hand); the owner's alarm stays.
+    let (status, _) = sim.aws(
+        "AnyScaleFrontendService.DeregisterScalableTarget",
+        json!({"ServiceNamespace": "sagemaker", "ResourceId": RID, "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}),
+    );
+    assert_eq!(status, 200);
+    let stranger = manifest(
+        &dir,
+        "stranger.yaml",
+        &SDXL.replace("name: sdxl,", "name: stranger,"),
+    );
+    let delete = cli(&sim, &["delete", "-f", stranger.to_str().unwrap()]);
+    assert!(delete.status.success(), "{}", stdout(&delete));
+    let alarms = sim.state()["MetricAlarms"].clone();
+    assert!(
+        alarms
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["AlarmName"] == ALARM),
+        "the owner's alarm stays: {}",
+        stdout(&delete)
+    );
+    // Its owner may still clean it up.
+    assert!(
+        cli(&sim, &["delete", "-f", owner.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert!(
+        sim.state()["MetricAlarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["AlarmName"] != ALARM)
+    );
+}
+
+#[test]
+fn the_longest_names_kubernetes_allows_fit_aws_tag_limits() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
+    let dir = tempdir::Dir::new("long-names");
+    let (namespace, name) = ("n".repeat(63), "a".repeat(253));
+    let file = manifest(
+        &dir,
+        "long.yaml",
+        &SDXL.replace(
+            "metadata: {name: sdxl, namespace: ml}",
+            &format!("metadata: {{name: {name}, namespace: {namespace}}}"),
+        ),
+    );
+    let file = file.to_str().unwrap();
+    let apply = cli(&sim, &["apply", "-f", file]);
+    assert!(
+        apply.status.success(),
+        "{}{}",
+        stdout(&apply),
+        stderr(&apply)
+    );
+    let owner_tag = sim.state()["ScalableTargets"][0]["Tags"]["asyncscale.io/owner"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(owner_tag.len() <= 256, "{}", owner_tag.len());
+    let again = cli(&sim, &["apply", "-f", file]);
+    assert!(
+        stdout(&again).contains("in sync: no changes"),
+        "recognised as ours"
+    );
+    // The local endpoint refuses what AWS refuses.
+    let (status, body) = sim.aws(
+        "AnyScaleFrontendService.RegisterScalableTarget",
+        json!({"ServiceNamespace": "sagemaker", "ResourceId": "endpoint/x/variant/y", "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+               "MinCapacity": 0, "MaxCapacity": 1, "Tags": {"k": "v".repeat(257)}}),
+    );
+    assert_eq!(status, 400);
+    assert!(body.contains("ValidationException"), "{body}");
+}
+
+#[test]
+fn an_unset_region_and_the_default_region_are_the_same_place() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
+    let dir = tempdir::Dir::new("dup-region");
+    let file = manifest(
+        &dir,
+        "two.yaml",
+        &format!(
+            "{SDXL}---\n{}",
+            SDXL.replace("name: sdxl,", "name: twin,").replace(
+                "  maxCapacity: 20\n",
+                "  maxCapacity: 20\n  region: us-east-1\n"
+            )
+        ),
+    );
+    let apply = cli(&sim, &["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(apply.status.code(), Some(1));
+    assert!(
+        stderr(&apply).contains("is also managed by"),
+        "{}",
+        stderr(&apply)
+    );
+    assert_eq!(total_calls(&sim.calls()), 0, "nothing reached AWS");
+}
+
+#[test]
+fn a_hung_aws_endpoint_times_out_instead_of_hanging() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
+    let dir = tempdir::Dir::new("hang");
+    let file = manifest(&dir, "sdxl.yaml", SDXL);
+    let body = json!({"operation": "DescribeScalableTargets", "delaySeconds": 120, "count": 0})
+        .to_string();
+    assert_eq!(sim.http("POST", "/_sim/faults", &[], &body).0, 204);
+    let started = std::time::Instant::now();
+    let plan = cli(
+        &sim,
+        &[
+            "plan",
+            "-f",
+            file.to_str().unwrap(),
+            "--aws-attempt-timeout",
+            "1s",
+            "--aws-call-timeout",
+            "3s",
+        ],
+    );
+    let took = started.elapsed();
+    assert_eq!(plan.status.code(), Some(1), "{}", stdout(&plan));
+    assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+    assert!(
+        stdout(&plan).contains("did not answer within"),
+        "{}",
+        stdout(&plan)
+    );
 }

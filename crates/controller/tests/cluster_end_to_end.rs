@@ -95,6 +95,16 @@ async fn cluster(tag: &str) -> Cluster {
 impl Cluster {
     /// `asyncscale run` against this cluster; returns the process and its metrics address.
     fn controller(&self, pod: &str, extra: &[&str]) -> (Process, String) {
+        self.controller_through(&self.kubeconfig, pod, extra)
+    }
+
+    /// A controller that reaches the API server through `kubeconfig` (a proxy, say).
+    fn controller_through(
+        &self,
+        kubeconfig: &PathBuf,
+        pod: &str,
+        extra: &[&str],
+    ) -> (Process, String) {
         let metrics_addr = format!("127.0.0.1:{}", free_port());
         let child = Command::new(BIN)
             .args([
@@ -109,7 +119,7 @@ impl Cluster {
                 "json",
             ])
             .args(extra)
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
             .env("AWS_SECRET_ACCESS_KEY", "secret")
             .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -396,4 +406,182 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_within_the_lease_du
         "within the lease duration and its grace: {took:?}"
     );
     let _ = &first_addr;
+}
+
+/// A TCP proxy in front of the API server for one replica. `cut` turns it into a black hole:
+/// open connections drop, new ones are accepted and never answered (a partition, not a refusal).
+struct Partition {
+    addr: String,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pipes: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    _accept: tokio::task::JoinHandle<()>,
+}
+
+impl Partition {
+    async fn in_front_of(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pipes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = {
+            let (cut, pipes) = (cut.clone(), pipes.clone());
+            tokio::spawn(async move {
+                let mut held = Vec::new();
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if cut.load(std::sync::atomic::Ordering::SeqCst) {
+                        held.push(client); // accepted, never answered
+                        continue;
+                    }
+                    let upstream = upstream.clone();
+                    pipes.lock().unwrap().push(tokio::spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    }));
+                }
+            })
+        };
+        Partition {
+            addr,
+            cut,
+            pipes,
+            _accept: accept,
+        }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for pipe in self.pipes.lock().unwrap().drain(..) {
+            pipe.abort();
+        }
+    }
+}
+
+fn max_capacity_in_aws(aws: &str) -> Option<i64> {
+    let state: Value = serde_json::from_str(&http_get(aws, "/_sim/state").1).ok()?;
+    state["ScalableTargets"][0]["MaxCapacity"].as_i64()
+}
+
+/// Issue 15, item 1: a leader cut off from the API server while AWS stays reachable must stop
+/// writing before a standby may take the Lease; before the fix it kept reconciling its stale spec
+/// and AWS's MaxCapacity flapped between the two replicas' views.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_the_api_server_stops_writing_before_a_standby_takes_over() {
+    let cluster = cluster("partition").await;
+    let emulator = std::fs::read_to_string(&cluster.kubeconfig).unwrap();
+    let server = emulator
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: http://"))
+        .unwrap()
+        .to_string();
+    let partition = Partition::in_front_of(server.clone()).await;
+    let cut_off_kubeconfig = std::env::temp_dir().join(format!(
+        "asyncscale-e2e-kubeconfig-partitioned-{}",
+        std::process::id()
+    ));
+    std::fs::write(
+        &cut_off_kubeconfig,
+        emulator.replace(&server, &partition.addr),
+    )
+    .unwrap();
+    let flags = [
+        "--leader-elect",
+        "--lease-namespace",
+        "asyncscale-system",
+        "--lease-duration",
+        "4s",
+        "--resync",
+        "1s",
+    ];
+    let (_first, first_addr) =
+        cluster.controller_through(&cut_off_kubeconfig, "asyncscale-0", &flags);
+    until("the first replica to lead", Duration::from_secs(20), || {
+        TcpStream::connect(&first_addr).is_ok()
+            && metric(&first_addr, "asyncscale_leader") == Some(1.0)
+    });
+    let (_second, second_addr) = cluster.controller("asyncscale-1", &flags);
+    until("the standby to be ready", Duration::from_secs(20), || {
+        TcpStream::connect(&second_addr).is_ok() && http_get(&second_addr, "/readyz").0 == 200
+    });
+    let manifest =
+        std::env::temp_dir().join(format!("asyncscale-e2e-split-{}.yaml", std::process::id()));
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: ml}\n---\napiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {name: sdxl, namespace: ml}\nspec: {endpointName: sdxl-async, instanceType: ml.g4dn.xlarge, maxCapacity: 2, targetTracking: {targetValue: 5}}\n",
+    )
+    .unwrap();
+    let apply = kubectl(
+        &cluster.kubeconfig,
+        &["apply", "-f", manifest.to_str().unwrap()],
+    );
+    assert!(
+        apply.status.success(),
+        "{}",
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    until(
+        "the leader to set MaxCapacity 2",
+        Duration::from_secs(30),
+        || max_capacity_in_aws(&cluster.aws) == Some(2),
+    );
+
+    // The leader loses the API server; AWS stays reachable for it.
+    let cut = Instant::now();
+    partition.cut();
+    until(
+        "the cut-off leader to stop leading",
+        Duration::from_secs(10),
+        || metric(&first_addr, "asyncscale_leader") == Some(0.0),
+    );
+    let stopped = cut.elapsed();
+    until("the standby to take over", Duration::from_secs(20), || {
+        metric(&second_addr, "asyncscale_leader") == Some(1.0)
+    });
+    let took_over = cut.elapsed();
+    eprintln!(
+        "cut-off leader stopped after {:.1} s; standby led after {:.1} s (lease 4 s)",
+        stopped.as_secs_f64(),
+        took_over.as_secs_f64()
+    );
+    assert!(
+        stopped < took_over,
+        "the old leader stops before the new one starts"
+    );
+
+    let patch = kubectl(
+        &cluster.kubeconfig,
+        &[
+            "patch",
+            "aes",
+            "sdxl",
+            "-n",
+            "ml",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"maxCapacity":1}}"#,
+        ],
+    );
+    assert!(
+        patch.status.success(),
+        "{}",
+        String::from_utf8_lossy(&patch.stderr)
+    );
+    until(
+        "the new leader to set MaxCapacity 1",
+        Duration::from_secs(30),
+        || max_capacity_in_aws(&cluster.aws) == Some(1),
+    );
+    // With a 1 s resync, the old leader would rewrite 2 within a second or two if it still wrote.
+    let watch_until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < watch_until {
+        assert_eq!(
+            max_capacity_in_aws(&cluster.aws),
+            Some(1),
+            "MaxCapacity flapped: split brain"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_file(&manifest);
+    let _ = std::fs::remove_file(&cut_off_kubeconfig);
 }

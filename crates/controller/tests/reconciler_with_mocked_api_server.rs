@@ -70,11 +70,21 @@ impl FakeApiServer {
                     query,
                     body: body.clone(),
                 });
+                // Every write makes a new resourceVersion, as on the real API server.
+                let bump = |object: &mut Value| {
+                    let rv: u64 = object["metadata"]["resourceVersion"]
+                        .as_str()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    object["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
+                };
                 let answer = if path.ends_with("/status") {
                     current["status"] = body["status"].clone();
+                    bump(&mut current);
                     current.clone()
                 } else if path.contains("/asyncendpointscalings/") {
                     apply_json_patch(&mut current, &body);
+                    bump(&mut current);
                     current.clone()
                 } else {
                     // events.k8s.io: the created (or patched) Event, as the API server returns it.
@@ -569,5 +579,287 @@ async fn an_invalid_spec_is_reported_without_touching_aws() {
             .as_str()
             .unwrap()
             .starts_with("spec.scaleFromZero.periodSeconds: ")
+    );
+}
+
+// ---- The controller under partitions and hangs (issue 15) ----
+
+use asyncscale_controller::reconciler::{WatchedStore, error_policy};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector;
+use kube::runtime::watcher;
+
+/// A watch cache holding `objects`, synced and covering every namespace.
+fn store_of(objects: &[&AsyncEndpointScaling]) -> WatchedStore {
+    let (store, mut writer) = reflector::store::<AsyncEndpointScaling>();
+    for o in objects {
+        writer.apply_watcher_event(&watcher::Event::Apply((*o).clone()));
+    }
+    WatchedStore {
+        store,
+        synced: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        all_namespaces: true,
+    }
+}
+
+fn created_at(
+    mut object: AsyncEndpointScaling,
+    seconds: i64,
+    uid: &str,
+    name: &str,
+) -> AsyncEndpointScaling {
+    object.metadata.creation_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 + seconds).unwrap(),
+        ));
+    object.metadata.uid = Some(uid.into());
+    object.metadata.name = Some(name.into());
+    object
+}
+
+#[tokio::test]
+async fn the_younger_of_two_resources_for_one_variant_is_refused_before_any_aws_call() {
+    let aws = sim().await;
+    let older = created_at(resource(json!({}), true, None), 0, "uid-old", "first");
+    let younger = created_at(
+        resource(json!({"region": "us-east-1"}), true, None),
+        60,
+        "uid-young",
+        "second",
+    );
+    let (client, api) = FakeApiServer::start(&younger);
+    let ctx = context(client, aws_at(&aws.url()).await);
+    ctx.watch_stores(vec![store_of(&[&older, &younger])]);
+    reconcile(Arc::new(younger), ctx).await.unwrap();
+    assert_eq!(aws_calls(&aws), 0, "no AWS call at all");
+    let patch = api
+        .seen()
+        .into_iter()
+        .rev()
+        .find(Seen::is_status_patch)
+        .unwrap();
+    let synced = condition(&patch.body["status"], "Synced");
+    assert_eq!(synced["reason"], "Conflict");
+    assert!(
+        synced["message"]
+            .as_str()
+            .unwrap()
+            .contains("ml/first (older)"),
+        "an unset region and the explicit default region are one place: {synced}"
+    );
+}
+
+#[tokio::test]
+async fn a_status_field_of_another_manager_does_not_make_the_controller_patch_forever() {
+    let aws = sim().await;
+    let mut status = converge_once(&aws).await;
+    // `kubectl patch --subresource=status` by someone else: a condition asyncscale never sets.
+    status
+        .conditions
+        .push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: "ReviewedByOps".into(),
+            status: "True".into(),
+            reason: "Reviewed".into(),
+            message: "looked fine".into(),
+            observed_generation: None,
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+        });
+    let mut object = resource(json!({}), true, Some(&status));
+    // What the API server records: asyncscale owns its four conditions, ops owns theirs.
+    let ours: serde_json::Map<String, Value> = ["Ready", "Synced", "QuotaClamped", "ScalingHealthy"]
+        .iter()
+        .map(|t| {
+            (
+                format!("k:{{\"type\":\"{t}\"}}"),
+                json!({".": {}, "f:type": {}, "f:status": {}, "f:reason": {}, "f:message": {}, "f:lastTransitionTime": {}, "f:observedGeneration": {}}),
+            )
+        })
+        .collect();
+    let fields = |status: Value| serde_json::from_value(json!({"f:status": status})).unwrap();
+    object.metadata.managed_fields = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+            manager: Some("asyncscale".into()),
+            operation: Some("Apply".into()),
+            subresource: Some("status".into()),
+            fields_v1: Some(fields(json!({
+                "f:observedGeneration": {}, "f:effectiveMaxCapacity": {}, "f:quota": {"f:name": {}, "f:code": {}, "f:value": {}, "f:source": {}},
+                "f:scalableTarget": {"f:resourceId": {}, "f:arn": {}},
+                "f:targetTrackingPolicy": {"f:name": {}, "f:arn": {}},
+                "f:scaleFromZeroPolicy": {"f:name": {}, "f:arn": {}},
+                "f:scaleFromZeroAlarm": {"f:name": {}, "f:arn": {}, "f:state": {}},
+                "f:conditions": Value::Object(ours),
+            }))),
+            ..Default::default()
+        },
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+            manager: Some("kubectl-patch".into()),
+            operation: Some("Update".into()),
+            subresource: Some("status".into()),
+            fields_v1: Some(fields(
+                json!({"f:conditions": {"k:{\"type\":\"ReviewedByOps\"}": {}}}),
+            )),
+            ..Default::default()
+        },
+    ]);
+    let (client, api) = FakeApiServer::start(&object);
+    reconcile(Arc::new(object), context(client, aws_at(&aws.url()).await))
+        .await
+        .unwrap();
+    assert!(
+        api.seen().iter().all(|s| !s.is_status_patch()),
+        "nothing of ours changed: no patch, so no watch event, so no hot loop: {:#?}",
+        api.seen()
+    );
+}
+
+#[tokio::test]
+async fn the_watch_event_of_our_own_status_write_makes_no_aws_call() {
+    let aws = sim().await;
+    let object = resource(json!({}), true, None);
+    let (client, api) = FakeApiServer::start(&object);
+    let ctx = context(client, aws_at(&aws.url()).await);
+    reconcile(Arc::new(object), ctx.clone()).await.unwrap();
+    let patch = api
+        .seen()
+        .into_iter()
+        .rev()
+        .find(Seen::is_status_patch)
+        .unwrap();
+    let calls = aws_calls(&aws);
+    // The object as the watch now delivers it: our status, the resourceVersion of our write.
+    let mut echo = resource(
+        json!({}),
+        true,
+        Some(&serde_json::from_value(patch.body["status"].clone()).unwrap()),
+    );
+    // The fake bumped the version on each of the two status writes (initial, final): 7 → 9.
+    echo.metadata.resource_version = Some("9".into());
+    let action = reconcile(Arc::new(echo.clone()), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(aws_calls(&aws), calls, "no AWS read for our own echo");
+    assert!(
+        action != Action::await_change(),
+        "the resync still comes: {action:?}"
+    );
+    // A spec change (a new resourceVersion) is read from AWS at once.
+    echo.metadata.resource_version = Some("99".into());
+    reconcile(Arc::new(echo), ctx).await.unwrap();
+    assert!(aws_calls(&aws) > calls);
+}
+
+#[tokio::test]
+async fn a_conflict_resets_the_backoff_so_the_next_failure_starts_short() {
+    let object = created_at(resource(json!({}), true, None), 0, "0a1b", "sdxl");
+    let (client, _api) = FakeApiServer::start(&object);
+    let unreachable = context(client, aws_at("http://127.0.0.1:9").await);
+    // Three recoverable failures: the delay grows.
+    let mut last = std::time::Duration::ZERO;
+    for _ in 0..3 {
+        let mut fresh = object.clone();
+        fresh.metadata.resource_version = None;
+        let err = reconcile(Arc::new(fresh.clone()), unreachable.clone())
+            .await
+            .unwrap_err();
+        error_policy(Arc::new(fresh), &err, unreachable.clone());
+        last = err.retry_in().expect("an AWS failure chooses its retry");
+    }
+    assert!(
+        last >= std::time::Duration::from_secs(10),
+        "third failure: {last:?}"
+    );
+    // Then a conflict (the younger of two claimants), which is not a failure to back off from.
+    let older = created_at(resource(json!({}), true, None), -60, "uid-old", "first");
+    unreachable.watch_stores(vec![store_of(&[&older, &object])]);
+    let mut fresh = object.clone();
+    fresh.metadata.resource_version = None;
+    reconcile(Arc::new(fresh.clone()), unreachable.clone())
+        .await
+        .unwrap();
+    unreachable.watch_stores(vec![]);
+    let err = reconcile(Arc::new(fresh), unreachable).await.unwrap_err();
+    let retry_in = err.retry_in().expect("an AWS failure");
+    assert!(
+        retry_in <= std::time::Duration::from_secs(5),
+        "starts afresh: {retry_in:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_finalizer_patch_refused_for_a_stale_cache_is_retried_at_once_without_backoff() {
+    let aws = sim().await;
+    let object = resource(json!({}), false, None);
+    let (client, _api) = FakeApiServer::start(&object);
+    let ctx = context(client, aws_at(&aws.url()).await);
+    let stale = kube::Error::Api(
+        serde_json::from_value(json!({"status": "Failure", "message": "the server rejected our request due to an error in our request", "reason": "Invalid", "code": 422})).unwrap(),
+    );
+    let error = asyncscale_controller::reconciler::Error::Finalizer(Box::new(
+        kube::runtime::finalizer::Error::AddFinalizer(stale),
+    ));
+    let action = error_policy(Arc::new(object), &error, ctx);
+    assert_eq!(
+        action,
+        Action::requeue(std::time::Duration::from_millis(200))
+    );
+}
+
+#[tokio::test]
+async fn a_target_whose_owner_uid_no_longer_exists_is_adopted_when_asked() {
+    let aws = sim().await;
+    // Retained long ago by a resource of the same name, before Retain released ownership.
+    let mut old = resource(json!({}), true, None);
+    old.metadata.uid = Some("uid-gone".into());
+    let (client, _api) = FakeApiServer::start(&old);
+    reconcile(Arc::new(old), context(client, aws_at(&aws.url()).await))
+        .await
+        .unwrap();
+    let mut object = resource(json!({}), true, None);
+    object.metadata.uid = Some("uid-new".into());
+    let (client, api) = FakeApiServer::start(&object);
+    let ctx = context(client, aws_at(&aws.url()).await);
+    ctx.watch_stores(vec![store_of(&[&object])]);
+    reconcile(Arc::new(object.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let patch = api
+        .seen()
+        .into_iter()
+        .rev()
+        .find(Seen::is_status_patch)
+        .unwrap();
+    let synced = condition(&patch.body["status"], "Synced");
+    assert_eq!(
+        synced["reason"], "Conflict",
+        "a different UID is another owner"
+    );
+    assert!(
+        synced["message"]
+            .as_str()
+            .unwrap()
+            .contains("no longer exists"),
+        "{synced}"
+    );
+
+    object
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert("asyncscale.io/adopt".into(), "true".into());
+    object.metadata.resource_version = Some("100".into());
+    api.clear();
+    reconcile(Arc::new(object), ctx).await.unwrap();
+    let state = aws.account.lock().unwrap().snapshot("us-east-1");
+    assert_eq!(
+        state["ScalableTargets"][0]["Tags"]["asyncscale.io/owner-uid"],
+        "uid-new"
+    );
+    assert!(
+        api.seen()
+            .iter()
+            .any(|s| s.event_reason() == Some("ScalableTargetAdopted")),
+        "an Event says so"
     );
 }

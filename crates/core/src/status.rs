@@ -377,13 +377,15 @@ pub fn keep_transition_times(previous: &[Condition], fresh: Vec<Condition>) -> V
         .collect()
 }
 
-/// True when two statuses differ only in condition timestamps: no patch is needed.
+/// True when two statuses differ only in condition timestamps (or in the order of conditions,
+/// a list keyed by type): no patch is needed.
 pub fn same_ignoring_time(a: &AsyncEndpointScalingStatus, b: &AsyncEndpointScalingStatus) -> bool {
     let strip = |s: &AsyncEndpointScalingStatus| {
         let mut s = s.clone();
         for c in &mut s.conditions {
             c.last_transition_time = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
         }
+        s.conditions.sort_by(|x, y| x.type_.cmp(&y.type_));
         s
     };
     strip(a) == strip(b)
