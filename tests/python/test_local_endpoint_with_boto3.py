@@ -123,5 +123,13 @@ def test_service_quotas(endpoint):
     with pytest.raises(sq.exceptions.NoSuchResourceException):
         sq.get_service_quota(ServiceCode="sagemaker", QuotaCode="L-1928E07B")
     assert sq.get_aws_default_service_quota(ServiceCode="sagemaker", QuotaCode="L-1928E07B")["Quota"]["Value"] == 2.0
-    names = [q["QuotaName"] for p in sq.get_paginator("list_aws_default_service_quotas").paginate(ServiceCode="sagemaker", PaginationConfig={"PageSize": 1}) for q in p["Quotas"]]
-    assert "ml.g5.xlarge for endpoint usage" in names and len(names) == 3
+    # Hundreds of quotas, as a real account has: every client must follow NextToken.
+    pages = list(sq.get_paginator("list_aws_default_service_quotas").paginate(ServiceCode="sagemaker"))
+    names = [q["QuotaName"] for p in pages for q in p["Quotas"]]
+    assert len(pages) > 5 and len(names) > 500 and len(set(names)) == len(names)
+    assert "ml.g5.xlarge for endpoint usage" in names and "ml.p4d.24xlarge for training job usage" in names
+    only = sq.list_service_quotas(ServiceCode="sagemaker", QuotaCode="L-B67CFA0C")["Quotas"]
+    assert [q["QuotaName"] for q in only] == ["ml.g4dn.xlarge for endpoint usage"]
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        sq.get_service_quota(ServiceCode="sagemaker", QuotaCode="1-not-a-code")
+    assert err.value.response["Error"]["Code"] == "ValidationException"

@@ -266,11 +266,16 @@ async fn quota_applied_then_default_then_unknown_with_codes_found_by_name() {
         (default.code.as_str(), default.value, default.source),
         ("L-1928E07B", 2.0, QuotaSource::Default)
     );
-    let QuotaLookup::Unknown { name, reason } = aws.instance_quota("ml.p4d.24xlarge").await.lookup
+    // Every real type has an AWS default (often 0); a type SageMaker does not have has no quota.
+    let QuotaLookup::Known(zero) = aws.instance_quota("ml.p4d.24xlarge").await.lookup else {
+        panic!("a default exists")
+    };
+    assert_eq!((zero.value, zero.source), (0.0, QuotaSource::Default));
+    let QuotaLookup::Unknown { name, reason } = aws.instance_quota("ml.zz9.xlarge").await.lookup
     else {
         panic!("unknown")
     };
-    assert_eq!(name, "ml.p4d.24xlarge for endpoint usage");
+    assert_eq!(name, "ml.zz9.xlarge for endpoint usage");
     assert!(reason.contains("no Service Quota named"), "{reason}");
 
     let gets_before = aws.calls().count(|op| op == "GetServiceQuota");

@@ -11,6 +11,27 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 
 use crate::quotas::known_quota_code;
+use crate::validation::{self, Service};
+
+const AAS: Service = Service::ApplicationAutoScaling;
+const CW: Service = Service::CloudWatch;
+
+/// ServiceNamespace and (when given) ScalableDimension against their enums: a typo is refused,
+/// never answered with an empty list.
+fn check_namespace_and_dimension(input: &Value) -> Result<(), ApiError> {
+    validation::one_of(
+        AAS,
+        s(input, "ServiceNamespace"),
+        "serviceNamespace",
+        validation::SERVICE_NAMESPACES,
+    )?;
+    validation::one_of(
+        AAS,
+        s(input, "ScalableDimension"),
+        "scalableDimension",
+        validation::SCALABLE_DIMENSIONS,
+    )
+}
 
 pub const ACCOUNT_ID: &str = "123456789012";
 const SAGEMAKER_DIMENSION: &str = "sagemaker:variant:DesiredInstanceCount";
@@ -264,10 +285,16 @@ fn page(
     default_max: usize,
     limit: usize,
 ) -> Result<(Vec<Value>, Option<String>), ApiError> {
+    // CloudWatch's only paged call here uses MaxRecords; its constraint errors are ValidationError.
+    let code = if max_field == "MaxRecords" {
+        "ValidationError"
+    } else {
+        "ValidationException"
+    };
     let max = match int(input, max_field) {
         Some(n) if n < 1 || n as usize > limit => {
             return Err(ApiError::new(
-                "ValidationException",
+                code,
                 format!(
                     "1 validation error detected: Value '{n}' at '{}' failed to satisfy constraint: Member must have value between 1 and {limit}",
                     lower_first(max_field)
@@ -466,24 +493,18 @@ impl Account {
         let namespace = required(input, "ServiceNamespace")?;
         let resource_id = required(input, "ResourceId")?;
         let dimension = required(input, "ScalableDimension")?;
+        check_namespace_and_dimension(input)?;
+        validation::length(AAS, Some(resource_id), "resourceId", 1, 1600)?;
+        validation::resource_id_chars(AAS, resource_id, "resourceId")?;
+        validation::dimension_belongs(namespace, dimension)?;
         if namespace == "sagemaker" {
-            if dimension != SAGEMAKER_DIMENSION
-                && dimension != "sagemaker:inference-component:DesiredCopyCount"
-            {
-                return Err(ApiError::new(
-                    "ValidationException",
-                    format!(
-                        "Unsupported scalable dimension '{dimension}' for service namespace 'sagemaker'"
-                    ),
-                ));
-            }
             let parts: Vec<&str> = resource_id.split('/').collect();
             let variant_ok = parts.len() == 4
                 && parts[0] == "endpoint"
                 && parts[2] == "variant"
                 && !parts[1].is_empty()
                 && !parts[3].is_empty();
-            if dimension == SAGEMAKER_DIMENSION && !variant_ok {
+            if dimension.starts_with("sagemaker:variant:") && !variant_ok {
                 return Err(ApiError::new(
                     "ValidationException",
                     format!(
@@ -581,6 +602,7 @@ impl Account {
 
     fn describe_scalable_targets(&mut self, input: &Value) -> ApiResult {
         let namespace = required(input, "ServiceNamespace")?;
+        check_namespace_and_dimension(input)?;
         let ids = string_list(input, "ResourceIds");
         at_most(&ids, "ResourceIds", 50)?;
         let dimension = s(input, "ScalableDimension");
@@ -630,12 +652,14 @@ impl Account {
     fn put_scaling_policy(&mut self, input: &Value, region: &str) -> ApiResult {
         let key = Self::target_key(input)?;
         let name = required(input, "PolicyName")?.to_string();
-        if name.chars().count() > 256 {
-            return Err(ApiError::new(
-                "ValidationException",
-                "PolicyName must be at most 256 characters",
-            ));
-        }
+        validation::length(AAS, Some(&name), "policyName", 1, 256)?;
+        validation::printable(AAS, Some(&name), "policyName")?;
+        validation::one_of(
+            AAS,
+            s(input, "PolicyType"),
+            "policyType",
+            validation::POLICY_TYPES,
+        )?;
         if !self.here.targets.contains_key(&key) {
             return Err(Self::no_target(&key));
         }
@@ -644,10 +668,16 @@ impl Account {
             .policies
             .get(&(key.clone(), name.clone()))
             .cloned();
+        // "This parameter is required if you are creating a scaling policy" (PutScalingPolicy).
         let policy_type = s(input, "PolicyType")
             .map(str::to_string)
             .or_else(|| existing.as_ref().map(|p| p.policy_type.clone()))
-            .unwrap_or_else(|| "StepScaling".into());
+            .ok_or_else(|| {
+                ApiError::new(
+                    "ValidationException",
+                    "1 validation error detected: Value null at 'policyType' failed to satisfy constraint: PolicyType is required when creating a scaling policy",
+                )
+            })?;
         if let Some(old) = &existing
             && old.policy_type != policy_type
         {
@@ -670,14 +700,7 @@ impl Account {
                         "TargetValue is required",
                     ));
                 }
-                if c.get("PredefinedMetricSpecification").is_none()
-                    && c.get("CustomizedMetricSpecification").is_none()
-                {
-                    return Err(ApiError::new(
-                        "ValidationException",
-                        "Either PredefinedMetricSpecification or CustomizedMetricSpecification is required",
-                    ));
-                }
+                validation::target_tracking(&key.0, &c)?;
                 c
             }
             "StepScaling" => {
@@ -685,6 +708,12 @@ impl Account {
                     .get("StepScalingPolicyConfiguration")
                     .cloned()
                     .unwrap_or_else(|| json!({}));
+                validation::one_of(
+                    AAS,
+                    s(&c, "MetricAggregationType"),
+                    "stepScalingPolicyConfiguration.metricAggregationType",
+                    validation::AGGREGATION_TYPES,
+                )?;
                 validate_step_configuration(&c)?;
                 c
             }
@@ -859,6 +888,7 @@ impl Account {
 
     fn describe_scaling_policies(&mut self, input: &Value) -> ApiResult {
         let namespace = required(input, "ServiceNamespace")?;
+        check_namespace_and_dimension(input)?;
         let names = string_list(input, "PolicyNames");
         at_most(&names, "PolicyNames", 50)?;
         let resource = s(input, "ResourceId");
@@ -896,6 +926,7 @@ impl Account {
 
     fn describe_scaling_activities(&mut self, input: &Value) -> ApiResult {
         let namespace = required(input, "ServiceNamespace")?;
+        check_namespace_and_dimension(input)?;
         let resource = s(input, "ResourceId");
         let dimension = s(input, "ScalableDimension");
         let mut matching: Vec<&Activity> = self
@@ -969,8 +1000,53 @@ impl Account {
     /// (state kept, tags ignored).
     fn put_metric_alarm(&mut self, input: &Value, region: &str) -> ApiResult {
         let name = required(input, "AlarmName")?.to_string();
-        if name.chars().count() > 255 {
-            return Err(invalid("AlarmName", "must be at most 255 characters"));
+        validation::length(CW, Some(&name), "alarmName", 1, 255)?;
+        validation::length(
+            CW,
+            s(input, "AlarmDescription"),
+            "alarmDescription",
+            0,
+            1024,
+        )?;
+        validation::one_of(
+            CW,
+            s(input, "Statistic"),
+            "statistic",
+            validation::CW_STATISTICS,
+        )?;
+        validation::one_of(CW, s(input, "Unit"), "unit", validation::CW_UNITS)?;
+        let metrics = input.get("Metrics").is_some_and(|m| !m.is_null());
+        let statistic = input.get("Statistic").is_some_and(|v| !v.is_null());
+        let extended = input.get("ExtendedStatistic").is_some_and(|v| !v.is_null());
+        if metrics {
+            if statistic || extended || input.get("MetricName").is_some() {
+                return Err(CW.error(
+                    "Statistic, ExtendedStatistic and MetricName should not be set if list of Metrics is set.",
+                ));
+            }
+        } else {
+            if statistic == extended {
+                return Err(CW.error(
+                    "Exactly one of Statistic and ExtendedStatistic must be set for a metric alarm.",
+                ));
+            }
+            for field in ["MetricName", "Namespace"] {
+                if s(input, field).is_none_or(str::is_empty) {
+                    return Err(CW.error(format!(
+                        "1 validation error detected: Value null at '{}' failed to satisfy constraint: {field} is required for a metric alarm without Metrics",
+                        validation::member(field)
+                    )));
+                }
+            }
+        }
+        let dimensions = input
+            .get("Dimensions")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        if dimensions > 30 {
+            return Err(CW.error(format!(
+                "1 validation error detected: Value at 'dimensions' failed to satisfy constraint: Member must have length less than or equal to 30 (got {dimensions})"
+            )));
         }
         let period = int(input, "Period")
             .ok_or_else(|| invalid("Period", "is required for a metric alarm"))?;
@@ -1023,8 +1099,18 @@ impl Account {
             ));
         }
         for field in ["AlarmActions", "OKActions", "InsufficientDataActions"] {
-            if string_list(input, field).len() > 5 {
-                return Err(invalid(field, "may list at most 5 actions"));
+            let actions = string_list(input, field);
+            if actions.len() > 5 {
+                return Err(CW.error(format!(
+                    "1 validation error detected: Value at '{}' failed to satisfy constraint: Member must have length less than or equal to 5",
+                    validation::member(field)
+                )));
+            }
+            if let Some(bad) = actions.iter().find(|a| !validation::is_arn(a)) {
+                return Err(ApiError::new(
+                    "InvalidParameterValue",
+                    format!("Invalid arn syntax: {bad}"),
+                ));
             }
         }
         let mut config = Map::new();
@@ -1085,6 +1171,16 @@ impl Account {
     fn describe_alarms(&mut self, input: &Value, region: &str) -> ApiResult {
         let names = string_list(input, "AlarmNames");
         let prefix = s(input, "AlarmNamePrefix");
+        validation::one_of(
+            CW,
+            s(input, "StateValue"),
+            "stateValue",
+            validation::ALARM_STATES,
+        )?;
+        for kind in string_list(input, "AlarmTypes") {
+            validation::one_of(CW, Some(&kind), "alarmTypes", validation::ALARM_TYPES)?;
+        }
+        validation::length(CW, prefix, "alarmNamePrefix", 1, 255)?;
         if names.len() > 100 {
             return Err(invalid("AlarmNames", "may list at most 100 names"));
         }
@@ -1282,6 +1378,7 @@ impl Account {
     fn get_service_quota(&mut self, input: &Value, region: &str, default: bool) -> ApiResult {
         let table = self.quota_table(input, default)?;
         let code = required(input, "QuotaCode")?;
+        check_quota_code(code)?;
         let found = table.iter().find(|(name, _)| quota_code(name) == code);
         match found {
             Some((name, value)) => {
@@ -1296,9 +1393,16 @@ impl Account {
 
     fn list_service_quotas(&mut self, input: &Value, region: &str, default: bool) -> ApiResult {
         let table = self.quota_table(input, default)?;
+        // ListServiceQuotas filters by QuotaCode; ListAWSDefaultServiceQuotas has no such member.
+        let only = if default { None } else { s(input, "QuotaCode") };
+        if let Some(code) = only {
+            check_quota_code(code)?;
+        }
         let items: Vec<Value> = table
             .iter()
-            .map(|(name, value)| self.quota_json(region, name, &quota_code(name), *value))
+            .map(|(name, value)| (name, value, quota_code(name)))
+            .filter(|(_, _, code)| only.is_none_or(|o| o == code))
+            .map(|(name, value, code)| self.quota_json(region, name, &code, *value))
             .collect();
         // §5.1: MaxResults 1-100. ASSUMPTION: AWS's default page size is not documented; 100.
         let (items, next) = page(items, input, "MaxResults", 100, 100)?;
@@ -1329,6 +1433,19 @@ impl Account {
             .collect();
         json!({ "ScalableTargets": targets, "ScalingPolicies": policies, "MetricAlarms": alarms })
     }
+}
+
+/// The QuotaCode pattern of the Service Quotas API model.
+fn check_quota_code(code: &str) -> Result<(), ApiError> {
+    if crate::quotas::is_quota_code(code) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        "ValidationException",
+        format!(
+            "1 validation error detected: Value '{code}' at 'quotaCode' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z][a-zA-Z0-9-]{{1,128}}"
+        ),
+    ))
 }
 
 /// Application Auto Scaling's tag map (`{"key": "value"}`).
@@ -1518,6 +1635,7 @@ fn validate_step_configuration(c: &Value) -> Result<(), ApiError> {
         }
         ranges.push((lo, hi));
     }
+    validation::step_bounds_reach_infinity(steps)?;
     ranges.sort_by(|a, b| a.0.total_cmp(&b.0));
     for pair in ranges.windows(2) {
         if pair[0].1 != pair[1].0 {

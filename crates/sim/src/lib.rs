@@ -6,6 +6,7 @@ pub mod cbor;
 pub mod model;
 pub mod quotas;
 pub mod server;
+pub mod validation;
 
 pub use account::{
     Account, Activity, ApiError, DEFAULT_REGION, Fault, QuotaTable, TargetTrackingAlarms,
@@ -15,7 +16,7 @@ pub use server::{SimServer, start, start_with_clock};
 /// Builds the quota table from `--quota TYPE=N` (applied values) and `--default-quota TYPE=N`.
 pub fn quota_table(applied: &[String], defaults: &[String]) -> Result<QuotaTable, String> {
     let mut table = QuotaTable::default();
-    table.defaults.extend(quotas::always_present_defaults());
+    table.defaults.extend(quotas::catalogue());
     for flag in applied {
         let (name, value) = quotas::parse_quota_flag(flag)?;
         table.applied.insert(name, value);

@@ -60,13 +60,172 @@ pub fn parse_quota_flag(flag: &str) -> Result<(String, f64), String> {
     Ok((format!("{instance_type} for endpoint usage"), value))
 }
 
-/// The quotas that exist in every account whatever the flags say.
-pub fn always_present_defaults() -> Vec<(String, f64)> {
-    vec![
+/// Instance types by family, as SageMaker lists them (a representative catalogue, not every type).
+const FAMILIES: &[(&str, &[&str])] = &[
+    ("t2", &["medium", "large", "xlarge", "2xlarge"]),
+    ("t3", &["medium", "large", "xlarge", "2xlarge"]),
+    (
+        "m4",
+        &["xlarge", "2xlarge", "4xlarge", "10xlarge", "16xlarge"],
+    ),
+    (
+        "m5",
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "12xlarge", "24xlarge",
+        ],
+    ),
+    (
+        "m5d",
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "12xlarge", "24xlarge",
+        ],
+    ),
+    (
+        "m6i",
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+            "32xlarge",
+        ],
+    ),
+    ("c4", &["large", "xlarge", "2xlarge", "4xlarge", "8xlarge"]),
+    (
+        "c5",
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "9xlarge", "18xlarge",
+        ],
+    ),
+    (
+        "c6i",
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+            "32xlarge",
+        ],
+    ),
+    (
+        "r5",
+        &[
+            "large", "xlarge", "2xlarge", "4xlarge", "12xlarge", "24xlarge",
+        ],
+    ),
+    (
+        "g4dn",
+        &[
+            "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge",
+        ],
+    ),
+    (
+        "g5",
+        &[
+            "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+            "48xlarge",
+        ],
+    ),
+    (
+        "g6",
+        &[
+            "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+            "48xlarge",
+        ],
+    ),
+    (
+        "g6e",
+        &[
+            "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge",
+            "48xlarge",
+        ],
+    ),
+    ("p3", &["2xlarge", "8xlarge", "16xlarge"]),
+    ("p4d", &["24xlarge"]),
+    ("p5", &["48xlarge"]),
+    ("inf1", &["xlarge", "2xlarge", "6xlarge", "24xlarge"]),
+    ("inf2", &["xlarge", "8xlarge", "24xlarge", "48xlarge"]),
+];
+
+/// What a SageMaker instance quota can be for; each usage has its own quota per instance type.
+const USAGES: &[&str] = &[
+    "endpoint usage",
+    "training job usage",
+    "spot training job usage",
+    "processing job usage",
+    "transform job usage",
+    "notebook instance usage",
+    "cluster usage",
+];
+
+/// AWS's default for a quota. ASSUMPTION: defaults differ by account and region and are not
+/// published as a table; many are 0 (aws-semantics.md §5.2). Here: `ml.g4dn.xlarge for endpoint
+/// usage` is 4 (DESIGN.md, the field report), small CPU types 2, everything else 0, so that a
+/// client cannot assume a usable default.
+fn default_value(instance_type: &str, usage: &str) -> f64 {
+    let cpu = ["ml.t2.", "ml.t3.", "ml.m5.", "ml.c5."]
+        .iter()
+        .any(|f| instance_type.starts_with(f));
+    let small = instance_type.ends_with(".medium")
+        || instance_type.ends_with(".large") && !instance_type.contains("xlarge")
+        || instance_type.ends_with(".xlarge") && !instance_type.contains("2xlarge");
+    match (instance_type, usage) {
+        ("ml.g4dn.xlarge", "endpoint usage") => 4.0,
+        _ if cpu && small => 2.0,
+        _ => 0.0,
+    }
+}
+
+/// Every SageMaker quota this endpoint knows, with AWS's default value: one per instance type and
+/// usage (as real accounts list them: hundreds), plus the scalar ones. Each has a default, so
+/// GetAWSDefaultServiceQuota never answers NoSuchResourceException for a code of this list.
+pub fn catalogue() -> Vec<(String, f64)> {
+    let mut quotas = vec![
         ("Maximum number of instances per endpoint".to_string(), 40.0),
         (
             "Number of instances across active endpoints".to_string(),
             40.0,
         ),
-    ]
+        ("Number of endpoints".to_string(), 100.0),
+        ("Number of endpoint configurations".to_string(), 1000.0),
+        ("Number of models".to_string(), 1000.0),
+    ];
+    for (family, sizes) in FAMILIES {
+        for size in *sizes {
+            let instance_type = format!("ml.{family}.{size}");
+            for usage in USAGES {
+                quotas.push((
+                    format!("{instance_type} for {usage}"),
+                    default_value(&instance_type, usage),
+                ));
+            }
+        }
+    }
+    quotas
+}
+
+/// A quota code as Service Quotas writes them: `L-` and 8 hex digits, or any
+/// `[a-zA-Z][a-zA-Z0-9-]{1,128}` (the API's pattern).
+pub fn is_quota_code(code: &str) -> bool {
+    let mut chars = code.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && (2..=129).contains(&code.len())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalogue_is_as_large_as_a_real_accounts_and_keeps_known_codes() {
+        let all = catalogue();
+        assert!(all.len() > 500, "{}", all.len());
+        let names: std::collections::BTreeSet<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.len(), all.len(), "no duplicate names");
+        let codes: std::collections::BTreeSet<String> =
+            all.iter().map(|(n, _)| known_quota_code(n)).collect();
+        assert_eq!(codes.len(), all.len(), "no two quotas share a code");
+        assert_eq!(
+            known_quota_code("ml.g4dn.xlarge for endpoint usage"),
+            "L-B67CFA0C"
+        );
+        assert!(is_quota_code("L-B67CFA0C"));
+        assert!(!is_quota_code("1-bad"));
+        assert!(!is_quota_code("L_B67CFA0C"));
+    }
 }
