@@ -237,6 +237,7 @@ async fn activities_come_newest_first_with_aws_messages() {
             end_time: None,
             status_code: code.into(),
             status_message: Some(msg.into()),
+            not_scaled_reasons: None,
         });
     }
     let activities = aws.recent_activities(RID, 5).await.unwrap();
@@ -347,6 +348,7 @@ async fn the_newest_activity_is_chosen_by_time_not_by_its_text() {
             end_time: None,
             status_code: code.into(),
             status_message: None,
+            not_scaled_reasons: None,
         });
     }
     let activities = aws.recent_activities(RID, 5).await.unwrap();

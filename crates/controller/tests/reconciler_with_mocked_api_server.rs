@@ -523,6 +523,7 @@ async fn a_failed_scaling_activity_is_published_once() {
         end_time: None,
         status_code: "Failed".into(),
         status_message: Some(message.into()),
+        not_scaled_reasons: None,
     });
 
     let object = resource(json!({}), true, Some(&status));

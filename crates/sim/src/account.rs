@@ -120,6 +120,10 @@ pub struct Activity {
     pub status_code: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_message: Option<String>,
+    /// Why an alarm's invocation did not scale (`{"Code": "AlreadyAtMaxCapacity", "MaxCapacity":
+    /// 4}`); such activities are listed only with IncludeNotScaledActivities (§2.8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_scaled_reasons: Option<Vec<Value>>,
 }
 
 fn sagemaker() -> String {
@@ -929,6 +933,10 @@ impl Account {
         check_namespace_and_dimension(input)?;
         let resource = s(input, "ResourceId");
         let dimension = s(input, "ScalableDimension");
+        let not_scaled = input
+            .get("IncludeNotScaledActivities")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let mut matching: Vec<&Activity> = self
             .here
             .activities
@@ -937,6 +945,7 @@ impl Account {
                 a.service_namespace == namespace
                     && resource.is_none_or(|r| r == a.resource_id)
                     && dimension.is_none_or(|d| d == a.scalable_dimension)
+                    && (not_scaled || a.not_scaled_reasons.is_none())
             })
             .collect();
         matching.sort_by(|a, b| b.start_time.total_cmp(&a.start_time));

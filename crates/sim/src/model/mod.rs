@@ -130,6 +130,10 @@ pub struct EndpointSim {
     policies: BTreeMap<String, PolicyRuntime>,
     /// The scale-out activity still in progress: its index in the account, and the count it sets.
     open_activity: Option<(usize, u32)>,
+    /// The scalable target's bounds when last seen, to act when they change (§2.1).
+    bounds: Option<(u32, u32)>,
+    /// The reason of the last not-scaled activity recorded, until the next scaling activity.
+    last_not_scaled: Option<String>,
     minute_arrivals: f64,
     minute_activities: Vec<String>,
     pub stats: EndpointStats,
@@ -152,6 +156,8 @@ impl EndpointSim {
             alarms: BTreeMap::new(),
             policies: BTreeMap::new(),
             open_activity: None,
+            bounds: None,
+            last_not_scaled: None,
             minute_arrivals: 0.0,
             minute_activities: Vec::new(),
             stats: EndpointStats::default(),
@@ -295,6 +301,7 @@ impl World {
                 e.refresh(account, &self.assumptions);
             }
             self.seen_config_version = account.config_version;
+            self.follow_bounds(account);
         }
         let (t0, t1) = (self.now, self.now + dt);
         let a = &self.assumptions;
@@ -429,6 +436,51 @@ impl World {
         }
     }
 
+    /// §2.1: when MinCapacity or MaxCapacity changes (or the target is registered), Application
+    /// Auto Scaling moves a capacity outside the new bounds inside them at once, with an activity
+    /// whose cause says so ("minimum capacity was set to 110"). A raise past the instance quota
+    /// fails whole, like any scale-out (§5.4, whose documented example is exactly this).
+    fn follow_bounds(&mut self, account: &mut Account) {
+        let at = Moment {
+            now: self.now,
+            epoch: self.epoch,
+        };
+        let a = self.assumptions.clone();
+        let mut usage = self.usage_by_type();
+        for e in &mut self.endpoints {
+            let Some(target) = e.setup.target else {
+                e.bounds = None;
+                continue;
+            };
+            let bounds = (target.min, target.max.max(target.min));
+            if e.bounds == Some(bounds) {
+                continue;
+            }
+            e.bounds = Some(bounds);
+            let used = usage.get(&e.spec.instance_type).copied().unwrap_or(0);
+            let quota = account.instance_quota(&e.spec.instance_type);
+            let before = e.desired;
+            if e.desired < bounds.0 {
+                let cause = format!("minimum capacity was set to {}", bounds.0);
+                scale_out(
+                    e,
+                    bounds.0,
+                    &cause,
+                    None,
+                    &a,
+                    at,
+                    account,
+                    Headroom { used, quota },
+                );
+            } else if e.desired > bounds.1 {
+                let cause = format!("maximum capacity was set to {}", bounds.1);
+                scale_in(e, bounds.1, &cause, None, at, account);
+            }
+            let entry = usage.entry(e.spec.instance_type.clone()).or_default();
+            *entry = (*entry + e.desired).saturating_sub(before);
+        }
+    }
+
     /// Instances of each type in use across the account (this world's endpoints plus others).
     fn usage_by_type(&self) -> BTreeMap<String, u32> {
         let mut usage = self.other_usage.clone();
@@ -463,6 +515,7 @@ struct Candidate {
     capacity: u32,
     policy: String,
     alarm: usize,
+    target_tracking: bool,
 }
 
 /// The policies the alarms invoked this minute each compute a capacity; the largest wins, for
@@ -476,8 +529,7 @@ fn decide_and_scale(
     account: &mut Account,
     headroom: Headroom,
 ) {
-    let Moment { now, epoch } = at;
-    let Headroom { used, quota } = headroom;
+    let now = at.now;
     let Some(target) = e.setup.target else { return };
     let current = e.desired;
     let mut out: Vec<Candidate> = Vec::new();
@@ -493,6 +545,7 @@ fn decide_and_scale(
                     capacity,
                     policy: tt.name.clone(),
                     alarm: alarm_index,
+                    target_tracking: true,
                 });
             }
             Action::TargetTrackingIn(i) => {
@@ -513,6 +566,7 @@ fn decide_and_scale(
                     capacity,
                     policy: tt.name.clone(),
                     alarm: alarm_index,
+                    target_tracking: true,
                 });
             }
             Action::Step(i) => {
@@ -539,6 +593,7 @@ fn decide_and_scale(
                         capacity,
                         policy: step.name.clone(),
                         alarm: alarm_index,
+                        target_tracking: false,
                     });
                 } else if capacity < current
                     && runtime
@@ -549,120 +604,226 @@ fn decide_and_scale(
                         capacity,
                         policy: step.name.clone(),
                         alarm: alarm_index,
+                        target_tracking: false,
                     });
                 }
             }
         }
     }
     let clamp = |c: u32| c.clamp(target.min, target.max.max(target.min));
+    let cause_of = |c: &Candidate| {
+        format!(
+            "monitor alarm {} in state ALARM triggered policy {}",
+            e.setup.alarms[c.alarm].name, c.policy
+        )
+    };
     let best_out = out
         .iter()
         .filter(|c| clamp(c.capacity) > current)
         .max_by_key(|c| c.capacity);
     if let Some(best) = best_out.filter(|_| !target.scale_out_suspended) {
-        let new = clamp(best.capacity);
-        let cause = format!(
-            "monitor alarm {} in state ALARM triggered policy {}",
-            e.setup.alarms[best.alarm].name, best.policy
+        let cause = cause_of(best);
+        let policy = best.policy.clone();
+        scale_out(
+            e,
+            clamp(best.capacity),
+            &cause,
+            Some(&policy),
+            a,
+            at,
+            account,
+            headroom,
         );
-        let description = format!("Setting desired instance count to {new}.");
-        let delta = new - current;
-        if let Some(limit) = quota
-            && f64::from(used + delta) > limit
-        {
-            // §5.4: the whole request fails; capacity stays.
-            let message = format!(
-                "Failed to set desired instance count to {new}. Reason: The account-level service limit '{} for endpoint usage' is {} Instances, with current utilization of {used} Instances and a request delta of {delta} Instances. Please contact AWS support to request an increase for this limit. (Service: AmazonSageMaker; Status Code: 400; Error Code: ResourceLimitExceeded; Request ID: {}).",
-                e.spec.instance_type,
-                limit,
-                request_id(now, &e.resource_id)
-            );
-            account.record_activity(activity(
-                e,
-                &description,
-                &cause,
-                "Failed",
-                Some(message.clone()),
-                epoch + now,
-                Some(epoch + now),
-            ));
-            e.minute_activities.push(format!("Failed: {message}"));
-            e.stats.failed_activities.push((now, message));
-            return;
-        }
-        let id = account.record_activity(activity(
+        return;
+    }
+    // §2.8: a policy that wants more than MaxCapacity does not scale; AWS records why.
+    if let Some(wanting) = out
+        .iter()
+        .filter(|c| c.capacity > target.max && current >= target.max)
+        .max_by_key(|c| c.capacity)
+    {
+        let cause = cause_of(wanting);
+        not_scaled(e, "AlreadyAtMaxCapacity", target.max, &cause, at, account);
+        return;
+    }
+    // §2.2, "Multiple scaling policies": target tracking scales in only when every
+    // target-tracking policy with scale-in enabled is ready to; step policies are not held back.
+    let scale_in_enabled: Vec<&str> = e
+        .setup
+        .target_tracking
+        .iter()
+        .filter(|t| !t.disable_scale_in)
+        .map(|t| t.name.as_str())
+        .collect();
+    let all_ready = scale_in_enabled.iter().all(|name| {
+        inward
+            .iter()
+            .any(|c| c.target_tracking && c.policy == *name)
+    });
+    let best_in = inward
+        .iter()
+        .filter(|c| !c.target_tracking || all_ready)
+        .filter(|c| clamp(c.capacity) < current)
+        .max_by_key(|c| c.capacity);
+    if let Some(best) = best_in.filter(|_| !target.scale_in_suspended && out.is_empty()) {
+        let cause = cause_of(best);
+        let policy = best.policy.clone();
+        scale_in(e, clamp(best.capacity), &cause, Some(&policy), at, account);
+    }
+}
+
+/// Raises DesiredInstanceCount to `new` (the instances start after the provisioning delay), or
+/// records the Failed activity when the account's instance quota refuses the whole request.
+#[allow(clippy::too_many_arguments)]
+fn scale_out(
+    e: &mut EndpointSim,
+    new: u32,
+    cause: &str,
+    policy: Option<&str>,
+    a: &Assumptions,
+    at: Moment,
+    account: &mut Account,
+    headroom: Headroom,
+) {
+    let Moment { now, epoch } = at;
+    let Headroom { used, quota } = headroom;
+    let current = e.desired;
+    let description = format!("Setting desired instance count to {new}.");
+    let delta = new - current;
+    e.last_not_scaled = None;
+    if let Some(limit) = quota
+        && f64::from(used + delta) > limit
+    {
+        // §5.4: the whole request fails; capacity stays.
+        let message = format!(
+            "Failed to set desired instance count to {new}. Reason: The account-level service limit '{} for endpoint usage' is {} Instances, with current utilization of {used} Instances and a request delta of {delta} Instances. Please contact AWS support to request an increase for this limit. (Service: AmazonSageMaker; Status Code: 400; Error Code: ResourceLimitExceeded; Request ID: {}).",
+            e.spec.instance_type,
+            limit,
+            request_id(now, &e.resource_id)
+        );
+        account.record_activity(activity(
             e,
             &description,
-            &cause,
-            "InProgress",
-            None,
+            cause,
+            "Failed",
+            Some(message.clone()),
             epoch + now,
-            None,
+            Some(epoch + now),
         ));
-        e.minute_activities
-            .push(format!("InProgress: {description} ({cause})"));
-        if let Some((old, _)) = e.open_activity.replace((id, new)) {
-            account.finish_activity(
-                old,
-                "Overridden",
-                "The desired capacity was updated by a newer scaling event".into(),
-                epoch + now,
-            );
-        }
-        e.desired = new;
-        for _ in 0..delta {
-            e.starting.push(now + a.provisioning_delay_s);
-        }
-        e.stats.first_instance_requested_s.get_or_insert(now);
-        e.stats.peak_desired = e.stats.peak_desired.max(new);
-        let runtime = e.policies.entry(best.policy.clone()).or_default();
+        e.minute_activities.push(format!("Failed: {message}"));
+        e.stats.failed_activities.push((now, message));
+        return;
+    }
+    let id = account.record_activity(activity(
+        e,
+        &description,
+        cause,
+        "InProgress",
+        None,
+        epoch + now,
+        None,
+    ));
+    e.minute_activities
+        .push(format!("InProgress: {description} ({cause})"));
+    if let Some((old, _)) = e.open_activity.replace((id, new)) {
+        account.finish_activity(
+            old,
+            "Overridden",
+            "The desired capacity was updated by a newer scaling event".into(),
+            epoch + now,
+        );
+    }
+    e.desired = new;
+    for _ in 0..delta {
+        e.starting.push(now + a.provisioning_delay_s);
+    }
+    e.stats.first_instance_requested_s.get_or_insert(now);
+    e.stats.peak_desired = e.stats.peak_desired.max(new);
+    if let Some(policy) = policy {
+        let runtime = e.policies.entry(policy.to_string()).or_default();
         runtime.last_scale_out = Some((now, current, new));
         // §2.7: a scale-out cuts every scale-in cooldown short.
         for r in e.policies.values_mut() {
             r.last_scale_in = None;
         }
-        return;
     }
-    let best_in = inward
-        .iter()
-        .filter(|c| clamp(c.capacity) < current)
-        .max_by_key(|c| c.capacity);
-    if let Some(best) = best_in.filter(|_| !target.scale_in_suspended && out.is_empty()) {
-        let new = clamp(best.capacity);
-        let cause = format!(
-            "monitor alarm {} in state ALARM triggered policy {}",
-            e.setup.alarms[best.alarm].name, best.policy
-        );
-        let description = format!("Setting desired instance count to {new}.");
-        let message = format!(
-            "Successfully set desired instance count to {new}. Change successfully fulfilled by sagemaker."
-        );
-        account.record_activity(activity(
-            e,
-            &description,
-            &cause,
-            "Successful",
-            Some(message),
-            epoch + now,
-            Some(epoch + now),
-        ));
-        e.minute_activities
-            .push(format!("Successful: {description} ({cause})"));
-        let mut remove = current - new;
-        while remove > 0 && !e.starting.is_empty() {
-            e.starting.pop();
-            remove -= 1;
-        }
-        e.in_service -= remove.min(e.in_service);
-        e.desired = new;
-        if new == 0 {
-            e.stats.scaled_to_zero_s.push(now);
-        }
+}
+
+/// Lowers DesiredInstanceCount to `new`: starting instances are cancelled first.
+fn scale_in(
+    e: &mut EndpointSim,
+    new: u32,
+    cause: &str,
+    policy: Option<&str>,
+    at: Moment,
+    account: &mut Account,
+) {
+    let Moment { now, epoch } = at;
+    let current = e.desired;
+    let description = format!("Setting desired instance count to {new}.");
+    let message = format!(
+        "Successfully set desired instance count to {new}. Change successfully fulfilled by sagemaker."
+    );
+    e.last_not_scaled = None;
+    account.record_activity(activity(
+        e,
+        &description,
+        cause,
+        "Successful",
+        Some(message),
+        epoch + now,
+        Some(epoch + now),
+    ));
+    e.minute_activities
+        .push(format!("Successful: {description} ({cause})"));
+    let mut remove = current - new;
+    while remove > 0 && !e.starting.is_empty() {
+        e.starting.pop();
+        remove -= 1;
+    }
+    e.in_service -= remove.min(e.in_service);
+    e.desired = new;
+    if new == 0 {
+        e.stats.scaled_to_zero_s.push(now);
+    }
+    if let Some(policy) = policy {
         e.policies
-            .entry(best.policy.clone())
+            .entry(policy.to_string())
             .or_default()
             .last_scale_in = Some(now);
     }
+}
+
+/// §2.8: an invocation that did not scale, with AWS's reason. ASSUMPTION: AWS does not document
+/// how often it records these while an alarm stays in ALARM; one is recorded per reason until the
+/// next scaling activity, so they never crowd the real activities out of a page.
+fn not_scaled(
+    e: &mut EndpointSim,
+    code: &str,
+    max: u32,
+    cause: &str,
+    at: Moment,
+    account: &mut Account,
+) {
+    if e.last_not_scaled.as_deref() == Some(code) {
+        return;
+    }
+    e.last_not_scaled = Some(code.to_string());
+    let mut record = activity(
+        e,
+        "Attempting to scale due to alarm triggered",
+        cause,
+        "Failed",
+        None,
+        at.epoch + at.now,
+        Some(at.epoch + at.now),
+    );
+    record.not_scaled_reasons = Some(vec![serde_json::json!({
+        "Code": code, "MaxCapacity": max, "CurrentCapacity": e.desired,
+    })]);
+    account.record_activity(record);
+    e.minute_activities
+        .push(format!("Not scaled: {code} ({cause})"));
 }
 
 fn activity(
@@ -685,6 +846,7 @@ fn activity(
         end_time: end,
         status_code: status.to_string(),
         status_message: message,
+        not_scaled_reasons: None,
     }
 }
 
