@@ -1,0 +1,382 @@
+//! The AWS SDK adapter of the backend port.
+//!
+//! Credentials and region come from aws-config's default chain (environment, profile, web
+//! identity for IRSA, EKS Pod Identity, instance metadata). `AWS_ENDPOINT_URL` (or the
+//! per-service variables) and `--aws-endpoint` point every client at an AWS-compatible endpoint.
+//! The SDK's standard retry mode retries throttling and transient errors; on top of that the
+//! adapter retries what the SDK does not: ConcurrentUpdateException and CloudWatch throttling
+//! wrapped in FailedResourceAccessException (aws-semantics.md §6.3).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_applicationautoscaling as aas;
+use aws_sdk_cloudwatch as cw;
+use aws_sdk_servicequotas as sq;
+
+use asyncscale_core::*;
+
+mod autoscaling;
+mod cloudwatch;
+mod quotas;
+
+use quotas::{CachedQuota, QUOTA_TTL};
+
+use crate::calls::CallCounter;
+use crate::error::{AwsError, ErrorClass, classify};
+use crate::port::{AutoscalingBackend, QuotaReading};
+
+const AAS: &str = "application-autoscaling";
+const CW: &str = "cloudwatch";
+const SQ: &str = "service-quotas";
+/// Attempts for errors the SDK does not retry itself (see the module docs).
+const EXTRA_ATTEMPTS: u32 = 3;
+
+/// How to reach AWS.
+#[derive(Debug, Clone, Default)]
+pub struct AwsOptions {
+    /// Overrides the region of the environment.
+    pub region: Option<String>,
+    /// Sends every call to this endpoint (an AWS-compatible local endpoint, say).
+    pub endpoint_url: Option<String>,
+    pub timeouts: AwsTimeouts,
+}
+
+/// Bounds on every AWS call, so that a hung endpoint or connection becomes a recoverable error
+/// instead of a reconcile that never ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AwsTimeouts {
+    /// One whole operation, the SDK's retries included.
+    pub call: Duration,
+    /// One attempt (one HTTP request and its response).
+    pub attempt: Duration,
+}
+
+impl Default for AwsTimeouts {
+    fn default() -> Self {
+        Self {
+            call: Duration::from_secs(30),
+            attempt: Duration::from_secs(10),
+        }
+    }
+}
+
+impl AwsTimeouts {
+    fn sdk_config(&self) -> aws_config::timeout::TimeoutConfig {
+        aws_config::timeout::TimeoutConfig::builder()
+            .operation_timeout(self.call)
+            .operation_attempt_timeout(self.attempt)
+            // The SDK's own default (behavior version 2026-01-12), but never above an attempt.
+            .connect_timeout(self.attempt.min(Duration::from_millis(3100)))
+            .build()
+    }
+}
+
+pub struct SdkBackend {
+    autoscaling: aas::Client,
+    cloudwatch: cw::Client,
+    quotas: sq::Client,
+    calls: CallCounter,
+    /// Quota codes by quota name, found once per process by listing (paginated).
+    quota_codes: Mutex<BTreeMap<String, String>>,
+    /// Quota values by quota name, re-read after [`QUOTA_TTL`]: every resource of an instance type
+    /// shares one, and Service Quotas allows 5 GetServiceQuota calls a second (§5.3). A failed
+    /// refresh keeps the last value: an unknown quota must never lift a clamp.
+    quota_values: Mutex<BTreeMap<String, CachedQuota>>,
+    region: String,
+    timeouts: AwsTimeouts,
+    quota_ttl: Duration,
+}
+
+impl SdkBackend {
+    pub async fn connect(options: &AwsOptions, calls: CallCounter) -> Result<Self, AwsError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = &options.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(url) = &options.endpoint_url {
+            loader = loader.endpoint_url(url.clone());
+        }
+        let config = loader
+            .timeout_config(options.timeouts.sdk_config())
+            .load()
+            .await;
+        let mut backend = Self::from_config(&config, calls)?;
+        backend.timeouts = options.timeouts;
+        Ok(backend)
+    }
+
+    /// A backend for a local AWS-compatible endpoint (such as `asyncscale sim serve`), signed with
+    /// fixed credentials so that the environment's real ones never reach it.
+    pub async fn for_local_endpoint(url: &str, calls: CallCounter) -> Result<Self, AwsError> {
+        let credentials = aws_sdk_applicationautoscaling::config::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "asyncscale-local-endpoint",
+        );
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(url)
+            .credentials_provider(credentials)
+            .timeout_config(AwsTimeouts::default().sdk_config())
+            .load()
+            .await;
+        Self::from_config(&config, calls)
+    }
+
+    pub fn from_config(config: &SdkConfig, calls: CallCounter) -> Result<Self, AwsError> {
+        let region = config
+            .region()
+            .map(|r| r.to_string())
+            .ok_or_else(|| AwsError {
+                class: ErrorClass::Terminal,
+                service: "aws-config",
+                operation: "LoadConfig",
+                code: "NoRegion".into(),
+                message:
+                    "no AWS region: set spec.region, AWS_REGION, or a region in the AWS profile"
+                        .into(),
+            })?;
+        Ok(Self {
+            autoscaling: aas::Client::new(config),
+            cloudwatch: cw::Client::new(config),
+            quotas: sq::Client::new(config),
+            calls,
+            quota_codes: Mutex::new(BTreeMap::new()),
+            quota_values: Mutex::new(BTreeMap::new()),
+            region,
+            quota_ttl: QUOTA_TTL,
+            timeouts: config
+                .timeout_config()
+                .and_then(|t| {
+                    Some(AwsTimeouts {
+                        call: t.operation_timeout()?,
+                        attempt: t.operation_attempt_timeout()?,
+                    })
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    pub fn calls(&self) -> &CallCounter {
+        &self.calls
+    }
+
+    /// How long a quota value is used before it is read again (5 minutes unless changed).
+    pub fn with_quota_ttl(mut self, ttl: Duration) -> Self {
+        self.quota_ttl = ttl;
+        self
+    }
+
+    /// Sends one request, counts it, classifies its error, and retries the recoverable errors the
+    /// SDK leaves alone (with jittered exponential backoff from 200 ms).
+    async fn call<T, E, F, Fut>(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        send: F,
+    ) -> Result<T, AwsError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, aas::error::SdkError<E>>>,
+        E: aas::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match send().await {
+                Ok(output) => {
+                    self.calls.record(service, operation, "ok");
+                    return Ok(output);
+                }
+                Err(err) => {
+                    let error = to_aws_error(service, operation, &err, &self.timeouts);
+                    self.calls.record(service, operation, error.class.as_str());
+                    let sdk_did_not_retry = matches!(
+                        error.code.as_str(),
+                        "ConcurrentUpdateException" | "FailedResourceAccessException"
+                    );
+                    if error.class == ErrorClass::Recoverable
+                        && sdk_did_not_retry
+                        && attempt < EXTRA_ATTEMPTS
+                    {
+                        tokio::time::sleep(backoff(attempt)).await;
+                        continue;
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let base = 200u64 << attempt.min(6);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    Duration::from_millis(base / 2 + u64::from(nanos) % (base / 2 + 1))
+}
+
+fn to_aws_error<E>(
+    service: &'static str,
+    operation: &'static str,
+    err: &aas::error::SdkError<E>,
+    timeouts: &AwsTimeouts,
+) -> AwsError
+where
+    E: aas::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    use aas::error::SdkError;
+    let (code, message, status) = match err {
+        SdkError::ServiceError(service_error) => {
+            let inner = service_error.err();
+            (
+                inner.code().unwrap_or("Unknown").to_string(),
+                inner.message().unwrap_or("").to_string(),
+                Some(service_error.raw().status().as_u16()),
+            )
+        }
+        SdkError::TimeoutError(_) => (
+            "timeout".into(),
+            format!(
+                "AWS did not answer within the time allowed ({:?} an attempt, {:?} a call with retries; --aws-attempt-timeout, --aws-call-timeout)",
+                timeouts.attempt, timeouts.call
+            ),
+            None,
+        ),
+        SdkError::DispatchFailure(failure) => (
+            "dispatch".into(),
+            format!("could not reach AWS: {}", source_chain(err)),
+            failure.is_io().then_some(503),
+        ),
+        SdkError::ResponseError(_) => (
+            "response".into(),
+            format!("unreadable response: {}", source_chain(err)),
+            Some(502),
+        ),
+        _ => ("construction".into(), source_chain(err), None),
+    };
+    let class = match code.as_str() {
+        "timeout" | "dispatch" | "response" => ErrorClass::Recoverable,
+        _ => classify(&code, &message, status),
+    };
+    AwsError {
+        class,
+        service,
+        operation,
+        code,
+        message,
+    }
+}
+
+fn source_chain(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+fn build_error(operation: &'static str, e: impl std::fmt::Display) -> AwsError {
+    AwsError {
+        class: ErrorClass::Terminal,
+        service: "asyncscale",
+        operation,
+        code: "BuildError".into(),
+        message: e.to_string(),
+    }
+}
+
+#[async_trait]
+impl AutoscalingBackend for SdkBackend {
+    // Each call is written in the file of its AWS service; the port only delegates.
+    fn region(&self) -> &str {
+        &self.region
+    }
+
+    async fn describe_target(&self, resource_id: &str) -> Result<Option<ObservedTarget>, AwsError> {
+        SdkBackend::describe_target(self, resource_id).await
+    }
+
+    async fn target_tags(&self, arn: &str) -> Result<Tags, AwsError> {
+        SdkBackend::target_tags(self, arn).await
+    }
+
+    async fn register_target(
+        &self,
+        target: &ScalableTarget,
+        tags: Option<&Tags>,
+    ) -> Result<String, AwsError> {
+        SdkBackend::register_target(self, target, tags).await
+    }
+
+    async fn deregister_target(&self, resource_id: &str) -> Result<(), AwsError> {
+        SdkBackend::deregister_target(self, resource_id).await
+    }
+
+    async fn tag_target(&self, arn: &str, tags: &Tags) -> Result<(), AwsError> {
+        SdkBackend::tag_target(self, arn, tags).await
+    }
+
+    async fn untag_target(&self, arn: &str, keys: &[String]) -> Result<(), AwsError> {
+        SdkBackend::untag_target(self, arn, keys).await
+    }
+
+    async fn describe_policies(&self, resource_id: &str) -> Result<Vec<ObservedPolicy>, AwsError> {
+        SdkBackend::describe_policies(self, resource_id).await
+    }
+
+    async fn put_policy(&self, policy: &ScalingPolicy) -> Result<String, AwsError> {
+        SdkBackend::put_policy(self, policy).await
+    }
+
+    async fn delete_policy(&self, resource_id: &str, name: &str) -> Result<(), AwsError> {
+        SdkBackend::delete_policy(self, resource_id, name).await
+    }
+
+    async fn describe_alarm(&self, name: &str) -> Result<Option<ObservedAlarm>, AwsError> {
+        SdkBackend::describe_alarm(self, name).await
+    }
+
+    async fn put_alarm(&self, alarm: &MetricAlarm, tags: &Tags) -> Result<(), AwsError> {
+        SdkBackend::put_alarm(self, alarm, tags).await
+    }
+
+    async fn delete_alarm(&self, name: &str) -> Result<(), AwsError> {
+        SdkBackend::delete_alarm(self, name).await
+    }
+
+    async fn alarm_tags(&self, arn: &str) -> Result<Tags, AwsError> {
+        SdkBackend::alarm_tags(self, arn).await
+    }
+
+    async fn tag_alarm(&self, arn: &str, tags: &Tags) -> Result<(), AwsError> {
+        SdkBackend::tag_alarm(self, arn, tags).await
+    }
+
+    async fn untag_alarm(&self, arn: &str, keys: &[String]) -> Result<(), AwsError> {
+        SdkBackend::untag_alarm(self, arn, keys).await
+    }
+
+    async fn recent_activities(
+        &self,
+        resource_id: &str,
+        max: i32,
+    ) -> Result<Vec<ScalingActivity>, AwsError> {
+        SdkBackend::recent_activities(self, resource_id, max).await
+    }
+
+    async fn instance_quota(&self, instance_type: &str) -> QuotaReading {
+        SdkBackend::instance_quota(self, instance_type).await
+    }
+}

@@ -1,0 +1,195 @@
+//! Service Quotas through the SDK: the instance quota of a type, found by name, cached, and kept
+//! when a refresh fails (an unknown quota must never lift a clamp).
+
+use std::time::Duration;
+
+use asyncscale_core::*;
+
+use super::{SQ, SdkBackend};
+use crate::error::{AwsError, ErrorClass};
+use crate::port::QuotaReading;
+
+const QUOTA_SERVICE_CODE: &str = "sagemaker";
+/// How long a quota value read from Service Quotas is used before it is read again. A raised
+/// quota shows within this time.
+pub(super) const QUOTA_TTL: Duration = Duration::from_secs(300);
+/// After a failed quota read, how long the failure is served before Service Quotas is asked again
+/// (every resource of an instance type shares the reading; GetServiceQuota allows 5 calls a second).
+const QUOTA_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// A quota as last read, and the latest failure to read it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct CachedQuota {
+    value: Option<(std::time::Instant, Quota)>,
+    failure: Option<(std::time::Instant, AwsError)>,
+}
+
+impl SdkBackend {
+    pub(super) async fn instance_quota(&self, instance_type: &str) -> QuotaReading {
+        let name = quota_name(instance_type);
+        let cached = self
+            .quota_values
+            .lock()
+            .expect("quota cache lock")
+            .get(&name)
+            .cloned()
+            .unwrap_or_default();
+        if let Some((read_at, quota)) = &cached.value
+            && read_at.elapsed() < self.quota_ttl
+        {
+            return QuotaReading {
+                lookup: QuotaLookup::Known(quota.clone()),
+                error: None,
+            };
+        }
+        let failure = match &cached.failure {
+            Some((failed_at, error)) if failed_at.elapsed() < QUOTA_RETRY_AFTER => error.clone(),
+            _ => match self.resolve_quota(&name).await {
+                Ok(quota) => {
+                    let mut cache = self.quota_values.lock().expect("quota cache lock");
+                    let entry = cache.entry(name).or_default();
+                    entry.value = Some((std::time::Instant::now(), quota.clone()));
+                    entry.failure = None;
+                    return QuotaReading {
+                        lookup: QuotaLookup::Known(quota),
+                        error: None,
+                    };
+                }
+                Err(error) => {
+                    let mut cache = self.quota_values.lock().expect("quota cache lock");
+                    let entry = cache.entry(name.clone()).or_default();
+                    entry.failure = Some((std::time::Instant::now(), error.clone()));
+                    error
+                }
+            },
+        };
+        let reason = failure.to_string();
+        let lookup = match cached.value {
+            Some((_, quota)) => QuotaLookup::Stale { quota, reason },
+            None => QuotaLookup::Unknown { name, reason },
+        };
+        QuotaReading {
+            lookup,
+            error: Some(failure),
+        }
+    }
+}
+
+impl SdkBackend {
+    /// GetServiceQuota; on NoSuchResourceException, GetAWSDefaultServiceQuota (aws-semantics.md §5.1).
+    /// The quota code is found by name through ListServiceQuotas, then ListAWSDefaultServiceQuotas.
+    pub(super) async fn resolve_quota(&self, name: &str) -> Result<Quota, AwsError> {
+        let code = self.quota_code(name).await?;
+        let applied = self
+            .call(SQ, "GetServiceQuota", || {
+                self.quotas
+                    .get_service_quota()
+                    .service_code(QUOTA_SERVICE_CODE)
+                    .quota_code(&code)
+                    .send()
+            })
+            .await;
+        let (value, source) = match applied {
+            Ok(out) => (out.quota().and_then(|q| q.value()), QuotaSource::Applied),
+            Err(e) if e.class == ErrorClass::NotFound => {
+                let out = self
+                    .call(SQ, "GetAWSDefaultServiceQuota", || {
+                        self.quotas
+                            .get_aws_default_service_quota()
+                            .service_code(QUOTA_SERVICE_CODE)
+                            .quota_code(&code)
+                            .send()
+                    })
+                    .await?;
+                (out.quota().and_then(|q| q.value()), QuotaSource::Default)
+            }
+            Err(e) => return Err(e),
+        };
+        let value = value.ok_or_else(|| {
+            AwsError::local(
+                ErrorClass::Recoverable,
+                "GetServiceQuota",
+                "NoValue",
+                format!("Service Quotas returned no value for {name} ({code})"),
+            )
+        })?;
+        Ok(Quota {
+            name: name.to_string(),
+            code,
+            value,
+            source,
+        })
+    }
+
+    pub(super) async fn quota_code(&self, name: &str) -> Result<String, AwsError> {
+        if let Some(code) = self.quota_codes.lock().expect("quota cache lock").get(name) {
+            return Ok(code.clone());
+        }
+        let found = match self.find_code(name, false).await? {
+            Some(code) => Some(code),
+            None => self.find_code(name, true).await?,
+        };
+        let code = found.ok_or_else(|| {
+            AwsError::local(
+                ErrorClass::Terminal,
+                "ListServiceQuotas",
+                "NoSuchQuota",
+                format!("no Service Quota named '{name}' in service {QUOTA_SERVICE_CODE}: check spec.instanceType"),
+            )
+        })?;
+        self.quota_codes
+            .lock()
+            .expect("quota cache lock")
+            .insert(name.to_string(), code.clone());
+        Ok(code)
+    }
+
+    /// Pages through ListServiceQuotas (or ListAWSDefaultServiceQuotas); caches every code seen.
+    pub(super) async fn find_code(
+        &self,
+        name: &str,
+        defaults: bool,
+    ) -> Result<Option<String>, AwsError> {
+        let mut token: Option<String> = None;
+        loop {
+            // The two list operations differ only in their request and output types.
+            macro_rules! page {
+                ($operation:literal, $method:ident) => {{
+                    let out = self
+                        .call(SQ, $operation, || {
+                            self.quotas
+                                .$method()
+                                .service_code(QUOTA_SERVICE_CODE)
+                                .max_results(100)
+                                .set_next_token(token.clone())
+                                .send()
+                        })
+                        .await?;
+                    (out.quotas().to_vec(), out.next_token().map(str::to_string))
+                }};
+            }
+            let (quotas, next) = if defaults {
+                page!(
+                    "ListAWSDefaultServiceQuotas",
+                    list_aws_default_service_quotas
+                )
+            } else {
+                page!("ListServiceQuotas", list_service_quotas)
+            };
+            let mut cache = self.quota_codes.lock().expect("quota cache lock");
+            for q in &quotas {
+                if let (Some(n), Some(c)) = (q.quota_name(), q.quota_code()) {
+                    cache.insert(n.to_string(), c.to_string());
+                }
+            }
+            if let Some(code) = cache.get(name) {
+                return Ok(Some(code.clone()));
+            }
+            drop(cache);
+            token = next.filter(|t| !t.is_empty());
+            if token.is_none() {
+                return Ok(None);
+            }
+        }
+    }
+}

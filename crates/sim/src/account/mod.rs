@@ -1,0 +1,524 @@
+//! A simulated AWS account: the state behind Application Auto Scaling, CloudWatch alarms and
+//! Service Quotas, with AWS's validation and error shapes. Each operation takes and returns the
+//! JSON shapes of the AWS API (botocore service models), so every wire protocol shares it.
+//!
+//! Behaviour follows ../shared/reference/aws-semantics.md; the section is cited at each rule.
+//! Where AWS does not document a behaviour the choice is marked ASSUMPTION.
+//!
+//! One file per service, as the API references group the calls: [`autoscaling`] (Application
+//! Auto Scaling), [`cloudwatch`], [`service_quotas`]; this file holds the account, its regions and
+//! injected faults, the dispatch and what the services share.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+
+use crate::validation::Service;
+
+mod autoscaling;
+mod cloudwatch;
+mod service_quotas;
+mod tags;
+
+const AAS: Service = Service::ApplicationAutoScaling;
+const CW: Service = Service::CloudWatch;
+
+pub const ACCOUNT_ID: &str = "123456789012";
+const SAGEMAKER_DIMENSION: &str = "sagemaker:variant:DesiredInstanceCount";
+
+/// An AWS error: code, message and HTTP status, as AWS sends them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub code: String,
+    pub message: String,
+    pub status: u16,
+}
+
+impl ApiError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            status: 400,
+        }
+    }
+    fn not_found_cw(message: impl Into<String>) -> Self {
+        Self {
+            code: "ResourceNotFound".into(),
+            message: message.into(),
+            status: 404,
+        }
+    }
+    /// Whether the client caused it (for awsQuery-compatible error headers).
+    pub fn is_sender_fault(&self) -> bool {
+        self.status < 500
+    }
+}
+
+pub type ApiResult = Result<Value, ApiError>;
+
+pub(crate) type TargetKey = (String, String, String); // namespace, resource id, dimension
+
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) min: i64,
+    pub(crate) max: i64,
+    pub(crate) suspended: Value,
+    arn: String,
+    created: f64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    pub(crate) target: TargetKey,
+    pub(crate) name: String,
+    pub(crate) arn: String,
+    pub(crate) policy_type: String,
+    pub(crate) config: Value,
+    created: f64,
+    /// Alarms AWS created for a target-tracking policy (AlarmHigh, AlarmLow).
+    owned_alarms: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Alarm {
+    pub(crate) config: Map<String, Value>,
+    pub(crate) state: String,
+    state_reason: String,
+    state_updated: f64,
+    config_updated: f64,
+}
+
+/// A scaling activity, settable by tests through the admin routes.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Activity {
+    #[serde(default)]
+    pub activity_id: String,
+    #[serde(default = "sagemaker")]
+    pub service_namespace: String,
+    pub resource_id: String,
+    #[serde(default = "sagemaker_dimension")]
+    pub scalable_dimension: String,
+    pub description: String,
+    #[serde(default)]
+    pub cause: String,
+    #[serde(default)]
+    pub start_time: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<f64>,
+    pub status_code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
+    /// Why an alarm's invocation did not scale (`{"Code": "AlreadyAtMaxCapacity", "MaxCapacity":
+    /// 4}`); such activities are listed only with IncludeNotScaledActivities (§2.8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_scaled_reasons: Option<Vec<Value>>,
+}
+
+fn sagemaker() -> String {
+    "sagemaker".into()
+}
+fn sagemaker_dimension() -> String {
+    SAGEMAKER_DIMENSION.into()
+}
+
+/// Service Quotas for SageMaker, by quota name.
+#[derive(Debug, Clone, Default)]
+pub struct QuotaTable {
+    /// The account's applied values (GetServiceQuota).
+    pub applied: BTreeMap<String, f64>,
+    /// AWS's defaults (GetAWSDefaultServiceQuota).
+    pub defaults: BTreeMap<String, f64>,
+}
+
+/// What one region of the account holds: AWS keeps scalable targets, policies, alarms and
+/// activities per region, so a client that changes region sees none of the old region's.
+#[derive(Debug, Default)]
+pub(crate) struct RegionState {
+    pub(crate) targets: BTreeMap<TargetKey, Target>,
+    pub(crate) policies: BTreeMap<(TargetKey, String), Policy>,
+    pub(crate) alarms: BTreeMap<String, Alarm>,
+    /// Tags by ARN, for both Application Auto Scaling and CloudWatch resources.
+    tags: BTreeMap<String, BTreeMap<String, String>>,
+    activities: Vec<Activity>,
+}
+
+/// An AWS error to answer instead of (or after) serving a request: `POST /_sim/faults`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fault {
+    /// `application-autoscaling`, `cloudwatch` or `service-quotas`; any when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    pub operation: String,
+    /// The AWS error code to answer, e.g. `ThrottlingException`; none: only delay the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default = "default_fault_status")]
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// How many requests it applies to; 0 means every request until cleared.
+    #[serde(default = "default_fault_count")]
+    pub count: u32,
+    /// Hold the answer this long first (a hung or slow endpoint).
+    #[serde(default)]
+    pub delay_seconds: f64,
+}
+
+fn default_fault_status() -> u16 {
+    400
+}
+fn default_fault_count() -> u32 {
+    1
+}
+
+impl Fault {
+    pub fn error(&self) -> Option<ApiError> {
+        let code = self.code.clone()?;
+        Some(ApiError {
+            message: self
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("{code} (injected by POST /_sim/faults)")),
+            code,
+            status: self.status,
+        })
+    }
+}
+
+/// The whole simulated account. One per `sim serve`; thread safety is the server's job.
+#[derive(Debug, Default)]
+pub struct Account {
+    /// The region the current request addresses, and its state; the other regions wait in
+    /// `other_regions` (see [`Self::select_region`]).
+    region: String,
+    pub(crate) here: RegionState,
+    other_regions: BTreeMap<String, RegionState>,
+    /// Injected errors and delays, in the order they were added.
+    pub faults: Vec<Fault>,
+    pub quotas: QuotaTable,
+    next_id: u64,
+    /// Requests answered, by service and operation.
+    pub calls: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Bumped by every request that may change configuration, so the scaling model re-reads it.
+    pub(crate) config_version: u64,
+    /// The shape of the alarms target tracking creates (an assumption of the model, §2.7).
+    pub target_tracking_alarms: TargetTrackingAlarms,
+}
+
+/// Target tracking's AWS-created alarms, as observed (aws-semantics.md §2.7).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TargetTrackingAlarms {
+    pub high_periods: u32,
+    pub low_periods: u32,
+    pub low_ratio: f64,
+}
+
+impl Default for TargetTrackingAlarms {
+    fn default() -> Self {
+        let a = crate::model::assumptions::Assumptions::default();
+        Self {
+            high_periods: a.alarm_high_periods,
+            low_periods: a.alarm_low_periods,
+            low_ratio: a.alarm_low_ratio,
+        }
+    }
+}
+
+pub fn now() -> f64 {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_millis() as f64) / 1000.0
+}
+
+fn s<'a>(input: &'a Value, field: &str) -> Option<&'a str> {
+    input.get(field).and_then(Value::as_str)
+}
+
+fn required<'a>(input: &'a Value, field: &str) -> Result<&'a str, ApiError> {
+    s(input, field).filter(|v| !v.is_empty()).ok_or_else(|| {
+        ApiError::new("ValidationException", format!("1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null", lower_first(field)))
+    })
+}
+
+fn lower_first(field: &str) -> String {
+    let mut chars = field.chars();
+    chars
+        .next()
+        .map(|c| c.to_lowercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+fn int(input: &Value, field: &str) -> Option<i64> {
+    input
+        .get(field)
+        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+}
+
+fn string_list(input: &Value, field: &str) -> Vec<String> {
+    input
+        .get(field)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Pages `items` with an opaque numeric NextToken.
+fn page(
+    items: Vec<Value>,
+    input: &Value,
+    max_field: &str,
+    default_max: usize,
+    limit: usize,
+) -> Result<(Vec<Value>, Option<String>), ApiError> {
+    // CloudWatch's only paged call here uses MaxRecords; its constraint errors are ValidationError.
+    let code = if max_field == "MaxRecords" {
+        "ValidationError"
+    } else {
+        "ValidationException"
+    };
+    let max = match int(input, max_field) {
+        Some(n) if n < 1 || n as usize > limit => {
+            return Err(ApiError::new(
+                code,
+                format!(
+                    "1 validation error detected: Value '{n}' at '{}' failed to satisfy constraint: Member must have value between 1 and {limit}",
+                    lower_first(max_field)
+                ),
+            ));
+        }
+        Some(n) => n as usize,
+        None => default_max,
+    };
+    let start = match s(input, "NextToken") {
+        None | Some("") => 0,
+        Some(token) => token.parse::<usize>().map_err(|_| {
+            ApiError::new(
+                "InvalidNextTokenException",
+                "The next token supplied was invalid.",
+            )
+        })?,
+    };
+    let end = (start + max).min(items.len());
+    let next = (end < items.len()).then(|| end.to_string());
+    Ok((items.into_iter().skip(start).take(max).collect(), next))
+}
+
+/// The region of a fresh account, and of unsigned requests.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+impl Account {
+    pub fn new(quotas: QuotaTable) -> Self {
+        Self {
+            region: DEFAULT_REGION.to_string(),
+            quotas,
+            ..Default::default()
+        }
+    }
+
+    /// Makes `region` the one `here` holds.
+    pub fn select_region(&mut self, region: &str) {
+        if self.region == region {
+            return;
+        }
+        let incoming = self.other_regions.remove(region).unwrap_or_default();
+        let outgoing = std::mem::replace(&mut self.here, incoming);
+        self.other_regions.insert(
+            std::mem::replace(&mut self.region, region.to_string()),
+            outgoing,
+        );
+    }
+
+    /// The fault that applies to this request, if any (and counts it down).
+    pub fn take_fault(&mut self, service: &str, operation: &str) -> Option<Fault> {
+        let index = self.faults.iter().position(|f| {
+            f.operation == operation && f.service.as_deref().is_none_or(|s| s == service)
+        })?;
+        let fault = self.faults[index].clone();
+        if fault.count == 1 {
+            self.faults.remove(index);
+        } else if fault.count > 1 {
+            self.faults[index].count -= 1;
+        }
+        Some(fault)
+    }
+
+    fn uuid(&mut self) -> String {
+        self.next_id += 1;
+        format!(
+            "{:08x}-5a5a-4000-8000-{:012x}",
+            self.next_id * 2_654_435_761 % 0xffff_ffff,
+            self.next_id
+        )
+    }
+
+    pub fn record_call(&mut self, service: &str, operation: &str) {
+        *self
+            .calls
+            .entry(service.to_string())
+            .or_default()
+            .entry(operation.to_string())
+            .or_default() += 1;
+    }
+
+    pub fn add_activity(&mut self, mut activity: Activity) {
+        if activity.activity_id.is_empty() {
+            activity.activity_id = self.uuid();
+        }
+        if activity.start_time == 0.0 {
+            activity.start_time = now();
+        }
+        self.here.activities.push(activity);
+    }
+
+    /// The instance quota enforced at scale-out: the applied value, else AWS's default; None when
+    /// the account has neither (then nothing is enforced).
+    pub fn instance_quota(&self, instance_type: &str) -> Option<f64> {
+        let name = format!("{instance_type} for endpoint usage");
+        self.quotas
+            .applied
+            .get(&name)
+            .or_else(|| self.quotas.defaults.get(&name))
+            .copied()
+    }
+
+    /// The scaling model moves alarms between states as CloudWatch would.
+    pub(crate) fn transition_alarm(&mut self, name: &str, state: &str, reason: String, at: f64) {
+        if let Some(alarm) = self.here.alarms.get_mut(name) {
+            alarm.state = state.to_string();
+            alarm.state_reason = reason;
+            alarm.state_updated = at;
+        }
+    }
+
+    /// Completes an activity the scaling model started (`index` from [`Self::record_activity`]).
+    pub(crate) fn finish_activity(&mut self, index: usize, status: &str, message: String, at: f64) {
+        if let Some(a) = self.here.activities.get_mut(index) {
+            a.status_code = status.to_string();
+            a.status_message = Some(message);
+            a.end_time = Some(at);
+        }
+    }
+
+    /// Records an activity and returns its index (activities are never removed).
+    pub(crate) fn record_activity(&mut self, activity: Activity) -> usize {
+        self.add_activity(activity);
+        self.here.activities.len() - 1
+    }
+
+    pub fn activities(&self) -> &[Activity] {
+        &self.here.activities
+    }
+
+    /// Dispatches one operation of one service. `region` comes from the request's signature.
+    pub fn handle(
+        &mut self,
+        service: &str,
+        operation: &str,
+        input: &Value,
+        region: &str,
+    ) -> ApiResult {
+        self.record_call(service, operation);
+        self.select_region(region);
+        if !["Describe", "List", "Get"]
+            .iter()
+            .any(|read| operation.starts_with(read))
+        {
+            self.config_version += 1;
+        }
+        match (service, operation) {
+            ("application-autoscaling", "RegisterScalableTarget") => {
+                self.register_scalable_target(input, region)
+            }
+            ("application-autoscaling", "DescribeScalableTargets") => {
+                self.describe_scalable_targets(input)
+            }
+            ("application-autoscaling", "DeregisterScalableTarget") => {
+                self.deregister_scalable_target(input)
+            }
+            ("application-autoscaling", "PutScalingPolicy") => {
+                self.put_scaling_policy(input, region)
+            }
+            ("application-autoscaling", "DescribeScalingPolicies") => {
+                self.describe_scaling_policies(input)
+            }
+            ("application-autoscaling", "DeleteScalingPolicy") => self.delete_scaling_policy(input),
+            ("application-autoscaling", "DescribeScalingActivities") => {
+                self.describe_scaling_activities(input)
+            }
+            ("application-autoscaling", "TagResource") => self.aas_tag_resource(input),
+            ("application-autoscaling", "UntagResource") => self.aas_untag_resource(input),
+            ("application-autoscaling", "ListTagsForResource") => self.aas_list_tags(input),
+            ("cloudwatch", "PutMetricAlarm") => self.put_metric_alarm(input, region),
+            ("cloudwatch", "DescribeAlarms") => self.describe_alarms(input, region),
+            ("cloudwatch", "DeleteAlarms") => self.delete_alarms(input, region),
+            ("cloudwatch", "SetAlarmState") => self.set_alarm_state(input),
+            ("cloudwatch", "ListTagsForResource") => self.cw_list_tags(input),
+            ("cloudwatch", "TagResource") => self.cw_tag_resource(input),
+            ("cloudwatch", "UntagResource") => self.cw_untag_resource(input),
+            ("service-quotas", "GetServiceQuota") => self.get_service_quota(input, region, false),
+            ("service-quotas", "GetAWSDefaultServiceQuota") => {
+                self.get_service_quota(input, region, true)
+            }
+            ("service-quotas", "ListServiceQuotas") => {
+                self.list_service_quotas(input, region, false)
+            }
+            ("service-quotas", "ListAWSDefaultServiceQuotas") => {
+                self.list_service_quotas(input, region, true)
+            }
+            _ => Err(ApiError::new(
+                "UnknownOperationException",
+                format!("{service} {operation} is not supported by the asyncscale simulator"),
+            )),
+        }
+    }
+
+    /// A summary of one region of the account, for tests and `GET /_sim/state`.
+    pub fn snapshot(&mut self, region: &str) -> Value {
+        self.select_region(region);
+        let targets: Vec<Value> = self.here.targets.iter().map(|(k, t)| json!({ "ResourceId": k.1, "MinCapacity": t.min, "MaxCapacity": t.max, "SuspendedState": t.suspended, "ScalableTargetARN": t.arn, "Tags": self.here.tags.get(&t.arn).cloned().unwrap_or_default() })).collect();
+        let policies: Vec<Value> = self.here.policies.values().map(|p| json!({ "ResourceId": p.target.1, "PolicyName": p.name, "PolicyType": p.policy_type, "PolicyARN": p.arn, "Configuration": p.config })).collect();
+        let alarms: Vec<Value> = self
+            .here
+            .alarms
+            .iter()
+            .map(|(n, a)| {
+                let mut v = Value::Object(a.config.clone());
+                v["StateValue"] = json!(a.state);
+                v["Tags"] = json!(
+                    self.here
+                        .tags
+                        .get(&alarm_arn(region, n))
+                        .cloned()
+                        .unwrap_or_default()
+                );
+                v
+            })
+            .collect();
+        json!({ "ScalableTargets": targets, "ScalingPolicies": policies, "MetricAlarms": alarms })
+    }
+}
+
+fn alarm_arn(region: &str, name: &str) -> String {
+    format!("arn:aws:cloudwatch:{region}:{ACCOUNT_ID}:alarm:{name}")
+}
+
+fn region_of(arn: &str) -> &str {
+    arn.split(':').nth(3).unwrap_or("us-east-1")
+}
+
+fn with_token(mut v: Value, next: Option<String>) -> Value {
+    if let Some(token) = next {
+        v["NextToken"] = json!(token);
+    }
+    v
+}
