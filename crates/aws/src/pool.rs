@@ -1,4 +1,4 @@
-//! Where backends come from: one AWS SDK backend per region, built on first use and shared.
+//! One AWS SDK backend per region, built on first use and shared.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -6,16 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 
-use crate::calls::CallCounter;
-use crate::error::AwsError;
-use crate::port::AutoscalingBackend;
-use crate::sdk::{AwsOptions, SdkBackend};
+use asyncscale_engine::{AutoscalingBackend, AwsError, BackendSource, CallCounter};
 
-/// Gives the backend for a resource's region (None: the environment's region).
-#[async_trait]
-pub trait BackendSource: Send + Sync {
-    async fn backend(&self, region: Option<&str>) -> Result<Arc<dyn AutoscalingBackend>, AwsError>;
-}
+use crate::sdk::{AwsOptions, SdkBackend};
 
 pub struct SdkBackendPool {
     options: AwsOptions,
@@ -52,18 +45,5 @@ impl BackendSource for SdkBackendPool {
         let backend = Arc::new(SdkBackend::connect(&options, self.calls.clone()).await?);
         by_region.insert(key, backend.clone());
         Ok(backend)
-    }
-}
-
-/// One backend for every region: a local endpoint, or a test double.
-pub struct SingleBackend(pub Arc<dyn AutoscalingBackend>);
-
-#[async_trait]
-impl BackendSource for SingleBackend {
-    async fn backend(
-        &self,
-        _region: Option<&str>,
-    ) -> Result<Arc<dyn AutoscalingBackend>, AwsError> {
-        Ok(self.0.clone())
     }
 }

@@ -11,7 +11,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use asyncscale_aws::{AutoscalingBackend, CallCounter, SdkBackend};
+use asyncscale_aws::SdkBackend;
+use asyncscale_engine::{AutoscalingBackend, CallCounter};
 
 mod support;
 use aws_config::BehaviorVersion;

@@ -1,8 +1,9 @@
 //! Every call of the SDK adapter, over HTTP against the local AWS endpoint (`asyncscale-sim`),
 //! with the real AWS SDK clients and wire protocols (JSON 1.1, Smithy RPC v2 CBOR).
 
-use asyncscale_aws::{AutoscalingBackend, CallCounter, ErrorClass, SdkBackend};
+use asyncscale_aws::SdkBackend;
 use asyncscale_core::*;
+use asyncscale_engine::{AutoscalingBackend, CallCounter, ErrorClass};
 
 mod support;
 use asyncscale_sim::{Activity, QuotaTable, SimServer};

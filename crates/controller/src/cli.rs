@@ -12,12 +12,13 @@ use asyncscale_api::{
 };
 use std::sync::Arc;
 
-use asyncscale_aws::{
-    AutoscalingBackend, AwsOptions, AwsTimeouts, BackendSource, CallCounter, ConvergeMode, Fence,
-    Intent, SdkBackendPool, SingleBackend, converge, remove,
-};
+use asyncscale_aws::{AwsOptions, AwsTimeouts, SdkBackendPool};
 use asyncscale_core::status::SyncOutcome;
 use asyncscale_core::{Adoption, ResourceNames};
+use asyncscale_engine::{
+    AutoscalingBackend, BackendSource, CallCounter, ConvergeMode, Fence, Intent, SingleBackend,
+    converge, remove,
+};
 use asyncscale_sim::SimServer;
 
 use crate::identity::{display_name, owner_of, wants_adoption};

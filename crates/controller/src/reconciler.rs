@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use asyncscale_api::{AsyncEndpointScaling, AsyncEndpointScalingStatus, FINALIZER};
-use asyncscale_aws::{
-    AwsError, BackendSource, ConvergeMode, ErrorClass, Fence, Intent, converge, remove,
-};
 use asyncscale_core::names::{ResourceNames, TARGET_TRACKING_POLICY};
 use asyncscale_core::plan::{Adoption, Change, PlannedChange};
 use asyncscale_core::status::{
     QUOTA_CLAMPED, SCALING_HEALTHY, SYNCED, StatusInput, SyncOutcome, compute_status,
     deletion_failed_status, find, initial_status, same_ignoring_time,
+};
+use asyncscale_engine::{
+    AwsError, BackendSource, ConvergeMode, ErrorClass, Fence, Intent, converge, remove,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};

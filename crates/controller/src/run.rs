@@ -20,7 +20,7 @@ use kube::runtime::{Controller, watcher};
 use tokio::sync::watch;
 
 use asyncscale_api::AsyncEndpointScaling;
-use asyncscale_aws::{CallCounter, Fence};
+use asyncscale_engine::{CallCounter, Fence};
 
 use crate::cli::{AwsArgs, shutdown_signal};
 use crate::leader::{Leadership, LeaseConfig, run_elector};

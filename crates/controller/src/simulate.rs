@@ -5,9 +5,10 @@
 use std::net::SocketAddr;
 
 use asyncscale_api::{AsyncEndpointScaling, QuotaPolicy};
-use asyncscale_aws::{ConvergeMode, Fence, Intent, SdkBackend, converge};
+use asyncscale_aws::SdkBackend;
 use asyncscale_core::Adoption;
 use asyncscale_core::status::SyncOutcome;
+use asyncscale_engine::{ConvergeMode, Fence, Intent, converge};
 use asyncscale_sim::model::assumptions::Assumptions;
 use asyncscale_sim::model::load::LoadProfile;
 use asyncscale_sim::model::report::{Summary, summarize};
@@ -52,7 +53,7 @@ pub struct SimulationResult {
 /// A local AWS endpoint in this process, and an SDK backend that talks to it over loopback.
 pub async fn in_process_aws(
     quotas: &[String],
-    calls: asyncscale_aws::CallCounter,
+    calls: asyncscale_engine::CallCounter,
 ) -> Result<(SimServer, SdkBackend), String> {
     let table = asyncscale_sim::quota_table(quotas, &[])?;
     let server = asyncscale_sim::start(SocketAddr::from(([127, 0, 0, 1], 0)), table)
@@ -66,7 +67,7 @@ pub async fn in_process_aws(
 
 pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, String> {
     let (server, backend) =
-        in_process_aws(&options.quotas, asyncscale_aws::CallCounter::default()).await?;
+        in_process_aws(&options.quotas, asyncscale_engine::CallCounter::default()).await?;
     let a = &options.assumptions;
     server
         .account

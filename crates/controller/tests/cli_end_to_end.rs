@@ -71,7 +71,7 @@ fn writes(calls: &Value) -> u64 {
         .unwrap()
         .values()
         .flat_map(|ops| ops.as_object().unwrap());
-    ops.filter(|(op, _)| asyncscale_aws::calls::is_write(op))
+    ops.filter(|(op, _)| asyncscale_engine::calls::is_write(op))
         .map(|(_, n)| n.as_u64().unwrap())
         .sum()
 }

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use asyncscale_api::{AsyncEndpointScaling, AsyncEndpointScalingStatus};
-use asyncscale_aws::{CallCounter, SdkBackend, SingleBackend};
+use asyncscale_aws::SdkBackend;
 use asyncscale_controller::metrics::Metrics;
 use asyncscale_controller::reconciler::{Context, reconcile};
+use asyncscale_engine::{CallCounter, SingleBackend};
 use asyncscale_sim::{Activity, SimServer};
 use aws_config::BehaviorVersion;
 use aws_sdk_applicationautoscaling::config::Credentials;
@@ -211,7 +212,7 @@ fn aws_writes(server: &SimServer) -> u64 {
     calls
         .values()
         .flat_map(|ops| ops.iter())
-        .filter(|(op, _)| asyncscale_aws::calls::is_write(op))
+        .filter(|(op, _)| asyncscale_engine::calls::is_write(op))
         .map(|(_, n)| n)
         .sum()
 }

@@ -8,7 +8,7 @@ use aws_sdk_applicationautoscaling as aas;
 use asyncscale_core::*;
 
 use super::{AAS, SdkBackend, build_error};
-use crate::error::AwsError;
+use asyncscale_engine::AwsError;
 
 impl SdkBackend {
     pub(super) async fn describe_target(

@@ -5,7 +5,7 @@ use aws_sdk_cloudwatch as cw;
 use asyncscale_core::*;
 
 use super::{CW, SdkBackend};
-use crate::error::AwsError;
+use asyncscale_engine::AwsError;
 
 impl SdkBackend {
     pub(super) async fn describe_alarm(

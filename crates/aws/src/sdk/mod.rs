@@ -26,9 +26,9 @@ mod quotas;
 
 use quotas::{CachedQuota, QUOTA_TTL};
 
-use crate::calls::CallCounter;
-use crate::error::{AwsError, ErrorClass, classify};
-use crate::port::{AutoscalingBackend, QuotaReading};
+use asyncscale_engine::{AutoscalingBackend, AwsError, CallCounter, ErrorClass, QuotaReading};
+
+use crate::classify::classify;
 
 const AAS: &str = "application-autoscaling";
 const CW: &str = "cloudwatch";

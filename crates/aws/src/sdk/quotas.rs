@@ -6,8 +6,7 @@ use std::time::Duration;
 use asyncscale_core::*;
 
 use super::{SQ, SdkBackend};
-use crate::error::{AwsError, ErrorClass};
-use crate::port::QuotaReading;
+use asyncscale_engine::{AwsError, ErrorClass, QuotaReading};
 
 const QUOTA_SERVICE_CODE: &str = "sagemaker";
 /// How long a quota value read from Service Quotas is used before it is read again. A raised

@@ -1,0 +1,18 @@
+//! The engine every caller runs: observe → plan → apply → status for one resource, against any
+//! backend that implements the [`port`]. The CLI (`plan`/`apply`/`delete`), the controller and
+//! `simulate` all run exactly this; the AWS SDK adapter (`asyncscale-aws`) and the simulated
+//! account sit behind the port. Knows nothing of Kubernetes clients or the AWS SDK.
+
+pub mod calls;
+pub mod converge;
+pub mod error;
+pub mod port;
+pub mod source;
+
+pub use calls::{CallCounter, CallKey};
+pub use converge::{
+    ConvergeMode, ConvergeReport, Fence, Intent, RemoveReport, converge, observe, remove,
+};
+pub use error::{AwsError, ErrorClass};
+pub use port::{AutoscalingBackend, QuotaReading};
+pub use source::{BackendSource, SingleBackend};
