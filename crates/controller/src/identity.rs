@@ -34,3 +34,10 @@ pub fn wants_adoption(resource: &AsyncEndpointScaling) -> bool {
         .and_then(|a| a.get(ADOPT_ANNOTATION))
         .is_some_and(|v| v == "true")
 }
+
+/// This process's name in Events and the Lease when POD_NAME is not set.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "asyncscale".to_string())
+}

@@ -9,6 +9,7 @@
 //! never by comparing another node's timestamps with ours: clock skew cannot shorten a term.
 
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -16,6 +17,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Api;
 use kube::api::PostParams;
 use tokio::sync::watch;
+
+use crate::admin::Health;
+use crate::metrics::Metrics;
 
 /// How a replica holds its Lease.
 #[derive(Debug, Clone)]
@@ -272,9 +276,61 @@ pub async fn run_elector(
     }
 }
 
+/// The task that holds the Lease ended while the controller still ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the leader election task stopped")]
+pub struct ElectionStopped;
+
+/// Runs `lead` while `leader` says this replica holds the Lease. Losing the Lease aborts the task
+/// at once, in-flight AWS calls included, so a former leader never writes after a standby took
+/// over; regaining it starts a fresh one. Returns when `stop` turns true.
+pub async fn follow_leadership<F>(
+    mut leader: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+    metrics: &Metrics,
+    health: &Health,
+    lead: F,
+) -> Result<(), ElectionStopped>
+where
+    F: Fn() -> tokio::task::JoinHandle<()>,
+{
+    let gone = |_| ElectionStopped;
+    loop {
+        while !*leader.borrow_and_update() {
+            tokio::select! {
+                changed = leader.changed() => changed.map_err(gone)?,
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            }
+        }
+        tracing::info!("became leader: reconciling");
+        metrics.leader.set(1);
+        health.leading.store(true, Ordering::SeqCst);
+        let task = lead();
+        let lost = loop {
+            tokio::select! {
+                changed = leader.changed() => {
+                    changed.map_err(gone)?;
+                    if !*leader.borrow_and_update() { break true; }
+                }
+                _ = stop.wait_for(|s| *s) => break false,
+            }
+        };
+        metrics.leader.set(0);
+        health.leading.store(false, Ordering::SeqCst);
+        if !lost {
+            let _ = task.await;
+            return Ok(());
+        }
+        task.abort();
+        tracing::warn!("lost leadership: stopped reconciling");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use asyncscale_engine::CallCounter;
+    use std::sync::Arc;
 
     #[test]
     fn the_holder_stops_a_third_of_the_duration_before_a_standby_may_take_over() {
@@ -318,5 +374,63 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1100));
         seen.see(&spec); // unchanged: the clock keeps running
         assert!(seen.expired(&spec, Duration::from_secs(1)));
+    }
+
+    #[tokio::test]
+    async fn only_the_lease_holder_works_and_losing_the_lease_stops_it_at_once() {
+        use std::sync::atomic::AtomicU64;
+        let (leader_tx, leader_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let metrics = Arc::new(Metrics::new(CallCounter::default()));
+        let health = Arc::new(Health::default());
+        let writes = Arc::new(AtomicU64::new(0));
+        let follower = {
+            let (metrics, health, writes) = (metrics.clone(), health.clone(), writes.clone());
+            tokio::spawn(async move {
+                follow_leadership(leader_rx, stop_rx.clone(), &metrics, &health, || {
+                    let writes = writes.clone();
+                    let stop = stop_rx.clone();
+                    // Like the controllers: work until told to stop.
+                    tokio::spawn(async move {
+                        while !*stop.borrow() {
+                            writes.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    })
+                })
+                .await
+            })
+        };
+        let settle = || tokio::time::sleep(Duration::from_millis(60));
+        settle().await;
+        assert_eq!(writes.load(Ordering::SeqCst), 0, "a standby does nothing");
+
+        leader_tx.send(true).unwrap();
+        settle().await;
+        assert!(writes.load(Ordering::SeqCst) > 0, "the leader works");
+        assert!(metrics.encode().contains("asyncscale_leader 1"));
+
+        leader_tx.send(false).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let at_loss = writes.load(Ordering::SeqCst);
+        settle().await;
+        assert_eq!(
+            writes.load(Ordering::SeqCst),
+            at_loss,
+            "no work after the lease is lost"
+        );
+        assert!(metrics.encode().contains("asyncscale_leader 0"));
+
+        leader_tx.send(true).unwrap();
+        settle().await;
+        assert!(
+            writes.load(Ordering::SeqCst) > at_loss,
+            "regaining the lease resumes work"
+        );
+
+        stop_tx.send(true).unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(1), follower)
+            .await
+            .expect("stops on shutdown");
     }
 }

@@ -1,10 +1,14 @@
 //! The `asyncscale` binary: the CLI and the Kubernetes controller. Business rules live in
-//! `asyncscale-core`; this crate wires them to Kubernetes, AWS and the terminal.
+//! `asyncscale-core`, the engine in `asyncscale-engine`; this crate wires them to Kubernetes, AWS
+//! and the terminal.
 
+pub mod admin;
 pub mod cli;
+pub mod commands;
 pub mod identity;
 pub mod leader;
+pub mod manifests;
 pub mod metrics;
 pub mod reconciler;
-pub mod run;
+pub mod shutdown;
 pub mod simulate;

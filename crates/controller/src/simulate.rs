@@ -18,6 +18,32 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::identity::{display_name, owner_of, wants_adoption};
 
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    /// The manifest files, one problem a line.
+    #[error("{0}")]
+    Manifests(String),
+    /// A flag or file the simulator cannot use.
+    #[error(transparent)]
+    Input(#[from] asyncscale_sim::SimError),
+    #[error("cannot start the in-process AWS endpoint: {0}")]
+    Start(#[source] std::io::Error),
+    #[error("cannot reach the in-process AWS endpoint: {0}")]
+    Backend(#[source] asyncscale_engine::AwsError),
+    #[error("{resource}: could not set up the simulated account: {outcome:?}")]
+    Setup {
+        resource: String,
+        outcome: SyncOutcome,
+    },
+    #[error("--chart {path}: {source}")]
+    Chart {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// The hand-made configurations of the field report, to compare with asyncscale's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Without {
@@ -54,18 +80,18 @@ pub struct SimulationResult {
 pub async fn in_process_aws(
     quotas: &[String],
     calls: asyncscale_engine::CallCounter,
-) -> Result<(SimServer, SdkBackend), String> {
+) -> Result<(SimServer, SdkBackend), SimulateError> {
     let table = asyncscale_sim::quota_table(quotas, &[])?;
     let server = asyncscale_sim::start(SocketAddr::from(([127, 0, 0, 1], 0)), table)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(SimulateError::Start)?;
     let backend = SdkBackend::for_local_endpoint(&server.url(), calls)
         .await
-        .map_err(|e| e.message)?;
+        .map_err(SimulateError::Backend)?;
     Ok((server, backend))
 }
 
-pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, String> {
+pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, SimulateError> {
     let (server, backend) =
         in_process_aws(&options.quotas, asyncscale_engine::CallCounter::default()).await?;
     let a = &options.assumptions;
@@ -97,11 +123,10 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, St
         };
         let report = converge(&backend, &intent, ConvergeMode::Apply, None, &now).await;
         if report.outcome != SyncOutcome::InSync {
-            return Err(format!(
-                "{}: could not set up the simulated account: {:?}",
-                display_name(resource),
-                report.outcome
-            ));
+            return Err(SimulateError::Setup {
+                resource: display_name(resource),
+                outcome: report.outcome,
+            });
         }
         applied.push(report.plan.summaries());
     }
@@ -110,13 +135,11 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, St
     let mut world = World::new(options.assumptions.clone(), epoch);
     world.record_timeline = true;
     for flag in &options.other_usage {
-        let (instance_type, n) = flag
-            .split_once('=')
-            .ok_or_else(|| format!("--other-usage {flag:?}: expected TYPE=N"))?;
-        let n: u32 = n
-            .parse()
-            .map_err(|_| format!("--other-usage {flag:?}: N must be a whole number"))?;
-        world.other_usage.insert(instance_type.to_string(), n);
+        let (quota, n) = asyncscale_sim::quotas::parse_quota_flag(flag)?;
+        let instance_type = quota.trim_end_matches(" for endpoint usage");
+        world
+            .other_usage
+            .insert(instance_type.to_string(), n as u32);
     }
     for resource in &options.resources {
         world.add_endpoint(EndpointSpec {

@@ -2,6 +2,8 @@
 //! ciborium into JSON values; responses are encoded here, so that doubles always travel as
 //! 64-bit floats and timestamps as tag 1 (epoch seconds), which the SDK decoders require.
 
+use crate::error::SimError;
+
 use serde_json::Value;
 
 /// Response members that are timestamps in the CloudWatch model.
@@ -15,12 +17,12 @@ const TIMESTAMP_MEMBERS: &[&str] = &[
     "EndTime",
 ];
 
-pub fn decode(bytes: &[u8]) -> Result<Value, String> {
+pub fn decode(bytes: &[u8]) -> Result<Value, SimError> {
     if bytes.is_empty() {
         return Ok(Value::Object(Default::default()));
     }
-    let value: ciborium::Value =
-        ciborium::from_reader(bytes).map_err(|e| format!("invalid CBOR body: {e}"))?;
+    let value: ciborium::Value = ciborium::from_reader(bytes)
+        .map_err(|e| SimError::Cbor(format!("invalid CBOR body: {e}")))?;
     Ok(to_json(value))
 }
 

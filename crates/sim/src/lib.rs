@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod cbor;
+pub mod error;
 pub mod model;
 pub mod quotas;
 pub mod server;
@@ -11,10 +12,11 @@ pub mod validation;
 pub use account::{
     Account, Activity, ApiError, DEFAULT_REGION, Fault, QuotaTable, TargetTrackingAlarms,
 };
+pub use error::SimError;
 pub use server::{SimServer, start, start_with_clock};
 
 /// Builds the quota table from `--quota TYPE=N` (applied values) and `--default-quota TYPE=N`.
-pub fn quota_table(applied: &[String], defaults: &[String]) -> Result<QuotaTable, String> {
+pub fn quota_table(applied: &[String], defaults: &[String]) -> Result<QuotaTable, SimError> {
     let mut table = QuotaTable::default();
     table.defaults.extend(quotas::catalogue());
     for flag in applied {

@@ -1,5 +1,7 @@
 //! SageMaker instance quotas: names, codes and the `TYPE=N` flags that set them.
 
+use crate::error::SimError;
+
 /// Quota codes seen in real accounts (aws-semantics.md §5.2). Other names get a stable made-up
 /// code of the same form, so clients must look codes up by name, as asyncscale does.
 const KNOWN_CODES: &[(&str, &str)] = &[
@@ -41,21 +43,25 @@ pub fn known_quota_code(name: &str) -> String {
 }
 
 /// Parses `ml.g4dn.xlarge=4` into the quota name and value.
-pub fn parse_quota_flag(flag: &str) -> Result<(String, f64), String> {
-    let (instance_type, value) = flag
-        .split_once('=')
-        .ok_or_else(|| format!("{flag:?}: expected TYPE=N, e.g. ml.g4dn.xlarge=4"))?;
+pub fn parse_quota_flag(flag: &str) -> Result<(String, f64), SimError> {
+    let (instance_type, value) = flag.split_once('=').ok_or_else(|| {
+        SimError::QuotaFlag(format!("{flag:?}: expected TYPE=N, e.g. ml.g4dn.xlarge=4"))
+    })?;
     let value: f64 = value
         .trim()
         .parse()
         .ok()
         .filter(|v: &f64| v.is_finite() && *v >= 0.0)
-        .ok_or_else(|| format!("{flag:?}: the quota value must be a non-negative number"))?;
+        .ok_or_else(|| {
+            SimError::QuotaFlag(format!(
+                "{flag:?}: the quota value must be a non-negative number"
+            ))
+        })?;
     let instance_type = instance_type.trim();
     if !instance_type.starts_with("ml.") {
-        return Err(format!(
+        return Err(SimError::QuotaFlag(format!(
             "{flag:?}: the instance type must look like ml.g4dn.xlarge"
-        ));
+        )));
     }
     Ok((format!("{instance_type} for endpoint usage"), value))
 }

@@ -280,7 +280,7 @@ async fn cloudwatch_cbor(
     body: Bytes,
 ) -> Response {
     let result = match cbor::decode(&body) {
-        Err(e) => Err(ApiError::new("SerializationException", e)),
+        Err(e) => Err(ApiError::new("SerializationException", e.to_string())),
         Ok(input) => {
             run(
                 &account,

@@ -11,6 +11,8 @@
 //!   the desired count, which already holds the previous one, and happens only if larger (§2.7).
 //! - Instances fail never; requests are processed in arrival order at a fixed rate per instance.
 
+use crate::error::SimError;
+
 /// See the field docs; `Assumptions::default()` holds the values the semantics file suggests.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assumptions {
@@ -123,19 +125,19 @@ impl Assumptions {
     }
 
     /// Sets one assumption from `NAME=VALUE`.
-    pub fn set(&mut self, assignment: &str) -> Result<(), String> {
+    pub fn set(&mut self, assignment: &str) -> Result<(), SimError> {
         let (name, value) = assignment
             .split_once('=')
-            .ok_or_else(|| format!("{assignment:?}: expected NAME=VALUE"))?;
+            .ok_or_else(|| SimError::Assumption(format!("{assignment:?}: expected NAME=VALUE")))?;
         let number = || {
             value
                 .parse::<f64>()
-                .map_err(|_| format!("{name}: {value:?} is not a number"))
+                .map_err(|_| SimError::Assumption(format!("{name}: {value:?} is not a number")))
         };
         let flag = || {
-            value
-                .parse::<bool>()
-                .map_err(|_| format!("{name}: {value:?} is not true or false"))
+            value.parse::<bool>().map_err(|_| {
+                SimError::Assumption(format!("{name}: {value:?} is not true or false"))
+            })
         };
         match name {
             "provisioning_delay_s" => self.provisioning_delay_s = number()?.max(0.0),
@@ -154,14 +156,14 @@ impl Assumptions {
             "scale_in_is_immediate" => self.scale_in_is_immediate = flag()?,
             "scale_in_rounds_up" => self.scale_in_rounds_up = flag()?,
             _ => {
-                return Err(format!(
+                return Err(SimError::Assumption(format!(
                     "unknown assumption {name:?}; known: {}",
                     self.describe()
                         .iter()
                         .map(|d| d.0)
                         .collect::<Vec<_>>()
                         .join(", ")
-                ));
+                )));
             }
         }
         Ok(())

@@ -2,6 +2,8 @@
 //! `rate:R/m@T1-T2` (R requests a minute from T1 to T2), comma-separated; times like `90s`,
 //! `5m`, `2h` or plain seconds.
 
+use crate::error::SimError;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoadPart {
     Burst {
@@ -21,7 +23,7 @@ pub struct LoadProfile {
 }
 
 /// Seconds from `90s`, `5m`, `2h`, `1.5h` or `120`.
-pub fn parse_time(text: &str) -> Result<f64, String> {
+pub fn parse_time(text: &str) -> Result<f64, SimError> {
     let text = text.trim();
     let (number, scale) = if let Some(n) = text.strip_suffix('h') {
         (n, 3600.0)
@@ -34,30 +36,34 @@ pub fn parse_time(text: &str) -> Result<f64, String> {
     };
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a time such as 90s, 5m or 2h"))?;
+        .map_err(|_| SimError::Time(format!("{text:?} is not a time such as 90s, 5m or 2h")))?;
     if !value.is_finite() || value < 0.0 {
-        return Err(format!("{text:?} must be a non-negative time"));
+        return Err(SimError::Time(format!(
+            "{text:?} must be a non-negative time"
+        )));
     }
     Ok(value * scale)
 }
 
 impl LoadProfile {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, SimError> {
         let mut parts = Vec::new();
         for piece in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (kind, rest) = piece
-                .split_once(':')
-                .ok_or_else(|| format!("{piece:?}: expected burst:N@T or rate:R/m@T1-T2"))?;
+            let (kind, rest) = piece.split_once(':').ok_or_else(|| {
+                SimError::Load(format!("{piece:?}: expected burst:N@T or rate:R/m@T1-T2"))
+            })?;
             let (amount, when) = rest
                 .split_once('@')
-                .ok_or_else(|| format!("{piece:?}: missing @TIME"))?;
+                .ok_or_else(|| SimError::Load(format!("{piece:?}: missing @TIME")))?;
             match kind {
                 "burst" => {
                     let count: f64 = amount
                         .parse()
                         .ok()
                         .filter(|c: &f64| c.is_finite() && *c >= 0.0)
-                        .ok_or_else(|| format!("{piece:?}: N must be a non-negative number"))?;
+                        .ok_or_else(|| {
+                            SimError::Load(format!("{piece:?}: N must be a non-negative number"))
+                        })?;
                     parts.push(LoadPart::Burst {
                         count: count.floor(),
                         at_s: parse_time(when)?,
@@ -67,20 +73,22 @@ impl LoadProfile {
                     let per_minute = amount
                         .strip_suffix("/m")
                         .ok_or_else(|| {
-                            format!(
+                            SimError::Load(format!(
                                 "{piece:?}: the rate is requests a minute, e.g. rate:30/m@0-10m"
-                            )
+                            ))
                         })?
                         .parse::<f64>()
                         .ok()
                         .filter(|r| r.is_finite() && *r >= 0.0)
-                        .ok_or_else(|| format!("{piece:?}: R must be a non-negative number"))?;
+                        .ok_or_else(|| {
+                            SimError::Load(format!("{piece:?}: R must be a non-negative number"))
+                        })?;
                     let (from, to) = when
                         .split_once('-')
-                        .ok_or_else(|| format!("{piece:?}: expected T1-T2"))?;
+                        .ok_or_else(|| SimError::Load(format!("{piece:?}: expected T1-T2")))?;
                     let (from_s, to_s) = (parse_time(from)?, parse_time(to)?);
                     if to_s <= from_s {
-                        return Err(format!("{piece:?}: T2 must be after T1"));
+                        return Err(SimError::Load(format!("{piece:?}: T2 must be after T1")));
                     }
                     parts.push(LoadPart::Rate {
                         per_minute,
@@ -89,14 +97,16 @@ impl LoadProfile {
                     });
                 }
                 other => {
-                    return Err(format!(
+                    return Err(SimError::Load(format!(
                         "{piece:?}: unknown load {other:?}; use burst or rate"
-                    ));
+                    )));
                 }
             }
         }
         if parts.is_empty() {
-            return Err("empty load profile: give burst:N@T or rate:R/m@T1-T2".into());
+            return Err(SimError::Load(
+                "empty load profile: give burst:N@T or rate:R/m@T1-T2".into(),
+            ));
         }
         Ok(Self { parts })
     }
@@ -163,21 +173,25 @@ mod tests {
         assert!(
             LoadProfile::parse("burst:5")
                 .unwrap_err()
+                .to_string()
                 .contains("missing @TIME")
         );
         assert!(
             LoadProfile::parse("rate:30@0-5m")
                 .unwrap_err()
+                .to_string()
                 .contains("requests a minute")
         );
         assert!(
             LoadProfile::parse("rate:30/m@5m-1m")
                 .unwrap_err()
+                .to_string()
                 .contains("after T1")
         );
         assert!(
             LoadProfile::parse("wave:3@1m")
                 .unwrap_err()
+                .to_string()
                 .contains("unknown load")
         );
         assert!(LoadProfile::parse("").is_err());

@@ -1,6 +1,8 @@
 //! What a simulation shows a person: a per-minute timeline, a summary, warnings about
 //! configurations that will misbehave, and an SVG chart of backlog and instances.
 
+use crate::error::SimError;
+
 use serde::Serialize;
 
 use super::setup::{Action, Metric, Setup};
@@ -184,7 +186,7 @@ pub fn timeline_text(endpoint: &EndpointSim) -> String {
 }
 
 /// An SVG chart of backlog (left axis) and desired and in-service instances (right axis).
-pub fn chart_svg(endpoint: &EndpointSim) -> Result<String, String> {
+pub fn chart_svg(endpoint: &EndpointSim) -> Result<String, SimError> {
     use plotters::prelude::*;
     let records = &endpoint.timeline;
     let minutes = records.last().map_or(1.0, |r| r.minute as f64).max(1.0);
@@ -197,7 +199,8 @@ pub fn chart_svg(endpoint: &EndpointSim) -> Result<String, String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (960, 480)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        root.fill(&WHITE)
+            .map_err(|e| SimError::Chart(e.to_string()))?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
                 format!("{}: backlog and instances", endpoint.spec.endpoint),
@@ -208,25 +211,25 @@ pub fn chart_svg(endpoint: &EndpointSim) -> Result<String, String> {
             .y_label_area_size(56)
             .right_y_label_area_size(56)
             .build_cartesian_2d(0f64..minutes, 0f64..backlog_max)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| SimError::Chart(e.to_string()))?
             .set_secondary_coord(0f64..minutes, 0f64..instances_max);
         chart
             .configure_mesh()
             .x_desc("minutes")
             .y_desc("queued requests")
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| SimError::Chart(e.to_string()))?;
         chart
             .configure_secondary_axes()
             .y_desc("instances")
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| SimError::Chart(e.to_string()))?;
         chart
             .draw_series(LineSeries::new(
                 records.iter().map(|r| (r.minute as f64, r.backlog)),
                 &BLUE,
             ))
-            .map_err(|e| e.to_string())?
+            .map_err(|e| SimError::Chart(e.to_string()))?
             .label("backlog")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
         chart
@@ -236,7 +239,7 @@ pub fn chart_svg(endpoint: &EndpointSim) -> Result<String, String> {
                     .map(|r| (r.minute as f64, f64::from(r.desired))),
                 &RED,
             ))
-            .map_err(|e| e.to_string())?
+            .map_err(|e| SimError::Chart(e.to_string()))?
             .label("desired instances")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
         chart
@@ -246,7 +249,7 @@ pub fn chart_svg(endpoint: &EndpointSim) -> Result<String, String> {
                     .map(|r| (r.minute as f64, f64::from(r.in_service))),
                 &GREEN,
             ))
-            .map_err(|e| e.to_string())?
+            .map_err(|e| SimError::Chart(e.to_string()))?
             .label("in-service instances")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN));
         chart
@@ -254,8 +257,8 @@ pub fn chart_svg(endpoint: &EndpointSim) -> Result<String, String> {
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
+            .map_err(|e| SimError::Chart(e.to_string()))?;
+        root.present().map_err(|e| SimError::Chart(e.to_string()))?;
     }
     Ok(svg)
 }

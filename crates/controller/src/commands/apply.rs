@@ -1,0 +1,10 @@
+//! `asyncscale apply`: Make AWS match the manifests, then print what changed and the resulting status.
+
+use std::process::ExitCode;
+
+use super::args::ManifestArgs;
+use crate::manifests::{self, Verb};
+
+pub async fn run(args: ManifestArgs) -> ExitCode {
+    manifests::run(args, Verb::Apply).await
+}

@@ -1,0 +1,10 @@
+//! `asyncscale delete`: Remove (or, with deletionPolicy Retain, release) what asyncscale created for the manifests.
+
+use std::process::ExitCode;
+
+use super::args::ManifestArgs;
+use crate::manifests::{self, Verb};
+
+pub async fn run(args: ManifestArgs) -> ExitCode {
+    manifests::run(args, Verb::Delete).await
+}

@@ -1,0 +1,265 @@
+//! `asyncscale run`: the in-cluster controller. Watches AsyncEndpointScaling resources, reconciles
+//! them (optionally only while holding a leader Lease) and serves /metrics, /healthz and /readyz.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Args;
+use futures::StreamExt;
+use kube::api::{Api, ListParams};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, watcher};
+use tokio::sync::watch;
+
+use asyncscale_api::AsyncEndpointScaling;
+use asyncscale_engine::{CallCounter, Fence};
+
+use super::args::{AwsArgs, parse_duration};
+use crate::admin::{Health, admin_router};
+use crate::identity::hostname;
+use crate::leader::{Leadership, LeaseConfig, follow_leadership, run_elector};
+use crate::metrics::Metrics;
+use crate::reconciler::{Context, WatchedStore, error_policy, reconcile};
+use crate::shutdown::shutdown_signal;
+
+/// Why the controller could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot reach the Kubernetes API: {0}")]
+    NoApiServer(#[source] kube::Error),
+    #[error(
+        "cannot list AsyncEndpointScaling resources: {0}. Is the CRD installed (kubectl apply -f crds/) and may the ServiceAccount list them?"
+    )]
+    CannotList(#[source] kube::Error),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, #[source] std::io::Error),
+    #[error("{0}")]
+    Aws(#[source] crate::simulate::SimulateError),
+    #[error("{0}")]
+    Leadership(#[source] crate::leader::ElectionStopped),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Namespace to watch (repeatable). Without it, every namespace.
+    #[arg(long = "namespace", value_name = "NAMESPACE")]
+    namespaces: Vec<String>,
+    #[command(flatten)]
+    aws: AwsArgs,
+    /// How often each resource is re-read from AWS to repair drift (e.g. 60s, 5m).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    resync: Duration,
+    /// Reconcile only while holding the leader Lease, so that several replicas can run.
+    #[arg(long)]
+    leader_elect: bool,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "asyncscale-leader")]
+    lease_name: String,
+    /// Namespace of the leader Lease; defaults to the pod's namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// How long a Lease holds without renewal; a standby takes over within this time. The holder
+    /// stops writing to AWS when it could not renew for two thirds of it (a lost API connection
+    /// included), before any standby may take over.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    lease_duration: Duration,
+    /// The longest one reconcile may take, AWS calls included; past it the reconcile stops and
+    /// retries with backoff.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    reconcile_timeout: Duration,
+    /// Reconciles running at once. Bounds bursts of AWS calls (about six per reconcile) against
+    /// CloudWatch's DescribeAlarms (9 a second) and Application Auto Scaling's limits.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Identity in Events and the Lease; defaults to the pod name (POD_NAME) or the hostname.
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+}
+
+pub async fn run(args: RunArgs) -> ExitCode {
+    match run_controller(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "asyncscale stopped");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_controller(args: RunArgs) -> Result<(), RunError> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(RunError::NoApiServer)?;
+    let calls = CallCounter::default();
+    let metrics = Arc::new(Metrics::new(calls.clone()));
+    let health = Arc::new(Health::default());
+    let identity = args.pod_name.clone().unwrap_or_else(hostname);
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "asyncscale".into(),
+            instance: Some(identity.clone()),
+        },
+    );
+    let (backends, _simulated) = args.aws.connect(calls).await.map_err(RunError::Aws)?;
+    let lease = LeaseConfig {
+        name: args.lease_name.clone(),
+        namespace: args.lease_namespace.clone(),
+        identity: identity.clone(),
+        duration: args.lease_duration.max(Duration::from_secs(2)),
+    };
+    let leadership = Arc::new(Leadership::new(lease.renew_deadline()));
+    let mut context = Context::new(
+        client.clone(),
+        backends,
+        recorder,
+        metrics.clone(),
+        args.resync,
+    )
+    .with_reconcile_timeout(args.reconcile_timeout);
+    if args.leader_elect {
+        let leadership = leadership.clone();
+        context = context.with_fence(Fence::new(move || leadership.check()));
+    }
+    let ctx = Arc::new(context);
+
+    // Fail fast, with the fix, when the CRD is missing or RBAC forbids listing.
+    let probe: Api<AsyncEndpointScaling> = match args.namespaces.first() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    probe
+        .list(&ListParams::default().limit(1))
+        .await
+        .map_err(RunError::CannotList)?;
+    health.api_reachable.store(true, Ordering::SeqCst);
+
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|e| RunError::Listen(args.metrics_addr, e))?;
+    let admin = admin_router(metrics.clone(), health.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, admin).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+
+    if !args.leader_elect {
+        metrics.leader.set(1);
+        health.leading.store(true, Ordering::SeqCst);
+        run_controllers(
+            client,
+            args.namespaces.clone(),
+            args.concurrency,
+            ctx,
+            health,
+            stop_rx,
+        )
+        .await;
+        return Ok(());
+    }
+
+    let (leading_tx, leading_rx) = watch::channel(false);
+    // The Lease is released only after the controllers have stopped, so no write follows it.
+    let (release_tx, release_rx) = watch::channel(false);
+    let elector = tokio::spawn(run_elector(
+        Api::namespaced(client.clone(), &lease.namespace),
+        lease,
+        leadership,
+        leading_tx,
+        release_rx,
+    ));
+    let namespaces = args.namespaces.clone();
+    let followed = follow_leadership(leading_rx, stop_rx.clone(), &metrics, &health, || {
+        tokio::spawn(run_controllers(
+            client.clone(),
+            namespaces.clone(),
+            args.concurrency,
+            ctx.clone(),
+            health.clone(),
+            stop_rx.clone(),
+        ))
+    })
+    .await;
+    let _ = release_tx.send(true);
+    let _ = elector.await;
+    followed.map_err(RunError::Leadership)
+}
+
+/// One kube-runtime Controller per watched namespace (or one for all), until `stop` says so.
+async fn run_controllers(
+    client: kube::Client,
+    namespaces: Vec<String>,
+    concurrency: u16,
+    ctx: Arc<Context>,
+    health: Arc<Health>,
+    stop: watch::Receiver<bool>,
+) {
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().cloned().map(Some).collect()
+    };
+    health.watches.store(scopes.len(), Ordering::SeqCst);
+    health.watches_synced.store(0, Ordering::SeqCst);
+    let mut stores = Vec::new();
+    let runs: Vec<_> = scopes.into_iter().map(|scope| {
+        let api: Api<AsyncEndpointScaling> = match &scope {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let controller = Controller::new(api, watcher::Config::default().any_semantic())
+            .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+        let store = controller.store();
+        let synced = Arc::new(AtomicBool::new(false));
+        stores.push(WatchedStore {
+            store: store.clone(),
+            synced: synced.clone(),
+            all_namespaces: scope.is_none(),
+        });
+        let health = health.clone();
+        tokio::spawn(async move {
+            // kube-runtime's readiness signal wakes only its most recent waiter, and the
+            // controller itself waits on it too; asking again each second sees the flag anyway.
+            loop {
+                match tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await {
+                    Ok(Ok(())) => {
+                        synced.store(true, Ordering::SeqCst);
+                        health.watches_synced.fetch_add(1, Ordering::SeqCst);
+                        tracing::info!("watch cache synced");
+                        return;
+                    }
+                    Ok(Err(e)) => return tracing::warn!(error = %e, "the watch stopped before its cache synced"),
+                    Err(_) => continue,
+                }
+            }
+        });
+        let mut stop = stop.clone();
+        controller
+            .graceful_shutdown_on(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            })
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "reconcile error");
+                }
+            })
+    }).collect();
+    ctx.watch_stores(stores);
+    futures::future::join_all(runs).await;
+}

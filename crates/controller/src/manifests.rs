@@ -1,0 +1,326 @@
+//! What `plan`, `apply` and `delete` share: reading manifest files (every file checked before
+//! anything reaches AWS), running the engine on each resource, and printing what happened.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use asyncscale_api::{
+    AsyncEndpointScaling, AsyncEndpointScalingStatus, DeletionPolicy, ParsedResource,
+};
+use asyncscale_core::status::SyncOutcome;
+use asyncscale_core::{Adoption, ResourceNames};
+use asyncscale_engine::{
+    AutoscalingBackend, CallCounter, ConvergeMode, Fence, Intent, converge, remove,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::commands::args::{ManifestArgs, Output};
+use crate::identity::{display_name, owner_of, wants_adoption};
+
+/// What a manifest command does with each resource.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Plan,
+    Apply,
+    Delete,
+}
+
+/// Reads every file, and only when all of them are valid does anything reach AWS.
+pub fn read_all(files: &[String]) -> Result<Vec<(String, ParsedResource)>, Vec<String>> {
+    let mut resources = Vec::new();
+    let mut problems = Vec::new();
+    for file in files {
+        let text = if file == "-" {
+            std::io::read_to_string(std::io::stdin()).map_err(|e| e.to_string())
+        } else {
+            std::fs::read_to_string(file).map_err(|e| e.to_string())
+        };
+        match text {
+            Err(e) => problems.push(format!("{file}: cannot read: {e}")),
+            Ok(text) => match asyncscale_api::parse_manifests(file, &text) {
+                Ok(parsed) => resources.extend(parsed.into_iter().map(|p| (file.clone(), p))),
+                Err(e) => problems.extend(e.problems),
+            },
+        }
+    }
+    if problems.is_empty() {
+        Ok(resources)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Two resources for one endpoint variant would fight over it. `default_region` is where a
+/// resource without spec.region goes, so that it and an explicit `region:` of the same name are
+/// seen as the same place.
+fn duplicates(resources: &[(String, ParsedResource)], default_region: Option<&str>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut seen: BTreeMap<(Option<String>, String), String> = BTreeMap::new();
+    for (file, parsed) in resources {
+        let spec = &parsed.resource.spec;
+        let region = spec
+            .region
+            .clone()
+            .or_else(|| default_region.map(str::to_string));
+        let key = (
+            region,
+            ResourceNames::new(&spec.endpoint_name, &spec.variant_name).resource_id,
+        );
+        let here = format!(
+            "{file}: document {} ({})",
+            parsed.document,
+            display_name(&parsed.resource)
+        );
+        if let Some(first) = seen.insert(key.clone(), here.clone()) {
+            problems.push(format!("{here}: spec.endpointName: {} is also managed by {first}; one resource per endpoint variant", key.1));
+        }
+    }
+    problems
+}
+
+/// `plan`, `apply` or `delete` of every resource in the files: all files are read and checked
+/// before anything reaches AWS.
+pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
+    let resources = match read_all(&args.files) {
+        Ok(r) => r,
+        Err(problems) => {
+            for p in problems {
+                eprintln!("error: {p}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let calls = CallCounter::default();
+    let (backends, _simulated) = match args.aws.connect(calls.clone()).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let default_region = match backends.backend(None).await {
+        Ok(b) => Some(b.region().to_string()),
+        Err(_) => None, // every resource without spec.region reports the missing region below
+    };
+    let problems = duplicates(&resources, default_region.as_deref());
+    if !problems.is_empty() {
+        for p in problems {
+            eprintln!("error: {p}");
+        }
+        return ExitCode::FAILURE;
+    }
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let mut failed = false;
+    let mut pending = false;
+    let mut reports = Vec::new();
+    for (_, parsed) in &resources {
+        let resource = &parsed.resource;
+        let backend = match backends.backend(resource.spec.region.as_deref()).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: {}: {}", display_name(resource), e.message);
+                failed = true;
+                continue;
+            }
+        };
+        let result = match verb {
+            Verb::Delete => delete_one(backend.as_ref(), resource).await,
+            Verb::Plan | Verb::Apply => converge_one(backend.as_ref(), resource, verb, &now).await,
+        };
+        failed |= result.failed;
+        pending |= result.pending;
+        if args.output == Output::Text {
+            print!("{}", result.text);
+        }
+        reports.push(result.json);
+    }
+    if args.output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "resources": reports })).expect("json")
+        );
+    }
+    let writes = calls.writes();
+    let calls = calls.total();
+    eprintln!(
+        "AWS calls: {calls} ({} reads, {writes} writes)",
+        calls - writes
+    );
+    if failed {
+        ExitCode::FAILURE
+    } else if pending && verb == Verb::Plan {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+struct Outcome {
+    text: String,
+    json: serde_json::Value,
+    failed: bool,
+    pending: bool,
+}
+
+async fn converge_one(
+    backend: &dyn AutoscalingBackend,
+    resource: &AsyncEndpointScaling,
+    verb: Verb,
+    now: &Time,
+) -> Outcome {
+    let intent = Intent {
+        spec: &resource.spec,
+        owner: owner_of(resource),
+        adoption: Adoption::new(wants_adoption(resource)),
+        generation: resource.metadata.generation,
+        fence: Fence::open(),
+    };
+    let mode = if verb == Verb::Plan {
+        ConvergeMode::Plan
+    } else {
+        ConvergeMode::Apply
+    };
+    let report = converge(backend, &intent, mode, resource.status.as_ref(), now).await;
+    // A quota that could not be read leaves MaxCapacity unconverged: that is a failure too.
+    let failed = report.error.is_some()
+        || !matches!(
+            report.outcome,
+            SyncOutcome::InSync | SyncOutcome::ChangesPending(_)
+        );
+    let pending = matches!(report.outcome, SyncOutcome::ChangesPending(_));
+    let mut text = header(resource);
+    let changes = report.plan.summaries();
+    if changes.is_empty() && !failed {
+        text.push_str("  in sync: no changes\n");
+    } else if verb == Verb::Plan {
+        changes
+            .iter()
+            .for_each(|c| text.push_str(&format!("  {c}\n")));
+    } else {
+        text.push_str(&progress(&changes, report.applied, report.error.is_some()));
+    }
+    text.push_str(&status_text(&report.status));
+    let json = json!({
+        "name": display_name(resource),
+        "changes": changes,
+        "applied": report.applied,
+        "status": report.status,
+    });
+    Outcome {
+        text,
+        json,
+        failed,
+        pending,
+    }
+}
+
+async fn delete_one(backend: &dyn AutoscalingBackend, resource: &AsyncEndpointScaling) -> Outcome {
+    let mut text = header(resource);
+    let retained = resource.spec.deletion_policy == DeletionPolicy::Retain;
+    if retained {
+        text.push_str("  deletionPolicy is Retain: the configuration stays in AWS; asyncscale only removes its ownership tags, so that another resource may adopt it\n");
+    }
+    let report = remove(
+        backend,
+        &resource.spec,
+        &owner_of(resource),
+        true,
+        &Fence::open(),
+    )
+    .await;
+    let changes = report.plan.summaries();
+    text.push_str(&progress(&changes, report.applied, report.error.is_some()));
+    if report.plan.is_empty() && report.error.is_none() {
+        text.push_str("  nothing of asyncscale's remains in AWS\n");
+    }
+    if let Some(e) = &report.error {
+        text.push_str(&format!("  error: {e}\n"));
+    }
+    let json = json!({
+        "name": display_name(resource),
+        "retained": retained,
+        "changes": changes,
+        "applied": report.applied,
+        "error": report.error.as_ref().map(ToString::to_string),
+    });
+    Outcome {
+        text,
+        json,
+        failed: report.error.is_some(),
+        pending: false,
+    }
+}
+
+fn header(resource: &AsyncEndpointScaling) -> String {
+    let spec = &resource.spec;
+    format!(
+        "{} → endpoint {} variant {}\n",
+        display_name(resource),
+        spec.endpoint_name,
+        spec.variant_name
+    )
+}
+
+/// Each change with what became of it: done, FAILED (the first one not done, when an error
+/// stopped the run) or skipped.
+fn progress(changes: &[String], applied: usize, stopped_by_error: bool) -> String {
+    let mut text = String::new();
+    for (i, change) in changes.iter().enumerate() {
+        let mark = match i.cmp(&applied) {
+            std::cmp::Ordering::Less => "done",
+            std::cmp::Ordering::Equal if stopped_by_error => "FAILED",
+            _ => "skipped",
+        };
+        text.push_str(&format!("  {change}  [{mark}]\n"));
+    }
+    text
+}
+
+fn status_text(status: &AsyncEndpointScalingStatus) -> String {
+    let mut text = String::from("  status:\n");
+    for c in &status.conditions {
+        text.push_str(&format!(
+            "    {:<15} {:<8} {:<22} {}\n",
+            c.type_, c.status, c.reason, c.message
+        ));
+    }
+    if let Some(max) = status.effective_max_capacity {
+        text.push_str(&format!("    effective max capacity: {max}\n"));
+    }
+    if let Some(q) = &status.quota {
+        match (q.value, &q.unknown_reason) {
+            (Some(v), _) => text.push_str(&format!(
+                "    quota: {} ({}) = {v} ({})\n",
+                q.name,
+                q.code.as_deref().unwrap_or("?"),
+                q.source.as_deref().unwrap_or("?")
+            )),
+            (None, Some(why)) => text.push_str(&format!("    quota: {} unknown: {why}\n", q.name)),
+            _ => {}
+        }
+    }
+    if let Some(alarm) = &status.scale_from_zero_alarm {
+        text.push_str(&format!(
+            "    scale-from-zero alarm: {} ({})\n",
+            alarm.name,
+            alarm.state.as_deref().unwrap_or("?")
+        ));
+    }
+    if !status.foreign_policies.is_empty() {
+        text.push_str(&format!(
+            "    other tools' policies on the target (left alone): {}\n",
+            status.foreign_policies.join(", ")
+        ));
+    }
+    if let Some(a) = &status.last_scaling_activity {
+        text.push_str(&format!(
+            "    last scaling activity: {} {} {}\n",
+            a.status_code,
+            a.description,
+            a.message.as_deref().unwrap_or("")
+        ));
+    }
+    text
+}
