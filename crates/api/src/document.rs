@@ -76,7 +76,8 @@ fn parse_document(document: Value) -> Result<AsyncEndpointScaling, DocumentProbl
     let label = match (namespace, &name) {
         (Some(ns), Some(n)) => Some(format!("{ns}/{n}")),
         _ => name.clone(),
-    };
+    }
+    .map(|l| shorten(&l));
     let fail = |errors: Vec<String>| (label.clone(), errors);
     let api_version = document
         .get("apiVersion")
@@ -92,6 +93,27 @@ fn parse_document(document: Value) -> Result<AsyncEndpointScaling, DocumentProbl
         return Err(fail(vec![
             "metadata.name: required: give the resource a name".into(),
         ]));
+    }
+    // What the API server refuses, refused here too (Kubernetes' DNS-1123 rules).
+    let mut meta_errors = Vec::new();
+    if let Some(n) = name.as_deref()
+        && !is_dns_subdomain(n)
+    {
+        meta_errors.push(format!(
+            "metadata.name: {:?} is not a valid name: at most 253 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit",
+            shorten(n)
+        ));
+    }
+    if let Some(ns) = namespace
+        && !is_dns_label(ns)
+    {
+        meta_errors.push(format!(
+            "metadata.namespace: {:?} is not a valid namespace: at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit",
+            shorten(ns)
+        ));
+    }
+    if !meta_errors.is_empty() {
+        return Err(fail(meta_errors));
     }
     let resource: AsyncEndpointScaling = serde_path_to_error::deserialize(document.clone())
         .map_err(|e| fail(vec![describe_type_error(&e)]))?;
@@ -154,6 +176,32 @@ fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String
                 "{child}: unknown field; check its spelling against `kubectl explain aes.{child}`"
             )),
         }
+    }
+}
+
+/// Letters, digits and '-', starting and ending with a letter or digit (one part of a DNS-1123 name).
+fn is_dns_part(s: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    s.chars().all(|c| alnum(c) || c == '-') && s.starts_with(alnum) && s.ends_with(alnum)
+}
+
+/// Kubernetes' DNS-1123 label: namespaces.
+fn is_dns_label(s: &str) -> bool {
+    s.len() <= 63 && is_dns_part(s)
+}
+
+/// Kubernetes' DNS-1123 subdomain: names of custom resources (k8s.io/apimachinery
+/// `IsDNS1123Subdomain`: at most 253 characters, parts joined by '.').
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_part)
+}
+
+/// A value as it appears in an error message: cut to a readable length.
+fn shorten(s: &str) -> String {
+    const MAX: usize = 80;
+    match s.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}… ({} characters)", &s[..cut], s.chars().count()),
+        None => s.to_string(),
     }
 }
 
@@ -272,6 +320,31 @@ spec:
                 .to_string()
                 .contains("no AsyncEndpointScaling")
         );
+    }
+
+    #[test]
+    fn names_and_namespaces_follow_kubernetes_rules() {
+        for (bad, field) in [
+            ("name: Bad_Name, namespace: ml", "metadata.name"),
+            (
+                &*format!("name: {}, namespace: ml", "a".repeat(254)),
+                "metadata.name",
+            ),
+            (
+                &*format!("name: sdxl, namespace: {}", "n".repeat(64)),
+                "metadata.namespace",
+            ),
+        ] {
+            let doc = GOOD.replace("name: sdxl, namespace: ml", bad);
+            let text = parse_manifests("f.yaml", &doc).unwrap_err().to_string();
+            assert!(text.contains(&format!("{field}: ")), "{text}");
+            assert!(text.len() < 400, "long values are cut: {text}");
+        }
+        let longest = GOOD.replace(
+            "name: sdxl, namespace: ml",
+            &format!("name: {}, namespace: {}", "a".repeat(253), "n".repeat(63)),
+        );
+        assert!(parse_manifests("f.yaml", &longest).is_ok());
     }
 
     #[test]

@@ -85,10 +85,16 @@ impl Error {
 /// nothing new and must not cost AWS reads (the echo of our own write).
 #[derive(Debug, Clone)]
 struct LastVisit {
-    resource_version: Option<String>,
+    /// The resourceVersions of this controller's own recent writes (and of the object it last
+    /// read in full): a watch event carrying any of them brings nothing new.
+    resource_versions: Vec<String>,
     /// When the next full reconcile is due (the resync, or the backoff after a failure).
     next_due: Instant,
 }
+
+/// Own writes remembered per object: a reconcile writes at most two statuses (the first visit's
+/// and its result), whose watch events may arrive after the reconcile ended.
+const REMEMBERED_WRITES: usize = 4;
 
 /// The watch caches of the controllers, to see every resource without asking the API server.
 #[derive(Clone)]
@@ -175,25 +181,51 @@ impl Context {
         resource_version: Option<String>,
         next_in: Duration,
     ) {
-        if let Some(uid) = obj.uid() {
-            self.last_visits.lock().expect("visits lock").insert(
-                uid,
-                LastVisit {
-                    resource_version,
-                    next_due: Instant::now() + next_in,
-                },
-            );
+        self.remember(obj, resource_version, Some(next_in));
+    }
+
+    /// Remembers a status write made in the middle of a reconcile (its echo is not news either).
+    fn wrote(&self, obj: &AsyncEndpointScaling, resource_version: Option<String>) {
+        self.remember(obj, resource_version, None);
+    }
+
+    fn remember(
+        &self,
+        obj: &AsyncEndpointScaling,
+        resource_version: Option<String>,
+        next_in: Option<Duration>,
+    ) {
+        let Some(uid) = obj.uid() else { return };
+        let mut visits = self.last_visits.lock().expect("visits lock");
+        let visit = visits.entry(uid).or_insert_with(|| LastVisit {
+            resource_versions: Vec::new(),
+            // Not due before the reconcile in progress records its outcome.
+            next_due: Instant::now() + self.reconcile_timeout,
+        });
+        if let Some(next_in) = next_in {
+            visit.next_due = Instant::now() + next_in;
+        }
+        if let Some(rv) = resource_version
+            && !visit.resource_versions.contains(&rv)
+        {
+            visit.resource_versions.push(rv);
+            let excess = visit
+                .resource_versions
+                .len()
+                .saturating_sub(REMEMBERED_WRITES);
+            visit.resource_versions.drain(..excess);
         }
     }
 
-    /// When `obj` is exactly what this controller last wrote or saw, and its next full reconcile is
-    /// not due yet, how long until it is: the reconcile then makes no AWS call.
+    /// When `obj` is what this controller last wrote or saw, and its next full reconcile is not
+    /// due yet, how long until it is: the reconcile then makes no AWS call.
     fn not_due_for(&self, obj: &AsyncEndpointScaling) -> Option<Duration> {
         let uid = obj.uid()?;
         let visits = self.last_visits.lock().expect("visits lock");
         let last = visits.get(&uid)?;
-        let same =
-            obj.resource_version().is_some() && obj.resource_version() == last.resource_version;
+        let same = obj
+            .resource_version()
+            .is_some_and(|rv| last.resource_versions.contains(&rv));
         let wait = last.next_due.saturating_duration_since(Instant::now());
         (same && obj.meta().deletion_timestamp.is_none() && wait > Duration::from_millis(50))
             .then_some(wait)
@@ -269,7 +301,9 @@ async fn apply(
     let previous = obj.status.clone();
     // API conventions: conditions appear on the first visit, even as Unknown (kube-rs.md §5.1, §5.2).
     if previous.as_ref().and_then(|s| find(s, "Ready")).is_none() {
-        patch_status(api, &obj, &initial_status(obj.meta().generation, &now())).await?;
+        let written =
+            patch_status(api, &obj, &initial_status(obj.meta().generation, &now())).await?;
+        ctx.wrote(&obj, written);
     }
     let backend = match ctx.backends.backend(obj.spec.region.as_deref()).await {
         Ok(b) => b,
@@ -512,6 +546,8 @@ pub fn error_policy(obj: Arc<AsyncEndpointScaling>, error: &Error, ctx: Arc<Cont
         return Action::requeue(Duration::from_millis(200));
     }
     let delay = error.retry_in().unwrap_or_else(|| ctx.failed(&key(&obj)));
+    // Not due before the backoff, whatever echoes of this reconcile's writes arrive first.
+    ctx.visited(&obj, None, delay);
     tracing::warn!(resource = %key(&obj), error = %error, kind = error.metric_label(), retry_in_s = delay.as_secs_f64(), "reconcile failed");
     Action::requeue(delay)
 }
@@ -784,6 +820,7 @@ fn outcome_label(outcome: &SyncOutcome) -> &'static str {
         SyncOutcome::InvalidSpec(_) => "invalid_spec",
         SyncOutcome::Conflict(_) => "conflict",
         SyncOutcome::QuotaTooLow(_) => "quota_too_low",
+        SyncOutcome::WaitingForQuota(_) => "waiting_for_quota",
         SyncOutcome::ObserveFailed(_) => "observe_failed",
     }
 }

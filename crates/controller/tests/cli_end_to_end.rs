@@ -830,6 +830,12 @@ fn with_the_quota_unknown_a_first_registration_uses_max_capacity_as_written() {
         "{}",
         stdout(&apply)
     );
+    // Whether it can scale that far is not known: not Ready (a GitOps health check must not say Healthy).
+    assert!(
+        stdout(&apply).contains("Ready           Unknown  QuotaUnknown"),
+        "{}",
+        stdout(&apply)
+    );
 }
 
 #[test]
@@ -1044,4 +1050,154 @@ fn a_hung_aws_endpoint_times_out_instead_of_hanging() {
         "{}",
         stdout(&plan)
     );
+}
+
+#[test]
+fn with_the_quota_unknown_a_higher_min_capacity_never_raises_max_capacity() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
+    let dir = tempdir::Dir::new("quota-min");
+    let file = manifest(&dir, "sdxl.yaml", SDXL);
+    assert!(
+        cli(&sim, &["apply", "-f", file.to_str().unwrap()])
+            .status
+            .success()
+    );
+    sim.fault("GetServiceQuota", "TooManyRequestsException", 0);
+    let raised = manifest(
+        &dir,
+        "min6.yaml",
+        &SDXL.replace(
+            "  maxCapacity: 20\n",
+            "  maxCapacity: 30\n  minCapacity: 6\n",
+        ),
+    );
+    let writes_before = writes(&sim.calls());
+    let apply = cli(&sim, &["apply", "-f", raised.to_str().unwrap()]);
+    let out = stdout(&apply);
+    assert_eq!(apply.status.code(), Some(1), "{out}");
+    assert_eq!(
+        writes(&sim.calls()),
+        writes_before,
+        "nothing written: {out}"
+    );
+    assert_eq!(sim.target_max(), 4, "{out}");
+    assert!(
+        out.contains("Synced          False    WaitingForQuota"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_alarm_left_without_its_target_is_adopted_only_when_asked() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
+    let dir = tempdir::Dir::new("alarm-adopt");
+    let retained = manifest(
+        &dir,
+        "retain.yaml",
+        &SDXL.replace(
+            "  maxCapacity: 20\n",
+            "  maxCapacity: 20\n  deletionPolicy: Retain\n",
+        ),
+    );
+    assert!(
+        cli(&sim, &["apply", "-f", retained.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert!(
+        cli(&sim, &["delete", "-f", retained.to_str().unwrap()])
+            .status
+            .success()
+    );
+    // The released target goes; the released (untagged) alarm stays.
+    sim.aws(
+        "AnyScaleFrontendService.DeregisterScalableTarget",
+        json!({"ServiceNamespace": "sagemaker", "ResourceId": RID, "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}),
+    );
+    let fresh = manifest(&dir, "fresh.yaml", SDXL);
+    let apply = cli(&sim, &["apply", "-f", fresh.to_str().unwrap()]);
+    assert_eq!(apply.status.code(), Some(1), "{}", stdout(&apply));
+    assert!(stdout(&apply).contains("Conflict"), "{}", stdout(&apply));
+    let adopting = manifest(
+        &dir,
+        "adopt.yaml",
+        &SDXL.replace(
+            "metadata: {",
+            "metadata: {annotations: {asyncscale.io/adopt: \"true\"}, ",
+        ),
+    );
+    let apply = cli(&sim, &["apply", "-f", adopting.to_str().unwrap()]);
+    assert!(apply.status.success(), "{}", stdout(&apply));
+    let state = sim.state();
+    let alarm = state["MetricAlarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["AlarmName"] == ALARM)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        alarm["Tags"]["asyncscale.io/owner"], "ml/sdxl",
+        "tagged, so delete finds it"
+    );
+}
+
+#[test]
+fn a_target_deregistered_while_applying_is_not_reported_in_sync() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
+    let dir = tempdir::Dir::new("race");
+    let file = manifest(&dir, "sdxl.yaml", SDXL);
+    assert!(
+        cli(&sim, &["apply", "-f", file.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let min1 = manifest(
+        &dir,
+        "min1.yaml",
+        &SDXL.replace(
+            "  maxCapacity: 20\n",
+            "  maxCapacity: 20\n  minCapacity: 1\n",
+        ),
+    );
+    let body =
+        json!({"operation": "RegisterScalableTarget", "delaySeconds": 2, "count": 1}).to_string();
+    assert_eq!(sim.http("POST", "/_sim/faults", &[], &body).0, 204);
+    let applying = {
+        let url = sim.url();
+        let path = min1.to_str().unwrap().to_string();
+        std::thread::spawn(move || {
+            Command::new(BIN)
+                .args([
+                    "apply",
+                    "-f",
+                    &path,
+                    "--aws-endpoint",
+                    &url,
+                    "--region",
+                    "us-east-1",
+                ])
+                .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+                .env("AWS_SECRET_ACCESS_KEY", "secret")
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .env("AWS_CONFIG_FILE", "/nonexistent")
+                .output()
+                .unwrap()
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    sim.aws(
+        "AnyScaleFrontendService.DeregisterScalableTarget",
+        json!({"ServiceNamespace": "sagemaker", "ResourceId": RID, "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}),
+    );
+    let first = applying.join().unwrap();
+    assert_eq!(first.status.code(), Some(1), "{}", stdout(&first));
+    assert!(stdout(&first).contains("still to do"), "{}", stdout(&first));
+    assert_eq!(
+        sim.state()["ScalableTargets"][0]["Tags"]["asyncscale.io/owner"],
+        "ml/sdxl",
+        "a target recreated by the update carries the owner tags"
+    );
+    let again = cli(&sim, &["apply", "-f", min1.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", stdout(&again));
 }

@@ -64,6 +64,13 @@ impl ScaleFromZero {
 pub enum DesireError {
     /// The quota leaves no room for minCapacity (or for a single instance).
     QuotaTooLow { quota: Quota, min_capacity: i32 },
+    /// The quota has never been read and minCapacity is above the MaxCapacity AWS holds: raising
+    /// MaxCapacity to it would be a raise on a guess, so nothing is written until the quota is known.
+    QuotaUnknownBelowMin {
+        quota_name: String,
+        max_in_aws: i32,
+        min_capacity: i32,
+    },
 }
 
 impl std::error::Error for DesireError {}
@@ -82,6 +89,14 @@ impl std::fmt::Display for DesireError {
                 quota.value,
                 quota.source.as_str().to_lowercase(),
                 min_capacity
+            ),
+            DesireError::QuotaUnknownBelowMin {
+                quota_name,
+                max_in_aws,
+                min_capacity,
+            } => write!(
+                f,
+                "minCapacity {min_capacity} needs MaxCapacity raised from {max_in_aws}, but the quota '{quota_name}' could not be read: nothing is changed until it can be (asyncscale never raises MaxCapacity on a guess)"
             ),
         }
     }
@@ -119,14 +134,19 @@ pub fn desire(
             };
             (max, source)
         }
-        // Lowering to maxCapacity is always safe; raising is not. minCapacity is the user's
-        // explicit floor and AWS refuses a MaxCapacity below it.
-        (QuotaPolicy::Clamp, None, Some(target)) => (
-            spec.max_capacity
-                .min(target.max_capacity)
-                .max(spec.min_capacity),
-            MaxSource::KeptWhileQuotaUnknown,
-        ),
+        // Lowering to maxCapacity is always safe; raising is not, not even to minCapacity (AWS
+        // refuses a MaxCapacity below MinCapacity): that waits for the quota.
+        (QuotaPolicy::Clamp, None, Some(target)) => {
+            let kept = spec.max_capacity.min(target.max_capacity);
+            if spec.min_capacity > kept {
+                return Err(DesireError::QuotaUnknownBelowMin {
+                    quota_name: quota.name().to_string(),
+                    max_in_aws: target.max_capacity,
+                    min_capacity: spec.min_capacity,
+                });
+            }
+            (kept, MaxSource::KeptWhileQuotaUnknown)
+        }
         (QuotaPolicy::Clamp, None, None) => (spec.max_capacity, MaxSource::SpecWhileQuotaUnknown),
     };
     let clamped = max_source == MaxSource::Quota;

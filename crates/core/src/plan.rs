@@ -25,7 +25,8 @@ pub enum AlarmActionArn {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    /// RegisterScalableTarget. `tags` are applied when the target is created.
+    /// RegisterScalableTarget. `tags` are applied when the target is created: sent on an update as
+    /// well, they tag a target that disappeared between observing and updating and is recreated.
     RegisterTarget {
         target: ScalableTarget,
         tags: Tags,
@@ -275,6 +276,50 @@ pub fn plan_apply(
                         desired.owner.id()
                     ),
                 );
+            }
+        }
+    }
+
+    // Without a target, an existing alarm of our name is ours only if its tags say so (observe
+    // reads them on this path): the alarm of a released or foreign setup is adopted like a target.
+    if existing.is_none()
+        && let Some(alarm) = &observed.alarm
+    {
+        let owned = match &alarm.tags {
+            Some(tags) => ownership(tags, &desired.owner, adoption.departed),
+            None => Ownership::Other {
+                id: "(unknown: its tags were not read)".into(),
+                uid: None,
+                departed: false,
+            },
+        };
+        match owned {
+            Ownership::Ours | Ownership::OursWithoutUid => {}
+            Ownership::Unowned | Ownership::Other { departed: true, .. } if adoption.requested => {
+                if let Some(arn) = &alarm.arn {
+                    plan.push(
+                        Change::TagAlarm {
+                            arn: arn.clone(),
+                            tags: owner_tags.clone(),
+                        },
+                        format!(
+                            "~ adopt alarm {} (tag it as owned by {})",
+                            alarm.alarm.name,
+                            desired.owner.id()
+                        ),
+                    );
+                }
+            }
+            other => {
+                let who = match other {
+                    Ownership::Other { id, .. } => format!("is managed by {id}"),
+                    _ => "exists and is not managed by asyncscale".to_string(),
+                };
+                return Err(Blocked::Conflict(format!(
+                    "alarm {} {who}; to let this resource take it over, annotate it with {}: \"true\"",
+                    alarm.alarm.name,
+                    asyncscale_api::ADOPT_ANNOTATION
+                )));
             }
         }
     }

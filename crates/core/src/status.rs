@@ -43,6 +43,8 @@ pub enum SyncOutcome {
     Conflict(String),
     /// The instance quota leaves no room for minCapacity; nothing was written.
     QuotaTooLow(String),
+    /// The change needs the instance quota, which could not be read; nothing was written.
+    WaitingForQuota(String),
     /// AWS could not be read.
     ObserveFailed(String),
 }
@@ -119,7 +121,7 @@ pub fn compute_status(
     let synced = synced_condition(&input.outcome);
     let quota = quota_condition(input);
     let healthy = scaling_condition(input.observed);
-    let ready = ready_condition(&synced, &healthy, input);
+    let ready = ready_condition(&synced, &healthy, &quota, input);
     let fresh = [ready, synced, quota, healthy]
         .into_iter()
         .map(|(kind, state, reason, message)| {
@@ -150,6 +152,7 @@ fn synced_condition(outcome: &SyncOutcome) -> Cond {
         SyncOutcome::InvalidSpec(m) => (SYNCED, "False", "InvalidSpec", m.clone()),
         SyncOutcome::Conflict(m) => (SYNCED, "False", "Conflict", m.clone()),
         SyncOutcome::QuotaTooLow(m) => (SYNCED, "False", "QuotaTooLow", m.clone()),
+        SyncOutcome::WaitingForQuota(m) => (SYNCED, "False", "WaitingForQuota", m.clone()),
         SyncOutcome::ObserveFailed(m) => (SYNCED, "Unknown", "ObserveFailed", m.clone()),
     }
 }
@@ -275,7 +278,7 @@ fn scaling_condition(observed: Option<&Observed>) -> Cond {
     }
 }
 
-fn ready_condition(synced: &Cond, healthy: &Cond, input: &StatusInput<'_>) -> Cond {
+fn ready_condition(synced: &Cond, healthy: &Cond, quota: &Cond, input: &StatusInput<'_>) -> Cond {
     if synced.1 != "True" {
         let state = if synced.1 == "Unknown" {
             "Unknown"
@@ -286,6 +289,14 @@ fn ready_condition(synced: &Cond, healthy: &Cond, input: &StatusInput<'_>) -> Co
     }
     if healthy.1 == "False" {
         return (READY, "False", healthy.2, healthy.3.clone());
+    }
+    // A first registration with maxCapacity as written may be past the quota (trap 2): until the
+    // quota is read, whether the endpoint can scale is not known.
+    let unchecked = input
+        .desired
+        .is_some_and(|d| d.max_source == MaxSource::SpecWhileQuotaUnknown);
+    if unchecked {
+        return (READY, "Unknown", quota.2, quota.3.clone());
     }
     let spec = input.spec;
     let max = input.desired.map_or(spec.max_capacity, |d| d.effective_max);

@@ -112,15 +112,29 @@ pub async fn observe(
         backend.recent_activities(&names.resource_id, ACTIVITIES_TO_READ),
     );
     let mut target = target?;
+    let mut alarm = alarm?;
     if let Some(t) = target.as_mut()
         && let Some(arn) = &t.arn
     {
         t.tags = backend.target_tags(arn).await?;
     }
+    // Without a target, an alarm of our name proves nothing (a resource that never owned the
+    // variant, or a released one, has the same names): its tags say whose it is. One more read,
+    // on this path only.
+    if target.is_none()
+        && let Some(a) = alarm.as_mut()
+        && let Some(arn) = a.arn.clone()
+    {
+        match backend.alarm_tags(&arn).await {
+            Ok(tags) => a.tags = Some(tags),
+            Err(e) if e.class == ErrorClass::NotFound => alarm = None,
+            Err(e) => return Err(e),
+        }
+    }
     Ok(Observed {
         target,
         policies: policies?,
-        alarm: alarm?,
+        alarm,
         activities: activities?,
     })
 }
@@ -212,7 +226,12 @@ async fn decide_and_apply(
     let desired = match desire(intent.spec, &intent.owner, quota, existing) {
         Ok(d) => d,
         Err(e) => {
-            report.outcome = SyncOutcome::QuotaTooLow(e.to_string());
+            report.outcome = match e {
+                DesireError::QuotaTooLow { .. } => SyncOutcome::QuotaTooLow(e.to_string()),
+                DesireError::QuotaUnknownBelowMin { .. } => {
+                    SyncOutcome::WaitingForQuota(e.to_string())
+                }
+            };
             return;
         }
     };
@@ -239,9 +258,34 @@ async fn decide_and_apply(
         report.outcome = SyncOutcome::ApplyFailed(format!("{}: {e}", change.summary));
         report.error = Some(e);
     }
-    // Read back what AWS holds now, so status shows AWS's truth (ARNs, states), not our hopes.
+    // Read back what AWS holds now, so status shows AWS's truth (ARNs, states), not our hopes:
+    // someone may have changed AWS between observing and applying.
     match observe(backend, names).await {
-        Ok(after) => report.observed = Some(after),
+        Ok(after) => {
+            if report.error.is_none() {
+                let desired = report.desired.as_ref().expect("desired before applying");
+                match plan_apply(desired, &after, &intent.adoption) {
+                    Err(Blocked::Conflict(message)) => {
+                        report.outcome = SyncOutcome::Conflict(message);
+                    }
+                    Ok(left) if !left.is_empty() => {
+                        let message = format!(
+                            "AWS does not show every change yet (someone changed it meanwhile, or it is not visible yet); still to do, retrying: {}",
+                            left.summaries().join("; ")
+                        );
+                        report.error = Some(AwsError::local(
+                            ErrorClass::Recoverable,
+                            "ReadBack",
+                            "ChangedDuringApply",
+                            message.clone(),
+                        ));
+                        report.outcome = SyncOutcome::ApplyFailed(message);
+                    }
+                    Ok(_) => {}
+                }
+            }
+            report.observed = Some(after);
+        }
         Err(e) => {
             if report.error.is_none() {
                 report.outcome = SyncOutcome::ObserveFailed(e.to_string());
@@ -301,12 +345,8 @@ async fn execute_one(
     policy_arns: &mut BTreeMap<String, String>,
 ) -> Result<(), AwsError> {
     match change {
-        Change::RegisterTarget {
-            target,
-            tags,
-            create,
-        } => backend
-            .register_target(target, create.then_some(tags))
+        Change::RegisterTarget { target, tags, .. } => backend
+            .register_target(target, (!tags.is_empty()).then_some(tags))
             .await
             .map(drop),
         Change::DeregisterTarget { resource_id } => backend.deregister_target(resource_id).await,
@@ -368,28 +408,14 @@ pub async fn remove(
         error: None,
         failed_change: None,
     };
-    let mut observed = match observe(backend, &names).await {
+    // A failed read (the alarm's tags included, when the target is gone) removes nothing.
+    let observed = match observe(backend, &names).await {
         Ok(o) => o,
         Err(e) => {
             report.error = Some(e);
             return report;
         }
     };
-    // Without a target, only the alarm's own tags can prove it is ours (one more read, on this
-    // rare path only). A failed read removes nothing.
-    if observed.target.is_none()
-        && let Some(alarm) = observed.alarm.as_mut()
-        && let Some(arn) = alarm.arn.clone()
-    {
-        match backend.alarm_tags(&arn).await {
-            Ok(tags) => alarm.tags = Some(tags),
-            Err(e) if e.class == ErrorClass::NotFound => observed.alarm = None,
-            Err(e) => {
-                report.error = Some(e);
-                return report;
-            }
-        }
-    }
     report.plan = plan_delete(&names, owner, &observed, spec.deletion_policy);
     if execute_plan {
         let (applied, result) = execute(backend, &report.plan.changes, fence).await;
