@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use asyncscale_api::{AsyncEndpointScaling, AsyncEndpointScalingStatus, FINALIZER};
 use asyncscale_core::names::{ResourceNames, TARGET_TRACKING_POLICY};
+use asyncscale_core::notices::notices;
 use asyncscale_core::plan::{Adoption, Change, PlannedChange};
 use asyncscale_core::status::{
-    QUOTA_CLAMPED, SCALING_HEALTHY, SYNCED, StatusInput, SyncOutcome, compute_status,
-    deletion_failed_status, find, initial_status, same_ignoring_time,
+    ConditionType, StatusInput, SyncOutcome, compute_status, deletion_failed_status, find,
+    initial_status, same_ignoring_time,
 };
 use asyncscale_engine::{
     AwsError, BackendSource, ConvergeMode, ErrorClass, Fence, Intent, converge, remove,
@@ -300,7 +301,11 @@ async fn apply(
     let key = key(&obj);
     let previous = obj.status.clone();
     // API conventions: conditions appear on the first visit, even as Unknown (kube-rs.md §5.1, §5.2).
-    if previous.as_ref().and_then(|s| find(s, "Ready")).is_none() {
+    if previous
+        .as_ref()
+        .and_then(|s| find(s, ConditionType::Ready))
+        .is_none()
+    {
         let written =
             patch_status(api, &obj, &initial_status(obj.meta().generation, &now())).await?;
         ctx.wrote(&obj, written);
@@ -724,9 +729,7 @@ fn change_event(change: &PlannedChange) -> (&'static str, EventType) {
     (reason, EventType::Normal)
 }
 
-/// Events for what a user cares about in the new status: the quota clamp applied or lifted, a
-/// failed scaling activity (once per activity: the previous status already holds it), a conflict,
-/// a failed apply.
+/// Events for what a user cares about in the new status ([`notices`] decides what is news).
 async fn publish_status_events(
     ctx: &Context,
     obj: &AsyncEndpointScaling,
@@ -734,81 +737,13 @@ async fn publish_status_events(
     status: &AsyncEndpointScalingStatus,
     outcome: &SyncOutcome,
 ) {
-    let was = |kind: &str| {
-        previous
-            .and_then(|p| find(p, kind))
-            .map(|c| (c.status.clone(), c.reason.clone()))
-    };
-    // The clamp is news only once AWS holds it.
-    if let Some(clamp) = find(status, QUOTA_CLAMPED).filter(|_| *outcome == SyncOutcome::InSync) {
-        let clamped_now = clamp.status == "True" && clamp.reason == "Clamped";
-        let clamped_before = was(QUOTA_CLAMPED).is_some_and(|(s, r)| s == "True" && r == "Clamped");
-        if clamped_now && !clamped_before {
-            publish(
-                ctx,
-                obj,
-                EventType::Normal,
-                "QuotaClampApplied",
-                "Apply",
-                &clamp.message,
-            )
-            .await;
-        } else if clamped_before && clamp.reason == "WithinQuota" {
-            publish(
-                ctx,
-                obj,
-                EventType::Normal,
-                "QuotaClampLifted",
-                "Apply",
-                &clamp.message,
-            )
-            .await;
-        }
-    }
-    if let (Some(activity), Some(healthy)) =
-        (&status.last_scaling_activity, find(status, SCALING_HEALTHY))
-        && activity.status_code == "Failed"
-        && previous.and_then(|p| p.last_scaling_activity.as_ref()) != Some(activity)
-    {
-        publish(
-            ctx,
-            obj,
-            EventType::Warning,
-            &healthy.reason,
-            "Scale",
-            &healthy.message,
-        )
-        .await;
-    }
-    match outcome {
-        SyncOutcome::Conflict(message) if was(SYNCED).is_none_or(|(_, r)| r != "Conflict") => {
-            publish(ctx, obj, EventType::Warning, "Conflict", "Apply", message).await;
-        }
-        SyncOutcome::ApplyFailed(message) => {
-            publish(
-                ctx,
-                obj,
-                EventType::Warning,
-                "ApplyFailed",
-                "Apply",
-                message,
-            )
-            .await;
-        }
-        SyncOutcome::QuotaTooLow(message)
-            if was(SYNCED).is_none_or(|(_, r)| r != "QuotaTooLow") =>
-        {
-            publish(
-                ctx,
-                obj,
-                EventType::Warning,
-                "QuotaTooLow",
-                "Apply",
-                message,
-            )
-            .await;
-        }
-        _ => {}
+    for notice in notices(previous, status, outcome) {
+        let type_ = if notice.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        publish(ctx, obj, type_, &notice.reason, notice.action, &notice.note).await;
     }
 }
 

@@ -6,9 +6,11 @@
 //!
 //! The AWS-shaped types in [`model`] are what the backend port speaks.
 
+pub mod conditions;
 pub mod desired;
 pub mod model;
 pub mod names;
+pub mod notices;
 pub mod plan;
 pub mod status;
 

@@ -20,10 +20,7 @@ use crate::model::{Observed, QuotaLookup};
 use crate::names::ResourceNames;
 use crate::plan::foreign_policies;
 
-pub const READY: &str = "Ready";
-pub const SYNCED: &str = "Synced";
-pub const QUOTA_CLAMPED: &str = "QuotaClamped";
-pub const SCALING_HEALTHY: &str = "ScalingHealthy";
+pub use crate::conditions::{ConditionStatus, ConditionType, Reason};
 
 /// The text AWS puts in a scaling activity that the instance quota blocked (aws-semantics.md §5.4).
 const QUOTA_EXCEEDED_MARKER: &str = "account-level service limit";
@@ -66,9 +63,9 @@ pub fn initial_status(generation: Option<i64>, now: &Time) -> AsyncEndpointScali
     AsyncEndpointScalingStatus {
         observed_generation: generation,
         conditions: vec![condition(
-            READY,
-            "Unknown",
-            "Reconciling",
+            ConditionType::Ready,
+            ConditionStatus::Unknown,
+            Reason::Reconciling,
             "asyncscale is reading AWS",
             generation,
             now,
@@ -124,36 +121,91 @@ pub fn compute_status(
     let ready = ready_condition(&synced, &healthy, &quota, input);
     let fresh = [ready, synced, quota, healthy]
         .into_iter()
-        .map(|(kind, state, reason, message)| {
-            condition(kind, state, reason, &message, generation, now)
-        })
+        .map(|c| condition(c.kind, c.status, c.reason, &c.message, generation, now))
         .collect();
     status.conditions = keep_transition_times(previous.map_or(&[][..], |p| &p.conditions), fresh);
     status
 }
 
-type Cond = (&'static str, &'static str, &'static str, String);
+/// One condition before it gets its generation and time.
+struct Cond {
+    kind: ConditionType,
+    status: ConditionStatus,
+    reason: Reason,
+    message: String,
+}
+
+impl Cond {
+    fn new(
+        kind: ConditionType,
+        status: ConditionStatus,
+        reason: Reason,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// The same cause, under another condition type.
+    fn as_kind(&self, kind: ConditionType, status: ConditionStatus) -> Self {
+        Self::new(kind, status, self.reason, self.message.clone())
+    }
+}
 
 fn synced_condition(outcome: &SyncOutcome) -> Cond {
     match outcome {
-        SyncOutcome::InSync => (
-            SYNCED,
-            "True",
-            "InSync",
-            "AWS matches the desired configuration".into(),
+        SyncOutcome::InSync => Cond::new(
+            ConditionType::Synced,
+            ConditionStatus::True,
+            Reason::InSync,
+            "AWS matches the desired configuration",
         ),
-        SyncOutcome::ChangesPending(n) => (
-            SYNCED,
-            "False",
-            "ChangesPending",
+        SyncOutcome::ChangesPending(n) => Cond::new(
+            ConditionType::Synced,
+            ConditionStatus::False,
+            Reason::ChangesPending,
             format!("{n} change(s) to AWS are pending; run apply"),
         ),
-        SyncOutcome::ApplyFailed(m) => (SYNCED, "False", "ApplyFailed", m.clone()),
-        SyncOutcome::InvalidSpec(m) => (SYNCED, "False", "InvalidSpec", m.clone()),
-        SyncOutcome::Conflict(m) => (SYNCED, "False", "Conflict", m.clone()),
-        SyncOutcome::QuotaTooLow(m) => (SYNCED, "False", "QuotaTooLow", m.clone()),
-        SyncOutcome::WaitingForQuota(m) => (SYNCED, "False", "WaitingForQuota", m.clone()),
-        SyncOutcome::ObserveFailed(m) => (SYNCED, "Unknown", "ObserveFailed", m.clone()),
+        SyncOutcome::ApplyFailed(m) => Cond::new(
+            ConditionType::Synced,
+            ConditionStatus::False,
+            Reason::ApplyFailed,
+            m.clone(),
+        ),
+        SyncOutcome::InvalidSpec(m) => Cond::new(
+            ConditionType::Synced,
+            ConditionStatus::False,
+            Reason::InvalidSpec,
+            m.clone(),
+        ),
+        SyncOutcome::Conflict(m) => Cond::new(
+            ConditionType::Synced,
+            ConditionStatus::False,
+            Reason::Conflict,
+            m.clone(),
+        ),
+        SyncOutcome::QuotaTooLow(m) => Cond::new(
+            ConditionType::Synced,
+            ConditionStatus::False,
+            Reason::QuotaTooLow,
+            m.clone(),
+        ),
+        SyncOutcome::WaitingForQuota(m) => Cond::new(
+            ConditionType::Synced,
+            ConditionStatus::False,
+            Reason::WaitingForQuota,
+            m.clone(),
+        ),
+        SyncOutcome::ObserveFailed(m) => Cond::new(
+            ConditionType::Synced,
+            ConditionStatus::Unknown,
+            Reason::ObserveFailed,
+            m.clone(),
+        ),
     }
 }
 
@@ -161,11 +213,11 @@ fn quota_condition(input: &StatusInput<'_>) -> Cond {
     let spec = input.spec;
     let max = spec.max_capacity;
     let Some(lookup) = input.quota else {
-        return (
-            QUOTA_CLAMPED,
-            "Unknown",
-            "QuotaNotRead",
-            "the instance quota has not been read".into(),
+        return Cond::new(
+            ConditionType::QuotaClamped,
+            ConditionStatus::Unknown,
+            Reason::QuotaNotRead,
+            "the instance quota has not been read",
         );
     };
     let Some(q) = lookup.value() else {
@@ -180,10 +232,10 @@ fn quota_condition(input: &StatusInput<'_>) -> Cond {
             ),
             _ => "nothing is changed on account of it".to_string(),
         };
-        return (
-            QUOTA_CLAMPED,
-            "Unknown",
-            "QuotaUnknown",
+        return Cond::new(
+            ConditionType::QuotaClamped,
+            ConditionStatus::Unknown,
+            Reason::QuotaUnknown,
             format!("could not read the quota '{name}': {reason}; {consequence}"),
         );
     };
@@ -202,10 +254,10 @@ fn quota_condition(input: &StatusInput<'_>) -> Cond {
         _ => String::new(),
     };
     if matches!(input.outcome, SyncOutcome::QuotaTooLow(_)) {
-        return (
-            QUOTA_CLAMPED,
-            "True",
-            "QuotaTooLow",
+        return Cond::new(
+            ConditionType::QuotaClamped,
+            ConditionStatus::True,
+            Reason::QuotaTooLow,
             format!(
                 "{what}{stale} is below minCapacity {} or zero",
                 spec.min_capacity
@@ -213,26 +265,26 @@ fn quota_condition(input: &StatusInput<'_>) -> Cond {
         );
     }
     match (spec.quota.policy, i64::from(max) > allowed) {
-        (QuotaPolicy::Clamp, true) => (
-            QUOTA_CLAMPED,
-            "True",
-            "Clamped",
+        (QuotaPolicy::Clamp, true) => Cond::new(
+            ConditionType::QuotaClamped,
+            ConditionStatus::True,
+            Reason::Clamped,
             format!(
                 "maxCapacity {max} is above {what}{stale}; the scalable target's MaxCapacity is {allowed}"
             ),
         ),
-        (QuotaPolicy::Ignore, true) => (
-            QUOTA_CLAMPED,
-            "False",
-            "ClampDisabled",
+        (QuotaPolicy::Ignore, true) => Cond::new(
+            ConditionType::QuotaClamped,
+            ConditionStatus::False,
+            Reason::ClampDisabled,
             format!(
                 "maxCapacity {max} is above {what}{stale} and quota.policy is Ignore: a scale-out past the quota fails whole in AWS"
             ),
         ),
-        (_, false) => (
-            QUOTA_CLAMPED,
-            "False",
-            "WithinQuota",
+        (_, false) => Cond::new(
+            ConditionType::QuotaClamped,
+            ConditionStatus::False,
+            Reason::WithinQuota,
             format!("maxCapacity {max} is within {what}{stale}"),
         ),
     }
@@ -240,19 +292,19 @@ fn quota_condition(input: &StatusInput<'_>) -> Cond {
 
 fn scaling_condition(observed: Option<&Observed>) -> Cond {
     let Some(observed) = observed else {
-        return (
-            SCALING_HEALTHY,
-            "Unknown",
-            "NotObserved",
-            "scaling activities have not been read".into(),
+        return Cond::new(
+            ConditionType::ScalingHealthy,
+            ConditionStatus::Unknown,
+            Reason::NotObserved,
+            "scaling activities have not been read",
         );
     };
     match observed.activities.first() {
-        None => (
-            SCALING_HEALTHY,
-            "True",
-            "NoActivity",
-            "no scaling activity recorded yet".into(),
+        None => Cond::new(
+            ConditionType::ScalingHealthy,
+            ConditionStatus::True,
+            Reason::NoActivity,
+            "no scaling activity recorded yet",
         ),
         Some(a) if a.status_code == "Failed" => {
             let message = a
@@ -260,16 +312,21 @@ fn scaling_condition(observed: Option<&Observed>) -> Cond {
                 .clone()
                 .unwrap_or_else(|| a.description.clone());
             let reason = if message.contains(QUOTA_EXCEEDED_MARKER) {
-                "QuotaExceeded"
+                Reason::QuotaExceeded
             } else {
-                "ScalingActivityFailed"
+                Reason::ScalingActivityFailed
             };
-            (SCALING_HEALTHY, "False", reason, message)
+            Cond::new(
+                ConditionType::ScalingHealthy,
+                ConditionStatus::False,
+                reason,
+                message,
+            )
         }
-        Some(a) => (
-            SCALING_HEALTHY,
-            "True",
-            "LastActivityOk",
+        Some(a) => Cond::new(
+            ConditionType::ScalingHealthy,
+            ConditionStatus::True,
+            Reason::LastActivityOk,
             format!(
                 "newest scaling activity is {}: {}",
                 a.status_code, a.description
@@ -279,16 +336,11 @@ fn scaling_condition(observed: Option<&Observed>) -> Cond {
 }
 
 fn ready_condition(synced: &Cond, healthy: &Cond, quota: &Cond, input: &StatusInput<'_>) -> Cond {
-    if synced.1 != "True" {
-        let state = if synced.1 == "Unknown" {
-            "Unknown"
-        } else {
-            "False"
-        };
-        return (READY, state, synced.2, synced.3.clone());
+    if synced.status != ConditionStatus::True {
+        return synced.as_kind(ConditionType::Ready, synced.status);
     }
-    if healthy.1 == "False" {
-        return (READY, "False", healthy.2, healthy.3.clone());
+    if healthy.status == ConditionStatus::False {
+        return healthy.as_kind(ConditionType::Ready, ConditionStatus::False);
     }
     // A first registration with maxCapacity as written may be past the quota (trap 2): until the
     // quota is read, whether the endpoint can scale is not known.
@@ -296,14 +348,14 @@ fn ready_condition(synced: &Cond, healthy: &Cond, quota: &Cond, input: &StatusIn
         .desired
         .is_some_and(|d| d.max_source == MaxSource::SpecWhileQuotaUnknown);
     if unchecked {
-        return (READY, "Unknown", quota.2, quota.3.clone());
+        return quota.as_kind(ConditionType::Ready, ConditionStatus::Unknown);
     }
     let spec = input.spec;
     let max = input.desired.map_or(spec.max_capacity, |d| d.effective_max);
-    (
-        READY,
-        "True",
-        "Ready",
+    Cond::new(
+        ConditionType::Ready,
+        ConditionStatus::True,
+        Reason::Ready,
         format!(
             "endpoint {} variant {} can scale between {} and {max} instances",
             spec.endpoint_name, spec.variant_name, spec.min_capacity
@@ -330,17 +382,17 @@ fn quota_status(lookup: &QuotaLookup) -> QuotaStatus {
 }
 
 fn condition(
-    kind: &str,
-    status: &str,
-    reason: &str,
+    kind: ConditionType,
+    status: ConditionStatus,
+    reason: Reason,
     message: &str,
     generation: Option<i64>,
     now: &Time,
 ) -> Condition {
     Condition {
-        type_: kind.to_string(),
-        status: status.to_string(),
-        reason: reason.to_string(),
+        type_: kind.as_str().to_string(),
+        status: status.as_str().to_string(),
+        reason: reason.as_str().to_string(),
         message: message.to_string(),
         observed_generation: generation,
         last_transition_time: now.clone(),
@@ -357,15 +409,19 @@ pub fn deletion_failed_status(
 ) -> AsyncEndpointScalingStatus {
     let mut status = previous.cloned().unwrap_or_default();
     status.observed_generation = generation;
-    let mut fresh: Vec<Condition> = [READY, SYNCED]
+    let replaced = [ConditionType::Ready, ConditionType::Synced];
+    let mut fresh: Vec<Condition> = replaced
         .into_iter()
-        .map(|kind| condition(kind, "False", "DeleteFailed", message, generation, now))
+        .map(|kind| {
+            let failed = (ConditionStatus::False, Reason::DeleteFailed);
+            condition(kind, failed.0, failed.1, message, generation, now)
+        })
         .collect();
     fresh.extend(
         status
             .conditions
             .iter()
-            .filter(|c| c.type_ != READY && c.type_ != SYNCED)
+            .filter(|c| !replaced.iter().any(|k| c.type_ == k.as_str()))
             .cloned(),
     );
     status.conditions = keep_transition_times(&status.conditions, fresh);
@@ -403,8 +459,13 @@ pub fn same_ignoring_time(a: &AsyncEndpointScalingStatus, b: &AsyncEndpointScali
 }
 
 /// Looks a condition up by type.
-pub fn find<'a>(status: &'a AsyncEndpointScalingStatus, kind: &str) -> Option<&'a Condition> {
-    status.conditions.iter().find(|c| c.type_ == kind)
+pub fn find(status: &AsyncEndpointScalingStatus, kind: ConditionType) -> Option<&Condition> {
+    status.conditions.iter().find(|c| c.type_ == kind.as_str())
+}
+
+/// Whether a condition has this status and reason.
+pub fn is(condition: &Condition, status: ConditionStatus, reason: Reason) -> bool {
+    condition.status == status.as_str() && condition.reason == reason.as_str()
 }
 
 #[cfg(test)]
@@ -484,7 +545,7 @@ mod tests {
         let status = run(&observed, SyncOutcome::InSync, None, 100);
         assert_eq!(status.effective_max_capacity, Some(4));
         assert_eq!(status.observed_generation, Some(3));
-        let clamped = find(&status, QUOTA_CLAMPED).unwrap();
+        let clamped = find(&status, ConditionType::QuotaClamped).unwrap();
         assert_eq!(
             (clamped.status.as_str(), clamped.reason.as_str()),
             ("True", "Clamped")
@@ -492,13 +553,13 @@ mod tests {
         assert!(clamped.message.contains(
             "'ml.g4dn.xlarge for endpoint usage' (L-B67CFA0C, applied value) of 4 instances"
         ));
-        let healthy = find(&status, SCALING_HEALTHY).unwrap();
+        let healthy = find(&status, ConditionType::ScalingHealthy).unwrap();
         assert_eq!(
             (healthy.status.as_str(), healthy.reason.as_str()),
             ("False", "QuotaExceeded")
         );
         assert_eq!(healthy.message, QUOTA_MESSAGE);
-        let ready = find(&status, READY).unwrap();
+        let ready = find(&status, ConditionType::Ready).unwrap();
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
             ("False", "QuotaExceeded")
@@ -514,7 +575,7 @@ mod tests {
             .push(activity("Failed", "Endpoint is being updated"));
         let status = run(&observed, SyncOutcome::InSync, None, 100);
         assert_eq!(
-            find(&status, SCALING_HEALTHY).unwrap().reason,
+            find(&status, ConditionType::ScalingHealthy).unwrap().reason,
             "ScalingActivityFailed"
         );
     }
@@ -527,7 +588,7 @@ mod tests {
             "Successfully set desired instance count to 1.",
         ));
         let status = run(&observed, SyncOutcome::InSync, None, 100);
-        let ready = find(&status, READY).unwrap();
+        let ready = find(&status, ConditionType::Ready).unwrap();
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
             ("True", "Ready")
@@ -542,7 +603,7 @@ mod tests {
             None,
             100,
         );
-        let ready = find(&conflict, READY).unwrap();
+        let ready = find(&conflict, ConditionType::Ready).unwrap();
         assert_eq!(
             (
                 ready.status.as_str(),
@@ -566,9 +627,9 @@ mod tests {
             Some(&second),
             300,
         );
-        let synced = find(&failed, SYNCED).unwrap();
+        let synced = find(&failed, ConditionType::Synced).unwrap();
         assert_eq!(synced.last_transition_time, at(300));
-        let quota = find(&failed, QUOTA_CLAMPED).unwrap();
+        let quota = find(&failed, ConditionType::QuotaClamped).unwrap();
         assert_eq!(
             quota.last_transition_time,
             at(100),
@@ -580,7 +641,7 @@ mod tests {
     #[test]
     fn first_visit_sets_ready_unknown() {
         let status = initial_status(Some(1), &at(5));
-        let ready = find(&status, READY).unwrap();
+        let ready = find(&status, ConditionType::Ready).unwrap();
         assert_eq!(ready.status, "Unknown");
         assert_eq!(status.observed_generation, Some(1));
     }

@@ -294,7 +294,7 @@ fn an_unknown_quota_never_lifts_a_clamp_already_in_aws() {
 
 #[test]
 fn an_unknown_quota_says_what_it_holds_in_status() {
-    use asyncscale_core::status::{QUOTA_CLAMPED, StatusInput, SyncOutcome, compute_status, find};
+    use asyncscale_core::status::{ConditionType, StatusInput, SyncOutcome, compute_status, find};
     let (_, world) = converged_with_clamp();
     let spec = spec(BASIC);
     let quota = unknown_quota();
@@ -320,7 +320,7 @@ fn an_unknown_quota_says_what_it_holds_in_status() {
         None,
         &now,
     );
-    let c = find(&status, QUOTA_CLAMPED).unwrap();
+    let c = find(&status, ConditionType::QuotaClamped).unwrap();
     assert_eq!(
         (c.status.as_str(), c.reason.as_str()),
         ("Unknown", "QuotaUnknown")
