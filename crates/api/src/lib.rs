@@ -7,6 +7,7 @@
 //! from [`rules`], which both sides read.
 
 pub mod document;
+mod fixtures;
 pub mod rules;
 mod types;
 pub mod validate;

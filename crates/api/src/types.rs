@@ -1,3 +1,6 @@
+// kube's KubeSchema derive copies each struct, `pub` and all, into a private module of its own.
+#![allow(unreachable_pub)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};

@@ -193,29 +193,10 @@ fn is_region(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        AsyncEndpointScalingSpec, DeletionPolicy, QuotaSpec, ScaleFromZeroSpec, TargetTrackingSpec,
-    };
+    use crate::AsyncEndpointScalingSpec;
 
     pub(crate) fn spec() -> AsyncEndpointScalingSpec {
-        AsyncEndpointScalingSpec {
-            endpoint_name: "sdxl-async".into(),
-            variant_name: "AllTraffic".into(),
-            instance_type: "ml.g4dn.xlarge".into(),
-            region: None,
-            min_capacity: 0,
-            max_capacity: 20,
-            target_tracking: TargetTrackingSpec {
-                target_value: 5.0,
-                scale_in_cooldown_seconds: 300,
-                scale_out_cooldown_seconds: 300,
-                disable_scale_in: false,
-            },
-            scale_from_zero: ScaleFromZeroSpec::default(),
-            quota: QuotaSpec::default(),
-            suspend: false,
-            deletion_policy: DeletionPolicy::Delete,
-        }
+        AsyncEndpointScalingSpec::sdxl()
     }
 
     fn messages(spec: &AsyncEndpointScalingSpec) -> Vec<String> {

@@ -479,14 +479,7 @@ mod tests {
     const QUOTA_MESSAGE: &str = "Failed to set desired instance count to 20. Reason: The account-level service limit 'ml.g4dn.xlarge for endpoint usage' is 4 Instances, with current utilization of 1 Instances and a request delta of 19 Instances. Please contact AWS support to request an increase for this limit. (Service: AmazonSageMaker; Status Code: 400; Error Code: ResourceLimitExceeded; Request ID: r-1).";
 
     fn spec() -> AsyncEndpointScalingSpec {
-        asyncscale_api::parse_manifests(
-            "t.yaml",
-            "apiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {name: sdxl, namespace: ml}\nspec: {endpointName: sdxl-async, instanceType: ml.g4dn.xlarge, maxCapacity: 20, targetTracking: {targetValue: 5}}\n",
-        )
-        .unwrap()
-        .remove(0)
-        .resource
-        .spec
+        AsyncEndpointScalingSpec::sdxl()
     }
 
     fn quota(value: f64) -> QuotaLookup {

@@ -1,6 +1,6 @@
 //! Specific planner behaviours: order, ownership and conflicts.
 
-use asyncscale_api::DeletionPolicy;
+use asyncscale_api::{AsyncEndpointScalingSpec, DeletionPolicy};
 use asyncscale_core::names::{OWNER_TAG, OWNER_UID_TAG};
 use asyncscale_core::plan::{Change, Ownership, ownership};
 use asyncscale_core::*;
@@ -71,7 +71,7 @@ fn hand_made_target(tags: Tags) -> Observed {
 
 #[test]
 fn first_apply_creates_target_then_policies_then_alarm_with_the_clamped_max() {
-    let desired = desire(&spec(BASIC), &owner(), &quota4(), None).unwrap();
+    let desired = desire(&AsyncEndpointScalingSpec::sdxl(), &owner(), &quota4(), None).unwrap();
     let plan = plan_apply(&desired, &Observed::empty(), &Adoption::new(false)).unwrap();
     assert_eq!(
         kinds(&plan),
@@ -94,7 +94,7 @@ fn first_apply_creates_target_then_policies_then_alarm_with_the_clamped_max() {
 
 #[test]
 fn raising_min_capacity_removes_alarm_before_its_policy() {
-    let desired0 = desire(&spec(BASIC), &owner(), &quota4(), None).unwrap();
+    let desired0 = desire(&AsyncEndpointScalingSpec::sdxl(), &owner(), &quota4(), None).unwrap();
     let mut world = Observed::empty();
     world.target = Some(ObservedTarget {
         target: desired0.target.clone(),
@@ -154,7 +154,7 @@ fn a_target_of_another_resource_is_a_conflict_even_with_adopt() {
             departed: false
         }
     );
-    let desired = desire(&spec(BASIC), &owner(), &quota4(), None).unwrap();
+    let desired = desire(&AsyncEndpointScalingSpec::sdxl(), &owner(), &quota4(), None).unwrap();
     let Err(Blocked::Conflict(message)) = plan_apply(&desired, &world, &Adoption::new(true)) else {
         panic!("expected conflict")
     };
@@ -171,7 +171,7 @@ fn a_target_of_another_resource_is_a_conflict_even_with_adopt() {
 #[test]
 fn a_hand_made_target_is_adopted_only_when_asked() {
     let world = hand_made_target(Tags::new());
-    let desired = desire(&spec(BASIC), &owner(), &quota4(), None).unwrap();
+    let desired = desire(&AsyncEndpointScalingSpec::sdxl(), &owner(), &quota4(), None).unwrap();
     let Err(Blocked::Conflict(message)) = plan_apply(&desired, &world, &Adoption::new(false))
     else {
         panic!("expected conflict")
@@ -212,7 +212,7 @@ fn unknown_quota_or_ignore_policy_keeps_max_capacity() {
         reason: "AccessDenied".into(),
     };
     assert_eq!(
-        desire(&spec(BASIC), &owner(), &unknown, None)
+        desire(&AsyncEndpointScalingSpec::sdxl(), &owner(), &unknown, None)
             .unwrap()
             .effective_max,
         20
@@ -235,7 +235,7 @@ fn unknown_quota() -> QuotaLookup {
 
 /// A world where asyncscale set everything up with the quota of 4 in place.
 fn converged_with_clamp() -> (Desired, Observed) {
-    let desired = desire(&spec(BASIC), &owner(), &quota4(), None).unwrap();
+    let desired = desire(&AsyncEndpointScalingSpec::sdxl(), &owner(), &quota4(), None).unwrap();
     let mut world = Observed::empty();
     world.target = Some(ObservedTarget {
         target: desired.target.clone(),
@@ -264,7 +264,13 @@ fn converged_with_clamp() -> (Desired, Observed) {
 fn an_unknown_quota_never_lifts_a_clamp_already_in_aws() {
     let (_, world) = converged_with_clamp();
     let existing = world.target.as_ref().map(|t| &t.target);
-    let desired = desire(&spec(BASIC), &owner(), &unknown_quota(), existing).unwrap();
+    let desired = desire(
+        &AsyncEndpointScalingSpec::sdxl(),
+        &owner(),
+        &unknown_quota(),
+        existing,
+    )
+    .unwrap();
     assert_eq!(
         desired.effective_max, 4,
         "MaxCapacity stays where AWS has it"
@@ -288,7 +294,7 @@ fn an_unknown_quota_never_lifts_a_clamp_already_in_aws() {
         },
         reason: "throttled".into(),
     };
-    let desired = desire(&spec(BASIC), &owner(), &stale, None).unwrap();
+    let desired = desire(&AsyncEndpointScalingSpec::sdxl(), &owner(), &stale, None).unwrap();
     assert_eq!((desired.effective_max, desired.clamped), (4, true));
 }
 
@@ -296,7 +302,7 @@ fn an_unknown_quota_never_lifts_a_clamp_already_in_aws() {
 fn an_unknown_quota_says_what_it_holds_in_status() {
     use asyncscale_core::status::{ConditionType, StatusInput, SyncOutcome, compute_status, find};
     let (_, world) = converged_with_clamp();
-    let spec = spec(BASIC);
+    let spec = AsyncEndpointScalingSpec::sdxl();
     let quota = unknown_quota();
     let desired = desire(
         &spec,
@@ -387,7 +393,13 @@ fn retain_releases_ownership_so_another_resource_can_adopt() {
         name: "sdxl-v2".into(),
         uid: Some("u-2".into()),
     };
-    let desired = desire(&spec(BASIC), &newcomer, &quota4(), None).unwrap();
+    let desired = desire(
+        &AsyncEndpointScalingSpec::sdxl(),
+        &newcomer,
+        &quota4(),
+        None,
+    )
+    .unwrap();
     let plan = plan_apply(&desired, &released, &Adoption::new(true)).unwrap();
     assert_eq!(kinds(&plan)[..2], ["tag", "tag-alarm"]);
 }

@@ -4,7 +4,7 @@ use asyncscale_core::*;
 
 /// The configuration asyncscale wants for a resource with this `targetTracking` (YAML flow map),
 /// with the quota unknown so maxCapacity applies as written.
-pub fn desired(target_tracking: &str) -> Desired {
+pub(crate) fn desired(target_tracking: &str) -> Desired {
     let yaml = format!(
         "apiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {{name: sdxl, namespace: ml}}\nspec: {{endpointName: sdxl-async, instanceType: ml.g4dn.xlarge, maxCapacity: 20, targetTracking: {target_tracking}}}\n"
     );

@@ -143,10 +143,10 @@ impl Assumptions {
             "provisioning_delay_s" => self.provisioning_delay_s = number()?.max(0.0),
             "tick_s" => self.tick_s = number()?.clamp(1.0, 60.0),
             "backlog_per_instance_divides_by_at_least_one" => {
-                self.backlog_per_instance_divides_by_at_least_one = flag()?
+                self.backlog_per_instance_divides_by_at_least_one = flag()?;
             }
             "target_tracking_from_zero_uses_metric_over_target" => {
-                self.target_tracking_from_zero_uses_metric_over_target = flag()?
+                self.target_tracking_from_zero_uses_metric_over_target = flag()?;
             }
             "evaluation_range_extra" => self.evaluation_range_extra = number()? as usize,
             "alarm_high_periods" => self.alarm_high_periods = number()?.max(1.0) as u32,

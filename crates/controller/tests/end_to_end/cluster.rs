@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-mod support;
-use support::{BIN, Process, http, start_sim};
+use crate::support::{BIN, Process, http, start_sim};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -1,15 +1,14 @@
 //! What the end-to-end tests share: the binary, child processes that die with the test, the
 //! local AWS endpoint as a process, and a plain HTTP/1.1 client for its admin routes.
-#![allow(dead_code)] // each test file uses a different part
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_asyncscale");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_asyncscale");
 
 /// A child process, killed when dropped.
-pub struct Process(pub Child);
+pub(crate) struct Process(pub Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -19,7 +18,7 @@ impl Drop for Process {
 }
 
 /// `asyncscale sim serve` on a free loopback port; returns it and its address (host:port).
-pub fn start_sim(quotas: &[&str]) -> (Process, String) {
+pub(crate) fn start_sim(quotas: &[&str]) -> (Process, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(["sim", "serve", "--listen", "127.0.0.1:0"]);
     for q in quotas {
@@ -44,7 +43,7 @@ pub fn start_sim(quotas: &[&str]) -> (Process, String) {
 }
 
 /// One HTTP/1.1 request; returns the status code and the body.
-pub fn http(
+pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,

@@ -7,8 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-mod support;
-use support::{BIN, Process, http, start_sim};
+use crate::support::{BIN, Process, http, start_sim};
 const RID: &str = "endpoint/sdxl-async/variant/AllTraffic";
 const ALARM: &str = "asyncscale-endpoint/sdxl-async/variant/AllTraffic-HasBacklogWithoutCapacity";
 
@@ -93,9 +92,9 @@ fn manifest(dir: &tempdir::Dir, name: &str, body: &str) -> PathBuf {
 }
 
 mod tempdir {
-    pub struct Dir(pub std::path::PathBuf);
+    pub(crate) struct Dir(pub std::path::PathBuf);
     impl Dir {
-        pub fn new(tag: &str) -> Self {
+        pub(crate) fn new(tag: &str) -> Self {
             let path =
                 std::env::temp_dir().join(format!("asyncscale-e2e-{tag}-{}", std::process::id()));
             std::fs::create_dir_all(&path).unwrap();
@@ -732,7 +731,7 @@ fn iam_policy_grants_exactly_the_calls_asyncscale_makes() {
                 granted.insert(a.clone());
             }
             Value::Array(actions) => {
-                granted.extend(actions.iter().map(|a| a.as_str().unwrap().to_string()))
+                granted.extend(actions.iter().map(|a| a.as_str().unwrap().to_string()));
             }
             _ => panic!("unexpected Action"),
         }

@@ -10,8 +10,7 @@ use asyncscale_sim::model::load::LoadProfile;
 use asyncscale_sim::model::report::Summary;
 use serde_json::{Value, json};
 
-mod support;
-use support::{BIN, Process, http, start_sim};
+use crate::support::{BIN, Process, http, start_sim};
 const QUOTA_FAILURE: &str = "Failed to set desired instance count to 20. Reason: The account-level service limit 'ml.g4dn.xlarge for endpoint usage' is 4 Instances, with current utilization of 1 Instances and a request delta of 19 Instances. Please contact AWS support to request an increase for this limit.";
 
 fn manifest(target: f64, quota_policy: &str) -> String {

@@ -120,7 +120,7 @@ fn apply_json_patch(object: &mut Value, patch: &Value) {
         let path = op["path"].as_str().unwrap_or("");
         match op["op"].as_str() {
             Some("add") if path == "/metadata/finalizers" => {
-                object["metadata"]["finalizers"] = op["value"].clone()
+                object["metadata"]["finalizers"] = op["value"].clone();
             }
             Some("add") if path == "/metadata/finalizers/-" => object["metadata"]["finalizers"]
                 .as_array_mut()
