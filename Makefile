@@ -4,23 +4,55 @@ PYTHON ?= python3
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/debug/asyncscale
 
-.PHONY: build demo demo-cluster test test-rust test-python test-lua python-deps lint crd
+.PHONY: build demo demo-cluster test test-rust test-python test-lua python-deps lint crd controlplane controlplane-replaces
+
+# The real Kubernetes control plane of the end-to-end tests, built from source (tests/controlplane):
+# kube-apiserver and etcd at the versions tests/controlplane/go.mod pins, Helm, and the gopher-lua
+# runner of the Argo CD health check. Built once; `make controlplane` does nothing when they exist.
+GO ?= go
+CONTROLPLANE := tests/controlplane
+CONTROLPLANE_BIN := $(CONTROLPLANE)/bin
+KUBE_VERSION := v1.37.2
+HELM_VERSION := v3.22.0
+GO_ENV := GOTOOLCHAIN=local CGO_ENABLED=0
+VERSION_PKG := k8s.io/component-base/version
 
 build:
 	$(CARGO) build --workspace --bins
+
+controlplane: $(CONTROLPLANE_BIN)/kube-apiserver $(CONTROLPLANE_BIN)/etcd $(CONTROLPLANE_BIN)/helm $(CONTROLPLANE_BIN)/luahealth
+
+$(CONTROLPLANE_BIN)/kube-apiserver: $(CONTROLPLANE)/go.mod $(CONTROLPLANE)/go.sum
+	cd $(CONTROLPLANE) && $(GO_ENV) $(GO) build -trimpath \
+	  -ldflags "-s -w -X $(VERSION_PKG).gitVersion=$(KUBE_VERSION) -X $(VERSION_PKG).gitMajor=1 -X $(VERSION_PKG).gitMinor=37 -X $(VERSION_PKG).gitTreeState=clean" \
+	  -o bin/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
+
+$(CONTROLPLANE_BIN)/etcd: $(CONTROLPLANE)/go.mod $(CONTROLPLANE)/go.sum
+	cd $(CONTROLPLANE) && $(GO_ENV) $(GO) build -trimpath -ldflags "-s -w" -o bin/etcd go.etcd.io/etcd/server/v3
+
+$(CONTROLPLANE_BIN)/luahealth: $(CONTROLPLANE)/go.mod $(CONTROLPLANE)/go.sum $(CONTROLPLANE)/luahealth/main.go
+	cd $(CONTROLPLANE) && $(GO_ENV) $(GO) build -trimpath -o bin/luahealth ./luahealth
+
+# Helm is kept out of the control plane's go.mod (it pins other Kubernetes libraries).
+$(CONTROLPLANE_BIN)/helm:
+	GOBIN=$(CURDIR)/$(CONTROLPLANE_BIN) $(GO_ENV) $(GO) install -trimpath helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+## Regenerate the replace block of tests/controlplane/go.mod from kubernetes' own go.mod.
+controlplane-replaces:
+	scripts/controlplane-replaces.sh $(KUBE_VERSION)
 
 ## The main job on the embedded default: a local AWS endpoint with a g4dn.xlarge quota of 4,
 ## then plan → apply → apply again (no-op) → plan on examples/sdxl.yaml.
 demo: build
 	ASYNCSCALE_BIN=$(BIN) scripts/demo.sh examples/sdxl.yaml
 
-## The controller end to end without a cluster: Kubernetes API emulator, simulated AWS, kubectl.
-demo-cluster: build
-	ASYNCSCALE_BIN=$(BIN) KUBE_EMULATOR_BIN=$(TARGET_DIR)/debug/kube-emulator scripts/demo-cluster.sh
+## The controller end to end on a real kube-apiserver and etcd (built from source), simulated AWS, kubectl.
+demo-cluster: build controlplane
+	ASYNCSCALE_BIN=$(BIN) CONTROLPLANE_BIN=$(CONTROLPLANE_BIN) scripts/demo-cluster.sh
 
 ## Every test: Rust unit, property, over-the-wire and CLI end-to-end tests, then boto3 against the
 ## local endpoint. Installs the Python test dependencies first when they are missing.
-test: build python-deps test-rust test-python test-lua
+test: build controlplane python-deps test-rust test-python test-lua
 
 test-rust:
 	$(CARGO) test --workspace
@@ -28,12 +60,9 @@ test-rust:
 test-python:
 	ASYNCSCALE_BIN=$(BIN) $(PYTHON) -m pytest -q tests/python
 
-## The Argo CD health check, run by a real Lua interpreter (Debian: apt-get install lua5.4).
-test-lua:
-	@command -v lua5.4 >/dev/null || command -v lua >/dev/null || \
-	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lua5.4 >/dev/null; } || \
-	  { echo "make test-lua needs a Lua interpreter: apt-get install lua5.4"; exit 1; }
-	$$(command -v lua5.4 || command -v lua) deploy/argocd/health_test.lua
+## The Argo CD health check in Argo CD's own Lua VM (gopher-lua, the libraries it opens for a user script).
+test-lua: $(CONTROLPLANE_BIN)/luahealth
+	$(CONTROLPLANE_BIN)/luahealth deploy/argocd/health.lua deploy/argocd/health_cases.json
 
 python-deps:
 	@$(PYTHON) -c "import boto3, moto, pytest" 2>/dev/null || $(PYTHON) -m pip install -q -r tests/python/requirements.txt

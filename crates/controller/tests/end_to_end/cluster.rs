@@ -1,6 +1,8 @@
-//! The product as a user meets it: the real `kubectl` and the real `asyncscale run` against the
-//! project's Kubernetes API emulator, with AWS behind `asyncscale sim serve`. Apply a resource,
-//! wait for Ready, read `kubectl get aes`, check AWS, scrape metrics, delete, shut down.
+//! The product as a user meets it: the real `kubectl` and the real `asyncscale run` against a real
+//! kube-apiserver and etcd (built from source, see `controlplane.rs`), the controller
+//! authenticated as its ServiceAccount with exactly the RBAC of `deploy/`, and AWS behind
+//! `asyncscale sim serve`. Apply a resource, wait for Ready, read `kubectl get aes`, check AWS,
+//! Events, managed fields and metrics, delete, shut down; leader election and partitions.
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::controlplane::{ControlPlane, kubectl_as};
 use crate::support::{BIN, Process, http, start_sim};
 
 fn root() -> PathBuf {
@@ -29,12 +32,7 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
 }
 
 fn kubectl(kubeconfig: &PathBuf, args: &[&str]) -> Output {
-    Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .expect("kubectl ships with the machine image")
+    kubectl_as(kubeconfig, args)
 }
 
 fn until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
@@ -56,38 +54,59 @@ fn rss_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
-struct Cluster {
-    _emulator: asyncscale_kube_emulator::Emulator,
-    kubeconfig: PathBuf,
+pub(crate) struct Cluster {
+    /// What the controller authenticates with: the `asyncscale` ServiceAccount's token.
+    pub(crate) kubeconfig: PathBuf,
+    /// What a person (or a test acting as one) uses: an administrator.
+    pub(crate) admin: PathBuf,
     _sim: Process,
-    aws: String,
+    pub(crate) aws: String,
+    // Last: the control plane stops after the controllers the tests started.
+    pub(crate) plane: ControlPlane,
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.kubeconfig);
-    }
-}
-
-async fn cluster(tag: &str) -> Cluster {
-    let crd_yaml =
-        std::fs::read_to_string(root().join("crds/asyncendpointscalings.asyncscale.io.yaml"))
-            .unwrap();
-    let crds = asyncscale_kube_emulator::crds_from_yaml(&crd_yaml).unwrap();
-    let emulator = asyncscale_kube_emulator::start("127.0.0.1:0".parse().unwrap(), &crds)
-        .await
-        .unwrap();
-    let kubeconfig = std::env::temp_dir().join(format!(
-        "asyncscale-e2e-kubeconfig-{tag}-{}",
-        std::process::id()
-    ));
-    std::fs::write(&kubeconfig, emulator.kubeconfig()).unwrap();
+/// A control plane with asyncscale installed as `deploy/` installs it (kustomize base: namespace,
+/// CRD, ServiceAccount, RBAC, Deployment, which nothing runs here), the namespace `ml`, and a
+/// token for the ServiceAccount.
+pub(crate) async fn cluster(tag: &str) -> Cluster {
+    let plane = ControlPlane::start(tag);
+    let deploy = root().join("deploy");
+    let install = plane.kubectl(&["apply", "--server-side", "-k", deploy.to_str().unwrap()]);
+    assert!(
+        install.status.success(),
+        "{}",
+        String::from_utf8_lossy(&install.stderr)
+    );
+    let established = plane.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/asyncendpointscalings.asyncscale.io",
+        "--timeout=30s",
+    ]);
+    assert!(established.status.success());
+    assert!(plane.kubectl(&["create", "namespace", "ml"]).status.success());
+    let token = plane.kubectl(&[
+        "create",
+        "token",
+        "asyncscale",
+        "-n",
+        "asyncscale-system",
+        "--duration=2h",
+    ]);
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    let token = String::from_utf8(token.stdout).unwrap();
+    let kubeconfig = plane.kubeconfig_with_token("asyncscale.kubeconfig", token.trim());
     let (sim, aws) = start_sim(&["ml.g4dn.xlarge=4"]);
     Cluster {
-        _emulator: emulator,
         kubeconfig,
+        admin: plane.admin.clone(),
         _sim: sim,
         aws,
+        plane,
     }
 }
 
@@ -119,6 +138,7 @@ impl Cluster {
             ])
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAMESPACE", "asyncscale-system")
             .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
             .env("AWS_SECRET_ACCESS_KEY", "secret")
             .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -143,7 +163,7 @@ fn metric(addr: &str, name: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_apply_reconciles_through_the_controller_and_delete_cleans_aws() {
     let cluster = cluster("apply").await;
-    let kubeconfig = cluster.kubeconfig.clone();
+    let kubeconfig = cluster.admin.clone();
     let aws = cluster.aws.clone();
     let (mut controller, metrics_addr) = cluster.controller("asyncscale-test-0", &[]);
     let pid = controller.0.id();
@@ -342,14 +362,14 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_within_the_lease_du
     let example = root().join("examples/sdxl.yaml");
     assert!(
         kubectl(
-            &cluster.kubeconfig,
+            &cluster.admin,
             &["apply", "-f", example.to_str().unwrap()]
         )
         .status
         .success()
     );
     let wait = kubectl(
-        &cluster.kubeconfig,
+        &cluster.admin,
         &[
             "wait",
             "--for=condition=Ready",
@@ -373,7 +393,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_within_the_lease_du
     assert_eq!(standby_reconciles, 0, "a standby reconciles nothing");
     let lease_object: Value = serde_json::from_slice(
         &kubectl(
-            &cluster.kubeconfig,
+            &cluster.admin,
             &[
                 "get",
                 "lease",
@@ -467,22 +487,16 @@ fn max_capacity_in_aws(aws: &str) -> Option<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_cut_off_from_the_api_server_stops_writing_before_a_standby_takes_over() {
     let cluster = cluster("partition").await;
-    let emulator = std::fs::read_to_string(&cluster.kubeconfig).unwrap();
-    let server = emulator
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("server: http://"))
-        .unwrap()
+    let server = cluster
+        .plane
+        .server
+        .trim_start_matches("https://")
         .to_string();
-    let partition = Partition::in_front_of(server.clone()).await;
-    let cut_off_kubeconfig = std::env::temp_dir().join(format!(
-        "asyncscale-e2e-kubeconfig-partitioned-{}",
-        std::process::id()
-    ));
-    std::fs::write(
-        &cut_off_kubeconfig,
-        emulator.replace(&server, &partition.addr),
-    )
-    .unwrap();
+    let partition = Partition::in_front_of(server).await;
+    let cut_off_kubeconfig =
+        cluster
+            .plane
+            .kubeconfig_via("partitioned.kubeconfig", &cluster.kubeconfig, &partition.addr);
     let flags = [
         "--leader-elect",
         "--lease-namespace",
@@ -506,11 +520,11 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_before_a_standby_tak
         std::env::temp_dir().join(format!("asyncscale-e2e-split-{}.yaml", std::process::id()));
     std::fs::write(
         &manifest,
-        "apiVersion: v1\nkind: Namespace\nmetadata: {name: ml}\n---\napiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {name: sdxl, namespace: ml}\nspec: {endpointName: sdxl-async, instanceType: ml.g4dn.xlarge, maxCapacity: 2, targetTracking: {targetValue: 5}}\n",
+        "apiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {name: sdxl, namespace: ml}\nspec: {endpointName: sdxl-async, instanceType: ml.g4dn.xlarge, maxCapacity: 2, targetTracking: {targetValue: 5}}\n",
     )
     .unwrap();
     let apply = kubectl(
-        &cluster.kubeconfig,
+        &cluster.admin,
         &["apply", "-f", manifest.to_str().unwrap()],
     );
     assert!(
@@ -548,7 +562,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_before_a_standby_tak
     );
 
     let patch = kubectl(
-        &cluster.kubeconfig,
+        &cluster.admin,
         &[
             "patch",
             "aes",
@@ -582,5 +596,4 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_before_a_standby_tak
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = std::fs::remove_file(&manifest);
-    let _ = std::fs::remove_file(&cut_off_kubeconfig);
 }

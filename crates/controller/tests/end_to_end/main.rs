@@ -5,6 +5,7 @@
 
 mod cli;
 mod cluster;
+mod controlplane;
 mod deploy;
 mod reconciler;
 mod simulation;

@@ -1,0 +1,267 @@
+//! A real Kubernetes control plane for the tests, as controller-runtime's envtest starts one:
+//! etcd and kube-apiserver built from their Go modules (`make controlplane`), on random loopback
+//! ports, with a client CA, a serving certificate and a service-account signing key of our own,
+//! RBAC authorization, and no controller-manager. Dropping it stops both processes and removes
+//! every file it made, also when a test fails.
+//!
+//! Network rule: everything listens on 127.0.0.1; the addresses kube-apiserver insists on
+//! (`--advertise-address`, the service range) are documentation ranges nothing connects to.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+
+use crate::support::Process;
+
+/// Where `make controlplane` puts kube-apiserver, etcd, helm and luahealth.
+pub(crate) fn bin_dir() -> PathBuf {
+    std::env::var_os("ASYNCSCALE_CONTROLPLANE_BIN").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/controlplane/bin"),
+        PathBuf::from,
+    )
+}
+
+pub(crate) fn tool(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `make controlplane` (builds kube-apiserver, etcd, helm and luahealth from source)",
+        path.display()
+    );
+    path
+}
+
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub(crate) struct ControlPlane {
+    pub(crate) dir: PathBuf,
+    /// `https://127.0.0.1:PORT`.
+    pub(crate) server: String,
+    /// A kubeconfig for an administrator (group `system:masters`).
+    pub(crate) admin: PathBuf,
+    // Dropped (killed) before `dir` is removed: the API server first, then etcd.
+    _apiserver: Process,
+    _etcd: Process,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+fn name(common_name: &str, organization: Option<&str>) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    if let Some(o) = organization {
+        dn.push(DnType::OrganizationName, o);
+    }
+    dn
+}
+
+impl ControlPlane {
+    pub(crate) fn start(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "asyncscale-controlplane-{tag}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("certs")).unwrap();
+
+        // One CA signs the serving certificate and the client certificates.
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::default();
+        ca.distinguished_name = name("asyncscale-test-ca", None);
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        write(&dir.join("ca.crt"), &ca_cert.pem());
+        let issuer = Issuer::new(ca, &ca_key);
+
+        let serving_key = KeyPair::generate().unwrap();
+        let mut serving = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        serving
+            .subject_alt_names
+            .push(SanType::IpAddress([127, 0, 0, 1].into()));
+        serving.distinguished_name = name("kube-apiserver", None);
+        serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let serving_cert = serving.signed_by(&serving_key, &issuer).unwrap();
+        write(&dir.join("serving.crt"), &serving_cert.pem());
+        write(&dir.join("serving.key"), &serving_key.serialize_pem());
+
+        // Users are client certificates: CN is the user, O the groups.
+        let admin_key = KeyPair::generate().unwrap();
+        let mut admin = CertificateParams::default();
+        admin.distinguished_name = name("admin", Some("system:masters"));
+        admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let admin_cert = admin.signed_by(&admin_key, &issuer).unwrap();
+        write(&dir.join("admin.crt"), &admin_cert.pem());
+        write(&dir.join("admin.key"), &admin_key.serialize_pem());
+
+        // The key the API server signs service-account tokens with (`kubectl create token`).
+        let sa_key = KeyPair::generate().unwrap();
+        write(&dir.join("sa.key"), &sa_key.serialize_pem());
+        write(&dir.join("sa.pub"), &sa_key.public_key_pem());
+
+        let (client, peer) = (free_port(), free_port());
+        let etcd = Process(
+            Command::new(tool("etcd"))
+                .args([
+                    "--name=test",
+                    &format!("--data-dir={}", dir.join("etcd").display()),
+                    &format!("--listen-client-urls=http://127.0.0.1:{client}"),
+                    &format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+                    &format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+                    &format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+                    &format!("--initial-cluster=test=http://127.0.0.1:{peer}"),
+                    "--unsafe-no-fsync=true",
+                    "--log-level=warn",
+                ])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("etcd.log")).unwrap())
+                .spawn()
+                .expect("start etcd"),
+        );
+        until("etcd", Duration::from_secs(30), || {
+            crate::support::try_http(&format!("127.0.0.1:{client}"), "GET", "/health")
+                .is_some_and(|(status, body)| status == 200 && body.contains("true"))
+        });
+
+        let secure = free_port();
+        let server = format!("https://127.0.0.1:{secure}");
+        let path = |f: &str| dir.join(f).display().to_string();
+        let apiserver = Process(
+            Command::new(tool("kube-apiserver"))
+                .args([
+                    format!("--etcd-servers=http://127.0.0.1:{client}"),
+                    "--bind-address=127.0.0.1".into(),
+                    format!("--secure-port={secure}"),
+                    // Required, never connected to: documentation ranges (RFC 5737).
+                    "--advertise-address=192.0.2.10".into(),
+                    "--service-cluster-ip-range=198.51.100.0/24".into(),
+                    format!("--cert-dir={}", path("certs")),
+                    format!("--tls-cert-file={}", path("serving.crt")),
+                    format!("--tls-private-key-file={}", path("serving.key")),
+                    format!("--client-ca-file={}", path("ca.crt")),
+                    "--service-account-issuer=https://kubernetes.default.svc".into(),
+                    format!("--service-account-key-file={}", path("sa.pub")),
+                    format!("--service-account-signing-key-file={}", path("sa.key")),
+                    "--authorization-mode=RBAC".into(),
+                    // No controller-manager creates default service accounts.
+                    "--disable-admission-plugins=ServiceAccount".into(),
+                    "--allow-privileged=true".into(),
+                    "--v=1".into(),
+                ])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("apiserver.log")).unwrap())
+                .spawn()
+                .expect("start kube-apiserver"),
+        );
+        let admin = dir.join("admin.kubeconfig");
+        write(
+            &admin,
+            &kubeconfig(
+                &server,
+                &path("ca.crt"),
+                &format!(
+                    "client-certificate: {}\n    client-key: {}",
+                    path("admin.crt"),
+                    path("admin.key")
+                ),
+            ),
+        );
+        let plane = ControlPlane {
+            dir,
+            server,
+            admin,
+            _apiserver: apiserver,
+            _etcd: etcd,
+        };
+        until("kube-apiserver /readyz", Duration::from_secs(90), || {
+            plane
+                .kubectl(&["get", "--raw", "/readyz"])
+                .status
+                .success()
+        });
+        until("the default namespace", Duration::from_secs(30), || {
+            plane.kubectl(&["get", "namespace", "default"]).status.success()
+        });
+        plane
+    }
+
+    /// `kubectl` as the administrator.
+    pub(crate) fn kubectl(&self, args: &[&str]) -> Output {
+        kubectl_as(&self.admin, args)
+    }
+
+    /// A kubeconfig that authenticates with a bearer token (a service account's).
+    pub(crate) fn kubeconfig_with_token(&self, file: &str, token: &str) -> PathBuf {
+        let path = self.dir.join(file);
+        write(
+            &path,
+            &kubeconfig(
+                &self.server,
+                &self.dir.join("ca.crt").display().to_string(),
+                &format!("token: {token}"),
+            ),
+        );
+        path
+    }
+
+    /// The same server through another address (a proxy in front of it, say).
+    pub(crate) fn kubeconfig_via(&self, file: &str, from: &Path, address: &str) -> PathBuf {
+        let text = std::fs::read_to_string(from).unwrap();
+        let path = self.dir.join(file);
+        let port = self.server.rsplit(':').next().unwrap();
+        write(
+            &path,
+            &text.replace(
+                &format!("https://127.0.0.1:{port}"),
+                &format!("https://{address}"),
+            ),
+        );
+        path
+    }
+
+    pub(crate) fn apiserver_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("apiserver.log")).unwrap_or_default()
+    }
+}
+
+fn kubeconfig(server: &str, ca: &str, user: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: user\n    namespace: default\ncurrent-context: test\nusers:\n- name: user\n  user:\n    {user}\n"
+    )
+}
+
+pub(crate) fn kubectl_as(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("kubectl ships with the machine image")
+}
