@@ -4,7 +4,7 @@ PYTHON ?= python3
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/debug/asyncscale
 
-.PHONY: build demo demo-cluster test test-rust test-python test-lua python-deps lint crd controlplane controlplane-replaces
+.PHONY: build demo demo-cluster test test-rust test-python test-lua python-deps lint crd deploy-base controlplane controlplane-replaces
 
 # The real Kubernetes control plane of the end-to-end tests, built from source (tests/controlplane):
 # kube-apiserver and etcd at the versions tests/controlplane/go.mod pins, Helm, and the gopher-lua
@@ -76,3 +76,7 @@ crd:
 	$(CARGO) run -q -p asyncscale -- crd > crds/asyncendpointscalings.asyncscale.io.yaml
 	cp crds/asyncendpointscalings.asyncscale.io.yaml deploy/base/crd.yaml
 	cp crds/asyncendpointscalings.asyncscale.io.yaml deploy/helm/asyncscale/crds/
+
+## Regenerate the kustomize base's controller objects from the Helm chart (one source, two install paths).
+deploy-base: $(CONTROLPLANE_BIN)/helm
+	scripts/render-deploy-base.sh $(CONTROLPLANE_BIN)/helm > deploy/base/asyncscale.yaml

@@ -106,7 +106,8 @@ pub struct AsyncEndpointScalingSpec {
     pub suspend: bool,
 
     /// What happens in AWS when this resource is deleted: Delete removes what asyncscale created,
-    /// Retain leaves AWS as it is.
+    /// Retain leaves its configuration in AWS and releases it (asyncscale's tags removed), so
+    /// that another resource may adopt it.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }

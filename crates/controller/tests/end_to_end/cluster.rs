@@ -84,7 +84,12 @@ pub(crate) async fn cluster(tag: &str) -> Cluster {
         "--timeout=30s",
     ]);
     assert!(established.status.success());
-    assert!(plane.kubectl(&["create", "namespace", "ml"]).status.success());
+    assert!(
+        plane
+            .kubectl(&["create", "namespace", "ml"])
+            .status
+            .success()
+    );
     let token = plane.kubectl(&[
         "create",
         "token",
@@ -231,6 +236,90 @@ async fn kubectl_apply_reconciles_through_the_controller_and_delete_cleans_aws()
         "ml/sdxl"
     );
 
+    // Status by server-side apply with field manager asyncscale, and Events anyone can read.
+    let with_managers: Value = serde_json::from_slice(
+        &kubectl(
+            &kubeconfig,
+            &[
+                "get",
+                "aes",
+                "sdxl",
+                "-n",
+                "ml",
+                "-o",
+                "json",
+                "--show-managed-fields",
+            ],
+        )
+        .stdout,
+    )
+    .unwrap();
+    let managers: Vec<(String, String, String)> = with_managers["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let s = |k: &str| m[k].as_str().unwrap_or("").to_string();
+            (s("manager"), s("operation"), s("subresource"))
+        })
+        .collect();
+    assert!(
+        managers.contains(&("asyncscale".into(), "Apply".into(), "status".into())),
+        "{managers:?}"
+    );
+    let events = kubectl(&kubeconfig, &["events", "-n", "ml", "--for", "aes/sdxl"]);
+    let events = String::from_utf8_lossy(&events.stdout).to_string();
+    assert!(events.contains("QuotaClampApplied"), "{events}");
+
+    // Another field manager writes a status field asyncscale owns: asyncscale takes it back
+    // (server-side apply with force), once, and does not patch in a loop.
+    let other = kubectl(
+        &kubeconfig,
+        &[
+            "patch",
+            "aes",
+            "sdxl",
+            "-n",
+            "ml",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"effectiveMaxCapacity":99}}"#,
+        ],
+    );
+    assert!(
+        other.status.success(),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+    let field = |path: &str| {
+        let out = kubectl(
+            &kubeconfig,
+            &[
+                "get",
+                "aes",
+                "sdxl",
+                "-n",
+                "ml",
+                "-o",
+                &format!("jsonpath={path}"),
+            ],
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    until(
+        "asyncscale to take its field back",
+        Duration::from_secs(20),
+        || field("{.status.effectiveMaxCapacity}") == "4",
+    );
+    let settled = field("{.metadata.resourceVersion}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        field("{.metadata.resourceVersion}"),
+        settled,
+        "no status write loop"
+    );
+
     let metrics = http_get(&metrics_addr, "/metrics").1;
     for line in [
         "asyncscale_managed_resources 1",
@@ -337,6 +426,10 @@ async fn kubectl_apply_reconciles_through_the_controller_and_delete_cleans_aws()
             .any(|l| l["fields"]["message"] == "shutting down"),
         "{logs}"
     );
+    assert!(
+        !logs.contains("forbidden"),
+        "the RBAC of deploy/ covers every call: {logs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,12 +454,9 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_within_the_lease_du
 
     let example = root().join("examples/sdxl.yaml");
     assert!(
-        kubectl(
-            &cluster.admin,
-            &["apply", "-f", example.to_str().unwrap()]
-        )
-        .status
-        .success()
+        kubectl(&cluster.admin, &["apply", "-f", example.to_str().unwrap()])
+            .status
+            .success()
     );
     let wait = kubectl(
         &cluster.admin,
@@ -493,10 +583,11 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_before_a_standby_tak
         .trim_start_matches("https://")
         .to_string();
     let partition = Partition::in_front_of(server).await;
-    let cut_off_kubeconfig =
-        cluster
-            .plane
-            .kubeconfig_via("partitioned.kubeconfig", &cluster.kubeconfig, &partition.addr);
+    let cut_off_kubeconfig = cluster.plane.kubeconfig_via(
+        "partitioned.kubeconfig",
+        &cluster.kubeconfig,
+        &partition.addr,
+    );
     let flags = [
         "--leader-elect",
         "--lease-namespace",
@@ -523,10 +614,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_before_a_standby_tak
         "apiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {name: sdxl, namespace: ml}\nspec: {endpointName: sdxl-async, instanceType: ml.g4dn.xlarge, maxCapacity: 2, targetTracking: {targetValue: 5}}\n",
     )
     .unwrap();
-    let apply = kubectl(
-        &cluster.admin,
-        &["apply", "-f", manifest.to_str().unwrap()],
-    );
+    let apply = kubectl(&cluster.admin, &["apply", "-f", manifest.to_str().unwrap()]);
     assert!(
         apply.status.success(),
         "{}",
@@ -596,4 +684,319 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_before_a_standby_tak
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = std::fs::remove_file(&manifest);
+}
+
+fn stderr_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// A manifest of the README's example with `spec_extra` added to its spec (YAML flow entries).
+fn example(name: &str, spec_extra: &str) -> String {
+    format!(
+        "apiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {{name: {name}, namespace: ml}}\nspec: {{endpointName: {name}-async, instanceType: ml.g4dn.xlarge, maxCapacity: 20, targetTracking: {{targetValue: 5}}{spec_extra}}}\n"
+    )
+}
+
+fn apply_text(kubeconfig: &PathBuf, dir: &std::path::Path, file: &str, text: &str) -> Output {
+    let path = dir.join(file);
+    std::fs::write(&path, text).unwrap();
+    kubectl(kubeconfig, &["apply", "-f", path.to_str().unwrap()])
+}
+
+/// Issue 8: the real API server refuses what the CLI refuses, with the same words, applies the
+/// schema's defaults, explains the type, and accepts the install manifests of both install paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_api_server_validates_defaults_and_accepts_the_install_manifests() {
+    let cluster = cluster("schema").await;
+    let admin = &cluster.admin;
+    let dir = cluster.plane.dir.clone();
+
+    // Discovery lags the CRD's Established condition by a moment.
+    until("aes in discovery", Duration::from_secs(20), || {
+        kubectl(admin, &["explain", "aes.spec"]).status.success()
+    });
+    let explain = kubectl(admin, &["explain", "aes.spec"]);
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(
+        text.contains("endpointName") && text.contains("Immutable."),
+        "{text}"
+    );
+
+    let created = apply_text(admin, &dir, "defaults.yaml", &example("defaults", ""));
+    assert!(created.status.success(), "{}", stderr_of(&created));
+    let object: Value = serde_json::from_slice(
+        &kubectl(admin, &["get", "aes", "defaults", "-n", "ml", "-o", "json"]).stdout,
+    )
+    .unwrap();
+    let spec = &object["spec"];
+    for (field, want) in [
+        ("/variantName", serde_json::json!("AllTraffic")),
+        ("/minCapacity", serde_json::json!(0)),
+        ("/scaleFromZero/periodSeconds", serde_json::json!(60)),
+        ("/scaleFromZero/evaluationPeriods", serde_json::json!(2)),
+        (
+            "/targetTracking/scaleInCooldownSeconds",
+            serde_json::json!(300),
+        ),
+        ("/quota/policy", serde_json::json!("Clamp")),
+        ("/deletionPolicy", serde_json::json!("Delete")),
+    ] {
+        assert_eq!(
+            spec.pointer(field),
+            Some(&want),
+            "default of spec{field}: {spec}"
+        );
+    }
+
+    // Every rule and bound, broken: refused by the server, with the words the CLI prints.
+    use asyncscale_api::rules;
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "min-above-max",
+            example("a1", ", minCapacity: 30"),
+            rules::MIN_NOT_ABOVE_MAX.message.into(),
+        ),
+        (
+            "period",
+            example("a2", ", scaleFromZero: {periodSeconds: 90}"),
+            rules::ALARM_PERIOD.message.into(),
+        ),
+        (
+            "short-period",
+            example("a3", ", scaleFromZero: {periodSeconds: 30}"),
+            "spec.scaleFromZero.periodSeconds".into(),
+        ),
+        (
+            "datapoints",
+            example(
+                "a4",
+                ", scaleFromZero: {evaluationPeriods: 2, datapointsToAlarm: 3}",
+            ),
+            rules::DATAPOINTS_NOT_ABOVE_PERIODS.message.into(),
+        ),
+        (
+            "window",
+            example(
+                "a5",
+                ", scaleFromZero: {periodSeconds: 600, evaluationPeriods: 145, datapointsToAlarm: 1}",
+            ),
+            rules::ALARM_WINDOW.message.into(),
+        ),
+        (
+            "max-zero",
+            example("a6", "").replace("maxCapacity: 20", "maxCapacity: 0"),
+            "spec.maxCapacity".into(),
+        ),
+        (
+            "endpoint-name",
+            example("a7", "").replace("a7-async", "-bad-"),
+            "spec.endpointName".into(),
+        ),
+        (
+            "instance-type",
+            example("a8", "").replace("ml.g4dn.xlarge", "g4dn.xlarge"),
+            "spec.instanceType".into(),
+        ),
+        (
+            "target-value",
+            example("a9", "").replace("targetValue: 5", "targetValue: 0"),
+            "spec.targetTracking.targetValue".into(),
+        ),
+        (
+            "region",
+            example("a10", ", region: useast1"),
+            "spec.region".into(),
+        ),
+    ];
+    for (case, manifest, words) in &cases {
+        let server = apply_text(admin, &dir, &format!("{case}.yaml"), manifest);
+        assert!(!server.status.success(), "{case}: the server accepted it");
+        assert!(
+            stderr_of(&server).contains(words.as_str()),
+            "{case}: server said {}",
+            stderr_of(&server)
+        );
+        let path = dir.join(format!("{case}.yaml"));
+        let cli = Command::new(BIN)
+            .args(["plan", "-f", path.to_str().unwrap(), "--aws", "simulated"])
+            .output()
+            .unwrap();
+        assert_eq!(cli.status.code(), Some(1), "{case}");
+        assert!(
+            stderr_of(&cli).contains(words.as_str()),
+            "{case}: CLI said {}",
+            stderr_of(&cli)
+        );
+    }
+    // Transition rules: endpointName, variantName and region cannot change.
+    for (change, words) in [
+        (
+            example("defaults", "").replace("defaults-async", "other-async"),
+            rules::ENDPOINT_NAME_IMMUTABLE.message,
+        ),
+        (
+            example("defaults", ", variantName: Blue"),
+            rules::VARIANT_NAME_IMMUTABLE.message,
+        ),
+        (
+            example("defaults", ", region: eu-west-1"),
+            rules::REGION_IMMUTABLE.message,
+        ),
+    ] {
+        let refused = apply_text(admin, &dir, "change.yaml", &change);
+        assert!(!refused.status.success(), "{change}");
+        assert!(
+            stderr_of(&refused).contains(words),
+            "{}",
+            stderr_of(&refused)
+        );
+    }
+
+    // Both install paths, as the real server takes them (server-side dry run).
+    let kustomized = kubectl(
+        admin,
+        &[
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "-k",
+            root().join("deploy").to_str().unwrap(),
+        ],
+    );
+    assert!(kustomized.status.success(), "{}", stderr_of(&kustomized));
+    let helm = crate::controlplane::tool("helm");
+    let chart = root().join("deploy/helm/asyncscale");
+    let lint = Command::new(&helm)
+        .args(["lint", chart.to_str().unwrap(), "--kube-version", "1.37.2"])
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        stderr_of(&lint)
+    );
+    let rendered = Command::new(&helm)
+        .args([
+            "template",
+            "asyncscale",
+            chart.to_str().unwrap(),
+            "--namespace",
+            "asyncscale-system",
+            "--include-crds",
+            "--kube-version",
+            "1.37.2",
+        ])
+        .output()
+        .unwrap();
+    assert!(rendered.status.success(), "{}", stderr_of(&rendered));
+    let path = dir.join("helm.yaml");
+    std::fs::write(&path, &rendered.stdout).unwrap();
+    let dry = kubectl(
+        admin,
+        &[
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "-f",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert!(dry.status.success(), "{}", stderr_of(&dry));
+}
+
+/// Issue 8: RBAC is really exercised: with one verb taken from the ClusterRole, the controller
+/// fails visibly instead of passing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_status_patch_verb_the_controller_fails_visibly() {
+    let cluster = cluster("rbac").await;
+    let base = std::fs::read_to_string(root().join("deploy/base/asyncscale.yaml")).unwrap();
+    let cluster_role = base
+        .split("\n---\n")
+        .find(|doc| doc.contains("\nkind: ClusterRole\n"))
+        .expect("the ClusterRole of deploy/");
+    let limited = cluster_role
+        .replace("name: asyncscale\n", "name: asyncscale-limited\n")
+        .replace(
+            "  - apiGroups: [\"asyncscale.io\"]\n    resources: [\"asyncendpointscalings/status\"]\n    verbs: [\"patch\"]\n",
+            "",
+        );
+    assert!(
+        !limited.contains("asyncendpointscalings/status"),
+        "{limited}"
+    );
+    let dir = cluster.plane.dir.clone();
+    let setup = format!(
+        "{limited}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: limited, namespace: asyncscale-system}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: asyncscale-limited}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: asyncscale-limited}}\nsubjects: [{{kind: ServiceAccount, name: limited, namespace: asyncscale-system}}]\n"
+    );
+    let applied = apply_text(&cluster.admin, &dir, "limited.yaml", &setup);
+    assert!(applied.status.success(), "{}", stderr_of(&applied));
+    let token = kubectl(
+        &cluster.admin,
+        &["create", "token", "limited", "-n", "asyncscale-system"],
+    );
+    let kubeconfig = cluster.plane.kubeconfig_with_token(
+        "limited.kubeconfig",
+        String::from_utf8(token.stdout).unwrap().trim(),
+    );
+    let (mut controller, _) = cluster.controller_through(&kubeconfig, "limited-0", &[]);
+    let applied = apply_text(&cluster.admin, &dir, "sdxl.yaml", &example("sdxl", ""));
+    assert!(applied.status.success());
+    std::thread::sleep(Duration::from_secs(6));
+    let object: Value = serde_json::from_slice(
+        &kubectl(
+            &cluster.admin,
+            &["get", "aes", "sdxl", "-n", "ml", "-o", "json"],
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        object["status"]["conditions"].is_null(),
+        "no status without the verb: {object}"
+    );
+    let _ = Command::new("kill")
+        .arg(controller.0.id().to_string())
+        .status();
+    let _ = controller.0.wait();
+    let mut logs = String::new();
+    controller
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(logs.contains("forbidden"), "the log says why: {logs}");
+}
+
+/// Issue 8: the kustomize base is rendered from the Helm chart, so the two install paths cannot
+/// drift; a stale copy fails here (regenerate with `make deploy-base`).
+#[test]
+fn the_kustomize_base_is_the_helm_charts_rendering() {
+    let helm = crate::controlplane::tool("helm");
+    let rendered = Command::new(root().join("scripts/render-deploy-base.sh"))
+        .arg(&helm)
+        .output()
+        .unwrap();
+    assert!(rendered.status.success(), "{}", stderr_of(&rendered));
+    let committed = std::fs::read_to_string(root().join("deploy/base/asyncscale.yaml")).unwrap();
+    assert!(
+        String::from_utf8(rendered.stdout).unwrap() == committed,
+        "deploy/base/asyncscale.yaml is stale: run `make deploy-base`"
+    );
+}
+
+/// Issue 8: the Argo CD health check in Argo CD's own Lua VM (gopher-lua with the libraries Argo
+/// CD opens for a user script: no `string`, no `math`), on every documented case.
+#[test]
+fn the_argo_cd_health_check_passes_in_argo_cds_lua_vm() {
+    let out = Command::new(crate::controlplane::tool("luahealth"))
+        .arg(root().join("deploy/argocd/health.lua"))
+        .arg(root().join("deploy/argocd/health_cases.json"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(" passed, 0 failed"), "{text}");
 }

@@ -201,13 +201,13 @@ impl ControlPlane {
             _etcd: etcd,
         };
         until("kube-apiserver /readyz", Duration::from_secs(90), || {
-            plane
-                .kubectl(&["get", "--raw", "/readyz"])
-                .status
-                .success()
+            plane.kubectl(&["get", "--raw", "/readyz"]).status.success()
         });
         until("the default namespace", Duration::from_secs(30), || {
-            plane.kubectl(&["get", "namespace", "default"]).status.success()
+            plane
+                .kubectl(&["get", "namespace", "default"])
+                .status
+                .success()
         });
         plane
     }
@@ -244,10 +244,6 @@ impl ControlPlane {
             ),
         );
         path
-    }
-
-    pub(crate) fn apiserver_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("apiserver.log")).unwrap_or_default()
     }
 }
 
