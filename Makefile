@@ -48,7 +48,7 @@ demo: build
 
 ## The controller end to end on a real kube-apiserver and etcd (built from source), simulated AWS, kubectl.
 demo-cluster: build controlplane
-	ASYNCSCALE_BIN=$(BIN) CONTROLPLANE_BIN=$(CONTROLPLANE_BIN) scripts/demo-cluster.sh
+	ASYNCSCALE_BIN=$(BIN) CONTROLPLANE_TOOL=$(TARGET_DIR)/debug/asyncscale-controlplane scripts/demo-cluster.sh
 
 ## Every test: Rust unit, property, over-the-wire and CLI end-to-end tests, then boto3 against the
 ## local endpoint. Installs the Python test dependencies first when they are missing.

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::controlplane::{ControlPlane, kubectl_as};
 use crate::support::{BIN, Process, http, start_sim};
+use asyncscale_controlplane::{ControlPlane, kubectl_as};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -31,7 +31,7 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
     http(addr, "GET", path, &[], "")
 }
 
-fn kubectl(kubeconfig: &PathBuf, args: &[&str]) -> Output {
+fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> Output {
     kubectl_as(kubeconfig, args)
 }
 
@@ -697,7 +697,12 @@ fn example(name: &str, spec_extra: &str) -> String {
     )
 }
 
-fn apply_text(kubeconfig: &PathBuf, dir: &std::path::Path, file: &str, text: &str) -> Output {
+fn apply_text(
+    kubeconfig: &std::path::Path,
+    dir: &std::path::Path,
+    file: &str,
+    text: &str,
+) -> Output {
     let path = dir.join(file);
     std::fs::write(&path, text).unwrap();
     kubectl(kubeconfig, &["apply", "-f", path.to_str().unwrap()])
@@ -864,7 +869,7 @@ async fn the_real_api_server_validates_defaults_and_accepts_the_install_manifest
         ],
     );
     assert!(kustomized.status.success(), "{}", stderr_of(&kustomized));
-    let helm = crate::controlplane::tool("helm");
+    let helm = asyncscale_controlplane::tool("helm");
     let chart = root().join("deploy/helm/asyncscale");
     let lint = Command::new(&helm)
         .args(["lint", chart.to_str().unwrap(), "--kube-version", "1.37.2"])
@@ -974,7 +979,7 @@ async fn without_the_status_patch_verb_the_controller_fails_visibly() {
 /// drift; a stale copy fails here (regenerate with `make deploy-base`).
 #[test]
 fn the_kustomize_base_is_the_helm_charts_rendering() {
-    let helm = crate::controlplane::tool("helm");
+    let helm = asyncscale_controlplane::tool("helm");
     let rendered = Command::new(root().join("scripts/render-deploy-base.sh"))
         .arg(&helm)
         .output()
@@ -991,7 +996,7 @@ fn the_kustomize_base_is_the_helm_charts_rendering() {
 /// CD opens for a user script: no `string`, no `math`), on every documented case.
 #[test]
 fn the_argo_cd_health_check_passes_in_argo_cds_lua_vm() {
-    let out = Command::new(crate::controlplane::tool("luahealth"))
+    let out = Command::new(asyncscale_controlplane::tool("luahealth"))
         .arg(root().join("deploy/argocd/health.lua"))
         .arg(root().join("deploy/argocd/health_cases.json"))
         .output()

@@ -5,7 +5,6 @@
 
 mod cli;
 mod cluster;
-mod controlplane;
 mod deploy;
 mod reconciler;
 mod simulation;

@@ -3,19 +3,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_asyncscale");
 
-/// A child process, killed when dropped.
-pub(crate) struct Process(pub Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub(crate) use asyncscale_controlplane::Process;
 
 /// `asyncscale sim serve` on a free loopback port; returns it and its address (host:port).
 pub(crate) fn start_sim(quotas: &[&str]) -> (Process, String) {
@@ -71,23 +63,4 @@ pub(crate) fn http(
             .map(|(_, b)| b.to_string())
             .unwrap_or_default(),
     )
-}
-
-/// One HTTP/1.1 request, or None when nothing answers yet.
-pub(crate) fn try_http(addr: &str, method: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.get(9..12)?.parse().ok()?;
-    Some((
-        status,
-        response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    ))
 }

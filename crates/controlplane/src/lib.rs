@@ -7,8 +7,10 @@
 //! Network rule: everything listens on 127.0.0.1; the addresses kube-apiserver insists on
 //! (`--advertise-address`, the service range) are documentation ranges nothing connects to.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rcgen::{
@@ -16,17 +18,25 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
-use crate::support::Process;
+/// A child process, killed when dropped (also when a test panics).
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// Where `make controlplane` puts kube-apiserver, etcd, helm and luahealth.
-pub(crate) fn bin_dir() -> PathBuf {
+pub fn bin_dir() -> PathBuf {
     std::env::var_os("ASYNCSCALE_CONTROLPLANE_BIN").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/controlplane/bin"),
         PathBuf::from,
     )
 }
 
-pub(crate) fn tool(name: &str) -> PathBuf {
+pub fn tool(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(
         path.exists(),
@@ -36,7 +46,7 @@ pub(crate) fn tool(name: &str) -> PathBuf {
     path
 }
 
-pub(crate) fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -44,12 +54,12 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-pub(crate) struct ControlPlane {
-    pub(crate) dir: PathBuf,
+pub struct ControlPlane {
+    pub dir: PathBuf,
     /// `https://127.0.0.1:PORT`.
-    pub(crate) server: String,
+    pub server: String,
     /// A kubeconfig for an administrator (group `system:masters`).
-    pub(crate) admin: PathBuf,
+    pub admin: PathBuf,
     // Dropped (killed) before `dir` is removed: the API server first, then etcd.
     _apiserver: Process,
     _etcd: Process,
@@ -83,7 +93,7 @@ fn name(common_name: &str, organization: Option<&str>) -> DistinguishedName {
 }
 
 impl ControlPlane {
-    pub(crate) fn start(tag: &str) -> Self {
+    pub fn start(tag: &str) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "asyncscale-controlplane-{tag}-{}",
             std::process::id()
@@ -146,7 +156,7 @@ impl ControlPlane {
                 .expect("start etcd"),
         );
         until("etcd", Duration::from_secs(30), || {
-            crate::support::try_http(&format!("127.0.0.1:{client}"), "GET", "/health")
+            try_http(&format!("127.0.0.1:{client}"), "GET", "/health")
                 .is_some_and(|(status, body)| status == 200 && body.contains("true"))
         });
 
@@ -213,12 +223,12 @@ impl ControlPlane {
     }
 
     /// `kubectl` as the administrator.
-    pub(crate) fn kubectl(&self, args: &[&str]) -> Output {
+    pub fn kubectl(&self, args: &[&str]) -> Output {
         kubectl_as(&self.admin, args)
     }
 
     /// A kubeconfig that authenticates with a bearer token (a service account's).
-    pub(crate) fn kubeconfig_with_token(&self, file: &str, token: &str) -> PathBuf {
+    pub fn kubeconfig_with_token(&self, file: &str, token: &str) -> PathBuf {
         let path = self.dir.join(file);
         write(
             &path,
@@ -232,7 +242,7 @@ impl ControlPlane {
     }
 
     /// The same server through another address (a proxy in front of it, say).
-    pub(crate) fn kubeconfig_via(&self, file: &str, from: &Path, address: &str) -> PathBuf {
+    pub fn kubeconfig_via(&self, file: &str, from: &Path, address: &str) -> PathBuf {
         let text = std::fs::read_to_string(from).unwrap();
         let path = self.dir.join(file);
         let port = self.server.rsplit(':').next().unwrap();
@@ -253,11 +263,30 @@ fn kubeconfig(server: &str, ca: &str, user: &str) -> String {
     )
 }
 
-pub(crate) fn kubectl_as(kubeconfig: &Path, args: &[&str]) -> Output {
+pub fn kubectl_as(kubeconfig: &Path, args: &[&str]) -> Output {
     Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)
         .output()
         .expect("kubectl ships with the machine image")
+}
+
+/// One HTTP/1.1 request, or None when nothing answers yet.
+fn try_http(addr: &str, method: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.get(9..12)?.parse().ok()?;
+    Some((
+        status,
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    ))
 }
