@@ -67,9 +67,12 @@ test-lua: $(CONTROLPLANE_BIN)/luahealth
 python-deps:
 	@$(PYTHON) -c "import boto3, moto, pytest" 2>/dev/null || $(PYTHON) -m pip install -q -r tests/python/requirements.txt
 
+## rustfmt, clippy, and cargo deny (licences, bans, sources; advisories need GitHub, see deny.toml).
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@command -v cargo-deny >/dev/null || $(CARGO) install --locked cargo-deny@0.20.2
+	$(CARGO) deny check licenses bans sources
 
 ## Regenerate the committed CRD after changing crates/api.
 crd:
