@@ -262,20 +262,8 @@ pub fn plan_apply(
                 ),
             );
             // PutMetricAlarm ignores tags on update (aws-semantics.md §4.1): tag an existing alarm.
-            if let Some(alarm) = &observed.alarm
-                && let Some(arn) = &alarm.arn
-            {
-                plan.push(
-                    Change::TagAlarm {
-                        arn: arn.clone(),
-                        tags: owner_tags.clone(),
-                    },
-                    format!(
-                        "~ adopt alarm {} (tag it as owned by {})",
-                        alarm.alarm.name,
-                        desired.owner.id()
-                    ),
-                );
+            if let Some(alarm) = &observed.alarm {
+                push_alarm_adoption(&mut plan, alarm, &desired.owner);
             }
         }
     }
@@ -296,19 +284,7 @@ pub fn plan_apply(
         match owned {
             Ownership::Ours | Ownership::OursWithoutUid => {}
             Ownership::Unowned | Ownership::Other { departed: true, .. } if adoption.requested => {
-                if let Some(arn) = &alarm.arn {
-                    plan.push(
-                        Change::TagAlarm {
-                            arn: arn.clone(),
-                            tags: owner_tags.clone(),
-                        },
-                        format!(
-                            "~ adopt alarm {} (tag it as owned by {})",
-                            alarm.alarm.name,
-                            desired.owner.id()
-                        ),
-                    );
-                }
+                push_alarm_adoption(&mut plan, alarm, &desired.owner);
             }
             other => {
                 let who = match other {
@@ -438,6 +414,23 @@ pub fn plan_apply(
         );
     }
     Ok(plan)
+}
+
+/// Tags an existing alarm as `owner`'s (taking it over with its target, or alone).
+fn push_alarm_adoption(plan: &mut Plan, alarm: &ObservedAlarm, owner: &Owner) {
+    if let Some(arn) = &alarm.arn {
+        plan.push(
+            Change::TagAlarm {
+                arn: arn.clone(),
+                tags: owner.tags(),
+            },
+            format!(
+                "~ adopt alarm {} (tag it as owned by {})",
+                alarm.alarm.name,
+                owner.id()
+            ),
+        );
+    }
 }
 
 /// Adds a PutPolicy (after a DeletePolicy when the policy type changed) when the observed policy

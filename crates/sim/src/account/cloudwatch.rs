@@ -300,7 +300,8 @@ impl Account {
         Ok(json!({}))
     }
 
-    pub(super) fn cw_list_tags(&mut self, input: &Value) -> ApiResult {
+    /// The ResourceARN of a tag call, when it names an alarm that exists.
+    fn alarm_arn_of<'a>(&self, input: &'a Value) -> Result<&'a str, ApiError> {
         let arn = required(input, "ResourceARN")?;
         let name = arn
             .rsplit_once(":alarm:")
@@ -309,6 +310,11 @@ impl Account {
         if !self.here.alarms.contains_key(name) {
             return Err(ApiError::not_found_cw(format!("Alarm {arn} not found")));
         }
+        Ok(arn)
+    }
+
+    pub(super) fn cw_list_tags(&mut self, input: &Value) -> ApiResult {
+        let arn = self.alarm_arn_of(input)?;
         let tags: Vec<Value> = self
             .here
             .tags
@@ -321,14 +327,7 @@ impl Account {
     }
 
     pub(super) fn cw_tag_resource(&mut self, input: &Value) -> ApiResult {
-        let arn = required(input, "ResourceARN")?;
-        let name = arn
-            .rsplit_once(":alarm:")
-            .map(|(_, n)| n)
-            .unwrap_or_default();
-        if !self.here.alarms.contains_key(name) {
-            return Err(ApiError::not_found_cw(format!("Alarm {arn} not found")));
-        }
+        let arn = self.alarm_arn_of(input)?;
         let mut merged = self.here.tags.get(arn).cloned().unwrap_or_default();
         merged.extend(cw_tags(input));
         check_tags(&merged, "Tags").map_err(|(_, m)| ApiError::new("InvalidParameterValue", m))?;
@@ -338,14 +337,7 @@ impl Account {
 
     /// CloudWatch UntagResource: keys that are not there are ignored.
     pub(super) fn cw_untag_resource(&mut self, input: &Value) -> ApiResult {
-        let arn = required(input, "ResourceARN")?;
-        let name = arn
-            .rsplit_once(":alarm:")
-            .map(|(_, n)| n)
-            .unwrap_or_default();
-        if !self.here.alarms.contains_key(name) {
-            return Err(ApiError::not_found_cw(format!("Alarm {arn} not found")));
-        }
+        let arn = self.alarm_arn_of(input)?;
         if let Some(tags) = self.here.tags.get_mut(arn) {
             for key in string_list(input, "TagKeys") {
                 tags.remove(&key);
