@@ -176,6 +176,7 @@ async fn converge_one(
         adoption: Adoption::new(wants_adoption(resource)),
         generation: resource.metadata.generation,
         fence: Fence::open(),
+        observation_stale: false,
     };
     let mode = if verb == Verb::Plan {
         ConvergeMode::Plan

@@ -91,6 +91,8 @@ struct LastVisit {
     resource_versions: Vec<String>,
     /// When the next full reconcile is due (the resync, or the backoff after a failure).
     next_due: Instant,
+    /// When AWS was last read successfully for this object.
+    last_good: Option<Instant>,
 }
 
 /// Own writes remembered per object: a reconcile writes at most two statuses (the first visit's
@@ -118,6 +120,10 @@ pub struct Context {
     pub fence: Fence,
     /// The longest one reconcile may take, AWS calls included.
     pub reconcile_timeout: Duration,
+    /// How old the last good observation may be before a failed refresh makes Ready Unknown.
+    pub stale_after: Duration,
+    /// When this controller started: before a first good observation, staleness counts from here.
+    started: Instant,
     /// Consecutive failures per resource (namespace/name), for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// By object UID.
@@ -141,6 +147,8 @@ impl Context {
             resync,
             fence: Fence::open(),
             reconcile_timeout: Duration::from_secs(120),
+            stale_after: resync * 3,
+            started: Instant::now(),
             failures: Mutex::new(HashMap::new()),
             last_visits: Mutex::new(HashMap::new()),
             stores: Mutex::new(Vec::new()),
@@ -155,6 +163,31 @@ impl Context {
     pub fn with_reconcile_timeout(mut self, timeout: Duration) -> Self {
         self.reconcile_timeout = timeout;
         self
+    }
+
+    /// A failed refresh keeps the last observed conditions for `resyncs` resyncs.
+    pub fn with_stale_after_resyncs(mut self, resyncs: u32) -> Self {
+        self.stale_after = self.resync * resyncs;
+        self
+    }
+
+    /// Whether the last good observation of `obj` is older than `stale_after`.
+    fn observation_stale(&self, obj: &AsyncEndpointScaling) -> bool {
+        let last_good = obj.uid().and_then(|uid| {
+            let visits = self.last_visits.lock().expect("visits lock");
+            visits.get(&uid).and_then(|v| v.last_good)
+        });
+        last_good.unwrap_or(self.started).elapsed() > self.stale_after
+    }
+
+    /// Records a successful read of AWS for `obj`.
+    fn observed_ok(&self, obj: &AsyncEndpointScaling) {
+        self.remember(obj, None, None);
+        if let Some(uid) = obj.uid()
+            && let Some(visit) = self.last_visits.lock().expect("visits lock").get_mut(&uid)
+        {
+            visit.last_good = Some(Instant::now());
+        }
     }
 
     /// Lets reconciles consult the controllers' watch caches (other resources, their UIDs).
@@ -202,6 +235,7 @@ impl Context {
             resource_versions: Vec::new(),
             // Not due before the reconcile in progress records its outcome.
             next_due: Instant::now() + self.reconcile_timeout,
+            last_good: None,
         });
         if let Some(next_in) = next_in {
             visit.next_due = Instant::now() + next_in;
@@ -324,6 +358,7 @@ async fn apply(
                 desired: None,
                 observed: None,
                 outcome: SyncOutcome::Conflict(message.clone()),
+                observation_stale: false,
             },
             previous.as_ref(),
             &now(),
@@ -352,6 +387,7 @@ async fn apply(
         },
         generation: obj.meta().generation,
         fence: ctx.fence.clone(),
+        observation_stale: ctx.observation_stale(&obj),
     };
     let started_at = now();
     let converging = converge(
@@ -388,6 +424,9 @@ async fn apply(
     )
     .await;
     let written = write_status_if_changed(api, &obj, &report.status).await?;
+    if report.observed.is_some() && !matches!(report.outcome, SyncOutcome::ObserveFailed(_)) {
+        ctx.observed_ok(&obj);
+    }
     let clamped = report.desired.as_ref().is_some_and(|d| d.clamped);
     ctx.metrics.resource_state(&key, true, clamped);
     let outcome = outcome_label(&report.outcome);

@@ -120,6 +120,7 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
             adoption: Adoption::new(wants_adoption(resource)),
             generation: None,
             fence: Fence::open(),
+            observation_stale: false,
         };
         let report = converge(&backend, &intent, ConvergeMode::Apply, None, &now).await;
         if report.outcome != SyncOutcome::InSync {

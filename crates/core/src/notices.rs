@@ -99,6 +99,19 @@ pub fn notices(
         SyncOutcome::WaitingForQuota(message) if !synced_was(Reason::WaitingForQuota) => {
             news.push(Notice::new(true, "WaitingForQuota", "Apply", message));
         }
+        // A passing failure to read AWS is not news; one that outlasts the last good observation
+        // (Ready turns Unknown) is.
+        SyncOutcome::ObserveFailed(message)
+            if find(status, ConditionType::Ready)
+                .is_some_and(|c| is(c, ConditionStatus::Unknown, Reason::ObserveFailed))
+                && !was(
+                    ConditionType::Ready,
+                    ConditionStatus::Unknown,
+                    Reason::ObserveFailed,
+                ) =>
+        {
+            news.push(Notice::new(true, "AWSUnreadable", "Apply", message));
+        }
         _ => {}
     }
     news

@@ -56,7 +56,14 @@ pub struct StatusInput<'a> {
     /// AWS as read after applying (or before, when only planning).
     pub observed: Option<&'a Observed>,
     pub outcome: SyncOutcome,
+    /// The last good observation of AWS is too old to stand for the present: a failed refresh
+    /// then makes Ready Unknown instead of keeping the last observed conditions.
+    pub observation_stale: bool,
 }
+
+/// What Synced's message says while the conditions show the last good observation.
+const LAST_GOOD_NOTE: &str =
+    "(the latest refresh of AWS failed; the conditions show the last good observation)";
 
 /// The status a resource gets on its first visit, before anything is known.
 pub fn initial_status(generation: Option<i64>, now: &Time) -> AsyncEndpointScalingStatus {
@@ -79,6 +86,21 @@ pub fn compute_status(
     previous: Option<&AsyncEndpointScalingStatus>,
     now: &Time,
 ) -> AsyncEndpointScalingStatus {
+    // A failed read says nothing new about AWS: keep what was last observed (the generation it
+    // was observed for included), and say in Synced that the refresh failed, in words that do not
+    // change from one failure to the next, so a hiccup costs one status write, not one each.
+    if let (SyncOutcome::ObserveFailed(_), Some(previous)) = (&input.outcome, previous)
+        && !input.observation_stale
+        && find(previous, ConditionType::Ready).is_some()
+    {
+        let mut kept = previous.clone();
+        for c in &mut kept.conditions {
+            if c.type_ == ConditionType::Synced.as_str() && !c.message.ends_with(LAST_GOOD_NOTE) {
+                c.message = format!("{} {LAST_GOOD_NOTE}", c.message);
+            }
+        }
+        return kept;
+    }
     let spec = input.spec;
     let names = ResourceNames::new(&spec.endpoint_name, &spec.variant_name);
     let generation = input.generation;
@@ -527,6 +549,7 @@ mod tests {
             desired: Some(&desired),
             observed: Some(observed),
             outcome,
+            observation_stale: false,
         };
         compute_status(&input, previous, &at(now))
     }
@@ -637,5 +660,63 @@ mod tests {
         let ready = find(&status, ConditionType::Ready).unwrap();
         assert_eq!(ready.status, "Unknown");
         assert_eq!(status.observed_generation, Some(1));
+    }
+
+    #[test]
+    fn a_failed_refresh_keeps_the_last_observation_until_it_is_stale() {
+        let mut observed = Observed::empty();
+        observed.activities.push(activity(
+            "Successful",
+            "Successfully set desired instance count to 1.",
+        ));
+        let good = run(&observed, SyncOutcome::InSync, None, 100);
+        let failed = || {
+            SyncOutcome::ObserveFailed("application-autoscaling DescribeScalableTargets failed: ThrottlingException: Rate exceeded".into())
+        };
+        let spec = spec();
+        let input = |stale| StatusInput {
+            generation: Some(4),
+            spec: &spec,
+            quota: None,
+            desired: None,
+            observed: None,
+            outcome: failed(),
+            observation_stale: stale,
+        };
+        let kept = compute_status(&input(false), Some(&good), &at(200));
+        let ready = find(&kept, ConditionType::Ready).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "Ready")
+        );
+        assert_eq!(
+            kept.observed_generation,
+            Some(3),
+            "the generation it was observed for"
+        );
+        let synced = find(&kept, ConditionType::Synced).unwrap();
+        assert!(
+            synced.message.contains("the latest refresh of AWS failed"),
+            "{}",
+            synced.message
+        );
+        let again = compute_status(&input(false), Some(&kept), &at(300));
+        assert!(
+            same_ignoring_time(&kept, &again),
+            "a second failure writes nothing"
+        );
+        let stale = compute_status(&input(true), Some(&kept), &at(400));
+        let ready = find(&stale, ConditionType::Ready).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("Unknown", "ObserveFailed")
+        );
+        let back = run(&observed, SyncOutcome::InSync, Some(&kept), 500);
+        assert!(
+            !find(&back, ConditionType::Synced)
+                .unwrap()
+                .message
+                .contains("refresh")
+        );
     }
 }

@@ -322,6 +322,7 @@ fn an_unknown_quota_says_what_it_holds_in_status() {
             desired: Some(&desired),
             observed: Some(&world),
             outcome: SyncOutcome::InSync,
+            observation_stale: false,
         },
         None,
         &now,

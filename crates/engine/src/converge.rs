@@ -76,6 +76,9 @@ pub struct Intent<'a> {
     pub generation: Option<i64>,
     /// Checked before every AWS write.
     pub fence: Fence,
+    /// The caller's last good observation of AWS is too old to stand for the present (see
+    /// `StatusInput::observation_stale`); always false where there is no previous status.
+    pub observation_stale: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,6 +211,7 @@ pub async fn converge(
         desired: report.desired.as_ref(),
         observed: report.observed.as_ref(),
         outcome: report.outcome.clone(),
+        observation_stale: intent.observation_stale,
     };
     report.status = compute_status(&input, previous, now);
     report

@@ -70,6 +70,11 @@ pub struct RunArgs {
     /// retries with backoff.
     #[arg(long, default_value = "2m", value_parser = parse_duration)]
     reconcile_timeout: Duration,
+    /// Resyncs for which a failed refresh of AWS keeps the last observed conditions (Synced's
+    /// message says the refresh failed) before Ready becomes Unknown, so that a passing hiccup
+    /// of AWS does not flip every resource of the account.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    stale_after_resyncs: u32,
     /// Reconciles running at once. Bounds bursts of AWS calls (about six per reconcile) against
     /// CloudWatch's DescribeAlarms (9 a second) and Application Auto Scaling's limits.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -123,7 +128,8 @@ async fn run_controller(args: RunArgs) -> Result<(), RunError> {
         metrics.clone(),
         args.resync,
     )
-    .with_reconcile_timeout(args.reconcile_timeout);
+    .with_reconcile_timeout(args.reconcile_timeout)
+    .with_stale_after_resyncs(args.stale_after_resyncs);
     if args.leader_elect {
         let leadership = leadership.clone();
         context = context.with_fence(Fence::new(move || leadership.check()));

@@ -875,3 +875,89 @@ async fn a_target_whose_owner_uid_no_longer_exists_is_adopted_when_asked() {
         "an Event says so"
     );
 }
+
+/// A passing failure to read AWS keeps the last observed conditions (one status write, no
+/// Event); only when the last good observation is older than the staleness bound does Ready
+/// become Unknown, with a Warning Event.
+#[tokio::test]
+async fn a_failed_refresh_keeps_ready_until_the_last_observation_is_stale() {
+    let aws = sim().await;
+    let status = converge_once(&aws).await;
+    // Nothing listens on port 1 of loopback: every AWS call fails to connect.
+    let unreachable = aws_at("http://127.0.0.1:1").await;
+    let status_patch = |api: &FakeApiServer| -> Option<AsyncEndpointScalingStatus> {
+        api.seen()
+            .into_iter()
+            .rev()
+            .find(Seen::is_status_patch)
+            .map(|p| serde_json::from_value(p.body["status"].clone()).unwrap())
+    };
+    let ready_of = |status: &AsyncEndpointScalingStatus| {
+        let c = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        (c.status.clone(), c.reason.clone())
+    };
+
+    let object = resource(json!({}), true, Some(&status));
+    let (client, api) = FakeApiServer::start(&object);
+    let ctx = context(client, unreachable.clone());
+    let _ = reconcile(Arc::new(object), ctx.clone()).await;
+    let kept = status_patch(&api).expect("one status write saying the refresh failed");
+    assert_eq!(ready_of(&kept), ("True".to_string(), "Ready".to_string()));
+    let synced = kept
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Synced")
+        .unwrap();
+    assert!(
+        synced.message.contains("the latest refresh of AWS failed"),
+        "{}",
+        synced.message
+    );
+    assert!(
+        api.seen().iter().all(|s| s.event_reason().is_none()),
+        "no Event for a passing failure: {:#?}",
+        api.seen()
+    );
+
+    api.clear();
+    let object = resource(json!({}), true, Some(&kept));
+    let _ = reconcile(Arc::new(object), ctx).await;
+    assert!(
+        status_patch(&api).is_none(),
+        "a second failure writes nothing"
+    );
+
+    // A controller whose staleness bound has passed without a good observation.
+    let object = resource(json!({}), true, Some(&kept));
+    let (client, api) = FakeApiServer::start(&object);
+    let metrics = Arc::new(Metrics::new(unreachable.calls().clone()));
+    let recorder = Recorder::new(client.clone(), Reporter::from("asyncscale"));
+    let ctx = Arc::new(
+        Context::new(
+            client,
+            Arc::new(SingleBackend(unreachable)),
+            recorder,
+            metrics,
+            Duration::from_millis(1),
+        )
+        .with_stale_after_resyncs(1),
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let _ = reconcile(Arc::new(object), ctx).await;
+    let stale = status_patch(&api).expect("Ready turns Unknown");
+    assert_eq!(
+        ready_of(&stale),
+        ("Unknown".to_string(), "ObserveFailed".to_string())
+    );
+    assert!(
+        api.seen()
+            .iter()
+            .any(|s| s.event_reason() == Some("AWSUnreadable")),
+        "{:#?}",
+        api.seen()
+    );
+}
