@@ -3,8 +3,8 @@
 
 use asyncscale_engine::ErrorClass;
 
-/// Codes that mean "try again later" (aws-semantics.md §2.5, §4.5, §5.1, §6.3).
-const RECOVERABLE_CODES: &[&str] = &[
+/// Codes that mean "slow down" (aws-semantics.md §6.3's throttling list, the ones these APIs use).
+const THROTTLE_CODES: &[&str] = &[
     "Throttling",
     "ThrottlingException",
     "ThrottledException",
@@ -12,6 +12,21 @@ const RECOVERABLE_CODES: &[&str] = &[
     "RequestThrottledException",
     "TooManyRequestsException",
     "RequestLimitExceeded",
+];
+
+/// Whether AWS refused a request for its rate, directly or (Application Auto Scaling reading
+/// CloudWatch) wrapped in FailedResourceAccessException "Rate exceeded".
+pub fn is_throttle(code: &str, message: &str) -> bool {
+    THROTTLE_CODES.contains(&code)
+        || (code == "FailedResourceAccessException" && wraps_throttle(message))
+}
+
+fn wraps_throttle(message: &str) -> bool {
+    message.contains("Rate exceeded") || message.contains("Throttling")
+}
+
+/// Codes that mean "try again later" (aws-semantics.md §2.5, §4.5, §5.1, §6.3).
+const RECOVERABLE_CODES: &[&str] = &[
     "ConcurrentUpdateException",
     "ConcurrentModificationException",
     "InternalServiceException",
@@ -41,12 +56,11 @@ pub fn classify(code: &str, message: &str, http_status: Option<u16>) -> ErrorCla
     if NOT_FOUND_CODES.contains(&code) {
         return ErrorClass::NotFound;
     }
-    if RECOVERABLE_CODES.contains(&code) {
+    if THROTTLE_CODES.contains(&code) || RECOVERABLE_CODES.contains(&code) {
         return ErrorClass::Recoverable;
     }
     if code == "FailedResourceAccessException" {
-        let throttled = message.contains("Rate exceeded") || message.contains("Throttling");
-        return if throttled {
+        return if wraps_throttle(message) {
             ErrorClass::Recoverable
         } else {
             ErrorClass::Terminal

@@ -3,10 +3,12 @@
 //! does not retry, timeouts and the classification of AWS's error codes. Knows nothing of
 //! Kubernetes.
 
+pub mod budget;
 pub mod classify;
 pub mod pool;
 pub mod sdk;
 
+pub use budget::{ApiRate, ApiSelector, RequestBudget};
 pub use classify::classify;
 pub use pool::SdkBackendPool;
 pub use sdk::{AwsOptions, AwsTimeouts, SdkBackend};

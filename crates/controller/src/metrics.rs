@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -20,6 +21,12 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwsApiLabels {
+    pub service: String,
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AwsCallLabels {
     pub service: String,
     pub operation: String,
@@ -31,6 +38,10 @@ pub struct Metrics {
     pub reconciles: Family<OutcomeLabels, Counter>,
     pub reconcile_duration: Histogram,
     aws_calls: Family<AwsCallLabels, Counter>,
+    /// Seconds requests waited for the request budget.
+    aws_budget_wait: Family<AwsApiLabels, Counter<f64, AtomicU64>>,
+    /// Waits already exported, to add only what is new at each scrape.
+    exported_waits: Mutex<BTreeMap<(&'static str, &'static str), f64>>,
     managed: Gauge,
     clamped: Gauge,
     pub leader: Gauge,
@@ -48,6 +59,7 @@ impl Metrics {
         let reconciles = Family::<OutcomeLabels, Counter>::default();
         let reconcile_duration = Histogram::new(exponential_buckets(0.01, 2.0, 12));
         let aws_calls = Family::<AwsCallLabels, Counter>::default();
+        let aws_budget_wait = Family::<AwsApiLabels, Counter<f64, AtomicU64>>::default();
         let managed = Gauge::default();
         let clamped = Gauge::default();
         let leader = Gauge::default();
@@ -62,6 +74,12 @@ impl Metrics {
             "aws_calls",
             "AWS API requests by service, operation and outcome",
             aws_calls.clone(),
+        );
+        registry.register_with_unit(
+            "aws_budget_wait",
+            "Time AWS requests waited for the request budget (--aws-rate), by service and operation; the outcome label of aws_calls counts the throttles that still happened",
+            prometheus_client::registry::Unit::Seconds,
+            aws_budget_wait.clone(),
         );
         registry.register(
             "managed_resources",
@@ -83,6 +101,8 @@ impl Metrics {
             reconciles,
             reconcile_duration,
             aws_calls,
+            aws_budget_wait,
+            exported_waits: Mutex::new(BTreeMap::new()),
             managed,
             clamped,
             leader,
@@ -134,9 +154,53 @@ impl Metrics {
                 *seen = total;
             }
         }
+        {
+            let mut exported = self.exported_waits.lock().expect("metrics lock");
+            for (api, waited) in self.calls.waited() {
+                let seen = exported.entry(api).or_default();
+                let labels = AwsApiLabels {
+                    service: api.0.to_string(),
+                    operation: api.1.to_string(),
+                };
+                let total = waited.as_secs_f64();
+                self.aws_budget_wait
+                    .get_or_create(&labels)
+                    .inc_by(total - *seen);
+                *seen = total;
+            }
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("metrics encode");
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn throttles_and_budget_waits_are_exported_by_api_and_only_added_once() {
+        let calls = CallCounter::default();
+        let metrics = Metrics::new(calls.clone());
+        calls.record("cloudwatch", "PutMetricAlarm", "throttled");
+        calls.record_wait("cloudwatch", "PutMetricAlarm", Duration::from_millis(1500));
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"asyncscale_aws_calls_total{service="cloudwatch",operation="PutMetricAlarm",outcome="throttled"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"asyncscale_aws_budget_wait_seconds_total{service="cloudwatch",operation="PutMetricAlarm"} 1.5"#),
+            "{text}"
+        );
+        calls.record_wait("cloudwatch", "PutMetricAlarm", Duration::from_millis(500));
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"asyncscale_aws_budget_wait_seconds_total{service="cloudwatch",operation="PutMetricAlarm"} 2.0"#),
+            "{text}"
+        );
     }
 }

@@ -87,7 +87,9 @@ pub async fn in_process_aws(
         .map_err(SimulateError::Start)?;
     let backend = SdkBackend::for_local_endpoint(&server.url(), calls)
         .await
-        .map_err(SimulateError::Backend)?;
+        .map_err(SimulateError::Backend)?
+        // An account of this process alone, with virtual time: no AWS rate to respect.
+        .with_budget(asyncscale_aws::RequestBudget::unlimited());
     Ok((server, backend))
 }
 

@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CallKey {
     pub service: &'static str,
     pub operation: &'static str,
-    /// `ok`, or the error class (`terminal`, `recoverable`, `not_found`).
+    /// `ok`, `throttled`, or the error class (`terminal`, `recoverable`, `not_found`).
     pub outcome: &'static str,
 }
 
@@ -15,6 +16,8 @@ pub struct CallKey {
 #[derive(Debug, Clone, Default)]
 pub struct CallCounter {
     counts: Arc<Mutex<BTreeMap<CallKey, u64>>>,
+    /// Time requests waited for the request budget, by service and operation.
+    waits: Arc<Mutex<BTreeMap<(&'static str, &'static str), Duration>>>,
 }
 
 /// Operations that change AWS; everything else only reads.
@@ -41,6 +44,20 @@ impl CallCounter {
             .expect("call counter lock")
             .entry(key)
             .or_default() += 1;
+    }
+
+    pub fn record_wait(&self, service: &'static str, operation: &'static str, waited: Duration) {
+        *self
+            .waits
+            .lock()
+            .expect("call counter lock")
+            .entry((service, operation))
+            .or_default() += waited;
+    }
+
+    /// Total time requests waited for the request budget, by service and operation.
+    pub fn waited(&self) -> BTreeMap<(&'static str, &'static str), Duration> {
+        self.waits.lock().expect("call counter lock").clone()
     }
 
     pub fn snapshot(&self) -> BTreeMap<CallKey, u64> {

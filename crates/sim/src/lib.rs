@@ -6,6 +6,7 @@ pub mod cbor;
 pub mod error;
 pub mod model;
 pub mod quotas;
+pub mod rate_limits;
 pub mod server;
 pub mod validation;
 

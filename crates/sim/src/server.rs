@@ -6,6 +6,8 @@
 //! with AWS's error shapes (aws-semantics.md §6.2), plus admin routes under `/_sim/` for tests:
 //! - `GET /_sim/state`: every scalable target, policy (with configuration) and alarm (with tags);
 //! - `GET /_sim/calls`: requests answered, by service and operation;
+//! - `GET /_sim/throttles`: of those, the ones refused for the request rate (`sim serve
+//!   --rate-limits aws`, `--rate-limit`), by service and operation;
 //! - `POST /_sim/activities`: record a scaling activity (JSON in DescribeScalingActivities' shape);
 //! - `POST /_sim/quotas`: `{"applied": {"ml.g4dn.xlarge": 4}, "defaults": {...}}` sets quotas;
 //! - `POST /_sim/faults`: answer the next request(s) for an operation with an AWS error, or hold
@@ -133,6 +135,7 @@ fn router(shared: Shared) -> Router {
         )
         .route("/_sim/state", get(admin_state))
         .route("/_sim/calls", get(admin_calls))
+        .route("/_sim/throttles", get(admin_throttles))
         .route("/_sim/activities", post(admin_add_activity))
         .route("/_sim/quotas", post(admin_set_quotas))
         .route(
@@ -169,10 +172,25 @@ async fn run(
     input: &Value,
     region: &str,
 ) -> Result<Value, ApiError> {
-    let fault = account
-        .lock()
-        .expect("account lock")
-        .take_fault(service, operation);
+    let fault = {
+        let mut account = account.lock().expect("account lock");
+        if let Err(error) = account.rate_limits.admit(region, service, operation) {
+            account.record_call(service, operation);
+            *account
+                .throttled
+                .entry(service.to_string())
+                .or_default()
+                .entry(operation.to_string())
+                .or_default() += 1;
+            tracing::debug!(
+                service,
+                operation,
+                "throttled: over the configured request rate"
+            );
+            return Err(error);
+        }
+        account.take_fault(service, operation)
+    };
     if let Some(fault) = &fault {
         if fault.delay_seconds > 0.0 {
             tokio::time::sleep(std::time::Duration::from_secs_f64(fault.delay_seconds)).await;
@@ -327,6 +345,15 @@ async fn admin_calls(State(Shared { account, .. }): State<Shared>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         json!(calls).to_string(),
+    )
+        .into_response()
+}
+
+async fn admin_throttles(State(Shared { account, .. }): State<Shared>) -> Response {
+    let throttled = account.lock().expect("account lock").throttled.clone();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json!(throttled).to_string(),
     )
         .into_response()
 }

@@ -28,7 +28,8 @@ use quotas::{CachedQuota, QUOTA_TTL};
 
 use asyncscale_engine::{AutoscalingBackend, AwsError, CallCounter, ErrorClass, QuotaReading};
 
-use crate::classify::classify;
+use crate::budget::RequestBudget;
+use crate::classify::{classify, is_throttle};
 
 const AAS: &str = "application-autoscaling";
 const CW: &str = "cloudwatch";
@@ -44,6 +45,8 @@ pub struct AwsOptions {
     /// Sends every call to this endpoint (an AWS-compatible local endpoint, say).
     pub endpoint_url: Option<String>,
     pub timeouts: AwsTimeouts,
+    /// Shared by every backend built from these options (every region's buckets).
+    pub budget: RequestBudget,
 }
 
 /// Bounds on every AWS call, so that a hung endpoint or connection becomes a recoverable error
@@ -90,6 +93,7 @@ pub struct SdkBackend {
     region: String,
     timeouts: AwsTimeouts,
     quota_ttl: Duration,
+    budget: RequestBudget,
 }
 
 impl SdkBackend {
@@ -105,7 +109,7 @@ impl SdkBackend {
             .timeout_config(options.timeouts.sdk_config())
             .load()
             .await;
-        let mut backend = Self::from_config(&config, calls)?;
+        let mut backend = Self::from_config(&config, calls)?.with_budget(options.budget.clone());
         backend.timeouts = options.timeouts;
         Ok(backend)
     }
@@ -152,6 +156,7 @@ impl SdkBackend {
             quota_values: Mutex::new(BTreeMap::new()),
             region,
             quota_ttl: QUOTA_TTL,
+            budget: RequestBudget::default(),
             timeouts: config
                 .timeout_config()
                 .and_then(|t| {
@@ -174,7 +179,13 @@ impl SdkBackend {
         self
     }
 
-    /// Sends one request, counts it, classifies its error, and retries the recoverable errors the
+    /// Paces requests with `budget` (the default: AWS's rates, for this backend alone).
+    pub fn with_budget(mut self, budget: RequestBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Waits for the request budget, sends one request, counts it, classifies its error, and retries the recoverable errors the
     /// SDK leaves alone (with jittered exponential backoff from 200 ms).
     async fn call<T, E, F, Fut>(
         &self,
@@ -190,6 +201,9 @@ impl SdkBackend {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.budget
+                .acquire(&self.region, service, operation, &self.calls)
+                .await;
             match send().await {
                 Ok(output) => {
                     self.calls.record(service, operation, "ok");
@@ -197,7 +211,12 @@ impl SdkBackend {
                 }
                 Err(err) => {
                     let error = to_aws_error(service, operation, &err, &self.timeouts);
-                    self.calls.record(service, operation, error.class.as_str());
+                    let outcome = if is_throttle(&error.code, &error.message) {
+                        "throttled"
+                    } else {
+                        error.class.as_str()
+                    };
+                    self.calls.record(service, operation, outcome);
                     let sdk_did_not_retry = matches!(
                         error.code.as_str(),
                         "ConcurrentUpdateException" | "FailedResourceAccessException"

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use asyncscale_aws::{AwsOptions, AwsTimeouts, SdkBackendPool};
+use asyncscale_aws::{
+    ApiRate, ApiSelector, AwsOptions, AwsTimeouts, RequestBudget, SdkBackendPool,
+};
 use asyncscale_engine::{BackendSource, CallCounter, SingleBackend};
 use asyncscale_sim::SimServer;
 
@@ -38,6 +40,79 @@ pub struct AwsArgs {
     /// The longest one attempt of an AWS call may take before it is retried (e.g. 10s).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     aws_attempt_timeout: std::time::Duration,
+    /// The request budget of one API, as SERVICE:OPERATION=RATE[/BURST] (requests a second; BURST
+    /// defaults to one second's worth; RATE 0 sends without waiting), repeatable. OPERATION `*`
+    /// sets each operation of the service without a rate of its own. Defaults: AWS's documented
+    /// rates (cloudwatch:DescribeAlarms=9, cloudwatch:PutMetricAlarm=3, cloudwatch:DeleteAlarms=3,
+    /// cloudwatch:*=3, service-quotas:GetServiceQuota=5, service-quotas:ListServiceQuotas=10,
+    /// service-quotas:*=5) and, where AWS publishes none, application-autoscaling:*=10. The
+    /// budget is per process: lower it when other tools share the account.
+    #[arg(long = "aws-rate", value_name = "SERVICE:OPERATION=RATE[/BURST]", value_parser = parse_api_rate)]
+    aws_rates: Vec<ApiRateFlag>,
+}
+
+/// One `--aws-rate` (or `sim serve --rate-limit`) value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiRateFlag {
+    pub service: String,
+    pub operation: String,
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+const RATE_SERVICES: &[&str] = &["application-autoscaling", "cloudwatch", "service-quotas"];
+
+/// `cloudwatch:DescribeAlarms=9`, `application-autoscaling:*=10/20`.
+pub fn parse_api_rate(text: &str) -> Result<ApiRateFlag, String> {
+    let usage = "use SERVICE:OPERATION=RATE[/BURST], e.g. cloudwatch:DescribeAlarms=9 or application-autoscaling:*=10/20";
+    let (selector, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: no '='; {usage}"))?;
+    let (service, operation) = selector
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?}: no ':' between service and operation; {usage}"))?;
+    if !RATE_SERVICES.contains(&service) {
+        return Err(format!(
+            "{text:?}: unknown service {service:?}; use one of {}",
+            RATE_SERVICES.join(", ")
+        ));
+    }
+    let operation_ok = operation == "*"
+        || (!operation.is_empty() && operation.chars().all(|c| c.is_ascii_alphanumeric()));
+    if !operation_ok {
+        return Err(format!(
+            "{text:?}: {operation:?} is not an operation name (such as DescribeAlarms) or '*'"
+        ));
+    }
+    let (rate, burst) = match value.split_once('/') {
+        Some((rate, burst)) => (rate, Some(burst)),
+        None => (value, None),
+    };
+    let per_second: f64 = rate
+        .parse()
+        .ok()
+        .filter(|r: &f64| r.is_finite() && *r >= 0.0 && *r <= 100_000.0)
+        .ok_or_else(|| {
+            format!(
+                "{text:?}: the rate {rate:?} must be a number of requests a second from 0 to 100000"
+            )
+        })?;
+    let burst = match burst {
+        Some(b) => b
+            .parse::<u32>()
+            .ok()
+            .filter(|b| (1..=100_000).contains(b))
+            .ok_or_else(|| {
+                format!("{text:?}: the burst {b:?} must be a whole number from 1 to 100000")
+            })?,
+        None => (per_second.ceil() as u32).max(1),
+    };
+    Ok(ApiRateFlag {
+        service: service.to_string(),
+        operation: operation.to_string(),
+        per_second,
+        burst,
+    })
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +145,21 @@ impl AwsArgs {
                 call: self.aws_call_timeout,
                 attempt: self.aws_attempt_timeout.min(self.aws_call_timeout),
             },
+            budget: RequestBudget::with_overrides(
+                &self
+                    .aws_rates
+                    .iter()
+                    .map(|flag| {
+                        (
+                            ApiSelector {
+                                service: flag.service.clone(),
+                                operation: flag.operation.clone(),
+                            },
+                            ApiRate::new(flag.per_second, flag.burst),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            ),
         }
     }
 }
@@ -120,5 +210,52 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn api_rates_name_the_service_the_operation_and_the_fix() {
+        let flag = parse_api_rate("cloudwatch:DescribeAlarms=9").unwrap();
+        assert_eq!((flag.per_second, flag.burst), (9.0, 9));
+        let flag = parse_api_rate("application-autoscaling:*=2.5/20").unwrap();
+        assert_eq!(
+            (flag.operation.as_str(), flag.per_second, flag.burst),
+            ("*", 2.5, 20)
+        );
+        assert_eq!(
+            parse_api_rate("cloudwatch:PutMetricAlarm=0.5")
+                .unwrap()
+                .burst,
+            1
+        );
+        assert!(
+            parse_api_rate("ec2:DescribeInstances=5")
+                .unwrap_err()
+                .contains("unknown service")
+        );
+        assert!(
+            parse_api_rate("cloudwatch=5")
+                .unwrap_err()
+                .contains("no ':'")
+        );
+        assert!(
+            parse_api_rate("cloudwatch:Describe-Alarms=5")
+                .unwrap_err()
+                .contains("operation name")
+        );
+        assert!(
+            parse_api_rate("cloudwatch:DescribeAlarms=-1")
+                .unwrap_err()
+                .contains("the rate")
+        );
+        assert!(
+            parse_api_rate("cloudwatch:DescribeAlarms=5/0")
+                .unwrap_err()
+                .contains("the burst")
+        );
+        assert!(
+            parse_api_rate("cloudwatch:DescribeAlarms")
+                .unwrap_err()
+                .contains("no '='")
+        );
     }
 }

@@ -3,7 +3,11 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
+
+use asyncscale_sim::rate_limits::{RateLimit, RateLimits};
+
+use crate::commands::args::{ApiRateFlag, parse_api_rate};
 
 use crate::shutdown::shutdown_signal;
 
@@ -24,7 +28,24 @@ pub enum SimCommand {
         /// through POST /_sim/advance.
         #[arg(long, default_value_t = 0.0)]
         time_scale: f64,
+        /// `aws` enforces AWS's published per-API request rates (CloudWatch DescribeAlarms 9 a
+        /// second, PutMetricAlarm and DeleteAlarms 3; Service Quotas GetServiceQuota 5,
+        /// ListServiceQuotas 10), answering each service's throttling error; `none` (the default)
+        /// enforces none.
+        #[arg(long, value_enum, default_value_t = RateLimitPreset::None)]
+        rate_limits: RateLimitPreset,
+        /// Enforces one more rate, or replaces one, as SERVICE:OPERATION=RATE[/BURST] (repeatable;
+        /// OPERATION `*`: each operation of the service without its own; RATE 0 lifts it).
+        /// Application Auto Scaling publishes no rates, so it has none unless set here.
+        #[arg(long = "rate-limit", value_name = "SERVICE:OPERATION=RATE[/BURST]", value_parser = parse_api_rate)]
+        rate_limit: Vec<ApiRateFlag>,
     },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateLimitPreset {
+    None,
+    Aws,
 }
 
 pub async fn run(command: SimCommand) -> ExitCode {
@@ -34,7 +55,22 @@ pub async fn run(command: SimCommand) -> ExitCode {
             quotas,
             default_quotas,
             time_scale,
-        } => serve(listen, &quotas, &default_quotas, time_scale).await,
+            rate_limits,
+            rate_limit,
+        } => {
+            let mut limits = match rate_limits {
+                RateLimitPreset::None => RateLimits::default(),
+                RateLimitPreset::Aws => RateLimits::aws_published(),
+            };
+            for flag in &rate_limit {
+                let limit = RateLimit {
+                    per_second: flag.per_second,
+                    burst: flag.burst,
+                };
+                limits.set(&flag.service, &flag.operation, limit);
+            }
+            serve(listen, &quotas, &default_quotas, time_scale, limits).await
+        }
     }
 }
 
@@ -43,6 +79,7 @@ async fn serve(
     quotas: &[String],
     default_quotas: &[String],
     time_scale: f64,
+    rate_limits: RateLimits,
 ) -> ExitCode {
     if !(0.0..=86_400.0).contains(&time_scale) {
         eprintln!("error: --time-scale must be between 0 and 86400");
@@ -57,6 +94,10 @@ async fn serve(
     };
     match asyncscale_sim::start_with_clock(listen, table, time_scale).await {
         Ok(server) => {
+            if !rate_limits.is_empty() {
+                eprintln!("enforcing request rates: {rate_limits:?}");
+            }
+            server.account.lock().expect("account lock").rate_limits = rate_limits;
             eprintln!(
                 "asyncscale local AWS endpoint listening on {}",
                 server.url()

@@ -199,6 +199,10 @@ pub struct Account {
     other_regions: BTreeMap<String, RegionState>,
     /// Injected errors and delays, in the order they were added.
     pub faults: Vec<Fault>,
+    /// Per-API request rates enforced like AWS's (none unless configured).
+    pub rate_limits: crate::rate_limits::RateLimits,
+    /// Requests refused by `rate_limits`, by service and operation.
+    pub throttled: BTreeMap<String, BTreeMap<String, u64>>,
     pub quotas: QuotaTable,
     next_id: u64,
     /// Requests answered, by service and operation.

@@ -1,0 +1,128 @@
+//! The request budget against the local AWS endpoint enforcing AWS's published rates (`sim serve
+//! --rate-limits aws`): a burst of concurrent calls waits for its turn and AWS throttles none of
+//! them; the same burst sent without a budget is throttled.
+
+use std::sync::Arc;
+
+use asyncscale_aws::{RequestBudget, SdkBackend};
+use asyncscale_engine::{AutoscalingBackend, CallCounter};
+use asyncscale_sim::rate_limits::{RateLimit, RateLimits};
+use asyncscale_sim::{QuotaTable, SimServer};
+use aws_config::BehaviorVersion;
+use aws_sdk_applicationautoscaling::config::Credentials;
+
+mod support;
+use support::desired;
+
+async fn rate_limited_endpoint() -> SimServer {
+    let server = asyncscale_sim::start("127.0.0.1:0".parse().unwrap(), QuotaTable::default())
+        .await
+        .unwrap();
+    let mut limits = RateLimits::aws_published();
+    // AWS publishes none for Application Auto Scaling; as strict as the budget's guess.
+    limits.set(
+        "application-autoscaling",
+        "*",
+        RateLimit {
+            per_second: 10.0,
+            burst: 10,
+        },
+    );
+    server.account.lock().unwrap().rate_limits = limits;
+    server
+}
+
+async fn backend(server: &SimServer, budget: RequestBudget) -> Arc<SdkBackend> {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region("us-east-1")
+        .endpoint_url(server.url())
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .load()
+        .await;
+    Arc::new(
+        SdkBackend::from_config(&config, CallCounter::default())
+            .unwrap()
+            .with_budget(budget),
+    )
+}
+
+/// Eight endpoints' alarms written and read back, and their targets read, all at once. Returns
+/// the calls that failed (after the SDK's own retries).
+async fn burst(aws: Arc<SdkBackend>) -> u64 {
+    let d = desired("{targetValue: 5}");
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let aws = aws.clone();
+        let mut alarm = d
+            .scale_from_zero
+            .as_ref()
+            .unwrap()
+            .alarm_with_action("arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:x");
+        alarm.name = format!("{}-{i}", alarm.name);
+        let tags = d.owner.tags();
+        tasks.push(tokio::spawn(async move {
+            let mut failed = u64::from(aws.put_alarm(&alarm, &tags).await.is_err());
+            failed += u64::from(aws.describe_alarm(&alarm.name).await.is_err());
+            for _ in 0..3 {
+                let rid = format!("endpoint/e{i}/variant/AllTraffic");
+                failed += u64::from(aws.describe_target(&rid).await.is_err());
+            }
+            failed
+        }));
+    }
+    let mut failed = 0;
+    for task in tasks {
+        failed += task.await.unwrap();
+    }
+    failed
+}
+
+fn throttled(server: &SimServer) -> u64 {
+    let account = server.account.lock().unwrap();
+    account
+        .throttled
+        .values()
+        .flat_map(|ops| ops.values())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_burst_within_the_budget_is_never_throttled_and_waits_instead() {
+    let server = rate_limited_endpoint().await;
+    let aws = backend(&server, RequestBudget::default()).await;
+    assert_eq!(burst(aws.clone()).await, 0, "no call failed");
+    assert_eq!(
+        throttled(&server),
+        0,
+        "{:?}",
+        server.account.lock().unwrap().throttled
+    );
+    let waited = aws.calls().waited();
+    assert!(
+        waited.contains_key(&("cloudwatch", "PutMetricAlarm")),
+        "eight alarm writes at 3 a second wait: {waited:?}"
+    );
+    assert_eq!(aws.calls().count(|op| op == "PutMetricAlarm"), 8);
+}
+
+#[tokio::test]
+async fn the_same_burst_without_a_budget_is_throttled_and_counted() {
+    let server = rate_limited_endpoint().await;
+    let aws = backend(&server, RequestBudget::unlimited()).await;
+    let failed = burst(aws.clone()).await;
+    assert!(
+        throttled(&server) > 0,
+        "AWS's rates refuse an unpaced burst"
+    );
+    let throttles: u64 = aws
+        .calls()
+        .snapshot()
+        .iter()
+        .filter(|(k, _)| k.outcome == "throttled")
+        .map(|(_, n)| n)
+        .sum();
+    // The SDK retries throttled requests (standard retry mode); a call still throttled after
+    // its attempts fails and is counted with the outcome `throttled`.
+    assert_eq!(throttles, failed);
+    assert!(aws.calls().waited().is_empty(), "nothing waited");
+}
