@@ -177,7 +177,8 @@ fn is_instance_type(s: &str) -> bool {
     )
 }
 
-fn is_region(s: &str) -> bool {
+/// An AWS region name such as us-east-1 or us-gov-west-1 (the spec's rule, also for `--region`).
+pub fn is_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() >= 3
         && parts[0].len() == 2

@@ -520,7 +520,7 @@ async fn younger_duplicate(
         .min_by_key(|o| age(o))?;
     (age(&oldest) < age(obj)).then(|| {
         format!(
-            "the AsyncEndpointScaling {}/{} (older) already manages {} in {}; only one resource may manage an endpoint variant: delete this one or change its endpointName",
+            "the AsyncEndpointScaling {}/{} (older) already manages {} in {}; only one resource may manage an endpoint variant: delete this one (endpointName cannot be changed; to manage another endpoint, create a new resource)",
             oldest.namespace().unwrap_or_default(),
             oldest.name_any(),
             ResourceNames::new(&obj.spec.endpoint_name, &obj.spec.variant_name).resource_id,

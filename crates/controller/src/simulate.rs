@@ -27,6 +27,9 @@ pub enum SimulateError {
     /// A flag or file the simulator cannot use.
     #[error(transparent)]
     Input(#[from] asyncscale_sim::SimError),
+    /// Flags that contradict each other.
+    #[error("{0}")]
+    Usage(String),
     #[error("cannot start the in-process AWS endpoint: {0}")]
     Start(#[source] std::io::Error),
     #[error("cannot reach the in-process AWS endpoint: {0}")]

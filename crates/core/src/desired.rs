@@ -81,15 +81,28 @@ impl std::fmt::Display for DesireError {
             DesireError::QuotaTooLow {
                 quota,
                 min_capacity,
-            } => write!(
-                f,
-                "the quota '{}' ({}) is {} instances ({} value), below what this resource needs (minCapacity {}, and at least 1 instance to scale out): request a quota increase in Service Quotas, or lower minCapacity",
-                quota.name,
-                quota.code,
-                quota.value,
-                quota.source.as_str().to_lowercase(),
-                min_capacity
-            ),
+            } => {
+                write!(
+                    f,
+                    "the quota '{}' ({}) is {} instances ({} value)",
+                    quota.name,
+                    quota.code,
+                    quota.value,
+                    quota.source.as_str().to_lowercase(),
+                )?;
+                // With a quota of 0 not one instance can run, whatever minCapacity says.
+                if quota.value < 1.0 {
+                    write!(
+                        f,
+                        ": no instance of this type can run in this account and region; request a quota increase in Service Quotas"
+                    )
+                } else {
+                    write!(
+                        f,
+                        ", below minCapacity {min_capacity}: request a quota increase in Service Quotas, or lower minCapacity"
+                    )
+                }
+            }
             DesireError::QuotaUnknownBelowMin {
                 quota_name,
                 max_in_aws,

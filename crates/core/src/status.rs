@@ -146,6 +146,20 @@ pub fn compute_status(
         .map(|c| condition(c.kind, c.status, c.reason, &c.message, generation, now))
         .collect();
     status.conditions = keep_transition_times(previous.map_or(&[][..], |p| &p.conditions), fresh);
+    // QuotaClamped says what AWS holds. When AWS could not be read or the change not written, it
+    // holds what it held: keep the condition, so that the clamp's change is told (and its Event
+    // published) when AWS really takes it.
+    if matches!(
+        input.outcome,
+        SyncOutcome::ObserveFailed(_) | SyncOutcome::ApplyFailed(_)
+    ) && let Some(kept) = previous.and_then(|p| find(p, ConditionType::QuotaClamped))
+    {
+        for c in &mut status.conditions {
+            if c.type_ == ConditionType::QuotaClamped.as_str() {
+                *c = kept.clone();
+            }
+        }
+    }
     status
 }
 
@@ -280,10 +294,11 @@ fn quota_condition(input: &StatusInput<'_>) -> Cond {
             ConditionType::QuotaClamped,
             ConditionStatus::True,
             Reason::QuotaTooLow,
-            format!(
-                "{what}{stale} is below minCapacity {} or zero",
-                spec.min_capacity
-            ),
+            if allowed < 1 {
+                format!("{what}{stale} allows no instance")
+            } else {
+                format!("{what}{stale} is below minCapacity {}", spec.min_capacity)
+            },
         );
     }
     match (spec.quota.policy, i64::from(max) > allowed) {
@@ -717,6 +732,55 @@ mod tests {
                 .unwrap()
                 .message
                 .contains("refresh")
+        );
+    }
+
+    #[test]
+    fn the_clamp_stays_until_aws_takes_the_change_so_its_lifting_is_told_then() {
+        let observed = Observed::empty();
+        let clamped = run(&observed, SyncOutcome::InSync, None, 100);
+        let mut spec = spec();
+        spec.max_capacity = 3;
+        let q = quota(4.0);
+        let owner = Owner {
+            namespace: "ml".into(),
+            name: "sdxl".into(),
+            uid: None,
+        };
+        let desired = desire(&spec, &owner, &q, None).unwrap();
+        let status_for = |outcome, previous, now| {
+            let input = StatusInput {
+                generation: Some(4),
+                spec: &spec,
+                quota: Some(&q),
+                desired: Some(&desired),
+                observed: Some(&observed),
+                outcome,
+                observation_stale: true,
+            };
+            compute_status(&input, Some(previous), &at(now))
+        };
+        let clamp_of = |status: &AsyncEndpointScalingStatus| {
+            find(status, ConditionType::QuotaClamped)
+                .unwrap()
+                .reason
+                .clone()
+        };
+        // The write of MaxCapacity 3 failed, then AWS could not be read: AWS still holds 4.
+        let failed = status_for(
+            SyncOutcome::ApplyFailed("RegisterScalableTarget failed: timeout".into()),
+            &clamped,
+            200,
+        );
+        assert_eq!(clamp_of(&failed), "Clamped");
+        let unread = status_for(SyncOutcome::ObserveFailed("timeout".into()), &failed, 300);
+        assert_eq!(clamp_of(&unread), "Clamped");
+        let applied = status_for(SyncOutcome::InSync, &unread, 400);
+        assert_eq!(clamp_of(&applied), "WithinQuota");
+        let news = crate::notices::notices(Some(&unread), &applied, &SyncOutcome::InSync);
+        assert!(
+            news.iter().any(|n| n.reason == "QuotaClampLifted"),
+            "{news:?}"
         );
     }
 }

@@ -195,14 +195,29 @@ fn a_hand_made_target_is_adopted_only_when_asked() {
 
 #[test]
 fn quota_below_min_capacity_is_an_error_naming_the_quota() {
-    let spec = spec(&BASIC.replace("maxCapacity: 20", "maxCapacity: 20, minCapacity: 6"));
-    let err = desire(&spec, &owner(), &quota4(), None).unwrap_err();
+    let six = spec(&BASIC.replace("maxCapacity: 20", "maxCapacity: 20, minCapacity: 6"));
+    let err = desire(&six, &owner(), &quota4(), None).unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("'ml.g4dn.xlarge for endpoint usage' (L-B67CFA0C) is 4 instances"),
         "{text}"
     );
     assert!(text.contains("request a quota increase"), "{text}");
+    assert!(text.contains("below minCapacity 6"), "{text}");
+
+    // A quota of 0 stops every resource, minCapacity 0 included: no advice to lower it.
+    let zero = QuotaLookup::Known(Quota {
+        value: 0.0,
+        ..match quota4() {
+            QuotaLookup::Known(q) => q,
+            _ => unreachable!(),
+        }
+    });
+    let text = desire(&spec(BASIC), &owner(), &zero, None)
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("no instance of this type can run"), "{text}");
+    assert!(!text.contains("minCapacity"), "{text}");
 }
 
 #[test]

@@ -26,10 +26,10 @@ pub struct ManifestArgs {
 #[derive(Args, Debug, Clone)]
 pub struct AwsArgs {
     /// Send every AWS call to this endpoint (an AWS-compatible local endpoint, say). Overrides AWS_ENDPOINT_URL.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = parse_endpoint_url)]
     aws_endpoint: Option<String>,
     /// AWS region for resources without spec.region. Defaults to the environment's (AWS_REGION, profile).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_region)]
     region: Option<String>,
     /// `simulated` talks to an in-process simulated account instead of AWS.
     #[arg(long = "aws", value_enum, default_value_t = AwsTarget::Aws)]
@@ -170,6 +170,31 @@ pub enum Output {
     Json,
 }
 
+/// `http://127.0.0.1:4566` or `https://host[:port][/path]`: what the SDK can send to.
+pub fn parse_endpoint_url(text: &str) -> Result<String, String> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a URL ({e}); use e.g. http://127.0.0.1:4566"))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !scheme_ok || uri.host().is_none_or(str::is_empty) {
+        return Err(format!(
+            "{text:?} needs http:// or https:// and a host, e.g. http://127.0.0.1:4566"
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// A region name as AWS spells them (us-east-1, eu-central-2, us-gov-west-1).
+pub fn parse_region(text: &str) -> Result<String, String> {
+    if asyncscale_api::validate::is_region(text) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not an AWS region name; use one such as us-east-1 or eu-west-1"
+        ))
+    }
+}
+
 /// `90s`, `5m`, `2h` or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -210,6 +235,22 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn endpoints_and_regions_are_checked_before_any_call() {
+        assert!(parse_endpoint_url("http://127.0.0.1:4566").is_ok());
+        assert!(parse_endpoint_url("https://monitoring.us-east-1.amazonaws.com").is_ok());
+        assert!(
+            parse_endpoint_url("notaurl")
+                .unwrap_err()
+                .contains("http://")
+        );
+        assert!(parse_endpoint_url("ftp://host").is_err());
+        assert!(parse_endpoint_url("").is_err());
+        assert!(parse_region("us-gov-west-1").is_ok());
+        assert!(parse_region("").unwrap_err().contains("not an AWS region"));
+        assert!(parse_region("us east").is_err());
     }
 
     #[test]

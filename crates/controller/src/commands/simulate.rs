@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use asyncscale_sim::model::assumptions::Assumptions;
-use asyncscale_sim::model::load::{LoadProfile, parse_time};
+use asyncscale_sim::model::load::{LoadPart, LoadProfile, parse_time};
 use asyncscale_sim::model::report;
 use asyncscale_sim::{SimError, quotas::parse_quota_flag};
 
@@ -22,8 +22,8 @@ pub struct SimulateArgs {
     /// Requests to replay: burst:N@T and rate:R/m@T1-T2, comma-separated (times: 90s, 5m, 2h).
     #[arg(long, value_parser = LoadProfile::parse)]
     load: LoadProfile,
-    /// How much time to simulate.
-    #[arg(long, default_value = "2h", value_parser = parse_time)]
+    /// How much time to simulate (1m to 7 days).
+    #[arg(long, default_value = "2h", value_parser = simulated_duration)]
     duration: f64,
     /// The account's instance quota, e.g. ml.g4dn.xlarge=4 (repeatable). Without it nothing is enforced.
     #[arg(long = "quota", value_name = "TYPE=N", value_parser = quota_flag)]
@@ -63,6 +63,21 @@ fn assumption(text: &str) -> Result<String, SimError> {
     Assumptions::default().set(text).map(|()| text.to_string())
 }
 
+/// The longest simulation: a week of simulated minutes takes seconds, a longer one says nothing
+/// a week does not.
+const LONGEST_SIMULATION_S: f64 = 7.0 * 24.0 * 3600.0;
+
+/// A `--duration` from one minute (one CloudWatch period) to a week.
+fn simulated_duration(text: &str) -> Result<f64, String> {
+    let seconds = parse_time(text).map_err(|e| e.to_string())?;
+    if !(60.0..=LONGEST_SIMULATION_S).contains(&seconds) {
+        return Err(format!(
+            "{text:?}: simulate from 1m (one CloudWatch period) to 7d (168h)"
+        ));
+    }
+    Ok(seconds)
+}
+
 /// `6/m`: requests a minute.
 fn per_minute(text: &str) -> Result<f64, String> {
     text.strip_suffix("/m")
@@ -82,6 +97,21 @@ pub async fn run(args: SimulateArgs) -> ExitCode {
 }
 
 async fn simulate_and_report(args: SimulateArgs) -> Result<ExitCode, SimulateError> {
+    if let Some(start) = args
+        .load
+        .parts
+        .iter()
+        .map(|p| match p {
+            LoadPart::Burst { at_s, .. } => *at_s,
+            LoadPart::Rate { from_s, .. } => *from_s,
+        })
+        .find(|start| *start >= args.duration)
+    {
+        return Err(SimulateError::Usage(format!(
+            "--load starts a part at {start}s, at or after the end of --duration ({}s): lengthen --duration or move the load",
+            args.duration
+        )));
+    }
     let resources = read_all(&args.files)
         .map_err(|problems| SimulateError::Manifests(problems.join("\nerror: ")))?;
     let mut assumptions = Assumptions::default();

@@ -385,3 +385,41 @@ fn over_the_wire_target_tracking_alone_leaves_a_few_requests_waiting() {
     assert_eq!(e["desired"], 0, "two hours at zero instances: {e}");
     assert_eq!(e["backlog"], 5.0);
 }
+
+/// Flags that cannot mean anything are refused before anything runs, naming the flag and the fix.
+#[test]
+fn contradictory_or_unbounded_simulation_flags_are_usage_errors() {
+    let file = temp_file("flags.yaml", &manifest(5.0, "Clamp"));
+    let file = file.to_str().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--load", "burst:5@3h", "--duration", "1h"],
+            "at or after the end of --duration",
+        ),
+        (
+            &["--load", "burst:5@3m", "--duration", "0s"],
+            "simulate from 1m",
+        ),
+        (&["--load", "burst:5@3m", "--duration", "100000h"], "to 7d"),
+        (
+            &["--load", "burst:5@3m", "--aws-endpoint", "notaurl"],
+            "unexpected argument",
+        ),
+    ];
+    for (flags, says) in cases {
+        let mut args = vec!["simulate", "-f", file];
+        args.extend_from_slice(flags);
+        let (code, stdout, stderr) = cli(&args);
+        assert_eq!(code, 1, "{flags:?}: {stderr}");
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
+        assert!(stdout.is_empty(), "{flags:?}: nothing simulated: {stdout}");
+    }
+    for (flag, value) in [("--aws-endpoint", "notaurl"), ("--region", "us east")] {
+        let (code, _, stderr) = cli(&["plan", "-f", file, flag, value]);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("invalid value '{value}' for '{flag}")),
+            "{stderr}"
+        );
+    }
+}
