@@ -5,12 +5,14 @@ CBOR to CloudWatch (botocore >= 1.40 picks CBOR from the model's protocol list),
 the endpoint's wire formats, error shapes and pagination independently of the Rust SDK.
 """
 
+import concurrent.futures
 import os
 import re
 import subprocess
 from pathlib import Path
 
 import boto3
+import botocore.config
 import botocore.exceptions
 import pytest
 
@@ -133,3 +135,109 @@ def test_service_quotas(endpoint):
     with pytest.raises(botocore.exceptions.ClientError) as err:
         sq.get_service_quota(ServiceCode="sagemaker", QuotaCode="1-not-a-code")
     assert err.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_cloudwatch_metric_math_and_anomaly_alarms_and_tag_arns(endpoint):
+    cw = client("cloudwatch", endpoint)
+    stat = {"Metric": {"MetricName": "ApproximateBacklogSize", "Namespace": "AWS/SageMaker"}, "Period": 60, "Stat": "Average"}
+    # A metric-math alarm: the period lives in each MetricStat, not at the top (PutMetricAlarm, Metrics).
+    cw.put_metric_alarm(
+        AlarmName="math", EvaluationPeriods=2, Threshold=1.0, ComparisonOperator="GreaterThanThreshold",
+        Metrics=[{"Id": "m1", "MetricStat": stat, "ReturnData": False}, {"Id": "e1", "Expression": "m1*2", "ReturnData": True}],
+    )
+    # An anomaly-detection alarm: a band (ThresholdMetricId) and a band operator, no Threshold.
+    cw.put_metric_alarm(
+        AlarmName="band", EvaluationPeriods=2, ComparisonOperator="GreaterThanUpperThreshold", ThresholdMetricId="ad1",
+        Metrics=[{"Id": "m1", "MetricStat": stat, "ReturnData": True}, {"Id": "ad1", "Expression": "ANOMALY_DETECTION_BAND(m1, 2)"}],
+    )
+    alarms = {a["AlarmName"]: a for a in cw.describe_alarms()["MetricAlarms"]}
+    assert alarms["band"]["ThresholdMetricId"] == "ad1" and alarms["math"]["Metrics"][1]["Expression"] == "m1*2"
+    assert cw.describe_alarms(AlarmTypes=["CompositeAlarm"])["MetricAlarms"] == []
+    assert len(cw.describe_alarms(AlarmTypes=["MetricAlarm", "CompositeAlarm"])["MetricAlarms"]) == 2
+
+    for bad in [dict(ExtendedStatistic="p100.5"), dict(Statistic="Average", Threshold=None)]:
+        args = dict(AlarmName="bad", Namespace="n", MetricName="x", Period=60, EvaluationPeriods=1, Threshold=1.0,
+                    ComparisonOperator="GreaterThanThreshold")
+        args.update(bad)
+        args = {k: v for k, v in args.items() if v is not None}
+        with pytest.raises(botocore.exceptions.ClientError) as err:
+            cw.put_metric_alarm(**args)
+        assert err.value.response["Error"]["Code"] == "InvalidParameterValue", bad
+
+    arn = alarms["math"]["AlarmArn"]
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        cw.tag_resource(ResourceARN="garbage", Tags=[{"Key": "k", "Value": "v"}])
+    assert err.value.response["Error"]["Code"] == "InvalidParameterValue"
+    other_region = arn.replace(":eu-west-1:", ":us-east-1:")
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        cw.tag_resource(ResourceARN=other_region, Tags=[{"Key": "k", "Value": "v"}])
+    assert err.value.response["Error"]["Code"] == "ResourceNotFound"
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        cw.untag_resource(ResourceARN=arn, TagKeys=["k" * 129])
+    assert err.value.response["Error"]["Code"] == "InvalidParameterValue"
+    cw.tag_resource(ResourceARN=arn, Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(50)])
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        cw.tag_resource(ResourceARN=arn, Tags=[{"Key": "aws:x", "Value": "v"}])
+    assert "reserved" in err.value.response["Error"]["Message"]
+
+    aas = client("application-autoscaling", endpoint)
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        aas.tag_resource(ResourceARN="garbage", Tags={"k": "v"})
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    sq = client("service-quotas", endpoint)
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        sq.list_service_quotas(ServiceCode="sagemaker", QuotaAppliedAtLevel="account")
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_rate_limits_answer_each_services_throttling_error():
+    proc = subprocess.Popen(
+        [BIN, "sim", "serve", "--listen", "127.0.0.1:0", "--rate-limits", "aws",
+         "--rate-limit", "application-autoscaling:*=1/1"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = None
+        while url is None:
+            line = proc.stderr.readline()
+            assert line, "sim serve exited"
+            found = re.search(r"http://\S+", line)
+            url = found and found.group(0)
+        no_retries = botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"})
+
+        def raw(service):
+            return boto3.client(service, endpoint_url=url, region_name="eu-west-1", aws_access_key_id="AKIDTEST",
+                                aws_secret_access_key="secret", config=no_retries)
+
+        codes = {}
+        for service, call in [
+            ("cloudwatch", lambda c: c.delete_alarms(AlarmNames=["none"])),
+            ("application-autoscaling", lambda c: c.describe_scalable_targets(ServiceNamespace="sagemaker")),
+            ("service-quotas", lambda c: c.get_service_quota(ServiceCode="sagemaker", QuotaCode="L-B67CFA0C")),
+        ]:
+            c = raw(service)
+
+            def one(_):
+                try:
+                    call(c)
+                except botocore.exceptions.ClientError as e:
+                    return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
+                return "ok", 200
+
+            # Twenty at once: far past any bucket, however slow the machine.
+            with concurrent.futures.ThreadPoolExecutor(20) as pool:
+                answers = list(pool.map(one, range(20)))
+            throttled = {a for a in answers if a[0] in ("Throttling", "ThrottlingException", "TooManyRequestsException")}
+            assert len(throttled) == 1, answers
+            code, status = throttled.pop()
+            assert status == 400
+            codes[service] = code
+        assert codes == {
+            "cloudwatch": "Throttling",
+            "application-autoscaling": "ThrottlingException",
+            "service-quotas": "TooManyRequestsException",
+        }
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

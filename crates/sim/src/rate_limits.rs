@@ -98,6 +98,25 @@ impl std::fmt::Debug for RateLimits {
     }
 }
 
+/// `cloudwatch:DescribeAlarms=9/9, ...`, as the flags write them.
+impl std::fmt::Display for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut first = true;
+        for ((service, operation), limit) in &self.limits {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(
+                f,
+                "{service}:{operation}={}/{}",
+                limit.per_second, limit.burst
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl RateLimits {
     /// AWS's published limits.
     pub fn aws_published() -> Self {

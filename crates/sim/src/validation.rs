@@ -129,18 +129,21 @@ pub const CW_UNITS: &[&str] = &[
 ];
 pub const ALARM_STATES: &[&str] = &["OK", "ALARM", "INSUFFICIENT_DATA"];
 pub const ALARM_TYPES: &[&str] = &["CompositeAlarm", "MetricAlarm"];
+/// Service Quotas' AppliedLevelEnum (ListServiceQuotas QuotaAppliedAtLevel).
+pub const QUOTA_APPLIED_LEVELS: &[&str] = &["ACCOUNT", "RESOURCE", "ALL"];
 
 /// Which service answers, for its error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     ApplicationAutoScaling,
     CloudWatch,
+    ServiceQuotas,
 }
 
 impl Service {
     fn code(self) -> &'static str {
         match self {
-            Service::ApplicationAutoScaling => "ValidationException",
+            Service::ApplicationAutoScaling | Service::ServiceQuotas => "ValidationException",
             Service::CloudWatch => "ValidationError",
         }
     }

@@ -95,7 +95,7 @@ async fn serve(
     match asyncscale_sim::start_with_clock(listen, table, time_scale).await {
         Ok(server) => {
             if !rate_limits.is_empty() {
-                eprintln!("enforcing request rates: {rate_limits:?}");
+                eprintln!("enforcing request rates (a second/burst): {rate_limits}");
             }
             server.account.lock().expect("account lock").rate_limits = rate_limits;
             eprintln!(

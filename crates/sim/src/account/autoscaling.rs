@@ -489,14 +489,41 @@ impl Account {
         Ok(with_token(json!({ "ScalingActivities": items }), next))
     }
 
-    pub(super) fn aas_tag_resource(&mut self, input: &Value) -> ApiResult {
+    /// The ResourceARN of a tag call, when it names a scalable target that exists. Its pattern
+    /// (TagResource API reference): `^arn:.+:application-autoscaling:.+:[0-9]+:scalable-target\/[a-zA-Z0-9-]+$`.
+    fn target_arn_of<'a>(&self, input: &'a Value) -> Result<&'a str, ApiError> {
         let arn = required(input, "ResourceARN")?;
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let well_formed = arn.len() <= 1011
+            && parts.len() == 6
+            && parts[0] == "arn"
+            && !parts[1].is_empty()
+            && parts[2] == "application-autoscaling"
+            && !parts[3].is_empty()
+            && !parts[4].is_empty()
+            && parts[4].chars().all(|c| c.is_ascii_digit())
+            && parts[5].strip_prefix("scalable-target/").is_some_and(|id| {
+                !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !well_formed {
+            return Err(ApiError::new(
+                "ValidationException",
+                format!(
+                    "1 validation error detected: Value '{arn}' at 'resourceARN' failed to satisfy constraint: Member must satisfy regular expression pattern: ^arn:.+:application-autoscaling:.+:[0-9]+:scalable-target\\/[a-zA-Z0-9-]+$"
+                ),
+            ));
+        }
         if !self.here.targets.values().any(|t| t.arn == arn) {
             return Err(ApiError::new(
                 "ResourceNotFoundException",
                 format!("Scalable target with ARN {arn} not found"),
             ));
         }
+        Ok(arn)
+    }
+
+    pub(super) fn aas_tag_resource(&mut self, input: &Value) -> ApiResult {
+        let arn = self.target_arn_of(input)?;
         // Checked before anything is written: a refused request changes nothing.
         let mut merged = self.here.tags.get(arn).cloned().unwrap_or_default();
         merged.extend(aas_tags(input)?);
@@ -509,13 +536,7 @@ impl Account {
     }
 
     pub(super) fn aas_untag_resource(&mut self, input: &Value) -> ApiResult {
-        let arn = required(input, "ResourceARN")?;
-        if !self.here.targets.values().any(|t| t.arn == arn) {
-            return Err(ApiError::new(
-                "ResourceNotFoundException",
-                format!("Scalable target with ARN {arn} not found"),
-            ));
-        }
+        let arn = self.target_arn_of(input)?;
         if let Some(tags) = self.here.tags.get_mut(arn) {
             for key in string_list(input, "TagKeys") {
                 tags.remove(&key);
@@ -525,13 +546,7 @@ impl Account {
     }
 
     pub(super) fn aas_list_tags(&mut self, input: &Value) -> ApiResult {
-        let arn = required(input, "ResourceARN")?;
-        if !self.here.targets.values().any(|t| t.arn == arn) {
-            return Err(ApiError::new(
-                "ResourceNotFoundException",
-                format!("Scalable target with ARN {arn} not found"),
-            ));
-        }
+        let arn = self.target_arn_of(input)?;
         Ok(json!({ "Tags": self.here.tags.get(arn).cloned().unwrap_or_default() }))
     }
 }

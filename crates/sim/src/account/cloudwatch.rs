@@ -60,11 +60,48 @@ impl Account {
                 "1 validation error detected: Value at 'dimensions' failed to satisfy constraint: Member must have length less than or equal to 30 (got {dimensions})"
             )));
         }
-        let period = int(input, "Period")
-            .ok_or_else(|| invalid("Period", "is required for a metric alarm"))?;
-        if !(matches!(period, 10 | 20 | 30) || (period > 0 && period % 60 == 0)) {
-            return Err(invalid("Period", "must be 10, 20, 30 or a multiple of 60"));
+        if let Some(extended) = s(input, "ExtendedStatistic")
+            && let Some(percentile) = extended.strip_prefix('p')
+            && percentile
+                .parse::<f64>()
+                .is_ok_and(|p| !(0.0..=100.0).contains(&p))
+        {
+            return Err(invalid(
+                "ExtendedStatistic",
+                "must be a percentile between p0.0 and p100",
+            ));
         }
+        let valid_period = |p: i64| matches!(p, 10 | 20 | 30) || (p > 0 && p % 60 == 0);
+        // A metric alarm has a Period; a metric-math or anomaly-detection alarm (Metrics) has one
+        // in each MetricStat instead (PutMetricAlarm and MetricDataQuery API references).
+        let period = if metrics {
+            let mut longest = 60;
+            for stat in input["Metrics"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.get("MetricStat"))
+            {
+                let p = int(stat, "Period").ok_or_else(|| {
+                    invalid("Metrics.MetricStat.Period", "is required in a MetricStat")
+                })?;
+                if !valid_period(p) {
+                    return Err(invalid(
+                        "Metrics.MetricStat.Period",
+                        "must be 10, 20, 30 or a multiple of 60",
+                    ));
+                }
+                longest = longest.max(p);
+            }
+            longest
+        } else {
+            let period = int(input, "Period")
+                .ok_or_else(|| invalid("Period", "is required for a metric alarm"))?;
+            if !valid_period(period) {
+                return Err(invalid("Period", "must be 10, 20, 30 or a multiple of 60"));
+            }
+            period
+        };
         let evaluation = int(input, "EvaluationPeriods")
             .ok_or_else(|| invalid("EvaluationPeriods", "is required"))?;
         if evaluation < 1 {
@@ -85,8 +122,12 @@ impl Account {
                 "must be between 1 and EvaluationPeriods",
             ));
         }
-        if input.get("Threshold").is_none() {
-            return Err(invalid("Threshold", "is required for a metric alarm"));
+        // An anomaly-detection alarm compares with a band (ThresholdMetricId), not a Threshold.
+        if input.get("Threshold").is_none() && s(input, "ThresholdMetricId").is_none() {
+            return Err(invalid(
+                "Threshold",
+                "is required for a metric alarm without ThresholdMetricId",
+            ));
         }
         let operator = required(input, "ComparisonOperator")?;
         if ![
@@ -94,6 +135,9 @@ impl Account {
             "GreaterThanThreshold",
             "LessThanThreshold",
             "LessThanOrEqualToThreshold",
+            "LessThanLowerOrGreaterThanUpperThreshold",
+            "LessThanLowerThreshold",
+            "GreaterThanUpperThreshold",
         ]
         .contains(&operator)
         {
@@ -145,6 +189,9 @@ impl Account {
             "Threshold",
             "ComparisonOperator",
             "TreatMissingData",
+            "Metrics",
+            "ThresholdMetricId",
+            "EvaluateLowSampleCountPercentile",
         ] {
             if let Some(v) = input.get(field).filter(|v| !v.is_null()) {
                 config.insert(field.to_string(), v.clone());
@@ -204,12 +251,17 @@ impl Account {
         }
         let state = s(input, "StateValue");
         let action_prefix = s(input, "ActionPrefix");
+        // Only the types asked for (DescribeAlarms: "If you omit this parameter, only metric
+        // alarms are returned"); this account holds no composite alarms.
+        let types = string_list(input, "AlarmTypes");
+        let metric_alarms_asked = types.is_empty() || types.iter().any(|t| t == "MetricAlarm");
         let items: Vec<Value> = self
             .here
             .alarms
             .iter()
             .filter(|(n, a)| {
-                (names.is_empty() || names.contains(n))
+                metric_alarms_asked
+                    && (names.is_empty() || names.contains(n))
                     && prefix.is_none_or(|p| n.starts_with(p))
                     && state.is_none_or(|st| st == a.state)
                     && action_prefix.is_none_or(|p| {
@@ -300,21 +352,29 @@ impl Account {
         Ok(json!({}))
     }
 
-    /// The ResourceARN of a tag call, when it names an alarm that exists.
-    fn alarm_arn_of<'a>(&self, input: &'a Value) -> Result<&'a str, ApiError> {
+    /// The ResourceARN of a tag call, when it names an alarm of this account and region that
+    /// exists (TagResource API reference: ResourceARN is an ARN, e.g.
+    /// `arn:aws:cloudwatch:Region:account-id:alarm:alarm-name`).
+    fn alarm_arn_of<'a>(&self, input: &'a Value, region: &str) -> Result<&'a str, ApiError> {
         let arn = required(input, "ResourceARN")?;
+        if !validation::is_arn(arn) {
+            return Err(ApiError::new(
+                "InvalidParameterValue",
+                format!("Invalid arn syntax: {arn}"),
+            ));
+        }
         let name = arn
             .rsplit_once(":alarm:")
             .map(|(_, n)| n)
             .unwrap_or_default();
-        if !self.here.alarms.contains_key(name) {
+        if arn != alarm_arn(region, name) || !self.here.alarms.contains_key(name) {
             return Err(ApiError::not_found_cw(format!("Alarm {arn} not found")));
         }
         Ok(arn)
     }
 
-    pub(super) fn cw_list_tags(&mut self, input: &Value) -> ApiResult {
-        let arn = self.alarm_arn_of(input)?;
+    pub(super) fn cw_list_tags(&mut self, input: &Value, region: &str) -> ApiResult {
+        let arn = self.alarm_arn_of(input, region)?;
         let tags: Vec<Value> = self
             .here
             .tags
@@ -326,20 +386,37 @@ impl Account {
         Ok(json!({ "Tags": tags }))
     }
 
-    pub(super) fn cw_tag_resource(&mut self, input: &Value) -> ApiResult {
-        let arn = self.alarm_arn_of(input)?;
+    pub(super) fn cw_tag_resource(&mut self, input: &Value, region: &str) -> ApiResult {
+        let arn = self.alarm_arn_of(input, region)?;
+        let given = cw_tags(input);
+        // The request's own tags first: a bad key is named as such even on a full resource.
+        check_tags(&given, "Tags").map_err(|(_, m)| ApiError::new("InvalidParameterValue", m))?;
         let mut merged = self.here.tags.get(arn).cloned().unwrap_or_default();
-        merged.extend(cw_tags(input));
+        merged.extend(given);
         check_tags(&merged, "Tags").map_err(|(_, m)| ApiError::new("InvalidParameterValue", m))?;
         self.here.tags.insert(arn.to_string(), merged);
         Ok(json!({}))
     }
 
-    /// CloudWatch UntagResource: keys that are not there are ignored.
-    pub(super) fn cw_untag_resource(&mut self, input: &Value) -> ApiResult {
-        let arn = self.alarm_arn_of(input)?;
+    /// CloudWatch UntagResource: keys that are not there are ignored; each key is 1-128
+    /// characters (UntagResource API reference, TagKeys).
+    pub(super) fn cw_untag_resource(&mut self, input: &Value, region: &str) -> ApiResult {
+        let arn = self.alarm_arn_of(input, region)?;
+        let keys = string_list(input, "TagKeys");
+        if let Some(bad) = keys
+            .iter()
+            .find(|k| k.is_empty() || k.chars().count() > 128)
+        {
+            let shown: String = bad.chars().take(64).collect();
+            return Err(ApiError::new(
+                "InvalidParameterValue",
+                format!(
+                    "1 validation error detected: Value at 'tagKeys' failed to satisfy constraint: Member must have length between 1 and 128 (tag key): {shown}"
+                ),
+            ));
+        }
         if let Some(tags) = self.here.tags.get_mut(arn) {
-            for key in string_list(input, "TagKeys") {
+            for key in keys {
                 tags.remove(&key);
             }
         }

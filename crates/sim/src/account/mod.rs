@@ -466,9 +466,9 @@ impl Account {
             ("cloudwatch", "DescribeAlarms") => self.describe_alarms(input, region),
             ("cloudwatch", "DeleteAlarms") => self.delete_alarms(input, region),
             ("cloudwatch", "SetAlarmState") => self.set_alarm_state(input),
-            ("cloudwatch", "ListTagsForResource") => self.cw_list_tags(input),
-            ("cloudwatch", "TagResource") => self.cw_tag_resource(input),
-            ("cloudwatch", "UntagResource") => self.cw_untag_resource(input),
+            ("cloudwatch", "ListTagsForResource") => self.cw_list_tags(input, region),
+            ("cloudwatch", "TagResource") => self.cw_tag_resource(input, region),
+            ("cloudwatch", "UntagResource") => self.cw_untag_resource(input, region),
             ("service-quotas", "GetServiceQuota") => self.get_service_quota(input, region, false),
             ("service-quotas", "GetAWSDefaultServiceQuota") => {
                 self.get_service_quota(input, region, true)

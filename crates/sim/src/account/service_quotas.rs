@@ -72,6 +72,14 @@ impl Account {
         if let Some(code) = only {
             check_quota_code(code)?;
         }
+        if !default {
+            crate::validation::one_of(
+                crate::validation::Service::ServiceQuotas,
+                s(input, "QuotaAppliedAtLevel"),
+                "quotaAppliedAtLevel",
+                crate::validation::QUOTA_APPLIED_LEVELS,
+            )?;
+        }
         let items: Vec<Value> = table
             .iter()
             .map(|(name, value)| (name, value, quota_code(name)))
