@@ -4,7 +4,7 @@ PYTHON ?= python3
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/debug/asyncscale
 
-.PHONY: build demo demo-cluster test test-rust test-python test-lua python-deps lint crd deploy-base controlplane controlplane-replaces
+.PHONY: build demo demo-cluster bench-fleet test test-rust test-python test-lua python-deps lint crd deploy-base controlplane controlplane-replaces
 
 # The real Kubernetes control plane of the end-to-end tests, built from source (tests/controlplane):
 # kube-apiserver and etcd at the versions tests/controlplane/go.mod pins, Helm, and the gopher-lua
@@ -49,6 +49,14 @@ demo: build
 ## The controller end to end on a real kube-apiserver and etcd (built from source), simulated AWS, kubectl.
 demo-cluster: build controlplane
 	ASYNCSCALE_BIN=$(BIN) CONTROLPLANE_TOOL=$(TARGET_DIR)/debug/asyncscale-controlplane scripts/demo-cluster.sh
+
+## A fleet of N resources (default 200) on the real control plane, the release controller, and the
+## local AWS endpoint enforcing AWS's request rates; prints the figures in the README.
+N ?= 200
+bench-fleet: controlplane
+	$(CARGO) build --release --bin asyncscale
+	$(CARGO) build --bin asyncscale-controlplane
+	ASYNCSCALE_RELEASE_BIN=$(TARGET_DIR)/release/asyncscale CONTROLPLANE_TOOL=$(TARGET_DIR)/debug/asyncscale-controlplane scripts/bench-fleet.sh $(N)
 
 ## Every test: Rust unit, property, over-the-wire and CLI end-to-end tests, then boto3 against the
 ## local endpoint. Installs the Python test dependencies first when they are missing.

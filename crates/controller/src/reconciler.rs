@@ -373,9 +373,12 @@ async fn apply(
         .await;
         let written = write_status_if_changed(api, &obj, &status).await?;
         ctx.succeeded(&key);
-        ctx.visited(&obj, written, ctx.resync);
+        // Looked up in the watch cache only (no AWS call, no write when unchanged): look again
+        // soon, so that deleting the older resource hands over within seconds, not a resync.
+        let recheck = DUPLICATE_RECHECK.min(ctx.resync);
+        ctx.visited(&obj, written, recheck);
         ctx.metrics.reconciled("conflict", started);
-        return Ok(Action::requeue(ctx.resync));
+        return Ok(Action::requeue(recheck));
     }
     let departed = |uid: &str| ctx.departed(uid);
     let intent = Intent {
@@ -491,6 +494,9 @@ fn timed_out(limit: Duration) -> AwsError {
 
 /// The resources that name the same endpoint variant in the same region (the account is the
 /// controller's own): None when `obj` is the oldest of them, else a message naming the oldest.
+/// How soon a younger duplicate checks again whether the older resource is gone.
+const DUPLICATE_RECHECK: Duration = Duration::from_secs(5);
+
 async fn younger_duplicate(
     ctx: &Context,
     obj: &AsyncEndpointScaling,

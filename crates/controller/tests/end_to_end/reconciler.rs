@@ -632,8 +632,13 @@ async fn the_younger_of_two_resources_for_one_variant_is_refused_before_any_aws_
     let (client, api) = FakeApiServer::start(&younger);
     let ctx = context(client, aws_at(&aws.url()).await);
     ctx.watch_stores(vec![store_of(&[&older, &younger])]);
-    reconcile(Arc::new(younger), ctx).await.unwrap();
+    let action = reconcile(Arc::new(younger), ctx).await.unwrap();
     assert_eq!(aws_calls(&aws), 0, "no AWS call at all");
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(5)),
+        "checked again within seconds, not at the next resync"
+    );
     let patch = api
         .seen()
         .into_iter()

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# A fleet of N AsyncEndpointScaling resources on a real kube-apiserver and etcd, reconciled by the
+# release controller against the local AWS endpoint enforcing AWS's published request rates
+# (`sim serve --rate-limits aws`, plus Application Auto Scaling at the controller's assumed 10 a
+# second per operation). Prints: kubectl apply to all Ready, AWS calls and writes per endpoint
+# per resync once converged, throttles answered by the endpoint, time waited for the request
+# budget, and the controller's memory.
+#
+#   scripts/bench-fleet.sh [N] [RESYNC] [RESYNCS_MEASURED]     (defaults: 200 60s 2)
+#
+# CONTROLLER_FLAGS adds flags to `asyncscale run`, e.g. to compare without the request budget:
+#   CONTROLLER_FLAGS="--aws-rate cloudwatch:DescribeAlarms=0 --aws-rate cloudwatch:PutMetricAlarm=0 ..."
+#
+# Needs `make controlplane` and `cargo build --release`. Traffic stays on 127.0.0.1.
+set -euo pipefail
+n=${1:-200}
+resync=${2:-60s}
+measured=${3:-2}
+bin=${ASYNCSCALE_RELEASE_BIN:-target/release/asyncscale}
+controlplane=${CONTROLPLANE_TOOL:-target/debug/asyncscale-controlplane}
+work=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+wait_for() { for _ in $(seq 600); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done; echo "timed out: $1"; cat "$1"; exit 1; }
+seconds() { case $1 in *m) echo $(( ${1%m} * 60 ));; *s) echo "${1%s}";; *) echo "$1";; esac; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+
+"$controlplane" --kubeconfig "$work/kubeconfig" 2>"$work/controlplane.log" &
+pids+=($!)
+"$bin" sim serve --listen 127.0.0.1:0 --quota ml.g4dn.xlarge=100000 \
+  --rate-limits aws --rate-limit 'application-autoscaling:*=10/10' 2>"$work/aws.log" &
+pids+=($!)
+wait_for "$work/controlplane.log" "control plane ready"
+wait_for "$work/aws.log" "listening on"
+aws=$(grep -o 'http://[^ ]*' "$work/aws.log")
+export KUBECONFIG="$work/kubeconfig" AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true
+
+kubectl apply -f crds/asyncendpointscalings.asyncscale.io.yaml >/dev/null
+kubectl wait --for=condition=Established crd/asyncendpointscalings.asyncscale.io --timeout=60s >/dev/null
+kubectl create namespace bench >/dev/null
+for i in $(seq -w 1 "$n"); do
+  cat <<EOF
+---
+apiVersion: asyncscale.io/v1alpha1
+kind: AsyncEndpointScaling
+metadata: {name: e$i, namespace: bench}
+spec: {endpointName: bench-$i, instanceType: ml.g4dn.xlarge, maxCapacity: 4, targetTracking: {targetValue: 5}}
+EOF
+done >"$work/fleet.yaml"
+
+metrics_port=$(free_port)
+"$bin" run --aws-endpoint "$aws" --region us-east-1 --resync "$resync" \
+  --metrics-addr "127.0.0.1:$metrics_port" --log-format json ${CONTROLLER_FLAGS:-} 2>"$work/controller.log" &
+controller=$!
+pids+=($controller)
+
+calls() { curl -s "$aws/_sim/calls" | python3 -c '
+import json, sys
+calls = json.load(sys.stdin)
+ops = [(op, n) for service in calls.values() for op, n in service.items()]
+writes = sum(n for op, n in ops if not op.startswith(("Describe", "List", "Get")))
+print(sum(n for _, n in ops), writes)'; }
+throttles() { curl -s "$aws/_sim/throttles" | python3 -c '
+import json, sys
+print(sum(n for service in json.load(sys.stdin).values() for n in service.values()))'; }
+
+start=$(now)
+kubectl apply -f "$work/fleet.yaml" >/dev/null
+kubectl wait --for=condition=Ready aes --all -n bench --timeout=1800s >/dev/null
+ready=$(now)
+read -r calls_ready writes_ready <<<"$(calls)"
+throttled_ready=$(throttles)
+
+# Converged: count what whole resyncs cost.
+sleep "$(( $(seconds "$resync") * measured ))"
+read -r calls_after writes_after <<<"$(calls)"
+throttled_after=$(throttles)
+rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$controller/status")
+waited=$(curl -s "127.0.0.1:$metrics_port/metrics" | awk '/^asyncscale_aws_budget_wait_seconds_total/ {s += $2} END {printf "%.1f", s}')
+not_ready=$(kubectl get aes -n bench -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -vc '^True$' || true)
+
+python3 - "$n" "$resync" "$measured" "$start" "$ready" "$calls_ready" "$writes_ready" "$throttled_ready" \
+  "$calls_after" "$writes_after" "$throttled_after" "$rss_kib" "$waited" "$not_ready" <<'EOF'
+import sys
+n, resync, measured = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+start, ready = float(sys.argv[4]), float(sys.argv[5])
+calls_ready, writes_ready, throttled_ready = map(int, sys.argv[6:9])
+calls_after, writes_after, throttled_after = map(int, sys.argv[9:12])
+rss_kib, waited, not_ready = int(sys.argv[12]), float(sys.argv[13]), int(sys.argv[14])
+bound = n / 3.0  # one PutMetricAlarm per endpoint at CloudWatch's 3 a second
+print(f"resources: {n}, resync {resync}, AWS rates: CloudWatch and Service Quotas as published, Application Auto Scaling 10/s per operation")
+print(f"kubectl apply to all Ready: {ready - start:.1f} s (PutMetricAlarm at 3/s alone needs {bound:.1f} s: {((ready - start) / bound):.2f}x)")
+print(f"AWS calls until Ready: {calls_ready} ({calls_ready / n:.1f} per endpoint), writes {writes_ready} ({writes_ready / n:.1f} per endpoint)")
+per = (calls_after - calls_ready) / (n * measured)
+print(f"converged, {measured} resyncs: {calls_after - calls_ready} calls = {per:.2f} per endpoint per resync, {writes_after - writes_ready} writes")
+print(f"throttled by the endpoint: {throttled_ready} until Ready, {throttled_after - throttled_ready} after")
+print(f"time waited for the request budget: {waited} s in all")
+print(f"resources not Ready at the end: {not_ready}")
+print(f"controller RSS: {rss_kib / 1024:.1f} MiB")
+EOF
