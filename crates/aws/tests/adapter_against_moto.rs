@@ -11,13 +11,10 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use asyncscale_aws::SdkBackend;
-use asyncscale_engine::{AutoscalingBackend, CallCounter};
+use asyncscale_engine::AutoscalingBackend;
 
 mod support;
-use aws_config::BehaviorVersion;
-use aws_sdk_applicationautoscaling::config::Credentials;
-use support::desired;
+use support::{backend_at, desired};
 
 struct Moto(Child);
 
@@ -66,13 +63,7 @@ async fn application_auto_scaling_calls_agree_with_moto() {
     let Some((_moto, url)) = start_moto().await else {
         return;
     };
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region("us-east-1")
-        .endpoint_url(url)
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await;
-    let aws = SdkBackend::from_config(&config, CallCounter::default()).unwrap();
+    let aws = backend_at(&url).await;
     let d = desired("{targetValue: 5}");
     let rid = d.names.resource_id.clone();
 

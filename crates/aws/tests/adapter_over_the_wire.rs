@@ -9,7 +9,7 @@ mod support;
 use asyncscale_sim::{Activity, QuotaTable, SimServer};
 use aws_config::BehaviorVersion;
 use aws_sdk_applicationautoscaling::config::Credentials;
-use support::desired;
+use support::{backend_at, desired};
 
 const RID: &str = "endpoint/sdxl-async/variant/AllTraffic";
 
@@ -17,13 +17,7 @@ async fn setup(quotas: QuotaTable) -> (SimServer, SdkBackend) {
     let server = asyncscale_sim::start("127.0.0.1:0".parse().unwrap(), quotas)
         .await
         .unwrap();
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region("us-east-1")
-        .endpoint_url(server.url())
-        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-        .load()
-        .await;
-    let backend = SdkBackend::from_config(&config, CallCounter::default()).unwrap();
+    let backend = backend_at(&server.url()).await;
     (server, backend)
 }
 

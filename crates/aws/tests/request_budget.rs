@@ -5,14 +5,12 @@
 use std::sync::Arc;
 
 use asyncscale_aws::{RequestBudget, SdkBackend};
-use asyncscale_engine::{AutoscalingBackend, CallCounter};
+use asyncscale_engine::AutoscalingBackend;
 use asyncscale_sim::rate_limits::{RateLimit, RateLimits};
 use asyncscale_sim::{QuotaTable, SimServer};
-use aws_config::BehaviorVersion;
-use aws_sdk_applicationautoscaling::config::Credentials;
 
 mod support;
-use support::desired;
+use support::{backend_at, desired};
 
 async fn rate_limited_endpoint() -> SimServer {
     let server = asyncscale_sim::start("127.0.0.1:0".parse().unwrap(), QuotaTable::default())
@@ -33,17 +31,7 @@ async fn rate_limited_endpoint() -> SimServer {
 }
 
 async fn backend(server: &SimServer, budget: RequestBudget) -> Arc<SdkBackend> {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region("us-east-1")
-        .endpoint_url(server.url())
-        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-        .load()
-        .await;
-    Arc::new(
-        SdkBackend::from_config(&config, CallCounter::default())
-            .unwrap()
-            .with_budget(budget),
-    )
+    Arc::new(backend_at(&server.url()).await.with_budget(budget))
 }
 
 /// Eight endpoints' alarms written and read back, and their targets read, all at once. Returns

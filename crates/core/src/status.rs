@@ -543,6 +543,16 @@ mod tests {
         }
     }
 
+    /// AWS with one successful scaling activity.
+    fn scaled_once() -> Observed {
+        let mut observed = Observed::empty();
+        observed.activities.push(activity(
+            "Successful",
+            "Successfully set desired instance count to 1.",
+        ));
+        observed
+    }
+
     fn run(
         observed: &Observed,
         outcome: SyncOutcome,
@@ -613,11 +623,7 @@ mod tests {
 
     #[test]
     fn ready_when_synced_and_nothing_failed() {
-        let mut observed = Observed::empty();
-        observed.activities.push(activity(
-            "Successful",
-            "Successfully set desired instance count to 1.",
-        ));
+        let observed = scaled_once();
         let status = run(&observed, SyncOutcome::InSync, None, 100);
         let ready = find(&status, ConditionType::Ready).unwrap();
         assert_eq!(
@@ -679,11 +685,7 @@ mod tests {
 
     #[test]
     fn a_failed_refresh_keeps_the_last_observation_until_it_is_stale() {
-        let mut observed = Observed::empty();
-        observed.activities.push(activity(
-            "Successful",
-            "Successfully set desired instance count to 1.",
-        ));
+        let observed = scaled_once();
         let good = run(&observed, SyncOutcome::InSync, None, 100);
         let failed = || {
             SyncOutcome::ObserveFailed("application-autoscaling DescribeScalableTargets failed: ThrottlingException: Rate exceeded".into())

@@ -1,6 +1,21 @@
 //! What the adapter tests share.
 
+use asyncscale_aws::SdkBackend;
 use asyncscale_core::*;
+use asyncscale_engine::CallCounter;
+use aws_config::BehaviorVersion;
+use aws_sdk_applicationautoscaling::config::Credentials;
+
+/// The SDK adapter pointed at a local AWS-compatible endpoint, in us-east-1, with test credentials.
+pub(crate) async fn backend_at(url: &str) -> SdkBackend {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region("us-east-1")
+        .endpoint_url(url)
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .load()
+        .await;
+    SdkBackend::from_config(&config, CallCounter::default()).unwrap()
+}
 
 /// The configuration asyncscale wants for a resource with this `targetTracking` (YAML flow map),
 /// with the quota unknown so maxCapacity applies as written.
