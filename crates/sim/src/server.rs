@@ -167,6 +167,7 @@ fn region(headers: &HeaderMap) -> String {
 /// Serves one operation, after any fault injected for it (a delay, an error, or both).
 async fn run(
     account: &SharedAccount,
+    world: &SharedWorld,
     service: &str,
     operation: &str,
     input: &Value,
@@ -204,19 +205,27 @@ async fn run(
             return Err(error);
         }
     }
-    let mut account = account.lock().expect("account lock");
-    let result = account.handle(service, operation, input, region);
+    let result = account
+        .lock()
+        .expect("account lock")
+        .handle(service, operation, input, region);
     tracing::debug!(
         service,
         operation,
         ok = result.is_ok(),
         "simulated AWS call"
     );
+    // AWS applies a new MinCapacity/MaxCapacity when the call returns, not at the next minute.
+    if result.is_ok() && operation == "RegisterScalableTarget" {
+        let mut world = world.lock().expect("world lock");
+        let mut account = account.lock().expect("account lock");
+        world.follow_configuration(&mut account);
+    }
     result
 }
 
 async fn json_protocols(
-    State(Shared { account, .. }): State<Shared>,
+    State(Shared { account, world }): State<Shared>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -251,7 +260,16 @@ async fn json_protocols(
             }
         }
     };
-    match run(&account, service, operation, &input, &region(&headers)).await {
+    match run(
+        &account,
+        &world,
+        service,
+        operation,
+        &input,
+        &region(&headers),
+    )
+    .await
+    {
         Ok(output) => {
             let content_type = format!("application/x-amz-json-{json_version}");
             ([(header::CONTENT_TYPE, content_type)], output.to_string()).into_response()
@@ -292,7 +310,7 @@ fn insert_query_error(headers: &mut HeaderMap, error: &ApiError) {
 }
 
 async fn cloudwatch_cbor(
-    State(Shared { account, .. }): State<Shared>,
+    State(Shared { account, world }): State<Shared>,
     Path(operation): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -302,6 +320,7 @@ async fn cloudwatch_cbor(
         Ok(input) => {
             run(
                 &account,
+                &world,
                 "cloudwatch",
                 &operation,
                 &input,

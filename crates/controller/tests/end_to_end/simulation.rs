@@ -423,3 +423,37 @@ fn contradictory_or_unbounded_simulation_flags_are_usage_errors() {
         );
     }
 }
+
+/// AWS moves capacity into new bounds when RegisterScalableTarget returns (§2.1), and a raise past
+/// the quota fails whole, leaving the capacity where it was.
+#[test]
+fn over_the_wire_new_bounds_move_capacity_when_the_call_returns() {
+    let sim = Serve::start();
+    sim.admin(
+        "POST",
+        "/_sim/endpoints",
+        json!({"endpoint": "sdxl-async", "instanceType": "ml.g4dn.xlarge"}),
+    );
+    let register = |min: u32, max: u32| {
+        let body = json!({"ServiceNamespace": "sagemaker", "ResourceId": "endpoint/sdxl-async/variant/AllTraffic",
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "MinCapacity": min, "MaxCapacity": max});
+        let headers = [
+            (
+                "X-Amz-Target",
+                "AnyScaleFrontendService.RegisterScalableTarget",
+            ),
+            ("Content-Type", "application/x-amz-json-1.1"),
+        ];
+        let (status, text) = http(&sim.addr, "POST", "/", &headers, &body.to_string());
+        assert_eq!(status, 200, "{text}");
+    };
+    register(2, 3);
+    assert_eq!(sim.endpoint()["desired"], 2, "{}", sim.endpoint());
+    register(6, 8);
+    let e = sim.endpoint();
+    assert_eq!(
+        e["desired"], 2,
+        "a raise past the quota of 4 fails whole: {e}"
+    );
+    assert_eq!(e["failedActivities"], 1, "{e}");
+}

@@ -295,7 +295,11 @@ impl World {
         }
     }
 
-    fn tick(&mut self, account: &mut Account, dt: f64) {
+    /// Takes in the configuration clients wrote since the last look, without moving the clock:
+    /// the local endpoint calls it after each RegisterScalableTarget, so that capacity follows
+    /// new bounds when the call returns, as in AWS (§2.1).
+    pub fn follow_configuration(&mut self, account: &mut Account) {
+        account.select_region(&self.region);
         if account.config_version != self.seen_config_version {
             for e in &mut self.endpoints {
                 e.refresh(account, &self.assumptions);
@@ -303,6 +307,10 @@ impl World {
             self.seen_config_version = account.config_version;
             self.follow_bounds(account);
         }
+    }
+
+    fn tick(&mut self, account: &mut Account, dt: f64) {
+        self.follow_configuration(account);
         let (t0, t1) = (self.now, self.now + dt);
         let a = &self.assumptions;
         for e in &mut self.endpoints {
