@@ -9,7 +9,7 @@ mod support;
 use asyncscale_sim::{Activity, QuotaTable, SimServer};
 use aws_config::BehaviorVersion;
 use aws_sdk_applicationautoscaling::config::Credentials;
-use support::{backend_at, desired};
+use support::{backend_at, backend_in, desired};
 
 const RID: &str = "endpoint/sdxl-async/variant/AllTraffic";
 
@@ -353,13 +353,7 @@ async fn the_newest_activity_is_chosen_by_time_not_by_its_text() {
 #[tokio::test]
 async fn each_region_holds_its_own_configuration() {
     let (server, east) = setup(QuotaTable::default()).await;
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region("eu-west-1")
-        .endpoint_url(server.url())
-        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-        .load()
-        .await;
-    let west = SdkBackend::from_config(&config, CallCounter::default()).unwrap();
+    let west = backend_in(&server.url(), "eu-west-1").await;
     east.register_target(&target(0, 4), None).await.unwrap();
     assert!(east.describe_target(RID).await.unwrap().is_some());
     assert_eq!(
@@ -376,6 +370,17 @@ async fn each_region_holds_its_own_configuration() {
         .target
         .max_capacity;
     assert_eq!(east_max, 4);
+
+    // ARNs carry the region's partition (GovCloud: aws-us-gov), and tag calls accept them.
+    let gov = backend_in(&server.url(), "us-gov-west-1").await;
+    let arn = gov.register_target(&target(0, 2), None).await.unwrap();
+    assert!(
+        arn.starts_with("arn:aws-us-gov:application-autoscaling:us-gov-west-1:"),
+        "{arn}"
+    );
+    let tags = Tags::from([("k".to_string(), "v".to_string())]);
+    gov.tag_target(&arn, &tags).await.unwrap();
+    assert_eq!(gov.target_tags(&arn).await.unwrap(), tags);
 }
 
 #[tokio::test]

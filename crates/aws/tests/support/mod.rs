@@ -8,8 +8,14 @@ use aws_sdk_applicationautoscaling::config::Credentials;
 
 /// The SDK adapter pointed at a local AWS-compatible endpoint, in us-east-1, with test credentials.
 pub(crate) async fn backend_at(url: &str) -> SdkBackend {
+    backend_in(url, "us-east-1").await
+}
+
+/// The same in another region.
+#[allow(dead_code)] // not every test binary uses it
+pub(crate) async fn backend_in(url: &str, region: &str) -> SdkBackend {
     let config = aws_config::defaults(BehaviorVersion::latest())
-        .region("us-east-1")
+        .region(aws_config::Region::new(region.to_string()))
         .endpoint_url(url)
         .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
         .load()

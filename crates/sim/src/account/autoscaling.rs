@@ -110,7 +110,8 @@ impl Account {
             None => {
                 let id = self.uuid().replace('-', "");
                 let arn = format!(
-                    "arn:aws:application-autoscaling:{region}:{ACCOUNT_ID}:scalable-target/{id}"
+                    "arn:{}:application-autoscaling:{region}:{ACCOUNT_ID}:scalable-target/{id}",
+                    partition(region)
                 );
                 // §2.1: tags are assigned on creation.
                 let tags = aas_tags(input)?;
@@ -152,7 +153,7 @@ impl Account {
                     "ServiceNamespace": k.0, "ResourceId": k.1, "ScalableDimension": k.2,
                     "MinCapacity": t.min, "MaxCapacity": t.max, "SuspendedState": t.suspended,
                     "CreationTime": t.created, "ScalableTargetARN": t.arn,
-                    "RoleARN": format!("arn:aws:iam::{ACCOUNT_ID}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"),
+                    "RoleARN": format!("arn:{}:iam::{ACCOUNT_ID}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint", t.arn.split(':').nth(1).unwrap_or("aws")),
                 })
             })
             .collect();
@@ -265,8 +266,10 @@ impl Account {
             None => {
                 let uuid = self.uuid();
                 format!(
-                    "arn:aws:autoscaling:{region}:{ACCOUNT_ID}:scalingPolicy:{uuid}:resource/{}/{}:policyName/{name}",
-                    key.0, key.1
+                    "arn:{}:autoscaling:{region}:{ACCOUNT_ID}:scalingPolicy:{uuid}:resource/{}/{}:policyName/{name}",
+                    partition(region),
+                    key.0,
+                    key.1
                 )
             }
         };

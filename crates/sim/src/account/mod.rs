@@ -513,7 +513,20 @@ impl Account {
 }
 
 fn alarm_arn(region: &str, name: &str) -> String {
-    format!("arn:aws:cloudwatch:{region}:{ACCOUNT_ID}:alarm:{name}")
+    let partition = partition(region);
+    format!("arn:{partition}:cloudwatch:{region}:{ACCOUNT_ID}:alarm:{name}")
+}
+
+/// The ARN partition of a region: `aws-cn` for China, `aws-us-gov` for GovCloud, else `aws`
+/// (ARN reference, "partition").
+fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
 }
 
 fn region_of(arn: &str) -> &str {
