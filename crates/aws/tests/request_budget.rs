@@ -114,3 +114,42 @@ async fn the_same_burst_without_a_budget_is_throttled_and_counted() {
     assert_eq!(throttles, failed);
     assert!(aws.calls().waited().is_empty(), "nothing waited");
 }
+
+#[tokio::test]
+async fn a_budget_slower_than_the_call_timeout_fails_the_call_instead_of_hanging() {
+    let server = rate_limited_endpoint().await;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region("us-east-1")
+        .endpoint_url(server.url())
+        .credentials_provider(aws_sdk_applicationautoscaling::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ))
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(std::time::Duration::from_millis(300))
+                .build(),
+        )
+        .load()
+        .await;
+    let slow = RequestBudget::with_overrides(&[(
+        asyncscale_aws::ApiSelector {
+            service: "application-autoscaling".into(),
+            operation: "DescribeScalableTargets".into(),
+        },
+        asyncscale_aws::ApiRate::new(0.01, 1),
+    )]);
+    let aws = SdkBackend::from_config(&config, asyncscale_engine::CallCounter::default())
+        .unwrap()
+        .with_budget(slow);
+    let rid = "endpoint/e/variant/AllTraffic";
+    aws.describe_target(rid).await.unwrap();
+    let error = aws.describe_target(rid).await.unwrap_err();
+    assert_eq!(error.code, "RequestBudget");
+    assert_eq!(error.class, asyncscale_engine::ErrorClass::Recoverable);
+    assert!(
+        error.message.contains("--aws-call-timeout"),
+        "{}",
+        error.message
+    );
+    assert_eq!(aws.calls().total(), 1, "the second request was never sent");
+}

@@ -411,6 +411,25 @@ async fn apply(
             &error.message,
         )
         .await;
+        // A reconcile that timed out refreshed nothing: status says so as for any failed read
+        // (the last observation kept until it is stale, then Ready Unknown).
+        let outcome = SyncOutcome::ObserveFailed(error.message.clone());
+        let status = compute_status(
+            &StatusInput {
+                generation: obj.meta().generation,
+                spec: &obj.spec,
+                quota: None,
+                desired: None,
+                observed: None,
+                outcome: outcome.clone(),
+                observation_stale: intent.observation_stale,
+            },
+            previous.as_ref(),
+            &now(),
+        );
+        publish_status_events(ctx, &obj, previous.as_ref(), &status, &outcome).await;
+        let written = write_status_if_changed(api, &obj, &status).await?;
+        ctx.wrote(&obj, written);
         return Err(ctx.retry_later(&obj, &key, error, started));
     };
     let changes = &report.plan.changes[..report.applied];

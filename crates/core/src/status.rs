@@ -110,6 +110,17 @@ pub fn compute_status(
         quota: input.quota.map(quota_status),
         ..Default::default()
     };
+    // Nothing read: what AWS last held (names, ARNs, MaxCapacity, the last activity) still
+    // stands; only the conditions say it could not be refreshed.
+    if let (SyncOutcome::ObserveFailed(_), None, Some(previous)) =
+        (&input.outcome, input.observed, previous)
+    {
+        status = AsyncEndpointScalingStatus {
+            observed_generation: previous.observed_generation,
+            conditions: Vec::new(),
+            ..previous.clone()
+        };
+    }
     if let Some(observed) = input.observed {
         status.scalable_target = observed.target.as_ref().map(|t| OwnedTargetStatus {
             resource_id: t.target.resource_id.clone(),

@@ -157,15 +157,18 @@ impl SdkBackend {
             region,
             quota_ttl: QUOTA_TTL,
             budget: RequestBudget::default(),
-            timeouts: config
-                .timeout_config()
-                .and_then(|t| {
-                    Some(AwsTimeouts {
-                        call: t.operation_timeout()?,
-                        attempt: t.operation_attempt_timeout()?,
-                    })
-                })
-                .unwrap_or_default(),
+            timeouts: {
+                let default = AwsTimeouts::default();
+                let configured = config.timeout_config();
+                let call = configured
+                    .and_then(|t| t.operation_timeout())
+                    .unwrap_or(default.call);
+                let attempt = configured
+                    .and_then(|t| t.operation_attempt_timeout())
+                    .unwrap_or(default.attempt)
+                    .min(call);
+                AwsTimeouts { call, attempt }
+            },
         })
     }
 
@@ -201,9 +204,26 @@ impl SdkBackend {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.budget
-                .acquire(&self.region, service, operation, &self.calls)
-                .await;
+            // The wait for the budget counts against the call's time bound: a command never
+            // hangs on a budget slower than --aws-call-timeout allows.
+            let budget = self
+                .budget
+                .acquire(&self.region, service, operation, &self.calls);
+            if tokio::time::timeout(self.timeouts.call, budget)
+                .await
+                .is_err()
+            {
+                return Err(AwsError {
+                    class: ErrorClass::Recoverable,
+                    service,
+                    operation,
+                    code: "RequestBudget".into(),
+                    message: format!(
+                        "waited {:?} (--aws-call-timeout) for the request budget of {service} {operation} (--aws-rate) without sending it",
+                        self.timeouts.call
+                    ),
+                });
+            }
             match send().await {
                 Ok(output) => {
                     self.calls.record(service, operation, "ok");

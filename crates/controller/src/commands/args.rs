@@ -60,7 +60,49 @@ pub struct ApiRateFlag {
     pub burst: u32,
 }
 
-const RATE_SERVICES: &[&str] = &["application-autoscaling", "cloudwatch", "service-quotas"];
+/// The operations asyncscale calls (and the local endpoint serves), by service: a rate for any
+/// other name would never apply, so a typo is refused rather than ignored.
+const RATE_OPERATIONS: &[(&str, &[&str])] = &[
+    (
+        "application-autoscaling",
+        &[
+            "RegisterScalableTarget",
+            "DescribeScalableTargets",
+            "DeregisterScalableTarget",
+            "PutScalingPolicy",
+            "DescribeScalingPolicies",
+            "DeleteScalingPolicy",
+            "DescribeScalingActivities",
+            "TagResource",
+            "UntagResource",
+            "ListTagsForResource",
+        ],
+    ),
+    (
+        "cloudwatch",
+        &[
+            "PutMetricAlarm",
+            "DescribeAlarms",
+            "DeleteAlarms",
+            "SetAlarmState",
+            "TagResource",
+            "UntagResource",
+            "ListTagsForResource",
+        ],
+    ),
+    (
+        "service-quotas",
+        &[
+            "GetServiceQuota",
+            "GetAWSDefaultServiceQuota",
+            "ListServiceQuotas",
+            "ListAWSDefaultServiceQuotas",
+        ],
+    ),
+];
+
+/// The slowest rate accepted: one request in 100 seconds (0 means no limit).
+const SLOWEST_RATE: f64 = 0.01;
 
 /// `cloudwatch:DescribeAlarms=9`, `application-autoscaling:*=10/20`.
 pub fn parse_api_rate(text: &str) -> Result<ApiRateFlag, String> {
@@ -71,17 +113,17 @@ pub fn parse_api_rate(text: &str) -> Result<ApiRateFlag, String> {
     let (service, operation) = selector
         .split_once(':')
         .ok_or_else(|| format!("{text:?}: no ':' between service and operation; {usage}"))?;
-    if !RATE_SERVICES.contains(&service) {
+    let Some((_, operations)) = RATE_OPERATIONS.iter().find(|(s, _)| *s == service) else {
+        let services: Vec<&str> = RATE_OPERATIONS.iter().map(|(s, _)| *s).collect();
         return Err(format!(
             "{text:?}: unknown service {service:?}; use one of {}",
-            RATE_SERVICES.join(", ")
+            services.join(", ")
         ));
-    }
-    let operation_ok = operation == "*"
-        || (!operation.is_empty() && operation.chars().all(|c| c.is_ascii_alphanumeric()));
-    if !operation_ok {
+    };
+    if operation != "*" && !operations.contains(&operation) {
         return Err(format!(
-            "{text:?}: {operation:?} is not an operation name (such as DescribeAlarms) or '*'"
+            "{text:?}: {operation:?} is not an operation name of {service} that asyncscale calls; use '*' or one of {}",
+            operations.join(", ")
         ));
     }
     let (rate, burst) = match value.split_once('/') {
@@ -91,10 +133,10 @@ pub fn parse_api_rate(text: &str) -> Result<ApiRateFlag, String> {
     let per_second: f64 = rate
         .parse()
         .ok()
-        .filter(|r: &f64| r.is_finite() && *r >= 0.0 && *r <= 100_000.0)
+        .filter(|r: &f64| *r == 0.0 || (SLOWEST_RATE..=100_000.0).contains(r))
         .ok_or_else(|| {
             format!(
-                "{text:?}: the rate {rate:?} must be a number of requests a second from 0 to 100000"
+                "{text:?}: the rate {rate:?} must be 0 (no limit) or a number of requests a second from {SLOWEST_RATE} to 100000"
             )
         })?;
     let burst = match burst {
@@ -278,6 +320,17 @@ mod tests {
                 .unwrap_err()
                 .contains("no ':'")
         );
+        assert!(
+            parse_api_rate("cloudwatch:Bogus=3")
+                .unwrap_err()
+                .contains("DescribeAlarms")
+        );
+        assert!(
+            parse_api_rate("cloudwatch:DescribeAlarms=1e-300")
+                .unwrap_err()
+                .contains("from 0.01")
+        );
+        assert!(parse_api_rate("cloudwatch:DescribeAlarms=NaN").is_err());
         assert!(
             parse_api_rate("cloudwatch:Describe-Alarms=5")
                 .unwrap_err()

@@ -966,3 +966,69 @@ async fn a_failed_refresh_keeps_ready_until_the_last_observation_is_stale() {
         api.seen()
     );
 }
+
+/// A reconcile cut short by --reconcile-timeout refreshed nothing: once the last good observation
+/// is stale, Ready turns Unknown as for any failed read, and the names AWS last held stay.
+#[tokio::test]
+async fn a_timed_out_reconcile_counts_as_a_failed_refresh() {
+    let aws = sim().await;
+    let status = converge_once(&aws).await;
+    aws.account
+        .lock()
+        .unwrap()
+        .faults
+        .push(asyncscale_sim::Fault {
+            service: None,
+            operation: "DescribeScalableTargets".into(),
+            code: None,
+            status: 400,
+            message: None,
+            count: 0,
+            delay_seconds: 5.0,
+        });
+    let object = resource(json!({}), true, Some(&status));
+    let (client, api) = FakeApiServer::start(&object);
+    let backend = aws_at(&aws.url()).await;
+    let metrics = Arc::new(Metrics::new(backend.calls().clone()));
+    let recorder = Recorder::new(client.clone(), Reporter::from("asyncscale"));
+    let ctx = Arc::new(
+        Context::new(
+            client,
+            Arc::new(SingleBackend(backend)),
+            recorder,
+            metrics,
+            Duration::from_millis(1),
+        )
+        .with_stale_after_resyncs(1)
+        .with_reconcile_timeout(Duration::from_millis(300)),
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(reconcile(Arc::new(object), ctx).await.is_err());
+    let seen = api.seen();
+    let patch = seen
+        .iter()
+        .rev()
+        .find(|s| s.is_status_patch())
+        .expect("status says the refresh failed");
+    let ready = condition(&patch.body["status"], "Ready");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("Unknown"), Some("ObserveFailed"))
+    );
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("--reconcile-timeout")
+    );
+    assert_eq!(
+        patch.body["status"]["scalableTarget"],
+        serde_json::to_value(&status.scalable_target).unwrap(),
+        "what AWS last held stays in status"
+    );
+    let reasons: Vec<_> = seen.iter().filter_map(Seen::event_reason).collect();
+    assert!(
+        reasons.contains(&"ReconcileTimedOut") && reasons.contains(&"AWSUnreadable"),
+        "{reasons:?}"
+    );
+}
