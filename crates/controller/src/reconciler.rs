@@ -350,28 +350,9 @@ async fn apply(
     };
     // Two resources for one endpoint variant would overwrite each other: the younger waits.
     if let Some(message) = younger_duplicate(ctx, &obj, backend.region()).await {
-        let status = compute_status(
-            &StatusInput {
-                generation: obj.meta().generation,
-                spec: &obj.spec,
-                quota: None,
-                desired: None,
-                observed: None,
-                outcome: SyncOutcome::Conflict(message.clone()),
-                observation_stale: false,
-            },
-            previous.as_ref(),
-            &now(),
-        );
-        publish_status_events(
-            ctx,
-            &obj,
-            previous.as_ref(),
-            &status,
-            &SyncOutcome::Conflict(message),
-        )
-        .await;
-        let written = write_status_if_changed(api, &obj, &status).await?;
+        let outcome = SyncOutcome::Conflict(message);
+        let written =
+            report_without_aws(ctx, api, &obj, previous.as_ref(), &outcome, false).await?;
         ctx.succeeded(&key);
         // Looked up in the watch cache only (no AWS call, no write when unchanged): look again
         // soon, so that deleting the older resource hands over within seconds, not a resync.
@@ -414,21 +395,9 @@ async fn apply(
         // A reconcile that timed out refreshed nothing: status says so as for any failed read
         // (the last observation kept until it is stale, then Ready Unknown).
         let outcome = SyncOutcome::ObserveFailed(error.message.clone());
-        let status = compute_status(
-            &StatusInput {
-                generation: obj.meta().generation,
-                spec: &obj.spec,
-                quota: None,
-                desired: None,
-                observed: None,
-                outcome: outcome.clone(),
-                observation_stale: intent.observation_stale,
-            },
-            previous.as_ref(),
-            &now(),
-        );
-        publish_status_events(ctx, &obj, previous.as_ref(), &status, &outcome).await;
-        let written = write_status_if_changed(api, &obj, &status).await?;
+        let stale = intent.observation_stale;
+        let written =
+            report_without_aws(ctx, api, &obj, previous.as_ref(), &outcome, stale).await?;
         ctx.wrote(&obj, written);
         return Err(ctx.retry_later(&obj, &key, error, started));
     };
@@ -513,6 +482,33 @@ fn timed_out(limit: Duration) -> AwsError {
 
 /// The resources that name the same endpoint variant in the same region (the account is the
 /// controller's own): None when `obj` is the oldest of them, else a message naming the oldest.
+/// Status and Events for an outcome reached without reading AWS (a duplicate refused, a
+/// reconcile timed out); returns the resourceVersion of the status written, if one was.
+async fn report_without_aws(
+    ctx: &Context,
+    api: &Api<AsyncEndpointScaling>,
+    obj: &AsyncEndpointScaling,
+    previous: Option<&AsyncEndpointScalingStatus>,
+    outcome: &SyncOutcome,
+    observation_stale: bool,
+) -> Result<Option<String>, Error> {
+    let status = compute_status(
+        &StatusInput {
+            generation: obj.meta().generation,
+            spec: &obj.spec,
+            quota: None,
+            desired: None,
+            observed: None,
+            outcome: outcome.clone(),
+            observation_stale,
+        },
+        previous,
+        &now(),
+    );
+    publish_status_events(ctx, obj, previous, &status, outcome).await;
+    write_status_if_changed(api, obj, &status).await
+}
+
 /// How soon a younger duplicate checks again whether the older resource is gone.
 const DUPLICATE_RECHECK: Duration = Duration::from_secs(5);
 
