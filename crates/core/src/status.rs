@@ -204,56 +204,26 @@ impl Cond {
 }
 
 fn synced_condition(outcome: &SyncOutcome) -> Cond {
-    match outcome {
-        SyncOutcome::InSync => Cond::new(
-            ConditionType::Synced,
-            ConditionStatus::True,
+    use ConditionStatus::{False, True, Unknown};
+    let (status, reason, message) = match outcome {
+        SyncOutcome::InSync => (
+            True,
             Reason::InSync,
-            "AWS matches the desired configuration",
+            "AWS matches the desired configuration".to_string(),
         ),
-        SyncOutcome::ChangesPending(n) => Cond::new(
-            ConditionType::Synced,
-            ConditionStatus::False,
+        SyncOutcome::ChangesPending(n) => (
+            False,
             Reason::ChangesPending,
             format!("{n} change(s) to AWS are pending; run apply"),
         ),
-        SyncOutcome::ApplyFailed(m) => Cond::new(
-            ConditionType::Synced,
-            ConditionStatus::False,
-            Reason::ApplyFailed,
-            m.clone(),
-        ),
-        SyncOutcome::InvalidSpec(m) => Cond::new(
-            ConditionType::Synced,
-            ConditionStatus::False,
-            Reason::InvalidSpec,
-            m.clone(),
-        ),
-        SyncOutcome::Conflict(m) => Cond::new(
-            ConditionType::Synced,
-            ConditionStatus::False,
-            Reason::Conflict,
-            m.clone(),
-        ),
-        SyncOutcome::QuotaTooLow(m) => Cond::new(
-            ConditionType::Synced,
-            ConditionStatus::False,
-            Reason::QuotaTooLow,
-            m.clone(),
-        ),
-        SyncOutcome::WaitingForQuota(m) => Cond::new(
-            ConditionType::Synced,
-            ConditionStatus::False,
-            Reason::WaitingForQuota,
-            m.clone(),
-        ),
-        SyncOutcome::ObserveFailed(m) => Cond::new(
-            ConditionType::Synced,
-            ConditionStatus::Unknown,
-            Reason::ObserveFailed,
-            m.clone(),
-        ),
-    }
+        SyncOutcome::ApplyFailed(m) => (False, Reason::ApplyFailed, m.clone()),
+        SyncOutcome::InvalidSpec(m) => (False, Reason::InvalidSpec, m.clone()),
+        SyncOutcome::Conflict(m) => (False, Reason::Conflict, m.clone()),
+        SyncOutcome::QuotaTooLow(m) => (False, Reason::QuotaTooLow, m.clone()),
+        SyncOutcome::WaitingForQuota(m) => (False, Reason::WaitingForQuota, m.clone()),
+        SyncOutcome::ObserveFailed(m) => (Unknown, Reason::ObserveFailed, m.clone()),
+    };
+    Cond::new(ConditionType::Synced, status, reason, message)
 }
 
 fn quota_condition(input: &StatusInput<'_>) -> Cond {

@@ -395,18 +395,19 @@ fn delete_removes_ours_and_spares_another_tools_policy() {
     );
 }
 
+/// The example with `deletionPolicy: Retain`.
+fn retained_sdxl() -> String {
+    SDXL.replace(
+        "  maxCapacity: 20\n",
+        "  maxCapacity: 20\n  deletionPolicy: Retain\n",
+    )
+}
+
 #[test]
 fn retain_leaves_the_configuration_and_releases_it_for_adoption() {
     let sim = sim(&["ml.g4dn.xlarge=4"]);
     let dir = tempdir::Dir::new("retain");
-    let file = manifest(
-        &dir,
-        "sdxl.yaml",
-        &SDXL.replace(
-            "  maxCapacity: 20\n",
-            "  maxCapacity: 20\n  deletionPolicy: Retain\n",
-        ),
-    );
+    let file = manifest(&dir, "sdxl.yaml", &retained_sdxl());
     let file = file.to_str().unwrap();
     assert!(cli(&sim, &["apply", "-f", file]).status.success());
     let before = sim.state();
@@ -1090,14 +1091,7 @@ fn with_the_quota_unknown_a_higher_min_capacity_never_raises_max_capacity() {
 fn an_alarm_left_without_its_target_is_adopted_only_when_asked() {
     let sim = sim(&["ml.g4dn.xlarge=4"]);
     let dir = tempdir::Dir::new("alarm-adopt");
-    let retained = manifest(
-        &dir,
-        "retain.yaml",
-        &SDXL.replace(
-            "  maxCapacity: 20\n",
-            "  maxCapacity: 20\n  deletionPolicy: Retain\n",
-        ),
-    );
+    let retained = manifest(&dir, "retain.yaml", &retained_sdxl());
     assert!(
         cli(&sim, &["apply", "-f", retained.to_str().unwrap()])
             .status
