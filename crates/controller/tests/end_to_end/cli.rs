@@ -1194,3 +1194,157 @@ fn a_target_deregistered_while_applying_is_not_reported_in_sync() {
     let again = cli(&sim, &["apply", "-f", min1.to_str().unwrap()]);
     assert!(again.status.success(), "{}", stdout(&again));
 }
+
+/// Every read asyncscale makes, failing alone in each way AWS fails (throttled, a server error,
+/// not found): a converged endpoint is left exactly as it was in AWS (no write, the clamp held),
+/// and `apply` does not claim to be in sync.
+fn each_read_failing_alone_leaves_aws_as_it_was(kind: &str, status: u16, codes: &[(&str, &str)]) {
+    let reads: [(&str, &str); 7] = [
+        ("application-autoscaling", "DescribeScalableTargets"),
+        ("application-autoscaling", "ListTagsForResource"),
+        ("application-autoscaling", "DescribeScalingPolicies"),
+        ("application-autoscaling", "DescribeScalingActivities"),
+        ("cloudwatch", "DescribeAlarms"),
+        ("service-quotas", "ListServiceQuotas"),
+        ("service-quotas", "GetServiceQuota"),
+    ];
+    for (service, operation) in reads {
+        let sim = sim(&["ml.g4dn.xlarge=4"]);
+        let dir = tempdir::Dir::new(&format!("read-{kind}-{operation}"));
+        let file = manifest(&dir, "sdxl.yaml", SDXL);
+        let file = file.to_str().unwrap();
+        assert!(cli(&sim, &["apply", "-f", file]).status.success());
+        assert_eq!(sim.target_max(), 4, "clamped 20 → 4");
+        let before = sim.state();
+        let writes_before = writes(&sim.calls());
+        let code = codes
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map(|(_, c)| *c)
+            .unwrap();
+        let body = json!({"service": service, "operation": operation, "code": code,
+            "status": status, "count": 0})
+        .to_string();
+        assert_eq!(sim.http("POST", "/_sim/faults", &[], &body).0, 204);
+        let apply = cli(&sim, &["apply", "-f", file, "--aws-call-timeout", "20s"]);
+        let out = stdout(&apply);
+        let what = format!("{operation} {kind} ({code} {status})");
+        assert_eq!(
+            writes(&sim.calls()),
+            writes_before,
+            "{what}: no AWS write\n{out}"
+        );
+        assert_eq!(sim.state(), before, "{what}: AWS unchanged\n{out}");
+        assert_eq!(sim.target_max(), 4, "{what}: the clamp holds");
+        assert!(
+            !out.contains("MaxCapacity 4 → 20") && !out.contains("maxCapacity 4 → 20"),
+            "{what}: {out}"
+        );
+        if service == "service-quotas" && kind == "not found" {
+            // Not a passing failure: GetServiceQuota's means "no applied value" (the default is
+            // read instead); ListServiceQuotas' leaves the quota unknown for good, said in status
+            // while the clamp holds, and is no reason to retry.
+            if operation == "ListServiceQuotas" {
+                assert!(out.contains("QuotaUnknown"), "{what}: {out}");
+            }
+        } else {
+            assert_ne!(apply.status.code(), Some(0), "{what}: not in sync\n{out}");
+        }
+    }
+}
+
+#[test]
+fn each_read_throttled_alone_leaves_aws_as_it_was() {
+    each_read_failing_alone_leaves_aws_as_it_was(
+        "throttled",
+        400,
+        &[
+            ("application-autoscaling", "ThrottlingException"),
+            ("cloudwatch", "Throttling"),
+            ("service-quotas", "TooManyRequestsException"),
+        ],
+    );
+}
+
+#[test]
+fn each_read_failing_with_a_server_error_alone_leaves_aws_as_it_was() {
+    each_read_failing_alone_leaves_aws_as_it_was(
+        "server error",
+        500,
+        &[
+            ("application-autoscaling", "InternalServiceException"),
+            ("cloudwatch", "InternalServiceError"),
+            ("service-quotas", "ServiceException"),
+        ],
+    );
+}
+
+#[test]
+fn each_read_not_found_alone_leaves_aws_as_it_was() {
+    each_read_failing_alone_leaves_aws_as_it_was(
+        "not found",
+        400,
+        &[
+            ("application-autoscaling", "ObjectNotFoundException"),
+            ("cloudwatch", "ResourceNotFound"),
+            ("service-quotas", "NoSuchResourceException"),
+        ],
+    );
+}
+
+/// Every write of a first apply, failing alone: apply says which change failed (ApplyFailed,
+/// exit 1), nothing after it is attempted on a guess, and the next apply finishes the job.
+#[test]
+fn each_write_failing_alone_is_reported_and_the_next_apply_finishes() {
+    let writes: [(&str, &str, &str); 3] = [
+        (
+            "application-autoscaling",
+            "RegisterScalableTarget",
+            "InternalServiceException",
+        ),
+        (
+            "application-autoscaling",
+            "PutScalingPolicy",
+            "InternalServiceException",
+        ),
+        ("cloudwatch", "PutMetricAlarm", "InternalServiceError"),
+    ];
+    for (service, operation, code) in writes {
+        let sim = sim(&["ml.g4dn.xlarge=4"]);
+        let dir = tempdir::Dir::new(&format!("write-{operation}"));
+        let file = manifest(&dir, "sdxl.yaml", SDXL);
+        let file = file.to_str().unwrap();
+        let body = json!({"service": service, "operation": operation, "code": code,
+            "status": 500, "count": 0})
+        .to_string();
+        assert_eq!(sim.http("POST", "/_sim/faults", &[], &body).0, 204);
+        let apply = cli(&sim, &["apply", "-f", file]);
+        let out = stdout(&apply);
+        assert_eq!(apply.status.code(), Some(1), "{operation}: {out}");
+        assert!(out.contains("ApplyFailed"), "{operation}: {out}");
+        assert!(out.contains(code), "{operation}: AWS's error named\n{out}");
+        if operation == "RegisterScalableTarget" {
+            let state = sim.state();
+            assert!(
+                state["ScalingPolicies"]
+                    .as_array()
+                    .is_none_or(Vec::is_empty)
+                    && state["MetricAlarms"].as_array().is_none_or(Vec::is_empty),
+                "nothing hangs on a target that is not there: {state}"
+            );
+        }
+        sim.clear_faults();
+        assert!(
+            cli(&sim, &["apply", "-f", file]).status.success(),
+            "{operation}"
+        );
+        let plan = cli(&sim, &["plan", "-f", file]);
+        assert_eq!(
+            plan.status.code(),
+            Some(0),
+            "{operation}: {}",
+            stdout(&plan)
+        );
+        assert_eq!(sim.target_max(), 4, "{operation}: clamped");
+    }
+}
