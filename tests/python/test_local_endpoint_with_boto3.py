@@ -241,3 +241,32 @@ def test_rate_limits_answer_each_services_throttling_error():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_application_auto_scaling_tag_and_name_limits(endpoint):
+    aas = client("application-autoscaling", endpoint)
+
+    def refused(code, call, **kwargs):
+        with pytest.raises(botocore.exceptions.ClientError) as err:
+            call(**kwargs)
+        assert err.value.response["Error"]["Code"] == code, err.value.response
+
+    target = dict(ServiceNamespace="sagemaker", ResourceId=RID, ScalableDimension=DIM, MinCapacity=0, MaxCapacity=4)
+    # RegisterScalableTarget's errors have no TooManyTagsException (API reference): a validation error.
+    refused("ValidationException", aas.register_scalable_target, Tags={f"k{i}": "v" for i in range(51)}, **target)
+    refused("ValidationException", aas.register_scalable_target, Tags={"aws:x": "v"}, **target)
+    refused("ValidationException", aas.register_scalable_target, Tags={"k" * 129: "v"}, **target)
+    assert aas.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == [], "nothing half-written"
+
+    arn = aas.register_scalable_target(Tags={f"k{i}": "v" for i in range(49)}, **target)["ScalableTargetARN"]
+    # Past 50 in all: refused whole, and the tags already there are all that stays.
+    refused("TooManyTagsException", aas.tag_resource, ResourceARN=arn, Tags={"a": "1", "b": "2"})
+    assert len(aas.list_tags_for_resource(ResourceARN=arn)["Tags"]) == 49
+    refused("ValidationException", aas.tag_resource, ResourceARN=arn, Tags={"aws:x": "v"})
+
+    step = {"AdjustmentType": "ChangeInCapacity", "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]}
+    policy = dict(ServiceNamespace="sagemaker", ResourceId=RID, ScalableDimension=DIM, PolicyType="StepScaling",
+                  StepScalingPolicyConfiguration=step)
+    refused("ValidationException", aas.put_scaling_policy, PolicyName="x" * 257, **policy)
+    # PolicyName is \p{Print}+ (API reference): a control character is refused.
+    refused("ValidationException", aas.put_scaling_policy, PolicyName="bad\nname", **policy)

@@ -1003,7 +1003,13 @@ async fn a_timed_out_reconcile_counts_as_a_failed_refresh() {
         .with_reconcile_timeout(Duration::from_millis(300)),
     );
     tokio::time::sleep(Duration::from_millis(5)).await;
-    assert!(reconcile(Arc::new(object), ctx).await.is_err());
+    assert!(reconcile(Arc::new(object), ctx.clone()).await.is_err());
+    assert!(
+        ctx.metrics
+            .encode()
+            .contains(r#"asyncscale_reconciles_total{outcome="timeout"} 1"#),
+        "the timeout shows in metrics"
+    );
     let seen = api.seen();
     let patch = seen
         .iter()
