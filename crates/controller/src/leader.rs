@@ -53,6 +53,17 @@ pub struct Leadership {
     renew_deadline: Duration,
 }
 
+/// Why this replica may not write to AWS.
+#[derive(Debug, thiserror::Error)]
+pub enum NotLeader {
+    #[error(
+        "this replica's leader Lease was last renewed {renewed_s:.1}s ago, past the renew deadline of {deadline_s:.1}s: it stops writing to AWS before a standby may take over"
+    )]
+    PastRenewDeadline { renewed_s: f64, deadline_s: f64 },
+    #[error("this replica does not hold the leader Lease")]
+    NotHeld,
+}
+
 impl Leadership {
     pub fn new(renew_deadline: Duration) -> Self {
         Self {
@@ -62,15 +73,14 @@ impl Leadership {
     }
 
     /// Ok while the last renewal is younger than the renew deadline.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), NotLeader> {
         match *self.renewed_at.lock().expect("leadership lock") {
             Some(at) if at.elapsed() < self.renew_deadline => Ok(()),
-            Some(at) => Err(format!(
-                "this replica's leader Lease was last renewed {:.1}s ago, past the renew deadline of {:.1}s: it stops writing to AWS before a standby may take over",
-                at.elapsed().as_secs_f64(),
-                self.renew_deadline.as_secs_f64()
-            )),
-            None => Err("this replica does not hold the leader Lease".into()),
+            Some(at) => Err(NotLeader::PastRenewDeadline {
+                renewed_s: at.elapsed().as_secs_f64(),
+                deadline_s: self.renew_deadline.as_secs_f64(),
+            }),
+            None => Err(NotLeader::NotHeld),
         }
     }
 
@@ -352,7 +362,7 @@ mod tests {
         assert!(leadership.check().is_ok());
         std::thread::sleep(Duration::from_millis(60));
         let why = leadership.check().unwrap_err();
-        assert!(why.contains("renew deadline"), "{why}");
+        assert!(why.to_string().contains("renew deadline"), "{why}");
         leadership.renewed(Instant::now());
         assert!(leadership.check().is_ok());
         leadership.lost();

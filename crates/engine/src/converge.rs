@@ -42,8 +42,12 @@ impl Fence {
     }
 
     /// `permits` answers Err(why) when writes must stop.
-    pub fn new(permits: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> Self {
-        Self(Some(Arc::new(permits)))
+    pub fn new<E: std::fmt::Display>(
+        permits: impl Fn() -> Result<(), E> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Some(Arc::new(move || {
+            permits().map_err(|why| why.to_string())
+        })))
     }
 
     pub fn check(&self) -> Result<(), AwsError> {
