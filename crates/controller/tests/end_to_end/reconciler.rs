@@ -1038,3 +1038,55 @@ async fn a_timed_out_reconcile_counts_as_a_failed_refresh() {
         "{reasons:?}"
     );
 }
+
+/// A terminal AWS error (permissions) is retried at the resync, not backed off from: the next
+/// recoverable failure starts its backoff afresh.
+#[tokio::test]
+async fn a_terminal_error_resets_the_backoff_so_the_next_failure_starts_short() {
+    let aws = sim().await;
+    let object = created_at(resource(json!({}), true, None), 0, "0a1b", "sdxl");
+    let (client, _api) = FakeApiServer::start(&object);
+    let ctx = context(client, aws_at(&aws.url()).await);
+    let fail_with = |code: &str| {
+        let mut account = aws.account.lock().unwrap();
+        account.faults.clear();
+        account.faults.push(asyncscale_sim::Fault {
+            service: None,
+            operation: "DescribeScalableTargets".into(),
+            code: Some(code.into()),
+            status: 400,
+            message: None,
+            count: 0,
+            delay_seconds: 0.0,
+        });
+    };
+    let fresh = || {
+        let mut fresh = object.clone();
+        fresh.metadata.resource_version = None;
+        Arc::new(fresh)
+    };
+    fail_with("ThrottlingException");
+    let mut last = Duration::ZERO;
+    for _ in 0..3 {
+        let err = reconcile(fresh(), ctx.clone()).await.unwrap_err();
+        error_policy(fresh(), &err, ctx.clone());
+        last = err.retry_in().expect("an AWS failure chooses its retry");
+    }
+    assert!(last >= Duration::from_secs(10), "third failure: {last:?}");
+    fail_with("AccessDeniedException");
+    let action = reconcile(fresh(), ctx.clone())
+        .await
+        .expect("terminal: no backoff");
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(60)),
+        "retried at the resync"
+    );
+    fail_with("ThrottlingException");
+    let err = reconcile(fresh(), ctx).await.unwrap_err();
+    let retry_in = err.retry_in().expect("an AWS failure");
+    assert!(
+        retry_in <= Duration::from_secs(5),
+        "starts afresh: {retry_in:?}"
+    );
+}
