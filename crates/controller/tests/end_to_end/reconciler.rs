@@ -1090,3 +1090,47 @@ async fn a_terminal_error_resets_the_backoff_so_the_next_failure_starts_short() 
         "starts afresh: {retry_in:?}"
     );
 }
+
+/// A quota that cannot be read in the controller: nothing is written (the clamp holds in AWS),
+/// status says so, and the reconcile backs off like any recoverable error.
+#[tokio::test]
+async fn a_failed_quota_read_backs_off_and_writes_nothing() {
+    let aws = sim().await;
+    let status = converge_once(&aws).await;
+    let writes = aws_writes(&aws);
+    aws.account
+        .lock()
+        .unwrap()
+        .faults
+        .push(asyncscale_sim::Fault {
+            service: None,
+            operation: "GetServiceQuota".into(),
+            code: Some("TooManyRequestsException".into()),
+            status: 400,
+            message: None,
+            count: 0,
+            delay_seconds: 0.0,
+        });
+    let object = resource(json!({}), true, Some(&status));
+    let (client, api) = FakeApiServer::start(&object);
+    // A new controller: no quota value cached yet.
+    let err = reconcile(Arc::new(object), context(client, aws_at(&aws.url()).await))
+        .await
+        .unwrap_err();
+    assert!(err.retry_in().is_some(), "backs off: {err}");
+    assert_eq!(aws_writes(&aws), writes, "no AWS write");
+    let max =
+        aws.account.lock().unwrap().snapshot("us-east-1")["ScalableTargets"][0]["MaxCapacity"]
+            .clone();
+    assert_eq!(max, 4, "the clamp holds");
+    let patch = api
+        .seen()
+        .into_iter()
+        .rev()
+        .find(Seen::is_status_patch)
+        .expect("status says the quota is unknown");
+    assert_eq!(
+        condition(&patch.body["status"], "QuotaClamped")["reason"],
+        "QuotaUnknown"
+    );
+}
