@@ -180,7 +180,9 @@ fn is_instance_type(s: &str) -> bool {
 /// An AWS region name such as us-east-1 or us-gov-west-1 (the spec's rule, also for `--region`).
 pub fn is_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
-    parts.len() >= 3
+    // The CRD's maxLength (32) as well as its pattern: the CLI refuses what the server refuses.
+    s.len() <= 32
+        && parts.len() >= 3
         && parts[0].len() == 2
         && parts[0].chars().all(|c| c.is_ascii_lowercase())
         && parts[1..parts.len() - 1]

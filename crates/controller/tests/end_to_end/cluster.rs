@@ -812,6 +812,77 @@ async fn the_real_api_server_validates_defaults_and_accepts_the_install_manifest
             example("a10", ", region: useast1"),
             "spec.region".into(),
         ),
+        (
+            "region-length",
+            example("a11", ", region: us-eastsoutheastnorthwestcentral-1"),
+            "spec.region".into(),
+        ),
+        (
+            "min-negative",
+            example("a12", ", minCapacity: -1"),
+            "spec.minCapacity".into(),
+        ),
+        (
+            "variant-name",
+            example("a13", ", variantName: 'All Traffic'"),
+            "spec.variantName".into(),
+        ),
+        (
+            "endpoint-name-length",
+            example("a14", "").replace("a14-async", &"e".repeat(64)),
+            "spec.endpointName".into(),
+        ),
+        (
+            "long-period",
+            example("a15", ", scaleFromZero: {periodSeconds: 86460}"),
+            "spec.scaleFromZero.periodSeconds".into(),
+        ),
+        (
+            "evaluation-periods",
+            example("a16", ", scaleFromZero: {evaluationPeriods: 0}"),
+            "spec.scaleFromZero.evaluationPeriods".into(),
+        ),
+        (
+            "datapoints-zero",
+            example("a17", ", scaleFromZero: {datapointsToAlarm: 0}"),
+            "spec.scaleFromZero.datapointsToAlarm".into(),
+        ),
+        (
+            "cooldown",
+            example("a18", ", scaleFromZero: {cooldownSeconds: -1}"),
+            "spec.scaleFromZero.cooldownSeconds".into(),
+        ),
+        (
+            "scaling-adjustment",
+            example("a19", ", scaleFromZero: {scalingAdjustment: 0}"),
+            "spec.scaleFromZero.scalingAdjustment".into(),
+        ),
+        (
+            "scale-in-cooldown",
+            example("a20", "").replace(
+                "targetValue: 5",
+                "targetValue: 5, scaleInCooldownSeconds: -1",
+            ),
+            "spec.targetTracking.scaleInCooldownSeconds".into(),
+        ),
+        (
+            "scale-out-cooldown",
+            example("a21", "").replace(
+                "targetValue: 5",
+                "targetValue: 5, scaleOutCooldownSeconds: -1",
+            ),
+            "spec.targetTracking.scaleOutCooldownSeconds".into(),
+        ),
+        (
+            "deletion-policy",
+            example("a22", ", deletionPolicy: Keep"),
+            "spec.deletionPolicy".into(),
+        ),
+        (
+            "quota-policy",
+            example("a23", ", quota: {policy: Bogus}"),
+            "spec.quota.policy".into(),
+        ),
     ];
     for (case, manifest, words) in &cases {
         let server = apply_text(admin, &dir, &format!("{case}.yaml"), manifest);
