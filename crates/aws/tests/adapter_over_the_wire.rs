@@ -421,3 +421,80 @@ async fn a_failed_quota_refresh_serves_the_last_value_read() {
     aws.instance_quota("ml.g4dn.xlarge").await;
     assert_eq!(aws.calls().count(|op| op == "GetServiceQuota"), gets);
 }
+
+/// The fleet view's bulk reads: every target, policy and alarm of the namespace across pages
+/// (50, 10 and 100 a page), and activities newest first with their resource ids.
+#[tokio::test]
+async fn bulk_reads_cover_the_namespace_across_pages() {
+    let (server, aws) = setup(QuotaTable::default()).await;
+    let resource_ids: Vec<String> = (0..60)
+        .map(|i| format!("endpoint/ep-{i:02}/variant/AllTraffic"))
+        .collect();
+    let d = desired("{targetValue: 5}");
+    for id in &resource_ids {
+        aws.register_target(
+            &ScalableTarget {
+                resource_id: id.clone(),
+                ..target(0, 4)
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    for id in resource_ids.iter().take(12) {
+        let mut policy = d.target_tracking.clone();
+        policy.resource_id = id.clone();
+        aws.put_policy(&policy).await.unwrap();
+    }
+    let mut targets = Vec::new();
+    let mut next = None;
+    let mut pages = 0;
+    loop {
+        let page = aws.list_targets(next).await.unwrap();
+        pages += 1;
+        targets.extend(page.items);
+        match page.next {
+            Some(token) => next = Some(token),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 2, "50 a page");
+    let mut seen: Vec<String> = targets.into_iter().map(|t| t.target.resource_id).collect();
+    seen.sort();
+    assert_eq!(seen, resource_ids);
+
+    let first = aws.list_policies(None).await.unwrap();
+    assert_eq!(first.items.len(), 10, "AWS allows 10 policies a page");
+    let second = aws.list_policies(first.next).await.unwrap();
+    assert_eq!(second.items.len(), 2);
+    assert_eq!(second.next, None);
+
+    let alarm_name = ResourceNames::new("ep-00", "AllTraffic").alarm;
+    let mut alarm = d.scale_from_zero.as_ref().unwrap().alarm.clone();
+    alarm.name = alarm_name.clone();
+    aws.put_alarm(&alarm, &Tags::new()).await.unwrap();
+    let alarms = aws
+        .list_alarms(asyncscale_core::names::ALARM_PREFIX, None)
+        .await
+        .unwrap();
+    assert_eq!(alarms.items.len(), 1);
+    assert_eq!(alarms.items[0].alarm.name, alarm_name);
+
+    server.account.lock().unwrap().add_activity(Activity {
+        activity_id: String::new(),
+        service_namespace: "sagemaker".into(),
+        resource_id: resource_ids[3].clone(),
+        scalable_dimension: "sagemaker:variant:DesiredInstanceCount".into(),
+        description: "Setting desired instance count to 1.".into(),
+        cause: "monitor alarm x in state ALARM triggered policy asyncscale-scale-from-zero".into(),
+        start_time: 1_700_000_000.0,
+        end_time: None,
+        status_code: "Successful".into(),
+        status_message: None,
+        not_scaled_reasons: None,
+    });
+    let activities = aws.list_activities(None).await.unwrap();
+    assert_eq!(activities.items.len(), 1);
+    assert_eq!(activities.items[0].0, resource_ids[3]);
+}

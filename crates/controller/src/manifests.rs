@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -12,7 +14,8 @@ use asyncscale_api::{
 use asyncscale_core::status::SyncOutcome;
 use asyncscale_core::{Adoption, ResourceNames};
 use asyncscale_engine::{
-    AutoscalingBackend, CallCounter, ConvergeMode, Fence, Intent, converge, remove,
+    AutoscalingBackend, BackendSource, CallCounter, ConvergeMode, Fence, FleetConfig, FleetSource,
+    Intent, OwnershipCheck, converge, remove,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -100,6 +103,18 @@ pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // One refresh for the whole run: every resource is read from the same picture (its own
+    // writes are read back directly).
+    let bulk = resources.len() >= args.bulk_from as usize;
+    let backends: Arc<dyn BackendSource> = if bulk {
+        let once = FleetConfig {
+            refresh_every: Duration::from_secs(24 * 3600),
+            policy_refresh_every: 1,
+        };
+        Arc::new(FleetSource::new(backends, once))
+    } else {
+        backends
+    };
     let default_region = match backends.backend(None).await {
         Ok(b) => Some(b.region().to_string()),
         Err(_) => None, // every resource without spec.region reports the missing region below
@@ -127,7 +142,9 @@ pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
         };
         let result = match verb {
             Verb::Delete => delete_one(backend.as_ref(), resource).await,
-            Verb::Plan | Verb::Apply => converge_one(backend.as_ref(), resource, verb, &now).await,
+            Verb::Plan | Verb::Apply => {
+                converge_one(backend.as_ref(), resource, verb, &now, bulk).await
+            }
         };
         failed |= result.failed;
         pending |= result.pending;
@@ -169,6 +186,7 @@ async fn converge_one(
     resource: &AsyncEndpointScaling,
     verb: Verb,
     now: &Time,
+    bulk: bool,
 ) -> Outcome {
     let intent = Intent {
         spec: &resource.spec,
@@ -177,6 +195,11 @@ async fn converge_one(
         generation: resource.metadata.generation,
         fence: Fence::open(),
         observation_stale: false,
+        ownership_check: if bulk {
+            OwnershipCheck::BeforeWrites
+        } else {
+            OwnershipCheck::Always
+        },
     };
     let mode = if verb == Verb::Plan {
         ConvergeMode::Plan

@@ -15,7 +15,8 @@ use asyncscale_core::status::{
     initial_status, same_ignoring_time,
 };
 use asyncscale_engine::{
-    AwsError, BackendSource, ConvergeMode, ErrorClass, Fence, Intent, converge, remove,
+    AwsError, BackendSource, ConvergeMode, ErrorClass, Fence, Intent, OwnershipCheck, converge,
+    remove,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
@@ -372,6 +373,7 @@ async fn apply(
         generation: obj.meta().generation,
         fence: ctx.fence.clone(),
         observation_stale: ctx.observation_stale(&obj),
+        ownership_check: OwnershipCheck::Always,
     };
     let started_at = now();
     let converging = converge(

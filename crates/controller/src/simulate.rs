@@ -8,7 +8,7 @@ use asyncscale_api::{AsyncEndpointScaling, QuotaPolicy};
 use asyncscale_aws::SdkBackend;
 use asyncscale_core::Adoption;
 use asyncscale_core::status::SyncOutcome;
-use asyncscale_engine::{ConvergeMode, Fence, Intent, converge};
+use asyncscale_engine::{ConvergeMode, Fence, Intent, OwnershipCheck, converge};
 use asyncscale_sim::model::assumptions::Assumptions;
 use asyncscale_sim::model::load::LoadProfile;
 use asyncscale_sim::model::report::{Summary, summarize};
@@ -126,6 +126,7 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
             generation: None,
             fence: Fence::open(),
             observation_stale: false,
+            ownership_check: OwnershipCheck::Always,
         };
         let report = converge(&backend, &intent, ConvergeMode::Apply, None, &now).await;
         if report.outcome != SyncOutcome::InSync {

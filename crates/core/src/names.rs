@@ -74,6 +74,10 @@ impl Owner {
     }
 }
 
+/// Every alarm asyncscale creates starts with this (bulk reads use it as AlarmNamePrefix).
+pub const ALARM_PREFIX: &str = "asyncscale-endpoint/";
+const ALARM_SUFFIX: &str = "-HasBacklogWithoutCapacity";
+
 /// The names of everything asyncscale owns for one endpoint variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceNames {
@@ -87,11 +91,19 @@ impl ResourceNames {
     pub fn new(endpoint: &str, variant: &str) -> Self {
         let resource_id = format!("endpoint/{endpoint}/variant/{variant}");
         Self {
-            alarm: format!("{NAME_PREFIX}{resource_id}-HasBacklogWithoutCapacity"),
+            alarm: format!("{NAME_PREFIX}{resource_id}{ALARM_SUFFIX}"),
             resource_id,
             target_tracking_policy: TARGET_TRACKING_POLICY.to_string(),
             scale_from_zero_policy: SCALE_FROM_ZERO_POLICY.to_string(),
         }
+    }
+
+    /// The scalable target's resource id that an alarm of asyncscale's name belongs to.
+    pub fn resource_id_of_alarm(alarm: &str) -> Option<&str> {
+        alarm
+            .strip_prefix(NAME_PREFIX)?
+            .strip_suffix(ALARM_SUFFIX)
+            .filter(|id| id.starts_with("endpoint/"))
     }
 
     pub fn is_ours(&self, policy_name: &str) -> bool {
@@ -102,6 +114,20 @@ impl ResourceNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alarm_name_leads_back_to_its_resource_id() {
+        let names = ResourceNames::new("ep-1", "AllTraffic");
+        assert!(names.alarm.starts_with(ALARM_PREFIX));
+        assert_eq!(
+            ResourceNames::resource_id_of_alarm(&names.alarm),
+            Some(names.resource_id.as_str())
+        );
+        assert_eq!(
+            ResourceNames::resource_id_of_alarm("asyncscale-other"),
+            None
+        );
+    }
 
     #[test]
     fn names_of_different_variants_never_collide() {

@@ -80,9 +80,25 @@ pub struct Intent<'a> {
     pub generation: Option<i64>,
     /// Checked before every AWS write.
     pub fence: Fence,
+    /// When the scalable target's owner tags are read.
+    pub ownership_check: OwnershipCheck,
     /// The caller's last good observation of AWS is too old to stand for the present (see
     /// `StatusInput::observation_stale`); always false where there is no previous status.
     pub observation_stale: bool,
+}
+
+/// When a reconcile reads the scalable target's owner tags (ListTagsForResource).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OwnershipCheck {
+    /// On every observation (served from the fleet view's cache after the first read), so
+    /// status always says whose the target is.
+    #[default]
+    Always,
+    /// Only when the plan would write: ownership is proven before any change, and a target
+    /// that already matches the intent costs no tag read. A bulk `plan`/`apply` of many
+    /// resources, which has no cache across runs, uses this; such a target is reported in sync
+    /// even when another resource's tags are on it.
+    BeforeWrites,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +128,22 @@ pub async fn observe(
     backend: &dyn AutoscalingBackend,
     names: &ResourceNames,
 ) -> Result<Observed, AwsError> {
+    observe_parts(backend, names, TargetTags::Read).await
+}
+
+/// Whether `observe` reads the scalable target's tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TargetTags {
+    Read,
+    /// Left empty: read only when a plan would write (see `decide_and_apply`).
+    WhenWriting,
+}
+
+async fn observe_parts(
+    backend: &dyn AutoscalingBackend,
+    names: &ResourceNames,
+    target_tags: TargetTags,
+) -> Result<Observed, AwsError> {
     let (target, policies, alarm, activities) = tokio::join!(
         backend.describe_target(&names.resource_id),
         backend.describe_policies(&names.resource_id),
@@ -120,7 +152,8 @@ pub async fn observe(
     );
     let mut target = target?;
     let mut alarm = alarm?;
-    if let Some(t) = target.as_mut()
+    if target_tags == TargetTags::Read
+        && let Some(t) = target.as_mut()
         && let Some(arn) = &t.arn
     {
         t.tags = backend.target_tags(arn).await?;
@@ -175,7 +208,14 @@ pub async fn converge(
         let names = ResourceNames::new(&spec.endpoint_name, &spec.variant_name);
         let (reading, observed) = tokio::join!(
             backend.instance_quota(&spec.instance_type),
-            observe(backend, &names)
+            observe_parts(
+                backend,
+                &names,
+                match intent.ownership_check {
+                    OwnershipCheck::Always => TargetTags::Read,
+                    OwnershipCheck::BeforeWrites => TargetTags::WhenWriting,
+                }
+            )
         );
         quota = Some(reading.lookup);
         match observed {
@@ -243,6 +283,36 @@ async fn decide_and_apply(
             return;
         }
     };
+    // Ownership proven before the first write only: a target that already matches the intent
+    // needs no tags (one ListTagsForResource per endpoint saved), and a plan that would write
+    // reads them and is made again with the truth.
+    if intent.ownership_check == OwnershipCheck::BeforeWrites
+        && let Some(arn) = observed.target.as_ref().and_then(|t| t.arn.clone())
+    {
+        let mut assumed_ours = observed.clone();
+        if let Some(t) = assumed_ours.target.as_mut() {
+            t.tags = intent.owner.tags();
+        }
+        let writes_nothing =
+            plan_apply(&desired, &assumed_ours, &intent.adoption).is_ok_and(|plan| plan.is_empty());
+        if writes_nothing {
+            report.desired = Some(desired);
+            return;
+        }
+        match backend.target_tags(&arn).await {
+            Ok(tags) => {
+                if let Some(t) = report.observed.as_mut().and_then(|o| o.target.as_mut()) {
+                    t.tags = tags;
+                }
+            }
+            Err(e) => {
+                report.outcome = SyncOutcome::ObserveFailed(e.to_string());
+                report.error = Some(e);
+                return;
+            }
+        }
+    }
+    let observed = report.observed.as_ref().expect("observed before deciding");
     let plan = match plan_apply(&desired, observed, &intent.adoption) {
         Ok(plan) => plan,
         Err(Blocked::Conflict(message)) => {

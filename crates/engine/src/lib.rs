@@ -6,13 +6,16 @@
 pub mod calls;
 pub mod converge;
 pub mod error;
+pub mod fleet;
 pub mod port;
 pub mod source;
 
 pub use calls::{CallCounter, CallKey};
 pub use converge::{
-    ConvergeMode, ConvergeReport, Fence, Intent, RemoveReport, converge, observe, remove,
+    ConvergeMode, ConvergeReport, Fence, Intent, OwnershipCheck, RemoveReport, converge, observe,
+    remove,
 };
 pub use error::{AwsError, ErrorClass};
-pub use port::{AutoscalingBackend, QuotaReading};
+pub use fleet::{FleetChange, FleetConfig, FleetSource, FleetView};
+pub use port::{AutoscalingBackend, Page, QuotaReading};
 pub use source::{BackendSource, SingleBackend};

@@ -18,6 +18,13 @@ pub struct QuotaReading {
     pub error: Option<AwsError>,
 }
 
+/// One page of a bulk read, and the token of the next (None: the last page).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
 /// One account and region. Every method is one logical AWS operation on the `sagemaker`
 /// namespace and `sagemaker:variant:DesiredInstanceCount` dimension.
 #[async_trait]
@@ -57,6 +64,24 @@ pub trait AutoscalingBackend: Send + Sync {
         resource_id: &str,
         max: i32,
     ) -> Result<Vec<ScalingActivity>, AwsError>;
+    /// One page of DescribeScalableTargets for the whole `sagemaker` namespace (50 a page); tags
+    /// left empty.
+    async fn list_targets(&self, next: Option<String>) -> Result<Page<ObservedTarget>, AwsError>;
+    /// One page of DescribeScalingPolicies for the whole namespace (AWS allows 10 a page).
+    async fn list_policies(&self, next: Option<String>) -> Result<Page<ObservedPolicy>, AwsError>;
+    /// One page of DescribeAlarms for the metric alarms whose names start with `prefix` (100 a
+    /// page); tags left unread.
+    async fn list_alarms(
+        &self,
+        prefix: &str,
+        next: Option<String>,
+    ) -> Result<Page<ObservedAlarm>, AwsError>;
+    /// One page of DescribeScalingActivities for the whole namespace, newest first (50 a page),
+    /// each with its resource id.
+    async fn list_activities(
+        &self,
+        next: Option<String>,
+    ) -> Result<Page<(String, ScalingActivity)>, AwsError>;
     /// The quota `<instance type> for endpoint usage`. Never fails the reconcile by itself: a
     /// failed read serves the last known value (Stale) or none (Unknown), with the error beside it.
     async fn instance_quota(&self, instance_type: &str) -> QuotaReading;

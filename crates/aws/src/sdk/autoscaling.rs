@@ -8,7 +8,7 @@ use aws_sdk_applicationautoscaling as aas;
 use asyncscale_core::*;
 
 use super::{AAS, SdkBackend, build_error};
-use asyncscale_engine::AwsError;
+use asyncscale_engine::{AwsError, Page};
 
 impl SdkBackend {
     pub(super) async fn describe_target(
@@ -27,36 +27,84 @@ impl SdkBackend {
                     .send()
             })
             .await?;
-        let Some(found) = out
+        Ok(out
             .scalable_targets()
             .iter()
             .find(|t| t.resource_id() == resource_id)
-        else {
-            return Ok(None);
-        };
-        let suspended = found.suspended_state();
-        let target = ScalableTarget {
-            resource_id: resource_id.to_string(),
-            min_capacity: found.min_capacity(),
-            max_capacity: found.max_capacity(),
-            suspended: SuspendedState {
-                dynamic_scaling_in: suspended
-                    .and_then(|s| s.dynamic_scaling_in_suspended())
-                    .unwrap_or(false),
-                dynamic_scaling_out: suspended
-                    .and_then(|s| s.dynamic_scaling_out_suspended())
-                    .unwrap_or(false),
-                scheduled_scaling: suspended
-                    .and_then(|s| s.scheduled_scaling_suspended())
-                    .unwrap_or(false),
-            },
-        };
-        let arn = found.scalable_target_arn().map(str::to_string);
-        Ok(Some(ObservedTarget {
-            target,
-            arn,
-            tags: Tags::new(),
-        }))
+            .map(target_from_sdk))
+    }
+
+    pub(super) async fn list_targets(
+        &self,
+        next: Option<String>,
+    ) -> Result<Page<ObservedTarget>, AwsError> {
+        let out = self
+            .call(AAS, "DescribeScalableTargets", || {
+                self.autoscaling
+                    .describe_scalable_targets()
+                    .service_namespace(aas::types::ServiceNamespace::Sagemaker)
+                    .scalable_dimension(
+                        aas::types::ScalableDimension::SageMakerVariantDesiredInstanceCount,
+                    )
+                    .max_results(50)
+                    .set_next_token(next.clone())
+                    .send()
+            })
+            .await?;
+        Ok(Page {
+            items: out.scalable_targets().iter().map(target_from_sdk).collect(),
+            next: next_token(out.next_token()),
+        })
+    }
+
+    pub(super) async fn list_policies(
+        &self,
+        next: Option<String>,
+    ) -> Result<Page<ObservedPolicy>, AwsError> {
+        let out = self
+            .call(AAS, "DescribeScalingPolicies", || {
+                self.autoscaling
+                    .describe_scaling_policies()
+                    .service_namespace(aas::types::ServiceNamespace::Sagemaker)
+                    .scalable_dimension(
+                        aas::types::ScalableDimension::SageMakerVariantDesiredInstanceCount,
+                    )
+                    .max_results(10)
+                    .set_next_token(next.clone())
+                    .send()
+            })
+            .await?;
+        Ok(Page {
+            items: out.scaling_policies().iter().map(policy_from_sdk).collect(),
+            next: next_token(out.next_token()),
+        })
+    }
+
+    pub(super) async fn list_activities(
+        &self,
+        next: Option<String>,
+    ) -> Result<Page<(String, ScalingActivity)>, AwsError> {
+        let out = self
+            .call(AAS, "DescribeScalingActivities", || {
+                self.autoscaling
+                    .describe_scaling_activities()
+                    .service_namespace(aas::types::ServiceNamespace::Sagemaker)
+                    .scalable_dimension(
+                        aas::types::ScalableDimension::SageMakerVariantDesiredInstanceCount,
+                    )
+                    .max_results(50)
+                    .set_next_token(next.clone())
+                    .send()
+            })
+            .await?;
+        Ok(Page {
+            items: out
+                .scaling_activities()
+                .iter()
+                .map(|a| (a.resource_id().to_string(), activity_from_sdk(a)))
+                .collect(),
+            next: next_token(out.next_token()),
+        })
     }
 
     pub(super) async fn target_tags(&self, arn: &str) -> Result<Tags, AwsError> {
@@ -168,10 +216,7 @@ impl SdkBackend {
                 })
                 .await?;
             policies.extend(out.scaling_policies().iter().map(policy_from_sdk));
-            token = out
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_string);
+            token = next_token(out.next_token());
             if token.is_none() {
                 return Ok(policies);
             }
@@ -262,18 +307,47 @@ impl SdkBackend {
         sorted.sort_by_key(|a| {
             std::cmp::Reverse((a.start_time().secs(), a.start_time().subsec_nanos()))
         });
-        let activities = sorted
-            .into_iter()
-            .map(|a| ScalingActivity {
-                activity_id: a.activity_id().to_string(),
-                status_code: a.status_code().as_str().to_string(),
-                description: a.description().to_string(),
-                cause: a.cause().to_string(),
-                status_message: a.status_message().map(str::to_string),
-                start_time: rfc3339(a.start_time()),
-            })
-            .collect();
-        Ok(activities)
+        Ok(sorted.into_iter().map(activity_from_sdk).collect())
+    }
+}
+
+/// "This value is null if there are no more results to return"; one AWS example shows `""`.
+fn next_token(token: Option<&str>) -> Option<String> {
+    token.filter(|t| !t.is_empty()).map(str::to_string)
+}
+
+fn target_from_sdk(found: &aas::types::ScalableTarget) -> ObservedTarget {
+    let suspended = found.suspended_state();
+    ObservedTarget {
+        target: ScalableTarget {
+            resource_id: found.resource_id().to_string(),
+            min_capacity: found.min_capacity(),
+            max_capacity: found.max_capacity(),
+            suspended: SuspendedState {
+                dynamic_scaling_in: suspended
+                    .and_then(|s| s.dynamic_scaling_in_suspended())
+                    .unwrap_or(false),
+                dynamic_scaling_out: suspended
+                    .and_then(|s| s.dynamic_scaling_out_suspended())
+                    .unwrap_or(false),
+                scheduled_scaling: suspended
+                    .and_then(|s| s.scheduled_scaling_suspended())
+                    .unwrap_or(false),
+            },
+        },
+        arn: found.scalable_target_arn().map(str::to_string),
+        tags: Tags::new(),
+    }
+}
+
+fn activity_from_sdk(a: &aas::types::ScalingActivity) -> ScalingActivity {
+    ScalingActivity {
+        activity_id: a.activity_id().to_string(),
+        status_code: a.status_code().as_str().to_string(),
+        description: a.description().to_string(),
+        cause: a.cause().to_string(),
+        status_message: a.status_message().map(str::to_string),
+        start_time: rfc3339(a.start_time()),
     }
 }
 

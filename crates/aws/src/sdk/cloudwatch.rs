@@ -5,7 +5,7 @@ use aws_sdk_cloudwatch as cw;
 use asyncscale_core::*;
 
 use super::{CW, SdkBackend};
-use asyncscale_engine::AwsError;
+use asyncscale_engine::{AwsError, Page};
 
 impl SdkBackend {
     pub(super) async fn describe_alarm(
@@ -22,6 +22,30 @@ impl SdkBackend {
             .iter()
             .find(|a| a.alarm_name() == Some(name))
             .map(alarm_from_sdk))
+    }
+
+    pub(super) async fn list_alarms(
+        &self,
+        prefix: &str,
+        next: Option<String>,
+    ) -> Result<Page<ObservedAlarm>, AwsError> {
+        let out = self
+            .call(CW, "DescribeAlarms", || {
+                self.cloudwatch
+                    .describe_alarms()
+                    .alarm_name_prefix(prefix)
+                    .max_records(100)
+                    .set_next_token(next.clone())
+                    .send()
+            })
+            .await?;
+        Ok(Page {
+            items: out.metric_alarms().iter().map(alarm_from_sdk).collect(),
+            next: out
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string),
+        })
     }
 
     pub(super) async fn put_alarm(&self, alarm: &MetricAlarm, tags: &Tags) -> Result<(), AwsError> {

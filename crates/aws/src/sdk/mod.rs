@@ -26,7 +26,9 @@ mod quotas;
 
 use quotas::{CachedQuota, QUOTA_TTL};
 
-use asyncscale_engine::{AutoscalingBackend, AwsError, CallCounter, ErrorClass, QuotaReading};
+use asyncscale_engine::{
+    AutoscalingBackend, AwsError, CallCounter, ErrorClass, Page, QuotaReading,
+};
 
 use crate::budget::RequestBudget;
 use crate::classify::{classify, is_throttle};
@@ -413,6 +415,29 @@ impl AutoscalingBackend for SdkBackend {
         max: i32,
     ) -> Result<Vec<ScalingActivity>, AwsError> {
         SdkBackend::recent_activities(self, resource_id, max).await
+    }
+
+    async fn list_targets(&self, next: Option<String>) -> Result<Page<ObservedTarget>, AwsError> {
+        SdkBackend::list_targets(self, next).await
+    }
+
+    async fn list_policies(&self, next: Option<String>) -> Result<Page<ObservedPolicy>, AwsError> {
+        SdkBackend::list_policies(self, next).await
+    }
+
+    async fn list_alarms(
+        &self,
+        prefix: &str,
+        next: Option<String>,
+    ) -> Result<Page<ObservedAlarm>, AwsError> {
+        SdkBackend::list_alarms(self, prefix, next).await
+    }
+
+    async fn list_activities(
+        &self,
+        next: Option<String>,
+    ) -> Result<Page<(String, ScalingActivity)>, AwsError> {
+        SdkBackend::list_activities(self, next).await
     }
 
     async fn instance_quota(&self, instance_type: &str) -> QuotaReading {

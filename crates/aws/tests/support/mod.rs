@@ -25,6 +25,7 @@ pub(crate) async fn backend_in(url: &str, region: &str) -> SdkBackend {
 
 /// The configuration asyncscale wants for a resource with this `targetTracking` (YAML flow map),
 /// with the quota unknown so maxCapacity applies as written.
+#[allow(dead_code)] // not every test binary uses it
 pub(crate) fn desired(target_tracking: &str) -> Desired {
     let yaml = format!(
         "apiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {{name: sdxl, namespace: ml}}\nspec: {{endpointName: sdxl-async, instanceType: ml.g4dn.xlarge, maxCapacity: 20, targetTracking: {target_tracking}}}\n"

@@ -15,7 +15,10 @@ use kube::runtime::{Controller, watcher};
 use tokio::sync::watch;
 
 use asyncscale_api::AsyncEndpointScaling;
-use asyncscale_engine::{CallCounter, Fence};
+use asyncscale_core::ResourceNames;
+use asyncscale_engine::{CallCounter, Fence, FleetChange, FleetConfig, FleetSource};
+use kube::runtime::reflector::{ObjectRef, Store};
+use tokio::sync::broadcast;
 
 use super::args::{AwsArgs, parse_duration};
 use crate::admin::{Health, admin_router};
@@ -75,6 +78,12 @@ pub struct RunArgs {
     /// of AWS does not flip every resource of the account.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     stale_after_resyncs: u32,
+    /// Scaling policies are read in bulk every this many resyncs (targets, alarms and activities
+    /// every resync). AWS returns at most 10 policies a page, so reading them every resync
+    /// would cost 0.2 calls per endpoint alone; policy drift is repaired within this many
+    /// resyncs (a deleted step policy shows in its alarm at once).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    policy_refresh_resyncs: u32,
     /// Reconciles running at once. Bounds bursts of AWS calls (about six per reconcile) against
     /// CloudWatch's DescribeAlarms (9 a second) and Application Auto Scaling's limits.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -114,6 +123,14 @@ async fn run_controller(args: RunArgs) -> Result<(), RunError> {
         },
     );
     let (backends, _simulated) = args.aws.connect(calls).await.map_err(RunError::Aws)?;
+    // One bulk-read picture of AWS per account and region, refreshed once per resync.
+    let fleet = Arc::new(FleetSource::new(
+        backends,
+        FleetConfig {
+            refresh_every: args.resync,
+            policy_refresh_every: args.policy_refresh_resyncs,
+        },
+    ));
     let lease = LeaseConfig {
         name: args.lease_name.clone(),
         namespace: args.lease_namespace.clone(),
@@ -123,7 +140,7 @@ async fn run_controller(args: RunArgs) -> Result<(), RunError> {
     let leadership = Arc::new(Leadership::new(lease.renew_deadline()));
     let mut context = Context::new(
         client.clone(),
-        backends,
+        fleet.clone(),
         recorder,
         metrics.clone(),
         args.resync,
@@ -171,6 +188,7 @@ async fn run_controller(args: RunArgs) -> Result<(), RunError> {
             client,
             args.namespaces.clone(),
             args.concurrency,
+            fleet,
             ctx,
             health,
             stop_rx,
@@ -195,6 +213,7 @@ async fn run_controller(args: RunArgs) -> Result<(), RunError> {
             client.clone(),
             namespaces.clone(),
             args.concurrency,
+            fleet.clone(),
             ctx.clone(),
             health.clone(),
             stop_rx.clone(),
@@ -211,6 +230,7 @@ async fn run_controllers(
     client: kube::Client,
     namespaces: Vec<String>,
     concurrency: u16,
+    fleet: Arc<FleetSource>,
     ctx: Arc<Context>,
     health: Arc<Health>,
     stop: watch::Receiver<bool>,
@@ -231,6 +251,8 @@ async fn run_controllers(
         let controller = Controller::new(api, watcher::Config::default().any_semantic())
             .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
         let store = controller.store();
+        // Drift a refresh of the fleet view finds is repaired now, not at the next resync.
+        let controller = controller.reconcile_on(changed_resources(fleet.changes(), store.clone()));
         let synced = Arc::new(AtomicBool::new(false));
         stores.push(WatchedStore {
             store: store.clone(),
@@ -268,4 +290,38 @@ async fn run_controllers(
     }).collect();
     ctx.watch_stores(stores);
     futures::future::join_all(runs).await;
+}
+
+/// The resources managing each endpoint variant whose AWS state a refresh found changed.
+fn changed_resources(
+    changes: broadcast::Receiver<FleetChange>,
+    store: Store<AsyncEndpointScaling>,
+) -> impl futures::Stream<Item = ObjectRef<AsyncEndpointScaling>> + Send + 'static {
+    futures::stream::unfold(changes, |mut changes| async move {
+        loop {
+            match changes.recv().await {
+                Ok(change) => return Some((change, changes)),
+                // Missed changes are found by the resync.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .flat_map(move |change| {
+        let refs: Vec<_> = store
+            .state()
+            .iter()
+            .filter(|obj| {
+                ResourceNames::new(&obj.spec.endpoint_name, &obj.spec.variant_name).resource_id
+                    == change.resource_id
+                    && obj
+                        .spec
+                        .region
+                        .as_deref()
+                        .is_none_or(|region| region == change.region)
+            })
+            .map(|obj| ObjectRef::from_obj(obj.as_ref()))
+            .collect();
+        futures::stream::iter(refs)
+    })
 }

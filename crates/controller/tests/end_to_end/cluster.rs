@@ -4,7 +4,6 @@
 //! `asyncscale sim serve`. Apply a resource, wait for Ready, read `kubectl get aes`, check AWS,
 //! Events, managed fields and metrics, delete, shut down; leader election and partitions.
 
-use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -150,11 +149,17 @@ impl Cluster {
             .env("POD_NAME", pod)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            // A file, not a pipe nobody reads: a full pipe would stop the controller mid-test.
+            .stderr(std::fs::File::create(controller_log(pod)).unwrap())
             .spawn()
             .unwrap();
         (Process(child), metrics_addr)
     }
+}
+
+/// Where a test's controller logs (kept after the test, for reading when it fails).
+fn controller_log(pod: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("asyncscale-e2e-{}-{pod}.log", std::process::id()))
 }
 
 fn metric(addr: &str, name: &str) -> Option<f64> {
@@ -402,14 +407,7 @@ async fn kubectl_apply_reconciles_through_the_controller_and_delete_cleans_aws()
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(code.success(), "exit status {code:?}");
-    let mut logs = String::new();
-    controller
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = std::fs::read_to_string(controller_log("asyncscale-test-0")).unwrap();
     let lines: Vec<Value> = logs
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON log line: {l}")))
@@ -1035,14 +1033,7 @@ async fn without_the_status_patch_verb_the_controller_fails_visibly() {
         .arg(controller.0.id().to_string())
         .status();
     let _ = controller.0.wait();
-    let mut logs = String::new();
-    controller
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = std::fs::read_to_string(controller_log("limited-0")).unwrap();
     assert!(logs.contains("forbidden"), "the log says why: {logs}");
 }
 

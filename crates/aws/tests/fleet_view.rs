@@ -1,0 +1,200 @@
+//! The fleet view over the SDK adapter and the local AWS endpoint: what a no-drift resync costs,
+//! read-your-writes, drift found by a refresh, and a failed page. Calls are counted by the
+//! adapter, as in production.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use asyncscale_api::{AsyncEndpointScalingSpec, parse_manifests};
+use asyncscale_aws::RequestBudget;
+use asyncscale_core::status::SyncOutcome;
+use asyncscale_core::*;
+use asyncscale_engine::{
+    AutoscalingBackend, CallCounter, ConvergeMode, Fence, FleetConfig, FleetView, Intent,
+    OwnershipCheck, converge,
+};
+use asyncscale_sim::{Fault, SimServer};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+mod support;
+use support::backend_at;
+
+fn spec(i: usize) -> AsyncEndpointScalingSpec {
+    let yaml = format!(
+        "apiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {{name: ep-{i}, namespace: ml}}\nspec: {{endpointName: ep-{i:03}, instanceType: ml.g4dn.xlarge, maxCapacity: 4, targetTracking: {{targetValue: 5}}}}\n"
+    );
+    parse_manifests("t.yaml", &yaml)
+        .unwrap()
+        .remove(0)
+        .resource
+        .spec
+}
+
+fn owner(i: usize) -> Owner {
+    Owner {
+        namespace: "ml".into(),
+        name: format!("ep-{i}"),
+        uid: Some(format!("uid-{i}")),
+    }
+}
+
+async fn setup(refresh_every: Duration) -> (SimServer, CallCounter, Arc<FleetView>) {
+    // A known quota above maxCapacity: an unknown one would keep a lowered MaxCapacity as it is.
+    let quotas = asyncscale_sim::quota_table(&["ml.g4dn.xlarge=8".to_string()], &[]).unwrap();
+    let server = asyncscale_sim::start("127.0.0.1:0".parse().unwrap(), quotas)
+        .await
+        .unwrap();
+    // AWS's rates would make the fleet's first pass take a minute (PutMetricAlarm: 3 a second).
+    let backend = backend_at(&server.url())
+        .await
+        .with_budget(RequestBudget::unlimited());
+    let calls = backend.calls().clone();
+    let view = Arc::new(FleetView::new(
+        Arc::new(backend),
+        FleetConfig {
+            refresh_every,
+            policy_refresh_every: 1,
+        },
+    ));
+    (server, calls, view)
+}
+
+async fn converge_all(view: &FleetView, n: usize) -> Vec<SyncOutcome> {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let mut outcomes = Vec::new();
+    for i in 0..n {
+        let spec = spec(i);
+        let intent = Intent {
+            spec: &spec,
+            owner: owner(i),
+            adoption: Adoption::new(false),
+            generation: Some(1),
+            fence: Fence::open(),
+            observation_stale: false,
+            ownership_check: OwnershipCheck::Always,
+        };
+        let report = converge(view, &intent, ConvergeMode::Apply, None, &now).await;
+        outcomes.push(report.outcome);
+    }
+    outcomes
+}
+
+fn count(calls: &CallCounter, operation: &str) -> u64 {
+    calls.count(|op| op == operation)
+}
+
+#[tokio::test]
+async fn a_no_drift_resync_of_a_fleet_costs_a_few_pages_whatever_its_size() {
+    const N: usize = 120;
+    let (_server, calls, view) = setup(Duration::from_millis(300)).await;
+    let first = converge_all(&view, N).await;
+    assert!(first.iter().all(|o| *o == SyncOutcome::InSync), "{first:?}");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+
+    let before = calls.snapshot();
+    let writes = calls.writes();
+    let second = converge_all(&view, N).await;
+    assert!(
+        second.iter().all(|o| *o == SyncOutcome::InSync),
+        "{second:?}"
+    );
+    let after = calls.snapshot();
+    let spent = |op: &str| {
+        after
+            .iter()
+            .filter(|(k, _)| k.operation == op)
+            .map(|(_, n)| n)
+            .sum::<u64>()
+            - before
+                .iter()
+                .filter(|(k, _)| k.operation == op)
+                .map(|(_, n)| n)
+                .sum::<u64>()
+    };
+    // 120 targets: 3 pages of 50; 240 policies (two per endpoint): 24 pages of 10; 120 alarms: 2
+    // pages of 100; no activity: 1 page. Tags were read once per ARN in the first pass.
+    assert_eq!(spent("DescribeScalableTargets"), 3);
+    assert_eq!(spent("DescribeScalingPolicies"), 24);
+    assert_eq!(spent("DescribeAlarms"), 2);
+    assert_eq!(spent("DescribeScalingActivities"), 1);
+    assert_eq!(spent("ListTagsForResource"), 0);
+    let total: u64 = after.values().sum::<u64>() - before.values().sum::<u64>();
+    let quota_reads = spent("GetServiceQuota") + spent("ListServiceQuotas");
+    assert_eq!(total - quota_reads, 30, "{after:?}");
+    assert_eq!(calls.writes(), writes, "no write");
+}
+
+#[tokio::test]
+async fn a_write_is_read_back_directly_until_a_refresh_that_started_after_it() {
+    let (_server, calls, view) = setup(Duration::from_secs(3600)).await;
+    assert!(converge_all(&view, 1).await == [SyncOutcome::InSync]);
+    let rid = ResourceNames::new("ep-000", "AllTraffic").resource_id;
+    let seen = view.describe_target(&rid).await.unwrap().unwrap();
+    assert_eq!(seen.target.max_capacity, 4);
+
+    let reads = count(&calls, "DescribeScalableTargets");
+    let mut changed = seen.target.clone();
+    changed.max_capacity = 3;
+    view.register_target(&changed, None).await.unwrap();
+    let read_back = view.describe_target(&rid).await.unwrap().unwrap();
+    assert_eq!(read_back.target.max_capacity, 3, "never the picture's 4");
+    assert_eq!(
+        count(&calls, "DescribeScalableTargets"),
+        reads + 1,
+        "one direct read, no refresh (the picture is an hour fresh)"
+    );
+}
+
+#[tokio::test]
+async fn drift_by_hand_is_found_by_the_next_refresh_and_reported_as_a_change() {
+    let (_server, _calls, view) = setup(Duration::from_millis(200)).await;
+    let mut changes = view.changes();
+    converge_all(&view, 3).await;
+    // Someone lowers MaxCapacity of ep-001 by hand, past the view.
+    let rid = ResourceNames::new("ep-001", "AllTraffic").resource_id;
+    let by_hand = backend_at(&_server.url()).await;
+    let mut target = by_hand.describe_target(&rid).await.unwrap().unwrap().target;
+    target.max_capacity = 1;
+    by_hand.register_target(&target, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+
+    let outcomes = converge_all(&view, 3).await;
+    let change = changes.try_recv().expect("the refresh reports the drift");
+    assert_eq!(change.resource_id, rid);
+    assert_eq!(change.region, "us-east-1");
+    assert!(changes.try_recv().is_err(), "and nothing else");
+    assert_eq!(outcomes, vec![SyncOutcome::InSync; 3]);
+    let repaired = by_hand.describe_target(&rid).await.unwrap().unwrap();
+    assert_eq!(repaired.target.max_capacity, 4);
+}
+
+#[tokio::test]
+async fn one_failed_page_is_retried_and_does_not_fail_the_refresh() {
+    let (server, calls, view) = setup(Duration::from_millis(200)).await;
+    converge_all(&view, 12).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // The second page of policies fails once, past the SDK's own retries.
+    server.account.lock().unwrap().faults.push(Fault {
+        service: None,
+        operation: "DescribeScalingPolicies".into(),
+        code: Some("InternalServiceException".into()),
+        status: 500,
+        message: None,
+        count: 3,
+        delay_seconds: 0.0,
+    });
+    let outcomes = converge_all(&view, 12).await;
+    assert_eq!(outcomes, vec![SyncOutcome::InSync; 12]);
+    assert!(
+        server.account.lock().unwrap().faults.is_empty(),
+        "all three answered"
+    );
+    assert!(
+        calls
+            .snapshot()
+            .iter()
+            .any(|(k, _)| k.operation == "DescribeScalingPolicies" && k.outcome == "recoverable"),
+        "{:?}",
+        calls.snapshot()
+    );
+}

@@ -1,0 +1,768 @@
+//! The fleet view: one picture of an account and region's scalable targets, scaling policies,
+//! asyncscale's alarms and scaling activities, read in bulk and shared by every resource's
+//! reconcile. It is how observation happens at scale, not a second engine: it implements the
+//! same [`AutoscalingBackend`] port, serving single-resource reads from the picture and passing
+//! writes through.
+//!
+//! Costs (aws-semantics.md §2.3, §4.2): DescribeScalableTargets 50 a page, DescribeAlarms 100 a
+//! page (by asyncscale's name prefix), DescribeScalingActivities 50 a page, newest first, read
+//! only back to what the previous refresh saw; DescribeScalingPolicies allows only 10 a page,
+//! which at two policies per endpoint would cost 0.2 calls per endpoint by itself, so policies
+//! are swept every `policy_refresh_every`-th refresh. A deleted step policy also shows at once
+//! in the alarm's actions ("Deleting a step scaling policy deletes the underlying alarm action").
+//!
+//! Read-your-writes: a write marks its resource; until a refresh that started after the write
+//! completes, that resource's reads go to AWS directly, so a plan never acts on a picture older
+//! than its own writes. Target tags are read once per ARN and kept (they change only through
+//! asyncscale's writes, which drop the cached entry).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use k8s_openapi::jiff::Timestamp;
+use tokio::sync::broadcast;
+
+use asyncscale_core::names::ALARM_PREFIX;
+use asyncscale_core::{
+    MetricAlarm, ObservedAlarm, ObservedPolicy, ObservedTarget, ResourceNames, ScalableTarget,
+    ScalingActivity, ScalingPolicy, Tags,
+};
+
+use crate::error::{AwsError, ErrorClass};
+use crate::port::{AutoscalingBackend, Page, QuotaReading};
+use crate::source::BackendSource;
+
+/// Activities kept per resource (the engine reads the newest five).
+const ACTIVITIES_KEPT: usize = 10;
+/// Pages of activities the first refresh reads (50 each) before it stops and leaves the
+/// resources it did not reach to a direct read; later refreshes read only what is new.
+const FIRST_SWEEP_PAGES: usize = 20;
+/// Pages of new activities one refresh reads at most (2,500 activities since the last refresh).
+const SWEEP_PAGES: usize = 50;
+/// Extra attempts for a page that failed recoverably (after the SDK's own retries): one failed
+/// page must not fail a whole account's refresh.
+const PAGE_WAITS: [Duration; 3] = [
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+/// Changes a slow listener may fall behind by before it misses some (and waits for resyncs).
+const CHANGES_BUFFERED: usize = 4096;
+/// After a failed refresh, reads fail at once for this long instead of every reconcile
+/// retrying the whole refresh.
+const FAILED_REFRESH_HOLD: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// One refresh per interval, whatever the number of resources (the controller's resync).
+    pub refresh_every: Duration,
+    /// Policies are swept on the first and then every n-th refresh.
+    pub policy_refresh_every: u32,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            refresh_every: Duration::from_secs(60),
+            policy_refresh_every: 1,
+        }
+    }
+}
+
+/// A resource whose AWS state changed between two refreshes (by hand, by another tool, by a
+/// scaling activity): the controller reconciles it at once instead of at its next resync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetChange {
+    pub region: String,
+    pub resource_id: String,
+}
+
+#[derive(Default)]
+struct Picture {
+    /// When the refresh the picture comes from started; nothing later can be in it.
+    targets_at: Option<Instant>,
+    policies_at: Option<Instant>,
+    refreshes: u64,
+    targets: HashMap<String, ObservedTarget>,
+    policies: HashMap<String, Vec<ObservedPolicy>>,
+    alarms: HashMap<String, ObservedAlarm>,
+    /// Newest first.
+    activities: HashMap<String, Vec<ScalingActivity>>,
+    /// A sweep reached the end of the history: a resource with no entry has no activity.
+    activities_complete: bool,
+    /// Resources whose newest activities are known without the sweep being complete.
+    activities_known: HashSet<String>,
+    /// Writes not yet covered by a refresh, by resource id and by alarm name.
+    written_targets: HashMap<String, Instant>,
+    written_alarms: HashMap<String, Instant>,
+    tags: HashMap<String, Tags>,
+    failed: Option<(Instant, AwsError)>,
+}
+
+impl Picture {
+    fn fresh(&self, every: Duration) -> bool {
+        self.targets_at.is_some_and(|at| at.elapsed() < every)
+    }
+
+    fn target_written_since_refresh(&self, resource_id: &str) -> bool {
+        self.written_targets
+            .get(resource_id)
+            .is_some_and(|w| self.targets_at.is_none_or(|at| *w >= at))
+    }
+
+    fn policies_written_since_refresh(&self, resource_id: &str) -> bool {
+        self.written_targets
+            .get(resource_id)
+            .is_some_and(|w| self.policies_at.is_none_or(|at| *w >= at))
+    }
+
+    fn alarm_written_since_refresh(&self, name: &str) -> bool {
+        self.written_alarms
+            .get(name)
+            .is_some_and(|w| self.targets_at.is_none_or(|at| *w >= at))
+    }
+}
+
+/// What one refresh read.
+struct Sweep {
+    started: Instant,
+    targets: Vec<ObservedTarget>,
+    policies: Option<Vec<ObservedPolicy>>,
+    alarms: Vec<ObservedAlarm>,
+    activities: Vec<(String, ScalingActivity)>,
+    /// The activity sweep reached the end of the history.
+    activities_complete: bool,
+    /// The activity sweep stopped at its page limit before reaching what was known.
+    activities_cut: bool,
+}
+
+pub struct FleetView {
+    inner: Arc<dyn AutoscalingBackend>,
+    config: FleetConfig,
+    picture: Mutex<Picture>,
+    /// Single flight: one refresh at a time; the others wait for it and use its result.
+    refreshing: tokio::sync::Mutex<()>,
+    changes: broadcast::Sender<FleetChange>,
+}
+
+impl FleetView {
+    pub fn new(inner: Arc<dyn AutoscalingBackend>, config: FleetConfig) -> Self {
+        Self::reporting_to(inner, config, broadcast::channel(CHANGES_BUFFERED).0)
+    }
+
+    /// A view that sends the changes it finds to `changes` (shared by several views).
+    pub fn reporting_to(
+        inner: Arc<dyn AutoscalingBackend>,
+        config: FleetConfig,
+        changes: broadcast::Sender<FleetChange>,
+    ) -> Self {
+        Self {
+            inner,
+            config,
+            picture: Mutex::new(Picture::default()),
+            refreshing: tokio::sync::Mutex::new(()),
+            changes,
+        }
+    }
+
+    /// Resources whose AWS state a refresh found changed.
+    pub fn changes(&self) -> broadcast::Receiver<FleetChange> {
+        self.changes.subscribe()
+    }
+
+    fn picture(&self) -> std::sync::MutexGuard<'_, Picture> {
+        self.picture.lock().expect("fleet view lock")
+    }
+
+    /// Refreshes the picture when it is older than the refresh interval (once, whoever asks).
+    async fn ensure_fresh(&self) -> Result<(), AwsError> {
+        if self.picture().fresh(self.config.refresh_every) {
+            return Ok(());
+        }
+        let _single_flight = self.refreshing.lock().await;
+        {
+            let picture = self.picture();
+            if picture.fresh(self.config.refresh_every) {
+                return Ok(());
+            }
+            if let Some((at, error)) = &picture.failed
+                && at.elapsed() < FAILED_REFRESH_HOLD
+            {
+                return Err(error.clone());
+            }
+        }
+        match self.sweep().await {
+            Ok(sweep) => {
+                self.install(sweep);
+                Ok(())
+            }
+            Err(error) => {
+                self.picture().failed = Some((Instant::now(), error.clone()));
+                Err(error)
+            }
+        }
+    }
+
+    async fn sweep(&self) -> Result<Sweep, AwsError> {
+        let started = Instant::now();
+        let (refreshes, newest_known, oldest_open) = {
+            let picture = self.picture();
+            (
+                picture.refreshes,
+                picture
+                    .activities
+                    .values()
+                    .filter_map(|list| list.first())
+                    .filter_map(start_time)
+                    .max(),
+                picture
+                    .activities
+                    .values()
+                    .flatten()
+                    .filter(|a| !is_finished(a))
+                    .filter_map(start_time)
+                    .min(),
+            )
+        };
+        let sweep_policies = refreshes % u64::from(self.config.policy_refresh_every.max(1)) == 0;
+        let inner = &self.inner;
+        let (targets, policies, alarms, activities) = tokio::join!(
+            all_pages(|next| inner.list_targets(next)),
+            async {
+                if sweep_policies {
+                    all_pages(|next| inner.list_policies(next)).await.map(Some)
+                } else {
+                    Ok(None)
+                }
+            },
+            all_pages(|next| inner.list_alarms(ALARM_PREFIX, next)),
+            // Back to the newest activity seen before, and to the oldest one still in
+            // progress then (its status may have changed since).
+            self.sweep_activities(match (newest_known, oldest_open) {
+                (Some(newest), Some(open)) => Some(newest.min(open)),
+                (newest, _) => newest,
+            }),
+        );
+        let (activities, activities_complete, activities_cut) = activities?;
+        Ok(Sweep {
+            started,
+            targets: targets?,
+            policies: policies?,
+            alarms: alarms?,
+            activities,
+            activities_complete,
+            activities_cut,
+        })
+    }
+
+    /// Newest first, until `back_to` (inclusive), the end of the history or the page limit.
+    /// Returns the activities, whether the history ended, and whether the page limit cut it.
+    async fn sweep_activities(
+        &self,
+        back_to: Option<Timestamp>,
+    ) -> Result<(Vec<(String, ScalingActivity)>, bool, bool), AwsError> {
+        let limit = if back_to.is_some() {
+            SWEEP_PAGES
+        } else {
+            FIRST_SWEEP_PAGES
+        };
+        let mut read = Vec::new();
+        let mut next = None;
+        for _ in 0..limit {
+            let page = with_page_retries(|| self.inner.list_activities(next.clone())).await?;
+            let reached = back_to.is_some_and(|back_to| {
+                page.items
+                    .iter()
+                    .filter_map(|(_, a)| start_time(a))
+                    .any(|t| t <= back_to)
+            });
+            read.extend(page.items);
+            match page.next {
+                None => return Ok((read, true, false)),
+                Some(_) if reached => return Ok((read, false, false)),
+                Some(token) => next = Some(token),
+            }
+        }
+        Ok((read, false, true))
+    }
+
+    fn install(&self, sweep: Sweep) {
+        let mut changed: Vec<String> = Vec::new();
+        let mut picture = self.picture();
+        let first = picture.targets_at.is_none();
+        let started = sweep.started;
+        // Resources written since this refresh started keep what their direct reads found.
+        let pinned: HashSet<String> = picture
+            .written_targets
+            .iter()
+            .filter(|(_, w)| **w >= started)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let pinned_alarms: HashSet<String> = picture
+            .written_alarms
+            .iter()
+            .filter(|(_, w)| **w >= started)
+            .map(|(name, _)| name.clone())
+            .collect();
+
+        let mut targets: HashMap<String, ObservedTarget> = sweep
+            .targets
+            .into_iter()
+            .map(|t| (t.target.resource_id.clone(), t))
+            .collect();
+        for id in &pinned {
+            match picture.targets.get(id) {
+                Some(kept) => targets.insert(id.clone(), kept.clone()),
+                None => targets.remove(id),
+            };
+        }
+        let ids: HashSet<&String> = targets.keys().chain(picture.targets.keys()).collect();
+        changed.extend(
+            ids.into_iter()
+                .filter(|id| targets.get(*id) != picture.targets.get(*id))
+                .map(|id| id.to_string()),
+        );
+
+        if let Some(policies) = sweep.policies {
+            let mut by_target: HashMap<String, Vec<ObservedPolicy>> = HashMap::new();
+            for p in policies {
+                by_target
+                    .entry(p.policy.resource_id.clone())
+                    .or_default()
+                    .push(p);
+            }
+            for id in &pinned {
+                match picture.policies.get(id) {
+                    Some(kept) => by_target.insert(id.clone(), kept.clone()),
+                    None => by_target.remove(id),
+                };
+            }
+            let ids: HashSet<&String> = by_target.keys().chain(picture.policies.keys()).collect();
+            changed.extend(
+                ids.into_iter()
+                    .filter(|id| by_target.get(*id) != picture.policies.get(*id))
+                    .map(|id| id.to_string()),
+            );
+            picture.policies = by_target;
+            picture.policies_at = Some(started);
+        }
+
+        let mut alarms: HashMap<String, ObservedAlarm> = sweep
+            .alarms
+            .into_iter()
+            .map(|a| (a.alarm.name.clone(), a))
+            .collect();
+        for name in &pinned_alarms {
+            match picture.alarms.get(name) {
+                Some(kept) => alarms.insert(name.clone(), kept.clone()),
+                None => alarms.remove(name),
+            };
+        }
+        let names: HashSet<&String> = alarms.keys().chain(picture.alarms.keys()).collect();
+        changed.extend(
+            names
+                .into_iter()
+                .filter(|name| alarms.get(*name) != picture.alarms.get(*name))
+                .filter_map(|name| ResourceNames::resource_id_of_alarm(name))
+                .map(str::to_string),
+        );
+
+        let mut with_new_activity = HashSet::new();
+        for (id, activity) in sweep.activities {
+            let list = picture.activities.entry(id.clone()).or_default();
+            match list
+                .iter_mut()
+                .find(|a| a.activity_id == activity.activity_id)
+            {
+                Some(known) if *known == activity => continue,
+                Some(known) => *known = activity,
+                None => list.push(activity),
+            }
+            with_new_activity.insert(id);
+        }
+        for id in &with_new_activity {
+            let list = picture.activities.get_mut(id).expect("just filled");
+            list.sort_by_key(|a| std::cmp::Reverse(start_time(a)));
+            list.truncate(ACTIVITIES_KEPT);
+        }
+        if sweep.activities_complete {
+            picture.activities_complete = true;
+        } else if sweep.activities_cut {
+            // Newer activities than the sweep could read may exist for anyone it did not reach.
+            picture.activities_complete = false;
+            picture.activities_known = with_new_activity.clone();
+        }
+        changed.extend(with_new_activity);
+
+        picture.targets = targets;
+        picture.alarms = alarms;
+        picture.targets_at = Some(started);
+        picture.refreshes += 1;
+        picture.failed = None;
+        picture.written_targets.retain(|_, w| *w >= started);
+        picture.written_alarms.retain(|_, w| *w >= started);
+        drop(picture);
+
+        if !first {
+            changed.sort();
+            changed.dedup();
+            for resource_id in changed {
+                // Nobody listening (the CLI) is fine.
+                let _ = self.changes.send(FleetChange {
+                    region: self.inner.region().to_string(),
+                    resource_id,
+                });
+            }
+        }
+    }
+
+    fn wrote_target(&self, resource_id: &str) {
+        self.picture()
+            .written_targets
+            .insert(resource_id.to_string(), Instant::now());
+    }
+
+    fn wrote_alarm(&self, name: &str) {
+        self.picture()
+            .written_alarms
+            .insert(name.to_string(), Instant::now());
+    }
+
+    fn forget_tags(&self, arn: &str) {
+        self.picture().tags.remove(arn);
+    }
+}
+
+/// Every page, each retried on its own when it fails recoverably.
+async fn all_pages<T, F, Fut>(fetch: F) -> Result<Vec<T>, AwsError>
+where
+    F: Fn(Option<String>) -> Fut,
+    Fut: Future<Output = Result<Page<T>, AwsError>>,
+{
+    let mut items = Vec::new();
+    let mut next = None;
+    loop {
+        let page = with_page_retries(|| fetch(next.clone())).await?;
+        items.extend(page.items);
+        match page.next {
+            Some(token) => next = Some(token),
+            None => return Ok(items),
+        }
+    }
+}
+
+async fn with_page_retries<T, F, Fut>(fetch: F) -> Result<T, AwsError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, AwsError>>,
+{
+    let mut waits = PAGE_WAITS.iter();
+    loop {
+        match fetch().await {
+            Err(e) if e.class == ErrorClass::Recoverable => match waits.next() {
+                Some(wait) => tokio::time::sleep(*wait).await,
+                None => return Err(e),
+            },
+            result => return result,
+        }
+    }
+}
+
+fn start_time(activity: &ScalingActivity) -> Option<Timestamp> {
+    activity.start_time.parse().ok()
+}
+
+fn is_finished(activity: &ScalingActivity) -> bool {
+    matches!(
+        activity.status_code.as_str(),
+        "Successful" | "Failed" | "Unfulfilled" | "Overridden"
+    )
+}
+
+#[async_trait]
+impl AutoscalingBackend for FleetView {
+    fn region(&self) -> &str {
+        self.inner.region()
+    }
+
+    async fn describe_target(&self, resource_id: &str) -> Result<Option<ObservedTarget>, AwsError> {
+        self.ensure_fresh().await?;
+        {
+            let picture = self.picture();
+            if !picture.target_written_since_refresh(resource_id) {
+                return Ok(picture.targets.get(resource_id).cloned());
+            }
+        }
+        let read = self.inner.describe_target(resource_id).await?;
+        let mut picture = self.picture();
+        match &read {
+            Some(t) => picture.targets.insert(resource_id.to_string(), t.clone()),
+            None => picture.targets.remove(resource_id),
+        };
+        Ok(read)
+    }
+
+    async fn target_tags(&self, arn: &str) -> Result<Tags, AwsError> {
+        if let Some(tags) = self.picture().tags.get(arn) {
+            return Ok(tags.clone());
+        }
+        let tags = self.inner.target_tags(arn).await?;
+        self.picture().tags.insert(arn.to_string(), tags.clone());
+        Ok(tags)
+    }
+
+    async fn register_target(
+        &self,
+        target: &ScalableTarget,
+        tags: Option<&Tags>,
+    ) -> Result<String, AwsError> {
+        // A creation planned from the picture: someone may have registered the target since the
+        // last refresh, and registering again would overwrite their capacities before anyone
+        // could see whose it is. One direct read per creation rules that out.
+        let absent_in_picture = {
+            let picture = self.picture();
+            picture.targets_at.is_some()
+                && !picture.target_written_since_refresh(&target.resource_id)
+                && !picture.targets.contains_key(&target.resource_id)
+        };
+        if absent_in_picture {
+            let existing = self.inner.describe_target(&target.resource_id).await?;
+            if existing.is_some() {
+                self.wrote_target(&target.resource_id);
+                return Err(AwsError::local(
+                    ErrorClass::Recoverable,
+                    "RegisterScalableTarget",
+                    "ChangedSinceRefresh",
+                    format!(
+                        "scalable target {} was registered by someone else since the last refresh of AWS; reading it again before any change",
+                        target.resource_id
+                    ),
+                ));
+            }
+        }
+        let result = self.inner.register_target(target, tags).await;
+        self.wrote_target(&target.resource_id);
+        if let Ok(arn) = &result {
+            self.forget_tags(arn);
+        }
+        result
+    }
+
+    async fn deregister_target(&self, resource_id: &str) -> Result<(), AwsError> {
+        let arn = self
+            .picture()
+            .targets
+            .get(resource_id)
+            .and_then(|t| t.arn.clone());
+        let result = self.inner.deregister_target(resource_id).await;
+        self.wrote_target(resource_id);
+        if let Some(arn) = arn {
+            self.forget_tags(&arn);
+        }
+        result
+    }
+
+    async fn tag_target(&self, arn: &str, tags: &Tags) -> Result<(), AwsError> {
+        let result = self.inner.tag_target(arn, tags).await;
+        self.forget_tags(arn);
+        result
+    }
+
+    async fn untag_target(&self, arn: &str, keys: &[String]) -> Result<(), AwsError> {
+        let result = self.inner.untag_target(arn, keys).await;
+        self.forget_tags(arn);
+        result
+    }
+
+    async fn describe_policies(&self, resource_id: &str) -> Result<Vec<ObservedPolicy>, AwsError> {
+        self.ensure_fresh().await?;
+        {
+            let picture = self.picture();
+            if !picture.policies_written_since_refresh(resource_id) {
+                return Ok(picture
+                    .policies
+                    .get(resource_id)
+                    .cloned()
+                    .unwrap_or_default());
+            }
+        }
+        let read = self.inner.describe_policies(resource_id).await?;
+        self.picture()
+            .policies
+            .insert(resource_id.to_string(), read.clone());
+        Ok(read)
+    }
+
+    async fn put_policy(&self, policy: &ScalingPolicy) -> Result<String, AwsError> {
+        let result = self.inner.put_policy(policy).await;
+        self.wrote_target(&policy.resource_id);
+        result
+    }
+
+    async fn delete_policy(&self, resource_id: &str, name: &str) -> Result<(), AwsError> {
+        let result = self.inner.delete_policy(resource_id, name).await;
+        self.wrote_target(resource_id);
+        result
+    }
+
+    async fn describe_alarm(&self, name: &str) -> Result<Option<ObservedAlarm>, AwsError> {
+        let in_picture = name.starts_with(ALARM_PREFIX);
+        if in_picture {
+            self.ensure_fresh().await?;
+            let picture = self.picture();
+            if !picture.alarm_written_since_refresh(name) {
+                return Ok(picture.alarms.get(name).cloned());
+            }
+        }
+        let read = self.inner.describe_alarm(name).await?;
+        if in_picture {
+            let mut picture = self.picture();
+            match &read {
+                Some(a) => picture.alarms.insert(name.to_string(), a.clone()),
+                None => picture.alarms.remove(name),
+            };
+        }
+        Ok(read)
+    }
+
+    async fn alarm_tags(&self, arn: &str) -> Result<Tags, AwsError> {
+        // Read only when a target is missing (adoption): rare, and not worth a cache.
+        self.inner.alarm_tags(arn).await
+    }
+
+    async fn put_alarm(&self, alarm: &MetricAlarm, tags: &Tags) -> Result<(), AwsError> {
+        let result = self.inner.put_alarm(alarm, tags).await;
+        self.wrote_alarm(&alarm.name);
+        result
+    }
+
+    async fn delete_alarm(&self, name: &str) -> Result<(), AwsError> {
+        let result = self.inner.delete_alarm(name).await;
+        self.wrote_alarm(name);
+        result
+    }
+
+    async fn tag_alarm(&self, arn: &str, tags: &Tags) -> Result<(), AwsError> {
+        self.inner.tag_alarm(arn, tags).await
+    }
+
+    async fn untag_alarm(&self, arn: &str, keys: &[String]) -> Result<(), AwsError> {
+        self.inner.untag_alarm(arn, keys).await
+    }
+
+    async fn recent_activities(
+        &self,
+        resource_id: &str,
+        max: i32,
+    ) -> Result<Vec<ScalingActivity>, AwsError> {
+        let keep = usize::try_from(max).unwrap_or(0).min(ACTIVITIES_KEPT);
+        self.ensure_fresh().await?;
+        {
+            let picture = self.picture();
+            let known =
+                picture.activities_complete || picture.activities_known.contains(resource_id);
+            if known && !picture.target_written_since_refresh(resource_id) {
+                let mut list = picture
+                    .activities
+                    .get(resource_id)
+                    .cloned()
+                    .unwrap_or_default();
+                list.truncate(keep);
+                return Ok(list);
+            }
+        }
+        let read = self.inner.recent_activities(resource_id, max).await?;
+        let mut picture = self.picture();
+        let list = picture
+            .activities
+            .entry(resource_id.to_string())
+            .or_default();
+        for activity in &read {
+            match list
+                .iter_mut()
+                .find(|a| a.activity_id == activity.activity_id)
+            {
+                Some(known) => *known = activity.clone(),
+                None => list.push(activity.clone()),
+            }
+        }
+        list.sort_by_key(|a| std::cmp::Reverse(start_time(a)));
+        list.truncate(ACTIVITIES_KEPT);
+        picture.activities_known.insert(resource_id.to_string());
+        Ok(read)
+    }
+
+    async fn list_targets(&self, next: Option<String>) -> Result<Page<ObservedTarget>, AwsError> {
+        self.inner.list_targets(next).await
+    }
+
+    async fn list_policies(&self, next: Option<String>) -> Result<Page<ObservedPolicy>, AwsError> {
+        self.inner.list_policies(next).await
+    }
+
+    async fn list_alarms(
+        &self,
+        prefix: &str,
+        next: Option<String>,
+    ) -> Result<Page<ObservedAlarm>, AwsError> {
+        self.inner.list_alarms(prefix, next).await
+    }
+
+    async fn list_activities(
+        &self,
+        next: Option<String>,
+    ) -> Result<Page<(String, ScalingActivity)>, AwsError> {
+        self.inner.list_activities(next).await
+    }
+
+    async fn instance_quota(&self, instance_type: &str) -> QuotaReading {
+        self.inner.instance_quota(instance_type).await
+    }
+}
+
+/// Fleet views over another source's backends: one per account and region, shared by every
+/// resource that lands there.
+pub struct FleetSource {
+    inner: Arc<dyn BackendSource>,
+    config: FleetConfig,
+    views: tokio::sync::Mutex<BTreeMap<String, Arc<FleetView>>>,
+    changes: broadcast::Sender<FleetChange>,
+}
+
+impl FleetSource {
+    pub fn new(inner: Arc<dyn BackendSource>, config: FleetConfig) -> Self {
+        Self {
+            inner,
+            config,
+            views: tokio::sync::Mutex::new(BTreeMap::new()),
+            changes: broadcast::channel(CHANGES_BUFFERED).0,
+        }
+    }
+
+    /// Changes found by any region's refresh.
+    pub fn changes(&self) -> broadcast::Receiver<FleetChange> {
+        self.changes.subscribe()
+    }
+}
+
+#[async_trait]
+impl BackendSource for FleetSource {
+    async fn backend(&self, region: Option<&str>) -> Result<Arc<dyn AutoscalingBackend>, AwsError> {
+        let backend = self.inner.backend(region).await?;
+        let mut views = self.views.lock().await;
+        let view = views
+            .entry(backend.region().to_string())
+            .or_insert_with(|| {
+                Arc::new(FleetView::reporting_to(
+                    backend,
+                    self.config,
+                    self.changes.clone(),
+                ))
+            })
+            .clone();
+        Ok(view)
+    }
+}
