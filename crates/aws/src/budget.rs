@@ -74,12 +74,18 @@ pub struct RequestBudget {
     inner: Arc<Inner>,
 }
 
+/// One API's token bucket, and the queue of requests waiting for it.
+struct Bucket {
+    limiter: DefaultDirectRateLimiter,
+    queue: tokio::sync::Mutex<()>,
+}
+
 /// Region, service, operation.
 type BucketKey = (String, &'static str, &'static str);
 
 struct Inner {
     rates: BTreeMap<ApiSelector, ApiRate>,
-    buckets: Mutex<BTreeMap<BucketKey, Arc<DefaultDirectRateLimiter>>>,
+    buckets: Mutex<BTreeMap<BucketKey, Arc<Bucket>>>,
     /// No bucket at all (tests of other things).
     unlimited: bool,
 }
@@ -163,11 +169,16 @@ impl RequestBudget {
         let Some(bucket) = self.bucket(region, service, operation) else {
             return;
         };
-        if bucket.check().is_ok() {
+        let started = Instant::now();
+        // First come, first served: tokio's Mutex queues its waiters in order, so under a burst
+        // no request waits much longer than its place in the queue (governor alone wakes every
+        // waiter at once and lets a lucky one through, which can starve another past
+        // --aws-call-timeout).
+        let _turn = bucket.queue.lock().await;
+        if bucket.limiter.check().is_ok() {
             return;
         }
-        let started = Instant::now();
-        bucket.until_ready().await;
+        bucket.limiter.until_ready().await;
         calls.record_wait(service, operation, started.elapsed());
     }
 
@@ -176,7 +187,7 @@ impl RequestBudget {
         region: &str,
         service: &'static str,
         operation: &'static str,
-    ) -> Option<Arc<DefaultDirectRateLimiter>> {
+    ) -> Option<Arc<Bucket>> {
         let rate = self.rate(service, operation)?;
         let mut buckets = self.inner.buckets.lock().expect("budget lock");
         let bucket = buckets
@@ -187,7 +198,10 @@ impl RequestBudget {
                 let quota = Quota::with_period(period)
                     .expect("a positive rate has a positive period")
                     .allow_burst(burst);
-                Arc::new(RateLimiter::direct(quota))
+                Arc::new(Bucket {
+                    limiter: RateLimiter::direct(quota),
+                    queue: tokio::sync::Mutex::new(()),
+                })
             });
         Some(bucket.clone())
     }

@@ -198,3 +198,49 @@ async fn one_failed_page_is_retried_and_does_not_fail_the_refresh() {
         calls.snapshot()
     );
 }
+
+/// Policies are swept every n-th refresh only: a refresh without a sweep, between a write and
+/// its read-back, must not forget that the resource's policies were written after the last sweep.
+#[tokio::test]
+async fn a_refresh_without_a_policy_sweep_keeps_written_policies_read_directly() {
+    let server = asyncscale_sim::start(
+        "127.0.0.1:0".parse().unwrap(),
+        asyncscale_sim::quota_table(&["ml.g4dn.xlarge=8".to_string()], &[]).unwrap(),
+    )
+    .await
+    .unwrap();
+    let backend = backend_at(&server.url())
+        .await
+        .with_budget(RequestBudget::unlimited());
+    let view = FleetView::new(
+        Arc::new(backend),
+        FleetConfig {
+            refresh_every: Duration::from_millis(100),
+            policy_refresh_every: 1000,
+        },
+    );
+    let rid = ResourceNames::new("ep-000", "AllTraffic").resource_id;
+    // The first refresh sweeps the policies: none yet.
+    assert_eq!(view.describe_policies(&rid).await.unwrap(), vec![]);
+    let spec = spec(0);
+    let d = desire(
+        &spec,
+        &owner(0),
+        &QuotaLookup::Unknown {
+            name: "q".into(),
+            reason: "test".into(),
+        },
+        None,
+    )
+    .unwrap();
+    view.register_target(&d.target, Some(&owner(0).tags()))
+        .await
+        .unwrap();
+    view.put_policy(&d.target_tracking).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // A refresh without a policy sweep starts and ends after the write...
+    assert!(view.describe_target(&rid).await.unwrap().is_some());
+    // ...and the read-back of the policies still goes to AWS.
+    let policies = view.describe_policies(&rid).await.unwrap();
+    assert_eq!(policies.len(), 1, "{policies:?}");
+}

@@ -153,3 +153,33 @@ async fn a_budget_slower_than_the_call_timeout_fails_the_call_instead_of_hanging
     );
     assert_eq!(aws.calls().total(), 1, "the second request was never sent");
 }
+
+/// Sixteen writers queued on PutMetricAlarm (3 a second, a burst of 2) get through at that rate,
+/// not slower: the first two at once, then one every third of a second.
+#[tokio::test]
+async fn queued_writers_get_the_whole_rate() {
+    let server = rate_limited_endpoint().await;
+    let aws = backend(&server, RequestBudget::default()).await;
+    let d = desired("{targetValue: 5}");
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let aws = aws.clone();
+        let mut alarm = d
+            .scale_from_zero
+            .as_ref()
+            .unwrap()
+            .alarm_with_action("arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:x");
+        alarm.name = format!("{}-{i}", alarm.name);
+        let tags = d.owner.tags();
+        tasks.push(tokio::spawn(async move {
+            aws.put_alarm(&alarm, &tags).await.unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let took = started.elapsed().as_secs_f64();
+    // (32 - 2) / 3 = 10 s at the full rate.
+    assert!((9.0..11.5).contains(&took), "{took:.1} s for 32 alarms");
+}

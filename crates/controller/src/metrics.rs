@@ -13,10 +13,23 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use asyncscale_engine::{CallCounter, CallKey};
+use std::sync::Arc;
+
+use asyncscale_engine::{CallCounter, CallKey, FleetSource};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegionLabels {
+    pub region: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefreshLabels {
+    pub region: String,
     pub outcome: String,
 }
 
@@ -51,6 +64,11 @@ pub struct Metrics {
     /// Resources asyncscale manages and those whose maximum the quota lowered, by namespace/name.
     managed_set: Mutex<BTreeSet<String>>,
     clamped_set: Mutex<BTreeSet<String>>,
+    fleet: Mutex<Option<Arc<FleetSource>>>,
+    fleet_refreshes: Family<RefreshLabels, Counter>,
+    exported_refreshes: Mutex<BTreeMap<(String, &'static str), u64>>,
+    fleet_age: Family<RegionLabels, Gauge<f64, AtomicU64>>,
+    fleet_refresh_took: Family<RegionLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Metrics {
@@ -63,6 +81,26 @@ impl Metrics {
         let managed = Gauge::default();
         let clamped = Gauge::default();
         let leader = Gauge::default();
+        let fleet_refreshes = Family::<RefreshLabels, Counter>::default();
+        let fleet_age = Family::<RegionLabels, Gauge<f64, AtomicU64>>::default();
+        let fleet_refresh_took = Family::<RegionLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "fleet_refreshes",
+            "Bulk refreshes of the fleet view of AWS, by region and outcome (ok, failed)",
+            fleet_refreshes.clone(),
+        );
+        registry.register_with_unit(
+            "fleet_observation_age",
+            "Age of the fleet view's picture of AWS, by region (since its refresh started)",
+            prometheus_client::registry::Unit::Seconds,
+            fleet_age.clone(),
+        );
+        registry.register_with_unit(
+            "fleet_refresh_duration",
+            "How long the latest successful refresh of the fleet view took, by region",
+            prometheus_client::registry::Unit::Seconds,
+            fleet_refresh_took.clone(),
+        );
         registry.register("reconciles", "Reconciles by outcome", reconciles.clone());
         registry.register_with_unit(
             "reconcile_duration",
@@ -110,7 +148,17 @@ impl Metrics {
             calls,
             managed_set: Mutex::new(BTreeSet::new()),
             clamped_set: Mutex::new(BTreeSet::new()),
+            fleet: Mutex::new(None),
+            fleet_refreshes,
+            exported_refreshes: Mutex::new(BTreeMap::new()),
+            fleet_age,
+            fleet_refresh_took,
         }
+    }
+
+    /// Exports the fleet views' refreshes and ages at each scrape.
+    pub fn watch_fleet(&self, fleet: Arc<FleetSource>) {
+        *self.fleet.lock().expect("metrics lock") = Some(fleet);
     }
 
     pub fn reconciled(&self, outcome: &str, started: Instant) {
@@ -167,6 +215,32 @@ impl Metrics {
                     .get_or_create(&labels)
                     .inc_by(total - *seen);
                 *seen = total;
+            }
+        }
+        if let Some(fleet) = self.fleet.lock().expect("metrics lock").as_ref() {
+            let mut exported = self.exported_refreshes.lock().expect("metrics lock");
+            for (region, stats) in fleet.stats() {
+                for (outcome, total) in
+                    [("ok", stats.refreshes), ("failed", stats.failed_refreshes)]
+                {
+                    let seen = exported.entry((region.clone(), outcome)).or_default();
+                    self.fleet_refreshes
+                        .get_or_create(&RefreshLabels {
+                            region: region.clone(),
+                            outcome: outcome.to_string(),
+                        })
+                        .inc_by(total - *seen);
+                    *seen = total;
+                }
+                let labels = RegionLabels { region };
+                if let Some(age) = stats.age {
+                    self.fleet_age.get_or_create(&labels).set(age.as_secs_f64());
+                }
+                if let Some(took) = stats.last_refresh_took {
+                    self.fleet_refresh_took
+                        .get_or_create(&labels)
+                        .set(took.as_secs_f64());
+                }
             }
         }
         let mut text = String::new();

@@ -267,6 +267,14 @@ impl Context {
             .then_some(wait)
     }
 
+    /// AWS changed under a resource (a refresh of the fleet view saw it): its next reconcile
+    /// reads AWS at once instead of waiting for its resync.
+    pub fn aws_changed(&self, uid: &str) {
+        if let Some(visit) = self.last_visits.lock().expect("visits lock").get_mut(uid) {
+            visit.next_due = Instant::now();
+        }
+    }
+
     fn forget(&self, obj: &AsyncEndpointScaling) {
         if let Some(uid) = obj.uid() {
             self.last_visits.lock().expect("visits lock").remove(&uid);

@@ -72,6 +72,16 @@ impl Default for FleetConfig {
     }
 }
 
+/// How a fleet view is doing, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FleetStats {
+    pub refreshes: u64,
+    pub failed_refreshes: u64,
+    pub last_refresh_took: Option<Duration>,
+    /// Since the start of the refresh the picture comes from (None: never refreshed).
+    pub age: Option<Duration>,
+}
+
 /// A resource whose AWS state changed between two refreshes (by hand, by another tool, by a
 /// scaling activity): the controller reconciles it at once instead of at its next resync.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,11 +105,15 @@ struct Picture {
     activities_complete: bool,
     /// Resources whose newest activities are known without the sweep being complete.
     activities_known: HashSet<String>,
-    /// Writes not yet covered by a refresh, by resource id and by alarm name.
-    written_targets: HashMap<String, Instant>,
-    written_alarms: HashMap<String, Instant>,
+    /// Writes not yet covered by a refresh, by resource id (target, policies) and by alarm name
+    /// (the two never look alike: `endpoint/…` and `asyncscale-…`).
+    written: HashMap<String, Instant>,
+    /// When the latest direct read of a part of a resource started.
+    read_directly: HashMap<(Part, String), Instant>,
     tags: HashMap<String, Tags>,
     failed: Option<(Instant, AwsError)>,
+    failed_refreshes: u64,
+    last_refresh_took: Option<Duration>,
 }
 
 impl Picture {
@@ -107,23 +121,36 @@ impl Picture {
         self.targets_at.is_some_and(|at| at.elapsed() < every)
     }
 
-    fn target_written_since_refresh(&self, resource_id: &str) -> bool {
-        self.written_targets
-            .get(resource_id)
-            .is_some_and(|w| self.targets_at.is_none_or(|at| *w >= at))
+    /// Whether `key` (a resource id, or an alarm name for [`Part::Alarm`]) was written after
+    /// the picture's data of `part` was read, by the last refresh and by any direct read since.
+    fn needs_direct_read(&self, part: Part, key: &str) -> bool {
+        let Some(written) = self.written.get(key) else {
+            return false;
+        };
+        let refreshed = match part {
+            Part::Policies => self.policies_at,
+            _ => self.targets_at,
+        };
+        let covered = refreshed.is_some_and(|at| at > *written)
+            || self
+                .read_directly
+                .get(&(part, key.to_string()))
+                .is_some_and(|at| at > written);
+        !covered
     }
 
-    fn policies_written_since_refresh(&self, resource_id: &str) -> bool {
-        self.written_targets
-            .get(resource_id)
-            .is_some_and(|w| self.policies_at.is_none_or(|at| *w >= at))
+    fn read_directly_at(&mut self, part: Part, key: &str, started: Instant) {
+        self.read_directly.insert((part, key.to_string()), started);
     }
+}
 
-    fn alarm_written_since_refresh(&self, name: &str) -> bool {
-        self.written_alarms
-            .get(name)
-            .is_some_and(|w| self.targets_at.is_none_or(|at| *w >= at))
-    }
+/// The parts of the picture a write makes stale for one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Part {
+    Target,
+    Policies,
+    Activities,
+    Alarm,
 }
 
 /// What one refresh read.
@@ -182,7 +209,14 @@ impl FleetView {
         if self.picture().fresh(self.config.refresh_every) {
             return Ok(());
         }
-        let _single_flight = self.refreshing.lock().await;
+        // While another reconcile refreshes, the others go on with the picture there is (a
+        // policy sweep of a large fleet takes seconds at AWS's rates); only the first refresh,
+        // with no picture yet, is waited for.
+        let _single_flight = match self.refreshing.try_lock() {
+            Ok(guard) => guard,
+            Err(_) if self.picture().targets_at.is_some() => return Ok(()),
+            Err(_) => self.refreshing.lock().await,
+        };
         {
             let picture = self.picture();
             if picture.fresh(self.config.refresh_every) {
@@ -200,7 +234,9 @@ impl FleetView {
                 Ok(())
             }
             Err(error) => {
-                self.picture().failed = Some((Instant::now(), error.clone()));
+                let mut picture = self.picture();
+                picture.failed = Some((Instant::now(), error.clone()));
+                picture.failed_refreshes += 1;
                 Err(error)
             }
         }
@@ -296,17 +332,12 @@ impl FleetView {
         let started = sweep.started;
         // Resources written since this refresh started keep what their direct reads found.
         let pinned: HashSet<String> = picture
-            .written_targets
+            .written
             .iter()
             .filter(|(_, w)| **w >= started)
-            .map(|(id, _)| id.clone())
+            .map(|(key, _)| key.clone())
             .collect();
-        let pinned_alarms: HashSet<String> = picture
-            .written_alarms
-            .iter()
-            .filter(|(_, w)| **w >= started)
-            .map(|(name, _)| name.clone())
-            .collect();
+        let pinned_alarms = &pinned;
 
         let mut targets: HashMap<String, ObservedTarget> = sweep
             .targets
@@ -355,7 +386,7 @@ impl FleetView {
             .into_iter()
             .map(|a| (a.alarm.name.clone(), a))
             .collect();
-        for name in &pinned_alarms {
+        for name in pinned_alarms {
             match picture.alarms.get(name) {
                 Some(kept) => alarms.insert(name.clone(), kept.clone()),
                 None => alarms.remove(name),
@@ -401,9 +432,21 @@ impl FleetView {
         picture.alarms = alarms;
         picture.targets_at = Some(started);
         picture.refreshes += 1;
+        picture.last_refresh_took = Some(started.elapsed());
         picture.failed = None;
-        picture.written_targets.retain(|_, w| *w >= started);
-        picture.written_alarms.retain(|_, w| *w >= started);
+        // Forget a write, or a direct read, once refreshes that started after it cover it: the
+        // policies only when a policy sweep did.
+        let policies_at = picture.policies_at;
+        let covered = move |part: Part, at: Instant| match part {
+            Part::Policies => policies_at.is_some_and(|p| p > at),
+            _ => started > at,
+        };
+        picture
+            .written
+            .retain(|_, w| !(covered(Part::Target, *w) && covered(Part::Policies, *w)));
+        picture
+            .read_directly
+            .retain(|(part, _), at| !covered(*part, *at));
         drop(picture);
 
         if !first {
@@ -419,16 +462,22 @@ impl FleetView {
         }
     }
 
-    fn wrote_target(&self, resource_id: &str) {
-        self.picture()
-            .written_targets
-            .insert(resource_id.to_string(), Instant::now());
+    pub fn stats(&self) -> FleetStats {
+        let picture = self.picture();
+        FleetStats {
+            refreshes: picture.refreshes,
+            failed_refreshes: picture.failed_refreshes,
+            last_refresh_took: picture.last_refresh_took,
+            age: picture.targets_at.map(|at| at.elapsed()),
+        }
     }
 
-    fn wrote_alarm(&self, name: &str) {
+    /// Marks a resource (or an alarm, by name) as written: read directly until a refresh or a
+    /// direct read that started after now.
+    fn wrote(&self, key: &str) {
         self.picture()
-            .written_alarms
-            .insert(name.to_string(), Instant::now());
+            .written
+            .insert(key.to_string(), Instant::now());
     }
 
     fn forget_tags(&self, arn: &str) {
@@ -492,12 +541,14 @@ impl AutoscalingBackend for FleetView {
         self.ensure_fresh().await?;
         {
             let picture = self.picture();
-            if !picture.target_written_since_refresh(resource_id) {
+            if !picture.needs_direct_read(Part::Target, resource_id) {
                 return Ok(picture.targets.get(resource_id).cloned());
             }
         }
+        let started = Instant::now();
         let read = self.inner.describe_target(resource_id).await?;
         let mut picture = self.picture();
+        picture.read_directly_at(Part::Target, resource_id, started);
         match &read {
             Some(t) => picture.targets.insert(resource_id.to_string(), t.clone()),
             None => picture.targets.remove(resource_id),
@@ -525,13 +576,15 @@ impl AutoscalingBackend for FleetView {
         let absent_in_picture = {
             let picture = self.picture();
             picture.targets_at.is_some()
-                && !picture.target_written_since_refresh(&target.resource_id)
+                && !picture.needs_direct_read(Part::Target, &target.resource_id)
                 && !picture.targets.contains_key(&target.resource_id)
         };
+        let mut confirmed_new = false;
         if absent_in_picture {
             let existing = self.inner.describe_target(&target.resource_id).await?;
+            confirmed_new = existing.is_none();
             if existing.is_some() {
-                self.wrote_target(&target.resource_id);
+                self.wrote(&target.resource_id);
                 return Err(AwsError::local(
                     ErrorClass::Recoverable,
                     "RegisterScalableTarget",
@@ -544,9 +597,14 @@ impl AutoscalingBackend for FleetView {
             }
         }
         let result = self.inner.register_target(target, tags).await;
-        self.wrote_target(&target.resource_id);
+        self.wrote(&target.resource_id);
         if let Ok(arn) = &result {
-            self.forget_tags(arn);
+            let mut picture = self.picture();
+            match tags {
+                // A target that did not exist has exactly the tags it was created with.
+                Some(tags) if confirmed_new => picture.tags.insert(arn.clone(), tags.clone()),
+                _ => picture.tags.remove(arn),
+            };
         }
         result
     }
@@ -558,7 +616,7 @@ impl AutoscalingBackend for FleetView {
             .get(resource_id)
             .and_then(|t| t.arn.clone());
         let result = self.inner.deregister_target(resource_id).await;
-        self.wrote_target(resource_id);
+        self.wrote(resource_id);
         if let Some(arn) = arn {
             self.forget_tags(&arn);
         }
@@ -581,7 +639,7 @@ impl AutoscalingBackend for FleetView {
         self.ensure_fresh().await?;
         {
             let picture = self.picture();
-            if !picture.policies_written_since_refresh(resource_id) {
+            if !picture.needs_direct_read(Part::Policies, resource_id) {
                 return Ok(picture
                     .policies
                     .get(resource_id)
@@ -589,8 +647,11 @@ impl AutoscalingBackend for FleetView {
                     .unwrap_or_default());
             }
         }
+        let started = Instant::now();
         let read = self.inner.describe_policies(resource_id).await?;
-        self.picture()
+        let mut picture = self.picture();
+        picture.read_directly_at(Part::Policies, resource_id, started);
+        picture
             .policies
             .insert(resource_id.to_string(), read.clone());
         Ok(read)
@@ -598,13 +659,13 @@ impl AutoscalingBackend for FleetView {
 
     async fn put_policy(&self, policy: &ScalingPolicy) -> Result<String, AwsError> {
         let result = self.inner.put_policy(policy).await;
-        self.wrote_target(&policy.resource_id);
+        self.wrote(&policy.resource_id);
         result
     }
 
     async fn delete_policy(&self, resource_id: &str, name: &str) -> Result<(), AwsError> {
         let result = self.inner.delete_policy(resource_id, name).await;
-        self.wrote_target(resource_id);
+        self.wrote(resource_id);
         result
     }
 
@@ -613,13 +674,15 @@ impl AutoscalingBackend for FleetView {
         if in_picture {
             self.ensure_fresh().await?;
             let picture = self.picture();
-            if !picture.alarm_written_since_refresh(name) {
+            if !picture.needs_direct_read(Part::Alarm, name) {
                 return Ok(picture.alarms.get(name).cloned());
             }
         }
+        let started = Instant::now();
         let read = self.inner.describe_alarm(name).await?;
         if in_picture {
             let mut picture = self.picture();
+            picture.read_directly_at(Part::Alarm, name, started);
             match &read {
                 Some(a) => picture.alarms.insert(name.to_string(), a.clone()),
                 None => picture.alarms.remove(name),
@@ -635,13 +698,13 @@ impl AutoscalingBackend for FleetView {
 
     async fn put_alarm(&self, alarm: &MetricAlarm, tags: &Tags) -> Result<(), AwsError> {
         let result = self.inner.put_alarm(alarm, tags).await;
-        self.wrote_alarm(&alarm.name);
+        self.wrote(&alarm.name);
         result
     }
 
     async fn delete_alarm(&self, name: &str) -> Result<(), AwsError> {
         let result = self.inner.delete_alarm(name).await;
-        self.wrote_alarm(name);
+        self.wrote(name);
         result
     }
 
@@ -664,7 +727,7 @@ impl AutoscalingBackend for FleetView {
             let picture = self.picture();
             let known =
                 picture.activities_complete || picture.activities_known.contains(resource_id);
-            if known && !picture.target_written_since_refresh(resource_id) {
+            if known && !picture.needs_direct_read(Part::Activities, resource_id) {
                 let mut list = picture
                     .activities
                     .get(resource_id)
@@ -674,8 +737,10 @@ impl AutoscalingBackend for FleetView {
                 return Ok(list);
             }
         }
+        let started = Instant::now();
         let read = self.inner.recent_activities(resource_id, max).await?;
         let mut picture = self.picture();
+        picture.read_directly_at(Part::Activities, resource_id, started);
         let list = picture
             .activities
             .entry(resource_id.to_string())
@@ -728,7 +793,7 @@ impl AutoscalingBackend for FleetView {
 pub struct FleetSource {
     inner: Arc<dyn BackendSource>,
     config: FleetConfig,
-    views: tokio::sync::Mutex<BTreeMap<String, Arc<FleetView>>>,
+    views: Mutex<BTreeMap<String, Arc<FleetView>>>,
     changes: broadcast::Sender<FleetChange>,
 }
 
@@ -737,9 +802,19 @@ impl FleetSource {
         Self {
             inner,
             config,
-            views: tokio::sync::Mutex::new(BTreeMap::new()),
+            views: Mutex::new(BTreeMap::new()),
             changes: broadcast::channel(CHANGES_BUFFERED).0,
         }
+    }
+
+    /// Each region's view, by region.
+    pub fn stats(&self) -> BTreeMap<String, FleetStats> {
+        self.views
+            .lock()
+            .expect("fleet views lock")
+            .iter()
+            .map(|(region, view)| (region.clone(), view.stats()))
+            .collect()
     }
 
     /// Changes found by any region's refresh.
@@ -752,7 +827,7 @@ impl FleetSource {
 impl BackendSource for FleetSource {
     async fn backend(&self, region: Option<&str>) -> Result<Arc<dyn AutoscalingBackend>, AwsError> {
         let backend = self.inner.backend(region).await?;
-        let mut views = self.views.lock().await;
+        let mut views = self.views.lock().expect("fleet views lock");
         let view = views
             .entry(backend.region().to_string())
             .or_insert_with(|| {

@@ -16,6 +16,6 @@ pub use converge::{
     remove,
 };
 pub use error::{AwsError, ErrorClass};
-pub use fleet::{FleetChange, FleetConfig, FleetSource, FleetView};
+pub use fleet::{FleetChange, FleetConfig, FleetSource, FleetStats, FleetView};
 pub use port::{AutoscalingBackend, Page, QuotaReading};
 pub use source::{BackendSource, SingleBackend};

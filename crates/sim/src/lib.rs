@@ -11,7 +11,8 @@ pub mod server;
 pub mod validation;
 
 pub use account::{
-    Account, Activity, ApiError, DEFAULT_REGION, Fault, QuotaTable, TargetTrackingAlarms,
+    Account, Activity, ApiError, DEFAULT_REGION, Fault, QuotaTable, RandomFaults,
+    TargetTrackingAlarms,
 };
 pub use error::SimError;
 pub use server::{SimServer, start, start_with_clock};

@@ -169,7 +169,7 @@ impl RateLimits {
 /// Each service's own throttling error: Application Auto Scaling's ThrottlingException "Rate
 /// exceeded" (§2.5), CloudWatch's Throttling "Rate exceeded" (§4.5, as AAS quotes it), Service
 /// Quotas' TooManyRequestsException "Due to throttling, the request was denied." (§5.2); all 400.
-fn throttled(service: &str) -> ApiError {
+pub(crate) fn throttled(service: &str) -> ApiError {
     let (code, message) = match service {
         "cloudwatch" => ("Throttling", "Rate exceeded"),
         "service-quotas" => (

@@ -8,6 +8,8 @@
 //! - `GET /_sim/calls`: requests answered, by service and operation;
 //! - `GET /_sim/throttles`: of those, the ones refused for the request rate (`sim serve
 //!   --rate-limits aws`, `--rate-limit`), by service and operation;
+//! - `GET /_sim/injected`: of those, the ones answered with a random fault (`--fault-rate`);
+//! - `POST /_sim/fault-rate`: `{"rate": 0.3, "seed": 1}` sets that share of random faults (0: off);
 //! - `POST /_sim/activities`: record a scaling activity (JSON in DescribeScalingActivities' shape);
 //! - `POST /_sim/quotas`: `{"applied": {"ml.g4dn.xlarge": 4}, "defaults": {...}}` sets quotas;
 //! - `POST /_sim/faults`: answer the next request(s) for an operation with an AWS error, or hold
@@ -136,6 +138,8 @@ fn router(shared: Shared) -> Router {
         .route("/_sim/state", get(admin_state))
         .route("/_sim/calls", get(admin_calls))
         .route("/_sim/throttles", get(admin_throttles))
+        .route("/_sim/injected", get(admin_injected))
+        .route("/_sim/fault-rate", post(admin_fault_rate))
         .route("/_sim/activities", post(admin_add_activity))
         .route("/_sim/quotas", post(admin_set_quotas))
         .route(
@@ -188,6 +192,20 @@ async fn run(
                 operation,
                 "throttled: over the configured request rate"
             );
+            return Err(error);
+        }
+        if let Some(error) = account
+            .random_faults
+            .as_mut()
+            .and_then(|faults| faults.draw(service))
+        {
+            account.record_call(service, operation);
+            *account
+                .injected
+                .entry(service.to_string())
+                .or_default()
+                .entry(operation.to_string())
+                .or_default() += 1;
             return Err(error);
         }
         account.take_fault(service, operation)
@@ -368,6 +386,15 @@ async fn admin_calls(State(Shared { account, .. }): State<Shared>) -> Response {
         .into_response()
 }
 
+async fn admin_injected(State(Shared { account, .. }): State<Shared>) -> Response {
+    let injected = account.lock().expect("account lock").injected.clone();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json!(injected).to_string(),
+    )
+        .into_response()
+}
+
 async fn admin_throttles(State(Shared { account, .. }): State<Shared>) -> Response {
     let throttled = account.lock().expect("account lock").throttled.clone();
     (
@@ -431,6 +458,24 @@ async fn admin_add_fault(State(Shared { account, .. }): State<Shared>, body: Byt
         }
         Err(e) => bad_request(format!("invalid fault: {e}")),
     }
+}
+
+/// `{"rate": 0.3, "seed": 1}`: answer that share of all requests with passing errors (0: none).
+async fn admin_fault_rate(State(Shared { account, .. }): State<Shared>, body: Bytes) -> Response {
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("expected JSON such as {\"rate\": 0.3}".into());
+    };
+    let Some(rate) = v
+        .get("rate")
+        .and_then(Value::as_f64)
+        .filter(|r| (0.0..=1.0).contains(r))
+    else {
+        return bad_request("rate must be a number from 0 to 1, e.g. {\"rate\": 0.3}".into());
+    };
+    let seed = v.get("seed").and_then(Value::as_u64).unwrap_or(1);
+    account.lock().expect("account lock").random_faults =
+        (rate > 0.0).then(|| crate::account::RandomFaults::new(rate, seed));
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn admin_faults(State(Shared { account, .. }): State<Shared>) -> Response {

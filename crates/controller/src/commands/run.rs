@@ -82,11 +82,12 @@ pub struct RunArgs {
     /// every resync). AWS returns at most 10 policies a page, so reading them every resync
     /// would cost 0.2 calls per endpoint alone; policy drift is repaired within this many
     /// resyncs (a deleted step policy shows in its alarm at once).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100))]
     policy_refresh_resyncs: u32,
-    /// Reconciles running at once. Bounds bursts of AWS calls (about six per reconcile) against
-    /// CloudWatch's DescribeAlarms (9 a second) and Application Auto Scaling's limits.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Reconciles running at once. The request budget (--aws-rate) keeps them within AWS's
+    /// rates; enough of them must be in flight to keep the slowest API busy (CloudWatch's
+    /// PutMetricAlarm, 3 a second, while a fleet is created).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
     /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
@@ -137,6 +138,7 @@ async fn run_controller(args: RunArgs) -> Result<(), RunError> {
         identity: identity.clone(),
         duration: args.lease_duration.max(Duration::from_secs(2)),
     };
+    metrics.watch_fleet(fleet.clone());
     let leadership = Arc::new(Leadership::new(lease.renew_deadline()));
     let mut context = Context::new(
         client.clone(),
@@ -252,7 +254,8 @@ async fn run_controllers(
             .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
         let store = controller.store();
         // Drift a refresh of the fleet view finds is repaired now, not at the next resync.
-        let controller = controller.reconcile_on(changed_resources(fleet.changes(), store.clone()));
+        let controller =
+            controller.reconcile_on(changed_resources(fleet.changes(), store.clone(), ctx.clone()));
         let synced = Arc::new(AtomicBool::new(false));
         stores.push(WatchedStore {
             store: store.clone(),
@@ -296,6 +299,7 @@ async fn run_controllers(
 fn changed_resources(
     changes: broadcast::Receiver<FleetChange>,
     store: Store<AsyncEndpointScaling>,
+    ctx: Arc<Context>,
 ) -> impl futures::Stream<Item = ObjectRef<AsyncEndpointScaling>> + Send + 'static {
     futures::stream::unfold(changes, |mut changes| async move {
         loop {
@@ -320,7 +324,12 @@ fn changed_resources(
                         .as_deref()
                         .is_none_or(|region| region == change.region)
             })
-            .map(|obj| ObjectRef::from_obj(obj.as_ref()))
+            .map(|obj| {
+                if let Some(uid) = &obj.metadata.uid {
+                    ctx.aws_changed(uid);
+                }
+                ObjectRef::from_obj(obj.as_ref())
+            })
             .collect();
         futures::stream::iter(refs)
     })

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Subcommand, ValueEnum};
 
+use asyncscale_sim::RandomFaults;
 use asyncscale_sim::rate_limits::{RateLimit, RateLimits};
 
 use crate::commands::args::{ApiRateFlag, parse_api_rate};
@@ -39,7 +40,22 @@ pub enum SimCommand {
         /// Application Auto Scaling publishes no rates, so it has none unless set here.
         #[arg(long = "rate-limit", value_name = "SERVICE:OPERATION=RATE[/BURST]", value_parser = parse_api_rate)]
         rate_limit: Vec<ApiRateFlag>,
+        /// Answers this share of all requests (0 to 1) with a passing error, in turn the
+        /// service's throttling error, its internal error (500) and 503, as AWS does on a bad
+        /// day; for testing that retries and status hold up.
+        #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+        fault_rate: f64,
+        /// Seed of the --fault-rate draw, so that a run can be repeated.
+        #[arg(long, default_value_t = 1)]
+        fault_seed: u64,
     },
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|f| (0.0..=1.0).contains(f))
+        .ok_or_else(|| format!("{text:?} must be a number from 0 to 1, e.g. 0.3 for 30 %"))
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +73,8 @@ pub async fn run(command: SimCommand) -> ExitCode {
             time_scale,
             rate_limits,
             rate_limit,
+            fault_rate,
+            fault_seed,
         } => {
             let mut limits = match rate_limits {
                 RateLimitPreset::None => RateLimits::default(),
@@ -69,7 +87,8 @@ pub async fn run(command: SimCommand) -> ExitCode {
                 };
                 limits.set(&flag.service, &flag.operation, limit);
             }
-            serve(listen, &quotas, &default_quotas, time_scale, limits).await
+            let faults = (fault_rate > 0.0).then(|| RandomFaults::new(fault_rate, fault_seed));
+            serve(listen, &quotas, &default_quotas, time_scale, limits, faults).await
         }
     }
 }
@@ -80,6 +99,7 @@ async fn serve(
     default_quotas: &[String],
     time_scale: f64,
     rate_limits: RateLimits,
+    random_faults: Option<RandomFaults>,
 ) -> ExitCode {
     if !(0.0..=86_400.0).contains(&time_scale) {
         eprintln!("error: --time-scale must be between 0 and 86400");
@@ -97,7 +117,14 @@ async fn serve(
             if !rate_limits.is_empty() {
                 eprintln!("enforcing request rates (a second/burst): {rate_limits}");
             }
-            server.account.lock().expect("account lock").rate_limits = rate_limits;
+            if let Some(faults) = &random_faults {
+                eprintln!("answering a share of requests with passing errors: {faults:?}");
+            }
+            {
+                let mut account = server.account.lock().expect("account lock");
+                account.rate_limits = rate_limits;
+                account.random_faults = random_faults;
+            }
             eprintln!(
                 "asyncscale local AWS endpoint listening on {}",
                 server.url()

@@ -1348,3 +1348,91 @@ fn each_write_failing_alone_is_reported_and_the_next_apply_finishes() {
         assert_eq!(sim.target_max(), 4, "{operation}: clamped");
     }
 }
+
+fn fleet_manifest(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "---\napiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {{name: e{i:02}, namespace: ml}}\nspec: {{endpointName: ep-{i:02}, instanceType: ml.g4dn.xlarge, maxCapacity: 4, targetTracking: {{targetValue: 5}}}}\n"
+            )
+        })
+        .collect()
+}
+
+fn calls_of(calls: &Value, operation: &str) -> u64 {
+    calls
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|ops| ops.get(operation))
+        .map(|n| n.as_u64().unwrap())
+        .sum()
+}
+
+/// From `--bulk-from` resources (10), `apply` reads the account in pages instead of per resource,
+/// and a no-op apply reads no tags; drift made by hand is still found and repaired.
+#[test]
+fn a_no_op_apply_of_many_resources_reads_aws_in_pages() {
+    let sim = sim(&["ml.g4dn.xlarge=8"]);
+    let dir = tempdir::Dir::new("bulk-apply");
+    let file = manifest(&dir, "fleet.yaml", &fleet_manifest(30));
+    let file = file.to_str().unwrap();
+    let first = cli(&sim, &["apply", "-f", file]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let before = sim.calls();
+
+    let again = cli(&sim, &["apply", "-f", file]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let after = sim.calls();
+    let spent = |op: &str| calls_of(&after, op) - calls_of(&before, op);
+    assert_eq!(writes(&after), writes(&before), "no write");
+    // 30 targets: 1 page; 60 policies: 6 pages of 10; 30 alarms: 1 page; activities: 1 page.
+    assert_eq!(spent("DescribeScalableTargets"), 1);
+    assert_eq!(spent("DescribeScalingPolicies"), 6);
+    assert_eq!(spent("DescribeAlarms"), 1);
+    assert_eq!(spent("DescribeScalingActivities"), 1);
+    assert_eq!(
+        spent("ListTagsForResource"),
+        0,
+        "nothing to write: no tags read"
+    );
+
+    // Per resource, the same no-op apply costs about four reads each.
+    let per_resource = cli(&sim, &["apply", "-f", file, "--bulk-from", "1000"]);
+    assert!(per_resource.status.success());
+    let last = sim.calls();
+    assert_eq!(
+        calls_of(&last, "DescribeScalableTargets") - calls_of(&after, "DescribeScalableTargets"),
+        30
+    );
+
+    // Someone lowers one endpoint's MaxCapacity by hand: the bulk apply finds and repairs it, and
+    // reads that target's tags (ownership before the write).
+    let (status, body) = sim.aws(
+        "AnyScaleFrontendService.RegisterScalableTarget",
+        json!({"ServiceNamespace": "sagemaker", "ResourceId": "endpoint/ep-07/variant/AllTraffic",
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "MaxCapacity": 1}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let repair = cli(&sim, &["apply", "-f", file]);
+    assert!(repair.status.success(), "{}", stderr(&repair));
+    assert!(
+        stdout(&repair).contains("maxCapacity 1 → 4"),
+        "{}",
+        stdout(&repair)
+    );
+    let repaired = sim.calls();
+    assert_eq!(
+        calls_of(&repaired, "ListTagsForResource") - calls_of(&last, "ListTagsForResource"),
+        2,
+        "the drifted target's tags, before the write and in the read-back"
+    );
+    let target = sim.state()["ScalableTargets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["ResourceId"] == "endpoint/ep-07/variant/AllTraffic")
+        .unwrap()
+        .clone();
+    assert_eq!(target["MaxCapacity"], 4);
+}

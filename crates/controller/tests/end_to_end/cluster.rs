@@ -162,6 +162,12 @@ fn controller_log(pod: &str) -> PathBuf {
     std::env::temp_dir().join(format!("asyncscale-e2e-{}-{pod}.log", std::process::id()))
 }
 
+fn metric_with_labels(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
 fn metric(addr: &str, name: &str) -> Option<f64> {
     http_get(addr, "/metrics")
         .1
@@ -330,9 +336,20 @@ async fn kubectl_apply_reconciles_through_the_controller_and_delete_cleans_aws()
         "asyncscale_managed_resources 1",
         "asyncscale_resources_clamped 1",
         "asyncscale_leader 1",
+        "asyncscale_fleet_observation_age_seconds{region=\"us-east-1\"}",
+        "asyncscale_fleet_refresh_duration_seconds{region=\"us-east-1\"}",
+        "asyncscale_fleet_refreshes_total{region=\"us-east-1\",outcome=\"failed\"} 0",
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
+    assert!(
+        metric_with_labels(
+            &metrics,
+            "asyncscale_fleet_refreshes_total{region=\"us-east-1\",outcome=\"ok\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     eprintln!(
         "controller resident memory at idle with one resource: {:.1} MiB",

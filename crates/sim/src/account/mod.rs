@@ -43,6 +43,10 @@ impl ApiError {
             status: 400,
         }
     }
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
     fn not_found_cw(message: impl Into<String>) -> Self {
         Self {
             code: "ResourceNotFound".into(),
@@ -168,6 +172,60 @@ pub struct Fault {
     pub delay_seconds: f64,
 }
 
+/// Answers a share of all requests with one of the passing errors AWS answers at times: the
+/// service's throttling error, its internal error (500), or 503 Service Unavailable, in turn. The
+/// SDK's retries and asyncscale's must absorb them. Deterministic for a given seed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RandomFaults {
+    rate: f64,
+    state: u64,
+    turn: u64,
+}
+
+impl RandomFaults {
+    /// `rate` in [0, 1].
+    pub fn new(rate: f64, seed: u64) -> Self {
+        Self {
+            rate: rate.clamp(0.0, 1.0),
+            state: seed | 1,
+            turn: 0,
+        }
+    }
+
+    /// The error for this request, if it is one of the unlucky ones.
+    pub fn draw(&mut self, service: &str) -> Option<ApiError> {
+        // xorshift64*: enough for spreading faults, no dependency.
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        let sample =
+            (self.state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
+        if sample >= self.rate {
+            return None;
+        }
+        self.turn += 1;
+        Some(match self.turn % 3 {
+            0 => crate::rate_limits::throttled(service),
+            // Each service's internal error shape (AAS InternalServiceException, CloudWatch
+            // InternalServiceFault's code InternalServiceError, Service Quotas ServiceException).
+            1 => ApiError::new(
+                match service {
+                    "cloudwatch" => "InternalServiceError",
+                    "service-quotas" => "ServiceException",
+                    _ => "InternalServiceException",
+                },
+                "Internal error (injected by --fault-rate)",
+            )
+            .with_status(500),
+            _ => ApiError::new(
+                "ServiceUnavailable",
+                "Service unavailable (injected by --fault-rate)",
+            )
+            .with_status(503),
+        })
+    }
+}
+
 fn default_fault_status() -> u16 {
     400
 }
@@ -199,6 +257,10 @@ pub struct Account {
     other_regions: BTreeMap<String, RegionState>,
     /// Injected errors and delays, in the order they were added.
     pub faults: Vec<Fault>,
+    /// A share of requests answered with a passing error (`sim serve --fault-rate`).
+    pub random_faults: Option<RandomFaults>,
+    /// Requests answered with a random fault, by service and operation.
+    pub injected: BTreeMap<String, BTreeMap<String, u64>>,
     /// Per-API request rates enforced like AWS's (none unless configured).
     pub rate_limits: crate::rate_limits::RateLimits,
     /// Requests refused by `rate_limits`, by service and operation.
@@ -538,4 +600,33 @@ fn with_token(mut v: Value, next: Option<String>) -> Value {
         v["NextToken"] = json!(token);
     }
     v
+}
+
+#[cfg(test)]
+mod random_fault_tests {
+    use super::RandomFaults;
+
+    #[test]
+    fn the_share_of_faults_is_the_rate_and_the_kinds_take_turns() {
+        let mut faults = RandomFaults::new(0.3, 7);
+        let drawn: Vec<_> = (0..10_000)
+            .filter_map(|_| faults.draw("cloudwatch"))
+            .collect();
+        let share = drawn.len() as f64 / 10_000.0;
+        assert!((0.28..0.32).contains(&share), "{share}");
+        let codes: Vec<(&str, u16)> = drawn[..3]
+            .iter()
+            .map(|e| (e.code.as_str(), e.status))
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                ("InternalServiceError", 500),
+                ("ServiceUnavailable", 503),
+                ("Throttling", 400)
+            ]
+        );
+        let mut none = RandomFaults::new(0.0, 7);
+        assert!((0..1000).all(|_| none.draw("cloudwatch").is_none()));
+    }
 }
