@@ -52,11 +52,15 @@ demo-cluster: build controlplane
 
 ## A fleet of N resources (default 200) on the real control plane, the release controller, and the
 ## local AWS endpoint enforcing AWS's request rates; prints the figures in the README.
+## RESYNC (default 60s), RESYNCS measured (default 4), FAULT_RATE (e.g. 0.3) pass through.
 N ?= 200
+RESYNC ?= 60s
+RESYNCS ?= 4
 bench-fleet: controlplane
 	$(CARGO) build --release --bin asyncscale
 	$(CARGO) build --bin asyncscale-controlplane
-	ASYNCSCALE_RELEASE_BIN=$(TARGET_DIR)/release/asyncscale CONTROLPLANE_TOOL=$(TARGET_DIR)/debug/asyncscale-controlplane scripts/bench-fleet.sh $(N)
+	ASYNCSCALE_RELEASE_BIN=$(TARGET_DIR)/release/asyncscale CONTROLPLANE_TOOL=$(TARGET_DIR)/debug/asyncscale-controlplane scripts/bench-fleet.sh $(N) $(RESYNC) $(RESYNCS)
+	ASYNCSCALE_RELEASE_BIN=$(TARGET_DIR)/release/asyncscale scripts/bench-cli-bulk.sh $(N)
 
 ## Every test: Rust unit, property, over-the-wire and CLI end-to-end tests, then boto3 against the
 ## local endpoint. Installs the Python test dependencies first when they are missing.

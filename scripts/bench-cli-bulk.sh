@@ -20,7 +20,10 @@ export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISA
 for i in $(seq -w 1 "$n"); do
   printf -- '---\napiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {name: e%s, namespace: bench}\nspec: {endpointName: bench-%s, instanceType: ml.g4dn.xlarge, maxCapacity: 4, targetTracking: {targetValue: 5}}\n' "$i" "$i"
 done >"$work/fleet.yaml"
-unlimited=(--aws-rate 'application-autoscaling:*=0' --aws-rate 'cloudwatch:*=0' --aws-rate 'service-quotas:*=0')
+# An operation's own rate wins over its service's `*`: lift those one by one.
+unlimited=(--aws-rate 'application-autoscaling:*=0' --aws-rate 'cloudwatch:*=0' --aws-rate 'cloudwatch:PutMetricAlarm=0'
+  --aws-rate 'cloudwatch:DescribeAlarms=0' --aws-rate 'service-quotas:*=0' --aws-rate 'service-quotas:GetServiceQuota=0'
+  --aws-rate 'service-quotas:ListServiceQuotas=0')
 apply() { "$bin" apply -f "$work/fleet.yaml" --aws-endpoint "$aws" --region us-east-1 "$@" 2>&1 >/dev/null | grep '^AWS calls'; }
 echo "first apply (creates $n): $(apply "${unlimited[@]}")"
 start=$(date +%s.%N)

@@ -76,7 +76,23 @@ print(sum(n for service in json.load(sys.stdin).values() for n in service.values
 start=$(now)
 kubectl apply -f "$work/fleet.yaml" >/dev/null
 applied=$(python3 -c "print(f'{$(now) - $start:.1f}')")
-kubectl wait --for=condition=Ready aes --all -n bench --timeout=1800s >/dev/null
+# TIMELINE=FILE records, every 10 s until Ready: seconds since apply, alarms written, Ready count.
+if [ -n "${TIMELINE:-}" ]; then
+  (while true; do
+    alarms=$(curl -s "$aws/_sim/calls" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("cloudwatch", {}).get("PutMetricAlarm", 0))')
+    ready_now=$(kubectl get aes -n bench -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^True$' || true)
+    echo "$(python3 -c "print(f'{$(now) - $start:.0f}')") $alarms $ready_now" >>"$TIMELINE"
+    sleep 10
+  done) &
+  pids+=($!)
+fi
+# Polled rather than `kubectl wait --all`, which checks one object after another and at 1,000
+# objects adds over a minute of its own.
+all_ready() { [ "$(kubectl get aes -n bench -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^True$' || true)" -eq "$n" ]; }
+until all_ready; do
+  sleep 1
+  python3 -c "import sys; sys.exit($(now) - $start > 1800)" || { echo "not all Ready after 1800 s"; exit 1; }
+done
 ready=$(now)
 failures=$(python3 -c '
 import collections, json, re, sys

@@ -22,7 +22,7 @@ pub struct ManifestArgs {
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
     /// Read AWS in bulk (a few pages per region for the whole account) when the manifests hold at
-    /// least this many resources; below it, per resource (about 4 reads each), which is cheaper
+    /// least this many resources; below it, per resource (five reads each), which is cheaper
     /// for a few.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub bulk_from: u32,
