@@ -337,25 +337,17 @@ impl FleetView {
             .filter(|(_, w)| **w >= started)
             .map(|(key, _)| key.clone())
             .collect();
-        let pinned_alarms = &pinned;
 
-        let mut targets: HashMap<String, ObservedTarget> = sweep
-            .targets
-            .into_iter()
-            .map(|t| (t.target.resource_id.clone(), t))
-            .collect();
-        for id in &pinned {
-            match picture.targets.get(id) {
-                Some(kept) => targets.insert(id.clone(), kept.clone()),
-                None => targets.remove(id),
-            };
-        }
-        let ids: HashSet<&String> = targets.keys().chain(picture.targets.keys()).collect();
-        changed.extend(
-            ids.into_iter()
-                .filter(|id| targets.get(*id) != picture.targets.get(*id))
-                .map(|id| id.to_string()),
+        let (targets, changed_targets) = merge_refresh(
+            &picture.targets,
+            sweep
+                .targets
+                .into_iter()
+                .map(|t| (t.target.resource_id.clone(), t))
+                .collect(),
+            &pinned,
         );
+        changed.extend(changed_targets);
 
         if let Some(policies) = sweep.policies {
             let mut by_target: HashMap<String, Vec<ObservedPolicy>> = HashMap::new();
@@ -365,38 +357,24 @@ impl FleetView {
                     .or_default()
                     .push(p);
             }
-            for id in &pinned {
-                match picture.policies.get(id) {
-                    Some(kept) => by_target.insert(id.clone(), kept.clone()),
-                    None => by_target.remove(id),
-                };
-            }
-            let ids: HashSet<&String> = by_target.keys().chain(picture.policies.keys()).collect();
-            changed.extend(
-                ids.into_iter()
-                    .filter(|id| by_target.get(*id) != picture.policies.get(*id))
-                    .map(|id| id.to_string()),
-            );
-            picture.policies = by_target;
+            let (policies, changed_policies) = merge_refresh(&picture.policies, by_target, &pinned);
+            changed.extend(changed_policies);
+            picture.policies = policies;
             picture.policies_at = Some(started);
         }
 
-        let mut alarms: HashMap<String, ObservedAlarm> = sweep
-            .alarms
-            .into_iter()
-            .map(|a| (a.alarm.name.clone(), a))
-            .collect();
-        for name in pinned_alarms {
-            match picture.alarms.get(name) {
-                Some(kept) => alarms.insert(name.clone(), kept.clone()),
-                None => alarms.remove(name),
-            };
-        }
-        let names: HashSet<&String> = alarms.keys().chain(picture.alarms.keys()).collect();
-        changed.extend(
-            names
+        let (alarms, changed_alarms) = merge_refresh(
+            &picture.alarms,
+            sweep
+                .alarms
                 .into_iter()
-                .filter(|name| alarms.get(*name) != picture.alarms.get(*name))
+                .map(|a| (a.alarm.name.clone(), a))
+                .collect(),
+            &pinned,
+        );
+        changed.extend(
+            changed_alarms
+                .iter()
                 .filter_map(|name| ResourceNames::resource_id_of_alarm(name))
                 .map(str::to_string),
         );
@@ -483,6 +461,28 @@ impl FleetView {
     fn forget_tags(&self, arn: &str) {
         self.picture().tags.remove(arn);
     }
+}
+
+/// The refreshed entries, except that `pinned` keys (written since the refresh started) keep
+/// their current one; and the keys whose entry changed.
+fn merge_refresh<V: Clone + PartialEq>(
+    current: &HashMap<String, V>,
+    mut refreshed: HashMap<String, V>,
+    pinned: &HashSet<String>,
+) -> (HashMap<String, V>, Vec<String>) {
+    for key in pinned {
+        match current.get(key) {
+            Some(kept) => refreshed.insert(key.clone(), kept.clone()),
+            None => refreshed.remove(key),
+        };
+    }
+    let keys: HashSet<&String> = refreshed.keys().chain(current.keys()).collect();
+    let changed = keys
+        .into_iter()
+        .filter(|key| refreshed.get(*key) != current.get(*key))
+        .cloned()
+        .collect();
+    (refreshed, changed)
 }
 
 /// Every page, each retried on its own when it fails recoverably.
