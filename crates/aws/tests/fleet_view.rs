@@ -247,3 +247,82 @@ async fn a_refresh_without_a_policy_sweep_keeps_written_policies_read_directly()
     let policies = view.describe_policies(&rid).await.unwrap();
     assert_eq!(policies.len(), 1, "{policies:?}");
 }
+
+/// A deletion reads AWS itself: a policy another tool added since the last policy sweep keeps
+/// the target alive (only asyncscale's own policies and alarm go).
+#[tokio::test]
+async fn a_deletion_sees_a_foreign_policy_added_after_the_last_sweep() {
+    let (server, _calls, view) = setup(Duration::from_secs(3600)).await;
+    converge_all(&view, 1).await;
+    let rid = ResourceNames::new("ep-000", "AllTraffic").resource_id;
+    let by_hand = backend_at(&server.url()).await;
+    let mut foreign = spec(0);
+    foreign.target_tracking.target_value = 9.0;
+    let d = desire(
+        &foreign,
+        &owner(0),
+        &QuotaLookup::Unknown {
+            name: "q".into(),
+            reason: "t".into(),
+        },
+        None,
+    )
+    .unwrap();
+    let mut policy = d.target_tracking.clone();
+    policy.name = "other-tool".into();
+    by_hand.put_policy(&policy).await.unwrap();
+
+    let report = asyncscale_engine::remove(&*view, &spec(0), &owner(0), true, &Fence::open()).await;
+    assert!(report.error.is_none(), "{report:?}");
+    assert!(
+        by_hand.describe_target(&rid).await.unwrap().is_some(),
+        "the target stays for other-tool"
+    );
+    let left: Vec<String> = by_hand
+        .describe_policies(&rid)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.policy.name)
+        .collect();
+    assert_eq!(left, vec!["other-tool".to_string()]);
+}
+
+/// Owner tags cached from an earlier read are checked against AWS before a write: a target
+/// someone else took over (retagged) is reported as a conflict and not written.
+#[tokio::test]
+async fn a_target_retagged_by_someone_else_is_not_written_whatever_the_cache_says() {
+    let (server, calls, view) = setup(Duration::from_millis(200)).await;
+    converge_all(&view, 1).await;
+    let rid = ResourceNames::new("ep-000", "AllTraffic").resource_id;
+    let by_hand = backend_at(&server.url()).await;
+    let mut target = by_hand.describe_target(&rid).await.unwrap().unwrap();
+    let arn = target.arn.clone().unwrap();
+    by_hand
+        .untag_target(
+            &arn,
+            &asyncscale_core::names::OWNER_TAG_KEYS.map(String::from),
+        )
+        .await
+        .unwrap();
+    by_hand
+        .tag_target(
+            &arn,
+            &Tags::from([("team".to_string(), "other".to_string())]),
+        )
+        .await
+        .unwrap();
+    target.target.max_capacity = 9;
+    by_hand.register_target(&target.target, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+
+    let writes = calls.writes();
+    let outcomes = converge_all(&view, 1).await;
+    assert!(
+        matches!(outcomes[0], SyncOutcome::Conflict(_)),
+        "{outcomes:?}"
+    );
+    assert_eq!(calls.writes(), writes, "nothing written to their target");
+    let theirs = by_hand.describe_target(&rid).await.unwrap().unwrap();
+    assert_eq!(theirs.target.max_capacity, 9);
+}

@@ -283,23 +283,23 @@ async fn decide_and_apply(
             return;
         }
     };
-    // Ownership proven before the first write only: a target that already matches the intent
-    // needs no tags (one ListTagsForResource per endpoint saved), and a plan that would write
-    // reads them and is made again with the truth.
-    if intent.ownership_check == OwnershipCheck::BeforeWrites
-        && let Some(arn) = observed.target.as_ref().and_then(|t| t.arn.clone())
-    {
-        let mut assumed_ours = observed.clone();
-        if let Some(t) = assumed_ours.target.as_mut() {
+    // Ownership is proven from AWS before any write: a plan that would write (or conflict)
+    // reads the tags, past any cache, and is made again with the truth. In BeforeWrites mode a
+    // target that already matches the intent needs no tags at all.
+    if let Some(arn) = observed.target.as_ref().and_then(|t| t.arn.clone()) {
+        let mut assumed = observed.clone();
+        if intent.ownership_check == OwnershipCheck::BeforeWrites
+            && let Some(t) = assumed.target.as_mut()
+        {
             t.tags = intent.owner.tags();
         }
         let writes_nothing =
-            plan_apply(&desired, &assumed_ours, &intent.adoption).is_ok_and(|plan| plan.is_empty());
+            plan_apply(&desired, &assumed, &intent.adoption).is_ok_and(|plan| plan.is_empty());
         if writes_nothing {
             report.desired = Some(desired);
             return;
         }
-        match backend.target_tags(&arn).await {
+        match backend.direct().unwrap_or(backend).target_tags(&arn).await {
             Ok(tags) => {
                 if let Some(t) = report.observed.as_mut().and_then(|o| o.target.as_mut()) {
                     t.tags = tags;
@@ -486,8 +486,9 @@ pub async fn remove(
         error: None,
         failed_change: None,
     };
-    // A failed read (the alarm's tags included, when the target is gone) removes nothing.
-    let observed = match observe(backend, &names).await {
+    // A failed read (the alarm's tags included, when the target is gone) removes nothing. Read
+    // from AWS itself, not a picture: what is deleted depends on every policy on the target.
+    let observed = match observe(backend.direct().unwrap_or(backend), &names).await {
         Ok(o) => o,
         Err(e) => {
             report.error = Some(e);

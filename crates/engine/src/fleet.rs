@@ -214,7 +214,10 @@ impl FleetView {
         // with no picture yet, is waited for.
         let _single_flight = match self.refreshing.try_lock() {
             Ok(guard) => guard,
-            Err(_) if self.picture().targets_at.is_some() => return Ok(()),
+            // After a failed refresh the old picture is no good observation: wait for the retry.
+            Err(_) if self.picture().targets_at.is_some() && self.picture().failed.is_none() => {
+                return Ok(());
+            }
             Err(_) => self.refreshing.lock().await,
         };
         {
@@ -222,6 +225,7 @@ impl FleetView {
             if picture.fresh(self.config.refresh_every) {
                 return Ok(());
             }
+            // Waited behind a refresh that failed: its error, not another attempt.
             if let Some((at, error)) = &picture.failed
                 && at.elapsed() < FAILED_REFRESH_HOLD
             {
@@ -535,6 +539,10 @@ fn is_finished(activity: &ScalingActivity) -> bool {
 impl AutoscalingBackend for FleetView {
     fn region(&self) -> &str {
         self.inner.region()
+    }
+
+    fn direct(&self) -> Option<&dyn AutoscalingBackend> {
+        Some(self.inner.as_ref())
     }
 
     async fn describe_target(&self, resource_id: &str) -> Result<Option<ObservedTarget>, AwsError> {

@@ -31,6 +31,12 @@ pub struct Page<T> {
 pub trait AutoscalingBackend: Send + Sync {
     /// The region every call goes to (resources without `spec.region` land here).
     fn region(&self) -> &str;
+    /// The same account read straight from AWS, when this backend serves reads from a picture
+    /// (the fleet view): what decides a deletion or proves ownership before a write must not be
+    /// older than the moment.
+    fn direct(&self) -> Option<&dyn AutoscalingBackend> {
+        None
+    }
     /// DescribeScalableTargets. The tags are left empty: see [`Self::target_tags`].
     async fn describe_target(&self, resource_id: &str) -> Result<Option<ObservedTarget>, AwsError>;
     /// ListTagsForResource on a scalable target (its owner tags).

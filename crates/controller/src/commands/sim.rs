@@ -118,7 +118,10 @@ async fn serve(
                 eprintln!("enforcing request rates (a second/burst): {rate_limits}");
             }
             if let Some(faults) = &random_faults {
-                eprintln!("answering a share of requests with passing errors: {faults:?}");
+                eprintln!(
+                    "answering {:.0} % of requests with passing errors (throttling, 500, 503)",
+                    faults.rate() * 100.0
+                );
             }
             {
                 let mut account = server.account.lock().expect("account lock");

@@ -192,6 +192,11 @@ impl RandomFaults {
         }
     }
 
+    /// The share of requests answered with an error.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
     /// The error for this request, if it is one of the unlucky ones.
     pub fn draw(&mut self, service: &str) -> Option<ApiError> {
         // xorshift64*: enough for spreading faults, no dependency.
