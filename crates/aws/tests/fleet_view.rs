@@ -326,3 +326,46 @@ async fn a_target_retagged_by_someone_else_is_not_written_whatever_the_cache_say
     let theirs = by_hand.describe_target(&rid).await.unwrap().unwrap();
     assert_eq!(theirs.target.max_capacity, 9);
 }
+
+/// Each bulk read failing alone, for good (throttled, or refused as AWS refuses a bad request): the reconcile reports ObserveFailed and writes nothing, so what is in AWS stays.
+#[tokio::test]
+async fn each_bulk_read_failing_alone_writes_nothing() {
+    for operation in [
+        "DescribeScalableTargets",
+        "DescribeScalingPolicies",
+        "DescribeAlarms",
+        "DescribeScalingActivities",
+    ] {
+        // A 500 is retried like a throttle (both recoverable): one of them keeps the test short.
+        for (code, status) in [("ThrottlingException", 400), ("ValidationException", 400)] {
+            let (server, calls, view) = setup(Duration::from_millis(100)).await;
+            converge_all(&view, 2).await;
+            let before = server.account.lock().unwrap().snapshot("us-east-1");
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            server.account.lock().unwrap().faults.push(Fault {
+                service: None,
+                operation: operation.into(),
+                code: Some(code.into()),
+                status,
+                message: None,
+                count: 0,
+                delay_seconds: 0.0,
+            });
+            let writes = calls.writes();
+            let outcomes = converge_all(&view, 2).await;
+            let what = format!("{operation} {code}");
+            assert!(
+                outcomes
+                    .iter()
+                    .all(|o| matches!(o, SyncOutcome::ObserveFailed(_))),
+                "{what}: {outcomes:?}"
+            );
+            assert_eq!(calls.writes(), writes, "{what}: no write");
+            assert_eq!(
+                server.account.lock().unwrap().snapshot("us-east-1"),
+                before,
+                "{what}: AWS unchanged"
+            );
+        }
+    }
+}
