@@ -383,23 +383,16 @@ impl FleetView {
                 .map(str::to_string),
         );
 
-        let mut with_new_activity = HashSet::new();
+        let mut by_resource: HashMap<String, Vec<ScalingActivity>> = HashMap::new();
         for (id, activity) in sweep.activities {
-            let list = picture.activities.entry(id.clone()).or_default();
-            match list
-                .iter_mut()
-                .find(|a| a.activity_id == activity.activity_id)
-            {
-                Some(known) if *known == activity => continue,
-                Some(known) => *known = activity,
-                None => list.push(activity),
-            }
-            with_new_activity.insert(id);
+            by_resource.entry(id).or_default().push(activity);
         }
-        for id in &with_new_activity {
-            let list = picture.activities.get_mut(id).expect("just filled");
-            list.sort_by_key(|a| std::cmp::Reverse(start_time(a)));
-            list.truncate(ACTIVITIES_KEPT);
+        let mut with_new_activity = HashSet::new();
+        for (id, read) in by_resource {
+            let list = picture.activities.entry(id.clone()).or_default();
+            if merge_activities(list, read) {
+                with_new_activity.insert(id);
+            }
         }
         if sweep.activities_complete {
             picture.activities_complete = true;
@@ -522,6 +515,28 @@ where
             result => return result,
         }
     }
+}
+
+/// Adds what was read to a resource's known activities (replacing those whose status moved on),
+/// newest first, at most [`ACTIVITIES_KEPT`]. Whether anything changed.
+fn merge_activities(list: &mut Vec<ScalingActivity>, read: Vec<ScalingActivity>) -> bool {
+    let mut changed = false;
+    for activity in read {
+        match list
+            .iter_mut()
+            .find(|a| a.activity_id == activity.activity_id)
+        {
+            Some(known) if *known == activity => continue,
+            Some(known) => *known = activity,
+            None => list.push(activity),
+        }
+        changed = true;
+    }
+    if changed {
+        list.sort_by_key(|a| std::cmp::Reverse(start_time(a)));
+        list.truncate(ACTIVITIES_KEPT);
+    }
+    changed
 }
 
 fn start_time(activity: &ScalingActivity) -> Option<Timestamp> {
@@ -753,17 +768,7 @@ impl AutoscalingBackend for FleetView {
             .activities
             .entry(resource_id.to_string())
             .or_default();
-        for activity in &read {
-            match list
-                .iter_mut()
-                .find(|a| a.activity_id == activity.activity_id)
-            {
-                Some(known) => *known = activity.clone(),
-                None => list.push(activity.clone()),
-            }
-        }
-        list.sort_by_key(|a| std::cmp::Reverse(start_time(a)));
-        list.truncate(ACTIVITIES_KEPT);
+        merge_activities(list, read.clone());
         picture.activities_known.insert(resource_id.to_string());
         Ok(read)
     }

@@ -7,7 +7,7 @@ use aws_sdk_applicationautoscaling as aas;
 
 use asyncscale_core::*;
 
-use super::{AAS, SdkBackend, build_error};
+use super::{AAS, SdkBackend, build_error, next_token};
 use asyncscale_engine::{AwsError, Page};
 
 impl SdkBackend {
@@ -309,11 +309,6 @@ impl SdkBackend {
         });
         Ok(sorted.into_iter().map(activity_from_sdk).collect())
     }
-}
-
-/// "This value is null if there are no more results to return"; one AWS example shows `""`.
-fn next_token(token: Option<&str>) -> Option<String> {
-    token.filter(|t| !t.is_empty()).map(str::to_string)
 }
 
 fn target_from_sdk(found: &aas::types::ScalableTarget) -> ObservedTarget {

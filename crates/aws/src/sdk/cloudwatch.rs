@@ -4,7 +4,7 @@ use aws_sdk_cloudwatch as cw;
 
 use asyncscale_core::*;
 
-use super::{CW, SdkBackend};
+use super::{CW, SdkBackend, next_token};
 use asyncscale_engine::{AwsError, Page};
 
 impl SdkBackend {
@@ -41,10 +41,7 @@ impl SdkBackend {
             .await?;
         Ok(Page {
             items: out.metric_alarms().iter().map(alarm_from_sdk).collect(),
-            next: out
-                .next_token()
-                .filter(|t| !t.is_empty())
-                .map(str::to_string),
+            next: next_token(out.next_token()),
         })
     }
 

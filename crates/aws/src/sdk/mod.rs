@@ -257,6 +257,12 @@ impl SdkBackend {
     }
 }
 
+/// The token of the next page: "This value is null if there are no more results to return";
+/// one AWS example shows `""`, which means the same.
+fn next_token(token: Option<&str>) -> Option<String> {
+    token.filter(|t| !t.is_empty()).map(str::to_string)
+}
+
 fn backoff(attempt: u32) -> Duration {
     let base = 200u64 << attempt.min(6);
     let nanos = std::time::SystemTime::now()
