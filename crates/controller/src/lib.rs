@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod cli;
 pub mod commands;
+pub mod events;
 pub mod identity;
 pub mod leader;
 pub mod manifests;

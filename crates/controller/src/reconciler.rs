@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::events::{Event, EventPublisher, EventType};
 use asyncscale_api::{AsyncEndpointScaling, AsyncEndpointScalingStatus, FINALIZER};
 use asyncscale_core::names::{ResourceNames, TARGET_TRACKING_POLICY};
 use asyncscale_core::notices::notices;
@@ -21,7 +22,6 @@ use asyncscale_engine::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
@@ -113,7 +113,7 @@ pub struct WatchedStore {
 pub struct Context {
     pub client: kube::Client,
     pub backends: Arc<dyn BackendSource>,
-    pub recorder: Recorder,
+    pub events: EventPublisher,
     pub metrics: Arc<Metrics>,
     /// How often each resource is re-read from AWS to repair drift.
     pub resync: Duration,
@@ -136,14 +136,14 @@ impl Context {
     pub fn new(
         client: kube::Client,
         backends: Arc<dyn BackendSource>,
-        recorder: Recorder,
+        events: EventPublisher,
         metrics: Arc<Metrics>,
         resync: Duration,
     ) -> Self {
         Self {
             client,
             backends,
-            recorder,
+            events,
             metrics,
             resync,
             fence: Fence::open(),
@@ -525,14 +525,20 @@ const DUPLICATE_RECHECK: Duration = Duration::from_secs(5);
 async fn younger_duplicate(
     ctx: &Context,
     obj: &AsyncEndpointScaling,
-    default_region: &str,
+    obj_region: &str,
 ) -> Option<String> {
-    let region = |o: &AsyncEndpointScaling| {
-        o.spec
-            .region
-            .clone()
-            .unwrap_or_else(|| default_region.to_string())
+    // A resource without spec.region is in the controller's default region, which is not
+    // `obj_region` when `obj` names another one.
+    let default_region = match obj.spec.region {
+        None => Some(obj_region.to_string()),
+        Some(_) => ctx
+            .backends
+            .backend(None)
+            .await
+            .ok()
+            .map(|b| b.region().to_string()),
     };
+    let region = |o: &AsyncEndpointScaling| o.spec.region.clone().or(default_region.clone());
     let variant =
         |o: &AsyncEndpointScaling| (o.spec.endpoint_name.clone(), o.spec.variant_name.clone());
     let age = |o: &AsyncEndpointScaling| {
@@ -542,7 +548,7 @@ async fn younger_duplicate(
             o.name_any(),
         )
     };
-    let mine = (region(obj), variant(obj));
+    let mine = (Some(obj_region.to_string()), variant(obj));
     let oldest = ctx
         .watched()
         .into_iter()
@@ -555,7 +561,7 @@ async fn younger_duplicate(
             oldest.namespace().unwrap_or_default(),
             oldest.name_any(),
             ResourceNames::new(&obj.spec.endpoint_name, &obj.spec.variant_name).resource_id,
-            mine.0,
+            obj_region,
         )
     })
 }
@@ -770,7 +776,7 @@ async fn publish(
         action: action.to_string(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+    if let Err(e) = ctx.events.publish(&event, &obj.object_ref(&())).await {
         tracing::warn!(resource = %key(obj), reason, error = %e, "could not publish an Event");
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use asyncscale_api::{AsyncEndpointScaling, AsyncEndpointScalingStatus};
 use asyncscale_aws::SdkBackend;
+use asyncscale_controller::events::{EventPublisher, Reporter};
 use asyncscale_controller::metrics::Metrics;
 use asyncscale_controller::reconciler::{Context, reconcile};
 use asyncscale_engine::{CallCounter, SingleBackend};
@@ -17,7 +18,6 @@ use aws_config::BehaviorVersion;
 use aws_sdk_applicationautoscaling::config::Credentials;
 use http::{Request, Response};
 use kube::client::Body;
-use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{Value, json};
 
 const RID: &str = "endpoint/sdxl-async/variant/AllTraffic";
@@ -139,8 +139,12 @@ fn apply_json_patch(object: &mut Value, patch: &Value) {
 }
 
 async fn aws_at(url: &str) -> Arc<SdkBackend> {
+    aws_in(url, "us-east-1").await
+}
+
+async fn aws_in(url: &str, region: &'static str) -> Arc<SdkBackend> {
     let config = aws_config::defaults(BehaviorVersion::latest())
-        .region("us-east-1")
+        .region(region)
         .endpoint_url(url)
         .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
         .retry_config(aws_config::retry::RetryConfig::disabled())
@@ -158,11 +162,11 @@ async fn sim() -> SimServer {
 
 fn context(client: kube::Client, aws: Arc<SdkBackend>) -> Arc<Context> {
     let metrics = Arc::new(Metrics::new(aws.calls().clone()));
-    let recorder = Recorder::new(
+    let recorder = EventPublisher::new(
         client.clone(),
         Reporter {
             controller: "asyncscale".into(),
-            instance: Some("asyncscale-0".into()),
+            instance: "asyncscale-0".into(),
         },
     );
     Arc::new(Context::new(
@@ -656,6 +660,73 @@ async fn the_younger_of_two_resources_for_one_variant_is_refused_before_any_aws_
     );
 }
 
+/// The controller's default region and one other, each its own backend (as `asyncscale run`
+/// makes them per region).
+struct TwoRegions {
+    default: Arc<SdkBackend>,
+    other: Arc<SdkBackend>,
+}
+
+#[async_trait::async_trait]
+impl asyncscale_engine::BackendSource for TwoRegions {
+    async fn backend(
+        &self,
+        region: Option<&str>,
+    ) -> Result<Arc<dyn asyncscale_engine::AutoscalingBackend>, asyncscale_engine::AwsError> {
+        Ok(match region {
+            Some("eu-west-1") => self.other.clone(),
+            _ => self.default.clone(),
+        })
+    }
+}
+
+/// The same endpoint name in two regions is two endpoints: a resource without spec.region is in
+/// the controller's default region, not in the region of the resource being checked.
+#[tokio::test]
+async fn one_endpoint_name_in_two_regions_is_not_a_duplicate() {
+    let aws = sim().await;
+    let older = created_at(resource(json!({}), true, None), 0, "uid-old", "first");
+    let younger = created_at(
+        resource(json!({"region": "eu-west-1"}), true, None),
+        60,
+        "uid-young",
+        "second",
+    );
+    let (client, api) = FakeApiServer::start(&younger);
+    let default = aws_at(&aws.url()).await;
+    let metrics = Arc::new(Metrics::new(default.calls().clone()));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Arc::new(TwoRegions {
+            default,
+            other: aws_in(&aws.url(), "eu-west-1").await,
+        }),
+        EventPublisher::new(
+            client,
+            Reporter {
+                controller: "asyncscale".into(),
+                instance: "asyncscale-0".into(),
+            },
+        ),
+        metrics,
+        Duration::from_secs(60),
+    ));
+    ctx.watch_stores(vec![store_of(&[&older, &younger])]);
+    reconcile(Arc::new(younger), ctx).await.unwrap();
+    let patch = api
+        .seen()
+        .into_iter()
+        .rev()
+        .find(Seen::is_status_patch)
+        .unwrap();
+    let synced = condition(&patch.body["status"], "Synced");
+    assert_ne!(synced["reason"], "Conflict", "{synced}");
+    assert!(
+        aws_calls(&aws) > 0,
+        "the endpoint in eu-west-1 was reconciled"
+    );
+}
+
 #[tokio::test]
 async fn a_status_field_of_another_manager_does_not_make_the_controller_patch_forever() {
     let aws = sim().await;
@@ -940,7 +1011,13 @@ async fn a_failed_refresh_keeps_ready_until_the_last_observation_is_stale() {
     let object = resource(json!({}), true, Some(&kept));
     let (client, api) = FakeApiServer::start(&object);
     let metrics = Arc::new(Metrics::new(unreachable.calls().clone()));
-    let recorder = Recorder::new(client.clone(), Reporter::from("asyncscale"));
+    let recorder = EventPublisher::new(
+        client.clone(),
+        Reporter {
+            controller: "asyncscale".into(),
+            instance: "asyncscale-0".into(),
+        },
+    );
     let ctx = Arc::new(
         Context::new(
             client,
@@ -990,7 +1067,13 @@ async fn a_timed_out_reconcile_counts_as_a_failed_refresh() {
     let (client, api) = FakeApiServer::start(&object);
     let backend = aws_at(&aws.url()).await;
     let metrics = Arc::new(Metrics::new(backend.calls().clone()));
-    let recorder = Recorder::new(client.clone(), Reporter::from("asyncscale"));
+    let recorder = EventPublisher::new(
+        client.clone(),
+        Reporter {
+            controller: "asyncscale".into(),
+            instance: "asyncscale-0".into(),
+        },
+    );
     let ctx = Arc::new(
         Context::new(
             client,
@@ -1133,4 +1216,64 @@ async fn a_failed_quota_read_backs_off_and_writes_nothing() {
         condition(&patch.body["status"], "QuotaClamped")["reason"],
         "QuotaUnknown"
     );
+}
+
+/// A repeat within six minutes extends the first Event's series (one PATCH of `series`, as
+/// `kubectl describe` shows "x2"); the same reason with a new note is a new Event, so the note a
+/// reader sees is never an older one.
+#[tokio::test]
+async fn a_repeated_event_extends_its_series_and_a_new_note_is_a_new_event() {
+    use asyncscale_controller::events::{Event, EventType};
+    use kube::Resource;
+    let object = resource(json!({}), true, None);
+    let (client, api) = FakeApiServer::start(&object);
+    let events = EventPublisher::new(
+        client,
+        Reporter {
+            controller: "asyncscale".into(),
+            instance: "asyncscale-0".into(),
+        },
+    );
+    let event = |note: &str| Event {
+        type_: EventType::Warning,
+        reason: "QuotaUnreadable".into(),
+        note: Some(note.into()),
+        action: "Observe".into(),
+        secondary: None,
+    };
+    let regarding = object.object_ref(&());
+    for note in ["throttled", "throttled", "throttled", "access denied"] {
+        events.publish(&event(note), &regarding).await.unwrap();
+    }
+    let seen = api.seen();
+    let requests: Vec<_> = seen
+        .iter()
+        .map(|s| {
+            (
+                s.method.as_str(),
+                s.body["note"].as_str(),
+                &s.body["series"]["count"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            ("POST", Some("throttled"), &json!(null)),
+            ("PATCH", None, &json!(2)),
+            ("PATCH", None, &json!(3)),
+            ("POST", Some("access denied"), &json!(null)),
+        ]
+    );
+    let created = &seen[0];
+    assert!(
+        seen[1]
+            .path
+            .ends_with(created.body["metadata"]["name"].as_str().unwrap())
+    );
+    assert_eq!(created.body["reportingController"], "asyncscale");
+    assert_eq!(created.body["reportingInstance"], "asyncscale-0");
+    assert_eq!(created.body["regarding"]["name"], "sdxl");
+    assert_eq!(created.body["type"], "Warning");
+    assert_eq!(events.remembered(), 2);
 }
