@@ -2,18 +2,20 @@
 //! in-process simulated account, over the same AWS wire protocols as real AWS, then replays a
 //! load profile through the scaling model and reports what the endpoint would do.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use asyncscale_api::{AsyncEndpointScaling, QuotaPolicy};
 use asyncscale_aws::SdkBackend;
-use asyncscale_core::Adoption;
+use asyncscale_core::share::{self, Bounds, Holder};
 use asyncscale_core::status::SyncOutcome;
+use asyncscale_core::{Adoption, ResourceNames};
 use asyncscale_engine::{ConvergeMode, Fence, Intent, OwnershipCheck, converge};
 use asyncscale_sim::model::assumptions::Assumptions;
 use asyncscale_sim::model::load::LoadProfile;
 use asyncscale_sim::model::report::{Summary, summarize};
 use asyncscale_sim::model::{EndpointSpec, World};
-use asyncscale_sim::{SimServer, TargetTrackingAlarms};
+use asyncscale_sim::{Account, SimServer, TargetTrackingAlarms};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::identity::{display_name, owner_of, wants_adoption};
@@ -70,6 +72,10 @@ pub struct SimulationOptions {
     /// Instances at the start; each resource's minCapacity when None.
     pub initial_instances: Option<u32>,
     pub assumptions: Assumptions,
+    /// Split each instance quota between the endpoints that use it, once per `resync_s`.
+    pub share_quota: bool,
+    /// Seconds between two visits of the controller (the quota split is redone at each).
+    pub resync_s: f64,
 }
 
 pub struct SimulationResult {
@@ -94,6 +100,70 @@ pub async fn in_process_aws(
         // An account of this process alone, with virtual time: no AWS rate to respect.
         .with_budget(asyncscale_aws::RequestBudget::unlimited());
     Ok((server, backend))
+}
+
+/// Splits each instance quota between the simulated endpoints (and `--other-usage`) and writes
+/// each MaxCapacity that must change, as the controller does at a visit. What was written: (resource
+/// id, the new MaxCapacity, why).
+fn share_quotas(
+    world: &World,
+    account: &mut Account,
+    bounds: &BTreeMap<String, Bounds>,
+) -> Result<Vec<(String, u32, String)>, SimulateError> {
+    let mut by_type: BTreeMap<&str, Vec<Holder>> = BTreeMap::new();
+    for e in &world.endpoints {
+        by_type
+            .entry(e.spec.instance_type.as_str())
+            .or_default()
+            .push(Holder {
+                resource_id: e.resource_id.clone(),
+                instances: e.desired,
+                shared: bounds.get(&e.resource_id).copied(),
+                has_backlog: e.backlog > 0.0,
+            });
+    }
+    for (instance_type, instances) in &world.other_usage {
+        by_type
+            .entry(instance_type.as_str())
+            .or_default()
+            .push(Holder {
+                resource_id: format!("other endpoints using {instance_type}"),
+                instances: *instances,
+                shared: None,
+                has_backlog: false,
+            });
+    }
+    let held = world.max_capacities();
+    let mut written = Vec::new();
+    for (instance_type, holders) in by_type {
+        // No quota known: nothing to share, as the controller keeps what AWS holds.
+        let Some(quota) = account.instance_quota(instance_type) else {
+            continue;
+        };
+        let split = share::split(quota.max(0.0) as u32, &holders);
+        for (resource_id, cap) in &split.caps {
+            if held.get(resource_id.as_str()) == Some(cap) {
+                continue;
+            }
+            let input = serde_json::json!({
+                "ServiceNamespace": "sagemaker",
+                "ResourceId": resource_id,
+                "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+                "MaxCapacity": cap,
+            });
+            account
+                .handle(
+                    "application-autoscaling",
+                    "RegisterScalableTarget",
+                    &input,
+                    &world.region,
+                )
+                .map_err(|e| SimulateError::Usage(format!("{resource_id}: {}", e.message)))?;
+            let why = split.explain(resource_id).unwrap_or_default();
+            written.push((resource_id.clone(), *cap, why));
+        }
+    }
+    Ok(written)
 }
 
 pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, SimulateError> {
@@ -161,7 +231,41 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
         });
     }
     let mut account = server.account.lock().expect("account lock");
-    world.advance(&mut account, options.duration_s);
+    if options.share_quota {
+        let bounds: BTreeMap<String, Bounds> = options
+            .resources
+            .iter()
+            .map(|r| {
+                let names = ResourceNames::new(&r.spec.endpoint_name, &r.spec.variant_name);
+                let bounds = Bounds {
+                    min_capacity: r.spec.min_capacity.max(0) as u32,
+                    max_capacity: r.spec.max_capacity.max(0) as u32,
+                };
+                (names.resource_id, bounds)
+            })
+            .collect();
+        // The controller's visits between the model's steps: the split is redone on what the
+        // endpoints hold now, and only a MaxCapacity that must change is written.
+        while world.now + 1e-9 < options.duration_s {
+            for (resource_id, cap, why) in share_quotas(&world, &mut account, &bounds)? {
+                let index = world
+                    .endpoints
+                    .iter()
+                    .position(|e| e.resource_id == resource_id)
+                    .expect("a shared endpoint is simulated");
+                applied[index].push(format!(
+                    "at {:.0} min: MaxCapacity {cap} ({why})",
+                    world.now / 60.0
+                ));
+            }
+            world.advance(
+                &mut account,
+                options.resync_s.min(options.duration_s - world.now),
+            );
+        }
+    } else {
+        world.advance(&mut account, options.duration_s);
+    }
     let summaries = world
         .endpoints
         .iter()

@@ -3,6 +3,7 @@
 //! - [`desired`]: spec (+ quota) → the AWS configuration that avoids both traps.
 //! - [`plan`]: (desired, observed) → an ordered list of changes; removal plans for delete.
 //! - [`status`]: (observed, outcome) → status and conditions.
+//! - [`share`]: one instance quota split between the endpoints that use its instance type.
 //!
 //! The AWS-shaped types in [`model`] are what the backend port speaks.
 
@@ -12,6 +13,7 @@ pub mod model;
 pub mod names;
 pub mod notices;
 pub mod plan;
+pub mod share;
 pub mod status;
 
 pub use desired::{DesireError, Desired, MaxSource, desire};

@@ -560,6 +560,21 @@ mod tests {
         compute_status(&input, previous, &at(now))
     }
 
+    /// AWS's newest wording (aws-semantics.md §5.4, the field report's) and the documentation's
+    /// older example both say the quota stopped a scale-out.
+    #[test]
+    fn both_wordings_of_a_quota_failure_are_recognised() {
+        const NEWEST: &str = "Failed to set desired instance count to 20. Reason: The account-level service limit 'ml.g4dn.xlarge for endpoint usage' is 4 Instances, with current utilization of 1 Instances and a request delta of 19 Instances. Please use AWS Service Quotas to request an increase for this quota. If AWS Service Quotas is not available, contact AWS support to request an increase for this quota.";
+        for message in [NEWEST, QUOTA_MESSAGE] {
+            let mut observed = Observed::empty();
+            observed.activities.push(activity("Failed", message));
+            let status = run(&observed, SyncOutcome::InSync, None, 100);
+            let healthy = find(&status, ConditionType::ScalingHealthy).unwrap();
+            assert_eq!(healthy.reason, "QuotaExceeded", "{message}");
+            assert_eq!(healthy.message, message);
+        }
+    }
+
     #[test]
     fn clamp_and_quota_failure_are_reported_with_aws_words() {
         let mut observed = Observed::empty();

@@ -34,6 +34,13 @@ pub struct SimulateArgs {
     /// Run the hand-made configuration of the field report instead (repeatable).
     #[arg(long, value_enum)]
     without: Vec<Without>,
+    /// Share each instance quota between the endpoints that use it (with --other-usage): at every
+    /// visit of the controller, each MaxCapacity is set so that no scale-out can exceed the quota.
+    #[arg(long, conflicts_with = "without")]
+    share_quota: bool,
+    /// Time between two visits of the controller, when the quota is shared.
+    #[arg(long, default_value = "60s", value_parser = visit_interval, requires = "share_quota")]
+    resync: f64,
     /// Requests one instance finishes a minute.
     #[arg(long, default_value = "6/m", value_parser = per_minute)]
     throughput: f64,
@@ -74,6 +81,15 @@ fn simulated_duration(text: &str) -> Result<f64, String> {
         return Err(format!(
             "{text:?}: simulate from 1m (one CloudWatch period) to 7d (168h)"
         ));
+    }
+    Ok(seconds)
+}
+
+/// A `--resync` from 10 s to an hour: the controller's visits, each a full split of the quota.
+fn visit_interval(text: &str) -> Result<f64, String> {
+    let seconds = parse_time(text).map_err(|e| e.to_string())?;
+    if !(10.0..=3600.0).contains(&seconds) {
+        return Err(format!("{text:?}: a resync from 10s to 1h"));
     }
     Ok(seconds)
 }
@@ -131,6 +147,8 @@ async fn simulate_and_report(args: SimulateArgs) -> Result<ExitCode, SimulateErr
         throughput_per_minute: args.throughput,
         initial_instances: args.initial_instances,
         assumptions,
+        share_quota: args.share_quota,
+        resync_s: args.resync,
     };
     let result = simulate(options).await?;
     if let Some(path) = &args.chart {

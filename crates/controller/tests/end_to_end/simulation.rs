@@ -11,7 +11,7 @@ use asyncscale_sim::model::report::Summary;
 use serde_json::{Value, json};
 
 use crate::support::{BIN, Process, http, start_sim};
-const QUOTA_FAILURE: &str = "Failed to set desired instance count to 20. Reason: The account-level service limit 'ml.g4dn.xlarge for endpoint usage' is 4 Instances, with current utilization of 1 Instances and a request delta of 19 Instances. Please contact AWS support to request an increase for this limit.";
+const QUOTA_FAILURE: &str = "Failed to set desired instance count to 20. Reason: The account-level service limit 'ml.g4dn.xlarge for endpoint usage' is 4 Instances, with current utilization of 1 Instances and a request delta of 19 Instances. Please use AWS Service Quotas to request an increase for this quota. If AWS Service Quotas is not available, contact AWS support to request an increase for this quota.";
 
 fn manifest(target: f64, quota_policy: &str) -> String {
     format!(
@@ -44,6 +44,8 @@ async fn run(target: f64, load: &str, without: &[Without]) -> Summary {
         throughput_per_minute: 6.0,
         initial_instances: None,
         assumptions: Assumptions::default(),
+        share_quota: false,
+        resync_s: 60.0,
     })
     .await
     .unwrap();
@@ -112,6 +114,108 @@ async fn trap_2_asyncscale_clamps_to_the_quota_and_reaches_four_instances() {
         s.drained_at_s.unwrap() < unclamped.drained_at_s.unwrap(),
         "four instances drain the queue sooner"
     );
+}
+
+/// Endpoints of one instance type in one account, each with 100 requests at minute 0.
+async fn fleet(
+    endpoints: &[&str],
+    quota: u32,
+    other_usage: u32,
+    share_quota: bool,
+) -> asyncscale_controller::simulate::SimulationResult {
+    let resources = endpoints
+        .iter()
+        .map(|name| {
+            let manifest = manifest(5.0, "Clamp")
+                .replace("name: sdxl", &format!("name: {name}"))
+                .replace("sdxl-async", &format!("{name}-async"));
+            asyncscale_api::parse_manifests("t.yaml", &manifest)
+                .unwrap()
+                .remove(0)
+                .resource
+        })
+        .collect();
+    simulate(SimulationOptions {
+        resources,
+        load: LoadProfile::parse("burst:100@0m").unwrap(),
+        duration_s: 3.0 * 3600.0,
+        quotas: vec![format!("ml.g4dn.xlarge={quota}")],
+        other_usage: vec![format!("ml.g4dn.xlarge={other_usage}")],
+        without: vec![],
+        throughput_per_minute: 6.0,
+        initial_instances: None,
+        assumptions: Assumptions::default(),
+        share_quota,
+        resync_s: 60.0,
+    })
+    .await
+    .unwrap()
+}
+
+fn failed(result: &asyncscale_controller::simulate::SimulationResult) -> usize {
+    result
+        .summaries
+        .iter()
+        .map(|s| s.failed_activities.len())
+        .sum()
+}
+
+/// Trap 2 one level up: clamped to the whole quota of 4, two endpoints both ask for the same
+/// free instances and both fail, over and over; sharing it, neither ever fails, together they
+/// reach the quota, and the queues drain sooner.
+#[tokio::test]
+async fn two_endpoints_sharing_a_quota_never_fail_and_drain_sooner_than_clamped() {
+    let clamped = fleet(&["a", "b"], 4, 0, false).await;
+    assert!(
+        failed(&clamped) > 10,
+        "the issue's 23 failed activities each"
+    );
+    let shared = fleet(&["a", "b"], 4, 0, true).await;
+    assert_eq!(failed(&shared), 0);
+    let in_service: u32 = shared.summaries.iter().map(|s| s.peak_instances).sum();
+    assert_eq!(in_service, 4, "together at the quota");
+    let drained = |r: &asyncscale_controller::simulate::SimulationResult| {
+        r.summaries
+            .iter()
+            .map(|s| s.drained_at_s.expect("drains"))
+            .fold(0.0, f64::max)
+    };
+    assert!(
+        drained(&shared) < drained(&clamped),
+        "{} < {}",
+        drained(&shared),
+        drained(&clamped)
+    );
+    assert!(
+        shared.applied[0].iter().any(|c| c
+            .contains("MaxCapacity 2 (0 of 4 in use by 2 endpoints; this endpoint may grow to 2)")),
+        "{:?}",
+        shared.applied[0]
+    );
+}
+
+/// Three endpoints and instances of another endpoint asyncscale does not manage: in no minute do
+/// they all hold more than the quota, and no scale-out fails.
+#[tokio::test]
+async fn three_endpoints_and_an_unmanaged_one_stay_within_the_quota() {
+    let shared = fleet(&["a", "b", "c"], 6, 2, true).await;
+    assert_eq!(failed(&shared), 0);
+    let minutes = shared.world.endpoints[0].timeline.len();
+    for minute in 0..minutes {
+        let held: u32 = shared
+            .world
+            .endpoints
+            .iter()
+            .map(|e| e.timeline[minute].desired)
+            .sum();
+        assert!(held + 2 <= 6, "minute {minute}: {held} + 2 unmanaged");
+    }
+    let peak: u32 = shared
+        .summaries
+        .iter()
+        .map(|s| s.peak_desired_instances)
+        .sum();
+    assert_eq!(peak, 4, "what the quota leaves is used");
 }
 
 #[tokio::test]
@@ -391,7 +495,25 @@ fn over_the_wire_target_tracking_alone_leaves_a_few_requests_waiting() {
 fn contradictory_or_unbounded_simulation_flags_are_usage_errors() {
     let file = temp_file("flags.yaml", &manifest(5.0, "Clamp"));
     let file = file.to_str().unwrap();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["--load", "burst:5@3m", "--resync", "30s"],
+            "required arguments were not provided:\n  --share-quota",
+        ),
+        (
+            &["--load", "burst:5@3m", "--share-quota", "--resync", "1s"],
+            "a resync from 10s to 1h",
+        ),
+        (
+            &[
+                "--load",
+                "burst:5@3m",
+                "--share-quota",
+                "--without",
+                "quota-clamp",
+            ],
+            "'--share-quota' cannot be used with '--without <WITHOUT>'",
+        ),
         (
             &["--load", "burst:5@3h", "--duration", "1h"],
             "at or after the end of --duration",

@@ -281,6 +281,14 @@ impl World {
         self.endpoints.len() - 1
     }
 
+    /// MaxCapacity of each endpoint's scalable target as the model last read it, by resource id.
+    pub fn max_capacities(&self) -> BTreeMap<&str, u32> {
+        self.endpoints
+            .iter()
+            .filter_map(|e| Some((e.resource_id.as_str(), e.setup.target?.max)))
+            .collect()
+    }
+
     pub fn endpoint_mut(&mut self, name: &str) -> Option<&mut EndpointSim> {
         self.endpoints.iter_mut().find(|e| e.spec.endpoint == name)
     }
@@ -702,12 +710,11 @@ fn scale_out(
     if let Some(limit) = quota
         && f64::from(used + delta) > limit
     {
-        // §5.4: the whole request fails; capacity stays.
+        // §5.4: the whole request fails; capacity stays. AWS's newest observed wording (the field
+        // report's, verbatim), not the documentation's older example.
         let message = format!(
-            "Failed to set desired instance count to {new}. Reason: The account-level service limit '{} for endpoint usage' is {} Instances, with current utilization of {used} Instances and a request delta of {delta} Instances. Please contact AWS support to request an increase for this limit. (Service: AmazonSageMaker; Status Code: 400; Error Code: ResourceLimitExceeded; Request ID: {}).",
-            e.spec.instance_type,
-            limit,
-            request_id(now, &e.resource_id)
+            "Failed to set desired instance count to {new}. Reason: The account-level service limit '{} for endpoint usage' is {} Instances, with current utilization of {used} Instances and a request delta of {delta} Instances. Please use AWS Service Quotas to request an increase for this quota. If AWS Service Quotas is not available, contact AWS support to request an increase for this quota.",
+            e.spec.instance_type, limit,
         );
         account.record_activity(activity(
             e,
@@ -856,18 +863,4 @@ fn activity(
         status_message: message,
         not_scaled_reasons: None,
     }
-}
-
-fn request_id(now: f64, resource: &str) -> String {
-    let hash = resource.bytes().fold(now.to_bits(), |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        hash as u32,
-        (hash >> 32) as u16,
-        (hash >> 48) as u16 & 0xfff,
-        (hash >> 20) as u16 & 0xfff,
-        hash & 0xffff_ffff_ffff
-    )
 }

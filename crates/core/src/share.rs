@@ -1,0 +1,287 @@
+//! One instance quota shared by every endpoint that uses its instance type (trap 2 across a
+//! fleet). The quota is per account, region and instance type, and AWS fails a scale-out past it
+//! whole: "utilization + delta > limit" fails, there is no partial scale-out (aws-semantics.md
+//! §5.4). Clamping each endpoint's MaxCapacity to the whole quota lets two endpoints each ask
+//! for the same free instances, and both fail for as long as they ask.
+//!
+//! The rule: every endpoint asyncscale shares the quota for gets a cap (its MaxCapacity), and the
+//! caps together never exceed what the quota leaves after the instances nobody shares (endpoints
+//! asyncscale does not manage, or manages with another quota policy). So whatever scale-outs
+//! Application Auto Scaling makes within the caps, the quota holds, and none fails.
+//!
+//! The split is max-min fair by instances held, not by headroom: every cap is raised to one
+//! common level, but never below what the endpoint holds or its minCapacity and never above its
+//! maxCapacity. Instances left over at the level (fewer than the endpoints still below their
+//! maxCapacity) go one each to the endpoints with a backlog, then in resource id order. Why by
+//! level: an endpoint that scales out within its cap changes no other endpoint's cap, so a fleet
+//! scaling within its shares causes no MaxCapacity writes; caps move only when instances are
+//! released (a scale-in lets the others grow) or the set of endpoints changes.
+
+use std::collections::BTreeMap;
+
+/// One endpoint variant holding instances of the instance type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Holder {
+    /// Its Application Auto Scaling resource id: the order of the leftover instances.
+    pub resource_id: String,
+    /// Instances it holds or is being given: the larger of the variant's current and desired
+    /// instance counts (instances being provisioned count against the quota too).
+    pub instances: u32,
+    /// Its bounds when asyncscale shares the quota for it; `None` for every other endpoint, whose
+    /// instances are simply in use.
+    pub shared: Option<Bounds>,
+    /// It has requests waiting (or its scale-out alarm fires): first for a leftover instance.
+    pub has_backlog: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub min_capacity: u32,
+    pub max_capacity: u32,
+}
+
+/// The split of one quota.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    pub quota: u32,
+    /// Instances held by every endpoint of the type.
+    pub in_use: u32,
+    /// Endpoints of the type: those sharing the quota, and the others holding instances.
+    pub endpoints: usize,
+    /// The cap of each endpoint that shares the quota, by resource id.
+    pub caps: BTreeMap<String, u32>,
+}
+
+impl Split {
+    /// Why the cap of `resource_id` is what it is, for QuotaClamped's message.
+    pub fn explain(&self, resource_id: &str) -> Option<String> {
+        let cap = self.caps.get(resource_id)?;
+        let endpoints = match self.endpoints {
+            1 => "1 endpoint".to_string(),
+            n => format!("{n} endpoints"),
+        };
+        Some(format!(
+            "{} of {} in use by {endpoints}; this endpoint may grow to {cap}",
+            self.in_use, self.quota
+        ))
+    }
+}
+
+/// Splits `quota` between the holders that share it.
+pub fn split(quota: u32, holders: &[Holder]) -> Split {
+    let in_use: u32 = holders.iter().map(|h| h.instances).sum();
+    let unshared: u32 = holders
+        .iter()
+        .filter(|h| h.shared.is_none())
+        .map(|h| h.instances)
+        .sum();
+    let available = quota.saturating_sub(unshared);
+    let mut shared: Vec<(&Holder, u32, u32)> = holders
+        .iter()
+        .filter_map(|h| {
+            let b = h.shared?;
+            let floor = h.instances.max(b.min_capacity).min(b.max_capacity);
+            Some((h, floor, b.max_capacity))
+        })
+        .collect();
+    // The highest level whose caps fit: the sum of caps grows with the level, so bisect.
+    let sum_at = |level: u32| -> u64 {
+        shared
+            .iter()
+            .map(|&(_, floor, max)| u64::from(level.clamp(floor, max)))
+            .sum()
+    };
+    let (mut low, mut high) = (0u32, shared.iter().map(|s| s.2).max().unwrap_or(0));
+    while low < high {
+        let mid = low + (high - low).div_ceil(2);
+        if sum_at(mid) <= u64::from(available) {
+            low = mid;
+        } else {
+            high = mid - 1;
+        }
+    }
+    let level = low;
+    let mut leftover = u64::from(available).saturating_sub(sum_at(level));
+    shared.sort_by(|a, b| {
+        (!a.0.has_backlog, &a.0.resource_id).cmp(&(!b.0.has_backlog, &b.0.resource_id))
+    });
+    let caps = shared
+        .iter()
+        .map(|&(h, floor, max)| {
+            let mut cap = level.clamp(floor, max);
+            // Endpoints at the level and below their maxCapacity may take one more.
+            if leftover > 0 && floor <= level && level < max {
+                cap += 1;
+                leftover -= 1;
+            }
+            (h.resource_id.clone(), cap)
+        })
+        .collect();
+    Split {
+        quota,
+        in_use,
+        endpoints: holders
+            .iter()
+            .filter(|h| h.shared.is_some() || h.instances > 0)
+            .count(),
+        caps,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn shared(id: &str, instances: u32, min: u32, max: u32) -> Holder {
+        Holder {
+            resource_id: id.into(),
+            instances,
+            shared: Some(Bounds {
+                min_capacity: min,
+                max_capacity: max,
+            }),
+            has_backlog: false,
+        }
+    }
+
+    fn other(id: &str, instances: u32) -> Holder {
+        Holder {
+            resource_id: id.into(),
+            instances,
+            shared: None,
+            has_backlog: false,
+        }
+    }
+
+    /// The scenario: two endpoints at one instance each, quota 4. Clamping gave each a
+    /// MaxCapacity of 4 and both failed; shared, each may grow to 2.
+    #[test]
+    fn two_endpoints_at_one_instance_share_a_quota_of_four() {
+        let split = split(4, &[shared("a", 1, 0, 20), shared("b", 1, 0, 20)]);
+        assert_eq!(split.caps["a"], 2);
+        assert_eq!(split.caps["b"], 2);
+        assert_eq!(
+            split.explain("a").unwrap(),
+            "2 of 4 in use by 2 endpoints; this endpoint may grow to 2"
+        );
+    }
+
+    #[test]
+    fn instances_of_other_endpoints_come_off_the_quota_first() {
+        let split = split(
+            10,
+            &[
+                shared("a", 0, 0, 20),
+                shared("b", 0, 0, 20),
+                shared("c", 0, 0, 20),
+                other("unmanaged", 4),
+            ],
+        );
+        assert_eq!(split.caps.values().sum::<u32>(), 6);
+        assert_eq!(split.caps.values().copied().collect::<Vec<_>>(), [2, 2, 2]);
+    }
+
+    #[test]
+    fn a_leftover_instance_goes_to_an_endpoint_with_backlog_first() {
+        let mut waiting = shared("z", 0, 0, 20);
+        waiting.has_backlog = true;
+        let with_backlog = split(3, &[shared("a", 0, 0, 20), shared("b", 0, 0, 20), waiting]);
+        assert_eq!(with_backlog.caps["z"], 1);
+        assert_eq!(with_backlog.caps.values().sum::<u32>(), 3);
+        let by_id = split(3, &[shared("a", 0, 0, 20), shared("b", 0, 0, 20)]);
+        assert_eq!((by_id.caps["a"], by_id.caps["b"]), (2, 1), "then by id");
+    }
+
+    #[test]
+    fn a_cap_is_never_below_what_an_endpoint_holds_nor_its_minimum() {
+        // Another tool already took more than the quota leaves: nothing is taken away.
+        let split = split(
+            4,
+            &[shared("a", 3, 0, 20), shared("b", 0, 2, 20), other("x", 2)],
+        );
+        assert_eq!(split.caps["a"], 3);
+        assert_eq!(split.caps["b"], 2);
+    }
+
+    #[test]
+    fn a_cap_is_never_above_max_capacity_and_what_one_cannot_use_goes_to_the_others() {
+        let split = split(10, &[shared("a", 0, 0, 1), shared("b", 0, 0, 20)]);
+        assert_eq!((split.caps["a"], split.caps["b"]), (1, 9));
+    }
+
+    fn holders() -> impl Strategy<Value = Vec<Holder>> {
+        proptest::collection::vec(
+            (0u32..8, 0u32..4, 1u32..12, any::<bool>(), any::<bool>()),
+            0..8,
+        )
+        .prop_map(|raw| {
+            raw.into_iter()
+                .enumerate()
+                .map(|(i, (instances, min, extra, is_shared, backlog))| Holder {
+                    resource_id: format!("endpoint/e{i}/variant/AllTraffic"),
+                    instances,
+                    shared: is_shared.then_some(Bounds {
+                        min_capacity: min,
+                        max_capacity: min + extra,
+                    }),
+                    has_backlog: backlog,
+                })
+                .collect()
+        })
+    }
+
+    fn floor(h: &Holder) -> u32 {
+        let b = h.shared.unwrap();
+        h.instances.max(b.min_capacity).min(b.max_capacity)
+    }
+
+    proptest! {
+        /// Whatever scale-outs happen within the caps, the quota holds, unless what endpoints
+        /// already hold (or must hold) is over it, and then nothing can grow.
+        #[test]
+        fn scale_outs_within_the_caps_never_exceed_the_quota(quota in 0u32..40, holders in holders()) {
+            let split = split(quota, &holders);
+            let unshared: u32 = holders.iter().filter(|h| h.shared.is_none()).map(|h| h.instances).sum();
+            let caps: u32 = split.caps.values().sum();
+            let floors: u32 = holders.iter().filter(|h| h.shared.is_some()).map(floor).sum();
+            if unshared + floors <= quota {
+                prop_assert!(unshared + caps <= quota);
+            } else {
+                prop_assert_eq!(caps, floors);
+            }
+            for h in holders.iter().filter(|h| h.shared.is_some()) {
+                let cap = split.caps[&h.resource_id];
+                prop_assert!(cap >= floor(h) && cap <= h.shared.unwrap().max_capacity);
+            }
+        }
+
+        /// Max-min fair: a cap below its maxCapacity is at most one below any cap above its floor.
+        #[test]
+        fn the_split_is_max_min_fair(quota in 0u32..40, holders in holders()) {
+            let split = split(quota, &holders);
+            for a in holders.iter().filter(|h| h.shared.is_some()) {
+                for b in holders.iter().filter(|h| h.shared.is_some()) {
+                    let (cap_a, cap_b) = (split.caps[&a.resource_id], split.caps[&b.resource_id]);
+                    if cap_a < a.shared.unwrap().max_capacity && cap_b > floor(b) {
+                        prop_assert!(cap_a + 1 >= cap_b, "{} {} {:?}", cap_a, cap_b, split);
+                    }
+                }
+            }
+        }
+
+        /// An endpoint that scales out within its cap changes no cap: no MaxCapacity writes while
+        /// a fleet grows within its shares.
+        #[test]
+        fn growing_within_a_cap_moves_no_cap(quota in 0u32..40, holders in holders(), pick in any::<prop::sample::Index>()) {
+            let before = split(quota, &holders);
+            let shared: Vec<usize> = (0..holders.len()).filter(|&i| holders[i].shared.is_some()).collect();
+            prop_assume!(!shared.is_empty());
+            let i = shared[pick.index(shared.len())];
+            let mut grown = holders.clone();
+            grown[i].instances = before.caps[&holders[i].resource_id];
+            let after = split(quota, &grown);
+            prop_assert_eq!(before.caps, after.caps);
+        }
+    }
+}
