@@ -4,7 +4,7 @@ PYTHON ?= python3
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/debug/asyncscale
 
-.PHONY: build demo demo-cluster bench-fleet test test-rust test-python test-lua python-deps lint crd deploy-base controlplane controlplane-replaces
+.PHONY: build demo demo-cluster bench-fleet bench-simulate test test-rust test-python test-lua python-deps lint crd deploy-base controlplane controlplane-replaces
 
 # The real Kubernetes control plane of the end-to-end tests, built from source (tests/controlplane):
 # kube-apiserver and etcd at the versions tests/controlplane/go.mod pins, Helm, and the gopher-lua
@@ -61,6 +61,12 @@ bench-fleet: controlplane
 	$(CARGO) build --bin asyncscale-controlplane
 	ASYNCSCALE_RELEASE_BIN=$(TARGET_DIR)/release/asyncscale CONTROLPLANE_TOOL=$(TARGET_DIR)/debug/asyncscale-controlplane scripts/bench-fleet.sh $(N) $(RESYNC) $(RESYNCS)
 	ASYNCSCALE_RELEASE_BIN=$(TARGET_DIR)/release/asyncscale scripts/bench-cli-bulk.sh $(N)
+
+## `asyncscale simulate` of N endpoints (default 1000) sharing one quota for 24 simulated hours,
+## through the CLI: wall time and peak RSS.
+bench-simulate:
+	$(CARGO) build --release --bin asyncscale
+	ASYNCSCALE_RELEASE_BIN=$(TARGET_DIR)/release/asyncscale scripts/bench-simulate.sh $(if $(filter command line,$(origin N)),$(N),1000)
 
 ## Every test: Rust unit, property, over-the-wire and CLI end-to-end tests, then boto3 against the
 ## local endpoint. Installs the Python test dependencies first when they are missing.

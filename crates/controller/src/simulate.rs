@@ -76,6 +76,9 @@ pub struct SimulationOptions {
     pub share_quota: bool,
     /// Seconds between two visits of the controller (the quota split is redone at each).
     pub resync_s: f64,
+    /// Keep every endpoint's per-minute timeline (for the text output and the chart; 1,000
+    /// endpoints over 24 h hold about 1.4 GB of it).
+    pub record_timeline: bool,
 }
 
 pub struct SimulationResult {
@@ -210,7 +213,7 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
 
     let epoch = k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
     let mut world = World::new(options.assumptions.clone(), epoch);
-    world.record_timeline = true;
+    world.record_timeline = options.record_timeline;
     for flag in &options.other_usage {
         let (quota, n) = asyncscale_sim::quotas::parse_quota_flag(flag)?;
         let instance_type = quota.trim_end_matches(" for endpoint usage");
@@ -231,6 +234,9 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
         });
     }
     let mut account = server.account.lock().expect("account lock");
+    // The summaries come from the model's own records; of the account's history, a page per
+    // endpoint is plenty.
+    account.activity_retention = Some(50 * options.resources.len().max(1));
     if options.share_quota {
         let bounds: BTreeMap<String, Bounds> = options
             .resources

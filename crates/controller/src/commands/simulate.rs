@@ -25,7 +25,8 @@ pub struct SimulateArgs {
     /// How much time to simulate (1m to 7 days).
     #[arg(long, default_value = "2h", value_parser = simulated_duration)]
     duration: f64,
-    /// The account's instance quota, e.g. ml.g4dn.xlarge=4 (repeatable). Without it nothing is enforced.
+    /// The account's instance quota, e.g. ml.g4dn.xlarge=4 (repeatable). Without it, AWS's default
+    /// for the type is enforced, as in a new account (ml.g4dn.xlarge: 4; most GPU types: 0).
     #[arg(long = "quota", value_name = "TYPE=N", value_parser = quota_flag)]
     quotas: Vec<String>,
     /// Instances of a type that other endpoints already use, counted against the quota (repeatable).
@@ -149,6 +150,7 @@ async fn simulate_and_report(args: SimulateArgs) -> Result<ExitCode, SimulateErr
         assumptions,
         share_quota: args.share_quota,
         resync_s: args.resync,
+        record_timeline: args.output == Output::Text || args.chart.is_some(),
     };
     let result = simulate(options).await?;
     if let Some(path) = &args.chart {
@@ -211,7 +213,7 @@ async fn simulate_and_report(args: SimulateArgs) -> Result<ExitCode, SimulateErr
         );
         println!(
             "  failed scaling activities: {}",
-            summary.failed_activities.len()
+            summary.failed_activity_count
         );
         for w in &summary.warnings {
             println!("  warning: {w}");

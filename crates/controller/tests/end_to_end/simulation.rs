@@ -46,6 +46,7 @@ async fn run(target: f64, load: &str, without: &[Without]) -> Summary {
         assumptions: Assumptions::default(),
         share_quota: false,
         resync_s: 60.0,
+        record_timeline: true,
     })
     .await
     .unwrap();
@@ -147,6 +148,7 @@ async fn fleet(
         assumptions: Assumptions::default(),
         share_quota,
         resync_s: 60.0,
+        record_timeline: true,
     })
     .await
     .unwrap()
@@ -156,7 +158,7 @@ fn failed(result: &asyncscale_controller::simulate::SimulationResult) -> usize {
     result
         .summaries
         .iter()
-        .map(|s| s.failed_activities.len())
+        .map(|s| s.failed_activity_count as usize)
         .sum()
 }
 
@@ -306,6 +308,7 @@ fn the_cli_reports_both_traps_as_json_and_draws_a_chart() {
         "drained_at_s",
         "instance_minutes",
         "failed_activities",
+        "failed_activity_count",
         "warnings",
     ] {
         assert!(clamped.get(key).is_some(), "JSON summary has {key}");

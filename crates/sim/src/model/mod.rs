@@ -19,6 +19,12 @@ use setup::{Action, Metric, Setup, Statistic};
 
 use crate::account::{Account, Activity};
 
+/// Queue entries from which arrivals of one minute share an entry.
+const LONG_QUEUE: usize = 64;
+
+/// Failed scaling activities each endpoint keeps the message of (all are counted).
+pub const FAILED_ACTIVITIES_KEPT: usize = 20;
+
 /// One endpoint variant whose queue and instances the model simulates.
 #[derive(Debug, Clone)]
 pub struct EndpointSpec {
@@ -93,8 +99,11 @@ pub struct EndpointStats {
     pub instance_seconds: f64,
     pub arrived: f64,
     pub processed: f64,
-    /// (time, AWS status message) of each Failed scaling activity.
+    /// (time, AWS status message) of the first [`FAILED_ACTIVITIES_KEPT`] Failed scaling
+    /// activities: an endpoint stuck on a quota fails every minute, 1,440 times a day.
     pub failed_activities: Vec<(f64, String)>,
+    /// Failed scaling activities in all.
+    pub failed_activity_count: u64,
     /// (time, capacity) of each successful scale-in to zero.
     pub scaled_to_zero_s: Vec<f64>,
 }
@@ -175,7 +184,7 @@ impl EndpointSim {
             "inService": self.in_service,
             "starting": self.starting.len(),
             "alarms": self.alarms.iter().map(|(n, r)| (n.clone(), r.state.as_str())).collect::<BTreeMap<_, _>>(),
-            "failedActivities": self.stats.failed_activities.len(),
+            "failedActivities": self.stats.failed_activity_count,
             "arrived": self.stats.arrived,
             "processed": self.stats.processed,
         })
@@ -185,7 +194,14 @@ impl EndpointSim {
         if count <= 0.0 {
             return;
         }
-        self.queue.push_back((at, count));
+        // A queue hours long (an endpoint that cannot scale) is kept a minute an entry, not a
+        // tick: 1,000 such endpoints over a day held 260 MB of ten-second entries. Only the
+        // newest entry grows, so the age of the oldest request stays exact.
+        let long = self.queue.len() >= LONG_QUEUE;
+        match self.queue.back_mut() {
+            Some(newest) if long && at - newest.0 < 60.0 => newest.1 += count,
+            _ => self.queue.push_back((at, count)),
+        }
         self.backlog += count;
         self.minute_arrivals += count;
         self.stats.arrived += count;
@@ -217,8 +233,8 @@ impl EndpointSim {
         }
     }
 
-    fn refresh(&mut self, account: &Account, a: &Assumptions) {
-        self.setup = setup::extract(account, &self.spec.endpoint, &self.resource_id);
+    fn refresh(&mut self, account: &Account, alarms: &[&str], a: &Assumptions) {
+        self.setup = setup::extract(account, &self.resource_id, alarms);
         let keep: Vec<String> = self.setup.alarms.iter().map(|s| s.name.clone()).collect();
         self.alarms.retain(|name, _| keep.contains(name));
         for alarm in &self.setup.alarms {
@@ -309,8 +325,14 @@ impl World {
     pub fn follow_configuration(&mut self, account: &mut Account) {
         account.select_region(&self.region);
         if account.config_version != self.seen_config_version {
+            let alarms = setup::alarms_by_endpoint(account);
             for e in &mut self.endpoints {
-                e.refresh(account, &self.assumptions);
+                let on_endpoint = alarms.get(e.spec.endpoint.as_str());
+                e.refresh(
+                    account,
+                    on_endpoint.map_or(&[], Vec::as_slice),
+                    &self.assumptions,
+                );
             }
             self.seen_config_version = account.config_version;
             self.follow_bounds(account);
@@ -726,7 +748,10 @@ fn scale_out(
             Some(epoch + now),
         ));
         e.minute_activities.push(format!("Failed: {message}"));
-        e.stats.failed_activities.push((now, message));
+        e.stats.failed_activity_count += 1;
+        if e.stats.failed_activities.len() < FAILED_ACTIVITIES_KEPT {
+            e.stats.failed_activities.push((now, message));
+        }
         return;
     }
     let id = account.record_activity(activity(

@@ -32,7 +32,9 @@ pub struct Summary {
     pub instance_minutes: f64,
     pub requests_arrived: f64,
     pub requests_processed: f64,
+    /// The first few (time and AWS's message); `failed_activity_count` counts them all.
     pub failed_activities: Vec<FailedActivity>,
+    pub failed_activity_count: u64,
     pub warnings: Vec<String>,
 }
 
@@ -65,6 +67,7 @@ pub fn summarize(world: &World, endpoint: &EndpointSim, quota: Option<f64>) -> S
                 message: m.clone(),
             })
             .collect(),
+        failed_activity_count: stats.failed_activity_count,
         warnings: warnings(world, endpoint, quota),
     }
 }
@@ -126,8 +129,7 @@ pub fn warnings(world: &World, endpoint: &EndpointSim, quota: Option<f64>) -> Ve
     if !stats.failed_activities.is_empty() {
         out.push(format!(
             "{} scaling activities failed; the first: {}",
-            stats.failed_activities.len(),
-            stats.failed_activities[0].1
+            stats.failed_activity_count, stats.failed_activities[0].1
         ));
     }
     out

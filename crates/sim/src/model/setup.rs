@@ -1,6 +1,8 @@
 //! Reads one endpoint's scaling configuration out of the simulated account: whatever was put there
 //! over the AWS APIs, by asyncscale or by hand, is what the model runs.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde_json::Value;
 
 use super::alarm::{AlarmRule, Comparison, MissingData};
@@ -86,7 +88,34 @@ fn f(v: &Value, key: &str) -> Option<f64> {
     v.get(key).and_then(Value::as_f64)
 }
 
-pub fn extract(account: &Account, endpoint: &str, resource_id: &str) -> Setup {
+/// The names of the alarms on each endpoint (an `EndpointName` dimension in `AWS/SageMaker`),
+/// found in one pass over the account's alarms for a refresh of every endpoint: looking through
+/// every alarm for every endpoint made a refresh of 1,000 endpoints take 3 million steps.
+pub fn alarms_by_endpoint(account: &Account) -> BTreeMap<&str, Vec<&str>> {
+    let mut index: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, alarm) in &account.here.alarms {
+        let c = &alarm.config;
+        if c.get("Namespace").and_then(Value::as_str) != Some("AWS/SageMaker") {
+            continue;
+        }
+        let endpoints = c
+            .get("Dimensions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|d| d["Name"] == "EndpointName")
+            .filter_map(|d| d["Value"].as_str())
+            .collect::<BTreeSet<_>>();
+        for endpoint in endpoints {
+            index.entry(endpoint).or_default().push(name.as_str());
+        }
+    }
+    index
+}
+
+/// The configuration that drives one endpoint; `alarms` are the names of the alarms on it (from
+/// [`alarms_by_endpoint`]).
+pub fn extract(account: &Account, resource_id: &str, alarms: &[&str]) -> Setup {
     let mut setup = Setup::default();
     let key = (
         "sagemaker".to_string(),
@@ -102,7 +131,13 @@ pub fn extract(account: &Account, endpoint: &str, resource_id: &str) -> Setup {
             scale_out_suspended: flag("DynamicScalingOutSuspended"),
         });
     }
-    for policy in account.here.policies.values().filter(|p| p.target == key) {
+    let policies = account
+        .here
+        .policies
+        .range((key.clone(), String::new())..)
+        .take_while(|((target, _), _)| *target == key)
+        .map(|(_, p)| p);
+    for policy in policies {
         let c = &policy.config;
         if policy.policy_type == "TargetTrackingScaling" {
             setup.target_tracking.push(TargetTracking {
@@ -147,19 +182,11 @@ pub fn extract(account: &Account, endpoint: &str, resource_id: &str) -> Setup {
             });
         }
     }
-    for (name, alarm) in &account.here.alarms {
-        // Filter before anything else: this runs for every endpoint over every alarm.
+    for (name, alarm) in alarms
+        .iter()
+        .filter_map(|name| Some((*name, account.here.alarms.get(*name)?)))
+    {
         let c = &alarm.config;
-        let on_endpoint = c.get("Namespace").and_then(Value::as_str) == Some("AWS/SageMaker")
-            && c.get("Dimensions")
-                .and_then(Value::as_array)
-                .is_some_and(|dims| {
-                    dims.iter()
-                        .any(|d| d["Name"] == "EndpointName" && d["Value"] == endpoint)
-                });
-        if !on_endpoint {
-            continue;
-        }
         let Some(metric) = c
             .get("MetricName")
             .and_then(Value::as_str)
@@ -210,7 +237,7 @@ pub fn extract(account: &Account, endpoint: &str, resource_id: &str) -> Setup {
             .and_then(Value::as_u64)
             .unwrap_or(1) as usize;
         setup.alarms.push(AlarmSetup {
-            name: name.clone(),
+            name: name.to_string(),
             metric,
             statistic: Statistic::parse(c.get("Statistic").and_then(Value::as_str)),
             period_s: c.get("Period").and_then(Value::as_f64).unwrap_or(60.0),
