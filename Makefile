@@ -83,7 +83,7 @@ test-lua: $(CONTROLPLANE_BIN)/luahealth
 	$(CONTROLPLANE_BIN)/luahealth deploy/argocd/health.lua deploy/argocd/health_cases.json
 
 python-deps:
-	@$(PYTHON) -c "import boto3, moto, pytest" 2>/dev/null || $(PYTHON) -m pip install -q -r tests/python/requirements.txt
+	@$(PYTHON) -c "import boto3, moto, parliament, pytest" 2>/dev/null || $(PYTHON) -m pip install -q -r tests/python/requirements.txt
 
 ## rustfmt, clippy, and cargo deny (licences, bans, sources; advisories need GitHub, see deny.toml).
 lint:
