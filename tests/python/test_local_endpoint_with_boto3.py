@@ -270,3 +270,67 @@ def test_application_auto_scaling_tag_and_name_limits(endpoint):
     refused("ValidationException", aas.put_scaling_policy, PolicyName="x" * 257, **policy)
     # PolicyName is \p{Print}+ (API reference): a control character is refused.
     refused("ValidationException", aas.put_scaling_policy, PolicyName="bad\nname", **policy)
+
+
+def admin(url, path, body):
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(request) as response:
+        return response.read()
+
+
+def test_sagemaker_endpoint_reads(endpoint):
+    """DescribeEndpoint, DescribeEndpointConfig and ListEndpoints, answered from the scaling
+    model's endpoints: instance counts follow what Application Auto Scaling sets."""
+    admin(endpoint, "/_sim/endpoints", {"endpoint": "sdxl-async", "instanceType": "ml.g4dn.xlarge", "instances": 1})
+    admin(endpoint, "/_sim/endpoints", {"endpoint": "Sync-Endpoint", "instanceType": "ml.g5.xlarge", "instances": 1, "asynchronous": False})
+    sm = boto3.client(
+        "sagemaker", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="AKIDTEST", aws_secret_access_key="secret"
+    )
+    described = sm.describe_endpoint(EndpointName="sdxl-async")
+    assert described["EndpointStatus"] == "InService"
+    assert described["EndpointArn"] == "arn:aws:sagemaker:us-east-1:123456789012:endpoint/sdxl-async"
+    variant = described["ProductionVariants"][0]
+    assert (variant["VariantName"], variant["CurrentInstanceCount"], variant["DesiredInstanceCount"]) == ("AllTraffic", 1, 1)
+    assert "AsyncInferenceConfig" in described
+    config = sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.g4dn.xlarge"
+    assert "AsyncInferenceConfig" in config
+
+    sync = sm.describe_endpoint(EndpointName="Sync-Endpoint")
+    assert "AsyncInferenceConfig" not in sync
+    assert sync["EndpointArn"].endswith(":endpoint/sync-endpoint"), "AWS lowercases the name in the ARN"
+    assert "AsyncInferenceConfig" not in sm.describe_endpoint_config(EndpointConfigName=sync["EndpointConfigName"])
+
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        sm.describe_endpoint(EndpointName="Missing")
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    assert err.value.response["Error"]["Message"] == 'Could not find endpoint "arn:aws:sagemaker:us-east-1:123456789012:endpoint/missing".'
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        sm.describe_endpoint_config(EndpointConfigName="missing-config")
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    elsewhere = boto3.client(
+        "sagemaker", endpoint_url=endpoint, region_name="eu-west-1", aws_access_key_id="AKIDTEST", aws_secret_access_key="secret"
+    )
+    with pytest.raises(botocore.exceptions.ClientError):
+        elsewhere.describe_endpoint(EndpointName="sdxl-async")
+
+    pages = list(sm.get_paginator("list_endpoints").paginate(SortBy="Name", SortOrder="Ascending", PaginationConfig={"PageSize": 1}))
+    assert [[e["EndpointName"] for e in p["Endpoints"]] for p in pages] == [["Sync-Endpoint"], ["sdxl-async"]]
+    assert [e["EndpointName"] for e in sm.list_endpoints(NameContains="sdxl")["Endpoints"]] == ["sdxl-async"]
+
+    # A new minimum moves the desired count at once; the instance serves after provisioning.
+    aas = boto3.client(
+        "application-autoscaling", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="AKIDTEST", aws_secret_access_key="secret"
+    )
+    aas.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=RID, ScalableDimension=DIM, MinCapacity=2, MaxCapacity=4)
+    updating = sm.describe_endpoint(EndpointName="sdxl-async")
+    variant = updating["ProductionVariants"][0]
+    assert (updating["EndpointStatus"], variant["CurrentInstanceCount"], variant["DesiredInstanceCount"]) == ("Updating", 1, 2)
+    assert [e["EndpointName"] for e in sm.list_endpoints(StatusEquals="Updating")["Endpoints"]] == ["sdxl-async"]
+    admin(endpoint, "/_sim/advance", {"seconds": 600})
+    served = sm.describe_endpoint(EndpointName="sdxl-async")
+    assert (served["EndpointStatus"], served["ProductionVariants"][0]["CurrentInstanceCount"]) == ("InService", 2)
+    assert served["LastModifiedTime"] > described["LastModifiedTime"]

@@ -231,6 +231,7 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
                 .initial_instances
                 .unwrap_or(resource.spec.min_capacity.max(0) as u32),
             load: Some(options.load.clone()),
+            asynchronous: true,
         });
     }
     let mut account = server.account.lock().expect("account lock");

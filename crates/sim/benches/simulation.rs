@@ -107,6 +107,7 @@ fn day_of(endpoints: usize) -> (f64, f64, usize) {
             throughput_per_minute: 6.0,
             initial_instances: 0,
             load: Some(load.clone()),
+            asynchronous: true,
         });
     }
     let setup_s = setup.elapsed().as_secs_f64();

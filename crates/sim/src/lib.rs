@@ -7,6 +7,7 @@ pub mod error;
 pub mod model;
 pub mod quotas;
 pub mod rate_limits;
+pub mod sagemaker;
 pub mod server;
 pub mod validation;
 

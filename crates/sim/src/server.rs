@@ -223,10 +223,20 @@ async fn run(
             return Err(error);
         }
     }
-    let result = account
-        .lock()
-        .expect("account lock")
-        .handle(service, operation, input, region);
+    let result = if service == "sagemaker" {
+        // SageMaker's endpoints are the scaling model's.
+        let world = world.lock().expect("world lock");
+        account
+            .lock()
+            .expect("account lock")
+            .record_call(service, operation);
+        crate::sagemaker::handle(&world, operation, input, region)
+    } else {
+        account
+            .lock()
+            .expect("account lock")
+            .handle(service, operation, input, region)
+    };
     tracing::debug!(
         service,
         operation,
@@ -254,6 +264,7 @@ async fn json_protocols(
     let (service, json_version) = match target.split_once('.') {
         Some(("AnyScaleFrontendService", _)) => ("application-autoscaling", "1.1"),
         Some(("ServiceQuotasV20190624", _)) => ("service-quotas", "1.1"),
+        Some(("SageMaker", _)) => ("sagemaker", "1.1"),
         Some(("GraniteServiceVersion20100801", _)) => ("cloudwatch", "1.0"),
         _ => {
             let error = ApiError::new(
@@ -520,6 +531,10 @@ async fn admin_declare_endpoint(State(shared): State<Shared>, body: Bytes) -> Re
             .unwrap_or(6.0),
         initial_instances: v.get("instances").and_then(Value::as_u64).unwrap_or(0) as u32,
         load: None,
+        asynchronous: v
+            .get("asynchronous")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
     };
     let mut world = shared.world.lock().expect("world lock");
     if world.endpoint_mut(endpoint).is_some() {

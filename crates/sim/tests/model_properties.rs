@@ -135,6 +135,7 @@ proptest! {
                 throughput_per_minute: throughput,
                 initial_instances: 0,
                 load: Some(load.clone()),
+                asynchronous: true,
             });
         }
         world.advance(&mut account, 3.0 * 3600.0);

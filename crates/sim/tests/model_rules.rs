@@ -42,6 +42,7 @@ fn world(instances: u32, throughput: f64) -> World {
         throughput_per_minute: throughput,
         initial_instances: instances,
         load: None,
+        asynchronous: true,
     });
     world
 }

@@ -601,7 +601,7 @@ fn alarm_arn(region: &str, name: &str) -> String {
 
 /// The ARN partition of a region: `aws-cn` for China, `aws-us-gov` for GovCloud, else `aws`
 /// (ARN reference, "partition").
-fn partition(region: &str) -> &'static str {
+pub(crate) fn partition(region: &str) -> &'static str {
     if region.starts_with("cn-") {
         "aws-cn"
     } else if region.starts_with("us-gov-") {

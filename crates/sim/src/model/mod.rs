@@ -36,6 +36,9 @@ pub struct EndpointSpec {
     /// Instances in service at the start.
     pub initial_instances: u32,
     pub load: Option<LoadProfile>,
+    /// Its endpoint configuration has an `AsyncInferenceConfig`; without it SageMaker never
+    /// publishes the backlog metrics, so nothing would ever scale it.
+    pub asynchronous: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -147,6 +150,9 @@ pub struct EndpointSim {
     minute_activities: Vec<String>,
     pub stats: EndpointStats,
     pub timeline: Vec<MinuteRecord>,
+    /// When the endpoint last changed (simulation seconds): a new desired count, or the last
+    /// starting instance in service (SageMaker's `LastModifiedTime`).
+    pub last_modified_s: f64,
 }
 
 impl EndpointSim {
@@ -171,6 +177,7 @@ impl EndpointSim {
             minute_activities: Vec::new(),
             stats: EndpointStats::default(),
             timeline: Vec::new(),
+            last_modified_s: 0.0,
         }
     }
 
@@ -354,6 +361,7 @@ impl World {
             let ready = (before - e.starting.len()) as u32;
             if ready > 0 {
                 e.in_service += ready;
+                e.last_modified_s = t0;
                 e.stats.first_instance_in_service_s.get_or_insert(t0);
                 if e.starting.is_empty()
                     && let Some((id, count)) = e.open_activity.take()
@@ -774,6 +782,7 @@ fn scale_out(
         );
     }
     e.desired = new;
+    e.last_modified_s = now;
     for _ in 0..delta {
         e.starting.push(now + a.provisioning_delay_s);
     }
@@ -823,6 +832,7 @@ fn scale_in(
     }
     e.in_service -= remove.min(e.in_service);
     e.desired = new;
+    e.last_modified_s = now;
     if new == 0 {
         e.stats.scaled_to_zero_s.push(now);
     }
