@@ -269,9 +269,27 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// A `--resync`: each one reads AWS for every resource of the account, so at least a second.
+pub fn parse_resync(text: &str) -> Result<Duration, String> {
+    let resync = parse_duration(text)?;
+    if resync < Duration::from_secs(1) {
+        return Err(format!(
+            "{text:?} is too short: each resync reads AWS for every resource; use 1s or more (60s by default)"
+        ));
+    }
+    Ok(resync)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resync_is_at_least_a_second() {
+        assert_eq!(parse_resync("1s"), Ok(Duration::from_secs(1)));
+        assert!(parse_resync("1ms").unwrap_err().contains("use 1s or more"));
+        assert!(parse_resync("0.5s").is_err());
+    }
 
     #[test]
     fn durations_read_like_kubectl_flags() {

@@ -19,7 +19,7 @@ use asyncscale_engine::{CallCounter, Fence, FleetChange, FleetConfig, FleetSourc
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::broadcast;
 
-use super::args::{AwsArgs, parse_duration};
+use super::args::{AwsArgs, parse_duration, parse_resync};
 use crate::admin::{Health, admin_router};
 use crate::events::{EventPublisher, Reporter};
 use crate::identity::hostname;
@@ -53,7 +53,7 @@ pub struct RunArgs {
     #[command(flatten)]
     aws: AwsArgs,
     /// How often each resource is re-read from AWS to repair drift (e.g. 60s, 5m).
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = parse_resync)]
     resync: Duration,
     /// Reconcile only while holding the leader Lease, so that several replicas can run.
     #[arg(long)]
