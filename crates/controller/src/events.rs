@@ -75,16 +75,26 @@ impl EventPublisher {
         };
         let events: Api<K8sEvent> = Api::namespaced(self.client.clone(), namespace);
         let now = Timestamp::now();
-        let (name, count) = match repeat {
+        let extended = match repeat {
             Some((name, count)) => {
                 let series = serde_json::json!({
                     "series": EventSeries { count, last_observed_time: MicroTime(now) }
                 });
-                events
+                match events
                     .patch(&name, &PatchParams::default(), &Patch::Merge(&series))
-                    .await?;
-                (name, count)
+                    .await
+                {
+                    Ok(_) => Some((name, count)),
+                    // The first Event is gone (deleted by hand, or expired): start a new series,
+                    // as client-go does, instead of patching nothing at every repeat.
+                    Err(kube::Error::Api(status)) if status.code == 404 => None,
+                    Err(e) => return Err(e),
+                }
             }
+            None => None,
+        };
+        let (name, count) = match extended {
+            Some(series) => series,
             None => {
                 let created = self.new_event(event, regarding, now);
                 events.create(&PostParams::default(), &created).await?;
@@ -103,10 +113,12 @@ impl EventPublisher {
     }
 
     fn new_event(&self, event: &Event, regarding: &ObjectReference, now: Timestamp) -> K8sEvent {
-        let about = regarding
-            .name
-            .as_deref()
-            .unwrap_or(&self.reporter.controller);
+        let about = event_name_prefix(
+            regarding
+                .name
+                .as_deref()
+                .unwrap_or(&self.reporter.controller),
+        );
         K8sEvent {
             action: Some(event.action.clone()),
             reason: Some(event.reason.clone()),
@@ -136,6 +148,17 @@ impl EventPublisher {
     pub fn remembered(&self) -> usize {
         self.series.lock().expect("series lock").len()
     }
+}
+
+/// The object's name, cut so that `<name>.<16 hex digits>` stays within the 253 characters of a
+/// DNS subdomain, ending in a letter or digit as the API server requires.
+fn event_name_prefix(name: &str) -> &str {
+    const ROOM: usize = 253 - 1 - 16;
+    let mut end = name.len().min(ROOM);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].trim_end_matches(['-', '.'])
 }
 
 fn series_key(event: &Event, regarding: &ObjectReference) -> u64 {

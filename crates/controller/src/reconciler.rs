@@ -541,21 +541,19 @@ async fn younger_duplicate(
     let region = |o: &AsyncEndpointScaling| o.spec.region.clone().or(default_region.clone());
     let variant =
         |o: &AsyncEndpointScaling| (o.spec.endpoint_name.clone(), o.spec.variant_name.clone());
-    let age = |o: &AsyncEndpointScaling| {
-        (
-            o.meta().creation_timestamp.clone().map(|t| t.0),
-            o.namespace(),
-            o.name_any(),
-        )
-    };
+    // creationTimestamp has whole seconds. Two resources created in the same second have no
+    // order here: AWS decides, as the first to tag the target owns it and the other one gets
+    // Conflict from the ownership check. (Breaking the tie by name could name the other one
+    // older than the owner AWS already has, and then both would be refused for good.)
+    let created = |o: &AsyncEndpointScaling| o.meta().creation_timestamp.clone().map(|t| t.0);
     let mine = (Some(obj_region.to_string()), variant(obj));
     let oldest = ctx
         .watched()
         .into_iter()
         .filter(|o| o.uid() != obj.uid() && o.meta().deletion_timestamp.is_none())
         .filter(|o| (region(o), variant(o)) == mine)
-        .min_by_key(|o| age(o))?;
-    (age(&oldest) < age(obj)).then(|| {
+        .min_by_key(|o| (created(o), o.namespace(), o.name_any()))?;
+    (created(&oldest) < created(obj)).then(|| {
         format!(
             "the AsyncEndpointScaling {}/{} (older) already manages {} in {}; only one resource may manage an endpoint variant: delete this one (endpointName cannot be changed; to manage another endpoint, create a new resource)",
             oldest.namespace().unwrap_or_default(),

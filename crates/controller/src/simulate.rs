@@ -36,7 +36,10 @@ pub enum SimulateError {
     Start(#[source] std::io::Error),
     #[error("cannot reach the in-process AWS endpoint: {0}")]
     Backend(#[source] asyncscale_engine::AwsError),
-    #[error("{resource}: could not set up the simulated account: {outcome:?}")]
+    #[error(
+        "{resource}: could not set up the simulated account: {}",
+        setup_failure(outcome)
+    )]
     Setup {
         resource: String,
         outcome: SyncOutcome,
@@ -47,6 +50,20 @@ pub enum SimulateError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What stopped the setup, in the words `apply` uses.
+fn setup_failure(outcome: &SyncOutcome) -> String {
+    match outcome {
+        SyncOutcome::InSync => "in sync".into(),
+        SyncOutcome::ChangesPending(n) => format!("{n} changes pending"),
+        SyncOutcome::ApplyFailed(m)
+        | SyncOutcome::InvalidSpec(m)
+        | SyncOutcome::Conflict(m)
+        | SyncOutcome::QuotaTooLow(m)
+        | SyncOutcome::WaitingForQuota(m)
+        | SyncOutcome::ObserveFailed(m) => m.clone(),
+    }
 }
 
 /// The hand-made configurations of the field report, to compare with asyncscale's.
@@ -105,14 +122,21 @@ pub async fn in_process_aws(
     Ok((server, backend))
 }
 
+/// What one visit of the quota split did.
+struct SharedQuotas {
+    /// (resource id, the new MaxCapacity, why).
+    written: Vec<(String, u32, String)>,
+    /// (instance type, instances in use, quota) where more is held than the quota allows.
+    over_quota: Vec<(String, u32, u32)>,
+}
+
 /// Splits each instance quota between the simulated endpoints (and `--other-usage`) and writes
-/// each MaxCapacity that must change, as the controller does at a visit. What was written: (resource
-/// id, the new MaxCapacity, why).
+/// each MaxCapacity that must change, as the controller does at a visit.
 fn share_quotas(
     world: &World,
     account: &mut Account,
     bounds: &BTreeMap<String, Bounds>,
-) -> Result<Vec<(String, u32, String)>, SimulateError> {
+) -> Result<SharedQuotas, SimulateError> {
     let mut by_type: BTreeMap<&str, Vec<Holder>> = BTreeMap::new();
     for e in &world.endpoints {
         by_type
@@ -138,12 +162,16 @@ fn share_quotas(
     }
     let held = world.max_capacities();
     let mut written = Vec::new();
+    let mut over_quota = Vec::new();
     for (instance_type, holders) in by_type {
         // No quota known: nothing to share, as the controller keeps what AWS holds.
         let Some(quota) = account.instance_quota(instance_type) else {
             continue;
         };
         let split = share::split(quota.max(0.0) as u32, &holders);
+        if split.in_use > split.quota {
+            over_quota.push((instance_type.to_string(), split.in_use, split.quota));
+        }
         for (resource_id, cap) in &split.caps {
             if held.get(resource_id.as_str()) == Some(cap) {
                 continue;
@@ -166,7 +194,10 @@ fn share_quotas(
             written.push((resource_id.clone(), *cap, why));
         }
     }
-    Ok(written)
+    Ok(SharedQuotas {
+        written,
+        over_quota,
+    })
 }
 
 pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, SimulateError> {
@@ -235,6 +266,8 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
         });
     }
     let mut account = server.account.lock().expect("account lock");
+    // Instance types whose quota was already exceeded at a visit: (when, in use, quota).
+    let mut over_quota: BTreeMap<String, (f64, u32, u32)> = BTreeMap::new();
     // The summaries come from the model's own records; of the account's history, a page per
     // endpoint is plenty.
     account.activity_retention = Some(50 * options.resources.len().max(1));
@@ -254,7 +287,13 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
         // The controller's visits between the model's steps: the split is redone on what the
         // endpoints hold now, and only a MaxCapacity that must change is written.
         while world.now + 1e-9 < options.duration_s {
-            for (resource_id, cap, why) in share_quotas(&world, &mut account, &bounds)? {
+            let shared = share_quotas(&world, &mut account, &bounds)?;
+            for (instance_type, in_use, quota) in shared.over_quota {
+                over_quota
+                    .entry(instance_type)
+                    .or_insert((world.now, in_use, quota));
+            }
+            for (resource_id, cap, why) in shared.written {
                 let index = world
                     .endpoints
                     .iter()
@@ -276,7 +315,17 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
     let summaries = world
         .endpoints
         .iter()
-        .map(|e| summarize(&world, e, account.instance_quota(&e.spec.instance_type)))
+        .map(|e| {
+            let mut summary = summarize(&world, e, account.instance_quota(&e.spec.instance_type));
+            if let Some((at, in_use, quota)) = over_quota.get(&e.spec.instance_type) {
+                summary.warnings.push(format!(
+                    "at {:.0} min the endpoints held {in_use} instances of {}, above its quota of {quota} (their starting instances or minCapacity), which AWS would not have granted; sharing never takes instances away: lower minCapacity or --initial-instances, or raise the quota",
+                    at / 60.0,
+                    e.spec.instance_type
+                ));
+            }
+            summary
+        })
         .collect();
     drop(account);
     Ok(SimulationResult {

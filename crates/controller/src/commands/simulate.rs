@@ -80,7 +80,7 @@ fn simulated_duration(text: &str) -> Result<f64, String> {
     let seconds = parse_time(text).map_err(|e| e.to_string())?;
     if !(60.0..=LONGEST_SIMULATION_S).contains(&seconds) {
         return Err(format!(
-            "{text:?}: simulate from 1m (one CloudWatch period) to 7d (168h)"
+            "{text:?}: simulate from 1m (one CloudWatch period) to 168h (7 days)"
         ));
     }
     Ok(seconds)

@@ -1277,3 +1277,128 @@ async fn a_repeated_event_extends_its_series_and_a_new_note_is_a_new_event() {
     assert_eq!(created.body["type"], "Warning");
     assert_eq!(events.remembered(), 2);
 }
+
+/// (method, Event name) of each request an API server saw.
+type EventRequests = Arc<Mutex<Vec<(String, String)>>>;
+
+/// An API server whose Events were all deleted: every PATCH of a series answers 404, as the real
+/// one does for a missing object.
+fn events_server_without_old_events() -> (kube::Client, EventRequests) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Some((request, respond)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let method = parts.method.to_string();
+            let name = match method.as_str() {
+                "POST" => body["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                _ => parts
+                    .uri
+                    .path()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            };
+            record.lock().unwrap().push((method.clone(), name.clone()));
+            let response = if method == "PATCH" {
+                let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
+                    "message": format!("events.events.k8s.io \"{name}\" not found")});
+                Response::builder()
+                    .status(404)
+                    .body(Body::from(serde_json::to_vec(&status).unwrap()))
+                    .unwrap()
+            } else {
+                Response::builder()
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap()
+            };
+            respond.send_response(response);
+        }
+    });
+    (kube::Client::new(service, "default"), seen)
+}
+
+/// A repeat whose first Event was deleted starts a new Event (and series) instead of patching a
+/// missing one at every repeat; an object name too long for `<name>.<hex>` is cut to fit the
+/// 253 characters of an Event name.
+#[tokio::test]
+async fn a_repeat_of_a_deleted_event_creates_it_again_and_long_names_fit() {
+    use asyncscale_controller::events::{Event, EventType};
+    use kube::Resource;
+    let (client, seen) = events_server_without_old_events();
+    let events = EventPublisher::new(
+        client,
+        Reporter {
+            controller: "asyncscale".into(),
+            instance: "asyncscale-0".into(),
+        },
+    );
+    let mut object = resource(json!({}), true, None);
+    object.metadata.name = Some(format!("{}-{}", "b".repeat(235), "c".repeat(14)));
+    let regarding = object.object_ref(&());
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "ApplyFailed".into(),
+        note: Some("AccessDenied".into()),
+        action: "Apply".into(),
+        secondary: None,
+    };
+    for _ in 0..3 {
+        events.publish(&event, &regarding).await.unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    let methods: Vec<&str> = seen.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(methods, ["POST", "PATCH", "POST", "PATCH", "POST"]);
+    for (_, name) in &seen {
+        assert!(name.len() <= 253, "{} characters", name.len());
+        assert!(
+            name.starts_with(&format!("{}.", "b".repeat(235))),
+            "cut at 236 characters less the trailing dash: {name}"
+        );
+    }
+}
+
+/// Two resources for one variant created in the same second (creationTimestamp has whole
+/// seconds): the one AWS already knows as owner keeps managing it, and the other is refused by
+/// the ownership check, never both.
+#[tokio::test]
+async fn two_resources_created_in_the_same_second_leave_one_owner() {
+    let aws = sim().await;
+    let owner = created_at(resource(json!({}), true, None), 0, "uid-z", "zz");
+    let other = created_at(resource(json!({}), true, None), 0, "uid-a", "aa");
+    let synced_after_reconcile = |object: &AsyncEndpointScaling| {
+        let object = object.clone();
+        let url = aws.url();
+        let both = [owner.clone(), other.clone()];
+        async move {
+            let (client, api) = FakeApiServer::start(&object);
+            let ctx = context(client, aws_at(&url).await);
+            ctx.watch_stores(vec![store_of(&[&both[0], &both[1]])]);
+            reconcile(Arc::new(object), ctx).await.unwrap();
+            let patch = api
+                .seen()
+                .into_iter()
+                .rev()
+                .find(Seen::is_status_patch)
+                .unwrap();
+            condition(&patch.body["status"], "Synced").clone()
+        }
+    };
+    let first = synced_after_reconcile(&owner).await;
+    assert_eq!(first["reason"], "InSync", "{first}");
+    let refused = synced_after_reconcile(&other).await;
+    assert_eq!(refused["reason"], "Conflict", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("ml/zz"),
+        "refused by the owner AWS knows: {refused}"
+    );
+    let again = synced_after_reconcile(&owner).await;
+    assert_eq!(
+        again["reason"], "InSync",
+        "the owner keeps its endpoint: {again}"
+    );
+}

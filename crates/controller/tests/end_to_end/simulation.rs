@@ -196,6 +196,48 @@ async fn two_endpoints_sharing_a_quota_never_fail_and_drain_sooner_than_clamped(
     );
 }
 
+/// Endpoints that start with more instances than the quota allows cannot be shared within it:
+/// the simulation says so instead of quietly showing more instances than AWS would grant.
+#[tokio::test]
+async fn starting_above_a_shared_quota_is_a_warning() {
+    let resources = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let manifest = manifest(5.0, "Clamp").replace("sdxl-async", &format!("{name}-async"));
+            asyncscale_api::parse_manifests("t.yaml", &manifest)
+                .unwrap()
+                .remove(0)
+                .resource
+        })
+        .collect();
+    let result = simulate(SimulationOptions {
+        resources,
+        load: LoadProfile::parse("burst:10@0m").unwrap(),
+        duration_s: 3600.0,
+        quotas: vec!["ml.g4dn.xlarge=4".into()],
+        other_usage: vec![],
+        without: vec![],
+        throughput_per_minute: 6.0,
+        initial_instances: Some(3),
+        assumptions: Assumptions::default(),
+        share_quota: true,
+        resync_s: 60.0,
+        record_timeline: false,
+    })
+    .await
+    .unwrap();
+    for summary in &result.summaries {
+        assert!(
+            summary
+                .warnings
+                .iter()
+                .any(|w| w.contains("held 6 instances of ml.g4dn.xlarge, above its quota of 4")),
+            "{:?}",
+            summary.warnings
+        );
+    }
+}
+
 /// Three endpoints and instances of another endpoint asyncscale does not manage: in no minute do
 /// they all hold more than the quota, and no scale-out fails.
 #[tokio::test]
@@ -525,7 +567,10 @@ fn contradictory_or_unbounded_simulation_flags_are_usage_errors() {
             &["--load", "burst:5@3m", "--duration", "0s"],
             "simulate from 1m",
         ),
-        (&["--load", "burst:5@3m", "--duration", "100000h"], "to 7d"),
+        (
+            &["--load", "burst:5@3m", "--duration", "100000h"],
+            "to 168h (7 days)",
+        ),
         (
             &["--load", "burst:5@3m", "--aws-endpoint", "notaurl"],
             "unexpected argument",
