@@ -51,13 +51,22 @@ pub enum Command {
     },
 }
 
-pub fn init_logging(format: &LogFormat) {
+/// Logs to stderr. Without RUST_LOG: warnings only for the one-shot commands, whose output is the
+/// report; the controller also says what it is doing (started, leader, cache synced, stopping),
+/// a few lines in its life, so that `kubectl logs` of a healthy controller is not empty.
+pub fn init_logging(cli: &Cli) {
+    let default = match cli.command {
+        Command::Run(_) => {
+            "warn,asyncscale_controller=info,asyncscale_engine=info,asyncscale_aws=info"
+        }
+        _ => "warn",
+    };
     let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match format {
+    match cli.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }

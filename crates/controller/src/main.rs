@@ -20,6 +20,6 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    cli::init_logging(&args.log_format);
+    cli::init_logging(&args);
     cli::run(args).await
 }

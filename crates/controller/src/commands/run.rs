@@ -112,6 +112,12 @@ async fn run_controller(args: RunArgs) -> Result<(), RunError> {
     let client = kube::Client::try_default()
         .await
         .map_err(RunError::NoApiServer)?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        resync = ?args.resync,
+        namespaces = ?args.namespaces,
+        "starting the controller"
+    );
     let calls = CallCounter::default();
     let metrics = Arc::new(Metrics::new(calls.clone()));
     let health = Arc::new(Health::default());

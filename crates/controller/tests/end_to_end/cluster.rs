@@ -147,7 +147,8 @@ impl Cluster {
             .env("AWS_SECRET_ACCESS_KEY", "secret")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("POD_NAME", pod)
-            .env("RUST_LOG", "info")
+            // The default log level, as in a pod: its lifecycle lines are what a test reads.
+            .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             // A file, not a pipe nobody reads: a full pipe would stop the controller mid-test.
             .stderr(std::fs::File::create(controller_log(pod)).unwrap())
