@@ -27,7 +27,7 @@
 
 use serde_json::{Value, json};
 
-use crate::account::{ACCOUNT_ID, ApiError, ApiResult, partition};
+use crate::account::{ACCOUNT_ID, ApiError, ApiResult, partition, required};
 use crate::model::{EndpointSim, World};
 
 pub fn handle(world: &World, operation: &str, input: &Value, region: &str) -> ApiResult {
@@ -58,23 +58,6 @@ pub fn handle(world: &World, operation: &str, input: &Value, region: &str) -> Ap
             format!("sagemaker {operation} is not supported by the asyncscale simulator"),
         )),
     }
-}
-
-fn required<'a>(input: &'a Value, field: &str) -> Result<&'a str, ApiError> {
-    input.get(field).and_then(Value::as_str).ok_or_else(|| {
-        ApiError::new(
-            "ValidationException",
-            format!("1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null", lower_first(field)),
-        )
-    })
-}
-
-fn lower_first(s: &str) -> String {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .map(|c| c.to_lowercase().chain(chars).collect())
-        .unwrap_or_default()
 }
 
 fn find<'a>(endpoints: &'a [EndpointSim], name: &str) -> Option<&'a EndpointSim> {

@@ -232,6 +232,17 @@ fn aws_calls(server: &SimServer) -> u64 {
         .sum()
 }
 
+/// The Synced condition of the last status the reconciler wrote.
+fn last_synced(api: &FakeApiServer) -> Value {
+    let patch = api
+        .seen()
+        .into_iter()
+        .rev()
+        .find(Seen::is_status_patch)
+        .expect("a status patch");
+    condition(&patch.body["status"], "Synced").clone()
+}
+
 fn condition<'a>(status: &'a Value, kind: &str) -> &'a Value {
     status["conditions"]
         .as_array()
@@ -572,13 +583,7 @@ async fn an_invalid_spec_is_reported_without_touching_aws() {
         "waits for a spec change"
     );
     assert_eq!(aws_calls(&aws), 0);
-    let patch = api
-        .seen()
-        .into_iter()
-        .rev()
-        .find(Seen::is_status_patch)
-        .unwrap();
-    let synced = condition(&patch.body["status"], "Synced");
+    let synced = &last_synced(&api);
     assert_eq!(synced["reason"], "InvalidSpec");
     assert!(
         synced["message"]
@@ -643,13 +648,7 @@ async fn the_younger_of_two_resources_for_one_variant_is_refused_before_any_aws_
         Action::requeue(Duration::from_secs(5)),
         "checked again within seconds, not at the next resync"
     );
-    let patch = api
-        .seen()
-        .into_iter()
-        .rev()
-        .find(Seen::is_status_patch)
-        .unwrap();
-    let synced = condition(&patch.body["status"], "Synced");
+    let synced = &last_synced(&api);
     assert_eq!(synced["reason"], "Conflict");
     assert!(
         synced["message"]
@@ -713,13 +712,7 @@ async fn one_endpoint_name_in_two_regions_is_not_a_duplicate() {
     ));
     ctx.watch_stores(vec![store_of(&[&older, &younger])]);
     reconcile(Arc::new(younger), ctx).await.unwrap();
-    let patch = api
-        .seen()
-        .into_iter()
-        .rev()
-        .find(Seen::is_status_patch)
-        .unwrap();
-    let synced = condition(&patch.body["status"], "Synced");
+    let synced = &last_synced(&api);
     assert_ne!(synced["reason"], "Conflict", "{synced}");
     assert!(
         aws_calls(&aws) > 0,
@@ -912,13 +905,7 @@ async fn a_target_whose_owner_uid_no_longer_exists_is_adopted_when_asked() {
     reconcile(Arc::new(object.clone()), ctx.clone())
         .await
         .unwrap();
-    let patch = api
-        .seen()
-        .into_iter()
-        .rev()
-        .find(Seen::is_status_patch)
-        .unwrap();
-    let synced = condition(&patch.body["status"], "Synced");
+    let synced = &last_synced(&api);
     assert_eq!(
         synced["reason"], "Conflict",
         "a different UID is another owner"
@@ -1379,13 +1366,7 @@ async fn two_resources_created_in_the_same_second_leave_one_owner() {
             let ctx = context(client, aws_at(&url).await);
             ctx.watch_stores(vec![store_of(&[&both[0], &both[1]])]);
             reconcile(Arc::new(object), ctx).await.unwrap();
-            let patch = api
-                .seen()
-                .into_iter()
-                .rev()
-                .find(Seen::is_status_patch)
-                .unwrap();
-            condition(&patch.body["status"], "Synced").clone()
+            last_synced(&api)
         }
     };
     let first = synced_after_reconcile(&owner).await;

@@ -316,7 +316,7 @@ fn s<'a>(input: &'a Value, field: &str) -> Option<&'a str> {
     input.get(field).and_then(Value::as_str)
 }
 
-fn required<'a>(input: &'a Value, field: &str) -> Result<&'a str, ApiError> {
+pub(crate) fn required<'a>(input: &'a Value, field: &str) -> Result<&'a str, ApiError> {
     s(input, field).filter(|v| !v.is_empty()).ok_or_else(|| {
         ApiError::new("ValidationException", format!("1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null", lower_first(field)))
     })
