@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use crate::shown::shortened;
 use crate::{AsyncEndpointScaling, validate_spec};
 
 /// A resource read from a manifest, with where it came from.
@@ -29,7 +30,7 @@ pub fn parse_manifests(source: &str, yaml: &str) -> Result<Vec<ParsedResource>, 
     let documents: Vec<Value> = serde_saphyr::from_multiple(yaml).map_err(|e| ManifestError {
         problems: vec![format!(
             "{source}: invalid YAML: {}",
-            one_line(&e.to_string())
+            shortened(&one_line(&e.to_string()))
         )],
     })?;
     let mut parsed = Vec::new();
@@ -142,7 +143,7 @@ fn describe_type_error(e: &serde_path_to_error::Error<serde_json::Error>) -> Str
         };
         return format!("{at}: required field is missing");
     }
-    format!("{path}: {inner}")
+    format!("{path}: {}", shortened(&inner))
 }
 
 /// Fields present in the input but not in the typed round trip are unknown to the schema (the
@@ -286,6 +287,21 @@ spec:
             text.contains("spec.instanceType: required field is missing"),
             "{text}"
         );
+    }
+
+    /// A huge value is named, not echoed: the error stays a few lines whatever the input.
+    #[test]
+    fn a_huge_value_is_cut_in_every_error_that_names_it() {
+        let huge = "x".repeat(5_000_000);
+        let cases = [
+            GOOD.replace("endpointName: sdxl-async", &format!("endpointName: {huge}")),
+            GOOD.replace("maxCapacity: 20", &format!("maxCapacity: {huge}")),
+            format!("{GOOD}\n  {huge}: [unclosed"),
+        ];
+        for bad in cases {
+            let text = parse_manifests("f.yaml", &bad).unwrap_err().to_string();
+            assert!(text.len() < 1_000, "{} bytes: {}", text.len(), &text[..200]);
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::rules::{self, CelRule};
+use crate::shown::quoted;
 use crate::{AsyncEndpointScalingSpec, ScaleFromZeroSpec};
 
 /// One problem with one field.
@@ -54,15 +55,18 @@ pub fn validate_spec(spec: &AsyncEndpointScalingSpec) -> Result<(), Vec<FieldErr
         p.add(
             "spec.instanceType",
             format!(
-                "{:?} is not an instance type of the form ml.<family>.<size>, e.g. ml.g4dn.xlarge",
-                spec.instance_type
+                "{} is not an instance type of the form ml.<family>.<size>, e.g. ml.g4dn.xlarge",
+                quoted(&spec.instance_type)
             ),
         );
     }
     if let Some(region) = &spec.region
         && !is_region(region)
     {
-        let message = format!("{region:?} is not an AWS region name such as us-east-1");
+        let message = format!(
+            "{} is not an AWS region name such as us-east-1",
+            quoted(region)
+        );
         p.add("spec.region", message);
     }
     p.at_least("spec.minCapacity", spec.min_capacity, 0);
@@ -160,7 +164,8 @@ fn check_sagemaker_name(p: &mut Problems, path: &str, name: &str, what: &str) {
         p.add(
             path,
             format!(
-                "{name:?} is not a SageMaker {what} name: 1-63 letters, digits and hyphens, starting and ending with a letter or digit"
+                "{} is not a SageMaker {what} name: 1-63 letters, digits and hyphens, starting and ending with a letter or digit",
+                quoted(name)
             ),
         );
     }
