@@ -11,4 +11,4 @@ pub mod sdk;
 pub use budget::{ApiRate, ApiSelector, RequestBudget};
 pub use classify::classify;
 pub use pool::SdkBackendPool;
-pub use sdk::{AwsOptions, AwsTimeouts, SdkBackend};
+pub use sdk::{AwsOptions, AwsTimeouts, NO_CREDENTIALS_HELP, SdkBackend, check_credentials};

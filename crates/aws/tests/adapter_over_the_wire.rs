@@ -498,3 +498,51 @@ async fn bulk_reads_cover_the_namespace_across_pages() {
     assert_eq!(activities.items.len(), 1);
     assert_eq!(activities.items[0].0, resource_ids[3]);
 }
+
+/// A credentials chain with no source configured, as on a laptop without a profile or a pod
+/// without IRSA or Pod Identity.
+#[derive(Debug)]
+struct NothingConfigured;
+
+impl aws_credential_types::provider::ProvideCredentials for NothingConfigured {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+            aws_credential_types::provider::error::CredentialsError::not_loaded(
+                "no providers in chain provided credentials",
+            ),
+        ))
+    }
+}
+
+/// Without credentials the SDK sends nothing: the error says so in one line (not the SDK's
+/// five-line chain report), it is not counted as an AWS call, and nothing reaches the endpoint.
+#[tokio::test]
+async fn no_credentials_is_one_line_and_no_aws_call() {
+    let server = asyncscale_sim::start("127.0.0.1:0".parse().unwrap(), QuotaTable::default())
+        .await
+        .unwrap();
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region("us-east-1")
+        .endpoint_url(server.url())
+        .credentials_provider(NothingConfigured)
+        .load()
+        .await;
+    let calls = CallCounter::default();
+    let backend = SdkBackend::from_config(&config, calls.clone()).unwrap();
+    let error = backend.describe_target(RID).await.unwrap_err();
+    assert_eq!(error.code, "NoCredentials");
+    assert_eq!(error.class, ErrorClass::Terminal);
+    assert!(!error.message.contains('\n'), "{}", error.message);
+    assert!(
+        error.message.contains("web identity (IRSA)"),
+        "{}",
+        error.message
+    );
+    assert_eq!(calls.total(), 0, "never sent, never counted");
+    assert!(server.account.lock().unwrap().calls.is_empty());
+}

@@ -36,6 +36,48 @@ use crate::classify::{classify, is_throttle};
 const AAS: &str = "application-autoscaling";
 const CW: &str = "cloudwatch";
 const SQ: &str = "service-quotas";
+/// What a condition says when no credentials source is configured at all (the SDK's own report
+/// lists every provider of its chain, five lines, in every condition and log line).
+const NO_CREDENTIALS: &str = "no AWS credentials: none in the environment, the AWS profile, web identity (IRSA), the container endpoint (EKS Pod Identity) or instance metadata";
+
+/// What to do about it, said once by the CLI and at the controller's start.
+pub const NO_CREDENTIALS_HELP: &str = "no AWS credentials found. asyncscale looked, in this order, at the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), the AWS profile (AWS_PROFILE, ~/.aws/config and ~/.aws/credentials, SSO), web identity (AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN: IRSA), the container credentials endpoint (EKS Pod Identity, ECS) and EC2 instance metadata. On your machine: run `aws sso login` or `export AWS_PROFILE=<profile>`. In EKS: annotate the controller's service account with eks.amazonaws.com/role-arn (IRSA; the chart's serviceAccount.annotations) or create an EKS Pod Identity association for it.";
+
+/// Whether any source of credentials is configured: `Err` (with [`NO_CREDENTIALS_HELP`]) only
+/// when none is. A configured source that fails (an expired SSO session, an unreachable Pod
+/// Identity agent) is left to the calls, which report it and retry.
+pub async fn check_credentials(options: &AwsOptions) -> Result<(), &'static str> {
+    use aws_credential_types::provider::ProvideCredentials;
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &options.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    let config = loader.load().await;
+    let Some(provider) = config.credentials_provider() else {
+        return Err(NO_CREDENTIALS_HELP);
+    };
+    match provider.provide_credentials().await {
+        Err(CredentialsError::CredentialsNotLoaded(_)) => Err(NO_CREDENTIALS_HELP),
+        _ => Ok(()),
+    }
+}
+
+/// The SDK stopped the call before sending it because no credentials source is configured.
+fn credentials_not_loaded(err: &(dyn std::error::Error + 'static)) -> bool {
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if let Some(CredentialsError::CredentialsNotLoaded(_)) =
+            e.downcast_ref::<CredentialsError>()
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// Attempts for errors the SDK does not retry itself (see the module docs).
 const EXTRA_ATTEMPTS: u32 = 3;
 
@@ -233,6 +275,10 @@ impl SdkBackend {
                 }
                 Err(err) => {
                     let error = to_aws_error(service, operation, &err, &self.timeouts);
+                    // Never sent: not an AWS call, and nothing to retry.
+                    if error.code == "NoCredentials" {
+                        return Err(error);
+                    }
                     let outcome = if is_throttle(&error.code, &error.message) {
                         "throttled"
                     } else {
@@ -282,6 +328,15 @@ where
     E: aas::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     use aas::error::SdkError;
+    if credentials_not_loaded(err) {
+        return AwsError {
+            class: ErrorClass::Terminal,
+            service,
+            operation,
+            code: "NoCredentials".into(),
+            message: NO_CREDENTIALS.into(),
+        };
+    }
     let (code, message, status) = match err {
         SdkError::ServiceError(service_error) => {
             let inner = service_error.err();

@@ -175,7 +175,13 @@ impl AwsArgs {
         calls: CallCounter,
     ) -> Result<(Arc<dyn BackendSource>, Option<SimServer>), crate::simulate::SimulateError> {
         match self.target {
-            AwsTarget::Aws => Ok((Arc::new(SdkBackendPool::new(self.options(), calls)), None)),
+            AwsTarget::Aws => {
+                // Said once, before anything is read, instead of in every condition.
+                asyncscale_aws::check_credentials(&self.options())
+                    .await
+                    .map_err(|help| crate::simulate::SimulateError::Usage(help.into()))?;
+                Ok((Arc::new(SdkBackendPool::new(self.options(), calls)), None))
+            }
             AwsTarget::Simulated => {
                 let (server, backend) = crate::simulate::in_process_aws(&[], calls).await?;
                 tracing::info!(endpoint = %server.url(), "using an in-process simulated AWS account");
