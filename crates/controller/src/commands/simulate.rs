@@ -161,8 +161,20 @@ async fn simulate_and_report(args: SimulateArgs) -> Result<ExitCode, SimulateErr
         })?;
     }
     if args.output == Output::Json {
-        let mut top = serde_json::to_value(&result.summaries[0]).expect("json");
-        top["endpoints"] = serde_json::to_value(&result.summaries).expect("json");
+        // Each endpoint with what asyncscale wrote for it (the quota share's MaxCapacity changes
+        // included); the top level is the first endpoint, as before there were several.
+        let endpoints: Vec<serde_json::Value> = result
+            .summaries
+            .iter()
+            .zip(&result.applied)
+            .map(|(summary, applied)| {
+                let mut endpoint = serde_json::to_value(summary).expect("json");
+                endpoint["configuration_applied"] = serde_json::json!(applied);
+                endpoint
+            })
+            .collect();
+        let mut top = endpoints[0].clone();
+        top["endpoints"] = serde_json::json!(endpoints);
         println!("{}", serde_json::to_string_pretty(&top).expect("json"));
         return Ok(ExitCode::SUCCESS);
     }

@@ -352,6 +352,7 @@ fn the_cli_reports_both_traps_as_json_and_draws_a_chart() {
         "failed_activities",
         "failed_activity_count",
         "warnings",
+        "configuration_applied",
     ] {
         assert!(clamped.get(key).is_some(), "JSON summary has {key}");
     }
