@@ -46,8 +46,10 @@ pub struct Split {
     pub quota: u32,
     /// Instances held by every endpoint of the type.
     pub in_use: u32,
-    /// Endpoints of the type: those sharing the quota, and the others holding instances.
+    /// Endpoints sharing the quota.
     pub endpoints: usize,
+    /// Instances held by endpoints that do not share it.
+    pub elsewhere: u32,
     /// The cap of each endpoint that shares the quota, by resource id.
     pub caps: BTreeMap<String, u32>,
 }
@@ -60,8 +62,13 @@ impl Split {
             1 => "1 endpoint".to_string(),
             n => format!("{n} endpoints"),
         };
+        let elsewhere = match self.elsewhere {
+            0 => String::new(),
+            1 => " and 1 instance of other endpoints".into(),
+            n => format!(" and {n} instances of other endpoints"),
+        };
         Some(format!(
-            "{} of {} in use by {endpoints}; this endpoint may grow to {cap}",
+            "{} of {} in use by {endpoints}{elsewhere}; this endpoint may grow to {cap}",
             self.in_use, self.quota
         ))
     }
@@ -120,10 +127,8 @@ pub fn split(quota: u32, holders: &[Holder]) -> Split {
     Split {
         quota,
         in_use,
-        endpoints: holders
-            .iter()
-            .filter(|h| h.shared.is_some() || h.instances > 0)
-            .count(),
+        endpoints: holders.iter().filter(|h| h.shared.is_some()).count(),
+        elsewhere: unshared,
         caps,
     }
 }
@@ -180,6 +185,10 @@ mod tests {
         );
         assert_eq!(split.caps.values().sum::<u32>(), 6);
         assert_eq!(split.caps.values().copied().collect::<Vec<_>>(), [2, 2, 2]);
+        assert_eq!(
+            split.explain("a").unwrap(),
+            "4 of 10 in use by 3 endpoints and 4 instances of other endpoints; this endpoint may grow to 2"
+        );
     }
 
     #[test]
