@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::shown::shortened;
+use crate::shown::{quoted, shortened};
 use crate::{AsyncEndpointScaling, validate_spec};
 
 /// A resource read from a manifest, with where it came from.
@@ -87,7 +87,9 @@ fn parse_document(document: Value) -> Result<AsyncEndpointScaling, DocumentProbl
     let kind = document.get("kind").and_then(Value::as_str).unwrap_or("");
     if api_version != API_VERSION || kind != KIND {
         return Err(fail(vec![format!(
-            "expected apiVersion {API_VERSION} and kind {KIND}, found apiVersion {api_version:?} and kind {kind:?}"
+            "expected apiVersion {API_VERSION} and kind {KIND}, found apiVersion {} and kind {}",
+            quoted(api_version),
+            quoted(kind)
         )]));
     }
     if name.as_deref().unwrap_or("").is_empty() {
@@ -154,10 +156,15 @@ fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String
         return;
     };
     for (key, value) in input {
+        // A key that could be a field name is shown as written; anything else (huge, with
+        // spaces or line breaks) quoted and cut, and without a `kubectl explain` hint.
+        let plain =
+            key.chars().count() <= 64 && !key.chars().any(|c| c.is_whitespace() || c.is_control());
+        let shown_key = if plain { key.clone() } else { quoted(key) };
         let child = if path.is_empty() {
-            key.clone()
+            shown_key
         } else {
-            format!("{path}.{key}")
+            format!("{path}.{shown_key}")
         };
         if path.is_empty() && !matches!(key.as_str(), "spec" | "apiVersion" | "kind" | "metadata") {
             if key != "status" {
@@ -173,9 +180,10 @@ fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String
         match typed.get(key) {
             Some(typed_value) => unknown_fields(value, typed_value, &child, out),
             None if value.is_null() => {}
-            None => out.push(format!(
+            None if plain => out.push(format!(
                 "{child}: unknown field; check its spelling against `kubectl explain aes.{child}`"
             )),
+            None => out.push(format!("{child}: unknown field")),
         }
     }
 }
@@ -297,6 +305,12 @@ spec:
             GOOD.replace("endpointName: sdxl-async", &format!("endpointName: {huge}")),
             GOOD.replace("maxCapacity: 20", &format!("maxCapacity: {huge}")),
             format!("{GOOD}\n  {huge}: [unclosed"),
+            GOOD.replace("kind: AsyncEndpointScaling", &format!("kind: {huge}")),
+            GOOD.replace(
+                "  maxCapacity: 20",
+                &format!("  maxCapacity: 20\n  \"{huge} with space\": 1"),
+            ),
+            format!("{GOOD}{huge}: 1\n"),
         ];
         for bad in cases {
             let text = parse_manifests("f.yaml", &bad).unwrap_err().to_string();

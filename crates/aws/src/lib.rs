@@ -11,4 +11,6 @@ pub mod sdk;
 pub use budget::{ApiRate, ApiSelector, RequestBudget};
 pub use classify::classify;
 pub use pool::SdkBackendPool;
-pub use sdk::{AwsOptions, AwsTimeouts, NO_CREDENTIALS_HELP, SdkBackend, check_credentials};
+pub use sdk::{
+    AwsOptions, AwsTimeouts, CredentialsProblem, NO_CREDENTIALS_HELP, SdkBackend, check_credentials,
+};

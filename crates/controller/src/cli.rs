@@ -59,7 +59,9 @@ pub fn init_logging(cli: &Cli) {
         Command::Run(_) => {
             "warn,asyncscale_controller=info,asyncscale_engine=info,asyncscale_aws=info"
         }
-        _ => "warn",
+        // The SDK's own warnings about its credentials chain repeat, in Rust's debug notation,
+        // what the one-shot commands say once in words.
+        _ => "warn,aws_config=error",
     };
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());

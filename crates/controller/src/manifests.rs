@@ -96,7 +96,7 @@ pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
         }
     };
     let calls = CallCounter::default();
-    let (backends, _simulated) = match args.aws.connect(calls.clone()).await {
+    let (backends, _simulated) = match args.aws.connect(calls.clone(), true).await {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");

@@ -122,12 +122,43 @@ pub async fn in_process_aws(
     Ok((server, backend))
 }
 
+/// Instances held above a quota, at a visit of the split.
+#[derive(Debug, Clone, Copy)]
+struct OverQuota {
+    at_s: f64,
+    in_use: u32,
+    quota: u32,
+    /// Held by endpoints that do not share the quota (`--other-usage`).
+    elsewhere: u32,
+}
+
+impl OverQuota {
+    fn warning(&self, instance_type: &str) -> String {
+        let OverQuota {
+            at_s,
+            in_use,
+            quota,
+            elsewhere,
+        } = *self;
+        let minute = at_s / 60.0;
+        if elsewhere >= quota {
+            format!(
+                "at {minute:.0} min other endpoints held {elsewhere} instances of {instance_type}, all of its quota of {quota}: these endpoints could not grow past what they held, and AWS would have refused any scale-out"
+            )
+        } else {
+            format!(
+                "at {minute:.0} min the endpoints held {in_use} instances of {instance_type}, above its quota of {quota} (their starting instances or minCapacity), which AWS would not have granted; sharing never takes instances away: lower minCapacity or --initial-instances, or raise the quota"
+            )
+        }
+    }
+}
+
 /// What one visit of the quota split did.
 struct SharedQuotas {
     /// (resource id, the new MaxCapacity, why).
     written: Vec<(String, u32, String)>,
-    /// (instance type, instances in use, quota) where more is held than the quota allows.
-    over_quota: Vec<(String, u32, u32)>,
+    /// Where more is held than the quota allows.
+    over_quota: Vec<(String, OverQuota)>,
 }
 
 /// Splits each instance quota between the simulated endpoints (and `--other-usage`) and writes
@@ -169,8 +200,16 @@ fn share_quotas(
             continue;
         };
         let split = share::split(quota.max(0.0) as u32, &holders);
-        if split.in_use > split.quota {
-            over_quota.push((instance_type.to_string(), split.in_use, split.quota));
+        if split.in_use > split.quota || (split.elsewhere >= split.quota && split.quota > 0) {
+            over_quota.push((
+                instance_type.to_string(),
+                OverQuota {
+                    at_s: world.now,
+                    in_use: split.in_use,
+                    quota: split.quota,
+                    elsewhere: split.elsewhere,
+                },
+            ));
         }
         for (resource_id, cap) in &split.caps {
             if held.get(resource_id.as_str()) == Some(cap) {
@@ -266,8 +305,8 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
         });
     }
     let mut account = server.account.lock().expect("account lock");
-    // Instance types whose quota was already exceeded at a visit: (when, in use, quota).
-    let mut over_quota: BTreeMap<String, (f64, u32, u32)> = BTreeMap::new();
+    // Instance types whose quota was already used up at a visit, the first time.
+    let mut over_quota: BTreeMap<String, OverQuota> = BTreeMap::new();
     // The summaries come from the model's own records; of the account's history, a page per
     // endpoint is plenty.
     account.activity_retention = Some(50 * options.resources.len().max(1));
@@ -288,10 +327,8 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
         // endpoints hold now, and only a MaxCapacity that must change is written.
         while world.now + 1e-9 < options.duration_s {
             let shared = share_quotas(&world, &mut account, &bounds)?;
-            for (instance_type, in_use, quota) in shared.over_quota {
-                over_quota
-                    .entry(instance_type)
-                    .or_insert((world.now, in_use, quota));
+            for (instance_type, over) in shared.over_quota {
+                over_quota.entry(instance_type).or_insert(over);
             }
             for (resource_id, cap, why) in shared.written {
                 let index = world
@@ -317,12 +354,8 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
         .iter()
         .map(|e| {
             let mut summary = summarize(&world, e, account.instance_quota(&e.spec.instance_type));
-            if let Some((at, in_use, quota)) = over_quota.get(&e.spec.instance_type) {
-                summary.warnings.push(format!(
-                    "at {:.0} min the endpoints held {in_use} instances of {}, above its quota of {quota} (their starting instances or minCapacity), which AWS would not have granted; sharing never takes instances away: lower minCapacity or --initial-instances, or raise the quota",
-                    at / 60.0,
-                    e.spec.instance_type
-                ));
+            if let Some(over) = over_quota.get(&e.spec.instance_type) {
+                summary.warnings.push(over.warning(&e.spec.instance_type));
             }
             summary
         })

@@ -43,10 +43,31 @@ const NO_CREDENTIALS: &str = "no AWS credentials: none in the environment, the A
 /// What to do about it, said once by the CLI and at the controller's start.
 pub const NO_CREDENTIALS_HELP: &str = "no AWS credentials found. asyncscale looked, in this order, at the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), the AWS profile (AWS_PROFILE, ~/.aws/config and ~/.aws/credentials, SSO), web identity (AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN: IRSA), the container credentials endpoint (EKS Pod Identity, ECS) and EC2 instance metadata. On your machine: run `aws sso login` or `export AWS_PROFILE=<profile>`. In EKS: annotate the controller's service account with eks.amazonaws.com/role-arn (IRSA; the chart's serviceAccount.annotations) or create an EKS Pod Identity association for it.";
 
-/// Whether any source of credentials is configured: `Err` (with [`NO_CREDENTIALS_HELP`]) only
-/// when none is. A configured source that fails (an expired SSO session, an unreachable Pod
-/// Identity agent) is left to the calls, which report it and retry.
-pub async fn check_credentials(options: &AwsOptions) -> Result<(), &'static str> {
+/// Why credentials could not be had before any call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialsProblem {
+    /// No source is configured at all.
+    #[error("{}", not_configured())]
+    NotConfigured,
+    /// A configured source failed (an expired SSO session, a missing token file, an unreachable
+    /// Pod Identity agent, a failing credential_process).
+    #[error("AWS credentials could not be loaded: {0}")]
+    Failed(String),
+}
+
+fn not_configured() -> String {
+    match std::env::var("AWS_PROFILE") {
+        Ok(profile) if !profile.is_empty() => format!(
+            "{NO_CREDENTIALS_HELP} AWS_PROFILE is set to {profile:?}: that profile does not exist or holds no credentials in the AWS config and credentials files (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE)."
+        ),
+        _ => NO_CREDENTIALS_HELP.to_string(),
+    }
+}
+
+/// Loads credentials once, as the first call would. [`CredentialsProblem::NotConfigured`] when no
+/// source is configured; [`CredentialsProblem::Failed`] with the source's own words, on one line,
+/// when a configured one fails.
+pub async fn check_credentials(options: &AwsOptions) -> Result<(), CredentialsProblem> {
     use aws_credential_types::provider::ProvideCredentials;
     use aws_credential_types::provider::error::CredentialsError;
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
@@ -55,11 +76,19 @@ pub async fn check_credentials(options: &AwsOptions) -> Result<(), &'static str>
     }
     let config = loader.load().await;
     let Some(provider) = config.credentials_provider() else {
-        return Err(NO_CREDENTIALS_HELP);
+        return Err(CredentialsProblem::NotConfigured);
     };
     match provider.provide_credentials().await {
-        Err(CredentialsError::CredentialsNotLoaded(_)) => Err(NO_CREDENTIALS_HELP),
-        _ => Ok(()),
+        Ok(_) => Ok(()),
+        Err(CredentialsError::CredentialsNotLoaded(_)) => Err(CredentialsProblem::NotConfigured),
+        Err(e) => Err(CredentialsProblem::Failed(
+            source_chain(&e)
+                .split('\n')
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )),
     }
 }
 

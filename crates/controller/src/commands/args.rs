@@ -170,16 +170,28 @@ pub enum AwsTarget {
 
 impl AwsArgs {
     /// Where backends come from, and the in-process account to keep alive when simulated.
+    /// With `strict_credentials` (one-shot commands), a configured credentials source that fails
+    /// stops the command too; the controller only warns, as the source may recover (a Pod
+    /// Identity agent still starting).
     pub async fn connect(
         &self,
         calls: CallCounter,
+        strict_credentials: bool,
     ) -> Result<(Arc<dyn BackendSource>, Option<SimServer>), crate::simulate::SimulateError> {
         match self.target {
             AwsTarget::Aws => {
                 // Said once, before anything is read, instead of in every condition.
-                asyncscale_aws::check_credentials(&self.options())
-                    .await
-                    .map_err(|help| crate::simulate::SimulateError::Usage(help.into()))?;
+                match asyncscale_aws::check_credentials(&self.options()).await {
+                    Ok(()) => {}
+                    Err(problem @ asyncscale_aws::CredentialsProblem::Failed(_))
+                        if !strict_credentials =>
+                    {
+                        tracing::warn!(%problem, "AWS calls will fail until credentials load");
+                    }
+                    Err(problem) => {
+                        return Err(crate::simulate::SimulateError::Usage(problem.to_string()));
+                    }
+                }
                 Ok((Arc::new(SdkBackendPool::new(self.options(), calls)), None))
             }
             AwsTarget::Simulated => {

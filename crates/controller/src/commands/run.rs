@@ -129,7 +129,11 @@ async fn run_controller(args: RunArgs) -> Result<(), RunError> {
             instance: identity.clone(),
         },
     );
-    let (backends, _simulated) = args.aws.connect(calls).await.map_err(RunError::Aws)?;
+    let (backends, _simulated) = args
+        .aws
+        .connect(calls, false)
+        .await
+        .map_err(RunError::Aws)?;
     // One bulk-read picture of AWS per account and region, refreshed once per resync.
     let fleet = Arc::new(FleetSource::new(
         backends,
@@ -169,7 +173,12 @@ async fn run_controller(args: RunArgs) -> Result<(), RunError> {
     probe
         .list(&ListParams::default().limit(1))
         .await
-        .map_err(RunError::CannotList)?;
+        .map_err(|e| match e {
+            // The API server answered: the CRD or RBAC is the matter.
+            kube::Error::Api(_) => RunError::CannotList(e),
+            // It did not (refused, unresolvable, TLS): the CRD hint would mislead.
+            _ => RunError::NoApiServer(e),
+        })?;
     health.api_reachable.store(true, Ordering::SeqCst);
 
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)

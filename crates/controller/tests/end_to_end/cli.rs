@@ -1438,33 +1438,63 @@ fn a_no_op_apply_of_many_resources_reads_aws_in_pages() {
 }
 
 /// With no credentials source at all, `plan` says so once, in a paragraph that says what was
-/// tried and how to fix it, exits 1, and sends nothing.
+/// tried and how to fix it, exits 1, and sends nothing; a configured source that fails says why,
+/// on one line; a profile that does not exist is named.
 #[test]
 fn without_credentials_plan_says_how_to_fix_it_once_and_sends_nothing() {
     let sim = sim(&[]);
     let dir = tempdir::Dir::new("nocreds");
     let file = manifest(&dir, "a.yaml", SDXL);
-    let out = Command::new(BIN)
-        .args(["plan", "-f", file.to_str().unwrap()])
-        .args(["--aws-endpoint", &sim.url(), "--region", "us-east-1"])
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
-        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
-        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let said = stderr(&out);
-    assert_eq!(said.matches("no AWS credentials").count(), 1, "{said}");
-    for hint in ["AWS_PROFILE", "IRSA", "Pod Identity"] {
-        assert!(said.contains(hint), "{hint}: {said}");
+    // (environment added, what the one error line says)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 3] = [
+        (
+            &[],
+            &[
+                "no AWS credentials found",
+                "AWS_PROFILE",
+                "IRSA",
+                "Pod Identity",
+            ],
+        ),
+        (
+            &[("AWS_PROFILE", "nope")],
+            &["no AWS credentials found", "AWS_PROFILE is set to \"nope\""],
+        ),
+        (
+            &[
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/token"),
+                ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/asyncscale"),
+            ],
+            &["AWS credentials could not be loaded: "],
+        ),
+    ];
+    for (env, says) in cases {
+        let mut command = Command::new(BIN);
+        command
+            .args(["plan", "-f", file.to_str().unwrap()])
+            .args(["--aws-endpoint", &sim.url(), "--region", "us-east-1"])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+            .env_remove("AWS_ROLE_ARN")
+            .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+            .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        command.envs(env.iter().copied());
+        let out = command.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{env:?}: {}", stderr(&out));
+        let said = stderr(&out);
+        let errors: Vec<&str> = said.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{env:?}: said once: {said}");
+        for hint in says {
+            assert!(errors[0].contains(hint), "{env:?}: {hint}: {said}");
+        }
+        assert!(stdout(&out).is_empty(), "no report: {}", stdout(&out));
     }
-    assert!(stdout(&out).is_empty(), "no report: {}", stdout(&out));
     assert_eq!(sim.calls(), json!({}), "nothing reached the endpoint");
 }
