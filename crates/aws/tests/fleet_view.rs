@@ -369,3 +369,52 @@ async fn each_bulk_read_failing_alone_writes_nothing() {
         }
     }
 }
+
+/// Before a write, the owner tags are read from AWS past the cache (ListTagsForResource). When
+/// only that read fails (throttled, a 500, access denied), the drift stays unrepaired for now and
+/// nothing is written: a failed read never weakens what AWS holds.
+#[tokio::test]
+async fn the_owner_tag_read_before_a_write_failing_alone_writes_nothing() {
+    for (code, status) in [
+        ("ThrottlingException", 400),
+        ("InternalServiceException", 500),
+        ("AccessDeniedException", 400),
+    ] {
+        let (server, calls, view) = setup(Duration::from_millis(100)).await;
+        converge_all(&view, 1).await;
+        // Drift by hand: MaxCapacity 4 → 1, so the next pass plans a write.
+        let rid = ResourceNames::new("ep-000", "AllTraffic").resource_id;
+        let by_hand = backend_at(&server.url()).await;
+        let mut target = by_hand.describe_target(&rid).await.unwrap().unwrap().target;
+        target.max_capacity = 1;
+        by_hand.register_target(&target, None).await.unwrap();
+        let before = server.account.lock().unwrap().snapshot("us-east-1");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        server.account.lock().unwrap().faults.push(Fault {
+            service: Some("application-autoscaling".into()),
+            operation: "ListTagsForResource".into(),
+            code: Some(code.into()),
+            status,
+            message: None,
+            count: 0,
+            delay_seconds: 0.0,
+        });
+        let writes = calls.writes();
+        let outcome = converge_all(&view, 1).await.remove(0);
+        assert!(
+            !matches!(outcome, SyncOutcome::InSync),
+            "{code}: not reported in sync: {outcome:?}"
+        );
+        assert_eq!(calls.writes(), writes, "{code}: no write");
+        assert_eq!(
+            server.account.lock().unwrap().snapshot("us-east-1"),
+            before,
+            "{code}: AWS unchanged"
+        );
+        let tag_reads = server.account.lock().unwrap().calls["application-autoscaling"]
+            .get("ListTagsForResource")
+            .copied()
+            .unwrap_or(0);
+        assert!(tag_reads > 0, "{code}: the tags were read before the write");
+    }
+}
