@@ -34,20 +34,27 @@ async fn backend(server: &SimServer, budget: RequestBudget) -> Arc<SdkBackend> {
     Arc::new(backend_at(&server.url()).await.with_budget(budget))
 }
 
+/// `n` scale-from-zero alarms with distinct names, and their owner tags.
+fn numbered_alarms(n: usize) -> Vec<(asyncscale_core::MetricAlarm, asyncscale_core::Tags)> {
+    let d = desired("{targetValue: 5}");
+    (0..n)
+        .map(|i| {
+            let mut alarm =
+                d.scale_from_zero.as_ref().unwrap().alarm_with_action(
+                    "arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:x",
+                );
+            alarm.name = format!("{}-{i}", alarm.name);
+            (alarm, d.owner.tags())
+        })
+        .collect()
+}
+
 /// Eight endpoints' alarms written and read back, and their targets read, all at once. Returns
 /// the calls that failed (after the SDK's own retries).
 async fn burst(aws: Arc<SdkBackend>) -> u64 {
-    let d = desired("{targetValue: 5}");
     let mut tasks = Vec::new();
-    for i in 0..8 {
+    for (i, (alarm, tags)) in numbered_alarms(8).into_iter().enumerate() {
         let aws = aws.clone();
-        let mut alarm = d
-            .scale_from_zero
-            .as_ref()
-            .unwrap()
-            .alarm_with_action("arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:x");
-        alarm.name = format!("{}-{i}", alarm.name);
-        let tags = d.owner.tags();
         tasks.push(tokio::spawn(async move {
             let mut failed = u64::from(aws.put_alarm(&alarm, &tags).await.is_err());
             failed += u64::from(aws.describe_alarm(&alarm.name).await.is_err());
@@ -160,18 +167,10 @@ async fn a_budget_slower_than_the_call_timeout_fails_the_call_instead_of_hanging
 async fn queued_writers_get_the_whole_rate() {
     let server = rate_limited_endpoint().await;
     let aws = backend(&server, RequestBudget::default()).await;
-    let d = desired("{targetValue: 5}");
     let started = std::time::Instant::now();
     let mut tasks = Vec::new();
-    for i in 0..32 {
+    for (alarm, tags) in numbered_alarms(32) {
         let aws = aws.clone();
-        let mut alarm = d
-            .scale_from_zero
-            .as_ref()
-            .unwrap()
-            .alarm_with_action("arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:x");
-        alarm.name = format!("{}-{i}", alarm.name);
-        let tags = d.owner.tags();
         tasks.push(tokio::spawn(async move {
             aws.put_alarm(&alarm, &tags).await.unwrap();
         }));
