@@ -246,7 +246,7 @@ spec:
         assert_eq!(spec.scale_from_zero.evaluation_periods, 2);
         assert_eq!(spec.scale_from_zero.datapoints_to_alarm, 2);
         assert_eq!(spec.scale_from_zero.scaling_adjustment, 1);
-        assert_eq!(spec.quota.policy, crate::QuotaPolicy::Clamp);
+        assert_eq!(spec.quota.policy, crate::QuotaPolicy::Share);
         assert_eq!(spec.deletion_policy, crate::DeletionPolicy::Delete);
     }
 

@@ -37,6 +37,7 @@ use crate::rules::{
         type_ = "integer",
         json_path = ".status.effectiveMaxCapacity"
     ),
+    printcolumn(name = "Instances", type_ = "string", json_path = ".status.instances"),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -86,7 +87,7 @@ pub struct AsyncEndpointScalingSpec {
     #[schemars(range(min = 0))]
     pub min_capacity: i32,
 
-    /// Most instances. Clamped to the account's instance quota unless quota.policy is Ignore.
+    /// Most instances. Held within the account's instance quota unless quota.policy is Ignore.
     #[schemars(range(min = 1))]
     pub max_capacity: i32,
 
@@ -205,7 +206,10 @@ fn default_cooldown() -> i32 {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QuotaSpec {
-    /// Clamp: the effective maximum is min(maxCapacity, quota). Ignore: maxCapacity is used as
+    /// Share (the default): the quota is split between every endpoint of the instance type in
+    /// the account and region, so that no scale-out asyncscale allows can fail on the quota; the
+    /// effective maximum moves as the endpoints scale. Clamp: the effective maximum is
+    /// min(maxCapacity, quota), whatever other endpoints hold. Ignore: maxCapacity is used as
     /// written, and scale-outs past the quota fail in AWS.
     #[serde(default)]
     pub policy: QuotaPolicy,
@@ -217,6 +221,7 @@ pub struct QuotaSpec {
 )]
 pub enum QuotaPolicy {
     #[default]
+    Share,
     Clamp,
     Ignore,
 }
@@ -238,9 +243,15 @@ pub struct AsyncEndpointScalingStatus {
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// The MaxCapacity applied to the scalable target after the quota clamp.
+    /// The MaxCapacity applied to the scalable target after the quota clamp or share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_max_capacity: Option<i32>,
+    /// The variant's instances, current/desired (`kubectl get`'s Instances column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<String>,
+    /// The SageMaker endpoint as SageMaker reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointStatus>,
     /// The instance quota that bounds maxCapacity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<QuotaStatus>,
@@ -283,10 +294,38 @@ pub struct QuotaStatus {
     /// Applied (the account's value) or Default (AWS's default; no applied value exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Instances of the type held by every endpoint of the account and region (quota.policy
+    /// Share), managed by asyncscale or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_use: Option<i64>,
+    /// Endpoints asyncscale splits the quota between (quota.policy Share).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharing_endpoints: Option<i64>,
     /// Why the latest read of the quota failed, when it did (value then holds the last value read,
     /// if any).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown_reason: Option<String>,
+}
+
+/// A SageMaker endpoint and the scaled variant, as DescribeEndpoint and DescribeEndpointConfig
+/// report them.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointStatus {
+    /// InService, Updating, Creating, Failed, ...
+    pub status: String,
+    /// The endpoint configuration in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_name: Option<String>,
+    /// The variant's instance type, from the configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    /// Instances in service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_instances: Option<i32>,
+    /// Instances asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_instances: Option<i32>,
 }
 
 /// An Application Auto Scaling scalable target.

@@ -55,6 +55,7 @@ fn names_and_scope_are_as_documented() {
             "Min",
             "Max",
             "Effective-Max",
+            "Instances",
             "Ready",
             "Reason",
             "Age"
@@ -123,7 +124,10 @@ fn bounds_and_patterns_are_in_the_schema() {
         ]
     );
     let quota_policy = at(&schema, "spec.quota.policy");
-    assert_eq!(quota_policy["enum"], serde_json::json!(["Clamp", "Ignore"]));
+    assert_eq!(
+        quota_policy["enum"],
+        serde_json::json!(["Share", "Clamp", "Ignore"])
+    );
 }
 
 #[test]

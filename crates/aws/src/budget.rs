@@ -66,6 +66,9 @@ pub const DEFAULT_RATES: &[(&str, &str, ApiRate)] = &[
     // Application Auto Scaling publishes no per-API rate (§2.6): a guess, override with
     // --aws-rate when AWS throttles below it.
     ("application-autoscaling", "*", ApiRate::new(10.0, 9)),
+    // SageMaker publishes no per-API rate either (its quotas page lists none for Describe* or
+    // List*): the same guess.
+    ("sagemaker", "*", ApiRate::new(10.0, 9)),
 ];
 
 /// Cheap to clone; clones share the buckets.

@@ -39,11 +39,20 @@ fn owner(i: usize) -> Owner {
 }
 
 async fn setup(refresh_every: Duration) -> (SimServer, CallCounter, Arc<FleetView>) {
+    setup_with(refresh_every, 12).await
+}
+
+/// A fleet view on an account with `endpoints` SageMaker endpoints, ep-000 onwards.
+async fn setup_with(
+    refresh_every: Duration,
+    endpoints: usize,
+) -> (SimServer, CallCounter, Arc<FleetView>) {
     // A known quota above maxCapacity: an unknown one would keep a lowered MaxCapacity as it is.
     let quotas = asyncscale_sim::quota_table(&["ml.g4dn.xlarge=8".to_string()], &[]).unwrap();
     let server = asyncscale_sim::start("127.0.0.1:0".parse().unwrap(), quotas)
         .await
         .unwrap();
+    declare_endpoints(&server, endpoints);
     // AWS's rates would make the fleet's first pass take a minute (PutMetricAlarm: 3 a second).
     let backend = backend_at(&server.url())
         .await
@@ -59,6 +68,13 @@ async fn setup(refresh_every: Duration) -> (SimServer, CallCounter, Arc<FleetVie
     (server, calls, view)
 }
 
+/// The endpoints of [`spec`] 0 to n - 1 in the account.
+fn declare_endpoints(server: &SimServer, n: usize) {
+    for i in 0..n {
+        server.declare_endpoint(&format!("ep-{i:03}"), "AllTraffic", "ml.g4dn.xlarge");
+    }
+}
+
 async fn converge_all(view: &FleetView, n: usize) -> Vec<SyncOutcome> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let mut outcomes = Vec::new();
@@ -72,6 +88,7 @@ async fn converge_all(view: &FleetView, n: usize) -> Vec<SyncOutcome> {
             fence: Fence::open(),
             observation_stale: false,
             ownership_check: OwnershipCheck::Always,
+            quota_peers: &[],
         };
         let report = converge(view, &intent, ConvergeMode::Apply, None, &now).await;
         outcomes.push(report.outcome);
@@ -89,7 +106,7 @@ async fn a_no_drift_resync_of_a_fleet_costs_a_few_pages_whatever_its_size() {
     // Long enough that the second pass, served from the picture, fits in one interval even on a
     // busy machine.
     let every = Duration::from_secs(4);
-    let (_server, calls, view) = setup(every).await;
+    let (_server, calls, view) = setup_with(every, N).await;
     let first = converge_all(&view, N).await;
     assert!(first.iter().all(|o| *o == SyncOutcome::InSync), "{first:?}");
     tokio::time::sleep(every + Duration::from_millis(100)).await;
@@ -115,15 +132,20 @@ async fn a_no_drift_resync_of_a_fleet_costs_a_few_pages_whatever_its_size() {
                 .sum::<u64>()
     };
     // 120 targets: 3 pages of 50; 240 policies (two per endpoint): 24 pages of 10; 120 alarms: 2
-    // pages of 100; no activity: 1 page. Tags were read once per ARN in the first pass.
+    // pages of 100; no activity: 1 page; 120 SageMaker endpoints: 2 pages of 100, and no
+    // endpoint described again (none changed). Tags and configurations were read once, in the
+    // first pass.
     assert_eq!(spent("DescribeScalableTargets"), 3);
     assert_eq!(spent("DescribeScalingPolicies"), 24);
     assert_eq!(spent("DescribeAlarms"), 2);
     assert_eq!(spent("DescribeScalingActivities"), 1);
+    assert_eq!(spent("ListEndpoints"), 2);
+    assert_eq!(spent("DescribeEndpoint"), 0);
+    assert_eq!(spent("DescribeEndpointConfig"), 0);
     assert_eq!(spent("ListTagsForResource"), 0);
     let total: u64 = after.values().sum::<u64>() - before.values().sum::<u64>();
     let quota_reads = spent("GetServiceQuota") + spent("ListServiceQuotas");
-    assert_eq!(total - quota_reads, 30, "{after:?}");
+    assert_eq!(total - quota_reads, 32, "{after:?}");
     assert_eq!(calls.writes(), writes, "no write");
 }
 
@@ -234,6 +256,7 @@ async fn a_refresh_without_a_policy_sweep_keeps_written_policies_read_directly()
             reason: "test".into(),
         },
         None,
+        None,
     )
     .unwrap();
     view.register_target(&d.target, Some(&owner(0).tags()))
@@ -265,6 +288,7 @@ async fn a_deletion_sees_a_foreign_policy_added_after_the_last_sweep() {
             name: "q".into(),
             reason: "t".into(),
         },
+        None,
         None,
     )
     .unwrap();

@@ -9,13 +9,13 @@ use std::time::Duration;
 use serde_json::json;
 
 use asyncscale_api::{
-    AsyncEndpointScaling, AsyncEndpointScalingStatus, DeletionPolicy, ParsedResource,
+    AsyncEndpointScaling, AsyncEndpointScalingStatus, DeletionPolicy, ParsedResource, validate_spec,
 };
 use asyncscale_core::status::SyncOutcome;
 use asyncscale_core::{Adoption, ResourceNames};
 use asyncscale_engine::{
     AutoscalingBackend, BackendSource, CallCounter, ConvergeMode, Fence, FleetConfig, FleetSource,
-    Intent, OwnershipCheck, converge, remove,
+    Intent, OwnershipCheck, QuotaPeer, converge, quota_peers, remove,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -96,13 +96,20 @@ pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
         }
     };
     let calls = CallCounter::default();
-    let (backends, _simulated) = match args.aws.connect(calls.clone(), true).await {
+    let (backends, simulated) = match args.aws.connect(calls.clone(), true).await {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
+    // A simulated account has the endpoints the manifests name, as the spec describes them.
+    if let Some(server) = &simulated {
+        for (_, parsed) in &resources {
+            let spec = &parsed.resource.spec;
+            server.declare_endpoint(&spec.endpoint_name, &spec.variant_name, &spec.instance_type);
+        }
+    }
     // One refresh for the whole run: every resource is read from the same picture (its own
     // writes are read back directly).
     let bulk = resources.len() >= args.bulk_from as usize;
@@ -143,7 +150,16 @@ pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
         let result = match verb {
             Verb::Delete => delete_one(backend.as_ref(), resource).await,
             Verb::Plan | Verb::Apply => {
-                converge_one(backend.as_ref(), resource, verb, &now, bulk).await
+                let peers = quota_peers(
+                    &resource.spec,
+                    backend.region(),
+                    resources.iter().filter_map(|(_, other)| {
+                        let spec = &other.resource.spec;
+                        let region = spec.region.as_deref().or(default_region.as_deref())?;
+                        validate_spec(spec).is_ok().then_some((spec, region))
+                    }),
+                );
+                converge_one(backend.as_ref(), resource, verb, &now, bulk, &peers).await
             }
         };
         failed |= result.failed;
@@ -187,6 +203,7 @@ async fn converge_one(
     verb: Verb,
     now: &Time,
     bulk: bool,
+    quota_peers: &[QuotaPeer],
 ) -> Outcome {
     let intent = Intent {
         spec: &resource.spec,
@@ -200,6 +217,7 @@ async fn converge_one(
         } else {
             OwnershipCheck::Always
         },
+        quota_peers,
     };
     let mode = if verb == Verb::Plan {
         ConvergeMode::Plan
@@ -310,16 +328,32 @@ fn status_text(status: &AsyncEndpointScalingStatus) -> String {
             c.type_, c.status, c.reason, c.message
         ));
     }
+    if let Some(e) = &status.endpoint {
+        let count = |n: Option<i32>| n.map_or("?".to_string(), |n| n.to_string());
+        text.push_str(&format!(
+            "    endpoint: {}, {}, instances {} in service, {} desired\n",
+            e.status,
+            e.instance_type
+                .as_deref()
+                .unwrap_or("instance type unknown"),
+            count(e.current_instances),
+            count(e.desired_instances),
+        ));
+    }
     if let Some(max) = status.effective_max_capacity {
         text.push_str(&format!("    effective max capacity: {max}\n"));
     }
     if let Some(q) = &status.quota {
         match (q.value, &q.unknown_reason) {
             (Some(v), _) => text.push_str(&format!(
-                "    quota: {} ({}) = {v} ({})\n",
+                "    quota: {} ({}) = {v} ({}){}\n",
                 q.name,
                 q.code.as_deref().unwrap_or("?"),
-                q.source.as_deref().unwrap_or("?")
+                q.source.as_deref().unwrap_or("?"),
+                match (q.in_use, q.sharing_endpoints) {
+                    (Some(used), Some(n)) => format!(", {used} in use, shared by {n} endpoint(s)"),
+                    _ => String::new(),
+                }
             )),
             (None, Some(why)) => text.push_str(&format!("    quota: {} unknown: {why}\n", q.name)),
             _ => {}

@@ -371,6 +371,7 @@ async fn apply(
         return Ok(Action::requeue(recheck));
     }
     let departed = |uid: &str| ctx.departed(uid);
+    let peers = quota_peers_of(ctx, &obj, backend.region()).await;
     let intent = Intent {
         spec: &obj.spec,
         owner: owner_of(&obj),
@@ -382,6 +383,7 @@ async fn apply(
         fence: ctx.fence.clone(),
         observation_stale: ctx.observation_stale(&obj),
         ownership_check: OwnershipCheck::Always,
+        quota_peers: &peers,
     };
     let started_at = now();
     let converging = converge(
@@ -509,6 +511,7 @@ async fn report_without_aws(
             quota: None,
             desired: None,
             observed: None,
+            endpoint: None,
             outcome: outcome.clone(),
             observation_stale,
         },
@@ -522,14 +525,14 @@ async fn report_without_aws(
 /// How soon a younger duplicate checks again whether the older resource is gone.
 const DUPLICATE_RECHECK: Duration = Duration::from_secs(5);
 
-async fn younger_duplicate(
+/// The controller's default region, where every resource without spec.region lands: `obj_region`
+/// when `obj` names none.
+async fn default_region(
     ctx: &Context,
     obj: &AsyncEndpointScaling,
     obj_region: &str,
 ) -> Option<String> {
-    // A resource without spec.region is in the controller's default region, which is not
-    // `obj_region` when `obj` names another one.
-    let default_region = match obj.spec.region {
+    match obj.spec.region {
         None => Some(obj_region.to_string()),
         Some(_) => ctx
             .backends
@@ -537,7 +540,44 @@ async fn younger_duplicate(
             .await
             .ok()
             .map(|b| b.region().to_string()),
-    };
+    }
+}
+
+/// The watched resources that share `obj`'s instance quota (from the watch cache; no AWS call).
+/// One being deleted, or with an invalid spec, writes nothing: its endpoint's instances count as
+/// in use, not shared.
+async fn quota_peers_of(
+    ctx: &Context,
+    obj: &AsyncEndpointScaling,
+    obj_region: &str,
+) -> Vec<asyncscale_engine::QuotaPeer> {
+    if obj.spec.quota.policy != asyncscale_api::QuotaPolicy::Share {
+        return Vec::new();
+    }
+    let default_region = default_region(ctx, obj, obj_region).await;
+    let watched: Vec<(Arc<AsyncEndpointScaling>, String)> = ctx
+        .watched()
+        .into_iter()
+        .filter(|o| o.uid() != obj.uid() && o.meta().deletion_timestamp.is_none())
+        .filter(|o| asyncscale_api::validate_spec(&o.spec).is_ok())
+        .filter_map(|o| {
+            let region = o.spec.region.clone().or(default_region.clone())?;
+            Some((o, region))
+        })
+        .collect();
+    asyncscale_engine::quota_peers(
+        &obj.spec,
+        obj_region,
+        watched.iter().map(|(o, region)| (&o.spec, region.as_str())),
+    )
+}
+
+async fn younger_duplicate(
+    ctx: &Context,
+    obj: &AsyncEndpointScaling,
+    obj_region: &str,
+) -> Option<String> {
+    let default_region = default_region(ctx, obj, obj_region).await;
     let region = |o: &AsyncEndpointScaling| o.spec.region.clone().or(default_region.clone());
     let variant =
         |o: &AsyncEndpointScaling| (o.spec.endpoint_name.clone(), o.spec.variant_name.clone());
@@ -831,6 +871,7 @@ fn outcome_label(outcome: &SyncOutcome) -> &'static str {
         SyncOutcome::QuotaTooLow(_) => "quota_too_low",
         SyncOutcome::WaitingForQuota(_) => "waiting_for_quota",
         SyncOutcome::ObserveFailed(_) => "observe_failed",
+        SyncOutcome::EndpointUnusable(_) => "endpoint_unusable",
     }
 }
 

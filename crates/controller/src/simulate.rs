@@ -63,6 +63,7 @@ fn setup_failure(outcome: &SyncOutcome) -> String {
         | SyncOutcome::QuotaTooLow(m)
         | SyncOutcome::WaitingForQuota(m)
         | SyncOutcome::ObserveFailed(m) => m.clone(),
+        SyncOutcome::EndpointUnusable(problem) => problem.to_string(),
     }
 }
 
@@ -89,9 +90,8 @@ pub struct SimulationOptions {
     /// Instances at the start; each resource's minCapacity when None.
     pub initial_instances: Option<u32>,
     pub assumptions: Assumptions,
-    /// Split each instance quota between the endpoints that use it, once per `resync_s`.
-    pub share_quota: bool,
-    /// Seconds between two visits of the controller (the quota split is redone at each).
+    /// Seconds between two visits of the controller (the split of each quota shared under
+    /// quota.policy Share is redone at each).
     pub resync_s: f64,
     /// Keep every endpoint's per-minute timeline (for the text output and the chart; 1,000
     /// endpoints over 24 h hold about 1.4 GB of it).
@@ -252,24 +252,78 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
         low_periods: a.alarm_low_periods,
         low_ratio: a.alarm_low_ratio,
     };
+    let endpoints: Vec<EndpointSpec> = options
+        .resources
+        .iter()
+        .map(|resource| EndpointSpec {
+            endpoint: resource.spec.endpoint_name.clone(),
+            variant: resource.spec.variant_name.clone(),
+            instance_type: resource.spec.instance_type.clone(),
+            throughput_per_minute: options.throughput_per_minute,
+            initial_instances: options
+                .initial_instances
+                .unwrap_or(resource.spec.min_capacity.max(0) as u32),
+            load: Some(options.load.clone()),
+            asynchronous: true,
+        })
+        .collect();
+    let mut other_usage = BTreeMap::new();
+    for flag in &options.other_usage {
+        let (quota, n) = asyncscale_sim::quotas::parse_quota_flag(flag)?;
+        let instance_type = quota.trim_end_matches(" for endpoint usage");
+        other_usage.insert(instance_type.to_string(), n as u32);
+    }
+    {
+        // SageMaker, as the setup reads it: the simulated endpoints, and the other endpoints'
+        // instances as one endpoint per type that asyncscale does not manage.
+        let mut world = server.world.lock().expect("world lock");
+        for e in &endpoints {
+            world.add_endpoint(e.clone());
+        }
+        for (instance_type, n) in &other_usage {
+            world.add_endpoint(EndpointSpec {
+                endpoint: format!("other-{}", instance_type.replace('.', "-")),
+                variant: "AllTraffic".into(),
+                instance_type: instance_type.clone(),
+                throughput_per_minute: options.throughput_per_minute,
+                initial_instances: *n,
+                load: None,
+                asynchronous: true,
+            });
+        }
+    }
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let mut applied = Vec::new();
-    for resource in &options.resources {
-        let mut spec = resource.spec.clone();
-        if options.without.contains(&Without::ScaleFromZero) {
-            spec.scale_from_zero.enabled = false;
-        }
-        if options.without.contains(&Without::QuotaClamp) {
-            spec.quota.policy = QuotaPolicy::Ignore;
-        }
+    let specs: Vec<_> = options
+        .resources
+        .iter()
+        .map(|resource| {
+            let mut spec = resource.spec.clone();
+            if options.without.contains(&Without::ScaleFromZero) {
+                spec.scale_from_zero.enabled = false;
+            }
+            if options.without.contains(&Without::QuotaClamp) {
+                spec.quota.policy = QuotaPolicy::Ignore;
+            }
+            spec
+        })
+        .collect();
+    let region = asyncscale_engine::AutoscalingBackend::region(&backend).to_string();
+    for (resource, spec) in options.resources.iter().zip(&specs) {
+        let peers = asyncscale_engine::quota_peers(
+            spec,
+            &region,
+            specs.iter().map(|s| (s, region.as_str())),
+        );
         let intent = Intent {
-            spec: &spec,
+            spec,
             owner: owner_of(resource),
             adoption: Adoption::new(wants_adoption(resource)),
             generation: None,
             fence: Fence::open(),
             observation_stale: false,
             ownership_check: OwnershipCheck::Always,
+            quota_peers: &peers,
         };
         let report = converge(&backend, &intent, ConvergeMode::Apply, None, &now).await;
         if report.outcome != SyncOutcome::InSync {
@@ -284,25 +338,9 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
     let epoch = k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
     let mut world = World::new(options.assumptions.clone(), epoch);
     world.record_timeline = options.record_timeline;
-    for flag in &options.other_usage {
-        let (quota, n) = asyncscale_sim::quotas::parse_quota_flag(flag)?;
-        let instance_type = quota.trim_end_matches(" for endpoint usage");
-        world
-            .other_usage
-            .insert(instance_type.to_string(), n as u32);
-    }
-    for resource in &options.resources {
-        world.add_endpoint(EndpointSpec {
-            endpoint: resource.spec.endpoint_name.clone(),
-            variant: resource.spec.variant_name.clone(),
-            instance_type: resource.spec.instance_type.clone(),
-            throughput_per_minute: options.throughput_per_minute,
-            initial_instances: options
-                .initial_instances
-                .unwrap_or(resource.spec.min_capacity.max(0) as u32),
-            load: Some(options.load.clone()),
-            asynchronous: true,
-        });
+    world.other_usage = other_usage;
+    for e in endpoints {
+        world.add_endpoint(e);
     }
     let mut account = server.account.lock().expect("account lock");
     // Instance types whose quota was already used up at a visit, the first time.
@@ -310,19 +348,20 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
     // The summaries come from the model's own records; of the account's history, a page per
     // endpoint is plenty.
     account.activity_retention = Some(50 * options.resources.len().max(1));
-    if options.share_quota {
-        let bounds: BTreeMap<String, Bounds> = options
-            .resources
-            .iter()
-            .map(|r| {
-                let names = ResourceNames::new(&r.spec.endpoint_name, &r.spec.variant_name);
-                let bounds = Bounds {
-                    min_capacity: r.spec.min_capacity.max(0) as u32,
-                    max_capacity: r.spec.max_capacity.max(0) as u32,
-                };
-                (names.resource_id, bounds)
-            })
-            .collect();
+    // The endpoints whose quota is shared (quota.policy Share, the default).
+    let bounds: BTreeMap<String, Bounds> = specs
+        .iter()
+        .filter(|spec| spec.quota.policy == QuotaPolicy::Share)
+        .map(|spec| {
+            let names = ResourceNames::new(&spec.endpoint_name, &spec.variant_name);
+            let bounds = Bounds {
+                min_capacity: spec.min_capacity.max(0) as u32,
+                max_capacity: spec.max_capacity.max(0) as u32,
+            };
+            (names.resource_id, bounds)
+        })
+        .collect();
+    if !bounds.is_empty() {
         // The controller's visits between the model's steps: the split is redone on what the
         // endpoints hold now, and only a MaxCapacity that must change is written.
         while world.now + 1e-9 < options.duration_s {

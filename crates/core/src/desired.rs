@@ -25,6 +25,22 @@ pub struct Desired {
     pub clamped: bool,
     /// Where `effective_max` comes from.
     pub max_source: MaxSource,
+    /// This endpoint's share of the quota (quota.policy Share), when one was computed.
+    pub share: Option<QuotaShare>,
+}
+
+/// This endpoint's part of an instance quota shared with the other endpoints of its instance type
+/// (see [`crate::share`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaShare {
+    /// The most instances it may hold without any scale-out of the fleet failing on the quota.
+    pub cap: i32,
+    /// Instances of the type held in the account and region.
+    pub in_use: u32,
+    /// Endpoints the quota is split between.
+    pub endpoints: usize,
+    /// Why the cap is what it is ("4 of 4 in use by 2 endpoints; this endpoint may grow to 2").
+    pub explanation: String,
 }
 
 /// Why the scalable target's MaxCapacity is what it is.
@@ -34,6 +50,8 @@ pub enum MaxSource {
     Spec,
     /// The instance quota (fresh or last known) lowered maxCapacity.
     Quota,
+    /// This endpoint's share of the instance quota lowered maxCapacity.
+    Share,
     /// The quota has never been read: the existing MaxCapacity stays (or is lowered to
     /// maxCapacity), so an unknown quota never lifts a clamp (DESIGN.md: missing information never
     /// weakens what is in AWS).
@@ -122,16 +140,21 @@ pub fn quota_instances(quota: &Quota) -> i64 {
 
 /// The desired state for `spec`. `existing` is the scalable target as AWS holds it now (None when
 /// it is not registered): with the quota unknown, its MaxCapacity is kept rather than raised.
+/// `share` is this endpoint's share of the quota under quota.policy Share; without one (no
+/// share computed) Share bounds like Clamp.
 pub fn desire(
     spec: &AsyncEndpointScalingSpec,
     owner: &Owner,
     quota: &QuotaLookup,
     existing: Option<&ScalableTarget>,
+    share: Option<&QuotaShare>,
 ) -> Result<Desired, DesireError> {
     let names = ResourceNames::new(&spec.endpoint_name, &spec.variant_name);
-    let (effective_max, max_source) = match (spec.quota.policy, quota.value(), existing) {
-        (QuotaPolicy::Ignore, _, _) => (spec.max_capacity, MaxSource::Spec),
-        (QuotaPolicy::Clamp, Some(q), _) => {
+    let bounded = matches!(spec.quota.policy, QuotaPolicy::Clamp | QuotaPolicy::Share);
+    let share = share.filter(|_| spec.quota.policy == QuotaPolicy::Share);
+    let (effective_max, max_source) = match (bounded, quota.value(), existing) {
+        (false, _, _) => (spec.max_capacity, MaxSource::Spec),
+        (true, Some(q), _) => {
             let allowed = quota_instances(q);
             if allowed < i64::from(spec.min_capacity.max(1)) {
                 return Err(DesireError::QuotaTooLow {
@@ -139,17 +162,16 @@ pub fn desire(
                     min_capacity: spec.min_capacity,
                 });
             }
-            let max = i64::from(spec.max_capacity).min(allowed) as i32;
-            let source = if max < spec.max_capacity {
-                MaxSource::Quota
-            } else {
-                MaxSource::Spec
-            };
-            (max, source)
+            let clamped = i64::from(spec.max_capacity).min(allowed) as i32;
+            match share {
+                Some(share) if share.cap < clamped => (share.cap, MaxSource::Share),
+                _ if clamped < spec.max_capacity => (clamped, MaxSource::Quota),
+                _ => (clamped, MaxSource::Spec),
+            }
         }
         // Lowering to maxCapacity is always safe; raising is not, not even to minCapacity (AWS
         // refuses a MaxCapacity below MinCapacity): that waits for the quota.
-        (QuotaPolicy::Clamp, None, Some(target)) => {
+        (true, None, Some(target)) => {
             let kept = spec.max_capacity.min(target.max_capacity);
             if spec.min_capacity > kept {
                 return Err(DesireError::QuotaUnknownBelowMin {
@@ -160,9 +182,9 @@ pub fn desire(
             }
             (kept, MaxSource::KeptWhileQuotaUnknown)
         }
-        (QuotaPolicy::Clamp, None, None) => (spec.max_capacity, MaxSource::SpecWhileQuotaUnknown),
+        (true, None, None) => (spec.max_capacity, MaxSource::SpecWhileQuotaUnknown),
     };
-    let clamped = max_source == MaxSource::Quota;
+    let clamped = matches!(max_source, MaxSource::Quota | MaxSource::Share);
     let endpoint_dimension = vec![MetricDimension {
         name: ENDPOINT_DIMENSION.to_string(),
         value: spec.endpoint_name.clone(),
@@ -238,5 +260,6 @@ pub fn desire(
         effective_max,
         clamped,
         max_source,
+        share: share.cloned(),
     })
 }

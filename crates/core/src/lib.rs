@@ -9,6 +9,7 @@
 
 pub mod conditions;
 pub mod desired;
+pub mod endpoint;
 pub mod model;
 pub mod names;
 pub mod notices;
@@ -16,7 +17,8 @@ pub mod plan;
 pub mod share;
 pub mod status;
 
-pub use desired::{DesireError, Desired, MaxSource, desire};
+pub use desired::{DesireError, Desired, MaxSource, QuotaShare, desire};
+pub use endpoint::{EndpointProblem, check_endpoint};
 pub use model::*;
 pub use names::{Owner, ResourceNames};
 pub use plan::{

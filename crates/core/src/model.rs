@@ -254,3 +254,74 @@ impl Observed {
         self.policies.iter().find(|p| p.policy.name == name)
     }
 }
+
+/// One endpoint as ListEndpoints shows it: enough to tell whether its description changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSummary {
+    pub name: String,
+    /// Creating, Updating, SystemUpdating, RollingBack, InService, OutOfService, Deleting,
+    /// Failed, UpdateRollbackFailed.
+    pub status: String,
+    /// RFC 3339.
+    pub last_modified: String,
+}
+
+/// One production variant of an endpoint (DescribeEndpoint's ProductionVariants).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariantState {
+    pub name: String,
+    /// Instances in service; absent for serverless variants.
+    pub current_instances: Option<i32>,
+    /// Instances asked for (by Application Auto Scaling or an update); absent for serverless.
+    pub desired_instances: Option<i32>,
+}
+
+/// DescribeEndpoint, as asyncscale uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointState {
+    pub summary: EndpointSummary,
+    pub config_name: String,
+    /// Why the endpoint failed, when it did.
+    pub failure_reason: Option<String>,
+    pub variants: Vec<VariantState>,
+}
+
+impl EndpointState {
+    pub fn variant(&self, name: &str) -> Option<&VariantState> {
+        self.variants.iter().find(|v| v.name == name)
+    }
+}
+
+/// DescribeEndpointConfig, as asyncscale uses it. A configuration never changes once created
+/// (an endpoint is updated by pointing it at a new one), so it is read once per name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointConfigState {
+    pub name: String,
+    /// `AsyncInferenceConfig` is set: the endpoint publishes the backlog metrics asyncscale
+    /// scales on.
+    pub asynchronous: bool,
+    /// Each production variant's instance type (None for a serverless variant).
+    pub variants: Vec<(String, Option<String>)>,
+}
+
+impl EndpointConfigState {
+    pub fn instance_type(&self, variant: &str) -> Option<&str> {
+        self.variants
+            .iter()
+            .find(|(name, _)| name == variant)
+            .and_then(|(_, t)| t.as_deref())
+    }
+}
+
+/// What SageMaker says about the endpoint a resource scales.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointReading {
+    /// No endpoint of that name in the account and region.
+    Missing,
+    /// The endpoint, and its configuration (None when the configuration was deleted: SageMaker
+    /// allows deleting a configuration an endpoint still uses).
+    Found {
+        endpoint: EndpointState,
+        config: Option<EndpointConfigState>,
+    },
+}

@@ -10,13 +10,14 @@
 //! from the same world is equal, and callers can skip the patch ([`same_ignoring_time`]).
 
 use asyncscale_api::{
-    AsyncEndpointScalingSpec, AsyncEndpointScalingStatus, OwnedAlarmStatus, OwnedPolicyStatus,
-    OwnedTargetStatus, QuotaPolicy, QuotaStatus, ScalingActivityStatus,
+    AsyncEndpointScalingSpec, AsyncEndpointScalingStatus, EndpointStatus, OwnedAlarmStatus,
+    OwnedPolicyStatus, OwnedTargetStatus, QuotaPolicy, QuotaStatus, ScalingActivityStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::desired::{Desired, MaxSource, quota_instances};
-use crate::model::{Observed, QuotaLookup};
+use crate::endpoint::EndpointProblem;
+use crate::model::{EndpointReading, Observed, QuotaLookup};
 use crate::names::ResourceNames;
 use crate::plan::foreign_policies;
 
@@ -44,6 +45,8 @@ pub enum SyncOutcome {
     WaitingForQuota(String),
     /// AWS could not be read.
     ObserveFailed(String),
+    /// The SageMaker endpoint cannot be scaled as the spec says; nothing was written.
+    EndpointUnusable(Box<EndpointProblem>),
 }
 
 /// Everything a status is computed from.
@@ -55,6 +58,8 @@ pub struct StatusInput<'a> {
     pub desired: Option<&'a Desired>,
     /// AWS as read after applying (or before, when only planning).
     pub observed: Option<&'a Observed>,
+    /// The SageMaker endpoint as read with `observed`.
+    pub endpoint: Option<&'a EndpointReading>,
     pub outcome: SyncOutcome,
     /// The last good observation of AWS is too old to stand for the present: a failed refresh
     /// then makes Ready Unknown instead of keeping the last observed conditions.
@@ -107,7 +112,7 @@ pub fn compute_status(
     let mut status = AsyncEndpointScalingStatus {
         observed_generation: generation,
         effective_max_capacity: input.desired.map(|d| d.effective_max),
-        quota: input.quota.map(quota_status),
+        quota: input.quota.map(|q| quota_status(q, input.desired)),
         ..Default::default()
     };
     // Nothing read: what AWS last held (names, ARNs, MaxCapacity, the last activity) still
@@ -148,6 +153,27 @@ pub fn compute_status(
         });
     }
 
+    if let Some(EndpointReading::Found { endpoint, config }) = input.endpoint {
+        let variant = endpoint.variant(&spec.variant_name);
+        let (current, desired) = (
+            variant.and_then(|v| v.current_instances),
+            variant.and_then(|v| v.desired_instances),
+        );
+        status.instances = variant.map(|_| {
+            let shown = |n: Option<i32>| n.map_or("-".to_string(), |n| n.to_string());
+            format!("{}/{}", shown(current), shown(desired))
+        });
+        status.endpoint = Some(EndpointStatus {
+            status: endpoint.summary.status.clone(),
+            config_name: Some(endpoint.config_name.clone()),
+            instance_type: config
+                .as_ref()
+                .and_then(|c| c.instance_type(&spec.variant_name))
+                .map(str::to_string),
+            current_instances: current,
+            desired_instances: desired,
+        });
+    }
     let synced = synced_condition(&input.outcome);
     let quota = quota_condition(input);
     let healthy = scaling_condition(input.observed);
@@ -222,6 +248,7 @@ fn synced_condition(outcome: &SyncOutcome) -> Cond {
         SyncOutcome::QuotaTooLow(m) => (False, Reason::QuotaTooLow, m.clone()),
         SyncOutcome::WaitingForQuota(m) => (False, Reason::WaitingForQuota, m.clone()),
         SyncOutcome::ObserveFailed(m) => (Unknown, Reason::ObserveFailed, m.clone()),
+        SyncOutcome::EndpointUnusable(problem) => (False, problem.reason(), problem.to_string()),
     };
     Cond::new(ConditionType::Synced, status, reason, message)
 }
@@ -282,8 +309,44 @@ fn quota_condition(input: &StatusInput<'_>) -> Cond {
             },
         );
     }
+    if let Some(share) = input.desired.and_then(|d| d.share.as_ref()) {
+        return if input
+            .desired
+            .is_some_and(|d| d.max_source == MaxSource::Share)
+        {
+            Cond::new(
+                ConditionType::QuotaClamped,
+                ConditionStatus::True,
+                Reason::Shared,
+                format!(
+                    "{what}{stale} is shared: {}; the scalable target's MaxCapacity is {} (maxCapacity {max})",
+                    share.explanation, share.cap
+                ),
+            )
+        } else if i64::from(max) > allowed {
+            Cond::new(
+                ConditionType::QuotaClamped,
+                ConditionStatus::True,
+                Reason::Clamped,
+                format!(
+                    "maxCapacity {max} is above {what}{stale}; the scalable target's MaxCapacity is {allowed} ({})",
+                    share.explanation
+                ),
+            )
+        } else {
+            Cond::new(
+                ConditionType::QuotaClamped,
+                ConditionStatus::False,
+                Reason::WithinQuota,
+                format!(
+                    "maxCapacity {max} is within this endpoint's share of {what}{stale}: {}",
+                    share.explanation
+                ),
+            )
+        };
+    }
     match (spec.quota.policy, i64::from(max) > allowed) {
-        (QuotaPolicy::Clamp, true) => Cond::new(
+        (QuotaPolicy::Clamp | QuotaPolicy::Share, true) => Cond::new(
             ConditionType::QuotaClamped,
             ConditionStatus::True,
             Reason::Clamped,
@@ -381,14 +444,17 @@ fn ready_condition(synced: &Cond, healthy: &Cond, quota: &Cond, input: &StatusIn
     )
 }
 
-fn quota_status(lookup: &QuotaLookup) -> QuotaStatus {
+fn quota_status(lookup: &QuotaLookup, desired: Option<&Desired>) -> QuotaStatus {
     let unknown_reason = lookup.refresh_error().map(str::to_string);
+    let share = desired.and_then(|d| d.share.as_ref());
     match lookup.value() {
         Some(q) => QuotaStatus {
             name: q.name.clone(),
             code: Some(q.code.clone()),
             value: Some(quota_instances(q)),
             source: Some(q.source.as_str().to_string()),
+            in_use: share.map(|s| i64::from(s.in_use)),
+            sharing_endpoints: share.map(|s| s.endpoints as i64),
             unknown_reason,
         },
         None => QuotaStatus {
@@ -547,13 +613,14 @@ mod tests {
             name: "sdxl".into(),
             uid: None,
         };
-        let desired = desire(&spec, &owner, &q, None).unwrap();
+        let desired = desire(&spec, &owner, &q, None, None).unwrap();
         let input = StatusInput {
             generation: Some(3),
             spec: &spec,
             quota: Some(&q),
             desired: Some(&desired),
             observed: Some(observed),
+            endpoint: None,
             outcome,
             observation_stale: false,
         };
@@ -693,6 +760,7 @@ mod tests {
             quota: None,
             desired: None,
             observed: None,
+            endpoint: None,
             outcome: failed(),
             observation_stale: stale,
         };
@@ -745,7 +813,7 @@ mod tests {
             name: "sdxl".into(),
             uid: None,
         };
-        let desired = desire(&spec, &owner, &q, None).unwrap();
+        let desired = desire(&spec, &owner, &q, None, None).unwrap();
         let status_for = |outcome, previous, now| {
             let input = StatusInput {
                 generation: Some(4),
@@ -753,6 +821,7 @@ mod tests {
                 quota: Some(&q),
                 desired: Some(&desired),
                 observed: Some(&observed),
+                endpoint: None,
                 outcome,
                 observation_stale: true,
             };

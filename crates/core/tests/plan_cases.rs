@@ -71,7 +71,14 @@ fn hand_made_target(tags: Tags) -> Observed {
 
 #[test]
 fn first_apply_creates_target_then_policies_then_alarm_with_the_clamped_max() {
-    let desired = desire(&AsyncEndpointScalingSpec::sdxl(), &owner(), &quota4(), None).unwrap();
+    let desired = desire(
+        &AsyncEndpointScalingSpec::sdxl(),
+        &owner(),
+        &quota4(),
+        None,
+        None,
+    )
+    .unwrap();
     let plan = plan_apply(&desired, &Observed::empty(), &Adoption::new(false)).unwrap();
     assert_eq!(
         kinds(&plan),
@@ -94,7 +101,14 @@ fn first_apply_creates_target_then_policies_then_alarm_with_the_clamped_max() {
 
 #[test]
 fn raising_min_capacity_removes_alarm_before_its_policy() {
-    let desired0 = desire(&AsyncEndpointScalingSpec::sdxl(), &owner(), &quota4(), None).unwrap();
+    let desired0 = desire(
+        &AsyncEndpointScalingSpec::sdxl(),
+        &owner(),
+        &quota4(),
+        None,
+        None,
+    )
+    .unwrap();
     let mut world = Observed::empty();
     world.target = Some(ObservedTarget {
         target: desired0.target.clone(),
@@ -128,6 +142,7 @@ fn raising_min_capacity_removes_alarm_before_its_policy() {
         &owner(),
         &quota4(),
         None,
+        None,
     )
     .unwrap();
     let plan = plan_apply(&desired1, &world, &Adoption::new(false)).unwrap();
@@ -154,7 +169,14 @@ fn a_target_of_another_resource_is_a_conflict_even_with_adopt() {
             departed: false
         }
     );
-    let desired = desire(&AsyncEndpointScalingSpec::sdxl(), &owner(), &quota4(), None).unwrap();
+    let desired = desire(
+        &AsyncEndpointScalingSpec::sdxl(),
+        &owner(),
+        &quota4(),
+        None,
+        None,
+    )
+    .unwrap();
     let Err(Blocked::Conflict(message)) = plan_apply(&desired, &world, &Adoption::new(true)) else {
         panic!("expected conflict")
     };
@@ -171,7 +193,14 @@ fn a_target_of_another_resource_is_a_conflict_even_with_adopt() {
 #[test]
 fn a_hand_made_target_is_adopted_only_when_asked() {
     let world = hand_made_target(Tags::new());
-    let desired = desire(&AsyncEndpointScalingSpec::sdxl(), &owner(), &quota4(), None).unwrap();
+    let desired = desire(
+        &AsyncEndpointScalingSpec::sdxl(),
+        &owner(),
+        &quota4(),
+        None,
+        None,
+    )
+    .unwrap();
     let Err(Blocked::Conflict(message)) = plan_apply(&desired, &world, &Adoption::new(false))
     else {
         panic!("expected conflict")
@@ -196,7 +225,7 @@ fn a_hand_made_target_is_adopted_only_when_asked() {
 #[test]
 fn quota_below_min_capacity_is_an_error_naming_the_quota() {
     let six = spec(&BASIC.replace("maxCapacity: 20", "maxCapacity: 20, minCapacity: 6"));
-    let err = desire(&six, &owner(), &quota4(), None).unwrap_err();
+    let err = desire(&six, &owner(), &quota4(), None, None).unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("'ml.g4dn.xlarge for endpoint usage' (L-B67CFA0C) is 4 instances"),
@@ -213,7 +242,7 @@ fn quota_below_min_capacity_is_an_error_naming_the_quota() {
             _ => unreachable!(),
         }
     });
-    let text = desire(&spec(BASIC), &owner(), &zero, None)
+    let text = desire(&spec(BASIC), &owner(), &zero, None, None)
         .unwrap_err()
         .to_string();
     assert!(text.contains("no instance of this type can run"), "{text}");
@@ -227,16 +256,22 @@ fn unknown_quota_or_ignore_policy_keeps_max_capacity() {
         reason: "AccessDenied".into(),
     };
     assert_eq!(
-        desire(&AsyncEndpointScalingSpec::sdxl(), &owner(), &unknown, None)
-            .unwrap()
-            .effective_max,
+        desire(
+            &AsyncEndpointScalingSpec::sdxl(),
+            &owner(),
+            &unknown,
+            None,
+            None
+        )
+        .unwrap()
+        .effective_max,
         20
     );
     let ignoring = spec(&BASIC.replace(
         "maxCapacity: 20",
         "maxCapacity: 20, quota: {policy: Ignore}",
     ));
-    let desired = desire(&ignoring, &owner(), &quota4(), None).unwrap();
+    let desired = desire(&ignoring, &owner(), &quota4(), None, None).unwrap();
     assert_eq!((desired.effective_max, desired.clamped), (20, false));
 }
 
@@ -250,7 +285,14 @@ fn unknown_quota() -> QuotaLookup {
 
 /// A world where asyncscale set everything up with the quota of 4 in place.
 fn converged_with_clamp() -> (Desired, Observed) {
-    let desired = desire(&AsyncEndpointScalingSpec::sdxl(), &owner(), &quota4(), None).unwrap();
+    let desired = desire(
+        &AsyncEndpointScalingSpec::sdxl(),
+        &owner(),
+        &quota4(),
+        None,
+        None,
+    )
+    .unwrap();
     let mut world = Observed::empty();
     world.target = Some(ObservedTarget {
         target: desired.target.clone(),
@@ -284,6 +326,7 @@ fn an_unknown_quota_never_lifts_a_clamp_already_in_aws() {
         &owner(),
         &unknown_quota(),
         existing,
+        None,
     )
     .unwrap();
     assert_eq!(
@@ -299,7 +342,7 @@ fn an_unknown_quota_never_lifts_a_clamp_already_in_aws() {
     );
     // Lowering to maxCapacity is always safe, and happens.
     let lower = spec(&BASIC.replace("maxCapacity: 20", "maxCapacity: 3"));
-    let desired = desire(&lower, &owner(), &unknown_quota(), existing).unwrap();
+    let desired = desire(&lower, &owner(), &unknown_quota(), existing, None).unwrap();
     assert_eq!(desired.effective_max, 3);
     // A last known value still clamps after a failed refresh.
     let stale = QuotaLookup::Stale {
@@ -309,7 +352,14 @@ fn an_unknown_quota_never_lifts_a_clamp_already_in_aws() {
         },
         reason: "throttled".into(),
     };
-    let desired = desire(&AsyncEndpointScalingSpec::sdxl(), &owner(), &stale, None).unwrap();
+    let desired = desire(
+        &AsyncEndpointScalingSpec::sdxl(),
+        &owner(),
+        &stale,
+        None,
+        None,
+    )
+    .unwrap();
     assert_eq!((desired.effective_max, desired.clamped), (4, true));
 }
 
@@ -324,6 +374,7 @@ fn an_unknown_quota_says_what_it_holds_in_status() {
         &owner(),
         &quota,
         world.target.as_ref().map(|t| &t.target),
+        None,
     )
     .unwrap();
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -336,6 +387,7 @@ fn an_unknown_quota_says_what_it_holds_in_status() {
             quota: Some(&quota),
             desired: Some(&desired),
             observed: Some(&world),
+            endpoint: None,
             outcome: SyncOutcome::InSync,
             observation_stale: false,
         },
@@ -413,6 +465,7 @@ fn retain_releases_ownership_so_another_resource_can_adopt() {
         &AsyncEndpointScalingSpec::sdxl(),
         &newcomer,
         &quota4(),
+        None,
         None,
     )
     .unwrap();

@@ -339,7 +339,7 @@ proptest! {
 
     #[test]
     fn applying_a_plan_converges_and_spares_foreign_policies(spec in specs(), quota in quotas(), world in worlds()) {
-        let desired = match desire(&spec, &owner(), &quota, world.target.as_ref().map(|t| &t.target)) {
+        let desired = match desire(&spec, &owner(), &quota, world.target.as_ref().map(|t| &t.target), None) {
             Ok(d) => d,
             Err(DesireError::QuotaTooLow { quota, .. }) => {
                 prop_assert!(quota.value.floor() < f64::from(spec.min_capacity.max(1)));

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use asyncscale_api::{AsyncEndpointScalingSpec, AsyncEndpointScalingStatus, validate_spec};
 use asyncscale_core::plan::{Change, PlannedChange};
+use asyncscale_core::share::{self, Bounds, Holder};
 use asyncscale_core::status::{StatusInput, SyncOutcome, compute_status};
 use asyncscale_core::*;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -85,6 +86,55 @@ pub struct Intent<'a> {
     /// The caller's last good observation of AWS is too old to stand for the present (see
     /// `StatusInput::observation_stale`); always false where there is no previous status.
     pub observation_stale: bool,
+    /// The other resources the caller knows that share this resource's instance quota
+    /// (quota.policy Share, same account, region and instance type). Every endpoint of the type
+    /// that is not among them, nor this one, counts as instances in use.
+    pub quota_peers: &'a [QuotaPeer],
+}
+
+/// Another resource sharing an instance quota, by its Application Auto Scaling resource id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaPeer {
+    pub resource_id: String,
+    pub bounds: Bounds,
+}
+
+/// The bounds a spec puts on its endpoint's share.
+fn share_bounds(spec: &AsyncEndpointScalingSpec) -> Bounds {
+    Bounds {
+        min_capacity: spec.min_capacity.max(0) as u32,
+        max_capacity: spec.max_capacity.max(0) as u32,
+    }
+}
+
+/// The resources among `others` (each with its region) that share `spec`'s instance quota: quota
+/// policy Share, the same region and instance type, another endpoint variant.
+pub fn quota_peers<'s>(
+    spec: &AsyncEndpointScalingSpec,
+    region: &str,
+    others: impl IntoIterator<Item = (&'s AsyncEndpointScalingSpec, &'s str)>,
+) -> Vec<QuotaPeer> {
+    use asyncscale_api::QuotaPolicy::Share;
+    if spec.quota.policy != Share {
+        return Vec::new();
+    }
+    let me = ResourceNames::new(&spec.endpoint_name, &spec.variant_name).resource_id;
+    let mut peers: Vec<QuotaPeer> = others
+        .into_iter()
+        .filter(|(other, other_region)| {
+            other.quota.policy == Share
+                && *other_region == region
+                && other.instance_type == spec.instance_type
+        })
+        .map(|(other, _)| QuotaPeer {
+            resource_id: ResourceNames::new(&other.endpoint_name, &other.variant_name).resource_id,
+            bounds: share_bounds(other),
+        })
+        .filter(|p| p.resource_id != me)
+        .collect();
+    peers.sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
+    peers.dedup_by(|a, b| a.resource_id == b.resource_id);
+    peers
 }
 
 /// When a reconcile reads the scalable target's owner tags (ListTagsForResource).
@@ -119,6 +169,8 @@ pub struct ConvergeReport {
     pub desired: Option<Desired>,
     /// AWS as last read (after the changes, when some were made).
     pub observed: Option<Observed>,
+    /// The SageMaker endpoint as read before planning.
+    pub endpoint: Option<EndpointReading>,
     /// The AWS error that stopped the reconcile, for backoff decisions.
     pub error: Option<AwsError>,
 }
@@ -194,6 +246,7 @@ pub async fn converge(
         status: AsyncEndpointScalingStatus::default(),
         desired: None,
         observed: None,
+        endpoint: None,
         error: None,
     };
     let mut quota = None;
@@ -206,7 +259,7 @@ pub async fn converge(
         report.outcome = SyncOutcome::InvalidSpec(message);
     } else {
         let names = ResourceNames::new(&spec.endpoint_name, &spec.variant_name);
-        let (reading, observed) = tokio::join!(
+        let (reading, observed, endpoint) = tokio::join!(
             backend.instance_quota(&spec.instance_type),
             observe_parts(
                 backend,
@@ -215,25 +268,46 @@ pub async fn converge(
                     OwnershipCheck::Always => TargetTags::Read,
                     OwnershipCheck::BeforeWrites => TargetTags::WhenWriting,
                 }
-            )
+            ),
+            crate::endpoints::read_endpoint(backend, &spec.endpoint_name),
         );
         quota = Some(reading.lookup);
+        let observed = observed.and_then(|o| endpoint.map(|e| (o, e)));
         match observed {
             Err(e) => {
                 report.outcome = SyncOutcome::ObserveFailed(e.to_string());
                 report.error = Some(e);
             }
-            Ok(observed) => {
+            Ok((observed, endpoint)) => {
                 report.observed = Some(observed);
-                decide_and_apply(
-                    backend,
-                    intent,
-                    mode,
-                    quota.as_ref().expect("set above"),
-                    &names,
-                    &mut report,
-                )
-                .await;
+                let checked = check_endpoint(spec, &endpoint);
+                report.endpoint = Some(endpoint);
+                let lookup = quota.as_ref().expect("set above");
+                let share = match checked {
+                    Err(problem) => Err(SyncOutcome::EndpointUnusable(Box::new(problem))),
+                    Ok(()) => quota_share(backend, intent, &names, lookup)
+                        .await
+                        .map_err(|e| {
+                            let outcome = SyncOutcome::ObserveFailed(e.to_string());
+                            report.error = Some(e);
+                            outcome
+                        }),
+                };
+                match share {
+                    Err(outcome) => report.outcome = outcome,
+                    Ok(share) => {
+                        decide_and_apply(
+                            backend,
+                            intent,
+                            mode,
+                            lookup,
+                            share.as_ref(),
+                            &names,
+                            &mut report,
+                        )
+                        .await;
+                    }
+                }
             }
         }
         // A quota never read because of a passing failure (throttling, a timeout) holds
@@ -254,6 +328,7 @@ pub async fn converge(
         quota: quota.as_ref(),
         desired: report.desired.as_ref(),
         observed: report.observed.as_ref(),
+        endpoint: report.endpoint.as_ref(),
         outcome: report.outcome.clone(),
         observation_stale: intent.observation_stale,
     };
@@ -261,17 +336,69 @@ pub async fn converge(
     report
 }
 
+/// This endpoint's share of its instance quota under quota.policy Share (None under another
+/// policy, or while the quota is unknown: then it bounds like Clamp). Every endpoint of the type in
+/// the account counts; the intent's peers and this resource share, the others are in use.
+async fn quota_share(
+    backend: &dyn AutoscalingBackend,
+    intent: &Intent<'_>,
+    names: &ResourceNames,
+    quota: &QuotaLookup,
+) -> Result<Option<QuotaShare>, AwsError> {
+    let spec = intent.spec;
+    let Some(q) = quota.value() else {
+        return Ok(None);
+    };
+    if spec.quota.policy != asyncscale_api::QuotaPolicy::Share {
+        return Ok(None);
+    }
+    let allowed = desired::quota_instances(q).clamp(0, i64::from(u32::MAX)) as u32;
+    // Nobody's cap goes above the quota.
+    let within = |b: Bounds| Bounds {
+        max_capacity: b.max_capacity.min(allowed),
+        ..b
+    };
+    let mut bounds: BTreeMap<&str, Bounds> = intent
+        .quota_peers
+        .iter()
+        .map(|p| (p.resource_id.as_str(), within(p.bounds)))
+        .collect();
+    bounds.insert(&names.resource_id, within(share_bounds(spec)));
+    let (usage, waiting) = tokio::join!(
+        backend.instance_usage(&spec.instance_type),
+        backend.waiting_without_capacity(),
+    );
+    let (usage, waiting) = (usage?, waiting?);
+    let holders: Vec<Holder> = usage
+        .iter()
+        .map(|h| Holder {
+            resource_id: h.resource_id.clone(),
+            instances: h.instances,
+            shared: bounds.get(h.resource_id.as_str()).copied(),
+            has_backlog: h.scaling_out || waiting.contains(&h.resource_id),
+        })
+        .collect();
+    let split = share::split(allowed, &holders);
+    Ok(split.caps.get(&names.resource_id).map(|cap| QuotaShare {
+        cap: i32::try_from(*cap).unwrap_or(i32::MAX),
+        in_use: split.in_use,
+        endpoints: split.endpoints,
+        explanation: split.explain(&names.resource_id).unwrap_or_default(),
+    }))
+}
+
 async fn decide_and_apply(
     backend: &dyn AutoscalingBackend,
     intent: &Intent<'_>,
     mode: ConvergeMode,
     quota: &QuotaLookup,
+    share: Option<&QuotaShare>,
     names: &ResourceNames,
     report: &mut ConvergeReport,
 ) {
     let observed = report.observed.as_ref().expect("observed before deciding");
     let existing = observed.target.as_ref().map(|t| &t.target);
-    let desired = match desire(intent.spec, &intent.owner, quota, existing) {
+    let desired = match desire(intent.spec, &intent.owner, quota, existing, share) {
         Ok(d) => d,
         Err(e) => {
             report.outcome = match e {

@@ -27,12 +27,13 @@ use tokio::sync::broadcast;
 
 use asyncscale_core::names::ALARM_PREFIX;
 use asyncscale_core::{
-    MetricAlarm, ObservedAlarm, ObservedPolicy, ObservedTarget, ResourceNames, ScalableTarget,
-    ScalingActivity, ScalingPolicy, Tags,
+    EndpointConfigState, EndpointState, EndpointSummary, MetricAlarm, ObservedAlarm,
+    ObservedPolicy, ObservedTarget, ResourceNames, ScalableTarget, ScalingActivity, ScalingPolicy,
+    Tags,
 };
 
 use crate::error::{AwsError, ErrorClass};
-use crate::port::{AutoscalingBackend, Page, QuotaReading};
+use crate::port::{AutoscalingBackend, Holding, Page, QuotaReading};
 use crate::source::BackendSource;
 
 /// Activities kept per resource (the engine reads the newest five).
@@ -51,6 +52,9 @@ const PAGE_WAITS: [Duration; 3] = [
 ];
 /// Changes a slow listener may fall behind by before it misses some (and waits for resyncs).
 const CHANGES_BUFFERED: usize = 4096;
+/// Endpoint and configuration descriptions a refresh reads at once (the request budget paces
+/// them further).
+const DESCRIBE_CONCURRENCY: usize = 8;
 /// After a failed refresh, reads fail at once for this long instead of every reconcile
 /// retrying the whole refresh.
 const FAILED_REFRESH_HOLD: Duration = Duration::from_secs(5);
@@ -111,6 +115,14 @@ struct Picture {
     /// When the latest direct read of a part of a resource started.
     read_directly: HashMap<(Part, String), Instant>,
     tags: HashMap<String, Tags>,
+    /// Every SageMaker endpoint of the account and region, described, by name.
+    endpoints: HashMap<String, EndpointState>,
+    /// Endpoint configurations by name (they never change once created).
+    configs: HashMap<String, EndpointConfigState>,
+    /// Each instance type's holdings, computed once per refresh.
+    usage: HashMap<String, Vec<Holding>>,
+    /// The resources whose scale-from-zero alarm fires, computed once per refresh.
+    waiting: Option<Arc<HashSet<String>>>,
     failed: Option<(Instant, AwsError)>,
     failed_refreshes: u64,
     last_refresh_took: Option<Duration>,
@@ -164,6 +176,8 @@ struct Sweep {
     activities_complete: bool,
     /// The activity sweep stopped at its page limit before reaching what was known.
     activities_cut: bool,
+    endpoints: Vec<EndpointState>,
+    configs: Vec<EndpointConfigState>,
 }
 
 pub struct FleetView {
@@ -269,7 +283,7 @@ impl FleetView {
         };
         let sweep_policies = refreshes % u64::from(self.config.policy_refresh_every.max(1)) == 0;
         let inner = &self.inner;
-        let (targets, policies, alarms, activities) = tokio::join!(
+        let (targets, policies, alarms, activities, endpoints) = tokio::join!(
             all_pages(|next| inner.list_targets(next)),
             async {
                 if sweep_policies {
@@ -285,8 +299,10 @@ impl FleetView {
                 (Some(newest), Some(open)) => Some(newest.min(open)),
                 (newest, _) => newest,
             }),
+            self.sweep_endpoints(),
         );
         let (activities, activities_complete, activities_cut) = activities?;
+        let (endpoints, configs) = endpoints?;
         Ok(Sweep {
             started,
             targets: targets?,
@@ -295,7 +311,65 @@ impl FleetView {
             activities,
             activities_complete,
             activities_cut,
+            endpoints,
+            configs,
         })
+    }
+
+    /// ListEndpoints (100 a page); DescribeEndpoint only for the endpoints whose status or
+    /// LastModifiedTime moved since the last refresh (an instance count changes only through an
+    /// update, which moves both); DescribeEndpointConfig only for names not read before. A
+    /// no-drift refresh of N endpoints costs ceil(N/100) calls.
+    async fn sweep_endpoints(
+        &self,
+    ) -> Result<(Vec<EndpointState>, Vec<EndpointConfigState>), AwsError> {
+        let listed = all_pages(|next| self.inner.list_endpoints(next)).await?;
+        let (known, known_configs): (HashMap<String, EndpointState>, HashSet<String>) = {
+            let picture = self.picture();
+            (
+                listed
+                    .iter()
+                    .filter_map(|s| picture.endpoints.get(&s.name).filter(|e| e.summary == *s))
+                    .map(|e| (e.summary.name.clone(), e.clone()))
+                    .collect(),
+                picture.configs.keys().cloned().collect(),
+            )
+        };
+        let to_describe: Vec<String> = listed
+            .iter()
+            .filter(|s| !known.contains_key(&s.name))
+            .map(|s| s.name.clone())
+            .collect();
+        let described = describe_all(to_describe, {
+            let inner = self.inner.clone();
+            move |name| {
+                let inner = inner.clone();
+                async move { with_page_retries(|| inner.describe_endpoint(&name)).await }
+            }
+        })
+        .await?;
+        let mut endpoints: Vec<EndpointState> = known.into_values().collect();
+        // One gone since it was listed is left out.
+        endpoints.extend(described.into_iter().flatten());
+        let mut wanted: Vec<String> = endpoints
+            .iter()
+            .map(|e| e.config_name.clone())
+            .filter(|name| !known_configs.contains(name))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let configs = describe_all(wanted, {
+            let inner = self.inner.clone();
+            move |name| {
+                let inner = inner.clone();
+                async move { with_page_retries(|| inner.describe_endpoint_config(&name)).await }
+            }
+        })
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+        Ok((endpoints, configs))
     }
 
     /// Newest first, until `back_to` (inclusive), the end of the history or the page limit.
@@ -403,6 +477,30 @@ impl FleetView {
         }
         changed.extend(with_new_activity);
 
+        // An endpoint whose description moved wakes the resources of its variants, before and after.
+        let endpoints: HashMap<String, EndpointState> = sweep
+            .endpoints
+            .into_iter()
+            .map(|e| (e.summary.name.clone(), e))
+            .collect();
+        for name in endpoints.keys().chain(picture.endpoints.keys()) {
+            let (before, after) = (picture.endpoints.get(name), endpoints.get(name));
+            if before != after {
+                for e in before.into_iter().chain(after) {
+                    changed.extend(
+                        e.variants
+                            .iter()
+                            .map(|v| ResourceNames::new(name, &v.name).resource_id),
+                    );
+                }
+            }
+        }
+        picture.endpoints = endpoints;
+        picture
+            .configs
+            .extend(sweep.configs.into_iter().map(|c| (c.name.clone(), c)));
+        picture.usage.clear();
+        picture.waiting = None;
         picture.targets = targets;
         picture.alarms = alarms;
         picture.targets_at = Some(started);
@@ -480,6 +578,22 @@ fn merge_refresh<V: Clone + PartialEq>(
         .cloned()
         .collect();
     (refreshed, changed)
+}
+
+/// `describe` of each name, a few at a time; the first error fails them all.
+async fn describe_all<T, F, Fut>(names: Vec<String>, describe: F) -> Result<Vec<T>, AwsError>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<T, AwsError>>,
+{
+    use futures::StreamExt;
+    futures::stream::iter(names)
+        .map(describe)
+        .buffer_unordered(DESCRIBE_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// Every page, each retried on its own when it fails recoverably.
@@ -798,6 +912,73 @@ impl AutoscalingBackend for FleetView {
 
     async fn instance_quota(&self, instance_type: &str) -> QuotaReading {
         self.inner.instance_quota(instance_type).await
+    }
+
+    async fn describe_endpoint(&self, name: &str) -> Result<Option<EndpointState>, AwsError> {
+        self.ensure_fresh().await?;
+        Ok(self.picture().endpoints.get(name).cloned())
+    }
+
+    async fn describe_endpoint_config(
+        &self,
+        name: &str,
+    ) -> Result<Option<EndpointConfigState>, AwsError> {
+        if let Some(config) = self.picture().configs.get(name) {
+            return Ok(Some(config.clone()));
+        }
+        let read = self.inner.describe_endpoint_config(name).await?;
+        if let Some(config) = &read {
+            self.picture()
+                .configs
+                .insert(name.to_string(), config.clone());
+        }
+        Ok(read)
+    }
+
+    /// Every endpoint of the picture, in one page.
+    async fn list_endpoints(
+        &self,
+        _next: Option<String>,
+    ) -> Result<Page<EndpointSummary>, AwsError> {
+        self.ensure_fresh().await?;
+        let picture = self.picture();
+        let mut items: Vec<EndpointSummary> = picture
+            .endpoints
+            .values()
+            .map(|e| e.summary.clone())
+            .collect();
+        items.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Page { items, next: None })
+    }
+
+    async fn waiting_without_capacity(&self) -> Result<Arc<HashSet<String>>, AwsError> {
+        self.ensure_fresh().await?;
+        let mut picture = self.picture();
+        if let Some(waiting) = &picture.waiting {
+            return Ok(waiting.clone());
+        }
+        let waiting = Arc::new(crate::endpoints::firing(picture.alarms.values()));
+        picture.waiting = Some(waiting.clone());
+        Ok(waiting)
+    }
+
+    async fn instance_usage(&self, instance_type: &str) -> Result<Vec<Holding>, AwsError> {
+        self.ensure_fresh().await?;
+        let mut picture = self.picture();
+        if let Some(usage) = picture.usage.get(instance_type) {
+            return Ok(usage.clone());
+        }
+        let usage = crate::endpoints::holdings(
+            picture
+                .endpoints
+                .values()
+                .map(|e| (e, picture.configs.get(&e.config_name))),
+            instance_type,
+        );
+        picture
+            .usage
+            .insert(instance_type.to_string(), usage.clone());
+        Ok(usage)
     }
 }
 

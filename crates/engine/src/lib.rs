@@ -5,6 +5,7 @@
 
 pub mod calls;
 pub mod converge;
+pub mod endpoints;
 pub mod error;
 pub mod fleet;
 pub mod port;
@@ -12,10 +13,10 @@ pub mod source;
 
 pub use calls::{CallCounter, CallKey};
 pub use converge::{
-    ConvergeMode, ConvergeReport, Fence, Intent, OwnershipCheck, RemoveReport, converge, observe,
-    remove,
+    ConvergeMode, ConvergeReport, Fence, Intent, OwnershipCheck, QuotaPeer, RemoveReport, converge,
+    observe, quota_peers, remove,
 };
 pub use error::{AwsError, ErrorClass};
 pub use fleet::{FleetChange, FleetConfig, FleetSource, FleetStats, FleetView};
-pub use port::{AutoscalingBackend, Page, QuotaReading};
+pub use port::{AutoscalingBackend, Holding, Page, QuotaReading};
 pub use source::{BackendSource, SingleBackend};

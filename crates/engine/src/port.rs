@@ -4,8 +4,9 @@
 use async_trait::async_trait;
 
 use asyncscale_core::{
-    MetricAlarm, ObservedAlarm, ObservedPolicy, ObservedTarget, QuotaLookup, ScalableTarget,
-    ScalingActivity, ScalingPolicy, Tags,
+    EndpointConfigState, EndpointState, EndpointSummary, MetricAlarm, ObservedAlarm,
+    ObservedPolicy, ObservedTarget, QuotaLookup, ScalableTarget, ScalingActivity, ScalingPolicy,
+    Tags,
 };
 
 use crate::error::AwsError;
@@ -91,4 +92,43 @@ pub trait AutoscalingBackend: Send + Sync {
     /// The quota `<instance type> for endpoint usage`. Never fails the reconcile by itself: a
     /// failed read serves the last known value (Stale) or none (Unknown), with the error beside it.
     async fn instance_quota(&self, instance_type: &str) -> QuotaReading;
+    /// SageMaker DescribeEndpoint. None: no endpoint of that name.
+    async fn describe_endpoint(&self, name: &str) -> Result<Option<EndpointState>, AwsError>;
+    /// SageMaker DescribeEndpointConfig. None: no configuration of that name. Configurations never
+    /// change, so implementations may keep what they read.
+    async fn describe_endpoint_config(
+        &self,
+        name: &str,
+    ) -> Result<Option<EndpointConfigState>, AwsError>;
+    /// One page of SageMaker ListEndpoints (100 a page).
+    async fn list_endpoints(&self, next: Option<String>)
+    -> Result<Page<EndpointSummary>, AwsError>;
+    /// The instances every endpoint variant of the account and region holds of `instance_type`
+    /// (managed by asyncscale or not): what the shared quota is split against. Reads every
+    /// endpoint and its configuration; the fleet view answers from its picture.
+    async fn instance_usage(&self, instance_type: &str) -> Result<Vec<Holding>, AwsError> {
+        crate::endpoints::scan_usage(self, instance_type).await
+    }
+    /// The resource ids whose scale-from-zero alarm (asyncscale's, on HasBacklogWithoutCapacity)
+    /// is in ALARM: requests wait there with no instance. They come first, with the variants
+    /// scaling out, for the instances a shared quota leaves over; without this an endpoint held
+    /// at MaxCapacity 0 by its share could never show that it needs one. Lists asyncscale's
+    /// alarms; the fleet view answers from its picture.
+    async fn waiting_without_capacity(
+        &self,
+    ) -> Result<std::sync::Arc<std::collections::HashSet<String>>, AwsError> {
+        crate::endpoints::list_waiting(self).await
+    }
+}
+
+/// One endpoint variant holding instances of an instance type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holding {
+    /// `endpoint/<endpoint>/variant/<variant>`.
+    pub resource_id: String,
+    /// The larger of its current and desired instance counts: instances being provisioned count
+    /// against the quota too.
+    pub instances: u32,
+    /// Desired above current: it is scaling out.
+    pub scaling_out: bool,
 }

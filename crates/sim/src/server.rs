@@ -66,6 +66,17 @@ impl SimServer {
         format!("http://{}", self.addr)
     }
 
+    /// Declares an asynchronous endpoint with no instances (see [`EndpointSpec::idle`]), unless
+    /// one of that name exists. Returns whether it was added.
+    pub fn declare_endpoint(&self, endpoint: &str, variant: &str, instance_type: &str) -> bool {
+        let mut world = self.world.lock().expect("world lock");
+        if world.endpoint_mut(endpoint).is_some() {
+            return false;
+        }
+        world.add_endpoint(EndpointSpec::idle(endpoint, variant, instance_type));
+        true
+    }
+
     /// Serves until the process ends.
     pub async fn wait(mut self) {
         let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_applicationautoscaling as aas;
 use aws_sdk_cloudwatch as cw;
+use aws_sdk_sagemaker as sm;
 use aws_sdk_servicequotas as sq;
 
 use asyncscale_core::*;
@@ -23,11 +24,13 @@ use asyncscale_core::*;
 mod autoscaling;
 mod cloudwatch;
 mod quotas;
+mod sagemaker;
 
 use quotas::{CachedQuota, QUOTA_TTL};
+use sagemaker::EndpointScan;
 
 use asyncscale_engine::{
-    AutoscalingBackend, AwsError, CallCounter, ErrorClass, Page, QuotaReading,
+    AutoscalingBackend, AwsError, CallCounter, ErrorClass, Holding, Page, QuotaReading,
 };
 
 use crate::budget::RequestBudget;
@@ -36,6 +39,7 @@ use crate::classify::{classify, is_throttle};
 const AAS: &str = "application-autoscaling";
 const CW: &str = "cloudwatch";
 const SQ: &str = "service-quotas";
+const SM: &str = "sagemaker";
 /// What a condition says when no credentials source is configured at all (the SDK's own report
 /// lists every provider of its chain, five lines, in every condition and log line).
 const NO_CREDENTIALS: &str = "no AWS credentials: none in the environment, the AWS profile, web identity (IRSA), the container endpoint (EKS Pod Identity) or instance metadata";
@@ -156,6 +160,7 @@ pub struct SdkBackend {
     autoscaling: aas::Client,
     cloudwatch: cw::Client,
     quotas: sq::Client,
+    sagemaker: sm::Client,
     calls: CallCounter,
     /// Quota codes by quota name, found once per process by listing (paginated).
     quota_codes: Mutex<BTreeMap<String, String>>,
@@ -163,6 +168,10 @@ pub struct SdkBackend {
     /// shares one, and Service Quotas allows 5 GetServiceQuota calls a second (§5.3). A failed
     /// refresh keeps the last value: an unknown quota must never lift a clamp.
     quota_values: Mutex<BTreeMap<String, CachedQuota>>,
+    /// Endpoint configurations by name: they never change once created.
+    endpoint_configs: Mutex<BTreeMap<String, EndpointConfigState>>,
+    /// The latest scan of every endpoint, for [`ENDPOINT_SCAN_TTL`]; one scan at a time.
+    endpoint_scan: tokio::sync::Mutex<Option<EndpointScan>>,
     region: String,
     timeouts: AwsTimeouts,
     quota_ttl: Duration,
@@ -224,9 +233,12 @@ impl SdkBackend {
             autoscaling: aas::Client::new(config),
             cloudwatch: cw::Client::new(config),
             quotas: sq::Client::new(config),
+            sagemaker: sm::Client::new(config),
             calls,
             quota_codes: Mutex::new(BTreeMap::new()),
             quota_values: Mutex::new(BTreeMap::new()),
+            endpoint_configs: Mutex::new(BTreeMap::new()),
+            endpoint_scan: tokio::sync::Mutex::new(None),
             region,
             quota_ttl: QUOTA_TTL,
             budget: RequestBudget::default(),
@@ -532,5 +544,27 @@ impl AutoscalingBackend for SdkBackend {
 
     async fn instance_quota(&self, instance_type: &str) -> QuotaReading {
         SdkBackend::instance_quota(self, instance_type).await
+    }
+
+    async fn describe_endpoint(&self, name: &str) -> Result<Option<EndpointState>, AwsError> {
+        SdkBackend::describe_endpoint(self, name).await
+    }
+
+    async fn describe_endpoint_config(
+        &self,
+        name: &str,
+    ) -> Result<Option<EndpointConfigState>, AwsError> {
+        SdkBackend::describe_endpoint_config(self, name).await
+    }
+
+    async fn list_endpoints(
+        &self,
+        next: Option<String>,
+    ) -> Result<Page<EndpointSummary>, AwsError> {
+        SdkBackend::list_endpoints(self, next).await
+    }
+
+    async fn instance_usage(&self, instance_type: &str) -> Result<Vec<Holding>, AwsError> {
+        SdkBackend::instance_usage(self, instance_type).await
     }
 }

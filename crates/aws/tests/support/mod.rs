@@ -48,6 +48,7 @@ pub(crate) fn desired(target_tracking: &str) -> Desired {
             reason: "test".into(),
         },
         None,
+        None,
     )
     .unwrap()
 }

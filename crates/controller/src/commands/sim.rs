@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Subcommand, ValueEnum};
 
 use asyncscale_sim::RandomFaults;
+use asyncscale_sim::model::EndpointSpec;
 use asyncscale_sim::rate_limits::{RateLimit, RateLimits};
 
 use crate::commands::args::{ApiRateFlag, parse_api_rate};
@@ -14,7 +15,8 @@ use crate::shutdown::shutdown_signal;
 
 #[derive(Subcommand, Debug)]
 pub enum SimCommand {
-    /// Serve a local AWS-compatible endpoint (Application Auto Scaling, CloudWatch, Service Quotas).
+    /// Serve a local AWS-compatible endpoint (Application Auto Scaling, CloudWatch, Service Quotas,
+    /// SageMaker's endpoint reads).
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:4566")]
@@ -48,7 +50,27 @@ pub enum SimCommand {
         /// Seed of the --fault-rate draw, so that a run can be repeated.
         #[arg(long, default_value_t = 1)]
         fault_seed: u64,
+        /// A SageMaker asynchronous endpoint of the account, NAME=INSTANCE_TYPE (variant
+        /// AllTraffic, no instances; repeatable). More with POST /_sim/endpoints.
+        #[arg(long = "endpoint", value_name = "NAME=INSTANCE_TYPE", value_parser = endpoint_flag)]
+        endpoints: Vec<(String, String)>,
+        /// Declares the endpoint of every AsyncEndpointScaling in these manifest files (its
+        /// variant and instance type, minCapacity instances), as if it had been created in
+        /// SageMaker (repeatable).
+        #[arg(long = "endpoints-from", value_name = "FILE")]
+        endpoints_from: Vec<String>,
     },
+}
+
+fn endpoint_flag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, instance_type)) if !name.is_empty() && instance_type.starts_with("ml.") => {
+            Ok((name.to_string(), instance_type.to_string()))
+        }
+        _ => Err(format!(
+            "{text:?} must be NAME=INSTANCE_TYPE, e.g. sdxl-async=ml.g4dn.xlarge"
+        )),
+    }
 }
 
 fn parse_fraction(text: &str) -> Result<f64, String> {
@@ -75,7 +97,32 @@ pub async fn run(command: SimCommand) -> ExitCode {
             rate_limit,
             fault_rate,
             fault_seed,
+            endpoints,
+            endpoints_from,
         } => {
+            let mut declared: Vec<EndpointSpec> = endpoints
+                .iter()
+                .map(|(name, instance_type)| EndpointSpec::idle(name, "AllTraffic", instance_type))
+                .collect();
+            match crate::manifests::read_all(&endpoints_from) {
+                Ok(resources) => declared.extend(resources.into_iter().map(|(_, parsed)| {
+                    let spec = parsed.resource.spec;
+                    EndpointSpec {
+                        initial_instances: spec.min_capacity.max(0) as u32,
+                        ..EndpointSpec::idle(
+                            &spec.endpoint_name,
+                            &spec.variant_name,
+                            &spec.instance_type,
+                        )
+                    }
+                })),
+                Err(problems) => {
+                    for p in problems {
+                        eprintln!("error: --endpoints-from: {p}");
+                    }
+                    return ExitCode::FAILURE;
+                }
+            }
             let mut limits = match rate_limits {
                 RateLimitPreset::None => RateLimits::default(),
                 RateLimitPreset::Aws => RateLimits::aws_published(),
@@ -88,7 +135,16 @@ pub async fn run(command: SimCommand) -> ExitCode {
                 limits.set(&flag.service, &flag.operation, limit);
             }
             let faults = (fault_rate > 0.0).then(|| RandomFaults::new(fault_rate, fault_seed));
-            serve(listen, &quotas, &default_quotas, time_scale, limits, faults).await
+            serve(
+                listen,
+                &quotas,
+                &default_quotas,
+                time_scale,
+                limits,
+                faults,
+                declared,
+            )
+            .await
         }
     }
 }
@@ -100,6 +156,7 @@ async fn serve(
     time_scale: f64,
     rate_limits: RateLimits,
     random_faults: Option<RandomFaults>,
+    endpoints: Vec<EndpointSpec>,
 ) -> ExitCode {
     if !(0.0..=86_400.0).contains(&time_scale) {
         eprintln!("error: --time-scale must be between 0 and 86400");
@@ -127,6 +184,12 @@ async fn serve(
                 let mut account = server.account.lock().expect("account lock");
                 account.rate_limits = rate_limits;
                 account.random_faults = random_faults;
+                let mut world = server.world.lock().expect("world lock");
+                for e in endpoints {
+                    if world.endpoint_mut(&e.endpoint).is_none() {
+                        world.add_endpoint(e);
+                    }
+                }
             }
             eprintln!(
                 "asyncscale local AWS endpoint listening on {}",

@@ -35,12 +35,9 @@ pub struct SimulateArgs {
     /// Run the hand-made configuration of the field report instead (repeatable).
     #[arg(long, value_enum)]
     without: Vec<Without>,
-    /// Share each instance quota between the endpoints that use it (with --other-usage): at every
-    /// visit of the controller, each MaxCapacity is set so that no scale-out can exceed the quota.
-    #[arg(long, conflicts_with = "without")]
-    share_quota: bool,
-    /// Time between two visits of the controller, when the quota is shared.
-    #[arg(long, default_value = "60s", value_parser = visit_interval, requires = "share_quota")]
+    /// Time between two visits of the controller: the quota of the endpoints with quota.policy
+    /// Share (the default) is split again at each.
+    #[arg(long, default_value = "60s", value_parser = visit_interval)]
     resync: f64,
     /// Requests one instance finishes a minute.
     #[arg(long, default_value = "6/m", value_parser = per_minute)]
@@ -148,7 +145,6 @@ async fn simulate_and_report(args: SimulateArgs) -> Result<ExitCode, SimulateErr
         throughput_per_minute: args.throughput,
         initial_instances: args.initial_instances,
         assumptions,
-        share_quota: args.share_quota,
         resync_s: args.resync,
         record_timeline: args.output == Output::Text || args.chart.is_some(),
     };

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-use crate::support::{BIN, Process, http, start_sim};
+use crate::support::{BIN, Process, declare_endpoint, http, start_sim};
 const RID: &str = "endpoint/sdxl-async/variant/AllTraffic";
 const ALARM: &str = "asyncscale-endpoint/sdxl-async/variant/AllTraffic-HasBacklogWithoutCapacity";
 
@@ -241,6 +241,16 @@ fn apply_sets_up_exactly_the_configuration_that_avoids_both_traps_and_reapply_wr
     let out = stdout(&apply);
     assert!(out.contains("QuotaClamped    True     Clamped"), "{out}");
     assert!(out.contains("Ready           True     Ready"), "{out}");
+    // The endpoint as SageMaker reports it, and the quota's share.
+    assert!(
+        out.contains("endpoint: InService, ml.g4dn.xlarge, instances 0 in service, 0 desired"),
+        "{out}"
+    );
+    assert!(
+        out.contains("0 of 4 in use by 1 endpoint; this endpoint may grow to 4"),
+        "{out}"
+    );
+    assert!(out.contains("0 in use, shared by 1 endpoint(s)"), "{out}");
 
     let before = sim.calls();
     let again = cli(&sim, &["apply", "-f", file]);
@@ -742,15 +752,26 @@ fn iam_policy_grants_exactly_the_calls_asyncscale_makes() {
         missing.is_empty(),
         "calls the policy does not grant: {missing:?}"
     );
-    // cloudwatch:TagResource authorises the tags PutMetricAlarm sets on creation; it is not a call.
+    // cloudwatch:TagResource authorises the tags PutMetricAlarm sets on creation, and
+    // RegisterScalableTarget on a variant needs sagemaker:UpdateEndpointWeightsAndCapacities of
+    // the caller; neither is a call of asyncscale's.
+    let not_calls = [
+        "cloudwatch:TagResource",
+        "sagemaker:UpdateEndpointWeightsAndCapacities",
+    ];
     let unused: Vec<_> = granted
         .iter()
         .filter(|a| {
-            ["application-autoscaling:", "cloudwatch:", "servicequotas:"]
-                .iter()
-                .any(|p| a.starts_with(p))
+            [
+                "application-autoscaling:",
+                "cloudwatch:",
+                "servicequotas:",
+                "sagemaker:",
+            ]
+            .iter()
+            .any(|p| a.starts_with(p))
         })
-        .filter(|a| !used.contains(*a) && a.as_str() != "cloudwatch:TagResource")
+        .filter(|a| !used.contains(*a) && !not_calls.contains(&a.as_str()))
         .collect();
     assert!(unused.is_empty(), "granted but never called: {unused:?}");
 }
@@ -1373,7 +1394,11 @@ fn calls_of(calls: &Value, operation: &str) -> u64 {
 /// and a no-op apply reads no tags; drift made by hand is still found and repaired.
 #[test]
 fn a_no_op_apply_of_many_resources_reads_aws_in_pages() {
-    let sim = sim(&["ml.g4dn.xlarge=8"]);
+    // Room for every endpoint's maxCapacity of 4: the shared quota lowers none.
+    let sim = sim(&["ml.g4dn.xlarge=120"]);
+    for i in 0..30 {
+        declare_endpoint(&sim.addr, &format!("ep-{i:02}"), "ml.g4dn.xlarge");
+    }
     let dir = tempdir::Dir::new("bulk-apply");
     let file = manifest(&dir, "fleet.yaml", &fleet_manifest(30));
     let file = file.to_str().unwrap();
@@ -1387,10 +1412,16 @@ fn a_no_op_apply_of_many_resources_reads_aws_in_pages() {
     let spent = |op: &str| calls_of(&after, op) - calls_of(&before, op);
     assert_eq!(writes(&after), writes(&before), "no write");
     // 30 targets: 1 page; 60 policies: 6 pages of 10; 30 alarms: 1 page; activities: 1 page.
+    // SageMaker has no bulk read of instance counts or configurations: a one-shot run describes
+    // each of the account's 36 endpoints (30 here and the 6 every test account has) and its
+    // configuration once, after 1 page of ListEndpoints.
     assert_eq!(spent("DescribeScalableTargets"), 1);
     assert_eq!(spent("DescribeScalingPolicies"), 6);
     assert_eq!(spent("DescribeAlarms"), 1);
     assert_eq!(spent("DescribeScalingActivities"), 1);
+    assert_eq!(spent("ListEndpoints"), 1);
+    assert_eq!(spent("DescribeEndpoint"), 36);
+    assert_eq!(spent("DescribeEndpointConfig"), 36);
     assert_eq!(
         spent("ListTagsForResource"),
         0,

@@ -223,8 +223,8 @@ async fn kubectl_apply_reconciles_through_the_controller_and_delete_cleans_aws()
         .split_whitespace()
         .collect();
     assert_eq!(
-        &row[..7],
-        ["sdxl", "sdxl-async", "0", "20", "4", "True", "Ready"],
+        &row[..8],
+        ["sdxl", "sdxl-async", "0", "20", "4", "0/0", "True", "Ready"],
         "{get}"
     );
 
@@ -240,6 +240,24 @@ async fn kubectl_apply_reconciles_through_the_controller_and_delete_cleans_aws()
     assert_eq!(
         object["status"]["observedGeneration"],
         object["metadata"]["generation"]
+    );
+    // The endpoint as SageMaker reports it, and the share of the quota (this endpoint alone).
+    assert_eq!(object["status"]["endpoint"]["status"], "InService");
+    assert_eq!(object["status"]["endpoint"]["instanceType"], "ml.g4dn.xlarge");
+    assert_eq!(object["status"]["quota"]["inUse"], 0);
+    assert_eq!(object["status"]["quota"]["sharingEndpoints"], 1);
+    let quota_clamped = object["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "QuotaClamped")
+        .unwrap();
+    assert!(
+        quota_clamped["message"]
+            .as_str()
+            .unwrap()
+            .contains("0 of 4 in use by 1 endpoint; this endpoint may grow to 4"),
+        "{quota_clamped}"
     );
     let state: Value = serde_json::from_str(&http_get(&aws, "/_sim/state").1).unwrap();
     assert_eq!(state["ScalableTargets"][0]["MaxCapacity"], 4);
@@ -759,7 +777,7 @@ async fn the_real_api_server_validates_defaults_and_accepts_the_install_manifest
             "/targetTracking/scaleInCooldownSeconds",
             serde_json::json!(300),
         ),
-        ("/quota/policy", serde_json::json!("Clamp")),
+        ("/quota/policy", serde_json::json!("Share")),
         ("/deletionPolicy", serde_json::json!("Delete")),
     ] {
         assert_eq!(

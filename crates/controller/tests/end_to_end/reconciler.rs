@@ -155,9 +155,11 @@ async fn aws_in(url: &str, region: &'static str) -> Arc<SdkBackend> {
 
 async fn sim() -> SimServer {
     let quotas = asyncscale_sim::quota_table(&["ml.g4dn.xlarge=4".into()], &[]).unwrap();
-    asyncscale_sim::start("127.0.0.1:0".parse().unwrap(), quotas)
+    let server = asyncscale_sim::start("127.0.0.1:0".parse().unwrap(), quotas)
         .await
-        .unwrap()
+        .unwrap();
+    server.declare_endpoint("sdxl-async", "AllTraffic", "ml.g4dn.xlarge");
+    server
 }
 
 fn context(client: kube::Client, aws: Arc<SdkBackend>) -> Arc<Context> {
@@ -755,7 +757,9 @@ async fn a_status_field_of_another_manager_does_not_make_the_controller_patch_fo
             operation: Some("Apply".into()),
             subresource: Some("status".into()),
             fields_v1: Some(fields(json!({
-                "f:observedGeneration": {}, "f:effectiveMaxCapacity": {}, "f:quota": {"f:name": {}, "f:code": {}, "f:value": {}, "f:source": {}},
+                "f:observedGeneration": {}, "f:effectiveMaxCapacity": {}, "f:quota": {"f:name": {}, "f:code": {}, "f:value": {}, "f:source": {}, "f:inUse": {}, "f:sharingEndpoints": {}},
+                "f:instances": {},
+                "f:endpoint": {"f:status": {}, "f:configName": {}, "f:instanceType": {}, "f:currentInstances": {}, "f:desiredInstances": {}},
                 "f:scalableTarget": {"f:resourceId": {}, "f:arn": {}},
                 "f:targetTrackingPolicy": {"f:name": {}, "f:arn": {}},
                 "f:scaleFromZeroPolicy": {"f:name": {}, "f:arn": {}},

@@ -10,7 +10,7 @@ use asyncscale_sim::model::load::LoadProfile;
 use asyncscale_sim::model::report::Summary;
 use serde_json::{Value, json};
 
-use crate::support::{BIN, Process, http, start_sim};
+use crate::support::{BIN, Process, http, start_sim_with};
 const QUOTA_FAILURE: &str = "Failed to set desired instance count to 20. Reason: The account-level service limit 'ml.g4dn.xlarge for endpoint usage' is 4 Instances, with current utilization of 1 Instances and a request delta of 19 Instances. Please use AWS Service Quotas to request an increase for this quota. If AWS Service Quotas is not available, contact AWS support to request an increase for this quota.";
 
 fn manifest(target: f64, quota_policy: &str) -> String {
@@ -44,7 +44,6 @@ async fn run(target: f64, load: &str, without: &[Without]) -> Summary {
         throughput_per_minute: 6.0,
         initial_instances: None,
         assumptions: Assumptions::default(),
-        share_quota: false,
         resync_s: 60.0,
         record_timeline: true,
     })
@@ -127,7 +126,8 @@ async fn fleet(
     let resources = endpoints
         .iter()
         .map(|name| {
-            let manifest = manifest(5.0, "Clamp")
+            let policy = if share_quota { "Share" } else { "Clamp" };
+            let manifest = manifest(5.0, policy)
                 .replace("name: sdxl", &format!("name: {name}"))
                 .replace("sdxl-async", &format!("{name}-async"));
             asyncscale_api::parse_manifests("t.yaml", &manifest)
@@ -146,7 +146,6 @@ async fn fleet(
         throughput_per_minute: 6.0,
         initial_instances: None,
         assumptions: Assumptions::default(),
-        share_quota,
         resync_s: 60.0,
         record_timeline: true,
     })
@@ -203,7 +202,7 @@ async fn starting_above_a_shared_quota_is_a_warning() {
     let resources = ["a", "b"]
         .iter()
         .map(|name| {
-            let manifest = manifest(5.0, "Clamp").replace("sdxl-async", &format!("{name}-async"));
+            let manifest = manifest(5.0, "Share").replace("sdxl-async", &format!("{name}-async"));
             asyncscale_api::parse_manifests("t.yaml", &manifest)
                 .unwrap()
                 .remove(0)
@@ -220,7 +219,6 @@ async fn starting_above_a_shared_quota_is_a_warning() {
         throughput_per_minute: 6.0,
         initial_instances: Some(3),
         assumptions: Assumptions::default(),
-        share_quota: true,
         resync_s: 60.0,
         record_timeline: false,
     })
@@ -400,7 +398,8 @@ struct Serve {
 
 impl Serve {
     fn start() -> Self {
-        let (process, addr) = start_sim(&["ml.g4dn.xlarge=4"]);
+        // The account has the one endpoint the manifests name, so it is the first listed.
+        let (process, addr) = start_sim_with(&["ml.g4dn.xlarge=4"], &["sdxl-async=ml.g4dn.xlarge"]);
         Serve {
             _process: process,
             addr,
@@ -456,11 +455,6 @@ impl Serve {
 fn over_the_wire_the_applied_configuration_scales_from_zero_and_back() {
     let sim = Serve::start();
     sim.apply(&manifest(180.0, "Clamp"));
-    sim.admin(
-        "POST",
-        "/_sim/endpoints",
-        json!({"endpoint": "sdxl-async", "instanceType": "ml.g4dn.xlarge"}),
-    );
     sim.admin("POST", "/_sim/advance", json!({"seconds": 60}));
     sim.admin(
         "POST",
@@ -486,11 +480,6 @@ fn over_the_wire_the_applied_configuration_scales_from_zero_and_back() {
 fn over_the_wire_an_ignored_quota_blocks_scale_out_and_apply_reports_it() {
     let sim = Serve::start();
     sim.apply(&manifest(1.0, "Ignore"));
-    sim.admin(
-        "POST",
-        "/_sim/endpoints",
-        json!({"endpoint": "sdxl-async", "instanceType": "ml.g4dn.xlarge"}),
-    );
     sim.admin(
         "POST",
         "/_sim/requests",
@@ -522,11 +511,6 @@ fn over_the_wire_target_tracking_alone_leaves_a_few_requests_waiting() {
     sim.apply(&hand_made);
     sim.admin(
         "POST",
-        "/_sim/endpoints",
-        json!({"endpoint": "sdxl-async", "instanceType": "ml.g4dn.xlarge"}),
-    );
-    sim.admin(
-        "POST",
         "/_sim/requests",
         json!({"endpoint": "sdxl-async", "count": 5}),
     );
@@ -541,24 +525,10 @@ fn over_the_wire_target_tracking_alone_leaves_a_few_requests_waiting() {
 fn contradictory_or_unbounded_simulation_flags_are_usage_errors() {
     let file = temp_file("flags.yaml", &manifest(5.0, "Clamp"));
     let file = file.to_str().unwrap();
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 5] = [
         (
-            &["--load", "burst:5@3m", "--resync", "30s"],
-            "required arguments were not provided:\n  --share-quota",
-        ),
-        (
-            &["--load", "burst:5@3m", "--share-quota", "--resync", "1s"],
+            &["--load", "burst:5@3m", "--resync", "1s"],
             "a resync from 10s to 1h",
-        ),
-        (
-            &[
-                "--load",
-                "burst:5@3m",
-                "--share-quota",
-                "--without",
-                "quota-clamp",
-            ],
-            "'--share-quota' cannot be used with '--without <WITHOUT>'",
         ),
         (
             &["--load", "burst:5@3h", "--duration", "1h"],
@@ -600,11 +570,6 @@ fn contradictory_or_unbounded_simulation_flags_are_usage_errors() {
 #[test]
 fn over_the_wire_new_bounds_move_capacity_when_the_call_returns() {
     let sim = Serve::start();
-    sim.admin(
-        "POST",
-        "/_sim/endpoints",
-        json!({"endpoint": "sdxl-async", "instanceType": "ml.g4dn.xlarge"}),
-    );
     let register = |min: u32, max: u32| {
         let body = json!({"ServiceNamespace": "sagemaker", "ResourceId": "endpoint/sdxl-async/variant/AllTraffic",
             "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "MinCapacity": min, "MaxCapacity": max});

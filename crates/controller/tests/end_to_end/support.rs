@@ -9,10 +9,30 @@ pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_asyncscale");
 
 pub(crate) use asyncscale_controlplane::Process;
 
-/// `asyncscale sim serve` on a free loopback port; returns it and its address (host:port).
+/// The SageMaker endpoints every test's account has (asynchronous, variant AllTraffic): the names
+/// the tests' manifests use.
+pub(crate) const ENDPOINTS: &[&str] = &[
+    "sdxl-async=ml.g4dn.xlarge",
+    "fine=ml.g4dn.xlarge",
+    "kept-async=ml.g4dn.xlarge",
+    "orphan-async=ml.g4dn.xlarge",
+    "other-async=ml.g4dn.xlarge",
+    "g5-async=ml.g5.xlarge",
+];
+
+/// `asyncscale sim serve` on a free loopback port, with [`ENDPOINTS`]; returns it and its
+/// address (host:port).
 pub(crate) fn start_sim(quotas: &[&str]) -> (Process, String) {
+    start_sim_with(quotas, ENDPOINTS)
+}
+
+/// `asyncscale sim serve` with these endpoints (`NAME=INSTANCE_TYPE`).
+pub(crate) fn start_sim_with(quotas: &[&str], endpoints: &[&str]) -> (Process, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(["sim", "serve", "--listen", "127.0.0.1:0"]);
+    for e in endpoints {
+        cmd.args(["--endpoint", e]);
+    }
     for q in quotas {
         cmd.args(["--quota", q]);
     }
@@ -32,6 +52,17 @@ pub(crate) fn start_sim(quotas: &[&str]) -> (Process, String) {
         .expect("the listening line")
         .to_string();
     (Process(child), addr)
+}
+
+/// Declares one more asynchronous endpoint (variant AllTraffic, no instances) in a running
+/// `sim serve`.
+pub(crate) fn declare_endpoint(addr: &str, name: &str, instance_type: &str) {
+    let body = format!(r#"{{"endpoint": "{name}", "instanceType": "{instance_type}"}}"#);
+    let (status, answer) = http(addr, "POST", "/_sim/endpoints", &[], &body);
+    assert!(
+        status == 204 || answer.contains("already declared"),
+        "{status} {answer}"
+    );
 }
 
 /// One HTTP/1.1 request; returns the status code and the body.

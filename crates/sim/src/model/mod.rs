@@ -41,6 +41,22 @@ pub struct EndpointSpec {
     pub asynchronous: bool,
 }
 
+impl EndpointSpec {
+    /// An asynchronous endpoint with no instances and no load (a test fixture, or `sim serve
+    /// --endpoint`).
+    pub fn idle(endpoint: &str, variant: &str, instance_type: &str) -> Self {
+        Self {
+            endpoint: endpoint.to_string(),
+            variant: variant.to_string(),
+            instance_type: instance_type.to_string(),
+            throughput_per_minute: 6.0,
+            initial_instances: 0,
+            load: None,
+            asynchronous: true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct Accumulator {
     sum: f64,

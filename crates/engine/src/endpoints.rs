@@ -1,0 +1,140 @@
+//! SageMaker's own state: the endpoint a resource scales, and the instances every endpoint of the
+//! account holds of an instance type (what a shared quota is split against).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use asyncscale_core::names::ALARM_PREFIX;
+use asyncscale_core::{
+    EndpointConfigState, EndpointReading, EndpointState, ObservedAlarm, ResourceNames,
+};
+use futures::StreamExt;
+
+use crate::error::{AwsError, ErrorClass};
+use crate::port::{AutoscalingBackend, Holding};
+
+/// Endpoint descriptions read at once by a scan without a fleet view (the request budget paces
+/// them further).
+const SCAN_CONCURRENCY: usize = 8;
+
+/// The endpoint and its configuration: DescribeEndpoint, then DescribeEndpointConfig (read once
+/// per name by the fleet view and the SDK adapter).
+pub async fn read_endpoint(
+    backend: &dyn AutoscalingBackend,
+    name: &str,
+) -> Result<EndpointReading, AwsError> {
+    let Some(endpoint) = backend.describe_endpoint(name).await? else {
+        return Ok(EndpointReading::Missing);
+    };
+    let config = backend
+        .describe_endpoint_config(&endpoint.config_name)
+        .await?;
+    Ok(EndpointReading::Found { endpoint, config })
+}
+
+/// Every endpoint of the account and region, described with its configuration: ListEndpoints,
+/// then one DescribeEndpoint and one DescribeEndpointConfig per endpoint. An endpoint deleted
+/// while the scan runs is left out.
+pub async fn scan_endpoints<B: AutoscalingBackend + ?Sized>(
+    backend: &B,
+) -> Result<Vec<(EndpointState, Option<EndpointConfigState>)>, AwsError> {
+    let mut names = Vec::new();
+    let mut next = None;
+    loop {
+        let page = backend.list_endpoints(next).await?;
+        names.extend(page.items.into_iter().map(|s| s.name));
+        match page.next {
+            Some(token) => next = Some(token),
+            None => break,
+        }
+    }
+    let described: Vec<Result<Option<_>, AwsError>> = futures::stream::iter(names)
+        .map(|name| async move {
+            let Some(endpoint) = backend.describe_endpoint(&name).await? else {
+                return Ok(None);
+            };
+            let config = backend
+                .describe_endpoint_config(&endpoint.config_name)
+                .await?;
+            Ok(Some((endpoint, config)))
+        })
+        .buffer_unordered(SCAN_CONCURRENCY)
+        .collect()
+        .await;
+    let mut endpoints = Vec::new();
+    for d in described {
+        endpoints.extend(d?);
+    }
+    endpoints.sort_by(|a, b| a.0.summary.name.cmp(&b.0.summary.name));
+    Ok(endpoints)
+}
+
+/// The default [`AutoscalingBackend::instance_usage`]: a full scan.
+pub async fn scan_usage<B: AutoscalingBackend + ?Sized>(
+    backend: &B,
+    instance_type: &str,
+) -> Result<Vec<Holding>, AwsError> {
+    let endpoints = scan_endpoints(backend).await?;
+    Ok(holdings(
+        endpoints.iter().map(|(e, c)| (e, c.as_ref())),
+        instance_type,
+    ))
+}
+
+/// The variants of `endpoints` that run `instance_type`. A variant whose configuration is
+/// unknown (deleted) is not counted: its type cannot be known.
+pub fn holdings<'a>(
+    endpoints: impl IntoIterator<Item = (&'a EndpointState, Option<&'a EndpointConfigState>)>,
+    instance_type: &str,
+) -> Vec<Holding> {
+    let mut held = Vec::new();
+    for (endpoint, config) in endpoints {
+        let Some(config) = config else { continue };
+        for variant in &endpoint.variants {
+            if config.instance_type(&variant.name) != Some(instance_type) {
+                continue;
+            }
+            let current = variant.current_instances.unwrap_or(0).max(0);
+            let desired = variant.desired_instances.unwrap_or(current).max(0);
+            held.push(Holding {
+                resource_id: ResourceNames::new(&endpoint.summary.name, &variant.name).resource_id,
+                instances: current.max(desired) as u32,
+                scaling_out: desired > current,
+            });
+        }
+    }
+    held
+}
+
+/// The default [`AutoscalingBackend::waiting_without_capacity`]: asyncscale's alarms, listed.
+pub async fn list_waiting<B: AutoscalingBackend + ?Sized>(
+    backend: &B,
+) -> Result<Arc<HashSet<String>>, AwsError> {
+    let mut alarms = Vec::new();
+    let mut next = None;
+    loop {
+        let page = backend.list_alarms(ALARM_PREFIX, next).await?;
+        alarms.extend(page.items);
+        match page.next {
+            Some(token) => next = Some(token),
+            None => return Ok(Arc::new(firing(&alarms))),
+        }
+    }
+}
+
+/// The resource ids of asyncscale's alarms among `alarms` that are in ALARM.
+pub fn firing<'a>(alarms: impl IntoIterator<Item = &'a ObservedAlarm>) -> HashSet<String> {
+    alarms
+        .into_iter()
+        .filter(|a| a.state.as_deref() == Some("ALARM"))
+        .filter_map(|a| ResourceNames::resource_id_of_alarm(&a.alarm.name))
+        .map(str::to_string)
+        .collect()
+}
+
+/// SageMaker's answer to a read of a missing endpoint or configuration: a ValidationException
+/// "Could not find endpoint "<arn>"." (or "endpoint configuration"), not a 404.
+pub fn is_missing(error: &AwsError) -> bool {
+    error.class == ErrorClass::NotFound
+        || (error.code == "ValidationException" && error.message.starts_with("Could not find"))
+}
