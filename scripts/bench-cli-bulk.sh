@@ -12,18 +12,18 @@ bin=${ASYNCSCALE_RELEASE_BIN:-target/release/asyncscale}
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-"$bin" sim serve --listen 127.0.0.1:0 --quota ml.g4dn.xlarge=100000 2>"$work/aws.log" &
+for i in $(seq -w 1 "$n"); do
+  printf -- '---\napiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {name: e%s, namespace: bench}\nspec: {endpointName: bench-%s, instanceType: ml.g4dn.xlarge, maxCapacity: 4, targetTracking: {targetValue: 5}}\n' "$i" "$i"
+done >"$work/fleet.yaml"
+"$bin" sim serve --listen 127.0.0.1:0 --quota ml.g4dn.xlarge=100000 --endpoints-from "$work/fleet.yaml" 2>"$work/aws.log" &
 pids+=($!)
 for _ in $(seq 100); do grep -q "listening on" "$work/aws.log" && break; sleep 0.1; done
 aws=$(grep -o 'http://[^ ]*' "$work/aws.log")
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true
-for i in $(seq -w 1 "$n"); do
-  printf -- '---\napiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {name: e%s, namespace: bench}\nspec: {endpointName: bench-%s, instanceType: ml.g4dn.xlarge, maxCapacity: 4, targetTracking: {targetValue: 5}}\n' "$i" "$i"
-done >"$work/fleet.yaml"
 # An operation's own rate wins over its service's `*`: lift those one by one.
 unlimited=(--aws-rate 'application-autoscaling:*=0' --aws-rate 'cloudwatch:*=0' --aws-rate 'cloudwatch:PutMetricAlarm=0'
   --aws-rate 'cloudwatch:DescribeAlarms=0' --aws-rate 'service-quotas:*=0' --aws-rate 'service-quotas:GetServiceQuota=0'
-  --aws-rate 'service-quotas:ListServiceQuotas=0')
+  --aws-rate 'service-quotas:ListServiceQuotas=0' --aws-rate 'sagemaker:*=0')
 apply() { "$bin" apply -f "$work/fleet.yaml" --aws-endpoint "$aws" --region us-east-1 "$@" 2>&1 >/dev/null | grep '^AWS calls'; }
 echo "first apply (creates $n): $(apply "${unlimited[@]}")"
 start=$(date +%s.%N)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A fleet of N AsyncEndpointScaling resources on a real kube-apiserver and etcd, reconciled by the
 # release controller against the local AWS endpoint enforcing AWS's published request rates
-# (`sim serve --rate-limits aws`, plus Application Auto Scaling at the controller's assumed 10 a
-# second per operation). Prints: kubectl apply to all Ready, AWS calls and writes per endpoint
+# (`sim serve --rate-limits aws`, plus Application Auto Scaling and SageMaker at the controller's
+# assumed 10 a second per operation). Prints: kubectl apply to all Ready, AWS calls and writes per endpoint
 # per resync once converged, throttles answered by the endpoint, time waited for the request
 # budget, and the controller's memory.
 #
@@ -36,17 +36,6 @@ now() { date +%s.%N; }
 
 "$controlplane" --kubeconfig "$work/kubeconfig" 2>"$work/controlplane.log" &
 pids+=($!)
-"$bin" sim serve --listen 127.0.0.1:0 --quota ml.g4dn.xlarge=100000 \
-  --rate-limits aws --rate-limit 'application-autoscaling:*=10/10' 2>"$work/aws.log" &
-pids+=($!)
-wait_for "$work/controlplane.log" "control plane ready"
-wait_for "$work/aws.log" "listening on"
-aws=$(grep -o 'http://[^ ]*' "$work/aws.log")
-export KUBECONFIG="$work/kubeconfig" AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true
-
-kubectl apply -f crds/asyncendpointscalings.asyncscale.io.yaml >/dev/null
-kubectl wait --for=condition=Established crd/asyncendpointscalings.asyncscale.io --timeout=60s >/dev/null
-kubectl create namespace bench >/dev/null
 for i in $(seq -w 1 "$n"); do
   cat <<EOF
 ---
@@ -56,6 +45,18 @@ metadata: {name: e$i, namespace: bench}
 spec: {endpointName: bench-$i, instanceType: ml.g4dn.xlarge, maxCapacity: 4, targetTracking: {targetValue: 5}}
 EOF
 done >"$work/fleet.yaml"
+# The account's SageMaker endpoints: one per resource.
+"$bin" sim serve --listen 127.0.0.1:0 --quota ml.g4dn.xlarge=100000 --endpoints-from "$work/fleet.yaml" \
+  --rate-limits aws --rate-limit 'application-autoscaling:*=10/10' --rate-limit 'sagemaker:*=10/10' 2>"$work/aws.log" &
+pids+=($!)
+wait_for "$work/controlplane.log" "control plane ready"
+wait_for "$work/aws.log" "listening on"
+aws=$(grep -o 'http://[^ ]*' "$work/aws.log")
+export KUBECONFIG="$work/kubeconfig" AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true
+
+kubectl apply -f crds/asyncendpointscalings.asyncscale.io.yaml >/dev/null
+kubectl wait --for=condition=Established crd/asyncendpointscalings.asyncscale.io --timeout=60s >/dev/null
+kubectl create namespace bench >/dev/null
 
 metrics_port=$(free_port)
 "$bin" run --aws-endpoint "$aws" --region us-east-1 --resync "$resync" \

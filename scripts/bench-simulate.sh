@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `asyncscale simulate` of a fleet through the CLI, as a user runs it: N endpoints of one
-# instance type sharing one quota (--share-quota; quota 3 instances per endpoint), 2 requests a
+# instance type sharing one quota (quota.policy Share, the default; quota 3 instances per endpoint), 2 requests a
 # minute each for 24 simulated hours, JSON output. Prints the wall time, the peak RSS and what
 # the fleet did.
 #
@@ -23,7 +23,7 @@ python3 - "$bin" "$work/fleet.yaml" "$n" <<'PY'
 import json, resource, subprocess, sys, time
 bin, fleet, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cmd = [bin, "simulate", "-f", fleet, "--load", "rate:2/m@0m-24h", "--duration", "24h",
-       "--quota", f"ml.g4dn.xlarge={3 * n}", "--share-quota", "-o", "json"]
+       "--quota", f"ml.g4dn.xlarge={3 * n}", "-o", "json"]
 start = time.monotonic()
 out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 took = time.monotonic() - start

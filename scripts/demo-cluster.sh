@@ -13,7 +13,7 @@ wait_for() { for _ in $(seq 600); do grep -q "$2" "$1" 2>/dev/null && return; sl
 
 "$controlplane" --kubeconfig "$work/kubeconfig" 2>"$work/controlplane.log" &
 pids+=($!)
-"$bin" sim serve --listen 127.0.0.1:0 --quota ml.g4dn.xlarge=4 2>"$work/aws.log" &
+"$bin" sim serve --listen 127.0.0.1:0 --quota ml.g4dn.xlarge=4 --endpoints-from examples/sdxl.yaml 2>"$work/aws.log" &
 pids+=($!)
 wait_for "$work/controlplane.log" "control plane ready"
 wait_for "$work/aws.log" "listening on"

@@ -5,7 +5,7 @@ manifest=${1:-examples/sdxl.yaml}
 bin=${ASYNCSCALE_BIN:-target/debug/asyncscale}
 
 log=$(mktemp)
-"$bin" sim serve --listen 127.0.0.1:0 --quota ml.g4dn.xlarge=4 2>"$log" &
+"$bin" sim serve --listen 127.0.0.1:0 --quota ml.g4dn.xlarge=4 --endpoints-from "$manifest" 2>"$log" &
 sim=$!
 trap 'kill $sim 2>/dev/null; rm -f "$log"' EXIT
 for _ in $(seq 50); do grep -q "listening on" "$log" && break; sleep 0.1; done

@@ -23,7 +23,7 @@ hs.message = ready.message or ""
 if ready.status == "True" then
   hs.status = "Healthy"
 elseif ready.status == "False" then
-  local passing = { Reconciling = true, ChangesPending = true, ObserveFailed = true, WaitingForQuota = true }
+  local passing = { Reconciling = true, ChangesPending = true, ObserveFailed = true, WaitingForQuota = true, EndpointNotFound = true }
   if passing[ready.reason] then
     hs.status = "Progressing"
   else

@@ -33,8 +33,7 @@ fn spec(endpoint: &str, extra: &str) -> AsyncEndpointScalingSpec {
 }
 
 async fn account(quota: u32) -> (SimServer, SdkBackend) {
-    let quotas =
-        asyncscale_sim::quota_table(&[format!("ml.g4dn.xlarge={quota}")], &[]).unwrap();
+    let quotas = asyncscale_sim::quota_table(&[format!("ml.g4dn.xlarge={quota}")], &[]).unwrap();
     let server = asyncscale_sim::start("127.0.0.1:0".parse().unwrap(), quotas)
         .await
         .unwrap();
@@ -91,10 +90,26 @@ async fn an_endpoint_that_cannot_be_scaled_gets_a_reason_and_no_aws_write() {
         world.add_endpoint(EndpointSpec::idle("gpu", "AllTraffic", "ml.g5.xlarge"));
     }
     let cases = [
-        (spec("nowhere", ""), Reason::EndpointNotFound, "does not exist"),
-        (spec("two-variants", ""), Reason::VariantNotFound, "no production variant AllTraffic (it has: Blue)"),
-        (spec("realtime", ""), Reason::NotAsynchronous, "has no AsyncInferenceConfig"),
-        (spec("gpu", ""), Reason::InstanceTypeMismatch, "set spec.instanceType to ml.g5.xlarge"),
+        (
+            spec("nowhere", ""),
+            Reason::EndpointNotFound,
+            "does not exist",
+        ),
+        (
+            spec("two-variants", ""),
+            Reason::VariantNotFound,
+            "no production variant AllTraffic (it has: Blue)",
+        ),
+        (
+            spec("realtime", ""),
+            Reason::NotAsynchronous,
+            "has no AsyncInferenceConfig",
+        ),
+        (
+            spec("gpu", ""),
+            Reason::InstanceTypeMismatch,
+            "set spec.instanceType to ml.g5.xlarge",
+        ),
     ];
     for (spec, reason, words) in cases {
         let report = apply(&backend, &spec, &[]).await;
@@ -107,9 +122,16 @@ async fn an_endpoint_that_cannot_be_scaled_gets_a_reason_and_no_aws_write() {
         let (ready, message) = condition(&report, "Ready");
         assert_eq!(ready, reason.as_str());
         assert!(message.contains(words), "{message}");
-        assert!(report.error.is_none(), "a standing problem, not a failed call to retry fast");
+        assert!(
+            report.error.is_none(),
+            "a standing problem, not a failed call to retry fast"
+        );
     }
-    assert_eq!(backend.calls().writes(), 0, "nothing written for any of them");
+    assert_eq!(
+        backend.calls().writes(),
+        0,
+        "nothing written for any of them"
+    );
 }
 
 /// Status shows the endpoint as SageMaker reports it: status, instance type, instances.
@@ -176,7 +198,11 @@ async fn two_endpoints_share_what_the_quota_leaves_and_say_so() {
         let peers = quota_peers(s, "us-east-1", specs.iter().map(|o| (o, "us-east-1")));
         apply(&backend, s, &peers).await;
     }
-    assert_eq!(backend.calls().writes(), writes, "no write when no cap must change");
+    assert_eq!(
+        backend.calls().writes(),
+        writes,
+        "no write when no cap must change"
+    );
 }
 
 /// An endpoint whose share is 0 and whose requests wait with no instance (its scale-from-zero
@@ -254,12 +280,22 @@ async fn the_fleet_view_describes_only_endpoints_that_changed() {
     assert_eq!(count("DescribeEndpoint"), described, "nothing changed");
 
     // e3 scales (AWS changes its desired count): one description, and its resource wakes.
-    server.world.lock().unwrap().endpoint_mut("e3").unwrap().last_modified_s += 60.0;
+    server
+        .world
+        .lock()
+        .unwrap()
+        .endpoint_mut("e3")
+        .unwrap()
+        .last_modified_s += 60.0;
     tokio::time::sleep(every).await;
     let report = apply(&view, &specs[3], &[]).await;
     assert_eq!(report.outcome, SyncOutcome::InSync);
     assert_eq!(count("DescribeEndpoint"), described + 1);
     let change = changes.try_recv().expect("the change is reported");
     assert_eq!(change.resource_id, "endpoint/e3/variant/AllTraffic");
-    assert_eq!(count("DescribeEndpointConfig"), 5, "each configuration read once");
+    assert_eq!(
+        count("DescribeEndpointConfig"),
+        5,
+        "each configuration read once"
+    );
 }

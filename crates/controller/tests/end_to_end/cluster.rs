@@ -243,7 +243,10 @@ async fn kubectl_apply_reconciles_through_the_controller_and_delete_cleans_aws()
     );
     // The endpoint as SageMaker reports it, and the share of the quota (this endpoint alone).
     assert_eq!(object["status"]["endpoint"]["status"], "InService");
-    assert_eq!(object["status"]["endpoint"]["instanceType"], "ml.g4dn.xlarge");
+    assert_eq!(
+        object["status"]["endpoint"]["instanceType"],
+        "ml.g4dn.xlarge"
+    );
     assert_eq!(object["status"]["quota"]["inUse"], 0);
     assert_eq!(object["status"]["quota"]["sharingEndpoints"], 1);
     let quota_clamped = object["status"]["conditions"]
