@@ -54,7 +54,7 @@ const PAGE_WAITS: [Duration; 3] = [
 const CHANGES_BUFFERED: usize = 4096;
 /// Endpoint and configuration descriptions a refresh reads at once (the request budget paces
 /// them further).
-const DESCRIBE_CONCURRENCY: usize = 8;
+const DESCRIBE_CONCURRENCY: usize = 16;
 /// After a failed refresh, reads fail at once for this long instead of every reconcile
 /// retrying the whole refresh.
 const FAILED_REFRESH_HOLD: Duration = Duration::from_secs(5);
@@ -340,35 +340,37 @@ impl FleetView {
             .filter(|s| !known.contains_key(&s.name))
             .map(|s| s.name.clone())
             .collect();
+        // Each endpoint with its configuration right after it, so that both APIs' budgets are
+        // spent at once (a first refresh of N endpoints takes N reads of each).
+        let known_configs = Arc::new(known_configs);
         let described = describe_all(to_describe, {
             let inner = self.inner.clone();
             move |name| {
-                let inner = inner.clone();
-                async move { with_page_retries(|| inner.describe_endpoint(&name)).await }
+                let (inner, known_configs) = (inner.clone(), known_configs.clone());
+                async move {
+                    let Some(endpoint) =
+                        with_page_retries(|| inner.describe_endpoint(&name)).await?
+                    else {
+                        // Gone since it was listed: left out.
+                        return Ok(None);
+                    };
+                    let config = if known_configs.contains(&endpoint.config_name) {
+                        None
+                    } else {
+                        with_page_retries(|| inner.describe_endpoint_config(&endpoint.config_name))
+                            .await?
+                    };
+                    Ok(Some((endpoint, config)))
+                }
             }
         })
         .await?;
         let mut endpoints: Vec<EndpointState> = known.into_values().collect();
-        // One gone since it was listed is left out.
-        endpoints.extend(described.into_iter().flatten());
-        let mut wanted: Vec<String> = endpoints
-            .iter()
-            .map(|e| e.config_name.clone())
-            .filter(|name| !known_configs.contains(name))
-            .collect();
-        wanted.sort_unstable();
-        wanted.dedup();
-        let configs = describe_all(wanted, {
-            let inner = self.inner.clone();
-            move |name| {
-                let inner = inner.clone();
-                async move { with_page_retries(|| inner.describe_endpoint_config(&name)).await }
-            }
-        })
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+        let mut configs = Vec::new();
+        for (endpoint, config) in described.into_iter().flatten() {
+            endpoints.push(endpoint);
+            configs.extend(config);
+        }
         Ok((endpoints, configs))
     }
 
