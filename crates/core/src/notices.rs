@@ -51,12 +51,12 @@ pub fn notices(
     if let Some(clamp) =
         find(status, ConditionType::QuotaClamped).filter(|_| *outcome == SyncOutcome::InSync)
     {
-        let now = is(clamp, ConditionStatus::True, Reason::Clamped);
-        let before = was(
-            ConditionType::QuotaClamped,
-            ConditionStatus::True,
-            Reason::Clamped,
-        );
+        // A share below maxCapacity lowers it as a clamp does.
+        let now = is(clamp, ConditionStatus::True, Reason::Clamped)
+            || is(clamp, ConditionStatus::True, Reason::Shared);
+        let before = [Reason::Clamped, Reason::Shared]
+            .into_iter()
+            .any(|r| was(ConditionType::QuotaClamped, ConditionStatus::True, r));
         if now && !before {
             news.push(Notice::new(
                 false,
@@ -98,6 +98,14 @@ pub fn notices(
         }
         SyncOutcome::WaitingForQuota(message) if !synced_was(Reason::WaitingForQuota) => {
             news.push(Notice::new(true, "WaitingForQuota", "Apply", message));
+        }
+        SyncOutcome::EndpointUnusable(problem) if !synced_was(problem.reason()) => {
+            news.push(Notice::new(
+                true,
+                problem.reason().as_str(),
+                "Apply",
+                &problem.to_string(),
+            ));
         }
         // A passing failure to read AWS is not news; one that outlasts the last good observation
         // (Ready turns Unknown) is.
@@ -142,6 +150,21 @@ mod tests {
 
     fn reasons(news: &[Notice]) -> Vec<&str> {
         news.iter().map(|n| n.reason.as_str()).collect()
+    }
+
+    #[test]
+    fn an_endpoint_problem_is_news_once_until_it_changes() {
+        use ConditionStatus::*;
+        let problem = crate::endpoint::EndpointProblem::NotFound {
+            endpoint: "sdxl-async".into(),
+        };
+        let outcome = SyncOutcome::EndpointUnusable(Box::new(problem));
+        let now = with(&[(ConditionType::Synced, False, Reason::EndpointNotFound)]);
+        let fine = with(&[(ConditionType::Synced, True, Reason::InSync)]);
+        let first = notices(Some(&fine), &now, &outcome);
+        assert_eq!(reasons(&first), ["EndpointNotFound"]);
+        assert!(first[0].warning && first[0].note.contains("does not exist"));
+        assert!(notices(Some(&now), &now, &outcome).is_empty(), "not again");
     }
 
     #[test]

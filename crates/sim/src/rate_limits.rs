@@ -168,7 +168,9 @@ impl RateLimits {
 
 /// Each service's own throttling error: Application Auto Scaling's ThrottlingException "Rate
 /// exceeded" (§2.5), CloudWatch's Throttling "Rate exceeded" (§4.5, as AAS quotes it), Service
-/// Quotas' TooManyRequestsException "Due to throttling, the request was denied." (§5.2); all 400.
+/// Quotas' TooManyRequestsException "Due to throttling, the request was denied." (§5.2), and
+/// SageMaker's ThrottlingException (the error AWS's knowledge center names for SageMaker API
+/// calls, "sagemaker-python-throttlingexception"); all 400.
 pub(crate) fn throttled(service: &str) -> ApiError {
     let (code, message) = match service {
         "cloudwatch" => ("Throttling", "Rate exceeded"),

@@ -7,9 +7,9 @@
 //! adapter retries what the SDK does not: ConcurrentUpdateException and CloudWatch throttling
 //! wrapped in FailedResourceAccessException (aws-semantics.md §6.3).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -172,6 +172,8 @@ pub struct SdkBackend {
     endpoint_configs: Mutex<BTreeMap<String, EndpointConfigState>>,
     /// The latest scan of every endpoint, for [`ENDPOINT_SCAN_TTL`]; one scan at a time.
     endpoint_scan: tokio::sync::Mutex<Option<EndpointScan>>,
+    /// The latest list of the resources waiting without capacity, for as long.
+    waiting: tokio::sync::Mutex<Option<(std::time::Instant, Arc<HashSet<String>>)>>,
     region: String,
     timeouts: AwsTimeouts,
     quota_ttl: Duration,
@@ -239,6 +241,7 @@ impl SdkBackend {
             quota_values: Mutex::new(BTreeMap::new()),
             endpoint_configs: Mutex::new(BTreeMap::new()),
             endpoint_scan: tokio::sync::Mutex::new(None),
+            waiting: tokio::sync::Mutex::new(None),
             region,
             quota_ttl: QUOTA_TTL,
             budget: RequestBudget::default(),
@@ -566,5 +569,9 @@ impl AutoscalingBackend for SdkBackend {
 
     async fn instance_usage(&self, instance_type: &str) -> Result<Vec<Holding>, AwsError> {
         SdkBackend::instance_usage(self, instance_type).await
+    }
+
+    async fn waiting_without_capacity(&self) -> Result<Arc<HashSet<String>>, AwsError> {
+        SdkBackend::waiting_without_capacity(self).await
     }
 }

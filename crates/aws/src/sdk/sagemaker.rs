@@ -8,7 +8,10 @@ use asyncscale_core::*;
 use std::time::{Duration, Instant};
 
 use asyncscale_engine::Holding;
-use asyncscale_engine::endpoints::{holdings, is_missing, scan_endpoints};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use asyncscale_engine::endpoints::{holdings, is_missing, list_waiting, scan_endpoints};
 
 use super::{SM, SdkBackend, next_token};
 use asyncscale_engine::{AwsError, Page};
@@ -40,6 +43,20 @@ impl SdkBackend {
             endpoints.iter().map(|(e, c)| (e, c.as_ref())),
             instance_type,
         ))
+    }
+
+    /// The resources whose scale-from-zero alarm fires, listed once per [`ENDPOINT_SCAN_TTL`]
+    /// like the scan it goes with (the resources of one run share one list).
+    pub(super) async fn waiting_without_capacity(&self) -> Result<Arc<HashSet<String>>, AwsError> {
+        let mut waiting = self.waiting.lock().await;
+        if let Some((at, known)) = &*waiting
+            && at.elapsed() < ENDPOINT_SCAN_TTL
+        {
+            return Ok(known.clone());
+        }
+        let listed = list_waiting(self).await?;
+        *waiting = Some((Instant::now(), listed.clone()));
+        Ok(listed)
     }
 
     pub(super) async fn describe_endpoint(

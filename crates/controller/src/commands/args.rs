@@ -104,6 +104,14 @@ const RATE_OPERATIONS: &[(&str, &[&str])] = &[
             "ListAWSDefaultServiceQuotas",
         ],
     ),
+    (
+        "sagemaker",
+        &[
+            "DescribeEndpoint",
+            "DescribeEndpointConfig",
+            "ListEndpoints",
+        ],
+    ),
 ];
 
 /// The slowest rate accepted: one request in 100 seconds (0 means no limit).
