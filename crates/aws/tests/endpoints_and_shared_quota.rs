@@ -180,7 +180,7 @@ async fn two_endpoints_share_what_the_quota_leaves_and_say_so() {
         assert_eq!(reason, "Shared");
         assert!(
             message.contains(&format!(
-                "1 of 4 in use by 2 endpoints and 1 instance of other endpoints; this endpoint may grow to {cap}"
+                "1 of 4 in use (0 by the 2 endpoints sharing it, 1 by other endpoints); this endpoint may grow to {cap}"
             )),
             "{message}"
         );
@@ -306,4 +306,115 @@ async fn the_fleet_view_describes_only_endpoints_that_changed() {
         5,
         "each configuration read once"
     );
+}
+
+/// Two minimums of 3 in a quota of 4 (the break-test's repro): the first by id is granted, the
+/// second waits with nothing written, and no scale-out can fail.
+#[tokio::test]
+async fn a_minimum_that_does_not_fit_the_share_waits_and_writes_nothing() {
+    let (server, backend) = account(4).await;
+    for name in ["m1", "m2"] {
+        server.declare_endpoint(name, "AllTraffic", "ml.g4dn.xlarge");
+    }
+    let specs = [
+        spec("m1", ", minCapacity: 3"),
+        spec("m2", ", minCapacity: 3"),
+    ];
+    let peers_of = |s: &AsyncEndpointScalingSpec| {
+        quota_peers(s, "us-east-1", specs.iter().map(|o| (o, "us-east-1")))
+    };
+    let m1 = apply(&backend, &specs[0], &peers_of(&specs[0])).await;
+    assert_eq!(m1.outcome, SyncOutcome::InSync, "{:?}", m1.status);
+    let writes = backend.calls().writes();
+    let m2 = apply(&backend, &specs[1], &peers_of(&specs[1])).await;
+    let SyncOutcome::WaitingForQuota(message) = &m2.outcome else {
+        panic!("{:?}", m2.outcome)
+    };
+    assert!(
+        message.contains("minCapacity 3 asks for more instances"),
+        "{message}"
+    );
+    assert_eq!(backend.calls().writes(), writes, "nothing written for m2");
+}
+
+/// A resource on a real-time endpoint writes nothing, so it takes no share: the other keeps
+/// the whole quota (the break-test's repro).
+#[tokio::test]
+async fn a_resource_that_cannot_scale_its_endpoint_takes_no_share() {
+    let (server, backend) = account(4).await;
+    server.declare_endpoint("sdxl", "AllTraffic", "ml.g4dn.xlarge");
+    server.world.lock().unwrap().add_endpoint(EndpointSpec {
+        asynchronous: false,
+        ..EndpointSpec::idle("rt", "AllTraffic", "ml.g4dn.xlarge")
+    });
+    let specs = [spec("sdxl", ""), spec("rt", "")];
+    let peers = quota_peers(
+        &specs[0],
+        "us-east-1",
+        specs.iter().map(|o| (o, "us-east-1")),
+    );
+    let report = apply(&backend, &specs[0], &peers).await;
+    assert_eq!(
+        report.status.effective_max_capacity,
+        Some(4),
+        "{:?}",
+        report.status
+    );
+}
+
+/// An endpoint created after the last refresh is read directly, not reported missing; an
+/// unrelated endpoint whose configuration cannot be read is left out of the picture instead of
+/// failing every resource (both from the break-test).
+#[tokio::test]
+async fn the_fleet_view_reads_a_new_endpoint_and_skips_an_unreadable_one() {
+    let (server, backend) = account(8).await;
+    server.declare_endpoint("e0", "AllTraffic", "ml.g4dn.xlarge");
+    let view = FleetView::new(
+        Arc::new(backend),
+        FleetConfig {
+            refresh_every: Duration::from_secs(3600),
+            policy_refresh_every: 1,
+        },
+    );
+    assert_eq!(
+        apply(&view, &spec("e0", ""), &[]).await.outcome,
+        SyncOutcome::InSync
+    );
+    server.declare_endpoint("late", "AllTraffic", "ml.g4dn.xlarge");
+    let report = apply(&view, &spec("late", ""), &[]).await;
+    assert_eq!(report.outcome, SyncOutcome::InSync, "{:?}", report.status);
+
+    // A new refresh, with another endpoint's configuration denied.
+    let view = FleetView::new(
+        Arc::new(
+            backend_at(&server.url())
+                .await
+                .with_budget(RequestBudget::unlimited()),
+        ),
+        FleetConfig::default(),
+    );
+    server.declare_endpoint("private", "AllTraffic", "ml.g4dn.xlarge");
+    server
+        .account
+        .lock()
+        .unwrap()
+        .faults
+        .push(asyncscale_sim::Fault {
+            service: None,
+            operation: "DescribeEndpointConfig".into(),
+            code: Some("AccessDeniedException".into()),
+            status: 400,
+            message: None,
+            count: 0,
+            delay_seconds: 0.0,
+        });
+    // e0's configuration is denied too, so its resource fails on its own read...
+    let e0 = apply(&view, &spec("e0", ""), &[]).await;
+    assert!(
+        matches!(&e0.outcome, SyncOutcome::ObserveFailed(m) if m.contains("AccessDenied")),
+        "{:?}",
+        e0.outcome
+    );
+    // ...but the refresh itself stood: the endpoints are in the picture.
+    assert!(view.describe_endpoint("late").await.unwrap().is_some());
 }

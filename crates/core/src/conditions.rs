@@ -65,6 +65,7 @@ named! {
         DeleteFailed,
         QuotaNotRead,
         QuotaUnknown,
+        NotApplied,
         Clamped,
         Shared,
         ClampDisabled,

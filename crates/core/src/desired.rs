@@ -41,6 +41,9 @@ pub struct QuotaShare {
     pub endpoints: usize,
     /// Why the cap is what it is ("4 of 4 in use by 2 endpoints; this endpoint may grow to 2").
     pub explanation: String,
+    /// minCapacity asks for more instances than the endpoint holds and the quota leaves: it is
+    /// not granted, and nothing is written until it fits.
+    pub min_unmet: bool,
 }
 
 /// Why the scalable target's MaxCapacity is what it is.

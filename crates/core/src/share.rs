@@ -17,7 +17,7 @@
 //! scaling within its shares causes no MaxCapacity writes; caps move only when instances are
 //! released (a scale-in lets the others grow) or the set of endpoints changes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One endpoint variant holding instances of the instance type.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,8 +50,14 @@ pub struct Split {
     pub endpoints: usize,
     /// Instances held by endpoints that do not share it.
     pub elsewhere: u32,
+    /// Instances held by the endpoints sharing it.
+    pub held_by_sharing: u32,
     /// The cap of each endpoint that shares the quota, by resource id.
     pub caps: BTreeMap<String, u32>,
+    /// Endpoints whose minCapacity asks for more instances than they hold and than the quota
+    /// leaves: their minimum is not granted (raising it would fail in AWS, or take the others'
+    /// instances), and their cap may be below it.
+    pub min_unmet: BTreeSet<String>,
 }
 
 impl Split {
@@ -62,13 +68,15 @@ impl Split {
             1 => "1 endpoint".to_string(),
             n => format!("{n} endpoints"),
         };
-        let elsewhere = match self.elsewhere {
-            0 => String::new(),
-            1 => " and 1 instance of other endpoints".into(),
-            n => format!(" and {n} instances of other endpoints"),
+        let in_use = match self.elsewhere {
+            0 => format!("in use by {endpoints}"),
+            n => format!(
+                "in use ({} by the {endpoints} sharing it, {n} by other endpoints)",
+                self.held_by_sharing
+            ),
         };
         Some(format!(
-            "{} of {} in use by {endpoints}{elsewhere}; this endpoint may grow to {cap}",
+            "{} of {} {in_use}; this endpoint may grow to {cap}",
             self.in_use, self.quota
         ))
     }
@@ -83,12 +91,28 @@ pub fn split(quota: u32, holders: &[Holder]) -> Split {
         .map(|h| h.instances)
         .sum();
     let available = quota.saturating_sub(unshared);
-    let mut shared: Vec<(&Holder, u32, u32)> = holders
-        .iter()
-        .filter_map(|h| {
-            let b = h.shared?;
-            let floor = h.instances.max(b.min_capacity).min(b.max_capacity);
-            Some((h, floor, b.max_capacity))
+    // What each sharing endpoint holds stays its own. A minimum above that asks for instances, as
+    // a scale-out does: granted in resource id order while what is held and granted fits.
+    let mut sharing: Vec<&Holder> = holders.iter().filter(|h| h.shared.is_some()).collect();
+    sharing.sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
+    let held_by_sharing: u32 = sharing.iter().map(|h| h.instances).sum();
+    let mut committed = u64::from(held_by_sharing);
+    let mut min_unmet = BTreeSet::new();
+    let mut shared: Vec<(&Holder, u32, u32)> = sharing
+        .into_iter()
+        .map(|h| {
+            let b = h.shared.expect("sharing");
+            let held = h.instances.min(b.max_capacity);
+            let wanted = h.instances.max(b.min_capacity).min(b.max_capacity);
+            let demand = u64::from(wanted.saturating_sub(held));
+            let floor = if demand == 0 || committed + demand <= u64::from(available) {
+                committed += demand;
+                wanted
+            } else {
+                min_unmet.insert(h.resource_id.clone());
+                held
+            };
+            (h, floor, b.max_capacity)
         })
         .collect();
     // The highest level whose caps fit: the sum of caps grows with the level, so bisect.
@@ -129,7 +153,9 @@ pub fn split(quota: u32, holders: &[Holder]) -> Split {
         in_use,
         endpoints: holders.iter().filter(|h| h.shared.is_some()).count(),
         elsewhere: unshared,
+        held_by_sharing,
         caps,
+        min_unmet,
     }
 }
 
@@ -187,7 +213,7 @@ mod tests {
         assert_eq!(split.caps.values().copied().collect::<Vec<_>>(), [2, 2, 2]);
         assert_eq!(
             split.explain("a").unwrap(),
-            "4 of 10 in use by 3 endpoints and 4 instances of other endpoints; this endpoint may grow to 2"
+            "4 of 10 in use (0 by the 3 endpoints sharing it, 4 by other endpoints); this endpoint may grow to 2"
         );
     }
 
@@ -203,14 +229,27 @@ mod tests {
     }
 
     #[test]
-    fn a_cap_is_never_below_what_an_endpoint_holds_nor_its_minimum() {
-        // Another tool already took more than the quota leaves: nothing is taken away.
+    fn a_cap_is_never_below_what_an_endpoint_holds() {
+        // Another tool already took more than the quota leaves: nothing is taken away, and a
+        // minimum that asks for more is not granted.
         let split = split(
             4,
             &[shared("a", 3, 0, 20), shared("b", 0, 2, 20), other("x", 2)],
         );
         assert_eq!(split.caps["a"], 3);
-        assert_eq!(split.caps["b"], 2);
+        assert_eq!(split.caps["b"], 0);
+        assert!(split.min_unmet.contains("b"));
+    }
+
+    /// Two minimums of 3 in a quota of 4: the first (by id) is granted, the second waits, and
+    /// the caps never add up past the quota (the break-test's repro).
+    #[test]
+    fn minimums_that_do_not_fit_together_are_granted_in_order() {
+        let split = split(4, &[shared("m1", 0, 3, 10), shared("m2", 0, 3, 10)]);
+        assert_eq!(split.caps["m1"], 3);
+        assert!(split.caps["m2"] <= 1);
+        assert!(split.caps.values().sum::<u32>() <= 4);
+        assert_eq!(split.min_unmet.iter().collect::<Vec<_>>(), ["m2"]);
     }
 
     #[test]
@@ -240,9 +279,14 @@ mod tests {
         })
     }
 
-    fn floor(h: &Holder) -> u32 {
+    /// What a cap never goes below: what the endpoint holds, and its minimum when granted.
+    fn floor(h: &Holder, split: &Split) -> u32 {
         let b = h.shared.unwrap();
-        h.instances.max(b.min_capacity).min(b.max_capacity)
+        if split.min_unmet.contains(&h.resource_id) {
+            h.instances.min(b.max_capacity)
+        } else {
+            h.instances.max(b.min_capacity).min(b.max_capacity)
+        }
     }
 
     proptest! {
@@ -253,15 +297,18 @@ mod tests {
             let split = split(quota, &holders);
             let unshared: u32 = holders.iter().filter(|h| h.shared.is_none()).map(|h| h.instances).sum();
             let caps: u32 = split.caps.values().sum();
-            let floors: u32 = holders.iter().filter(|h| h.shared.is_some()).map(floor).sum();
+            let floors: u32 = holders.iter().filter(|h| h.shared.is_some()).map(|h| floor(h, &split)).sum();
             if unshared + floors <= quota {
                 prop_assert!(unshared + caps <= quota);
             } else {
                 prop_assert_eq!(caps, floors);
+                // Only what is already held can be over the quota: no minimum was granted.
+                let held: u32 = holders.iter().filter_map(|h| Some(h.instances.min(h.shared?.max_capacity))).sum();
+                prop_assert_eq!(floors, held);
             }
             for h in holders.iter().filter(|h| h.shared.is_some()) {
                 let cap = split.caps[&h.resource_id];
-                prop_assert!(cap >= floor(h) && cap <= h.shared.unwrap().max_capacity);
+                prop_assert!(cap >= floor(h, &split) && cap <= h.shared.unwrap().max_capacity);
             }
         }
 
@@ -272,7 +319,7 @@ mod tests {
             for a in holders.iter().filter(|h| h.shared.is_some()) {
                 for b in holders.iter().filter(|h| h.shared.is_some()) {
                     let (cap_a, cap_b) = (split.caps[&a.resource_id], split.caps[&b.resource_id]);
-                    if cap_a < a.shared.unwrap().max_capacity && cap_b > floor(b) {
+                    if cap_a < a.shared.unwrap().max_capacity && cap_b > floor(b, &split) {
                         prop_assert!(cap_a + 1 >= cap_b, "{} {} {:?}", cap_a, cap_b, split);
                     }
                 }

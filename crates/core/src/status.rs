@@ -188,7 +188,10 @@ pub fn compute_status(
     // published) when AWS really takes it.
     if matches!(
         input.outcome,
-        SyncOutcome::ObserveFailed(_) | SyncOutcome::ApplyFailed(_)
+        SyncOutcome::ObserveFailed(_)
+            | SyncOutcome::ApplyFailed(_)
+            | SyncOutcome::EndpointUnusable(_)
+            | SyncOutcome::WaitingForQuota(_)
     ) && let Some(kept) = previous.and_then(|p| find(p, ConditionType::QuotaClamped))
     {
         for c in &mut status.conditions {
@@ -256,6 +259,19 @@ fn synced_condition(outcome: &SyncOutcome) -> Cond {
 fn quota_condition(input: &StatusInput<'_>) -> Cond {
     let spec = input.spec;
     let max = spec.max_capacity;
+    // QuotaClamped says what AWS holds, and nothing is written for an endpoint that cannot be
+    // scaled (a previous value is kept by the caller).
+    if let SyncOutcome::EndpointUnusable(problem) = &input.outcome {
+        return Cond::new(
+            ConditionType::QuotaClamped,
+            ConditionStatus::Unknown,
+            Reason::NotApplied,
+            format!(
+                "nothing is written while the endpoint cannot be scaled ({})",
+                problem.reason()
+            ),
+        );
+    }
     let Some(lookup) = input.quota else {
         return Cond::new(
             ConditionType::QuotaClamped,
@@ -433,12 +449,17 @@ fn ready_condition(synced: &Cond, healthy: &Cond, quota: &Cond, input: &StatusIn
     }
     let spec = input.spec;
     let max = input.desired.map_or(spec.max_capacity, |d| d.effective_max);
+    let note = if max == 0 {
+        ": every instance its quota allows is in use by other endpoints; it gets one when one is free and its requests wait"
+    } else {
+        ""
+    };
     Cond::new(
         ConditionType::Ready,
         ConditionStatus::True,
         Reason::Ready,
         format!(
-            "endpoint {} variant {} can scale between {} and {max} instances",
+            "endpoint {} variant {} can scale between {} and {max} instances{note}",
             spec.endpoint_name, spec.variant_name, spec.min_capacity
         ),
     )

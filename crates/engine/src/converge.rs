@@ -295,6 +295,14 @@ pub async fn converge(
                 };
                 match share {
                     Err(outcome) => report.outcome = outcome,
+                    Ok(Some(share)) if share.min_unmet => {
+                        report.outcome = SyncOutcome::WaitingForQuota(format!(
+                            "minCapacity {} asks for more instances than this endpoint's share of the quota '{}': {}. Nothing is written until instances are released or the quota is raised (AWS would fail the scale-out)",
+                            spec.min_capacity,
+                            lookup.name(),
+                            share.explanation
+                        ));
+                    }
                     Ok(share) => {
                         decide_and_apply(
                             backend,
@@ -374,7 +382,10 @@ async fn quota_share(
         .map(|h| Holder {
             resource_id: h.resource_id.clone(),
             instances: h.instances,
-            shared: bounds.get(h.resource_id.as_str()).copied(),
+            shared: bounds
+                .get(h.resource_id.as_str())
+                .copied()
+                .filter(|_| h.asynchronous),
             has_backlog: h.scaling_out || waiting.contains(&h.resource_id),
         })
         .collect();
@@ -384,6 +395,7 @@ async fn quota_share(
         in_use: split.in_use,
         endpoints: split.endpoints,
         explanation: split.explain(&names.resource_id).unwrap_or_default(),
+        min_unmet: split.min_unmet.contains(&names.resource_id),
     }))
 }
 

@@ -50,12 +50,25 @@ pub async fn scan_endpoints<B: AutoscalingBackend + ?Sized>(
     }
     let described: Vec<Result<Option<_>, AwsError>> = futures::stream::iter(names)
         .map(|name| async move {
-            let Some(endpoint) = backend.describe_endpoint(&name).await? else {
-                return Ok(None);
+            // One that cannot be read for good (access denied to its name) is left out, not a
+            // failure of every resource's count: see the fleet view's sweep.
+            let endpoint = match backend.describe_endpoint(&name).await {
+                Ok(Some(endpoint)) => endpoint,
+                Ok(None) => return Ok(None),
+                Err(e) if e.class == ErrorClass::Recoverable => return Err(e),
+                Err(e) => {
+                    tracing::warn!(endpoint = %name, error = %e, "SageMaker endpoint left out of the instance count");
+                    return Ok(None);
+                }
             };
-            let config = backend
-                .describe_endpoint_config(&endpoint.config_name)
-                .await?;
+            let config = match backend.describe_endpoint_config(&endpoint.config_name).await {
+                Ok(config) => config,
+                Err(e) if e.class == ErrorClass::Recoverable => return Err(e),
+                Err(e) => {
+                    tracing::warn!(endpoint = %name, error = %e, "endpoint configuration unreadable: its instances are not counted");
+                    None
+                }
+            };
             Ok(Some((endpoint, config)))
         })
         .buffer_unordered(SCAN_CONCURRENCY)
@@ -100,6 +113,7 @@ pub fn holdings<'a>(
                 resource_id: ResourceNames::new(&endpoint.summary.name, &variant.name).resource_id,
                 instances: current.max(desired) as u32,
                 scaling_out: desired > current,
+                asynchronous: config.asynchronous,
             });
         }
     }

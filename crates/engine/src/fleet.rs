@@ -52,6 +52,9 @@ const PAGE_WAITS: [Duration; 3] = [
 ];
 /// Changes a slow listener may fall behind by before it misses some (and waits for resyncs).
 const CHANGES_BUFFERED: usize = 4096;
+/// How much longer than two refresh intervals a refresh may take before the picture it would
+/// replace no longer stands for the present.
+const REFRESH_GRACE: Duration = Duration::from_secs(30);
 /// Endpoint and configuration descriptions a refresh reads at once (the request budget paces
 /// them further).
 const DESCRIBE_CONCURRENCY: usize = 16;
@@ -230,7 +233,22 @@ impl FleetView {
             Ok(guard) => guard,
             // After a failed refresh the old picture is no good observation: wait for the retry.
             Err(_) if self.picture().targets_at.is_some() && self.picture().failed.is_none() => {
-                return Ok(());
+                // A refresh that hangs (a slow API, a lost connection) must not let an old
+                // picture pass for a fresh one: past the bound, reads fail like a failed refresh.
+                let age = self.picture().targets_at.map(|at| at.elapsed());
+                let overdue = self.config.refresh_every * 2 + REFRESH_GRACE;
+                return match age {
+                    Some(age) if age > overdue => Err(AwsError::local(
+                        ErrorClass::Recoverable,
+                        "FleetRefresh",
+                        "RefreshOverdue",
+                        format!(
+                            "the picture of AWS is {}s old: the refresh under way has not finished (an AWS API is slow or unreachable)",
+                            age.as_secs()
+                        ),
+                    )),
+                    _ => Ok(()),
+                };
             }
             Err(_) => self.refreshing.lock().await,
         };
@@ -348,17 +366,36 @@ impl FleetView {
             move |name| {
                 let (inner, known_configs) = (inner.clone(), known_configs.clone());
                 async move {
-                    let Some(endpoint) =
-                        with_page_retries(|| inner.describe_endpoint(&name)).await?
-                    else {
+                    // An endpoint or configuration that cannot be read for good (access denied
+                    // to its name, say) is left out of the picture rather than failing every
+                    // resource of the account; the resource that scales it gets the error from
+                    // its own read.
+                    let endpoint = match with_page_retries(|| inner.describe_endpoint(&name)).await
+                    {
+                        Ok(Some(endpoint)) => endpoint,
                         // Gone since it was listed: left out.
-                        return Ok(None);
+                        Ok(None) => return Ok(None),
+                        Err(e) if e.class == ErrorClass::Recoverable => return Err(e),
+                        Err(e) => {
+                            tracing::warn!(endpoint = %name, error = %e, "SageMaker endpoint left out of the fleet view: its instances are not counted against its quota");
+                            return Ok(None);
+                        }
                     };
                     let config = if known_configs.contains(&endpoint.config_name) {
                         None
                     } else {
-                        with_page_retries(|| inner.describe_endpoint_config(&endpoint.config_name))
-                            .await?
+                        match with_page_retries(|| {
+                            inner.describe_endpoint_config(&endpoint.config_name)
+                        })
+                        .await
+                        {
+                            Ok(config) => config,
+                            Err(e) if e.class == ErrorClass::Recoverable => return Err(e),
+                            Err(e) => {
+                                tracing::warn!(endpoint = %name, config = %endpoint.config_name, error = %e, "endpoint configuration unreadable: the endpoint's instances are not counted against any quota");
+                                None
+                            }
+                        }
                     };
                     Ok(Some((endpoint, config)))
                 }
@@ -916,9 +953,20 @@ impl AutoscalingBackend for FleetView {
         self.inner.instance_quota(instance_type).await
     }
 
+    /// From the picture; an endpoint the picture lacks is read directly (it may have been
+    /// created since the last refresh), so a missing endpoint costs one read per reconcile.
     async fn describe_endpoint(&self, name: &str) -> Result<Option<EndpointState>, AwsError> {
         self.ensure_fresh().await?;
-        Ok(self.picture().endpoints.get(name).cloned())
+        if let Some(endpoint) = self.picture().endpoints.get(name) {
+            return Ok(Some(endpoint.clone()));
+        }
+        let read = self.inner.describe_endpoint(name).await?;
+        if let Some(endpoint) = &read {
+            self.picture()
+                .endpoints
+                .insert(name.to_string(), endpoint.clone());
+        }
+        Ok(read)
     }
 
     async fn describe_endpoint_config(

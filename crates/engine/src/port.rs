@@ -131,4 +131,7 @@ pub struct Holding {
     pub instances: u32,
     /// Desired above current: it is scaling out.
     pub scaling_out: bool,
+    /// Its configuration is asynchronous: only such an endpoint can be scaled by asyncscale, so
+    /// only it can share a quota; any other's instances are simply in use.
+    pub asynchronous: bool,
 }
