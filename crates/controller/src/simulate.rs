@@ -309,6 +309,15 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
         })
         .collect();
     let region = asyncscale_engine::AutoscalingBackend::region(&backend).to_string();
+    // Read in bulk, as `apply` does from 10 resources: one picture of the account for the whole
+    // setup (each resource's own writes are read back directly).
+    let backend = asyncscale_engine::FleetView::new(
+        std::sync::Arc::new(backend),
+        asyncscale_engine::FleetConfig {
+            refresh_every: std::time::Duration::from_secs(24 * 3600),
+            policy_refresh_every: 1,
+        },
+    );
     for (resource, spec) in options.resources.iter().zip(&specs) {
         let peers = asyncscale_engine::quota_peers(
             spec,

@@ -278,6 +278,12 @@ pub struct Account {
     pub calls: BTreeMap<String, BTreeMap<String, u64>>,
     /// Bumped by every request that may change configuration, so the scaling model re-reads it.
     pub(crate) config_version: u64,
+    /// The `config_version` of the latest change to each endpoint's configuration, by region and
+    /// endpoint name: the model re-reads only the endpoints whose configuration changed.
+    pub(crate) changed_endpoints: BTreeMap<(String, String), u64>,
+    /// The `config_version` of the latest change not attributed to an endpoint: the model then
+    /// re-reads every endpoint.
+    pub(crate) changed_unattributed: u64,
     /// The shape of the alarms target tracking creates (an assumption of the model, §2.7).
     pub target_tracking_alarms: TargetTrackingAlarms,
     /// Keep only the newest this many scaling activities of a region. AWS keeps six weeks of
@@ -402,6 +408,78 @@ impl Account {
         }
     }
 
+    /// Records which endpoints a write changes the configuration of (before it runs: a deleted
+    /// alarm's endpoint is read from the alarm). Tags change nothing the model reads.
+    fn mark_changed(&mut self, service: &str, operation: &str, input: &Value) {
+        if operation.contains("Tag") {
+            return;
+        }
+        let of_alarm = |alarm: &Alarm| -> Vec<String> {
+            alarm
+                .config
+                .get("Dimensions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|d| d["Name"] == "EndpointName")
+                .filter_map(|d| d["Value"].as_str().map(str::to_string))
+                .collect()
+        };
+        let alarm_names: Vec<&str> = match input.get("AlarmNames").and_then(Value::as_array) {
+            Some(names) => names.iter().filter_map(Value::as_str).collect(),
+            None => input
+                .get("AlarmName")
+                .and_then(Value::as_str)
+                .into_iter()
+                .collect(),
+        };
+        let endpoints: Option<Vec<String>> = match service {
+            "application-autoscaling" => input
+                .get("ResourceId")
+                .and_then(Value::as_str)
+                .and_then(|id| id.strip_prefix("endpoint/"))
+                .and_then(|rest| rest.split('/').next())
+                .map(|name| vec![name.to_string()]),
+            "cloudwatch" if !alarm_names.is_empty() => {
+                let mut names: Vec<String> = alarm_names
+                    .iter()
+                    .filter_map(|n| self.here.alarms.get(*n))
+                    .flat_map(of_alarm)
+                    .collect();
+                // A new or changed alarm's own dimensions.
+                names.extend(
+                    input
+                        .get("Dimensions")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter(|d| d["Name"] == "EndpointName")
+                        .filter_map(|d| d["Value"].as_str().map(str::to_string)),
+                );
+                Some(names)
+            }
+            _ => None,
+        };
+        match endpoints {
+            Some(names) => {
+                for name in names {
+                    self.changed_endpoints
+                        .insert((self.region.clone(), name), self.config_version);
+                }
+            }
+            None => self.changed_unattributed = self.config_version,
+        }
+    }
+
+    /// Whether the configuration of `endpoint` (in the selected region) changed after `version`.
+    pub(crate) fn changed_since(&self, endpoint: &str, version: u64) -> bool {
+        self.changed_unattributed > version
+            || self
+                .changed_endpoints
+                .get(&(self.region.clone(), endpoint.to_string()))
+                .is_some_and(|at| *at > version)
+    }
+
     /// Makes `region` the one `here` holds.
     pub fn select_region(&mut self, region: &str) {
         if self.region == region {
@@ -520,6 +598,7 @@ impl Account {
             .any(|read| operation.starts_with(read))
         {
             self.config_version += 1;
+            self.mark_changed(service, operation, input);
         }
         match (service, operation) {
             ("application-autoscaling", "RegisterScalableTarget") => {
@@ -684,5 +763,60 @@ mod activity_retention_tests {
             .map(|a| (a.description.as_str(), a.status_code.as_str()))
             .collect();
         assert_eq!(kept, [("second", "InProgress"), ("third", "Successful")]);
+    }
+}
+
+#[cfg(test)]
+mod changed_endpoint_tests {
+    use super::{Account, QuotaTable};
+    use serde_json::json;
+
+    /// The model re-reads only the endpoints a write changed: each write must name the right
+    /// ones, a deleted alarm's endpoint included (read from the alarm before it goes).
+    #[test]
+    fn writes_mark_the_endpoints_whose_configuration_they_change() {
+        let mut account = Account::new(QuotaTable::default());
+        let target = json!({"ServiceNamespace": "sagemaker", "ResourceId": "endpoint/a/variant/AllTraffic",
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "MinCapacity": 0, "MaxCapacity": 2});
+        account
+            .handle(
+                "application-autoscaling",
+                "RegisterScalableTarget",
+                &target,
+                "us-east-1",
+            )
+            .unwrap();
+        let seen = account.config_version;
+        assert!(!account.changed_since("a", seen) && !account.changed_since("b", seen));
+        let alarm = json!({"AlarmName": "x", "Namespace": "AWS/SageMaker", "MetricName": "HasBacklogWithoutCapacity",
+            "Dimensions": [{"Name": "EndpointName", "Value": "b"}], "Statistic": "Average", "Period": 60,
+            "EvaluationPeriods": 1, "Threshold": 1.0, "ComparisonOperator": "GreaterThanOrEqualToThreshold"});
+        account
+            .handle("cloudwatch", "PutMetricAlarm", &alarm, "us-east-1")
+            .unwrap();
+        assert!(account.changed_since("b", seen) && !account.changed_since("a", seen));
+        let seen = account.config_version;
+        account
+            .handle(
+                "cloudwatch",
+                "DeleteAlarms",
+                &json!({"AlarmNames": ["x"]}),
+                "us-east-1",
+            )
+            .unwrap();
+        assert!(
+            account.changed_since("b", seen),
+            "the deleted alarm's endpoint"
+        );
+        let seen = account.config_version;
+        account
+            .handle(
+                "application-autoscaling",
+                "RegisterScalableTarget",
+                &target,
+                "us-east-1",
+            )
+            .unwrap();
+        assert!(account.changed_since("a", seen) && !account.changed_since("b", seen));
     }
 }

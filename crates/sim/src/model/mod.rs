@@ -348,14 +348,26 @@ impl World {
     pub fn follow_configuration(&mut self, account: &mut Account) {
         account.select_region(&self.region);
         if account.config_version != self.seen_config_version {
-            let alarms = setup::alarms_by_endpoint(account);
-            for e in &mut self.endpoints {
-                let on_endpoint = alarms.get(e.spec.endpoint.as_str());
-                e.refresh(
-                    account,
-                    on_endpoint.map_or(&[], Vec::as_slice),
-                    &self.assumptions,
-                );
+            // Only the endpoints whose configuration changed since the last look (all of them
+            // the first time): a fleet's setup writes one endpoint at a time.
+            let seen = self.seen_config_version;
+            let stale: Vec<usize> = (0..self.endpoints.len())
+                .filter(|&i| {
+                    seen == u64::MAX
+                        || account.changed_since(&self.endpoints[i].spec.endpoint, seen)
+                })
+                .collect();
+            if !stale.is_empty() {
+                let alarms = setup::alarms_by_endpoint(account);
+                for i in stale {
+                    let e = &mut self.endpoints[i];
+                    let on_endpoint = alarms.get(e.spec.endpoint.as_str());
+                    e.refresh(
+                        account,
+                        on_endpoint.map_or(&[], Vec::as_slice),
+                        &self.assumptions,
+                    );
+                }
             }
             self.seen_config_version = account.config_version;
             self.follow_bounds(account);
