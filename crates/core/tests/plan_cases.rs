@@ -35,6 +35,18 @@ fn quota4() -> QuotaLookup {
     })
 }
 
+/// The desired state of the example resource with a quota of 4 and no target yet.
+fn desired_sdxl() -> Desired {
+    desire(
+        &AsyncEndpointScalingSpec::sdxl(),
+        &owner(),
+        &quota4(),
+        None,
+        None,
+    )
+    .unwrap()
+}
+
 fn kinds(plan: &Plan) -> Vec<&'static str> {
     plan.changes
         .iter()
@@ -71,14 +83,7 @@ fn hand_made_target(tags: Tags) -> Observed {
 
 #[test]
 fn first_apply_creates_target_then_policies_then_alarm_with_the_clamped_max() {
-    let desired = desire(
-        &AsyncEndpointScalingSpec::sdxl(),
-        &owner(),
-        &quota4(),
-        None,
-        None,
-    )
-    .unwrap();
+    let desired = desired_sdxl();
     let plan = plan_apply(&desired, &Observed::empty(), &Adoption::new(false)).unwrap();
     assert_eq!(
         kinds(&plan),
@@ -101,14 +106,7 @@ fn first_apply_creates_target_then_policies_then_alarm_with_the_clamped_max() {
 
 #[test]
 fn raising_min_capacity_removes_alarm_before_its_policy() {
-    let desired0 = desire(
-        &AsyncEndpointScalingSpec::sdxl(),
-        &owner(),
-        &quota4(),
-        None,
-        None,
-    )
-    .unwrap();
+    let desired0 = desired_sdxl();
     let mut world = Observed::empty();
     world.target = Some(ObservedTarget {
         target: desired0.target.clone(),
@@ -169,14 +167,7 @@ fn a_target_of_another_resource_is_a_conflict_even_with_adopt() {
             departed: false
         }
     );
-    let desired = desire(
-        &AsyncEndpointScalingSpec::sdxl(),
-        &owner(),
-        &quota4(),
-        None,
-        None,
-    )
-    .unwrap();
+    let desired = desired_sdxl();
     let Err(Blocked::Conflict(message)) = plan_apply(&desired, &world, &Adoption::new(true)) else {
         panic!("expected conflict")
     };
@@ -193,14 +184,7 @@ fn a_target_of_another_resource_is_a_conflict_even_with_adopt() {
 #[test]
 fn a_hand_made_target_is_adopted_only_when_asked() {
     let world = hand_made_target(Tags::new());
-    let desired = desire(
-        &AsyncEndpointScalingSpec::sdxl(),
-        &owner(),
-        &quota4(),
-        None,
-        None,
-    )
-    .unwrap();
+    let desired = desired_sdxl();
     let Err(Blocked::Conflict(message)) = plan_apply(&desired, &world, &Adoption::new(false))
     else {
         panic!("expected conflict")
@@ -285,14 +269,7 @@ fn unknown_quota() -> QuotaLookup {
 
 /// A world where asyncscale set everything up with the quota of 4 in place.
 fn converged_with_clamp() -> (Desired, Observed) {
-    let desired = desire(
-        &AsyncEndpointScalingSpec::sdxl(),
-        &owner(),
-        &quota4(),
-        None,
-        None,
-    )
-    .unwrap();
+    let desired = desired_sdxl();
     let mut world = Observed::empty();
     world.target = Some(ObservedTarget {
         target: desired.target.clone(),

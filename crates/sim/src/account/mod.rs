@@ -778,14 +778,17 @@ mod changed_endpoint_tests {
         let mut account = Account::new(QuotaTable::default());
         let target = json!({"ServiceNamespace": "sagemaker", "ResourceId": "endpoint/a/variant/AllTraffic",
             "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "MinCapacity": 0, "MaxCapacity": 2});
-        account
-            .handle(
-                "application-autoscaling",
-                "RegisterScalableTarget",
-                &target,
-                "us-east-1",
-            )
-            .unwrap();
+        let register = |account: &mut Account| {
+            account
+                .handle(
+                    "application-autoscaling",
+                    "RegisterScalableTarget",
+                    &target,
+                    "us-east-1",
+                )
+                .unwrap();
+        };
+        register(&mut account);
         let seen = account.config_version;
         assert!(!account.changed_since("a", seen) && !account.changed_since("b", seen));
         let alarm = json!({"AlarmName": "x", "Namespace": "AWS/SageMaker", "MetricName": "HasBacklogWithoutCapacity",
@@ -809,14 +812,7 @@ mod changed_endpoint_tests {
             "the deleted alarm's endpoint"
         );
         let seen = account.config_version;
-        account
-            .handle(
-                "application-autoscaling",
-                "RegisterScalableTarget",
-                &target,
-                "us-east-1",
-            )
-            .unwrap();
+        register(&mut account);
         assert!(account.changed_since("a", seen) && !account.changed_since("b", seen));
     }
 }
