@@ -261,15 +261,26 @@ fn quota_condition(input: &StatusInput<'_>) -> Cond {
     let max = spec.max_capacity;
     // QuotaClamped says what AWS holds, and nothing is written for an endpoint that cannot be
     // scaled (a previous value is kept by the caller).
-    if let SyncOutcome::EndpointUnusable(problem) = &input.outcome {
+    let not_applied = match &input.outcome {
+        SyncOutcome::EndpointUnusable(problem) => Some(format!(
+            "nothing is written while the endpoint cannot be scaled ({})",
+            problem.reason()
+        )),
+        // The quota was read; the minimum does not fit this endpoint's share of it.
+        SyncOutcome::WaitingForQuota(_) if input.quota.is_some_and(|q| q.value().is_some()) => {
+            Some(
+                "nothing is written until minCapacity fits this endpoint's share of the quota (see Synced)"
+                    .to_string(),
+            )
+        }
+        _ => None,
+    };
+    if let Some(message) = not_applied {
         return Cond::new(
             ConditionType::QuotaClamped,
             ConditionStatus::Unknown,
             Reason::NotApplied,
-            format!(
-                "nothing is written while the endpoint cannot be scaled ({})",
-                problem.reason()
-            ),
+            message,
         );
     }
     let Some(lookup) = input.quota else {
