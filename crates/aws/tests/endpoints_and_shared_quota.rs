@@ -335,6 +335,8 @@ async fn a_minimum_that_does_not_fit_the_share_waits_and_writes_nothing() {
         "{message}"
     );
     assert_eq!(backend.calls().writes(), writes, "nothing written for m2");
+    // No MaxCapacity is in AWS for m2: QuotaClamped says nothing was applied.
+    assert_eq!(condition(&m2, "QuotaClamped").0, "NotApplied");
 }
 
 /// A resource on a real-time endpoint writes nothing, so it takes no share: the other keeps
