@@ -420,3 +420,52 @@ async fn the_fleet_view_reads_a_new_endpoint_and_skips_an_unreadable_one() {
     // ...but the refresh itself stood: the endpoints are in the picture.
     assert!(view.describe_endpoint("late").await.unwrap().is_some());
 }
+
+/// A refresh that hangs (a slow ListEndpoints) does not let the old picture pass for a fresh one:
+/// past two intervals and a grace, reads fail until it ends (the break-test's repro kept Ready
+/// on a picture 146 s old).
+#[tokio::test]
+async fn a_hung_refresh_makes_reads_fail_once_the_picture_is_overdue() {
+    let (server, backend) = account(8).await;
+    server.declare_endpoint("e0", "AllTraffic", "ml.g4dn.xlarge");
+    let every = Duration::from_millis(200);
+    let view = Arc::new(FleetView::new(
+        Arc::new(backend),
+        FleetConfig {
+            refresh_every: every,
+            policy_refresh_every: 1,
+        },
+    ));
+    assert!(view.describe_endpoint("e0").await.unwrap().is_some());
+    server
+        .account
+        .lock()
+        .unwrap()
+        .faults
+        .push(asyncscale_sim::Fault {
+            service: None,
+            operation: "ListEndpoints".into(),
+            code: None,
+            status: 200,
+            message: None,
+            count: 1,
+            delay_seconds: 3.0,
+        });
+    tokio::time::sleep(every).await;
+    // This read starts the refresh, which hangs on ListEndpoints.
+    let refreshing = tokio::spawn({
+        let view = view.clone();
+        async move { view.describe_endpoint("e0").await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Within the bound the old picture serves...
+    assert!(view.describe_endpoint("e0").await.is_ok());
+    // ...past it (2 × 200 ms + 200 ms), reads fail.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let error = view.describe_endpoint("e0").await.unwrap_err();
+    assert_eq!(error.code, "RefreshOverdue", "{error}");
+    assert!(
+        refreshing.await.unwrap().is_ok(),
+        "the refresh ends and serves"
+    );
+}

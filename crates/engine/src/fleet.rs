@@ -52,8 +52,8 @@ const PAGE_WAITS: [Duration; 3] = [
 ];
 /// Changes a slow listener may fall behind by before it misses some (and waits for resyncs).
 const CHANGES_BUFFERED: usize = 4096;
-/// How much longer than two refresh intervals a refresh may take before the picture it would
-/// replace no longer stands for the present.
+/// How much longer than two refresh intervals (at most one more) a refresh may take before the
+/// picture it would replace no longer stands for the present.
 const REFRESH_GRACE: Duration = Duration::from_secs(30);
 /// Endpoint and configuration descriptions a refresh reads at once (the request budget paces
 /// them further).
@@ -236,7 +236,8 @@ impl FleetView {
                 // A refresh that hangs (a slow API, a lost connection) must not let an old
                 // picture pass for a fresh one: past the bound, reads fail like a failed refresh.
                 let age = self.picture().targets_at.map(|at| at.elapsed());
-                let overdue = self.config.refresh_every * 2 + REFRESH_GRACE;
+                let overdue =
+                    self.config.refresh_every * 2 + REFRESH_GRACE.min(self.config.refresh_every);
                 return match age {
                     Some(age) if age > overdue => Err(AwsError::local(
                         ErrorClass::Recoverable,
