@@ -246,10 +246,14 @@ async fn an_endpoint_waiting_at_zero_gets_the_leftover_instance() {
     let backend = backend_at(&server.url())
         .await
         .with_budget(RequestBudget::unlimited());
+    // b's raise waits until a's MaxCapacity in AWS is lowered: the targets never add up past
+    // the quota, not even between two reconciles.
     let b = apply(&backend, &specs[1], &peers_of(&specs[1])).await;
+    assert_eq!(b.status.effective_max_capacity, Some(0), "{:?}", b.status);
     let a = apply(&backend, &specs[0], &peers_of(&specs[0])).await;
-    assert_eq!(b.status.effective_max_capacity, Some(1), "{:?}", b.status);
     assert_eq!(a.status.effective_max_capacity, Some(0));
+    let b = apply(&backend, &specs[1], &peers_of(&specs[1])).await;
+    assert_eq!(b.status.effective_max_capacity, Some(1), "{:?}", b.status);
 }
 
 /// The fleet view reads SageMaker in bulk: a resync with no change costs one ListEndpoints page
@@ -449,7 +453,7 @@ async fn a_hung_refresh_makes_reads_fail_once_the_picture_is_overdue() {
             status: 200,
             message: None,
             count: 1,
-            delay_seconds: 3.0,
+            delay_seconds: 8.0,
         });
     tokio::time::sleep(every).await;
     // This read starts the refresh, which hangs on ListEndpoints.
@@ -460,12 +464,69 @@ async fn a_hung_refresh_makes_reads_fail_once_the_picture_is_overdue() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     // Within the bound the old picture serves...
     assert!(view.describe_endpoint("e0").await.is_ok());
-    // ...past it (2 × 200 ms + 200 ms), reads fail.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // ...past it (2 × 200 ms and the least grace, 5 s), reads fail.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
     let error = view.describe_endpoint("e0").await.unwrap_err();
     assert_eq!(error.code, "RefreshOverdue", "{error}");
     assert!(
         refreshing.await.unwrap().is_ok(),
         "the refresh ends and serves"
     );
+}
+
+/// Raising one endpoint's minimum moves the split, but its raise waits for the other's
+/// MaxCapacity to be lowered first (the second break-test's repro: 1 + 2 held and (3,3) written
+/// before (1,2) was lowered made 5 of 4 for a few seconds, and scale-outs failed).
+#[tokio::test]
+async fn a_raise_waits_until_the_others_are_lowered() {
+    let (server, backend) = account(4).await;
+    {
+        let mut world = server.world.lock().unwrap();
+        for name in ["a", "b"] {
+            world.add_endpoint(EndpointSpec {
+                initial_instances: 1,
+                ..EndpointSpec::idle(name, "AllTraffic", "ml.g4dn.xlarge")
+            });
+        }
+    }
+    let mut specs = vec![spec("a", ", minCapacity: 1"), spec("b", ", minCapacity: 1")];
+    let peers_of = |specs: &[AsyncEndpointScalingSpec], i: usize| {
+        quota_peers(
+            &specs[i],
+            "us-east-1",
+            specs.iter().map(|o| (o, "us-east-1")),
+        )
+    };
+    for i in 0..2 {
+        let report = apply(&backend, &specs[i], &peers_of(&specs, i)).await;
+        assert_eq!(report.status.effective_max_capacity, Some(2));
+    }
+    specs[1] = spec("b", ", minCapacity: 3");
+    let max_sum = |server: &SimServer| -> i64 {
+        let state = server.account.lock().unwrap().snapshot("us-east-1");
+        ["a", "b"]
+            .iter()
+            .map(|n| {
+                state["ScalableTargets"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|t| t["ResourceId"] == format!("endpoint/{n}/variant/AllTraffic"))
+                    .map_or(0, |t| t["MaxCapacity"].as_i64().unwrap())
+            })
+            .sum()
+    };
+    let b = apply(&backend, &specs[1], &peers_of(&specs, 1)).await;
+    assert!(
+        matches!(&b.outcome, SyncOutcome::WaitingForQuota(m) if m.contains("lowered")),
+        "{:?}",
+        b.outcome
+    );
+    assert!(max_sum(&server) <= 4);
+    let a = apply(&backend, &specs[0], &peers_of(&specs, 0)).await;
+    assert_eq!(a.status.effective_max_capacity, Some(1));
+    let b = apply(&backend, &specs[1], &peers_of(&specs, 1)).await;
+    assert_eq!(b.outcome, SyncOutcome::InSync, "{:?}", b.status);
+    assert_eq!(b.status.effective_max_capacity, Some(3));
+    assert!(max_sum(&server) <= 4);
 }

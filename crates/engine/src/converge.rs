@@ -281,11 +281,15 @@ pub async fn converge(
             Ok((observed, endpoint)) => {
                 report.observed = Some(observed);
                 let checked = check_endpoint(spec, &endpoint);
-                report.endpoint = Some(endpoint);
                 let lookup = quota.as_ref().expect("set above");
+                let in_aws = report
+                    .observed
+                    .as_ref()
+                    .and_then(|o| o.target.as_ref())
+                    .map(|t| t.target.max_capacity);
                 let share = match checked {
                     Err(problem) => Err(SyncOutcome::EndpointUnusable(Box::new(problem))),
-                    Ok(()) => quota_share(backend, intent, &names, lookup)
+                    Ok(()) => quota_share(backend, intent, &names, lookup, &endpoint, in_aws)
                         .await
                         .map_err(|e| {
                             let outcome = SyncOutcome::ObserveFailed(e.to_string());
@@ -293,6 +297,7 @@ pub async fn converge(
                             outcome
                         }),
                 };
+                report.endpoint = Some(endpoint);
                 match share {
                     Err(outcome) => report.outcome = outcome,
                     Ok(Some(share)) if share.min_unmet => {
@@ -347,11 +352,18 @@ pub async fn converge(
 /// This endpoint's share of its instance quota under quota.policy Share (None under another
 /// policy, or while the quota is unknown: then it bounds like Clamp). Every endpoint of the type in
 /// the account counts; the intent's peers and this resource share, the others are in use.
+///
+/// A raise waits for the others: the cap is raised above the MaxCapacity AWS holds only as far as
+/// the other sharing endpoints' MaxCapacities in AWS leave room (a cap being lowered elsewhere
+/// is lowered by that endpoint's own reconcile first), so the targets in AWS never add up past
+/// the quota, not even between two reconciles.
 async fn quota_share(
     backend: &dyn AutoscalingBackend,
     intent: &Intent<'_>,
     names: &ResourceNames,
     quota: &QuotaLookup,
+    endpoint: &EndpointReading,
+    in_aws: Option<i32>,
 ) -> Result<Option<QuotaShare>, AwsError> {
     let spec = intent.spec;
     let Some(q) = quota.value() else {
@@ -377,7 +389,7 @@ async fn quota_share(
         backend.waiting_without_capacity(),
     );
     let (usage, waiting) = (usage?, waiting?);
-    let holders: Vec<Holder> = usage
+    let mut holders: Vec<Holder> = usage
         .iter()
         .map(|h| Holder {
             resource_id: h.resource_id.clone(),
@@ -389,13 +401,59 @@ async fn quota_share(
             has_backlog: h.scaling_out || waiting.contains(&h.resource_id),
         })
         .collect();
+    // This endpoint, read just now, even when the picture of the account predates it.
+    if !holders.iter().any(|h| h.resource_id == names.resource_id) {
+        let held = match endpoint {
+            EndpointReading::Found { endpoint, .. } => {
+                endpoint.variant(&spec.variant_name).map_or(0, |v| {
+                    let current = v.current_instances.unwrap_or(0);
+                    current.max(v.desired_instances.unwrap_or(current)).max(0) as u32
+                })
+            }
+            EndpointReading::Missing => 0,
+        };
+        holders.push(Holder {
+            resource_id: names.resource_id.clone(),
+            instances: held,
+            shared: bounds.get(names.resource_id.as_str()).copied(),
+            has_backlog: waiting.contains(&names.resource_id),
+        });
+    }
     let split = share::split(allowed, &holders);
-    Ok(split.caps.get(&names.resource_id).map(|cap| QuotaShare {
-        cap: i32::try_from(*cap).unwrap_or(i32::MAX),
+    let Some(&cap) = split.caps.get(&names.resource_id) else {
+        return Ok(None);
+    };
+    let mut explanation = split.explain(&names.resource_id).unwrap_or_default();
+    let mut min_unmet = split.min_unmet.contains(&names.resource_id);
+    let mut cap = i32::try_from(cap).unwrap_or(i32::MAX);
+    let now = in_aws.unwrap_or(0);
+    if cap > now {
+        let others = holders
+            .iter()
+            .filter(|h| h.shared.is_some() && h.resource_id != names.resource_id);
+        let mut committed = i64::from(split.elsewhere);
+        for h in others {
+            let max_in_aws = backend
+                .describe_target(&h.resource_id)
+                .await?
+                .map_or(0, |t| t.target.max_capacity);
+            committed += i64::from(max_in_aws.max(h.instances as i32));
+        }
+        let room = (i64::from(allowed) - committed).clamp(0, i64::from(i32::MAX)) as i32;
+        if room < cap {
+            cap = room.max(now);
+            explanation.push_str(&format!(
+                "; raised to {cap} for now: the other endpoints' MaxCapacity in AWS leaves no more until they are lowered"
+            ));
+            min_unmet |= cap < spec.min_capacity;
+        }
+    }
+    Ok(Some(QuotaShare {
+        cap,
         in_use: split.in_use,
         endpoints: split.endpoints,
-        explanation: split.explain(&names.resource_id).unwrap_or_default(),
-        min_unmet: split.min_unmet.contains(&names.resource_id),
+        explanation,
+        min_unmet,
     }))
 }
 

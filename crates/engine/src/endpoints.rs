@@ -65,7 +65,7 @@ pub async fn scan_endpoints<B: AutoscalingBackend + ?Sized>(
                 Ok(config) => config,
                 Err(e) if e.class == ErrorClass::Recoverable => return Err(e),
                 Err(e) => {
-                    tracing::warn!(endpoint = %name, error = %e, "endpoint configuration unreadable: its instances are not counted");
+                    tracing::warn!(endpoint = %name, error = %e, "endpoint configuration unreadable: its instances count against every instance quota");
                     None
                 }
             };
@@ -94,17 +94,19 @@ pub async fn scan_usage<B: AutoscalingBackend + ?Sized>(
     ))
 }
 
-/// The variants of `endpoints` that run `instance_type`. A variant whose configuration is
-/// unknown (deleted) is not counted: its type cannot be known.
+/// The variants of `endpoints` that run `instance_type`, and those whose configuration is unknown
+/// (unreadable or deleted), which may.
 pub fn holdings<'a>(
     endpoints: impl IntoIterator<Item = (&'a EndpointState, Option<&'a EndpointConfigState>)>,
     instance_type: &str,
 ) -> Vec<Holding> {
     let mut held = Vec::new();
     for (endpoint, config) in endpoints {
-        let Some(config) = config else { continue };
         for variant in &endpoint.variants {
-            if config.instance_type(&variant.name) != Some(instance_type) {
+            // An endpoint whose configuration cannot be read may use any type: its instances
+            // count against every quota, never shared (counting them nowhere could let a share
+            // exceed the quota).
+            if config.is_some_and(|c| c.instance_type(&variant.name) != Some(instance_type)) {
                 continue;
             }
             let current = variant.current_instances.unwrap_or(0).max(0);
@@ -113,7 +115,7 @@ pub fn holdings<'a>(
                 resource_id: ResourceNames::new(&endpoint.summary.name, &variant.name).resource_id,
                 instances: current.max(desired) as u32,
                 scaling_out: desired > current,
-                asynchronous: config.asynchronous,
+                asynchronous: config.is_some_and(|c| c.asynchronous),
             });
         }
     }
@@ -151,4 +153,47 @@ pub fn firing<'a>(alarms: impl IntoIterator<Item = &'a ObservedAlarm>) -> HashSe
 pub fn is_missing(error: &AwsError) -> bool {
     error.class == ErrorClass::NotFound
         || (error.code == "ValidationException" && error.message.starts_with("Could not find"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use asyncscale_core::{EndpointSummary, VariantState};
+
+    fn endpoint(name: &str, current: i32, desired: i32) -> EndpointState {
+        EndpointState {
+            summary: EndpointSummary {
+                name: name.into(),
+                status: "InService".into(),
+                last_modified: String::new(),
+            },
+            config_name: format!("{name}-config"),
+            failure_reason: None,
+            variants: vec![VariantState {
+                name: "AllTraffic".into(),
+                current_instances: Some(current),
+                desired_instances: Some(desired),
+            }],
+        }
+    }
+
+    /// An endpoint whose configuration cannot be read counts against every type's quota and
+    /// shares none; a known one only against its own type.
+    #[test]
+    fn an_unknown_configuration_counts_against_every_quota() {
+        let known = endpoint("known", 1, 2);
+        let config = EndpointConfigState {
+            name: "known-config".into(),
+            asynchronous: true,
+            variants: vec![("AllTraffic".into(), Some("ml.g5.xlarge".into()))],
+        };
+        let unknown = endpoint("unknown", 3, 3);
+        let all = [(&known, Some(&config)), (&unknown, None)];
+        let g4dn = holdings(all, "ml.g4dn.xlarge");
+        assert_eq!(g4dn.len(), 1);
+        assert_eq!((g4dn[0].instances, g4dn[0].asynchronous), (3, false));
+        let g5 = holdings(all, "ml.g5.xlarge");
+        assert_eq!(g5.len(), 2);
+        assert!(g5[0].scaling_out && g5[0].asynchronous && g5[0].instances == 2);
+    }
 }

@@ -52,9 +52,11 @@ const PAGE_WAITS: [Duration; 3] = [
 ];
 /// Changes a slow listener may fall behind by before it misses some (and waits for resyncs).
 const CHANGES_BUFFERED: usize = 4096;
-/// How much longer than two refresh intervals (at most one more) a refresh may take before the
-/// picture it would replace no longer stands for the present.
+/// How much longer than two refresh intervals (one more, within these bounds) a refresh may take
+/// before the picture it would replace no longer stands for the present. The least leaves room
+/// for a failed page's retries (0.5 + 1 + 2 s).
 const REFRESH_GRACE: Duration = Duration::from_secs(30);
+const REFRESH_GRACE_MIN: Duration = Duration::from_secs(5);
 /// Endpoint and configuration descriptions a refresh reads at once (the request budget paces
 /// them further).
 const DESCRIBE_CONCURRENCY: usize = 16;
@@ -236,8 +238,11 @@ impl FleetView {
                 // A refresh that hangs (a slow API, a lost connection) must not let an old
                 // picture pass for a fresh one: past the bound, reads fail like a failed refresh.
                 let age = self.picture().targets_at.map(|at| at.elapsed());
-                let overdue =
-                    self.config.refresh_every * 2 + REFRESH_GRACE.min(self.config.refresh_every);
+                let overdue = self.config.refresh_every * 2
+                    + self
+                        .config
+                        .refresh_every
+                        .clamp(REFRESH_GRACE_MIN, REFRESH_GRACE);
                 return match age {
                     Some(age) if age > overdue => Err(AwsError::local(
                         ErrorClass::Recoverable,
@@ -393,7 +398,7 @@ impl FleetView {
                             Ok(config) => config,
                             Err(e) if e.class == ErrorClass::Recoverable => return Err(e),
                             Err(e) => {
-                                tracing::warn!(endpoint = %name, config = %endpoint.config_name, error = %e, "endpoint configuration unreadable: the endpoint's instances are not counted against any quota");
+                                tracing::warn!(endpoint = %name, config = %endpoint.config_name, error = %e, "endpoint configuration unreadable: the endpoint's instances count against every instance quota");
                                 None
                             }
                         }
@@ -963,9 +968,10 @@ impl AutoscalingBackend for FleetView {
         }
         let read = self.inner.describe_endpoint(name).await?;
         if let Some(endpoint) = &read {
-            self.picture()
-                .endpoints
-                .insert(name.to_string(), endpoint.clone());
+            let mut picture = self.picture();
+            picture.endpoints.insert(name.to_string(), endpoint.clone());
+            // What each type's endpoints hold now includes this one.
+            picture.usage.clear();
         }
         Ok(read)
     }
