@@ -427,7 +427,16 @@ async fn quota_share(
     let mut min_unmet = split.min_unmet.contains(&names.resource_id);
     let mut cap = i32::try_from(cap).unwrap_or(i32::MAX);
     let now = in_aws.unwrap_or(0);
-    if cap > now {
+    // Only where the sharing endpoints' maxCapacities together exceed what the quota leaves can
+    // one raise outrun another's lowering; elsewhere (a roomy quota) no target is read.
+    let contended = u64::from(split.elsewhere)
+        + holders
+            .iter()
+            .filter_map(|h| h.shared)
+            .map(|b| u64::from(b.max_capacity))
+            .sum::<u64>()
+        > u64::from(allowed);
+    if cap > now && contended {
         let others = holders
             .iter()
             .filter(|h| h.shared.is_some() && h.resource_id != names.resource_id);
