@@ -43,6 +43,17 @@ async fn account(quota: u32) -> (SimServer, SdkBackend) {
     (server, backend)
 }
 
+/// Asynchronous endpoints of the test's type, each holding this many instances.
+fn declare(server: &SimServer, endpoints: &[(&str, u32)]) {
+    let mut world = server.world.lock().unwrap();
+    for (name, instances) in endpoints {
+        world.add_endpoint(EndpointSpec {
+            initial_instances: *instances,
+            ..EndpointSpec::idle(name, "AllTraffic", "ml.g4dn.xlarge")
+        });
+    }
+}
+
 async fn apply(
     backend: &dyn AutoscalingBackend,
     spec: &AsyncEndpointScalingSpec,
@@ -138,10 +149,7 @@ async fn an_endpoint_that_cannot_be_scaled_gets_a_reason_and_no_aws_write() {
 #[tokio::test]
 async fn status_shows_the_endpoint_and_its_instances() {
     let (server, backend) = account(8).await;
-    server.world.lock().unwrap().add_endpoint(EndpointSpec {
-        initial_instances: 2,
-        ..EndpointSpec::idle("sdxl-async", "AllTraffic", "ml.g4dn.xlarge")
-    });
+    declare(&server, &[("sdxl-async", 2)]);
     let report = apply(&backend, &spec("sdxl-async", ", minCapacity: 1"), &[]).await;
     assert_eq!(report.outcome, SyncOutcome::InSync);
     assert_eq!(report.status.instances.as_deref(), Some("2/2"));
@@ -158,16 +166,7 @@ async fn status_shows_the_endpoint_and_its_instances() {
 #[tokio::test]
 async fn two_endpoints_share_what_the_quota_leaves_and_say_so() {
     let (server, backend) = account(4).await;
-    {
-        let mut world = server.world.lock().unwrap();
-        for name in ["a", "b"] {
-            world.add_endpoint(EndpointSpec::idle(name, "AllTraffic", "ml.g4dn.xlarge"));
-        }
-        world.add_endpoint(EndpointSpec {
-            initial_instances: 1,
-            ..EndpointSpec::idle("unmanaged", "AllTraffic", "ml.g4dn.xlarge")
-        });
-    }
+    declare(&server, &[("a", 0), ("b", 0), ("unmanaged", 1)]);
     let specs = [spec("a", ""), spec("b", "")];
     let mut caps = Vec::new();
     for s in &specs {
@@ -214,12 +213,7 @@ async fn two_endpoints_share_what_the_quota_leaves_and_say_so() {
 #[tokio::test]
 async fn an_endpoint_waiting_at_zero_gets_the_leftover_instance() {
     let (server, backend) = account(1).await;
-    {
-        let mut world = server.world.lock().unwrap();
-        for name in ["a", "b"] {
-            world.add_endpoint(EndpointSpec::idle(name, "AllTraffic", "ml.g4dn.xlarge"));
-        }
-    }
+    declare(&server, &[("a", 0), ("b", 0)]);
     let specs = [spec("a", ""), spec("b", "")];
     let peers_of = |s: &AsyncEndpointScalingSpec| {
         quota_peers(s, "us-east-1", specs.iter().map(|o| (o, "us-east-1")))
@@ -480,15 +474,7 @@ async fn a_hung_refresh_makes_reads_fail_once_the_picture_is_overdue() {
 #[tokio::test]
 async fn a_raise_waits_until_the_others_are_lowered() {
     let (server, backend) = account(4).await;
-    {
-        let mut world = server.world.lock().unwrap();
-        for name in ["a", "b"] {
-            world.add_endpoint(EndpointSpec {
-                initial_instances: 1,
-                ..EndpointSpec::idle(name, "AllTraffic", "ml.g4dn.xlarge")
-            });
-        }
-    }
+    declare(&server, &[("a", 1), ("b", 1)]);
     let mut specs = vec![spec("a", ", minCapacity: 1"), spec("b", ", minCapacity: 1")];
     let peers_of = |specs: &[AsyncEndpointScalingSpec], i: usize| {
         quota_peers(
