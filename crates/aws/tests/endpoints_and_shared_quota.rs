@@ -474,7 +474,22 @@ async fn a_hung_refresh_makes_reads_fail_once_the_picture_is_overdue() {
 #[tokio::test]
 async fn a_raise_waits_until_the_others_are_lowered() {
     let (server, backend) = account(4).await;
-    declare(&server, &[("a", 1), ("b", 1)]);
+    raise_waits(&server, &backend).await;
+    // The same through a fleet view, which knows the others' MaxCapacity from its picture and
+    // its own writes, without reading AWS.
+    let (server, backend) = account(4).await;
+    let view = FleetView::new(
+        Arc::new(backend),
+        FleetConfig {
+            refresh_every: Duration::from_secs(3600),
+            policy_refresh_every: 1,
+        },
+    );
+    raise_waits(&server, &view).await;
+}
+
+async fn raise_waits(server: &SimServer, backend: &dyn AutoscalingBackend) {
+    declare(server, &[("a", 1), ("b", 1)]);
     let mut specs = vec![spec("a", ", minCapacity: 1"), spec("b", ", minCapacity: 1")];
     let peers_of = |specs: &[AsyncEndpointScalingSpec], i: usize| {
         quota_peers(
@@ -484,7 +499,7 @@ async fn a_raise_waits_until_the_others_are_lowered() {
         )
     };
     for i in 0..2 {
-        let report = apply(&backend, &specs[i], &peers_of(&specs, i)).await;
+        let report = apply(backend, &specs[i], &peers_of(&specs, i)).await;
         assert_eq!(report.status.effective_max_capacity, Some(2));
     }
     specs[1] = spec("b", ", minCapacity: 3");
@@ -502,17 +517,17 @@ async fn a_raise_waits_until_the_others_are_lowered() {
             })
             .sum()
     };
-    let b = apply(&backend, &specs[1], &peers_of(&specs, 1)).await;
+    let b = apply(backend, &specs[1], &peers_of(&specs, 1)).await;
     assert!(
         matches!(&b.outcome, SyncOutcome::WaitingForQuota(m) if m.contains("lowered")),
         "{:?}",
         b.outcome
     );
-    assert!(max_sum(&server) <= 4);
-    let a = apply(&backend, &specs[0], &peers_of(&specs, 0)).await;
+    assert!(max_sum(server) <= 4);
+    let a = apply(backend, &specs[0], &peers_of(&specs, 0)).await;
     assert_eq!(a.status.effective_max_capacity, Some(1));
-    let b = apply(&backend, &specs[1], &peers_of(&specs, 1)).await;
+    let b = apply(backend, &specs[1], &peers_of(&specs, 1)).await;
     assert_eq!(b.outcome, SyncOutcome::InSync, "{:?}", b.status);
     assert_eq!(b.status.effective_max_capacity, Some(3));
-    assert!(max_sum(&server) <= 4);
+    assert!(max_sum(server) <= 4);
 }

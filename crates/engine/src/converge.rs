@@ -437,17 +437,18 @@ async fn quota_share(
             .sum::<u64>()
         > u64::from(allowed);
     if cap > now && contended {
-        let others = holders
+        let others: Vec<&Holder> = holders
             .iter()
-            .filter(|h| h.shared.is_some() && h.resource_id != names.resource_id);
-        let mut committed = i64::from(split.elsewhere);
-        for h in others {
-            let max_in_aws = backend
-                .describe_target(&h.resource_id)
-                .await?
-                .map_or(0, |t| t.target.max_capacity);
-            committed += i64::from(max_in_aws.max(h.instances as i32));
-        }
+            .filter(|h| h.shared.is_some() && h.resource_id != names.resource_id)
+            .collect();
+        let ids: Vec<String> = others.iter().map(|h| h.resource_id.clone()).collect();
+        let maxes = backend.max_capacities(&ids).await?;
+        let committed = i64::from(split.elsewhere)
+            + others
+                .iter()
+                .zip(maxes)
+                .map(|(h, max)| i64::from(max.unwrap_or(0).max(h.instances as i32)))
+                .sum::<i64>();
         let room = (i64::from(allowed) - committed).clamp(0, i64::from(i32::MAX)) as i32;
         if room < cap {
             cap = room.max(now);

@@ -124,6 +124,9 @@ struct Picture {
     endpoints: HashMap<String, EndpointState>,
     /// Endpoint configurations by name (they never change once created).
     configs: HashMap<String, EndpointConfigState>,
+    /// MaxCapacity of each target this view registered since the refresh that started before
+    /// the write (None: deregistered).
+    written_max: HashMap<String, Option<i32>>,
     /// Each instance type's holdings, computed once per refresh.
     usage: HashMap<String, Vec<Holding>>,
     /// The resources whose scale-from-zero alarm fires, computed once per refresh.
@@ -546,6 +549,8 @@ impl FleetView {
             .extend(sweep.configs.into_iter().map(|c| (c.name.clone(), c)));
         picture.usage.clear();
         picture.waiting = None;
+        // Writes this refresh saw are in its targets; later ones stay.
+        picture.written_max.retain(|id, _| pinned.contains(id));
         picture.targets = targets;
         picture.alarms = alarms;
         picture.targets_at = Some(started);
@@ -780,6 +785,11 @@ impl AutoscalingBackend for FleetView {
         }
         let result = self.inner.register_target(target, tags).await;
         self.wrote(&target.resource_id);
+        if result.is_ok() {
+            self.picture()
+                .written_max
+                .insert(target.resource_id.clone(), Some(target.max_capacity));
+        }
         if let Ok(arn) = &result {
             let mut picture = self.picture();
             match tags {
@@ -799,6 +809,11 @@ impl AutoscalingBackend for FleetView {
             .and_then(|t| t.arn.clone());
         let result = self.inner.deregister_target(resource_id).await;
         self.wrote(resource_id);
+        if result.is_ok() {
+            self.picture()
+                .written_max
+                .insert(resource_id.to_string(), None);
+        }
         if let Some(arn) = arn {
             self.forget_tags(&arn);
         }
@@ -1006,6 +1021,18 @@ impl AutoscalingBackend for FleetView {
             .collect();
         items.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Page { items, next: None })
+    }
+
+    async fn max_capacities(&self, resource_ids: &[String]) -> Result<Vec<Option<i32>>, AwsError> {
+        self.ensure_fresh().await?;
+        let picture = self.picture();
+        Ok(resource_ids
+            .iter()
+            .map(|id| match picture.written_max.get(id) {
+                Some(written) => *written,
+                None => picture.targets.get(id).map(|t| t.target.max_capacity),
+            })
+            .collect())
     }
 
     async fn waiting_without_capacity(&self) -> Result<Arc<HashSet<String>>, AwsError> {

@@ -109,6 +109,20 @@ pub trait AutoscalingBackend: Send + Sync {
     async fn instance_usage(&self, instance_type: &str) -> Result<Vec<Holding>, AwsError> {
         crate::endpoints::scan_usage(self, instance_type).await
     }
+    /// Each scalable target's MaxCapacity as AWS holds it (None: not registered). A fleet view
+    /// answers from its picture and its own writes, without reading AWS: deciding how far a
+    /// shared cap may rise reads every other sharing endpoint's.
+    async fn max_capacities(&self, resource_ids: &[String]) -> Result<Vec<Option<i32>>, AwsError> {
+        let mut maxes = Vec::with_capacity(resource_ids.len());
+        for id in resource_ids {
+            maxes.push(
+                self.describe_target(id)
+                    .await?
+                    .map(|t| t.target.max_capacity),
+            );
+        }
+        Ok(maxes)
+    }
     /// The resource ids whose scale-from-zero alarm (asyncscale's, on HasBacklogWithoutCapacity)
     /// is in ALARM: requests wait there with no instance. They come first, with the variants
     /// scaling out, for the instances a shared quota leaves over; without this an endpoint held
