@@ -104,7 +104,7 @@ async fn an_endpoint_that_cannot_be_scaled_gets_a_reason_and_no_aws_write() {
         (
             spec("nowhere", ""),
             Reason::EndpointNotFound,
-            "does not exist",
+            "does not exist in this account in us-east-1",
         ),
         (
             spec("two-variants", ""),

@@ -11,6 +11,8 @@ use crate::model::EndpointReading;
 pub enum EndpointProblem {
     NotFound {
         endpoint: String,
+        /// Where it was looked for.
+        region: String,
     },
     VariantNotFound {
         endpoint: String,
@@ -44,9 +46,9 @@ impl EndpointProblem {
 impl std::fmt::Display for EndpointProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            EndpointProblem::NotFound { endpoint } => write!(
+            EndpointProblem::NotFound { endpoint, region } => write!(
                 f,
-                "SageMaker endpoint {endpoint} does not exist in this account and region: nothing is written to AWS, and asyncscale looks again at every resync. Create the endpoint, or correct spec.endpointName (or spec.region)"
+                "SageMaker endpoint {endpoint} does not exist in this account in {region}: nothing is written to AWS, and asyncscale looks again at every resync. Create the endpoint, or correct spec.endpointName (or spec.region)"
             ),
             EndpointProblem::VariantNotFound {
                 endpoint,
@@ -75,11 +77,12 @@ impl std::fmt::Display for EndpointProblem {
     }
 }
 
-/// Checks the endpoint against the spec. A configuration that cannot be read (SageMaker lets one
+/// Checks the endpoint (read in `region`) against the spec. A configuration that cannot be read (SageMaker lets one
 /// be deleted while an endpoint uses it) leaves the asynchronous setting and the instance type as
 /// the spec says.
 pub fn check_endpoint(
     spec: &AsyncEndpointScalingSpec,
+    region: &str,
     reading: &EndpointReading,
 ) -> Result<(), EndpointProblem> {
     let endpoint = spec.endpoint_name.clone();
@@ -88,7 +91,10 @@ pub fn check_endpoint(
         config,
     } = reading
     else {
-        return Err(EndpointProblem::NotFound { endpoint });
+        return Err(EndpointProblem::NotFound {
+            endpoint,
+            region: region.to_string(),
+        });
     };
     if state.variant(&spec.variant_name).is_none() {
         return Err(EndpointProblem::VariantNotFound {

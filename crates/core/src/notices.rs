@@ -157,6 +157,7 @@ mod tests {
         use ConditionStatus::*;
         let problem = crate::endpoint::EndpointProblem::NotFound {
             endpoint: "sdxl-async".into(),
+            region: "us-east-1".into(),
         };
         let outcome = SyncOutcome::EndpointUnusable(Box::new(problem));
         let now = with(&[(ConditionType::Synced, False, Reason::EndpointNotFound)]);

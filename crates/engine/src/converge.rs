@@ -280,7 +280,7 @@ pub async fn converge(
             }
             Ok((observed, endpoint)) => {
                 report.observed = Some(observed);
-                let checked = check_endpoint(spec, &endpoint);
+                let checked = check_endpoint(spec, backend.region(), &endpoint);
                 let lookup = quota.as_ref().expect("set above");
                 let in_aws = report
                     .observed
