@@ -531,3 +531,73 @@ async fn raise_waits(server: &SimServer, backend: &dyn AutoscalingBackend) {
     assert_eq!(b.status.effective_max_capacity, Some(3));
     assert!(max_sum(server) <= 4);
 }
+
+/// Each SageMaker read failing alone (throttled past the SDK's retries, 500, not found) never
+/// weakens what is in AWS: no cap is raised on a guess, nothing is written.
+#[tokio::test]
+async fn each_sagemaker_read_failing_alone_writes_nothing() {
+    let cases = [
+        ("DescribeEndpoint", "ThrottlingException", 400, None),
+        ("DescribeEndpoint", "InternalFailure", 500, None),
+        ("DescribeEndpointConfig", "ThrottlingException", 400, None),
+        ("DescribeEndpointConfig", "InternalFailure", 500, None),
+        (
+            "DescribeEndpointConfig",
+            "ValidationException",
+            400,
+            Some("Could not find endpoint configuration \"x\"."),
+        ),
+        ("ListEndpoints", "ThrottlingException", 400, None),
+        ("ListEndpoints", "InternalFailure", 500, None),
+    ];
+    for (operation, code, status, message) in cases {
+        let (server, backend) = account(4).await;
+        declare(&server, &[("a", 0), ("b", 0)]);
+        let specs = [spec("a", ""), spec("b", "")];
+        let peers_of = |s: &AsyncEndpointScalingSpec| {
+            quota_peers(s, "us-east-1", specs.iter().map(|o| (o, "us-east-1")))
+        };
+        for s in &specs {
+            assert_eq!(
+                apply(&backend, s, &peers_of(s)).await.outcome,
+                SyncOutcome::InSync
+            );
+        }
+        let before =
+            server.account.lock().unwrap().snapshot("us-east-1")["ScalableTargets"].clone();
+        server
+            .account
+            .lock()
+            .unwrap()
+            .faults
+            .push(asyncscale_sim::Fault {
+                service: None,
+                operation: operation.into(),
+                code: Some(code.into()),
+                status,
+                message: message.map(str::to_string),
+                count: 0,
+                delay_seconds: 0.0,
+            });
+        // A new run: nothing cached.
+        let fresh = backend_at(&server.url())
+            .await
+            .with_budget(RequestBudget::unlimited());
+        let writes = fresh.calls().writes();
+        for s in &specs {
+            let report = apply(&fresh, s, &peers_of(s)).await;
+            assert_ne!(
+                report.outcome,
+                SyncOutcome::ChangesPending(0),
+                "{operation}"
+            );
+        }
+        assert_eq!(
+            fresh.calls().writes(),
+            writes,
+            "{operation} {code}: nothing written"
+        );
+        let after = server.account.lock().unwrap().snapshot("us-east-1")["ScalableTargets"].clone();
+        assert_eq!(before, after, "{operation} {code}: AWS unchanged");
+    }
+}

@@ -115,7 +115,9 @@ pub fn holdings<'a>(
                 resource_id: ResourceNames::new(&endpoint.summary.name, &variant.name).resource_id,
                 instances: current.max(desired) as u32,
                 scaling_out: desired > current,
-                asynchronous: config.is_some_and(|c| c.asynchronous),
+                // Unknown: it may be; a resource on it keeps its share (a real-time endpoint's
+                // resource writes nothing and is known to be one).
+                asynchronous: config.is_none_or(|c| c.asynchronous),
             });
         }
     }
@@ -191,7 +193,7 @@ mod tests {
         let all = [(&known, Some(&config)), (&unknown, None)];
         let g4dn = holdings(all, "ml.g4dn.xlarge");
         assert_eq!(g4dn.len(), 1);
-        assert_eq!((g4dn[0].instances, g4dn[0].asynchronous), (3, false));
+        assert_eq!((g4dn[0].instances, g4dn[0].asynchronous), (3, true));
         let g5 = holdings(all, "ml.g5.xlarge");
         assert_eq!(g5.len(), 2);
         assert!(g5[0].scaling_out && g5[0].asynchronous && g5[0].instances == 2);

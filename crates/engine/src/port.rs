@@ -145,7 +145,8 @@ pub struct Holding {
     pub instances: u32,
     /// Desired above current: it is scaling out.
     pub scaling_out: bool,
-    /// Its configuration is asynchronous: only such an endpoint can be scaled by asyncscale, so
-    /// only it can share a quota; any other's instances are simply in use.
+    /// Its configuration is asynchronous, or could not be read: only such an endpoint can be
+    /// scaled by asyncscale, so only it can share a quota; a real-time one's instances are
+    /// simply in use.
     pub asynchronous: bool,
 }
