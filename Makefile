@@ -7,20 +7,23 @@ BIN := $(TARGET_DIR)/debug/asyncscale
 .PHONY: build demo demo-cluster bench-fleet bench-simulate test test-rust test-python test-lua python-deps lint crd deploy-base controlplane controlplane-replaces
 
 # The real Kubernetes control plane of the end-to-end tests, built from source (tests/controlplane):
-# kube-apiserver and etcd at the versions tests/controlplane/go.mod pins, Helm, and the gopher-lua
-# runner of the Argo CD health check. Built once; `make controlplane` does nothing when they exist.
+# kube-apiserver and etcd at the versions tests/controlplane/go.mod pins, Helm, the gopher-lua
+# runner of the Argo CD health check, and Prometheus' promtool for the chart's alerts. Built once;
+# `make controlplane` does nothing when they exist.
 GO ?= go
 CONTROLPLANE := tests/controlplane
 CONTROLPLANE_BIN := $(CONTROLPLANE)/bin
 KUBE_VERSION := v1.37.2
 HELM_VERSION := v3.22.0
+# Prometheus v3.16's Go module version (Prometheus 3 tags its module v0.3xx).
+PROMETHEUS_MODULE_VERSION := v0.316.0
 GO_ENV := GOTOOLCHAIN=local CGO_ENABLED=0
 VERSION_PKG := k8s.io/component-base/version
 
 build:
 	$(CARGO) build --workspace --bins
 
-controlplane: $(CONTROLPLANE_BIN)/kube-apiserver $(CONTROLPLANE_BIN)/etcd $(CONTROLPLANE_BIN)/helm $(CONTROLPLANE_BIN)/luahealth
+controlplane: $(CONTROLPLANE_BIN)/kube-apiserver $(CONTROLPLANE_BIN)/etcd $(CONTROLPLANE_BIN)/helm $(CONTROLPLANE_BIN)/luahealth $(CONTROLPLANE_BIN)/promtool
 
 $(CONTROLPLANE_BIN)/kube-apiserver: $(CONTROLPLANE)/go.mod $(CONTROLPLANE)/go.sum
 	cd $(CONTROLPLANE) && $(GO_ENV) $(GO) build -trimpath \
@@ -36,6 +39,10 @@ $(CONTROLPLANE_BIN)/luahealth: $(CONTROLPLANE)/go.mod $(CONTROLPLANE)/go.sum $(C
 # Helm is kept out of the control plane's go.mod (it pins other Kubernetes libraries).
 $(CONTROLPLANE_BIN)/helm:
 	GOBIN=$(CURDIR)/$(CONTROLPLANE_BIN) $(GO_ENV) $(GO) install -trimpath helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+# promtool, like Helm, from its own module (about 3 minutes on 2 cores the first time).
+$(CONTROLPLANE_BIN)/promtool:
+	GOBIN=$(CURDIR)/$(CONTROLPLANE_BIN) $(GO_ENV) $(GO) install -trimpath github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_MODULE_VERSION)
 
 ## Regenerate the replace block of tests/controlplane/go.mod from kubernetes' own go.mod.
 controlplane-replaces:

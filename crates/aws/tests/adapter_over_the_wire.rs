@@ -405,6 +405,7 @@ async fn a_failed_quota_refresh_serves_the_last_value_read() {
             message: None,
             count: 0,
             delay_seconds: 0.0,
+            input_has: None,
         });
     let reading = aws.instance_quota("ml.g4dn.xlarge").await;
     let QuotaLookup::Stale { quota, reason } = &reading.lookup else {

@@ -265,6 +265,7 @@ async fn the_fleet_view_describes_only_endpoints_that_changed() {
         FleetConfig {
             refresh_every: every,
             policy_refresh_every: 1,
+            read_backlog_alarms: false,
         },
     );
     let mut changes = view.changes();
@@ -374,6 +375,7 @@ async fn the_fleet_view_reads_a_new_endpoint_and_skips_an_unreadable_one() {
         FleetConfig {
             refresh_every: Duration::from_secs(3600),
             policy_refresh_every: 1,
+            read_backlog_alarms: false,
         },
     );
     assert_eq!(
@@ -407,6 +409,7 @@ async fn the_fleet_view_reads_a_new_endpoint_and_skips_an_unreadable_one() {
             message: None,
             count: 0,
             delay_seconds: 0.0,
+            input_has: None,
         });
     // e0's configuration is denied too, so its resource fails on its own read...
     let e0 = apply(&view, &spec("e0", ""), &[]).await;
@@ -432,6 +435,7 @@ async fn a_hung_refresh_makes_reads_fail_once_the_picture_is_overdue() {
         FleetConfig {
             refresh_every: every,
             policy_refresh_every: 1,
+            read_backlog_alarms: false,
         },
     ));
     assert!(view.describe_endpoint("e0").await.unwrap().is_some());
@@ -448,6 +452,7 @@ async fn a_hung_refresh_makes_reads_fail_once_the_picture_is_overdue() {
             message: None,
             count: 1,
             delay_seconds: 8.0,
+            input_has: None,
         });
     tokio::time::sleep(every).await;
     // This read starts the refresh, which hangs on ListEndpoints.
@@ -483,6 +488,7 @@ async fn a_raise_waits_until_the_others_are_lowered() {
         FleetConfig {
             refresh_every: Duration::from_secs(3600),
             policy_refresh_every: 1,
+            read_backlog_alarms: false,
         },
     );
     raise_waits(&server, &view).await;
@@ -578,6 +584,7 @@ async fn each_sagemaker_read_failing_alone_writes_nothing() {
                 message: message.map(str::to_string),
                 count: 0,
                 delay_seconds: 0.0,
+                input_has: None,
             });
         // A new run: nothing cached.
         let fresh = backend_at(&server.url())

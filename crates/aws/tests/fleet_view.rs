@@ -42,10 +42,18 @@ async fn setup(refresh_every: Duration) -> (SimServer, CallCounter, Arc<FleetVie
     setup_with(refresh_every, 12).await
 }
 
-/// A fleet view on an account with `endpoints` SageMaker endpoints, ep-000 onwards.
 async fn setup_with(
     refresh_every: Duration,
     endpoints: usize,
+) -> (SimServer, CallCounter, Arc<FleetView>) {
+    setup_view(refresh_every, endpoints, false).await
+}
+
+/// A fleet view on an account with `endpoints` SageMaker endpoints, ep-000 onwards.
+async fn setup_view(
+    refresh_every: Duration,
+    endpoints: usize,
+    read_backlog_alarms: bool,
 ) -> (SimServer, CallCounter, Arc<FleetView>) {
     // A known quota above maxCapacity: an unknown one would keep a lowered MaxCapacity as it is.
     let quotas = asyncscale_sim::quota_table(&["ml.g4dn.xlarge=8".to_string()], &[]).unwrap();
@@ -63,6 +71,7 @@ async fn setup_with(
         FleetConfig {
             refresh_every,
             policy_refresh_every: 1,
+            read_backlog_alarms,
         },
     ));
     (server, calls, view)
@@ -207,6 +216,7 @@ async fn one_failed_page_is_retried_and_does_not_fail_the_refresh() {
         message: None,
         count: 3,
         delay_seconds: 0.0,
+        input_has: None,
     });
     let outcomes = converge_all(&view, 12).await;
     assert_eq!(outcomes, vec![SyncOutcome::InSync; 12]);
@@ -242,6 +252,7 @@ async fn a_refresh_without_a_policy_sweep_keeps_written_policies_read_directly()
         FleetConfig {
             refresh_every: Duration::from_millis(100),
             policy_refresh_every: 1000,
+            read_backlog_alarms: false,
         },
     );
     let rid = ResourceNames::new("ep-000", "AllTraffic").resource_id;
@@ -374,6 +385,7 @@ async fn each_bulk_read_failing_alone_writes_nothing() {
                 message: None,
                 count: 0,
                 delay_seconds: 0.0,
+                input_has: None,
             });
             let writes = calls.writes();
             let outcomes = converge_all(&view, 2).await;
@@ -422,6 +434,7 @@ async fn the_owner_tag_read_before_a_write_failing_alone_writes_nothing() {
             message: None,
             count: 0,
             delay_seconds: 0.0,
+            input_has: None,
         });
         let writes = calls.writes();
         let outcome = converge_all(&view, 1).await.remove(0);
@@ -441,4 +454,103 @@ async fn the_owner_tag_read_before_a_write_failing_alone_writes_nothing() {
             .unwrap_or(0);
         assert!(tag_reads > 0, "{code}: the tags were read before the write");
     }
+}
+
+/// Puts the AlarmHigh that target tracking created for `endpoint` in ALARM, as CloudWatch does
+/// when the backlog per instance stays above the target.
+fn fire_alarm_high(server: &SimServer, endpoint: &str) {
+    let mut account = server.account.lock().unwrap();
+    let listed = account
+        .handle(
+            "cloudwatch",
+            "DescribeAlarms",
+            &serde_json::json!({ "AlarmNamePrefix": format!("TargetTracking-endpoint/{endpoint}/") }),
+            "us-east-1",
+        )
+        .unwrap();
+    let name = listed["MetricAlarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["AlarmName"].as_str().unwrap().to_string())
+        .find(|n| n.contains("-AlarmHigh-"))
+        .expect("target tracking created its AlarmHigh");
+    account
+        .handle(
+            "cloudwatch",
+            "SetAlarmState",
+            &serde_json::json!({ "AlarmName": name, "StateValue": "ALARM", "StateReason": "test" }),
+            "us-east-1",
+        )
+        .unwrap();
+}
+
+/// The controller's view lists the firing AlarmHigh alarms with each refresh (one DescribeAlarms
+/// filtered to ALARM), and hands them to the metrics without a read of its own. That read
+/// failing alone fails no refresh and writes nothing: it keeps the previous refresh's answer.
+#[tokio::test]
+async fn the_firing_alarm_high_comes_with_each_refresh_and_its_read_failing_alone_changes_nothing()
+{
+    let every = Duration::from_millis(300);
+    let (server, calls, view) = setup_view(every, 2, true).await;
+    let outcomes = converge_all(&view, 2).await;
+    assert_eq!(outcomes, vec![SyncOutcome::InSync; 2]);
+    let id = |i: usize| format!("endpoint/ep-{i:03}/variant/AllTraffic");
+    assert_eq!(
+        view.sighting("ml.g4dn.xlarge", &id(0))
+            .map(|s| s.backlog_above_target),
+        Some(Some(false))
+    );
+    fire_alarm_high(&server, "ep-000");
+    tokio::time::sleep(every + Duration::from_millis(50)).await;
+    let firing_reads = || server.account.lock().unwrap().calls["cloudwatch"]["DescribeAlarms"];
+    let (before, reads_before) = (calls.snapshot(), firing_reads());
+    converge_all(&view, 2).await;
+    assert_eq!(
+        view.sighting("ml.g4dn.xlarge", &id(0))
+            .map(|s| s.backlog_above_target),
+        Some(Some(true))
+    );
+    assert_eq!(
+        view.sighting("ml.g4dn.xlarge", &id(1))
+            .map(|s| s.backlog_above_target),
+        Some(Some(false))
+    );
+    // One refresh: asyncscale's alarms and the firing AlarmHigh, one page each.
+    assert_eq!(firing_reads() - reads_before, 2, "{before:?}");
+
+    let snapshot = server.account.lock().unwrap().snapshot("us-east-1");
+    let writes = calls.writes();
+    server.account.lock().unwrap().faults.push(Fault {
+        service: None,
+        operation: "DescribeAlarms".into(),
+        code: Some("AccessDenied".into()),
+        status: 403,
+        message: Some("not authorized to perform: cloudwatch:DescribeAlarms".into()),
+        count: 0,
+        delay_seconds: 0.0,
+        input_has: Some(("StateValue".into(), serde_json::json!("ALARM"))),
+    });
+    tokio::time::sleep(every + Duration::from_millis(50)).await;
+    let outcomes = converge_all(&view, 2).await;
+    assert_eq!(outcomes, vec![SyncOutcome::InSync; 2], "the refresh stands");
+    assert!(
+        calls
+            .snapshot()
+            .iter()
+            .any(|(k, _)| k.operation == "DescribeAlarms" && k.outcome != "ok"),
+        "the firing-alarm read was denied: {:?}",
+        calls.snapshot()
+    );
+    assert_eq!(
+        view.sighting("ml.g4dn.xlarge", &id(0))
+            .map(|s| s.backlog_above_target),
+        Some(Some(true)),
+        "the previous answer stays"
+    );
+    assert_eq!(calls.writes(), writes, "no write");
+    assert_eq!(
+        server.account.lock().unwrap().snapshot("us-east-1"),
+        snapshot
+    );
 }

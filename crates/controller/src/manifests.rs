@@ -117,6 +117,7 @@ pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
         let once = FleetConfig {
             refresh_every: Duration::from_secs(24 * 3600),
             policy_refresh_every: 1,
+            read_backlog_alarms: false,
         };
         Arc::new(FleetSource::new(backends, once))
     } else {

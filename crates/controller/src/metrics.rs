@@ -1,5 +1,6 @@
 //! Prometheus metrics of the controller. No label names an object, so the series count stays
-//! bounded however many resources exist.
+//! bounded however many resources exist: what concerns one endpoint is summed per region and
+//! instance type (the scope of an instance quota).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -15,7 +16,9 @@ use prometheus_client::registry::Registry;
 
 use std::sync::Arc;
 
+use asyncscale_core::ScalingActivity;
 use asyncscale_engine::{CallCounter, CallKey, FleetSource};
+use k8s_openapi::jiff::Timestamp;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -31,6 +34,42 @@ pub struct RegionLabels {
 pub struct RefreshLabels {
     pub region: String,
     pub outcome: String,
+}
+
+/// The scope of one instance quota (one account per controller: the account is implied).
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct InstanceTypeLabels {
+    pub region: String,
+    pub instance_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailedActivityLabels {
+    pub region: String,
+    pub instance_type: String,
+    /// `quota` (the instance quota stopped it) or `other`.
+    pub reason: String,
+}
+
+/// What one resource's latest reconcile saw, for the per-instance-type metrics.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ResourceReading {
+    pub scope: InstanceTypeLabels,
+    /// The instance quota, when it was read.
+    pub quota: Option<i64>,
+    /// Instances of the type held in the account and region, by every endpoint.
+    pub in_use: Option<i64>,
+    /// Instances the variant holds (the larger of current and desired).
+    pub instances: Option<i64>,
+    /// The MaxCapacity asyncscale applied.
+    pub effective_max: Option<i64>,
+    /// Requests wait: the scale-from-zero alarm or target tracking's AlarmHigh fires.
+    pub backlog: bool,
+    /// It has backlog and the quota keeps it from growing.
+    pub blocked_by_quota: bool,
+    /// Since when requests have waited with no instance (the scale-from-zero alarm's state
+    /// change; None while it is not in ALARM).
+    pub waiting_since: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -69,6 +108,197 @@ pub struct Metrics {
     exported_refreshes: Mutex<BTreeMap<(String, &'static str), u64>>,
     fleet_age: Family<RegionLabels, Gauge<f64, AtomicU64>>,
     fleet_refresh_took: Family<RegionLabels, Gauge<f64, AtomicU64>>,
+    quota: QuotaMetrics,
+}
+
+/// The on-call view of each instance quota (deploy/helm/asyncscale/templates/prometheusrule.yaml
+/// alerts on them; docs/runbooks.md explains each).
+struct QuotaMetrics {
+    instances: Family<InstanceTypeLabels, Gauge>,
+    in_use: Family<InstanceTypeLabels, Gauge>,
+    grantable: Family<InstanceTypeLabels, Gauge>,
+    backlog: Family<InstanceTypeLabels, Gauge>,
+    blocked: Family<InstanceTypeLabels, Gauge>,
+    waiting: Family<InstanceTypeLabels, Gauge>,
+    longest_wait: Family<InstanceTypeLabels, Gauge<f64, AtomicU64>>,
+    failed_activities: Family<FailedActivityLabels, Counter>,
+    /// The latest reading of each resource, by namespace/name.
+    readings: Mutex<BTreeMap<String, ResourceReading>>,
+    /// The failed activities already counted, by resource (only those still in its recent history).
+    counted: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    /// Activities older than this process were counted (or not) by an earlier one: a restart must
+    /// not fire the failed-activity alert again.
+    counting_since: Timestamp,
+}
+
+impl QuotaMetrics {
+    fn new(registry: &mut Registry) -> Self {
+        let quota = Self {
+            instances: Family::default(),
+            in_use: Family::default(),
+            grantable: Family::default(),
+            backlog: Family::default(),
+            blocked: Family::default(),
+            waiting: Family::default(),
+            longest_wait: Family::default(),
+            failed_activities: Family::default(),
+            readings: Mutex::new(BTreeMap::new()),
+            counted: Mutex::new(BTreeMap::new()),
+            counting_since: Timestamp::now(),
+        };
+        registry.register(
+            "quota_instances",
+            "The instance quota (<instance type> for endpoint usage), by region and instance type",
+            quota.instances.clone(),
+        );
+        registry.register(
+            "quota_in_use_instances",
+            "Instances of the type held by every endpoint of the account and region, managed by asyncscale or not",
+            quota.in_use.clone(),
+        );
+        registry.register(
+            "quota_grantable_instances",
+            "Instances asyncscale's endpoints may still add under the MaxCapacity it applied (the shared quota's room)",
+            quota.grantable.clone(),
+        );
+        registry.register(
+            "endpoints_with_backlog",
+            "Endpoints whose requests wait for more instances (scale-from-zero alarm or target tracking's AlarmHigh in ALARM)",
+            quota.backlog.clone(),
+        );
+        registry.register(
+            "endpoints_blocked_by_quota",
+            "Endpoints with backlog (scale-from-zero alarm or target tracking's AlarmHigh in ALARM) that the instance quota keeps from growing",
+            quota.blocked.clone(),
+        );
+        registry.register(
+            "endpoints_waiting_without_capacity",
+            "Endpoints whose scale-from-zero alarm is in ALARM: requests wait with no instance",
+            quota.waiting.clone(),
+        );
+        registry.register_with_unit(
+            "backlog_without_capacity_longest_wait",
+            "How long the longest-waiting endpoint's requests have waited with no instance (its scale-from-zero alarm's time in ALARM)",
+            prometheus_client::registry::Unit::Seconds,
+            quota.longest_wait.clone(),
+        );
+        registry.register(
+            "scaling_activities_failed",
+            "Failed scaling activities seen since the controller started, by reason (quota: the instance quota stopped a scale-out; other)",
+            quota.failed_activities.clone(),
+        );
+        quota
+    }
+
+    fn record(&self, key: &str, reading: Option<ResourceReading>) {
+        let mut readings = self.readings.lock().expect("metrics lock");
+        match reading {
+            Some(reading) => readings.insert(key.to_string(), reading),
+            None => {
+                self.counted.lock().expect("metrics lock").remove(key);
+                readings.remove(key)
+            }
+        };
+    }
+
+    /// Counts the Failed activities among `recent` not counted before.
+    fn count_failures(&self, key: &str, scope: &InstanceTypeLabels, recent: &[ScalingActivity]) {
+        // Both reasons exist from the first reading of a type, at 0: increase() then sees the
+        // first failure as one.
+        for reason in ["quota", "other"] {
+            self.failed_activities
+                .get_or_create(&FailedActivityLabels {
+                    region: scope.region.clone(),
+                    instance_type: scope.instance_type.clone(),
+                    reason: reason.to_string(),
+                })
+                .inc_by(0);
+        }
+        let mut counted = self.counted.lock().expect("metrics lock");
+        let seen = counted.entry(key.to_string()).or_default();
+        let mut still_recent = BTreeSet::new();
+        for activity in recent.iter().filter(|a| a.status_code == "Failed") {
+            still_recent.insert(activity.activity_id.clone());
+            let since_start = activity
+                .start_time
+                .parse::<Timestamp>()
+                .is_ok_and(|at| at >= self.counting_since);
+            if since_start && !seen.contains(&activity.activity_id) {
+                let reason = if activity.failed_on_quota() {
+                    "quota"
+                } else {
+                    "other"
+                };
+                self.failed_activities
+                    .get_or_create(&FailedActivityLabels {
+                        region: scope.region.clone(),
+                        instance_type: scope.instance_type.clone(),
+                        reason: reason.to_string(),
+                    })
+                    .inc();
+            }
+        }
+        *seen = still_recent;
+    }
+
+    /// Rebuilds the gauges from the readings (a type no resource uses any more disappears).
+    fn export(&self) {
+        #[derive(Default)]
+        struct Sum {
+            quota: Option<i64>,
+            in_use: Option<i64>,
+            grantable: i64,
+            backlog: i64,
+            blocked: i64,
+            waiting: i64,
+            longest_wait: Option<f64>,
+        }
+        let now = Timestamp::now();
+        let mut sums: BTreeMap<InstanceTypeLabels, Sum> = BTreeMap::new();
+        for reading in self.readings.lock().expect("metrics lock").values() {
+            let sum = sums.entry(reading.scope.clone()).or_default();
+            // Every resource of a type reads the same quota and usage; the highest is the newest
+            // when a refresh lands between two reconciles.
+            sum.quota = sum.quota.max(reading.quota);
+            sum.in_use = sum.in_use.max(reading.in_use);
+            if let (Some(max), Some(held)) = (reading.effective_max, reading.instances) {
+                sum.grantable += (max - held).max(0);
+            }
+            sum.backlog += i64::from(reading.backlog);
+            sum.blocked += i64::from(reading.blocked_by_quota);
+            if let Some(since) = reading.waiting_since {
+                sum.waiting += 1;
+                let waited = now.duration_since(since).as_secs_f64().max(0.0);
+                sum.longest_wait = Some(sum.longest_wait.map_or(waited, |w| w.max(waited)));
+            }
+        }
+        for family in [
+            &self.instances,
+            &self.in_use,
+            &self.grantable,
+            &self.backlog,
+            &self.blocked,
+            &self.waiting,
+        ] {
+            family.clear();
+        }
+        self.longest_wait.clear();
+        for (scope, sum) in sums {
+            if let Some(quota) = sum.quota {
+                self.instances.get_or_create(&scope).set(quota);
+            }
+            if let Some(in_use) = sum.in_use {
+                self.in_use.get_or_create(&scope).set(in_use);
+            }
+            self.grantable.get_or_create(&scope).set(sum.grantable);
+            self.backlog.get_or_create(&scope).set(sum.backlog);
+            self.blocked.get_or_create(&scope).set(sum.blocked);
+            self.waiting.get_or_create(&scope).set(sum.waiting);
+            self.longest_wait
+                .get_or_create(&scope)
+                .set(sum.longest_wait.unwrap_or(0.0));
+        }
+    }
 }
 
 impl Metrics {
@@ -101,6 +331,7 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             fleet_refresh_took.clone(),
         );
+        let quota = QuotaMetrics::new(&mut registry);
         registry.register("reconciles", "Reconciles by outcome", reconciles.clone());
         registry.register_with_unit(
             "reconcile_duration",
@@ -153,7 +384,22 @@ impl Metrics {
             exported_refreshes: Mutex::new(BTreeMap::new()),
             fleet_age,
             fleet_refresh_took,
+            quota,
         }
+    }
+
+    /// Records what a reconcile of `key` saw (None: the resource is gone) and counts its newly
+    /// failed scaling activities.
+    pub fn resource_reading(
+        &self,
+        key: &str,
+        reading: Option<ResourceReading>,
+        recent: &[ScalingActivity],
+    ) {
+        if let Some(reading) = &reading {
+            self.quota.count_failures(key, &reading.scope, recent);
+        }
+        self.quota.record(key, reading);
     }
 
     /// Exports the fleet views' refreshes and ages at each scrape.
@@ -200,6 +446,14 @@ impl Metrics {
                 };
                 self.aws_calls.get_or_create(&labels).inc_by(total - *seen);
                 *seen = total;
+                // Every API called has a budget-wait series, 0 until a call waits: rate() then
+                // reads 0 instead of nothing.
+                self.aws_budget_wait
+                    .get_or_create(&AwsApiLabels {
+                        service: labels.service,
+                        operation: labels.operation,
+                    })
+                    .inc_by(0.0);
             }
         }
         {
@@ -243,6 +497,7 @@ impl Metrics {
                 }
             }
         }
+        self.quota.export();
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("metrics encode");
@@ -276,5 +531,123 @@ mod tests {
             text.contains(r#"asyncscale_aws_budget_wait_seconds_total{service="cloudwatch",operation="PutMetricAlarm"} 2.0"#),
             "{text}"
         );
+    }
+
+    fn activity(id: &str, message: &str, start_time: &str) -> ScalingActivity {
+        ScalingActivity {
+            activity_id: id.into(),
+            status_code: "Failed".into(),
+            description: "Setting desired instance count to 3.".into(),
+            cause: String::new(),
+            status_message: Some(message.into()),
+            start_time: start_time.into(),
+        }
+    }
+
+    fn g4dn() -> InstanceTypeLabels {
+        InstanceTypeLabels {
+            region: "us-east-1".into(),
+            instance_type: "ml.g4dn.xlarge".into(),
+        }
+    }
+
+    /// Two endpoints of one type: one series per type, sums over both, and nothing left once
+    /// both are gone.
+    #[test]
+    fn readings_are_summed_per_instance_type_and_vanish_with_their_resources() {
+        let metrics = Metrics::new(CallCounter::default());
+        let waiting_since = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(600);
+        metrics.resource_reading(
+            "ml/a",
+            Some(ResourceReading {
+                scope: g4dn(),
+                quota: Some(4),
+                in_use: Some(4),
+                instances: Some(1),
+                effective_max: Some(2),
+                backlog: false,
+                blocked_by_quota: false,
+                waiting_since: None,
+            }),
+            &[],
+        );
+        metrics.resource_reading(
+            "ml/b",
+            Some(ResourceReading {
+                scope: g4dn(),
+                quota: Some(4),
+                in_use: Some(4),
+                instances: Some(0),
+                effective_max: Some(0),
+                backlog: true,
+                blocked_by_quota: true,
+                waiting_since: Some(waiting_since),
+            }),
+            &[],
+        );
+        let text = metrics.encode();
+        let labels = r#"{region="us-east-1",instance_type="ml.g4dn.xlarge"}"#;
+        for expected in [
+            format!("asyncscale_quota_instances{labels} 4"),
+            format!("asyncscale_quota_in_use_instances{labels} 4"),
+            format!("asyncscale_quota_grantable_instances{labels} 1"),
+            format!("asyncscale_endpoints_with_backlog{labels} 1"),
+            format!("asyncscale_endpoints_blocked_by_quota{labels} 1"),
+            format!("asyncscale_endpoints_waiting_without_capacity{labels} 1"),
+        ] {
+            assert!(text.contains(&expected), "{expected} missing in\n{text}");
+        }
+        let waited: f64 = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "asyncscale_backlog_without_capacity_longest_wait_seconds{labels} "
+                ))
+            })
+            .expect("longest wait")
+            .parse()
+            .unwrap();
+        assert!((600.0..700.0).contains(&waited), "{waited}");
+        metrics.resource_reading("ml/a", None, &[]);
+        metrics.resource_reading("ml/b", None, &[]);
+        assert!(!metrics.encode().contains(labels));
+    }
+
+    /// A failed activity counts once however many reconciles see it, by reason; one that started
+    /// before the controller did is an earlier process's to count (a restart fires no alert).
+    #[test]
+    fn failed_activities_count_once_by_reason_and_not_from_before_the_start() {
+        let metrics = Metrics::new(CallCounter::default());
+        let after =
+            (Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(1)).to_string();
+        let quota = activity(
+            "a-1",
+            "Failed to set desired instance count to 3. Reason: The account-level service limit 'ml.g4dn.xlarge for endpoint usage' is 2 Instances",
+            &after,
+        );
+        let other = activity("a-2", "Internal failure", &after);
+        let old = activity(
+            "a-0",
+            "The account-level service limit ...",
+            "2026-01-01T00:00:00Z",
+        );
+        let reading = ResourceReading {
+            scope: g4dn(),
+            ..ResourceReading::default()
+        };
+        for _ in 0..3 {
+            metrics.resource_reading(
+                "ml/a",
+                Some(reading.clone()),
+                &[other.clone(), quota.clone(), old.clone()],
+            );
+        }
+        let text = metrics.encode();
+        for (reason, count) in [("quota", 1), ("other", 1)] {
+            let line = format!(
+                r#"asyncscale_scaling_activities_failed_total{{region="us-east-1",instance_type="ml.g4dn.xlarge",reason="{reason}"}} {count}"#
+            );
+            assert!(text.contains(&line), "{line} missing in\n{text}");
+        }
     }
 }

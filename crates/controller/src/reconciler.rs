@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::events::{Event, EventPublisher, EventType};
 use asyncscale_api::{AsyncEndpointScaling, AsyncEndpointScalingStatus, FINALIZER};
+use asyncscale_core::MaxSource;
 use asyncscale_core::names::{ResourceNames, TARGET_TRACKING_POLICY};
 use asyncscale_core::notices::notices;
 use asyncscale_core::plan::{Adoption, Change, PlannedChange};
@@ -16,8 +17,8 @@ use asyncscale_core::status::{
     initial_status, same_ignoring_time,
 };
 use asyncscale_engine::{
-    AwsError, BackendSource, ConvergeMode, ErrorClass, Fence, Intent, OwnershipCheck, converge,
-    remove,
+    AutoscalingBackend, AwsError, BackendSource, ConvergeMode, ConvergeReport, ErrorClass, Fence,
+    Intent, OwnershipCheck, converge, remove,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
@@ -28,7 +29,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::identity::{owner_of, wants_adoption};
-use crate::metrics::Metrics;
+use crate::metrics::{InstanceTypeLabels, Metrics, ResourceReading};
 
 /// The one field manager of every status asyncscale writes.
 pub const FIELD_MANAGER: &str = "asyncscale";
@@ -432,6 +433,14 @@ async fn apply(
     }
     let clamped = report.desired.as_ref().is_some_and(|d| d.clamped);
     ctx.metrics.resource_state(&key, true, clamped);
+    ctx.metrics.resource_reading(
+        &key,
+        Some(metrics_reading(&obj, &report, backend.as_ref())),
+        report
+            .observed
+            .as_ref()
+            .map_or(&[][..], |o| &o.activities[..]),
+    );
     let outcome = outcome_label(&report.outcome);
     ctx.metrics.reconciled(outcome, started);
     match (&report.outcome, report.error) {
@@ -454,6 +463,62 @@ async fn apply(
             ctx.visited(&obj, written, ctx.resync);
             Ok(Action::requeue(ctx.resync))
         }
+    }
+}
+
+/// What the on-call metrics need from one reconcile. The usage and the firing AlarmHigh come
+/// from the fleet view's picture as it is, so this reads nothing from AWS.
+fn metrics_reading(
+    obj: &AsyncEndpointScaling,
+    report: &ConvergeReport,
+    backend: &dyn AutoscalingBackend,
+) -> ResourceReading {
+    let spec = &obj.spec;
+    let resource_id = ResourceNames::new(&spec.endpoint_name, &spec.variant_name).resource_id;
+    let sighting = backend.sighting(&spec.instance_type, &resource_id);
+    let in_use = sighting.map(|s| i64::from(s.in_use));
+    let quota = report.status.quota.as_ref().and_then(|q| q.value);
+    let instances = report
+        .status
+        .endpoint
+        .as_ref()
+        .and_then(|e| e.current_instances.max(e.desired_instances).map(i64::from));
+    let effective_max = report.status.effective_max_capacity.map(i64::from);
+    let waiting_since = report
+        .observed
+        .as_ref()
+        .and_then(|o| o.alarm.as_ref())
+        .filter(|a| a.state.as_deref() == Some("ALARM"))
+        .map(|a| {
+            a.state_since
+                .as_deref()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(k8s_openapi::jiff::Timestamp::now)
+        });
+    let backlog =
+        waiting_since.is_some() || sighting.is_some_and(|s| s.backlog_above_target == Some(true));
+    let desired = report.desired.as_ref();
+    let lowered_by_quota = desired.is_some_and(|d| {
+        matches!(d.max_source, MaxSource::Quota | MaxSource::Share)
+            && d.effective_max < spec.max_capacity
+    });
+    let at_cap = instances.zip(effective_max).is_some_and(|(i, m)| i >= m);
+    let quota_full = in_use.zip(quota).is_some_and(|(u, q)| u >= q);
+    let min_unmet = desired
+        .and_then(|d| d.share.as_ref())
+        .is_some_and(|s| s.min_unmet);
+    ResourceReading {
+        scope: InstanceTypeLabels {
+            region: backend.region().to_string(),
+            instance_type: spec.instance_type.clone(),
+        },
+        quota,
+        in_use,
+        instances,
+        effective_max,
+        backlog,
+        blocked_by_quota: (backlog && ((lowered_by_quota && at_cap) || quota_full)) || min_unmet,
+        waiting_since,
     }
 }
 
@@ -652,6 +717,7 @@ async fn cleanup(
         publish(ctx, &obj, EventType::Normal, "Retained", "Delete", note).await;
     }
     ctx.metrics.resource_state(&key, false, false);
+    ctx.metrics.resource_reading(&key, None, &[]);
     ctx.metrics.reconciled("deleted", started);
     ctx.succeeded(&key);
     ctx.forget(&obj);

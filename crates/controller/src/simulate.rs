@@ -316,6 +316,7 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
         asyncscale_engine::FleetConfig {
             refresh_every: std::time::Duration::from_secs(24 * 3600),
             policy_refresh_every: 1,
+            read_backlog_alarms: false,
         },
     );
     for (resource, spec) in options.resources.iter().zip(&specs) {

@@ -143,6 +143,9 @@ pub struct ObservedAlarm {
     pub arn: Option<String>,
     /// OK, ALARM or INSUFFICIENT_DATA.
     pub state: Option<String>,
+    /// When the state last changed (StateTransitionedTimestamp, RFC 3339): how long requests
+    /// have waited, for the on-call metrics.
+    pub state_since: Option<String>,
     /// The alarm's tags, when they were read (only to decide whether an alarm whose scalable
     /// target is gone is ours to delete; DescribeAlarms does not return tags).
     pub tags: Option<Tags>,
@@ -158,6 +161,22 @@ pub struct ScalingActivity {
     pub status_message: Option<String>,
     /// RFC 3339.
     pub start_time: String,
+}
+
+/// The text AWS puts in a scaling activity that the instance quota blocked (aws-semantics.md §5.4).
+const QUOTA_EXCEEDED_MARKER: &str = "account-level service limit";
+
+impl ScalingActivity {
+    /// A Failed activity that the account's instance quota stopped (SageMaker's
+    /// ResourceLimitExceeded, quoted in the status message).
+    pub fn failed_on_quota(&self) -> bool {
+        self.status_code == "Failed"
+            && self
+                .status_message
+                .as_deref()
+                .unwrap_or(&self.description)
+                .contains(QUOTA_EXCEEDED_MARKER)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

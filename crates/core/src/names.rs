@@ -77,6 +77,9 @@ impl Owner {
 /// Every alarm asyncscale creates starts with this (bulk reads use it as AlarmNamePrefix).
 pub const ALARM_PREFIX: &str = "asyncscale-endpoint/";
 const ALARM_SUFFIX: &str = "-HasBacklogWithoutCapacity";
+/// The alarms AWS creates for target tracking on a SageMaker variant start with this.
+pub const TARGET_TRACKING_ALARM_PREFIX: &str = "TargetTracking-";
+const ALARM_HIGH_INFIX: &str = "-AlarmHigh-";
 
 /// The names of everything asyncscale owns for one endpoint variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +109,16 @@ impl ResourceNames {
             .filter(|id| id.starts_with("endpoint/"))
     }
 
+    /// The resource id of the AlarmHigh that AWS creates for a target-tracking policy
+    /// (`TargetTracking-<resource id>-AlarmHigh-<uuid>`, aws-semantics.md §2.7): in ALARM, the
+    /// backlog per instance is above the target and the policy asks for more instances.
+    pub fn resource_id_of_alarm_high(alarm: &str) -> Option<&str> {
+        let (id, _uuid) = alarm
+            .strip_prefix(TARGET_TRACKING_ALARM_PREFIX)?
+            .rsplit_once(ALARM_HIGH_INFIX)?;
+        id.starts_with("endpoint/").then_some(id)
+    }
+
     pub fn is_ours(&self, policy_name: &str) -> bool {
         policy_name == self.target_tracking_policy || policy_name == self.scale_from_zero_policy
     }
@@ -125,6 +138,18 @@ mod tests {
         );
         assert_eq!(
             ResourceNames::resource_id_of_alarm("asyncscale-other"),
+            None
+        );
+        assert_eq!(
+            ResourceNames::resource_id_of_alarm_high(
+                "TargetTracking-endpoint/ep-1/variant/AllTraffic-AlarmHigh-609224a3-1f2b"
+            ),
+            Some(names.resource_id.as_str())
+        );
+        assert_eq!(
+            ResourceNames::resource_id_of_alarm_high(
+                "TargetTracking-endpoint/ep-1/variant/AllTraffic-AlarmLow-6148a0e4"
+            ),
             None
         );
     }

@@ -23,9 +23,6 @@ use crate::plan::foreign_policies;
 
 pub use crate::conditions::{ConditionStatus, ConditionType, Reason};
 
-/// The text AWS puts in a scaling activity that the instance quota blocked (aws-semantics.md §5.4).
-const QUOTA_EXCEEDED_MARKER: &str = "account-level service limit";
-
 /// How the attempt to converge ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SyncOutcome {
@@ -419,7 +416,7 @@ fn scaling_condition(observed: Option<&Observed>) -> Cond {
                 .status_message
                 .clone()
                 .unwrap_or_else(|| a.description.clone());
-            let reason = if message.contains(QUOTA_EXCEEDED_MARKER) {
+            let reason = if a.failed_on_quota() {
                 Reason::QuotaExceeded
             } else {
                 Reason::ScalingActivityFailed

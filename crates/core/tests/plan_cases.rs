@@ -126,6 +126,7 @@ fn raising_min_capacity_removes_alarm_before_its_policy() {
         alarm: sfz.alarm_with_action("p2"),
         arn: None,
         state: Some("OK".into()),
+        state_since: None,
         tags: None,
     });
     assert!(
@@ -289,6 +290,7 @@ fn converged_with_clamp() -> (Desired, Observed) {
         alarm: sfz.alarm_with_action("p2"),
         arn: Some("arn:alarm".into()),
         state: Some("OK".into()),
+        state_since: None,
         tags: None,
     });
     (desired, world)

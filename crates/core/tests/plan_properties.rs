@@ -152,6 +152,7 @@ impl ModelAws {
                         alarm,
                         arn: Some("arn:model:alarm".into()),
                         state,
+                        state_since: None,
                         tags: None,
                     });
                 }
@@ -327,6 +328,7 @@ prop_compose! {
                 },
                 arn: Some("arn:model:alarm".into()),
                 state: Some("ALARM".into()),
+                state_since: None,
                 tags,
             });
         }

@@ -33,7 +33,7 @@ use asyncscale_core::{
 };
 
 use crate::error::{AwsError, ErrorClass};
-use crate::port::{AutoscalingBackend, Holding, Page, QuotaReading};
+use crate::port::{AutoscalingBackend, Holding, Page, QuotaReading, Sighting};
 use crate::source::BackendSource;
 
 /// Activities kept per resource (the engine reads the newest five).
@@ -70,6 +70,9 @@ pub struct FleetConfig {
     pub refresh_every: Duration,
     /// Policies are swept on the first and then every n-th refresh.
     pub policy_refresh_every: u32,
+    /// Each refresh also lists the target-tracking AlarmHigh alarms in ALARM (one call, for the
+    /// controller's on-call metrics; a one-shot run has none).
+    pub read_backlog_alarms: bool,
 }
 
 impl Default for FleetConfig {
@@ -77,6 +80,7 @@ impl Default for FleetConfig {
         Self {
             refresh_every: Duration::from_secs(60),
             policy_refresh_every: 1,
+            read_backlog_alarms: false,
         }
     }
 }
@@ -131,6 +135,9 @@ struct Picture {
     usage: HashMap<String, Vec<Holding>>,
     /// The resources whose scale-from-zero alarm fires, computed once per refresh.
     waiting: Option<Arc<HashSet<String>>>,
+    /// The resources whose target-tracking AlarmHigh fires, as of the latest refresh that could
+    /// read it (None: never read).
+    backlog_above_target: Option<Arc<HashSet<String>>>,
     failed: Option<(Instant, AwsError)>,
     failed_refreshes: u64,
     last_refresh_took: Option<Duration>,
@@ -186,6 +193,8 @@ struct Sweep {
     activities_cut: bool,
     endpoints: Vec<EndpointState>,
     configs: Vec<EndpointConfigState>,
+    /// None when the read failed: it serves only the on-call metrics, so it never fails a refresh.
+    backlog_above_target: Option<Arc<HashSet<String>>>,
 }
 
 pub struct FleetView {
@@ -310,7 +319,7 @@ impl FleetView {
         };
         let sweep_policies = refreshes % u64::from(self.config.policy_refresh_every.max(1)) == 0;
         let inner = &self.inner;
-        let (targets, policies, alarms, activities, endpoints) = tokio::join!(
+        let (targets, policies, alarms, activities, endpoints, backlog) = tokio::join!(
             all_pages(|next| inner.list_targets(next)),
             async {
                 if sweep_policies {
@@ -327,6 +336,18 @@ impl FleetView {
                 (newest, _) => newest,
             }),
             self.sweep_endpoints(),
+            async {
+                if !self.config.read_backlog_alarms {
+                    return None;
+                }
+                match with_page_retries(|| inner.backlog_above_target()).await {
+                    Ok(firing) => Some(firing),
+                    Err(error) => {
+                        tracing::warn!(%error, "target-tracking alarms unread: the metrics of endpoints blocked by the quota keep the previous refresh's");
+                        None
+                    }
+                }
+            },
         );
         let (activities, activities_complete, activities_cut) = activities?;
         let (endpoints, configs) = endpoints?;
@@ -340,6 +361,7 @@ impl FleetView {
             activities_cut,
             endpoints,
             configs,
+            backlog_above_target: backlog,
         })
     }
 
@@ -549,6 +571,9 @@ impl FleetView {
             .extend(sweep.configs.into_iter().map(|c| (c.name.clone(), c)));
         picture.usage.clear();
         picture.waiting = None;
+        if let Some(firing) = sweep.backlog_above_target {
+            picture.backlog_above_target = Some(firing);
+        }
         // Writes this refresh saw are in its targets; later ones stay.
         picture.written_max.retain(|id, _| pinned.contains(id));
         picture.targets = targets;
@@ -1044,6 +1069,38 @@ impl AutoscalingBackend for FleetView {
         let waiting = Arc::new(crate::endpoints::firing(picture.alarms.values()));
         picture.waiting = Some(waiting.clone());
         Ok(waiting)
+    }
+
+    async fn backlog_above_target(&self) -> Result<Arc<HashSet<String>>, AwsError> {
+        self.inner.backlog_above_target().await
+    }
+
+    /// From the picture as it is: never a refresh, never a read.
+    fn sighting(&self, instance_type: &str, resource_id: &str) -> Option<Sighting> {
+        let mut picture = self.picture();
+        picture.targets_at?;
+        let in_use = match picture.usage.get(instance_type) {
+            Some(usage) => usage.iter().map(|h| h.instances).sum(),
+            None => {
+                let usage = crate::endpoints::holdings(
+                    picture
+                        .endpoints
+                        .values()
+                        .map(|e| (e, picture.configs.get(&e.config_name))),
+                    instance_type,
+                );
+                let in_use = usage.iter().map(|h| h.instances).sum();
+                picture.usage.insert(instance_type.to_string(), usage);
+                in_use
+            }
+        };
+        Some(Sighting {
+            in_use,
+            backlog_above_target: picture
+                .backlog_above_target
+                .as_ref()
+                .map(|firing| firing.contains(resource_id)),
+        })
     }
 
     async fn instance_usage(&self, instance_type: &str) -> Result<Vec<Holding>, AwsError> {

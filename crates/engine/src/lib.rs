@@ -18,5 +18,5 @@ pub use converge::{
 };
 pub use error::{AwsError, ErrorClass};
 pub use fleet::{FleetChange, FleetConfig, FleetSource, FleetStats, FleetView};
-pub use port::{AutoscalingBackend, Holding, Page, QuotaReading};
+pub use port::{AutoscalingBackend, Holding, Page, QuotaReading, Sighting};
 pub use source::{BackendSource, SingleBackend};

@@ -133,6 +133,30 @@ pub trait AutoscalingBackend: Send + Sync {
     ) -> Result<std::sync::Arc<std::collections::HashSet<String>>, AwsError> {
         crate::endpoints::list_waiting(self).await
     }
+    /// The resource ids whose target-tracking AlarmHigh (the alarm AWS creates for the policy,
+    /// aws-semantics.md §2.7) is in ALARM: the backlog per instance is above the target and the
+    /// policy asks for more instances. Only the on-call metrics use it (an endpoint held at a cap
+    /// the quota lowered, with backlog, cannot grow). One DescribeAlarms filtered to the alarms
+    /// in ALARM, so one page for the account in the usual case; the controller's fleet view reads
+    /// it once per refresh.
+    async fn backlog_above_target(
+        &self,
+    ) -> Result<std::sync::Arc<std::collections::HashSet<String>>, AwsError>;
+    /// What the latest bulk read saw of an instance type and a resource, for the on-call metrics,
+    /// without reading AWS. None from a backend that keeps no picture (then there are no such
+    /// metrics rather than a read per reconcile).
+    fn sighting(&self, _instance_type: &str, _resource_id: &str) -> Option<Sighting> {
+        None
+    }
+}
+
+/// See [`AutoscalingBackend::sighting`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sighting {
+    /// Instances of the type held by every endpoint of the account and region.
+    pub in_use: u32,
+    /// Whether the resource's target-tracking AlarmHigh fires (None: not read).
+    pub backlog_above_target: Option<bool>,
 }
 
 /// One endpoint variant holding instances of an instance type.

@@ -219,7 +219,7 @@ async fn run(
                 .or_default() += 1;
             return Err(error);
         }
-        account.take_fault(service, operation)
+        account.take_fault(service, operation, input)
     };
     if let Some(fault) = &fault {
         if fault.delay_seconds > 0.0 {

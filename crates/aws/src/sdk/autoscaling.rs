@@ -7,7 +7,7 @@ use aws_sdk_applicationautoscaling as aas;
 
 use asyncscale_core::*;
 
-use super::{AAS, SdkBackend, build_error, next_token};
+use super::{AAS, SdkBackend, build_error, next_token, rfc3339};
 use asyncscale_engine::{AwsError, Page};
 
 impl SdkBackend {
@@ -344,11 +344,6 @@ fn activity_from_sdk(a: &aas::types::ScalingActivity) -> ScalingActivity {
         status_message: a.status_message().map(str::to_string),
         start_time: rfc3339(a.start_time()),
     }
-}
-
-fn rfc3339(t: &aas::primitives::DateTime) -> String {
-    t.fmt(aas::primitives::DateTimeFormat::DateTime)
-        .unwrap_or_else(|_| t.secs().to_string())
 }
 
 fn dimensions_to_sdk(

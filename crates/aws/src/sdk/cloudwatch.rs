@@ -1,10 +1,14 @@
 //! CloudWatch through the SDK: asyncscale's alarm and its tags.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use aws_sdk_cloudwatch as cw;
 
+use asyncscale_core::names::TARGET_TRACKING_ALARM_PREFIX;
 use asyncscale_core::*;
 
-use super::{CW, SdkBackend, next_token};
+use super::{CW, SdkBackend, next_token, rfc3339};
 use asyncscale_engine::{AwsError, Page};
 
 impl SdkBackend {
@@ -43,6 +47,36 @@ impl SdkBackend {
             items: out.metric_alarms().iter().map(alarm_from_sdk).collect(),
             next: next_token(out.next_token()),
         })
+    }
+
+    pub(super) async fn backlog_above_target(&self) -> Result<Arc<HashSet<String>>, AwsError> {
+        let prefix = format!("{TARGET_TRACKING_ALARM_PREFIX}endpoint/");
+        let mut firing = HashSet::new();
+        let mut next = None;
+        loop {
+            let out = self
+                .call(CW, "DescribeAlarms", || {
+                    self.cloudwatch
+                        .describe_alarms()
+                        .alarm_name_prefix(&prefix)
+                        .state_value(cw::types::StateValue::Alarm)
+                        .max_records(100)
+                        .set_next_token(next.clone())
+                        .send()
+                })
+                .await?;
+            firing.extend(
+                out.metric_alarms()
+                    .iter()
+                    .filter_map(|a| a.alarm_name())
+                    .filter_map(ResourceNames::resource_id_of_alarm_high)
+                    .map(str::to_string),
+            );
+            match next_token(out.next_token()) {
+                Some(token) => next = Some(token),
+                None => return Ok(Arc::new(firing)),
+            }
+        }
     }
 
     pub(super) async fn put_alarm(&self, alarm: &MetricAlarm, tags: &Tags) -> Result<(), AwsError> {
@@ -180,6 +214,10 @@ fn alarm_from_sdk(a: &cw::types::MetricAlarm) -> ObservedAlarm {
         },
         arn: a.alarm_arn().map(str::to_string),
         state: a.state_value().map(|s| s.as_str().to_string()),
+        state_since: a
+            .state_transitioned_timestamp()
+            .or(a.state_updated_timestamp())
+            .map(rfc3339),
         tags: None,
     }
 }

@@ -349,6 +349,12 @@ impl SdkBackend {
 
 /// The token of the next page: "This value is null if there are no more results to return";
 /// one AWS example shows `""`, which means the same.
+/// AWS timestamps as asyncscale keeps them (RFC 3339); every SDK crate shares smithy's DateTime.
+fn rfc3339(t: &aws_sdk_cloudwatch::primitives::DateTime) -> String {
+    t.fmt(aws_sdk_cloudwatch::primitives::DateTimeFormat::DateTime)
+        .unwrap_or_else(|_| t.secs().to_string())
+}
+
 fn next_token(token: Option<&str>) -> Option<String> {
     token.filter(|t| !t.is_empty()).map(str::to_string)
 }
@@ -573,5 +579,9 @@ impl AutoscalingBackend for SdkBackend {
 
     async fn waiting_without_capacity(&self) -> Result<Arc<HashSet<String>>, AwsError> {
         SdkBackend::waiting_without_capacity(self).await
+    }
+
+    async fn backlog_above_target(&self) -> Result<Arc<HashSet<String>>, AwsError> {
+        SdkBackend::backlog_above_target(self).await
     }
 }

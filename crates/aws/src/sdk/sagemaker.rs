@@ -2,8 +2,6 @@
 //! configurations (instance type, asynchronous or not). Configurations never change once
 //! created, so each is read once per name and kept.
 
-use aws_sdk_sagemaker as sm;
-
 use asyncscale_core::*;
 use std::time::{Duration, Instant};
 
@@ -13,7 +11,7 @@ use std::sync::Arc;
 
 use asyncscale_engine::endpoints::{holdings, is_missing, list_waiting, scan_endpoints};
 
-use super::{SM, SdkBackend, next_token};
+use super::{SM, SdkBackend, next_token, rfc3339};
 use asyncscale_engine::{AwsError, Page};
 
 /// ListEndpoints' largest page.
@@ -174,9 +172,4 @@ impl SdkBackend {
             next: next_token(out.next_token()),
         })
     }
-}
-
-fn rfc3339(t: &sm::primitives::DateTime) -> String {
-    t.fmt(sm::primitives::DateTimeFormat::DateTime)
-        .unwrap_or_default()
 }

@@ -140,6 +140,7 @@ async fn run_controller(args: RunArgs) -> Result<(), RunError> {
         FleetConfig {
             refresh_every: args.resync,
             policy_refresh_every: args.policy_refresh_resyncs,
+            read_backlog_alarms: true,
         },
     ));
     let lease = LeaseConfig {

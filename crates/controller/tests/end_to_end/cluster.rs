@@ -169,6 +169,53 @@ fn metric_with_labels(text: &str, series: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
+/// The names a scrape of `metrics` (OpenMetrics text) offers to PromQL: each family's samples,
+/// counters with `_total`, histograms with their `_bucket`, `_sum` and `_count`.
+fn exposed_names(metrics: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for line in metrics.lines() {
+        let mut words = line.split_whitespace();
+        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
+            (words.next(), words.next(), words.next(), words.next())
+        {
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                _ => &[""],
+            };
+            names.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+        }
+    }
+    names
+}
+
+/// The alerts and the Grafana dashboard of the Helm chart query only metrics a running
+/// controller exposes: a renamed metric breaks this test, not someone's on-call night.
+fn every_metric_the_chart_queries_is_exposed(metrics: &str) {
+    let exposed = exposed_names(metrics);
+    let chart = root().join("deploy/helm/asyncscale");
+    for file in ["templates/prometheusrule.yaml", "files/dashboard.json"] {
+        let text = std::fs::read_to_string(chart.join(file)).unwrap();
+        let queried: std::collections::BTreeSet<&str> = text
+            .match_indices("asyncscale_")
+            .map(|(at, _)| {
+                let rest = &text[at..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .collect();
+        assert!(queried.len() >= 8, "{file}: {queried:?}");
+        for name in queried {
+            assert!(
+                exposed.contains(name),
+                "{file} queries {name}, which /metrics does not expose: {exposed:?}"
+            );
+        }
+    }
+}
+
 fn metric(addr: &str, name: &str) -> Option<f64> {
     http_get(addr, "/metrics")
         .1
@@ -361,9 +408,15 @@ async fn kubectl_apply_reconciles_through_the_controller_and_delete_cleans_aws()
         "asyncscale_fleet_observation_age_seconds{region=\"us-east-1\"}",
         "asyncscale_fleet_refresh_duration_seconds{region=\"us-east-1\"}",
         "asyncscale_fleet_refreshes_total{region=\"us-east-1\",outcome=\"failed\"} 0",
+        // The on-call view of the quota: 4 instances, none in use, all 4 left to grant.
+        "asyncscale_quota_instances{region=\"us-east-1\",instance_type=\"ml.g4dn.xlarge\"} 4",
+        "asyncscale_quota_in_use_instances{region=\"us-east-1\",instance_type=\"ml.g4dn.xlarge\"} 0",
+        "asyncscale_quota_grantable_instances{region=\"us-east-1\",instance_type=\"ml.g4dn.xlarge\"} 4",
+        "asyncscale_endpoints_blocked_by_quota{region=\"us-east-1\",instance_type=\"ml.g4dn.xlarge\"} 0",
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
+    every_metric_the_chart_queries_is_exposed(&metrics);
     assert!(
         metric_with_labels(
             &metrics,
@@ -1105,4 +1158,71 @@ fn the_argo_cd_health_check_passes_in_argo_cds_lua_vm() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains(" passed, 0 failed"), "{text}");
+}
+
+/// The `kubectl` and `helm` commands of the README's install section, in order, as written: each
+/// one on its own line of text, continuation lines joined.
+fn readme_install_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme
+        .find("## Installing the controller in a cluster")
+        .expect("install section");
+    let section = &readme[start..];
+    let section = &section[..section.find("\n### ").unwrap_or(section.len())];
+    let joined = section.replace("\n", " ");
+    joined
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|span| span.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|command| command.starts_with("kubectl ") || command.starts_with("helm "))
+        .filter(|command| command.split(' ').count() > 2)
+        .collect()
+}
+
+/// Issue 12: every README command of the install section works as written on a fresh cluster,
+/// once by the kustomize path and once by the Helm path (two fresh control planes: the two
+/// install the same objects). Nothing runs the Deployment here, so no finalizer holds the delete.
+#[test]
+fn the_readme_install_commands_work_as_written_on_a_fresh_cluster() {
+    let commands = readme_install_commands();
+    let install = |c: &String| c.starts_with("kubectl apply -k") || c.starts_with("helm install");
+    let installs: Vec<&String> = commands.iter().filter(|c| install(c)).collect();
+    let after: Vec<&String> = commands.iter().filter(|c| !install(c)).collect();
+    assert_eq!(installs.len(), 2, "{commands:#?}");
+    assert!(
+        after.iter().any(|c| c.starts_with("kubectl delete aes")),
+        "{commands:#?}"
+    );
+    let bin = asyncscale_controlplane::tool("helm");
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (tag, installing) in ["readme-kustomize", "readme-helm"].iter().zip(installs) {
+        let plane = ControlPlane::start(tag);
+        for command in std::iter::once(installing).chain(after.iter().copied()) {
+            let out = Command::new("sh")
+                .args(["-c", command])
+                .current_dir(root())
+                .env("KUBECONFIG", &plane.admin)
+                .env("PATH", &path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{tag}: `{command}` failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                stderr_of(&out)
+            );
+            if command.starts_with("kubectl apply -k") || command.starts_with("helm install") {
+                // The README's next command uses the CRD: as a person would, wait until the API
+                // server serves it.
+                until("the CRD to be served", Duration::from_secs(30), || {
+                    plane.kubectl(&["get", "aes", "-A"]).status.success()
+                });
+            }
+        }
+    }
 }

@@ -12,7 +12,8 @@ use asyncscale_aws::SdkBackend;
 use asyncscale_controller::events::{EventPublisher, Reporter};
 use asyncscale_controller::metrics::Metrics;
 use asyncscale_controller::reconciler::{Context, reconcile};
-use asyncscale_engine::{CallCounter, SingleBackend};
+use asyncscale_engine::{BackendSource, CallCounter, FleetConfig, FleetSource, SingleBackend};
+use asyncscale_sim::model::EndpointSpec;
 use asyncscale_sim::{Activity, SimServer};
 use aws_config::BehaviorVersion;
 use aws_sdk_applicationautoscaling::config::Credentials;
@@ -163,7 +164,16 @@ async fn sim() -> SimServer {
 }
 
 fn context(client: kube::Client, aws: Arc<SdkBackend>) -> Arc<Context> {
-    let metrics = Arc::new(Metrics::new(aws.calls().clone()));
+    let calls = aws.calls().clone();
+    context_over(client, Arc::new(SingleBackend(aws)), calls)
+}
+
+fn context_over(
+    client: kube::Client,
+    backends: Arc<dyn BackendSource>,
+    calls: CallCounter,
+) -> Arc<Context> {
+    let metrics = Arc::new(Metrics::new(calls));
     let recorder = EventPublisher::new(
         client.clone(),
         Reporter {
@@ -173,7 +183,7 @@ fn context(client: kube::Client, aws: Arc<SdkBackend>) -> Arc<Context> {
     );
     Arc::new(Context::new(
         client,
-        Arc::new(SingleBackend(aws)),
+        backends,
         recorder,
         metrics,
         Duration::from_secs(60),
@@ -1053,6 +1063,7 @@ async fn a_timed_out_reconcile_counts_as_a_failed_refresh() {
             message: None,
             count: 0,
             delay_seconds: 5.0,
+            input_has: None,
         });
     let object = resource(json!({}), true, Some(&status));
     let (client, api) = FakeApiServer::start(&object);
@@ -1132,6 +1143,7 @@ async fn a_terminal_error_resets_the_backoff_so_the_next_failure_starts_short() 
             message: None,
             count: 0,
             delay_seconds: 0.0,
+            input_has: None,
         });
     };
     let fresh = || {
@@ -1184,6 +1196,7 @@ async fn a_failed_quota_read_backs_off_and_writes_nothing() {
             message: None,
             count: 0,
             delay_seconds: 0.0,
+            input_has: None,
         });
     let object = resource(json!({}), true, Some(&status));
     let (client, api) = FakeApiServer::start(&object);
@@ -1386,4 +1399,90 @@ async fn two_resources_created_in_the_same_second_leave_one_owner() {
         again["reason"], "InSync",
         "the owner keeps its endpoint: {again}"
     );
+}
+
+/// Issue 12: the on-call metrics of reconciles through the controller's fleet view. Another
+/// endpoint holds all 4 instances of the quota, so this one's share is 0; its requests then wait
+/// with no instance: it has backlog, the quota keeps it from growing, nothing is left to grant,
+/// and the scale-out AWS refused on the quota is counted once however often it is seen.
+#[tokio::test]
+async fn the_quota_metrics_show_backlog_that_the_quota_keeps_from_growing() {
+    let aws = sim().await;
+    aws.world.lock().unwrap().add_endpoint(EndpointSpec {
+        initial_instances: 4,
+        ..EndpointSpec::idle("other-async", "AllTraffic", "ml.g4dn.xlarge")
+    });
+    let backend = aws_at(&aws.url()).await;
+    let calls = backend.calls().clone();
+    let every = Duration::from_millis(200);
+    let fleet = FleetSource::new(
+        Arc::new(SingleBackend(backend)),
+        FleetConfig {
+            refresh_every: every,
+            policy_refresh_every: 1,
+            read_backlog_alarms: true,
+        },
+    );
+    let mut object = resource(json!({}), true, None);
+    let (client, _api) = FakeApiServer::start(&object);
+    let ctx = context_over(client, Arc::new(fleet), calls);
+    reconcile(Arc::new(object.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let labels = r#"{region="us-east-1",instance_type="ml.g4dn.xlarge"}"#;
+    let text = ctx.metrics.encode();
+    for line in [
+        format!("asyncscale_quota_instances{labels} 4"),
+        format!("asyncscale_quota_in_use_instances{labels} 4"),
+        format!("asyncscale_quota_grantable_instances{labels} 0"),
+        format!("asyncscale_endpoints_with_backlog{labels} 0"),
+        format!("asyncscale_endpoints_blocked_by_quota{labels} 0"),
+    ] {
+        assert!(text.contains(&line), "{line} missing in\n{text}");
+    }
+
+    // Requests arrive: CloudWatch puts the scale-from-zero alarm in ALARM, and a scale-out of
+    // the other endpoint's kind fails on the quota.
+    {
+        let mut account = aws.account.lock().unwrap();
+        account
+            .handle(
+                "cloudwatch",
+                "SetAlarmState",
+                &json!({"AlarmName": "asyncscale-endpoint/sdxl-async/variant/AllTraffic-HasBacklogWithoutCapacity", "StateValue": "ALARM", "StateReason": "backlog"}),
+                "us-east-1",
+            )
+            .unwrap();
+        account.add_activity(Activity {
+            activity_id: String::new(),
+            service_namespace: "sagemaker".into(),
+            resource_id: RID.into(),
+            scalable_dimension: "sagemaker:variant:DesiredInstanceCount".into(),
+            description: "Setting desired instance count to 1.".into(),
+            cause: "monitor alarm asyncscale-endpoint/sdxl-async/variant/AllTraffic-HasBacklogWithoutCapacity in state ALARM triggered policy asyncscale-scale-from-zero".into(),
+            start_time: asyncscale_sim::account::now(),
+            end_time: None,
+            status_code: "Failed".into(),
+            status_message: Some("Failed to set desired instance count to 1. Reason: The account-level service limit 'ml.g4dn.xlarge for endpoint usage' is 4 Instances, with current utilization of 4 Instances and a request delta of 1 Instances.".into()),
+            not_scaled_reasons: None,
+        });
+    }
+    for version in ["1001", "1002"] {
+        tokio::time::sleep(every + Duration::from_millis(50)).await;
+        object.metadata.resource_version = Some(version.into());
+        reconcile(Arc::new(object.clone()), ctx.clone())
+            .await
+            .unwrap();
+    }
+    let text = ctx.metrics.encode();
+    for line in [
+        format!("asyncscale_endpoints_with_backlog{labels} 1"),
+        format!("asyncscale_endpoints_blocked_by_quota{labels} 1"),
+        format!("asyncscale_endpoints_waiting_without_capacity{labels} 1"),
+        format!("asyncscale_quota_grantable_instances{labels} 0"),
+        r#"asyncscale_scaling_activities_failed_total{region="us-east-1",instance_type="ml.g4dn.xlarge",reason="quota"} 1"#.to_string(),
+        r#"asyncscale_scaling_activities_failed_total{region="us-east-1",instance_type="ml.g4dn.xlarge",reason="other"} 0"#.to_string(),
+    ] {
+        assert!(text.contains(&line), "{line} missing in\n{text}");
+    }
 }

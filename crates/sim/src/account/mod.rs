@@ -172,6 +172,10 @@ pub struct Fault {
     /// Hold the answer this long first (a hung or slow endpoint).
     #[serde(default)]
     pub delay_seconds: f64,
+    /// Only requests whose input has this field at this value, e.g. `{"StateValue": "ALARM"}`
+    /// for one of two DescribeAlarms reads; any request when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_has: Option<(String, serde_json::Value)>,
 }
 
 /// Answers a share of all requests with one of the passing errors AWS answers at times: the
@@ -494,9 +498,18 @@ impl Account {
     }
 
     /// The fault that applies to this request, if any (and counts it down).
-    pub fn take_fault(&mut self, service: &str, operation: &str) -> Option<Fault> {
+    pub fn take_fault(
+        &mut self,
+        service: &str,
+        operation: &str,
+        input: &serde_json::Value,
+    ) -> Option<Fault> {
         let index = self.faults.iter().position(|f| {
-            f.operation == operation && f.service.as_deref().is_none_or(|s| s == service)
+            f.operation == operation
+                && f.service.as_deref().is_none_or(|s| s == service)
+                && f.input_has
+                    .as_ref()
+                    .is_none_or(|(field, value)| input.get(field) == Some(value))
         })?;
         let fault = self.faults[index].clone();
         if fault.count == 1 {
