@@ -332,6 +332,8 @@ where
             return Ok(());
         }
         task.abort();
+        // What this replica saw as leader goes stale from now on: the new leader reports it.
+        metrics.forget_readings();
         tracing::warn!("lost leadership: stopped reconciling");
     }
 }
@@ -419,6 +421,20 @@ mod tests {
         settle().await;
         assert!(writes.load(Ordering::SeqCst) > 0, "the leader works");
         assert!(metrics.encode().contains("asyncscale_leader 1"));
+        let reading = crate::metrics::ResourceReading {
+            scope: crate::metrics::InstanceTypeLabels {
+                region: "us-east-1".into(),
+                instance_type: "ml.g4dn.xlarge".into(),
+            },
+            blocked_by_quota: true,
+            ..Default::default()
+        };
+        metrics.resource_reading("ml/a", Some(reading), &[]);
+        assert!(
+            metrics
+                .encode()
+                .contains("asyncscale_endpoints_blocked_by_quota{")
+        );
 
         leader_tx.send(false).unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -430,6 +446,12 @@ mod tests {
             "no work after the lease is lost"
         );
         assert!(metrics.encode().contains("asyncscale_leader 0"));
+        assert!(
+            !metrics
+                .encode()
+                .contains("asyncscale_endpoints_blocked_by_quota{"),
+            "a standby repeats no stale view of the quota"
+        );
 
         leader_tx.send(true).unwrap();
         settle().await;

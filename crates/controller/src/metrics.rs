@@ -388,6 +388,12 @@ impl Metrics {
         }
     }
 
+    /// Drops every resource's reading (on losing leadership): a standby's gauges would otherwise
+    /// repeat the last leader's view forever beside the new leader's.
+    pub fn forget_readings(&self) {
+        self.quota.readings.lock().expect("metrics lock").clear();
+    }
+
     /// Records what a reconcile of `key` saw (None: the resource is gone) and counts its newly
     /// failed scaling activities.
     pub fn resource_reading(
