@@ -9,6 +9,7 @@
 pub mod document;
 mod fixtures;
 pub mod rules;
+pub mod schedule;
 pub mod shown;
 mod types;
 pub mod validate;

@@ -14,7 +14,6 @@ pub mod model;
 pub mod names;
 pub mod notices;
 pub mod plan;
-pub mod schedule;
 pub mod share;
 pub mod status;
 
