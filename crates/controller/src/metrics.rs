@@ -146,36 +146,40 @@ impl QuotaMetrics {
             counted: Mutex::new(BTreeMap::new()),
             counting_since: Timestamp::now(),
         };
-        registry.register(
-            "quota_instances",
-            "The instance quota (<instance type> for endpoint usage), by region and instance type",
-            quota.instances.clone(),
-        );
-        registry.register(
-            "quota_in_use_instances",
-            "Instances of the type held by every endpoint of the account and region, managed by asyncscale or not",
-            quota.in_use.clone(),
-        );
-        registry.register(
-            "quota_grantable_instances",
-            "Instances asyncscale's endpoints may still add under the MaxCapacity it applied (the shared quota's room)",
-            quota.grantable.clone(),
-        );
-        registry.register(
-            "endpoints_with_backlog",
-            "Endpoints whose requests wait for more instances (scale-from-zero alarm or target tracking's AlarmHigh in ALARM)",
-            quota.backlog.clone(),
-        );
-        registry.register(
-            "endpoints_blocked_by_quota",
-            "Endpoints with backlog (scale-from-zero alarm or target tracking's AlarmHigh in ALARM) that the instance quota keeps from growing",
-            quota.blocked.clone(),
-        );
-        registry.register(
-            "endpoints_waiting_without_capacity",
-            "Endpoints whose scale-from-zero alarm is in ALARM: requests wait with no instance",
-            quota.waiting.clone(),
-        );
+        for (name, help, family) in [
+            (
+                "quota_instances",
+                "The instance quota (<instance type> for endpoint usage), by region and instance type",
+                &quota.instances,
+            ),
+            (
+                "quota_in_use_instances",
+                "Instances of the type held by every endpoint of the account and region, managed by asyncscale or not",
+                &quota.in_use,
+            ),
+            (
+                "quota_grantable_instances",
+                "Instances asyncscale's endpoints may still add under the MaxCapacity it applied (the shared quota's room)",
+                &quota.grantable,
+            ),
+            (
+                "endpoints_with_backlog",
+                "Endpoints whose requests wait for more instances (scale-from-zero alarm or target tracking's AlarmHigh in ALARM)",
+                &quota.backlog,
+            ),
+            (
+                "endpoints_blocked_by_quota",
+                "Endpoints with backlog (scale-from-zero alarm or target tracking's AlarmHigh in ALARM) that the instance quota keeps from growing",
+                &quota.blocked,
+            ),
+            (
+                "endpoints_waiting_without_capacity",
+                "Endpoints whose scale-from-zero alarm is in ALARM: requests wait with no instance",
+                &quota.waiting,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
         registry.register_with_unit(
             "backlog_without_capacity_longest_wait",
             "How long the longest-waiting endpoint's requests have waited with no instance (its scale-from-zero alarm's time in ALARM)",

@@ -166,6 +166,20 @@ impl Picture {
         !covered
     }
 
+    /// Each instance type's holdings, computed once per refresh.
+    fn usage_of(&mut self, instance_type: &str) -> &[Holding] {
+        if !self.usage.contains_key(instance_type) {
+            let usage = crate::endpoints::holdings(
+                self.endpoints
+                    .values()
+                    .map(|e| (e, self.configs.get(&e.config_name))),
+                instance_type,
+            );
+            self.usage.insert(instance_type.to_string(), usage);
+        }
+        &self.usage[instance_type]
+    }
+
     fn read_directly_at(&mut self, part: Part, key: &str, started: Instant) {
         self.read_directly.insert((part, key.to_string()), started);
     }
@@ -1079,21 +1093,11 @@ impl AutoscalingBackend for FleetView {
     fn sighting(&self, instance_type: &str, resource_id: &str) -> Option<Sighting> {
         let mut picture = self.picture();
         picture.targets_at?;
-        let in_use = match picture.usage.get(instance_type) {
-            Some(usage) => usage.iter().map(|h| h.instances).sum(),
-            None => {
-                let usage = crate::endpoints::holdings(
-                    picture
-                        .endpoints
-                        .values()
-                        .map(|e| (e, picture.configs.get(&e.config_name))),
-                    instance_type,
-                );
-                let in_use = usage.iter().map(|h| h.instances).sum();
-                picture.usage.insert(instance_type.to_string(), usage);
-                in_use
-            }
-        };
+        let in_use = picture
+            .usage_of(instance_type)
+            .iter()
+            .map(|h| h.instances)
+            .sum();
         Some(Sighting {
             in_use,
             backlog_above_target: picture
@@ -1105,21 +1109,7 @@ impl AutoscalingBackend for FleetView {
 
     async fn instance_usage(&self, instance_type: &str) -> Result<Vec<Holding>, AwsError> {
         self.ensure_fresh().await?;
-        let mut picture = self.picture();
-        if let Some(usage) = picture.usage.get(instance_type) {
-            return Ok(usage.clone());
-        }
-        let usage = crate::endpoints::holdings(
-            picture
-                .endpoints
-                .values()
-                .map(|e| (e, picture.configs.get(&e.config_name))),
-            instance_type,
-        );
-        picture
-            .usage
-            .insert(instance_type.to_string(), usage.clone());
-        Ok(usage)
+        Ok(self.picture().usage_of(instance_type).to_vec())
     }
 }
 
