@@ -86,6 +86,30 @@ def test_alerts_and_dashboard_are_off_by_default_and_thresholds_follow_the_value
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
+def test_values_that_would_render_broken_rules_are_refused_by_name(tmp_path):
+    for value, says in [
+        ("prometheusRule.quotaUsedRatio=90%", "quotaUsedRatio"),
+        ("prometheusRule.staleSeconds=5m", "staleSeconds"),
+        ("prometheusRule.staleSecond=300", "staleSecond"),
+    ]:
+        args = [tool("helm"), "template", "asyncscale", str(CHART), "--set-string", value]
+        out = subprocess.run(args, capture_output=True, text=True)
+        assert out.returncode != 0, value
+        assert says in out.stderr, (value, out.stderr)
+    # `--set` passes a decimal as a string: taken.
+    rules = yaml.safe_load(rules_file(tmp_path, "prometheusRule.quotaUsedRatio=0.8").read_text())
+    (nearly,) = [r for g in rules["groups"] for r in g["rules"] if r["alert"] == "AsyncscaleInstanceQuotaNearlyExhausted"]
+    assert ") >= 0.8" in nearly["expr"]
+
+
+def test_an_extra_label_cannot_duplicate_the_charts_own():
+    (rule,) = of_kind(
+        render("prometheusRule.enabled=true", "prometheusRule.labels.app\\.kubernetes\\.io/name=other"),
+        "PrometheusRule",
+    )
+    assert rule["metadata"]["labels"]["app.kubernetes.io/name"] == "asyncscale"
+
+
 def test_every_alert_has_its_runbook_section(tmp_path):
     rules = yaml.safe_load(rules_file(tmp_path).read_text())
     runbooks = (ROOT / "docs" / "runbooks.md").read_text()

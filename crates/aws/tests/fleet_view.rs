@@ -486,8 +486,9 @@ fn fire_alarm_high(server: &SimServer, endpoint: &str) {
 }
 
 /// The controller's view lists the firing AlarmHigh alarms with each refresh (one DescribeAlarms
-/// filtered to ALARM), and hands them to the metrics without a read of its own. That read
-/// failing alone fails no refresh and writes nothing: it keeps the previous refresh's answer.
+/// filtered to ALARM), and hands them to the metrics without a read of its own. That read failing
+/// alone, or hanging, fails and holds no refresh and writes nothing; the answer is then unknown,
+/// not the previous one repeated.
 #[tokio::test]
 async fn the_firing_alarm_high_comes_with_each_refresh_and_its_read_failing_alone_changes_nothing()
 {
@@ -496,61 +497,64 @@ async fn the_firing_alarm_high_comes_with_each_refresh_and_its_read_failing_alon
     let outcomes = converge_all(&view, 2).await;
     assert_eq!(outcomes, vec![SyncOutcome::InSync; 2]);
     let id = |i: usize| format!("endpoint/ep-{i:03}/variant/AllTraffic");
-    assert_eq!(
-        view.sighting("ml.g4dn.xlarge", &id(0))
-            .map(|s| s.backlog_above_target),
-        Some(Some(false))
-    );
+    let backlog = |i: usize| {
+        view.sighting("ml.g4dn.xlarge", &id(i))
+            .map(|s| s.backlog_above_target)
+    };
+    assert_eq!(backlog(0), Some(Some(false)));
     fire_alarm_high(&server, "ep-000");
     tokio::time::sleep(every + Duration::from_millis(50)).await;
     let firing_reads = || server.account.lock().unwrap().calls["cloudwatch"]["DescribeAlarms"];
     let (before, reads_before) = (calls.snapshot(), firing_reads());
     converge_all(&view, 2).await;
-    assert_eq!(
-        view.sighting("ml.g4dn.xlarge", &id(0))
-            .map(|s| s.backlog_above_target),
-        Some(Some(true))
-    );
-    assert_eq!(
-        view.sighting("ml.g4dn.xlarge", &id(1))
-            .map(|s| s.backlog_above_target),
-        Some(Some(false))
-    );
+    assert_eq!(backlog(0), Some(Some(true)));
+    assert_eq!(backlog(1), Some(Some(false)));
     // One refresh: asyncscale's alarms and the firing AlarmHigh, one page each.
     assert_eq!(firing_reads() - reads_before, 2, "{before:?}");
 
     let snapshot = server.account.lock().unwrap().snapshot("us-east-1");
     let writes = calls.writes();
-    server.account.lock().unwrap().faults.push(Fault {
-        service: None,
-        operation: "DescribeAlarms".into(),
-        code: Some("AccessDenied".into()),
-        status: 403,
-        message: Some("not authorized to perform: cloudwatch:DescribeAlarms".into()),
-        count: 0,
-        delay_seconds: 0.0,
-        input_has: Some(("StateValue".into(), serde_json::json!("ALARM"))),
-    });
-    tokio::time::sleep(every + Duration::from_millis(50)).await;
-    let outcomes = converge_all(&view, 2).await;
-    assert_eq!(outcomes, vec![SyncOutcome::InSync; 2], "the refresh stands");
-    assert!(
-        calls
-            .snapshot()
-            .iter()
-            .any(|(k, _)| k.operation == "DescribeAlarms" && k.outcome != "ok"),
-        "the firing-alarm read was denied: {:?}",
-        calls.snapshot()
-    );
-    assert_eq!(
-        view.sighting("ml.g4dn.xlarge", &id(0))
-            .map(|s| s.backlog_above_target),
-        Some(Some(true)),
-        "the previous answer stays"
-    );
-    assert_eq!(calls.writes(), writes, "no write");
-    assert_eq!(
-        server.account.lock().unwrap().snapshot("us-east-1"),
-        snapshot
-    );
+    for (code, status, delay_seconds) in [
+        (Some("AccessDenied"), 403, 0.0),
+        // Hung: past the read's own bound (1 s at this interval), well short of the hold.
+        (None, 200, 3600.0),
+    ] {
+        server.account.lock().unwrap().faults.clear();
+        server.account.lock().unwrap().faults.push(Fault {
+            service: None,
+            operation: "DescribeAlarms".into(),
+            code: code.map(str::to_string),
+            status,
+            message: Some("not authorized to perform: cloudwatch:DescribeAlarms".into()),
+            count: 0,
+            delay_seconds,
+            input_has: Some(("StateValue".into(), serde_json::json!("ALARM"))),
+        });
+        tokio::time::sleep(every + Duration::from_millis(50)).await;
+        let started = std::time::Instant::now();
+        let outcomes = converge_all(&view, 2).await;
+        let what = format!("{code:?} after {delay_seconds} s");
+        assert_eq!(
+            outcomes,
+            vec![SyncOutcome::InSync; 2],
+            "{what}: the refresh stands"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{what}: the refresh was held {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            backlog(0),
+            Some(None),
+            "{what}: unknown, not the old answer"
+        );
+        assert_eq!(calls.writes(), writes, "{what}: no write");
+        assert_eq!(
+            server.account.lock().unwrap().snapshot("us-east-1"),
+            snapshot,
+            "{what}"
+        );
+    }
+    server.account.lock().unwrap().faults.clear();
 }

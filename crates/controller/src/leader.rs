@@ -314,6 +314,7 @@ where
         }
         tracing::info!("became leader: reconciling");
         metrics.leader.set(1);
+        metrics.began_leading();
         health.leading.store(true, Ordering::SeqCst);
         let task = lead();
         let lost = loop {
@@ -451,6 +452,10 @@ mod tests {
                 .encode()
                 .contains("asyncscale_endpoints_blocked_by_quota{"),
             "a standby repeats no stale view of the quota"
+        );
+        assert!(
+            metrics.encode().contains("asyncscale_managed_resources 0"),
+            "nor counts the resources the leader manages"
         );
 
         leader_tx.send(true).unwrap();

@@ -55,6 +55,8 @@ pub struct FailedActivityLabels {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ResourceReading {
     pub scope: InstanceTypeLabels,
+    /// The scalable target's resource id (never a label: it keys what was counted).
+    pub target: String,
     /// The instance quota, when it was read.
     pub quota: Option<i64>,
     /// Instances of the type held in the account and region, by every endpoint.
@@ -124,11 +126,12 @@ struct QuotaMetrics {
     failed_activities: Family<FailedActivityLabels, Counter>,
     /// The latest reading of each resource, by namespace/name.
     readings: Mutex<BTreeMap<String, ResourceReading>>,
-    /// The failed activities already counted, by resource (only those still in its recent history).
-    counted: Mutex<BTreeMap<String, BTreeSet<String>>>,
-    /// Activities older than this process were counted (or not) by an earlier one: a restart must
-    /// not fire the failed-activity alert again.
-    counting_since: Timestamp,
+    /// The failed activities already counted, by region and scalable target (a resource deleted
+    /// and created again finds its target's history counted), with their start times.
+    counted: Mutex<BTreeMap<(String, String), BTreeMap<String, Timestamp>>>,
+    /// Activities that started before this replica began to lead were counted (or not) by the
+    /// replica that led then: a restart or a failover must not fire the alert again.
+    counting_since: Mutex<Timestamp>,
 }
 
 impl QuotaMetrics {
@@ -144,7 +147,7 @@ impl QuotaMetrics {
             failed_activities: Family::default(),
             readings: Mutex::new(BTreeMap::new()),
             counted: Mutex::new(BTreeMap::new()),
-            counting_since: Timestamp::now(),
+            counting_since: Mutex::new(Timestamp::now()),
         };
         for (name, help, family) in [
             (
@@ -198,15 +201,13 @@ impl QuotaMetrics {
         let mut readings = self.readings.lock().expect("metrics lock");
         match reading {
             Some(reading) => readings.insert(key.to_string(), reading),
-            None => {
-                self.counted.lock().expect("metrics lock").remove(key);
-                readings.remove(key)
-            }
+            None => readings.remove(key),
         };
     }
 
-    /// Counts the Failed activities among `recent` not counted before.
-    fn count_failures(&self, key: &str, scope: &InstanceTypeLabels, recent: &[ScalingActivity]) {
+    /// Counts the Failed activities among `recent` (the target's newest activities, as read)
+    /// not counted before.
+    fn count_failures(&self, scope: &InstanceTypeLabels, target: &str, recent: &[ScalingActivity]) {
         // Both reasons exist from the first reading of a type, at 0: increase() then sees the
         // first failure as one.
         for reason in ["quota", "other"] {
@@ -218,16 +219,18 @@ impl QuotaMetrics {
                 })
                 .inc_by(0);
         }
+        let since = *self.counting_since.lock().expect("metrics lock");
         let mut counted = self.counted.lock().expect("metrics lock");
-        let seen = counted.entry(key.to_string()).or_default();
-        let mut still_recent = BTreeSet::new();
+        let seen = counted
+            .entry((scope.region.clone(), target.to_string()))
+            .or_default();
+        let started = |a: &ScalingActivity| a.start_time.parse::<Timestamp>().ok();
         for activity in recent.iter().filter(|a| a.status_code == "Failed") {
-            still_recent.insert(activity.activity_id.clone());
-            let since_start = activity
-                .start_time
-                .parse::<Timestamp>()
-                .is_ok_and(|at| at >= self.counting_since);
-            if since_start && !seen.contains(&activity.activity_id) {
+            let Some(at) = started(activity) else {
+                continue;
+            };
+            if at >= since && !seen.contains_key(&activity.activity_id) {
+                seen.insert(activity.activity_id.clone(), at);
                 let reason = if activity.failed_on_quota() {
                     "quota"
                 } else {
@@ -242,7 +245,11 @@ impl QuotaMetrics {
                     .inc();
             }
         }
-        *seen = still_recent;
+        // Only what has scrolled out of the history is forgotten (a history is read newest
+        // first, never shorter than what it held before); a read that saw nothing forgets nothing.
+        if let Some(oldest) = recent.iter().filter_map(started).min() {
+            seen.retain(|_, at| *at >= oldest);
+        }
     }
 
     /// Rebuilds the gauges from the readings (a type no resource uses any more disappears).
@@ -392,14 +399,28 @@ impl Metrics {
         }
     }
 
-    /// Drops every resource's reading (on losing leadership): a standby's gauges would otherwise
-    /// repeat the last leader's view forever beside the new leader's.
-    pub fn forget_readings(&self) {
-        self.quota.readings.lock().expect("metrics lock").clear();
+    /// On becoming leader: failed activities that started before now were the previous
+    /// leader's to count.
+    pub fn began_leading(&self) {
+        *self.quota.counting_since.lock().expect("metrics lock") = Timestamp::now();
     }
 
-    /// Records what a reconcile of `key` saw (None: the resource is gone) and counts its newly
-    /// failed scaling activities.
+    /// On losing leadership, drops what this replica saw of each resource: a standby would
+    /// otherwise repeat the last leader's view (quota gauges, managed and clamped resources)
+    /// forever beside the new leader's.
+    pub fn forget_readings(&self) {
+        self.quota.readings.lock().expect("metrics lock").clear();
+        for (set, gauge) in [
+            (&self.managed_set, &self.managed),
+            (&self.clamped_set, &self.clamped),
+        ] {
+            set.lock().expect("metrics lock").clear();
+            gauge.set(0);
+        }
+    }
+
+    /// Records what a reconcile of `key` saw (None: the resource is gone) and counts its
+    /// target's newly failed scaling activities among `recent` (empty when AWS was not read).
     pub fn resource_reading(
         &self,
         key: &str,
@@ -407,7 +428,8 @@ impl Metrics {
         recent: &[ScalingActivity],
     ) {
         if let Some(reading) = &reading {
-            self.quota.count_failures(key, &reading.scope, recent);
+            self.quota
+                .count_failures(&reading.scope, &reading.target, recent);
         }
         self.quota.record(key, reading);
     }
@@ -481,6 +503,10 @@ impl Metrics {
                 *seen = total;
             }
         }
+        if self.leader.get() != 1 {
+            self.fleet_age.clear();
+            self.fleet_refresh_took.clear();
+        }
         if let Some(fleet) = self.fleet.lock().expect("metrics lock").as_ref() {
             let mut exported = self.exported_refreshes.lock().expect("metrics lock");
             for (region, stats) in fleet.stats() {
@@ -497,6 +523,11 @@ impl Metrics {
                     *seen = total;
                 }
                 let labels = RegionLabels { region };
+                // A standby's picture is not refreshed (it reconciles nothing): its age would
+                // grow beside the leader's and fire the staleness alert.
+                if self.leader.get() != 1 {
+                    continue;
+                }
                 if let Some(age) = stats.age {
                     self.fleet_age.get_or_create(&labels).set(age.as_secs_f64());
                 }
@@ -571,6 +602,7 @@ mod tests {
             "ml/a",
             Some(ResourceReading {
                 scope: g4dn(),
+                target: "endpoint/a/variant/AllTraffic".into(),
                 quota: Some(4),
                 in_use: Some(4),
                 instances: Some(1),
@@ -585,6 +617,7 @@ mod tests {
             "ml/b",
             Some(ResourceReading {
                 scope: g4dn(),
+                target: "endpoint/b/variant/AllTraffic".into(),
                 quota: Some(4),
                 in_use: Some(4),
                 instances: Some(0),
@@ -623,10 +656,12 @@ mod tests {
         assert!(!metrics.encode().contains(labels));
     }
 
-    /// A failed activity counts once however many reconciles see it, by reason; one that started
-    /// before the controller did is an earlier process's to count (a restart fires no alert).
+    /// A failed activity counts once however many reconciles see it, by reason, also across a
+    /// reconcile that could not read AWS and a resource deleted and created again; one that
+    /// started before this replica began to lead is the earlier leader's to count (a restart or a
+    /// failover fires no alert).
     #[test]
-    fn failed_activities_count_once_by_reason_and_not_from_before_the_start() {
+    fn failed_activities_count_once_by_reason_and_not_from_before_leading() {
         let metrics = Metrics::new(CallCounter::default());
         let after =
             (Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_secs(1)).to_string();
@@ -643,21 +678,39 @@ mod tests {
         );
         let reading = ResourceReading {
             scope: g4dn(),
+            target: "endpoint/a/variant/AllTraffic".into(),
             ..ResourceReading::default()
         };
-        for _ in 0..3 {
-            metrics.resource_reading(
-                "ml/a",
-                Some(reading.clone()),
-                &[other.clone(), quota.clone(), old.clone()],
-            );
-        }
-        let text = metrics.encode();
-        for (reason, count) in [("quota", 1), ("other", 1)] {
+        let history = [other.clone(), quota.clone(), old.clone()];
+        let count = |reason: &str| {
             let line = format!(
-                r#"asyncscale_scaling_activities_failed_total{{region="us-east-1",instance_type="ml.g4dn.xlarge",reason="{reason}"}} {count}"#
+                r#"asyncscale_scaling_activities_failed_total{{region="us-east-1",instance_type="ml.g4dn.xlarge",reason="{reason}"}} "#
             );
-            assert!(text.contains(&line), "{line} missing in\n{text}");
-        }
+            let text = metrics.encode();
+            text.lines()
+                .find_map(|l| l.strip_prefix(&line))
+                .unwrap_or_else(|| panic!("{line} missing in\n{text}"))
+                .parse::<u64>()
+                .unwrap()
+        };
+        metrics.resource_reading("ml/a", Some(reading.clone()), &history);
+        // AWS not read (the history empty), then read again; deleted, then created again.
+        metrics.resource_reading("ml/a", Some(reading.clone()), &[]);
+        metrics.resource_reading("ml/a", Some(reading.clone()), &history);
+        metrics.resource_reading("ml/a", None, &[]);
+        metrics.resource_reading("ml/a", Some(reading.clone()), &history);
+        assert_eq!((count("quota"), count("other")), (1, 1));
+        // Another replica led meanwhile: what started before this one leads again is not counted.
+        let during_failover = activity(
+            "a-3",
+            "The account-level service limit",
+            &Timestamp::now().to_string(),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        metrics.began_leading();
+        let mut newer = vec![during_failover];
+        newer.extend(history);
+        metrics.resource_reading("ml/a", Some(reading), &newer);
+        assert_eq!(count("quota"), 1);
     }
 }

@@ -512,6 +512,7 @@ fn metrics_reading(
             region: backend.region().to_string(),
             instance_type: spec.instance_type.clone(),
         },
+        target: resource_id,
         quota,
         in_use,
         instances,

@@ -63,6 +63,8 @@ const DESCRIBE_CONCURRENCY: usize = 16;
 /// After a failed refresh, reads fail at once for this long instead of every reconcile
 /// retrying the whole refresh.
 const FAILED_REFRESH_HOLD: Duration = Duration::from_secs(5);
+/// The longest the read of target tracking's firing alarms may take within a refresh.
+const BACKLOG_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FleetConfig {
@@ -135,8 +137,8 @@ struct Picture {
     usage: HashMap<String, Vec<Holding>>,
     /// The resources whose scale-from-zero alarm fires, computed once per refresh.
     waiting: Option<Arc<HashSet<String>>>,
-    /// The resources whose target-tracking AlarmHigh fires, as of the latest refresh that could
-    /// read it (None: never read).
+    /// The resources whose target-tracking AlarmHigh fires, as the latest refresh read them
+    /// (None: that read failed, or none was made).
     backlog_above_target: Option<Arc<HashSet<String>>>,
     failed: Option<(Instant, AwsError)>,
     failed_refreshes: u64,
@@ -207,7 +209,8 @@ struct Sweep {
     activities_cut: bool,
     endpoints: Vec<EndpointState>,
     configs: Vec<EndpointConfigState>,
-    /// None when the read failed: it serves only the on-call metrics, so it never fails a refresh.
+    /// None when the read failed or took too long: it serves only the on-call metrics, so it
+    /// never fails or holds a refresh.
     backlog_above_target: Option<Arc<HashSet<String>>>,
 }
 
@@ -354,10 +357,23 @@ impl FleetView {
                 if !self.config.read_backlog_alarms {
                     return None;
                 }
-                match with_page_retries(|| inner.backlog_above_target()).await {
-                    Ok(firing) => Some(firing),
-                    Err(error) => {
-                        tracing::warn!(%error, "target-tracking alarms unread: the metrics of endpoints blocked by the quota keep the previous refresh's");
+                // Bounded on its own: a hung read of what only the metrics use must not hold
+                // the refresh that every reconcile waits for.
+                let bound = (self.config.refresh_every / 2)
+                    .clamp(Duration::from_secs(1), BACKLOG_READ_TIMEOUT);
+                match tokio::time::timeout(
+                    bound,
+                    with_page_retries(|| inner.backlog_above_target()),
+                )
+                .await
+                {
+                    Ok(Ok(firing)) => Some(firing),
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "target-tracking alarms unread: which endpoints have backlog above their target is unknown until the next refresh");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::warn!(timeout = ?bound, "target-tracking alarms unread (no answer in time): which endpoints have backlog above their target is unknown until the next refresh");
                         None
                     }
                 }
@@ -585,9 +601,9 @@ impl FleetView {
             .extend(sweep.configs.into_iter().map(|c| (c.name.clone(), c)));
         picture.usage.clear();
         picture.waiting = None;
-        if let Some(firing) = sweep.backlog_above_target {
-            picture.backlog_above_target = Some(firing);
-        }
+        // Unknown when unread: the metrics then count the scale-from-zero alarms alone rather
+        // than repeat an old answer.
+        picture.backlog_above_target = sweep.backlog_above_target;
         // Writes this refresh saw are in its targets; later ones stay.
         picture.written_max.retain(|id, _| pinned.contains(id));
         picture.targets = targets;

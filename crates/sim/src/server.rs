@@ -10,12 +10,14 @@
 //!   --rate-limits aws`, `--rate-limit`), by service and operation;
 //! - `GET /_sim/injected`: of those, the ones answered with a random fault (`--fault-rate`);
 //! - `POST /_sim/fault-rate`: `{"rate": 0.3, "seed": 1}` sets that share of random faults (0: off);
-//! - `POST /_sim/activities`: record a scaling activity (JSON in DescribeScalingActivities' shape);
+//! - `POST /_sim/activities?region=R`: record a scaling activity (JSON in DescribeScalingActivities'
+//!   shape) in region R (default us-east-1);
 //! - `POST /_sim/quotas`: `{"applied": {"ml.g4dn.xlarge": 4}, "defaults": {...}}` sets quotas;
 //! - `POST /_sim/faults`: answer the next request(s) for an operation with an AWS error, or hold
 //!   them first: `{"operation": "GetServiceQuota", "code": "TooManyRequestsException",
 //!   "status": 400, "count": 1, "delaySeconds": 0, "service": "service-quotas"}` (`count` 0: until
-//!   cleared; no `code`: only the delay); `GET` lists them, `DELETE` clears them;
+//!   cleared; no `code`: only the delay; `"inputHas": ["StateValue", "ALARM"]`: only requests
+//!   with that input field); `GET` lists them, `DELETE` clears them;
 //! - `GET /_sim/state?region=R`: the state of one region (default us-east-1);
 //!
 //! and, to drive the scaling model with the configuration real clients put there:
@@ -426,10 +428,18 @@ async fn admin_throttles(State(Shared { account, .. }): State<Shared>) -> Respon
         .into_response()
 }
 
-async fn admin_add_activity(State(Shared { account, .. }): State<Shared>, body: Bytes) -> Response {
+/// Into `?region=R` (default us-east-1), not whichever region the last request selected.
+async fn admin_add_activity(
+    State(Shared { account, .. }): State<Shared>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::BTreeMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let region = query.get("region").map_or(DEFAULT_REGION, String::as_str);
     match serde_json::from_slice::<Activity>(&body) {
         Ok(activity) => {
-            account.lock().expect("account lock").add_activity(activity);
+            let mut account = account.lock().expect("account lock");
+            account.select_region(region);
+            account.add_activity(activity);
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("invalid activity: {e}")).into_response(),
