@@ -102,6 +102,25 @@ def test_values_that_would_render_broken_rules_are_refused_by_name(tmp_path):
     assert ") >= 0.8" in nearly["expr"]
 
 
+def test_values_users_pass_are_taken_and_a_second_writer_is_refused(tmp_path):
+    # As a subchart (Helm passes `global`), with the sidecar's label given by --set (a number).
+    docs = render("global.imageRegistry=registry.example", "grafanaDashboard.enabled=true",
+                  "grafanaDashboard.labels.grafana_dashboard=1", "podMonitor.enabled=true",
+                  "podMonitor.interval=1m30s", "nodeSelector.role=controllers",
+                  "imagePullSecrets[0].name=registry")
+    (config_map,) = of_kind(docs, "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    (deployment,) = of_kind(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"role": "controllers"}
+    assert pod["imagePullSecrets"] == [{"name": "registry"}]
+    # Two replicas without leader election would both write to AWS.
+    args = [tool("helm"), "template", "asyncscale", str(CHART), "--set", "leaderElection.enabled=false"]
+    refused = subprocess.run(args, capture_output=True, text=True)
+    assert refused.returncode != 0 and "replicaCount" in refused.stderr, refused.stderr
+    assert of_kind(render("leaderElection.enabled=false", "replicaCount=1"), "Deployment")
+
+
 def test_an_extra_label_cannot_duplicate_the_charts_own():
     (rule,) = of_kind(
         render("prometheusRule.enabled=true", "prometheusRule.labels.app\\.kubernetes\\.io/name=other"),

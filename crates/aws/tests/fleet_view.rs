@@ -549,6 +549,7 @@ async fn the_firing_alarm_high_comes_with_each_refresh_and_its_read_failing_alon
             Some(None),
             "{what}: unknown, not the old answer"
         );
+        assert!(view.stats().backlog_reads_failed >= 1, "{what}: counted");
         assert_eq!(calls.writes(), writes, "{what}: no write");
         assert_eq!(
             server.account.lock().unwrap().snapshot("us-east-1"),

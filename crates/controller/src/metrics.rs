@@ -43,7 +43,7 @@ pub struct InstanceTypeLabels {
     pub instance_type: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub struct FailedActivityLabels {
     pub region: String,
     pub instance_type: String,
@@ -108,6 +108,8 @@ pub struct Metrics {
     fleet: Mutex<Option<Arc<FleetSource>>>,
     fleet_refreshes: Family<RefreshLabels, Counter>,
     exported_refreshes: Mutex<BTreeMap<(String, &'static str), u64>>,
+    backlog_reads_failed: Family<RegionLabels, Counter>,
+    exported_backlog_failures: Mutex<BTreeMap<String, u64>>,
     fleet_age: Family<RegionLabels, Gauge<f64, AtomicU64>>,
     fleet_refresh_took: Family<RegionLabels, Gauge<f64, AtomicU64>>,
     quota: QuotaMetrics,
@@ -124,6 +126,12 @@ struct QuotaMetrics {
     waiting: Family<InstanceTypeLabels, Gauge>,
     longest_wait: Family<InstanceTypeLabels, Gauge<f64, AtomicU64>>,
     failed_activities: Family<FailedActivityLabels, Counter>,
+    /// Failures counted for a series no scrape has shown yet: held until one has shown it at 0,
+    /// so that increase() sees the step (a series born at 1 has no earlier sample to rise from).
+    failures_held: Mutex<BTreeMap<FailedActivityLabels, u64>>,
+    /// The failure series a scrape has shown, and those that exist.
+    failures_shown: Mutex<BTreeSet<FailedActivityLabels>>,
+    failures_created: Mutex<BTreeSet<FailedActivityLabels>>,
     /// The latest reading of each resource, by namespace/name.
     readings: Mutex<BTreeMap<String, ResourceReading>>,
     /// The failed activities already counted, by region and scalable target (a resource deleted
@@ -145,6 +153,9 @@ impl QuotaMetrics {
             waiting: Family::default(),
             longest_wait: Family::default(),
             failed_activities: Family::default(),
+            failures_held: Mutex::new(BTreeMap::new()),
+            failures_shown: Mutex::new(BTreeSet::new()),
+            failures_created: Mutex::new(BTreeSet::new()),
             readings: Mutex::new(BTreeMap::new()),
             counted: Mutex::new(BTreeMap::new()),
             counting_since: Mutex::new(Timestamp::now()),
@@ -208,16 +219,18 @@ impl QuotaMetrics {
     /// Counts the Failed activities among `recent` (the target's newest activities, as read)
     /// not counted before.
     fn count_failures(&self, scope: &InstanceTypeLabels, target: &str, recent: &[ScalingActivity]) {
-        // Both reasons exist from the first reading of a type, at 0: increase() then sees the
-        // first failure as one.
+        // Both reasons exist from the first reading of a type, at 0.
         for reason in ["quota", "other"] {
-            self.failed_activities
-                .get_or_create(&FailedActivityLabels {
-                    region: scope.region.clone(),
-                    instance_type: scope.instance_type.clone(),
-                    reason: reason.to_string(),
-                })
-                .inc_by(0);
+            let labels = FailedActivityLabels {
+                region: scope.region.clone(),
+                instance_type: scope.instance_type.clone(),
+                reason: reason.to_string(),
+            };
+            self.failed_activities.get_or_create(&labels).inc_by(0);
+            self.failures_created
+                .lock()
+                .expect("metrics lock")
+                .insert(labels);
         }
         let since = *self.counting_since.lock().expect("metrics lock");
         let mut counted = self.counted.lock().expect("metrics lock");
@@ -236,13 +249,26 @@ impl QuotaMetrics {
                 } else {
                     "other"
                 };
-                self.failed_activities
-                    .get_or_create(&FailedActivityLabels {
-                        region: scope.region.clone(),
-                        instance_type: scope.instance_type.clone(),
-                        reason: reason.to_string(),
-                    })
-                    .inc();
+                let labels = FailedActivityLabels {
+                    region: scope.region.clone(),
+                    instance_type: scope.instance_type.clone(),
+                    reason: reason.to_string(),
+                };
+                if self
+                    .failures_shown
+                    .lock()
+                    .expect("metrics lock")
+                    .contains(&labels)
+                {
+                    self.failed_activities.get_or_create(&labels).inc();
+                } else {
+                    *self
+                        .failures_held
+                        .lock()
+                        .expect("metrics lock")
+                        .entry(labels)
+                        .or_default() += 1;
+                }
             }
         }
         // Only what has scrolled out of the history is forgotten (a history is read newest
@@ -250,6 +276,28 @@ impl QuotaMetrics {
         if let Some(oldest) = recent.iter().filter_map(started).min() {
             seen.retain(|_, at| *at >= oldest);
         }
+    }
+
+    /// Before a scrape: failures held for a series an earlier scrape has shown now count.
+    /// Returns the series that exist now, which this scrape shows.
+    fn release_held_failures(&self) -> Vec<FailedActivityLabels> {
+        let shown = self.failures_shown.lock().expect("metrics lock");
+        self.failures_held
+            .lock()
+            .expect("metrics lock")
+            .retain(|labels, held| {
+                if !shown.contains(labels) {
+                    return true;
+                }
+                self.failed_activities.get_or_create(labels).inc_by(*held);
+                false
+            });
+        self.failures_created
+            .lock()
+            .expect("metrics lock")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Rebuilds the gauges from the readings (a type no resource uses any more disappears).
@@ -323,6 +371,12 @@ impl Metrics {
         let clamped = Gauge::default();
         let leader = Gauge::default();
         let fleet_refreshes = Family::<RefreshLabels, Counter>::default();
+        let backlog_reads_failed = Family::<RegionLabels, Counter>::default();
+        registry.register(
+            "fleet_backlog_reads_failed",
+            "Refreshes whose read of target tracking's firing AlarmHigh alarms failed or took too long, by region: endpoints_with_backlog and endpoints_blocked_by_quota then count scale-from-zero alarms only",
+            backlog_reads_failed.clone(),
+        );
         let fleet_age = Family::<RegionLabels, Gauge<f64, AtomicU64>>::default();
         let fleet_refresh_took = Family::<RegionLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
@@ -393,6 +447,8 @@ impl Metrics {
             fleet: Mutex::new(None),
             fleet_refreshes,
             exported_refreshes: Mutex::new(BTreeMap::new()),
+            backlog_reads_failed,
+            exported_backlog_failures: Mutex::new(BTreeMap::new()),
             fleet_age,
             fleet_refresh_took,
             quota,
@@ -522,6 +578,16 @@ impl Metrics {
                         .inc_by(total - *seen);
                     *seen = total;
                 }
+                {
+                    let mut exported = self.exported_backlog_failures.lock().expect("metrics lock");
+                    let seen = exported.entry(region.clone()).or_default();
+                    self.backlog_reads_failed
+                        .get_or_create(&RegionLabels {
+                            region: region.clone(),
+                        })
+                        .inc_by(stats.backlog_reads_failed - *seen);
+                    *seen = stats.backlog_reads_failed;
+                }
                 let labels = RegionLabels { region };
                 // A standby's picture is not refreshed (it reconciles nothing): its age would
                 // grow beside the leader's and fire the staleness alert.
@@ -539,9 +605,15 @@ impl Metrics {
             }
         }
         self.quota.export();
+        let showing = self.quota.release_held_failures();
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("metrics encode");
+        self.quota
+            .failures_shown
+            .lock()
+            .expect("metrics lock")
+            .extend(showing);
         text
     }
 }
@@ -656,7 +728,8 @@ mod tests {
         assert!(!metrics.encode().contains(labels));
     }
 
-    /// A failed activity counts once however many reconciles see it, by reason, also across a
+    /// A failed activity counts once however many reconciles see it, by reason (after its series
+    /// was shown at 0), also across a
     /// reconcile that could not read AWS and a resource deleted and created again; one that
     /// started before this replica began to lead is the earlier leader's to count (a restart or a
     /// failover fires no alert).
@@ -694,6 +767,10 @@ mod tests {
                 .unwrap()
         };
         metrics.resource_reading("ml/a", Some(reading.clone()), &history);
+        // A new series is first shown at 0, the failures from the next scrape on: increase()
+        // needs a sample to rise from.
+        assert_eq!((count("quota"), count("other")), (0, 1));
+        assert_eq!(count("quota"), 1);
         // AWS not read (the history empty), then read again; deleted, then created again.
         metrics.resource_reading("ml/a", Some(reading.clone()), &[]);
         metrics.resource_reading("ml/a", Some(reading.clone()), &history);

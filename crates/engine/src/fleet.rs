@@ -92,6 +92,8 @@ impl Default for FleetConfig {
 pub struct FleetStats {
     pub refreshes: u64,
     pub failed_refreshes: u64,
+    /// Refreshes whose read of target tracking's firing alarms failed or took too long.
+    pub backlog_reads_failed: u64,
     pub last_refresh_took: Option<Duration>,
     /// Since the start of the refresh the picture comes from (None: never refreshed).
     pub age: Option<Duration>,
@@ -142,6 +144,7 @@ struct Picture {
     backlog_above_target: Option<Arc<HashSet<String>>>,
     failed: Option<(Instant, AwsError)>,
     failed_refreshes: u64,
+    backlog_reads_failed: u64,
     last_refresh_took: Option<Duration>,
 }
 
@@ -603,6 +606,9 @@ impl FleetView {
         picture.waiting = None;
         // Unknown when unread: the metrics then count the scale-from-zero alarms alone rather
         // than repeat an old answer.
+        if self.config.read_backlog_alarms && sweep.backlog_above_target.is_none() {
+            picture.backlog_reads_failed += 1;
+        }
         picture.backlog_above_target = sweep.backlog_above_target;
         // Writes this refresh saw are in its targets; later ones stay.
         picture.written_max.retain(|id, _| pinned.contains(id));
@@ -645,6 +651,7 @@ impl FleetView {
         FleetStats {
             refreshes: picture.refreshes,
             failed_refreshes: picture.failed_refreshes,
+            backlog_reads_failed: picture.backlog_reads_failed,
             last_refresh_took: picture.last_refresh_took,
             age: picture.targets_at.map(|at| at.elapsed()),
         }
