@@ -88,11 +88,15 @@ def test_alerts_and_dashboard_are_off_by_default_and_thresholds_follow_the_value
 
 def test_values_that_would_render_broken_rules_are_refused_by_name(tmp_path):
     for value, says in [
+        ("env[0].name=AWS_USE_FIPS_ENDPOINT,env[0].value=true", "/env/0/value"),
         ("prometheusRule.quotaUsedRatio=90%", "quotaUsedRatio"),
         ("prometheusRule.staleSeconds=5m", "staleSeconds"),
         ("prometheusRule.staleSecond=300", "staleSecond"),
     ]:
-        args = [tool("helm"), "template", "asyncscale", str(CHART), "--set-string", value]
+        # --set turns `true` into a boolean, which an env value may not be; --set-string keeps
+        # the others strings.
+        flag = "--set" if value.startswith("env") else "--set-string"
+        args = [tool("helm"), "template", "asyncscale", str(CHART), flag, value]
         out = subprocess.run(args, capture_output=True, text=True)
         assert out.returncode != 0, value
         assert says in out.stderr, (value, out.stderr)
