@@ -1,6 +1,6 @@
 """The same boto3 calls against the local endpoint (`asyncscale sim serve`) and moto, for every call
-moto implements that asyncscale's simulator serves: Application Auto Scaling's targets and
-policies, CloudWatch's alarms and their tags. Any difference fails, unless it is listed below as a
+moto implements that asyncscale's simulator serves: Application Auto Scaling's targets, policies
+and scheduled actions, CloudWatch's alarms and their tags. Any difference fails, unless it is listed below as a
 known moto deviation, with the source that says what AWS does. A listed deviation that disappears
 fails too, so the list stays true.
 
@@ -56,6 +56,19 @@ CALLS = [
      dict(PolicyName="tt", PolicyType="TargetTrackingScaling", ResourceId=rid("a"), **BASE,
           TargetTrackingScalingPolicyConfiguration={"TargetValue": 5.0, "CustomizedMetricSpecification": CUSTOM})),
     ("describe policies", "aas", "describe_scaling_policies", dict(ServiceNamespace="sagemaker", ResourceId=rid("a"))),
+    ("scheduled action", "aas", "put_scheduled_action",
+     dict(ScheduledActionName="prewarm", ResourceId=rid("a"), Schedule="cron(50 7 ? * MON-FRI *)", Timezone="Europe/Berlin",
+          ScalableTargetAction={"MinCapacity": 1}, **BASE)),
+    ("describe scheduled actions", "aas", "describe_scheduled_actions", dict(ServiceNamespace="sagemaker", ResourceId=rid("a"))),
+    ("scheduled action updated without its schedule", "aas", "put_scheduled_action",
+     dict(ScheduledActionName="prewarm", ResourceId=rid("a"), ScalableTargetAction={"MaxCapacity": 3}, **BASE)),
+    ("describe the updated scheduled action", "aas", "describe_scheduled_actions",
+     dict(ServiceNamespace="sagemaker", ScheduledActionNames=["prewarm"])),
+    ("scheduled action with a malformed schedule", "aas", "put_scheduled_action",
+     dict(ScheduledActionName="bad", ResourceId=rid("a"), Schedule="every day at 8", **BASE)),
+    ("scheduled action on an unregistered target", "aas", "put_scheduled_action",
+     dict(ScheduledActionName="x", ResourceId=rid("zz"), Schedule="rate(1 hour)", **BASE)),
+    ("delete a missing scheduled action", "aas", "delete_scheduled_action", dict(ScheduledActionName="nope", ResourceId=rid("a"), **BASE)),
     ("both metric specifications", "aas", "put_scaling_policy",
      dict(PolicyName="tt2", PolicyType="TargetTrackingScaling", ResourceId=rid("a"), **BASE,
           TargetTrackingScalingPolicyConfiguration={"TargetValue": 5.0, "CustomizedMetricSpecification": CUSTOM,
@@ -81,6 +94,7 @@ CALLS = [
     ("delete a missing policy", "aas", "delete_scaling_policy", dict(PolicyName="nope", ResourceId=rid("a"), **BASE)),
     ("deregister", "aas", "deregister_scalable_target", dict(ResourceId=rid("a"), **BASE)),
     ("deregister again", "aas", "deregister_scalable_target", dict(ResourceId=rid("a"), **BASE)),
+    ("scheduled actions after deregistering", "aas", "describe_scheduled_actions", dict(ServiceNamespace="sagemaker", ResourceId=rid("a"))),
     ("alarm", "cw", "put_metric_alarm", dict(ALARM, Statistic="Average")),
     ("describe alarm", "cw", "describe_alarms", dict(AlarmNames=["al"])),
     ("alarm without a statistic", "cw", "put_metric_alarm", dict(ALARM)),
@@ -112,6 +126,10 @@ KNOWN_MOTO_DEVIATIONS = {
     "positive upper bound without an open step": "aws-semantics.md §3: 'at most one null upper bound (required if any upper bound is positive)'",
     "policy on an unregistered target": f"{API}/API_PutScalingPolicy.html: ObjectNotFoundException when the target does not exist",
     "policies page too large": f"{API}/API_DescribeScalingPolicies.html: MaxResults 1-10",
+    "scheduled action with a malformed schedule": f"{API}/API_PutScheduledAction.html: Schedule supports at(...), rate(...) and cron(...) expressions",
+    "scheduled action on an unregistered target": f"{API}/API_PutScheduledAction.html: 'You cannot create a scheduled action until you have registered the resource as a scalable target'",
+    "delete a missing scheduled action": f"{API}/API_DeleteScheduledAction.html: ObjectNotFoundException 'The specified object could not be found'",
+    "scheduled actions after deregistering": f"{API}/API_PutScheduledAction.html: 'If a scalable target is deregistered ... Any scheduled actions that were specified for the scalable target are deleted'",
     "delete a missing policy": f"{API}/API_DeleteScalingPolicy.html: ObjectNotFoundException 'if the resource cannot be found'",
     "deregister again": f"{API}/API_DeregisterScalableTarget.html: ObjectNotFoundException 'if the resource cannot be found'",
     "alarm without a statistic": f"{CW_API}/API_PutMetricAlarm.html: 'you must specify either Statistic or ExtendedStatistic'",
@@ -133,6 +151,7 @@ KNOWN_MOTO_DEVIATIONS = {
 # Fields compared in successful answers (the rest holds ARNs, ids and times each server makes up).
 COMPARED = {
     "describe_scalable_targets": ("ScalableTargets", ["ServiceNamespace", "ResourceId", "ScalableDimension", "MinCapacity", "MaxCapacity"]),
+    "describe_scheduled_actions": ("ScheduledActions", ["ScheduledActionName", "ResourceId", "Schedule", "Timezone", "ScalableTargetAction"]),
     "describe_scaling_policies": ("ScalingPolicies", ["PolicyName", "PolicyType", "ResourceId", "TargetTrackingScalingPolicyConfiguration"]),
     "describe_alarms": ("MetricAlarms", ["AlarmName", "Namespace", "MetricName", "Statistic", "Period", "EvaluationPeriods",
                                          "Threshold", "ComparisonOperator", "StateValue"]),

@@ -161,8 +161,8 @@ impl Account {
         Ok(with_token(json!({ "ScalableTargets": items }), next))
     }
 
-    /// §2.4: deregistering deletes the target's policies (and so their AWS-created alarms);
-    /// user-created alarms stay.
+    /// §2.4: deregistering deletes the target's policies (and so their AWS-created alarms) and
+    /// scheduled actions; user-created alarms stay.
     pub(super) fn deregister_scalable_target(&mut self, input: &Value) -> ApiResult {
         let key = Self::target_key(input)?;
         let target = self
@@ -180,6 +180,7 @@ impl Account {
         for name in names {
             self.remove_policy(&key, &name);
         }
+        self.delete_scheduled_actions_of(&key);
         self.here.tags.remove(&target.arn);
         Ok(json!({}))
     }

@@ -18,6 +18,7 @@ use crate::validation::Service;
 
 mod autoscaling;
 mod cloudwatch;
+mod scheduled;
 mod service_quotas;
 mod tags;
 
@@ -144,6 +145,7 @@ pub(crate) struct RegionState {
     pub(crate) targets: BTreeMap<TargetKey, Target>,
     pub(crate) policies: BTreeMap<(TargetKey, String), Policy>,
     pub(crate) alarms: BTreeMap<String, Alarm>,
+    pub(crate) scheduled: BTreeMap<(TargetKey, String), scheduled::ScheduledAction>,
     /// Tags by ARN, for both Application Auto Scaling and CloudWatch resources.
     tags: BTreeMap<String, BTreeMap<String, String>>,
     activities: VecDeque<Activity>,
@@ -630,6 +632,15 @@ impl Account {
                 self.describe_scaling_policies(input)
             }
             ("application-autoscaling", "DeleteScalingPolicy") => self.delete_scaling_policy(input),
+            ("application-autoscaling", "PutScheduledAction") => {
+                self.put_scheduled_action(input, region)
+            }
+            ("application-autoscaling", "DescribeScheduledActions") => {
+                self.describe_scheduled_actions(input)
+            }
+            ("application-autoscaling", "DeleteScheduledAction") => {
+                self.delete_scheduled_action(input)
+            }
             ("application-autoscaling", "DescribeScalingActivities") => {
                 self.describe_scaling_activities(input)
             }
@@ -682,7 +693,13 @@ impl Account {
                 v
             })
             .collect();
-        json!({ "ScalableTargets": targets, "ScalingPolicies": policies, "MetricAlarms": alarms })
+        let scheduled: Vec<Value> = self
+            .here
+            .scheduled
+            .values()
+            .map(|a| json!({ "ResourceId": a.target.1, "ScheduledActionName": a.name }))
+            .collect();
+        json!({ "ScalableTargets": targets, "ScalingPolicies": policies, "MetricAlarms": alarms, "ScheduledActions": scheduled })
     }
 }
 

@@ -1,0 +1,287 @@
+//! Application Auto Scaling's scheduled actions (PutScheduledAction, DescribeScheduledActions,
+//! DeleteScheduledAction; Application Auto Scaling API Reference and User Guide, "Scheduled
+//! scaling"). Stored and served; the scaling model does not run them yet.
+//!
+//! Schedules are checked for their documented shape (`at(yyyy-mm-ddThh:mm:ss)`,
+//! `rate(value unit)`, `cron(fields)` with six fields, one of day-of-month and day-of-week `?`),
+//! independently of asyncscale's own parser, so that the two can disagree in a test.
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::validation;
+
+/// The Application Auto Scaling quotas page: 200 scheduled actions per scalable target
+/// (aws-semantics.md §2).
+const PER_TARGET: usize = 200;
+
+#[derive(Debug, Clone)]
+pub(crate) struct ScheduledAction {
+    pub(crate) target: TargetKey,
+    pub(crate) name: String,
+    arn: String,
+    schedule: String,
+    timezone: Option<String>,
+    start: Option<f64>,
+    end: Option<f64>,
+    min: Option<i64>,
+    max: Option<i64>,
+    created: f64,
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new("ValidationException", message)
+}
+
+/// The ScheduledActionName pattern of the API reference: no `:`, `/` or `|`, no control
+/// characters, no leading or trailing space.
+fn check_name(name: &str) -> Result<(), ApiError> {
+    validation::length(AAS, Some(name), "scheduledActionName", 1, 256)?;
+    validation::printable(AAS, Some(name), "scheduledActionName")?;
+    if name.contains([':', '/', '|']) || name.starts_with(' ') || name.ends_with(' ') {
+        return Err(invalid(format!(
+            "1 validation error detected: Value '{name}' at 'scheduledActionName' failed to satisfy constraint: Member must satisfy regular expression pattern: (?!((^[ ]+.*)|(.*([\\u0000-\\u001f]|[\\u007f-\\u009f]|[:/|])+.*)|(.*[ ]+$))).+"
+        )));
+    }
+    Ok(())
+}
+
+/// The documented forms; the content of a cron field is not checked beyond its count.
+fn check_schedule(schedule: &str) -> Result<(), ApiError> {
+    validation::length(AAS, Some(schedule), "schedule", 1, 1600)?;
+    let inner = |prefix: &str| {
+        schedule
+            .strip_prefix(prefix)
+            .and_then(|s| s.strip_suffix(')'))
+    };
+    let ok = if let Some(at) = inner("at(") {
+        at.len() == 19
+            && at.char_indices().all(|(i, c)| match i {
+                4 | 7 => c == '-',
+                10 => c == 'T',
+                13 | 16 => c == ':',
+                _ => c.is_ascii_digit(),
+            })
+    } else if let Some(rate) = inner("rate(") {
+        matches!(
+            rate.split(' ').collect::<Vec<_>>()[..],
+            [value, "minute" | "minutes" | "hour" | "hours" | "day" | "days"]
+                if value.parse::<u32>().is_ok_and(|v| v > 0)
+        )
+    } else if let Some(cron) = inner("cron(") {
+        let fields: Vec<&str> = cron.split(' ').collect();
+        fields.len() == 6 && ((fields[2] == "?") != (fields[4] == "?"))
+    } else {
+        false
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "Schedule '{schedule}' is not a valid expression: use at(yyyy-mm-ddThh:mm:ss), rate(value unit) or cron(minutes hours day-of-month month day-of-week year)"
+        )))
+    }
+}
+
+fn number(input: &Value, field: &str) -> Option<f64> {
+    input.get(field).and_then(Value::as_f64)
+}
+
+impl Account {
+    pub(super) fn put_scheduled_action(&mut self, input: &Value, region: &str) -> ApiResult {
+        let key = Self::target_key(input)?;
+        let name = required(input, "ScheduledActionName")?.to_string();
+        check_name(&name)?;
+        if let Some(schedule) = s(input, "Schedule") {
+            check_schedule(schedule)?;
+        }
+        if let Some(timezone) = s(input, "Timezone") {
+            validation::length(AAS, Some(timezone), "timezone", 1, 1600)?;
+        }
+        let action = input.get("ScalableTargetAction");
+        let min = action
+            .and_then(|a| a.get("MinCapacity"))
+            .and_then(Value::as_i64);
+        let max = action
+            .and_then(|a| a.get("MaxCapacity"))
+            .and_then(Value::as_i64);
+        let (start, end) = (number(input, "StartTime"), number(input, "EndTime"));
+        if !self.here.targets.contains_key(&key) {
+            return Err(Self::no_target(&key));
+        }
+        let id = (key.clone(), name.clone());
+        let existing = self.here.scheduled.get(&id).cloned();
+        let schedule = match (s(input, "Schedule"), &existing) {
+            (Some(schedule), _) => schedule.to_string(),
+            (None, Some(old)) => old.schedule.clone(),
+            // [GUESS] The API marks Schedule optional (an update may omit it); a new action could
+            // never run without one, so its creation is refused.
+            (None, None) => {
+                return Err(invalid(
+                    "Schedule is required when creating a scheduled action",
+                ));
+            }
+        };
+        if existing.is_none()
+            && self
+                .here
+                .scheduled
+                .keys()
+                .filter(|(k, _)| *k == key)
+                .count()
+                >= PER_TARGET
+        {
+            return Err(ApiError::new(
+                "LimitExceededException",
+                format!("A scalable target can have at most {PER_TARGET} scheduled actions"),
+            ));
+        }
+        let uuid = self.uuid();
+        let partition = partition(region);
+        let updated = ScheduledAction {
+            arn: existing.as_ref().map_or_else(
+                || {
+                    format!(
+                        "arn:{partition}:autoscaling:{region}:{ACCOUNT_ID}:scheduledAction:{uuid}:resource/{}/{}:scheduledActionName/{name}",
+                        key.0, key.1
+                    )
+                },
+                |old| old.arn.clone(),
+            ),
+            target: key,
+            schedule,
+            timezone: s(input, "Timezone")
+                .map(str::to_string)
+                .or_else(|| existing.as_ref().and_then(|old| old.timezone.clone())),
+            // "If you don't specify start and end times, the old values are deleted."
+            start,
+            end,
+            // "To update a scheduled action, specify the parameters that you want to change":
+            // ScalableTargetAction is one parameter, replaced whole when given (as moto does).
+            min: if action.is_some() {
+                min
+            } else {
+                existing.as_ref().and_then(|old| old.min)
+            },
+            max: if action.is_some() {
+                max
+            } else {
+                existing.as_ref().and_then(|old| old.max)
+            },
+            created: existing.as_ref().map_or_else(now, |old| old.created),
+            name,
+        };
+        self.here.scheduled.insert(id, updated);
+        Ok(json!({}))
+    }
+
+    pub(super) fn describe_scheduled_actions(&mut self, input: &Value) -> ApiResult {
+        let namespace = required(input, "ServiceNamespace")?;
+        validation::one_of(
+            AAS,
+            Some(namespace),
+            "serviceNamespace",
+            validation::SERVICE_NAMESPACES,
+        )?;
+        let names = string_list(input, "ScheduledActionNames");
+        if names.len() > 50 {
+            return Err(invalid(
+                "1 validation error detected: Value at 'scheduledActionNames' failed to satisfy constraint: Member must have length less than or equal to 50",
+            ));
+        }
+        let resource = s(input, "ResourceId");
+        let dimension = s(input, "ScalableDimension");
+        let items: Vec<Value> = self
+            .here
+            .scheduled
+            .values()
+            .filter(|a| {
+                a.target.0 == namespace
+                    && resource.is_none_or(|r| r == a.target.1)
+                    && dimension.is_none_or(|d| d == a.target.2)
+                    && (names.is_empty() || names.contains(&a.name))
+            })
+            .map(|a| {
+                let mut target_action = json!({});
+                if let Some(min) = a.min {
+                    target_action["MinCapacity"] = json!(min);
+                }
+                if let Some(max) = a.max {
+                    target_action["MaxCapacity"] = json!(max);
+                }
+                let mut v = json!({
+                    "ScheduledActionName": a.name, "ScheduledActionARN": a.arn,
+                    "ServiceNamespace": a.target.0, "ResourceId": a.target.1,
+                    "ScalableDimension": a.target.2, "Schedule": a.schedule,
+                    "ScalableTargetAction": target_action, "CreationTime": a.created,
+                });
+                if let Some(timezone) = &a.timezone {
+                    v["Timezone"] = json!(timezone);
+                }
+                if let Some(start) = a.start {
+                    v["StartTime"] = json!(start);
+                }
+                if let Some(end) = a.end {
+                    v["EndTime"] = json!(end);
+                }
+                v
+            })
+            .collect();
+        // MaxResults 1-50, default 50.
+        let (items, next) = page(items, input, "MaxResults", 50, 50)?;
+        Ok(with_token(json!({ "ScheduledActions": items }), next))
+    }
+
+    pub(super) fn delete_scheduled_action(&mut self, input: &Value) -> ApiResult {
+        let key = Self::target_key(input)?;
+        let name = required(input, "ScheduledActionName")?;
+        match self.here.scheduled.remove(&(key.clone(), name.to_string())) {
+            Some(_) => Ok(json!({})),
+            None => Err(ApiError::new(
+                "ObjectNotFoundException",
+                format!(
+                    "No scheduled action found for service namespace: {}, resource ID: {}, scalable dimension: {}, scheduled action name: {name}",
+                    key.0, key.1, key.2
+                ),
+            )),
+        }
+    }
+
+    /// "Deregistering a scalable target deletes the scaling policies and the scheduled actions
+    /// that are associated with it" (aws-semantics.md §2.4).
+    pub(super) fn delete_scheduled_actions_of(&mut self, key: &TargetKey) {
+        self.here.scheduled.retain(|(k, _), _| k != key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_take_the_documented_forms_only() {
+        for good in [
+            "at(2026-12-01T08:00:00)",
+            "rate(5 minutes)",
+            "rate(1 day)",
+            "cron(50 7 ? * MON-FRI *)",
+            "cron(0 8 1 * ? *)",
+        ] {
+            assert!(check_schedule(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "at(2026-12-01 08:00:00)",
+            "rate(0 minutes)",
+            "rate(5 weeks)",
+            "cron(0 8 * * *)",
+            "cron(0 8 * * MON *)",
+            "every day",
+        ] {
+            assert!(check_schedule(bad).is_err(), "{bad}");
+        }
+        assert!(check_name("prewarm").is_ok());
+        for bad in ["a:b", "a/b", " lead", "trail ", ""] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}
