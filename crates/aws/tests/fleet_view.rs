@@ -487,8 +487,8 @@ fn fire_alarm_high(server: &SimServer, endpoint: &str) {
 
 /// The controller's view lists the firing AlarmHigh alarms with each refresh (one DescribeAlarms
 /// filtered to ALARM), and hands them to the metrics without a read of its own. That read failing
-/// alone, or hanging, fails and holds no refresh and writes nothing; the answer is then unknown,
-/// not the previous one repeated.
+/// alone (denied, throttled, a 500) or hanging fails and holds no refresh and writes nothing; the
+/// answer is then unknown, not the previous one repeated. (A list read has no "not found".)
 #[tokio::test]
 async fn the_firing_alarm_high_comes_with_each_refresh_and_its_read_failing_alone_changes_nothing()
 {
@@ -516,6 +516,9 @@ async fn the_firing_alarm_high_comes_with_each_refresh_and_its_read_failing_alon
     let writes = calls.writes();
     for (code, status, delay_seconds) in [
         (Some("AccessDenied"), 403, 0.0),
+        // Retried by the SDK and the page retries, within the read's own bound.
+        (Some("Throttling"), 400, 0.0),
+        (Some("InternalServiceFault"), 500, 0.0),
         // Hung: past the read's own bound (1 s at this interval), well short of the hold.
         (None, 200, 3600.0),
     ] {
