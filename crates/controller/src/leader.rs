@@ -428,6 +428,7 @@ mod tests {
                 instance_type: "ml.g4dn.xlarge".into(),
             },
             blocked_by_quota: true,
+            clamped: true,
             ..Default::default()
         };
         metrics.resource_reading("ml/a", Some(reading), &[]);
@@ -436,6 +437,8 @@ mod tests {
                 .encode()
                 .contains("asyncscale_endpoints_blocked_by_quota{")
         );
+        assert!(metrics.encode().contains("asyncscale_managed_resources 1"));
+        assert!(metrics.encode().contains("asyncscale_resources_clamped 1"));
 
         leader_tx.send(false).unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;

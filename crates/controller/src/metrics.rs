@@ -57,6 +57,8 @@ pub struct ResourceReading {
     pub scope: InstanceTypeLabels,
     /// The scalable target's resource id (never a label: it keys what was counted).
     pub target: String,
+    /// The quota lowered its maxCapacity.
+    pub clamped: bool,
     /// The instance quota, when it was read.
     pub quota: Option<i64>,
     /// Instances of the type held in the account and region, by every endpoint.
@@ -102,9 +104,6 @@ pub struct Metrics {
     /// AWS call counts already exported, to add only what is new at each scrape.
     exported_calls: Mutex<BTreeMap<CallKey, u64>>,
     calls: CallCounter,
-    /// Resources asyncscale manages and those whose maximum the quota lowered, by namespace/name.
-    managed_set: Mutex<BTreeSet<String>>,
-    clamped_set: Mutex<BTreeSet<String>>,
     fleet: Mutex<Option<Arc<FleetSource>>>,
     fleet_refreshes: Family<RefreshLabels, Counter>,
     exported_refreshes: Mutex<BTreeMap<(String, &'static str), u64>>,
@@ -442,8 +441,6 @@ impl Metrics {
             leader,
             exported_calls: Mutex::new(BTreeMap::new()),
             calls,
-            managed_set: Mutex::new(BTreeSet::new()),
-            clamped_set: Mutex::new(BTreeSet::new()),
             fleet: Mutex::new(None),
             fleet_refreshes,
             exported_refreshes: Mutex::new(BTreeMap::new()),
@@ -466,13 +463,6 @@ impl Metrics {
     /// forever beside the new leader's.
     pub fn forget_readings(&self) {
         self.quota.readings.lock().expect("metrics lock").clear();
-        for (set, gauge) in [
-            (&self.managed_set, &self.managed),
-            (&self.clamped_set, &self.clamped),
-        ] {
-            set.lock().expect("metrics lock").clear();
-            gauge.set(0);
-        }
     }
 
     /// Records what a reconcile of `key` saw (None: the resource is gone) and counts its
@@ -503,22 +493,6 @@ impl Metrics {
             .inc();
         self.reconcile_duration
             .observe(started.elapsed().as_secs_f64());
-    }
-
-    /// Records whether a resource is managed and clamped (false, false when it is gone).
-    pub fn resource_state(&self, key: &str, managed: bool, clamped: bool) {
-        for (set, gauge, member) in [
-            (&self.managed_set, &self.managed, managed),
-            (&self.clamped_set, &self.clamped, clamped),
-        ] {
-            let mut set = set.lock().expect("metrics lock");
-            if member {
-                set.insert(key.to_string());
-            } else {
-                set.remove(key);
-            }
-            gauge.set(set.len() as i64);
-        }
     }
 
     /// The OpenMetrics text of every metric.
@@ -605,6 +579,13 @@ impl Metrics {
             }
         }
         self.quota.export();
+        {
+            // Every resource with a reading is managed; its reading says whether it is clamped.
+            let readings = self.quota.readings.lock().expect("metrics lock");
+            self.managed.set(readings.len() as i64);
+            self.clamped
+                .set(readings.values().filter(|r| r.clamped).count() as i64);
+        }
         let showing = self.quota.release_held_failures();
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
@@ -675,6 +656,7 @@ mod tests {
             Some(ResourceReading {
                 scope: g4dn(),
                 target: "endpoint/a/variant/AllTraffic".into(),
+                clamped: false,
                 quota: Some(4),
                 in_use: Some(4),
                 instances: Some(1),
@@ -690,6 +672,7 @@ mod tests {
             Some(ResourceReading {
                 scope: g4dn(),
                 target: "endpoint/b/variant/AllTraffic".into(),
+                clamped: false,
                 quota: Some(4),
                 in_use: Some(4),
                 instances: Some(0),

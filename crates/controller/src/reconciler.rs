@@ -431,8 +431,6 @@ async fn apply(
     if report.observed.is_some() && !matches!(report.outcome, SyncOutcome::ObserveFailed(_)) {
         ctx.observed_ok(&obj);
     }
-    let clamped = report.desired.as_ref().is_some_and(|d| d.clamped);
-    ctx.metrics.resource_state(&key, true, clamped);
     ctx.metrics.resource_reading(
         &key,
         Some(metrics_reading(&obj, &report, backend.as_ref())),
@@ -513,6 +511,7 @@ fn metrics_reading(
             instance_type: spec.instance_type.clone(),
         },
         target: resource_id,
+        clamped: desired.is_some_and(|d| d.clamped),
         quota,
         in_use,
         instances,
@@ -717,7 +716,6 @@ async fn cleanup(
         let note = "deletionPolicy is Retain: the scalable target, policies and alarm stay in AWS, released (untagged) so that another resource may adopt them";
         publish(ctx, &obj, EventType::Normal, "Retained", "Delete", note).await;
     }
-    ctx.metrics.resource_state(&key, false, false);
     ctx.metrics.resource_reading(&key, None, &[]);
     ctx.metrics.reconciled("deleted", started);
     ctx.succeeded(&key);
