@@ -2,7 +2,8 @@
 //! bounded however many resources exist: what concerns one endpoint is summed per region and
 //! instance type (the scope of an instance quota).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
@@ -17,7 +18,7 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
 use asyncscale_core::ScalingActivity;
-use asyncscale_engine::{CallCounter, CallKey, FleetSource};
+use asyncscale_engine::{CallCounter, FleetSource};
 use k8s_openapi::jiff::Timestamp;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -102,13 +103,12 @@ pub struct Metrics {
     clamped: Gauge,
     pub leader: Gauge,
     /// AWS call counts already exported, to add only what is new at each scrape.
-    exported_calls: Mutex<BTreeMap<CallKey, u64>>,
     calls: CallCounter,
     fleet: Mutex<Option<Arc<FleetSource>>>,
     fleet_refreshes: Family<RefreshLabels, Counter>,
-    exported_refreshes: Mutex<BTreeMap<(String, &'static str), u64>>,
     backlog_reads_failed: Family<RegionLabels, Counter>,
-    exported_backlog_failures: Mutex<BTreeMap<String, u64>>,
+    /// What each counter kept elsewhere (AWS calls, refreshes) had reached at the last scrape.
+    exported_counts: Mutex<HashMap<String, u64>>,
     fleet_age: Family<RegionLabels, Gauge<f64, AtomicU64>>,
     fleet_refresh_took: Family<RegionLabels, Gauge<f64, AtomicU64>>,
     quota: QuotaMetrics,
@@ -439,13 +439,11 @@ impl Metrics {
             managed,
             clamped,
             leader,
-            exported_calls: Mutex::new(BTreeMap::new()),
             calls,
             fleet: Mutex::new(None),
             fleet_refreshes,
-            exported_refreshes: Mutex::new(BTreeMap::new()),
             backlog_reads_failed,
-            exported_backlog_failures: Mutex::new(BTreeMap::new()),
+            exported_counts: Mutex::new(HashMap::new()),
             fleet_age,
             fleet_refresh_took,
             quota,
@@ -497,26 +495,22 @@ impl Metrics {
 
     /// The OpenMetrics text of every metric.
     pub fn encode(&self) -> String {
-        {
-            let mut exported = self.exported_calls.lock().expect("metrics lock");
-            for (key, total) in self.calls.snapshot() {
-                let seen = exported.entry(key.clone()).or_default();
-                let labels = AwsCallLabels {
-                    service: key.service.to_string(),
-                    operation: key.operation.to_string(),
-                    outcome: key.outcome.to_string(),
-                };
-                self.aws_calls.get_or_create(&labels).inc_by(total - *seen);
-                *seen = total;
-                // Every API called has a budget-wait series, 0 until a call waits: rate() then
-                // reads 0 instead of nothing.
-                self.aws_budget_wait
-                    .get_or_create(&AwsApiLabels {
-                        service: labels.service,
-                        operation: labels.operation,
-                    })
-                    .inc_by(0.0);
-            }
+        let mut exported = self.exported_counts.lock().expect("metrics lock");
+        for (key, total) in self.calls.snapshot() {
+            let labels = AwsCallLabels {
+                service: key.service.to_string(),
+                operation: key.operation.to_string(),
+                outcome: key.outcome.to_string(),
+            };
+            catch_up(&mut exported, &self.aws_calls, &labels, total);
+            // Every API called has a budget-wait series, 0 until a call waits: rate() then
+            // reads 0 instead of nothing.
+            self.aws_budget_wait
+                .get_or_create(&AwsApiLabels {
+                    service: labels.service,
+                    operation: labels.operation,
+                })
+                .inc_by(0.0);
         }
         {
             let mut exported = self.exported_waits.lock().expect("metrics lock");
@@ -538,30 +532,25 @@ impl Metrics {
             self.fleet_refresh_took.clear();
         }
         if let Some(fleet) = self.fleet.lock().expect("metrics lock").as_ref() {
-            let mut exported = self.exported_refreshes.lock().expect("metrics lock");
             for (region, stats) in fleet.stats() {
                 for (outcome, total) in
                     [("ok", stats.refreshes), ("failed", stats.failed_refreshes)]
                 {
-                    let seen = exported.entry((region.clone(), outcome)).or_default();
-                    self.fleet_refreshes
-                        .get_or_create(&RefreshLabels {
-                            region: region.clone(),
-                            outcome: outcome.to_string(),
-                        })
-                        .inc_by(total - *seen);
-                    *seen = total;
+                    let labels = RefreshLabels {
+                        region: region.clone(),
+                        outcome: outcome.to_string(),
+                    };
+                    catch_up(&mut exported, &self.fleet_refreshes, &labels, total);
                 }
-                {
-                    let mut exported = self.exported_backlog_failures.lock().expect("metrics lock");
-                    let seen = exported.entry(region.clone()).or_default();
-                    self.backlog_reads_failed
-                        .get_or_create(&RegionLabels {
-                            region: region.clone(),
-                        })
-                        .inc_by(stats.backlog_reads_failed - *seen);
-                    *seen = stats.backlog_reads_failed;
-                }
+                let labels = RegionLabels {
+                    region: region.clone(),
+                };
+                catch_up(
+                    &mut exported,
+                    &self.backlog_reads_failed,
+                    &labels,
+                    stats.backlog_reads_failed,
+                );
                 let labels = RegionLabels { region };
                 // A standby's picture is not refreshed (it reconciles nothing): its age would
                 // grow beside the leader's and fire the staleness alert.
@@ -578,6 +567,7 @@ impl Metrics {
                 }
             }
         }
+        drop(exported);
         self.quota.export();
         {
             // Every resource with a reading is managed; its reading says whether it is clamped.
@@ -597,6 +587,21 @@ impl Metrics {
             .extend(showing);
         text
     }
+}
+
+/// Adds to `family`'s counter for `labels` what `total`, a count kept elsewhere, gained since the
+/// last scrape (`exported`, keyed by the series as Debug prints it, type name included).
+fn catch_up<L>(
+    exported: &mut HashMap<String, u64>,
+    family: &Family<L, Counter>,
+    labels: &L,
+    total: u64,
+) where
+    L: Clone + std::hash::Hash + Eq + fmt::Debug + EncodeLabelSet,
+{
+    let seen = exported.entry(format!("{labels:?}")).or_default();
+    family.get_or_create(labels).inc_by(total - *seen);
+    *seen = total;
 }
 
 #[cfg(test)]
