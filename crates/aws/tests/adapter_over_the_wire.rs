@@ -392,21 +392,9 @@ async fn a_failed_quota_refresh_serves_the_last_value_read() {
         aws.instance_quota("ml.g4dn.xlarge").await.lookup,
         QuotaLookup::Known(_)
     ));
-    server
-        .account
-        .lock()
-        .unwrap()
-        .faults
-        .push(asyncscale_sim::Fault {
-            service: None,
-            operation: "GetServiceQuota".into(),
-            code: Some("TooManyRequestsException".into()),
-            status: 400,
-            message: None,
-            count: 0,
-            delay_seconds: 0.0,
-            input_has: None,
-        });
+    server.account.lock().unwrap().faults.push(
+        asyncscale_sim::Fault::on("GetServiceQuota").failing("TooManyRequestsException", 400),
+    );
     let reading = aws.instance_quota("ml.g4dn.xlarge").await;
     let QuotaLookup::Stale { quota, reason } = &reading.lookup else {
         panic!("the last value stays: {reading:?}")

@@ -396,21 +396,9 @@ async fn the_fleet_view_reads_a_new_endpoint_and_skips_an_unreadable_one() {
         FleetConfig::default(),
     );
     server.declare_endpoint("private", "AllTraffic", "ml.g4dn.xlarge");
-    server
-        .account
-        .lock()
-        .unwrap()
-        .faults
-        .push(asyncscale_sim::Fault {
-            service: None,
-            operation: "DescribeEndpointConfig".into(),
-            code: Some("AccessDeniedException".into()),
-            status: 400,
-            message: None,
-            count: 0,
-            delay_seconds: 0.0,
-            input_has: None,
-        });
+    server.account.lock().unwrap().faults.push(
+        asyncscale_sim::Fault::on("DescribeEndpointConfig").failing("AccessDeniedException", 400),
+    );
     // e0's configuration is denied too, so its resource fails on its own read...
     let e0 = apply(&view, &spec("e0", ""), &[]).await;
     assert!(
@@ -439,21 +427,11 @@ async fn a_hung_refresh_makes_reads_fail_once_the_picture_is_overdue() {
         },
     ));
     assert!(view.describe_endpoint("e0").await.unwrap().is_some());
-    server
-        .account
-        .lock()
-        .unwrap()
-        .faults
-        .push(asyncscale_sim::Fault {
-            service: None,
-            operation: "ListEndpoints".into(),
-            code: None,
-            status: 200,
-            message: None,
-            count: 1,
-            delay_seconds: 8.0,
-            input_has: None,
-        });
+    server.account.lock().unwrap().faults.push(
+        asyncscale_sim::Fault::on("ListEndpoints")
+            .times(1)
+            .delayed(8.0),
+    );
     tokio::time::sleep(every).await;
     // This read starts the refresh, which hangs on ListEndpoints.
     let refreshing = tokio::spawn({
@@ -577,14 +555,8 @@ async fn each_sagemaker_read_failing_alone_writes_nothing() {
             .unwrap()
             .faults
             .push(asyncscale_sim::Fault {
-                service: None,
-                operation: operation.into(),
-                code: Some(code.into()),
-                status,
                 message: message.map(str::to_string),
-                count: 0,
-                delay_seconds: 0.0,
-                input_has: None,
+                ..asyncscale_sim::Fault::on(operation).failing(code, status)
             });
         // A new run: nothing cached.
         let fresh = backend_at(&server.url())

@@ -208,16 +208,11 @@ async fn one_failed_page_is_retried_and_does_not_fail_the_refresh() {
     converge_all(&view, 12).await;
     tokio::time::sleep(Duration::from_millis(250)).await;
     // The second page of policies fails once, past the SDK's own retries.
-    server.account.lock().unwrap().faults.push(Fault {
-        service: None,
-        operation: "DescribeScalingPolicies".into(),
-        code: Some("InternalServiceException".into()),
-        status: 500,
-        message: None,
-        count: 3,
-        delay_seconds: 0.0,
-        input_has: None,
-    });
+    server.account.lock().unwrap().faults.push(
+        Fault::on("DescribeScalingPolicies")
+            .failing("InternalServiceException", 500)
+            .times(3),
+    );
     let outcomes = converge_all(&view, 12).await;
     assert_eq!(outcomes, vec![SyncOutcome::InSync; 12]);
     assert!(
@@ -377,16 +372,12 @@ async fn each_bulk_read_failing_alone_writes_nothing() {
             converge_all(&view, 2).await;
             let before = server.account.lock().unwrap().snapshot("us-east-1");
             tokio::time::sleep(Duration::from_millis(150)).await;
-            server.account.lock().unwrap().faults.push(Fault {
-                service: None,
-                operation: operation.into(),
-                code: Some(code.into()),
-                status,
-                message: None,
-                count: 0,
-                delay_seconds: 0.0,
-                input_has: None,
-            });
+            server
+                .account
+                .lock()
+                .unwrap()
+                .faults
+                .push(Fault::on(operation).failing(code, status));
             let writes = calls.writes();
             let outcomes = converge_all(&view, 2).await;
             let what = format!("{operation} {code}");
@@ -426,16 +417,11 @@ async fn the_owner_tag_read_before_a_write_failing_alone_writes_nothing() {
         by_hand.register_target(&target, None).await.unwrap();
         let before = server.account.lock().unwrap().snapshot("us-east-1");
         tokio::time::sleep(Duration::from_millis(150)).await;
-        server.account.lock().unwrap().faults.push(Fault {
-            service: Some("application-autoscaling".into()),
-            operation: "ListTagsForResource".into(),
-            code: Some(code.into()),
-            status,
-            message: None,
-            count: 0,
-            delay_seconds: 0.0,
-            input_has: None,
-        });
+        server.account.lock().unwrap().faults.push(
+            Fault::on("ListTagsForResource")
+                .service("application-autoscaling")
+                .failing(code, status),
+        );
         let writes = calls.writes();
         let outcome = converge_all(&view, 1).await.remove(0);
         assert!(
@@ -523,15 +509,13 @@ async fn the_firing_alarm_high_comes_with_each_refresh_and_its_read_failing_alon
         (None, 200, 3600.0),
     ] {
         server.account.lock().unwrap().faults.clear();
-        server.account.lock().unwrap().faults.push(Fault {
-            service: None,
-            operation: "DescribeAlarms".into(),
-            code: code.map(str::to_string),
-            status,
-            message: Some("not authorized to perform: cloudwatch:DescribeAlarms".into()),
-            count: 0,
-            delay_seconds,
-            input_has: Some(("StateValue".into(), serde_json::json!("ALARM"))),
+        let fault = Fault::on("DescribeAlarms")
+            .message("not authorized to perform: cloudwatch:DescribeAlarms")
+            .delayed(delay_seconds)
+            .when("StateValue", serde_json::json!("ALARM"));
+        server.account.lock().unwrap().faults.push(match code {
+            Some(code) => fault.failing(code, status),
+            None => fault,
         });
         tokio::time::sleep(every + Duration::from_millis(50)).await;
         let started = std::time::Instant::now();

@@ -1055,16 +1055,7 @@ async fn a_timed_out_reconcile_counts_as_a_failed_refresh() {
         .lock()
         .unwrap()
         .faults
-        .push(asyncscale_sim::Fault {
-            service: None,
-            operation: "DescribeScalableTargets".into(),
-            code: None,
-            status: 400,
-            message: None,
-            count: 0,
-            delay_seconds: 5.0,
-            input_has: None,
-        });
+        .push(asyncscale_sim::Fault::on("DescribeScalableTargets").delayed(5.0));
     let object = resource(json!({}), true, Some(&status));
     let (client, api) = FakeApiServer::start(&object);
     let backend = aws_at(&aws.url()).await;
@@ -1135,16 +1126,9 @@ async fn a_terminal_error_resets_the_backoff_so_the_next_failure_starts_short() 
     let fail_with = |code: &str| {
         let mut account = aws.account.lock().unwrap();
         account.faults.clear();
-        account.faults.push(asyncscale_sim::Fault {
-            service: None,
-            operation: "DescribeScalableTargets".into(),
-            code: Some(code.into()),
-            status: 400,
-            message: None,
-            count: 0,
-            delay_seconds: 0.0,
-            input_has: None,
-        });
+        account
+            .faults
+            .push(asyncscale_sim::Fault::on("DescribeScalableTargets").failing(code, 400));
     };
     let fresh = || {
         let mut fresh = object.clone();
@@ -1184,20 +1168,9 @@ async fn a_failed_quota_read_backs_off_and_writes_nothing() {
     let aws = sim().await;
     let status = converge_once(&aws).await;
     let writes = aws_writes(&aws);
-    aws.account
-        .lock()
-        .unwrap()
-        .faults
-        .push(asyncscale_sim::Fault {
-            service: None,
-            operation: "GetServiceQuota".into(),
-            code: Some("TooManyRequestsException".into()),
-            status: 400,
-            message: None,
-            count: 0,
-            delay_seconds: 0.0,
-            input_has: None,
-        });
+    aws.account.lock().unwrap().faults.push(
+        asyncscale_sim::Fault::on("GetServiceQuota").failing("TooManyRequestsException", 400),
+    );
     let object = resource(json!({}), true, Some(&status));
     let (client, api) = FakeApiServer::start(&object);
     // A new controller: no quota value cached yet.

@@ -247,6 +247,56 @@ fn default_fault_count() -> u32 {
 }
 
 impl Fault {
+    /// A fault on every request for `operation` (any service) until cleared, that changes
+    /// nothing yet: add an error, a delay, or both.
+    pub fn on(operation: impl Into<String>) -> Self {
+        Self {
+            service: None,
+            operation: operation.into(),
+            code: None,
+            status: default_fault_status(),
+            message: None,
+            count: 0,
+            delay_seconds: 0.0,
+            input_has: None,
+        }
+    }
+
+    /// Answers with the AWS error `code` and HTTP `status`.
+    pub fn failing(mut self, code: impl Into<String>, status: u16) -> Self {
+        self.code = Some(code.into());
+        self.status = status;
+        self
+    }
+
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// Only for the next `count` requests.
+    pub fn times(mut self, count: u32) -> Self {
+        self.count = count;
+        self
+    }
+
+    /// Holds each answer this long first.
+    pub fn delayed(mut self, seconds: f64) -> Self {
+        self.delay_seconds = seconds;
+        self
+    }
+
+    pub fn service(mut self, service: impl Into<String>) -> Self {
+        self.service = Some(service.into());
+        self
+    }
+
+    /// Only requests whose input has `field` at `value`.
+    pub fn when(mut self, field: impl Into<String>, value: serde_json::Value) -> Self {
+        self.input_has = Some((field.into(), value));
+        self
+    }
+
     pub fn error(&self) -> Option<ApiError> {
         let code = self.code.clone()?;
         Some(ApiError {
