@@ -28,6 +28,7 @@ impl AsyncEndpointScalingSpec {
             scale_from_zero: ScaleFromZeroSpec::default(),
             quota: QuotaSpec::default(),
             suspend: false,
+            schedules: Vec::new(),
             deletion_policy: DeletionPolicy::Delete,
         }
     }

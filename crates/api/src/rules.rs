@@ -56,6 +56,38 @@ pub const ALARM_WINDOW: CelRule = CelRule {
     message: "periodSeconds * evaluationPeriods must be at most 86400 (one day), or 604800 (one week) when periodSeconds is 3600 or more",
 };
 
+pub const SCHEDULE_SETS_CAPACITY: CelRule = CelRule {
+    path: "spec.schedules[]",
+    cel: "has(self.minCapacity) || has(self.maxCapacity)",
+    message: "a schedule must set minCapacity, maxCapacity or both",
+};
+
+pub const SCHEDULE_MIN_NOT_ABOVE_MAX: CelRule = CelRule {
+    path: "spec.schedules[]",
+    cel: "!has(self.minCapacity) || !has(self.maxCapacity) || self.minCapacity <= self.maxCapacity",
+    message: "a schedule's minCapacity must be less than or equal to its maxCapacity",
+};
+
+pub const SCHEDULE_END_AFTER_START: CelRule = CelRule {
+    path: "spec.schedules[]",
+    cel: "!has(self.startTime) || !has(self.endTime) || timestamp(self.endTime) > timestamp(self.startTime)",
+    message: "a schedule's endTime must be after its startTime",
+};
+
+/// A schedule that sets only minCapacity leaves MaxCapacity as it is: above maxCapacity the
+/// action would fail in AWS (MinCapacity above MaxCapacity).
+pub const SCHEDULE_MIN_WITHIN_SPEC_MAX: CelRule = CelRule {
+    path: "spec",
+    cel: "!has(self.schedules) || self.schedules.all(s, !has(s.minCapacity) || has(s.maxCapacity) || s.minCapacity <= self.maxCapacity)",
+    message: "a schedule that sets only minCapacity must keep it at or below maxCapacity: set the schedule's maxCapacity too",
+};
+
+pub const SCHEDULE_MAX_NOT_BELOW_SPEC_MIN: CelRule = CelRule {
+    path: "spec",
+    cel: "!has(self.schedules) || self.schedules.all(s, !has(s.maxCapacity) || has(s.minCapacity) || s.maxCapacity >= self.minCapacity)",
+    message: "a schedule that sets only maxCapacity must keep it at or above minCapacity: set the schedule's minCapacity too",
+};
+
 /// Every rule, for tests that compare the schema with the Rust validator.
 pub const ALL: &[CelRule] = &[
     MIN_NOT_ABOVE_MAX,
@@ -65,6 +97,11 @@ pub const ALL: &[CelRule] = &[
     ALARM_PERIOD,
     DATAPOINTS_NOT_ABOVE_PERIODS,
     ALARM_WINDOW,
+    SCHEDULE_SETS_CAPACITY,
+    SCHEDULE_MIN_NOT_ABOVE_MAX,
+    SCHEDULE_END_AFTER_START,
+    SCHEDULE_MIN_WITHIN_SPEC_MAX,
+    SCHEDULE_MAX_NOT_BELOW_SPEC_MIN,
 ];
 
 /// SageMaker's endpoint and variant name pattern (CreateEndpoint / ProductionVariant API).
@@ -73,3 +110,9 @@ pub const SAGEMAKER_NAME_PATTERN: &str = "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$";
 pub const INSTANCE_TYPE_PATTERN: &str = "^ml\\.[a-z0-9-]+\\.[a-z0-9]+$";
 /// AWS region names, e.g. `us-east-1`, `us-gov-west-1`.
 pub const REGION_PATTERN: &str = "^[a-z]{2}(-[a-z]+)+-[0-9]+$";
+/// A schedule's name: asyncscale's scheduled action is `asyncscale-<name>`.
+pub const SCHEDULE_NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// The shape of the three schedule expressions; the Rust validator checks every field.
+pub const SCHEDULE_PATTERN: &str = "^(at\\([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\)|rate\\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\\)|cron\\([^ ()]+( [^ ()]+){5}\\))$";
+/// An IANA time zone name such as `Europe/Berlin`, `UTC` or `America/Argentina/Buenos_Aires`.
+pub const TIME_ZONE_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$";

@@ -209,6 +209,16 @@ impl Cron {
         None
     }
 
+    /// Whether the expression names this civil minute (seconds must be 0). The simulator runs
+    /// actions minute by minute with it, a different walk from [`Self::next_after`]'s.
+    pub fn matches(&self, at: DateTime) -> bool {
+        at.second() == 0
+            && at.subsec_nanosecond() == 0
+            && self.minutes[at.minute() as usize]
+            && self.hours[at.hour() as usize]
+            && self.matches_date(at.date())
+    }
+
     fn first_time(&self, strictly_after: Option<Time>) -> Option<Time> {
         for hour in 0..24u8 {
             if !self.hours[hour as usize] {

@@ -1,13 +1,15 @@
 // kube's KubeSchema derive copies each struct, `pub` and all, into a private module of its own.
 #![allow(unreachable_pub)]
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use crate::rules::{
     ALARM_PERIOD, ALARM_WINDOW, DATAPOINTS_NOT_ABOVE_PERIODS, ENDPOINT_NAME_IMMUTABLE,
-    MIN_NOT_ABOVE_MAX, REGION_IMMUTABLE, VARIANT_NAME_IMMUTABLE,
+    MIN_NOT_ABOVE_MAX, REGION_IMMUTABLE, SCHEDULE_END_AFTER_START, SCHEDULE_MAX_NOT_BELOW_SPEC_MIN,
+    SCHEDULE_MIN_NOT_ABOVE_MAX, SCHEDULE_MIN_WITHIN_SPEC_MAX, SCHEDULE_SETS_CAPACITY,
+    VARIANT_NAME_IMMUTABLE,
 };
 
 /// Autoscaling for one variant of a SageMaker asynchronous inference endpoint.
@@ -56,7 +58,9 @@ use crate::rules::{
 )]
 #[x_kube(
     validation = Rule::new(MIN_NOT_ABOVE_MAX.cel).message(MIN_NOT_ABOVE_MAX.message),
-    validation = Rule::new(REGION_IMMUTABLE.cel).message(REGION_IMMUTABLE.message)
+    validation = Rule::new(REGION_IMMUTABLE.cel).message(REGION_IMMUTABLE.message),
+    validation = Rule::new(SCHEDULE_MIN_WITHIN_SPEC_MAX.cel).message(SCHEDULE_MIN_WITHIN_SPEC_MAX.message),
+    validation = Rule::new(SCHEDULE_MAX_NOT_BELOW_SPEC_MIN.cel).message(SCHEDULE_MAX_NOT_BELOW_SPEC_MIN.message)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AsyncEndpointScalingSpec {
@@ -106,11 +110,75 @@ pub struct AsyncEndpointScalingSpec {
     #[serde(default)]
     pub suspend: bool,
 
+    /// Scheduled actions: at known times, Application Auto Scaling sets the scalable target's
+    /// MinCapacity and/or MaxCapacity, e.g. to pre-warm an instance before a nightly batch so
+    /// that its first request does not wait for one to be provisioned. A capacity that a
+    /// schedule sets follows the schedule that ran last; minCapacity and maxCapacity hold until a
+    /// schedule sets them. A scheduled maxCapacity is held within the instance quota like
+    /// maxCapacity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub schedules: Vec<ScheduleSpec>,
+
     /// What happens in AWS when this resource is deleted: Delete removes what asyncscale created,
     /// Retain leaves its configuration in AWS and releases it (asyncscale's tags removed), so
     /// that another resource may adopt it.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+}
+
+/// One scheduled action, created in AWS as `asyncscale-<name>` on the scalable target.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(
+    validation = Rule::new(SCHEDULE_SETS_CAPACITY.cel).message(SCHEDULE_SETS_CAPACITY.message),
+    validation = Rule::new(SCHEDULE_MIN_NOT_ABOVE_MAX.cel).message(SCHEDULE_MIN_NOT_ABOVE_MAX.message),
+    validation = Rule::new(SCHEDULE_END_AFTER_START.cel).message(SCHEDULE_END_AFTER_START.message)
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleSpec {
+    /// Names the schedule within the resource (1-63 lowercase letters, digits and hyphens); the
+    /// scheduled action in AWS is `asyncscale-<name>`.
+    #[schemars(length(min = 1, max = 63), regex(pattern = crate::rules::SCHEDULE_NAME_PATTERN))]
+    pub name: String,
+    /// When the action runs: `at(yyyy-mm-ddThh:mm:ss)` once, `rate(value unit)` (unit minute(s),
+    /// hour(s) or day(s)), or `cron(minutes hours day-of-month month day-of-week year)`, e.g.
+    /// `cron(50 7 ? * MON-FRI *)` for 07:50 on weekdays. Times are in timeZone.
+    #[schemars(length(min = 1, max = 256), regex(pattern = crate::rules::SCHEDULE_PATTERN))]
+    pub schedule: String,
+    /// IANA time zone of the schedule's times, e.g. `Europe/Berlin` (default UTC). Daylight
+    /// saving time is followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = crate::rules::TIME_ZONE_PATTERN))]
+    pub time_zone: Option<String>,
+    /// The action does not run before this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// The action does not run after this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<Time>,
+    /// The MinCapacity the action sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min_capacity: Option<i32>,
+    /// The MaxCapacity the action sets (held within the instance quota).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_capacity: Option<i32>,
+}
+
+impl ScheduleSpec {
+    pub fn new(name: &str, schedule: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            schedule: schedule.to_string(),
+            time_zone: None,
+            start_time: None,
+            end_time: None,
+            min_capacity: None,
+            max_capacity: None,
+        }
+    }
 }
 
 fn default_variant_name() -> String {
@@ -270,6 +338,10 @@ pub struct AsyncEndpointScalingStatus {
     /// Scaling policies on the same scalable target that another tool owns; asyncscale leaves them alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign_policies: Vec<String>,
+    /// Each schedule's scheduled action and its next run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub schedules: Vec<ScheduleStatus>,
     /// The newest scaling activity of the scalable target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scaling_activity: Option<ScalingActivityStatus>,
@@ -377,4 +449,23 @@ pub struct ScalingActivityStatus {
     pub message: Option<String>,
     /// RFC 3339.
     pub start_time: String,
+}
+
+/// A schedule's scheduled action, as asyncscale applied it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleStatus {
+    /// The schedule's name in the spec.
+    pub name: String,
+    /// The scheduled action's name in AWS.
+    pub action_name: String,
+    /// When it runs next (RFC 3339, UTC); absent when it will not run again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<String>,
+    /// When it last ran, as a scaling activity showed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<String>,
+    /// The MaxCapacity the action sets after the quota, when the quota lowered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_max_capacity: Option<i32>,
 }

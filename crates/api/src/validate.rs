@@ -92,6 +92,7 @@ pub fn validate_spec(spec: &AsyncEndpointScalingSpec) -> Result<(), Vec<FieldErr
         0,
     );
     check_scale_from_zero(&mut p, &spec.scale_from_zero);
+    check_schedules(&mut p, spec);
     if p.0.is_empty() { Ok(()) } else { Err(p.0) }
 }
 
@@ -151,6 +152,115 @@ fn check_scale_from_zero(p: &mut Problems, s: &ScaleFromZeroSpec) {
         s.scaling_adjustment,
         1,
     );
+}
+
+/// The schema's bounds and rules for `spec.schedules`, and what the schema cannot say: that
+/// each expression names real times and each time zone exists.
+fn check_schedules(p: &mut Problems, spec: &AsyncEndpointScalingSpec) {
+    if spec.schedules.len() > MAX_SCHEDULES {
+        p.add(
+            "spec.schedules",
+            format!(
+                "at most {MAX_SCHEDULES} schedules (got {})",
+                spec.schedules.len()
+            ),
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, s) in spec.schedules.iter().enumerate() {
+        let at = |field: &str| format!("spec.schedules[{i}].{field}");
+        let item = format!("spec.schedules[{i}]");
+        if !seen.insert(s.name.as_str()) {
+            p.add(
+                &at("name"),
+                format!(
+                    "{} is used by two schedules: names must be unique",
+                    quoted(&s.name)
+                ),
+            );
+        }
+        if !is_schedule_name(&s.name) {
+            p.add(
+                &at("name"),
+                format!(
+                    "{} is not a schedule name: 1-63 lowercase letters, digits and hyphens, starting and ending with a letter or digit",
+                    quoted(&s.name)
+                ),
+            );
+        }
+        if let Err(e) = check_expression(&s.schedule) {
+            p.add(&at("schedule"), e);
+        }
+        if let Some(zone) = &s.time_zone
+            && let Err(e) = time_zone(zone)
+        {
+            p.add(&at("timeZone"), e);
+        }
+        if let Some(min) = s.min_capacity {
+            p.at_least(&at("minCapacity"), min, 0);
+        }
+        if let Some(max) = s.max_capacity {
+            p.at_least(&at("maxCapacity"), max, 1);
+        }
+        let rule = |p: &mut Problems, rule: CelRule| p.add(&item, rule.message);
+        match (s.min_capacity, s.max_capacity) {
+            (None, None) => rule(p, rules::SCHEDULE_SETS_CAPACITY),
+            (Some(min), Some(max)) if min > max => rule(p, rules::SCHEDULE_MIN_NOT_ABOVE_MAX),
+            (Some(min), None) if min > spec.max_capacity => {
+                p.rule(rules::SCHEDULE_MIN_WITHIN_SPEC_MAX);
+            }
+            (None, Some(max)) if max < spec.min_capacity => {
+                p.rule(rules::SCHEDULE_MAX_NOT_BELOW_SPEC_MIN);
+            }
+            _ => {}
+        }
+        if let (Some(start), Some(end)) = (&s.start_time, &s.end_time)
+            && end.0 <= start.0
+        {
+            rule(p, rules::SCHEDULE_END_AFTER_START);
+        }
+    }
+}
+
+/// Application Auto Scaling allows 200 scheduled actions per scalable target; 50 per resource
+/// keeps the schema's CEL rules within the API server's cost budget.
+pub const MAX_SCHEDULES: usize = 50;
+
+/// `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`, at most 63 characters.
+fn is_schedule_name(name: &str) -> bool {
+    let lower_alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (1..=63).contains(&name.len())
+        && name.chars().all(|c| lower_alnum(c) || c == '-')
+        && name.starts_with(lower_alnum)
+        && name.ends_with(lower_alnum)
+}
+
+/// The expression parses, in the exact shape the schema's pattern allows (single spaces).
+fn check_expression(expression: &str) -> Result<(), String> {
+    if expression.len() > 256 {
+        return Err(format!(
+            "must be at most 256 characters (got {})",
+            expression.len()
+        ));
+    }
+    crate::schedule::Schedule::parse(expression).map_err(|e| e.to_string())?;
+    if expression.contains("  ") || expression.contains("( ") || expression.contains(" )") {
+        return Err(format!(
+            "{}: separate the fields with single spaces",
+            quoted(expression)
+        ));
+    }
+    Ok(())
+}
+
+/// The IANA time zone of that name, from the database compiled into asyncscale.
+pub fn time_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
+    jiff::tz::db().get(name).map_err(|_| {
+        format!(
+            "{} is not an IANA time zone name such as UTC, Europe/Berlin or America/New_York",
+            quoted(name)
+        )
+    })
 }
 
 /// `^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$` without a regex engine.
@@ -307,6 +417,84 @@ mod tests {
                 rules::ALARM_WINDOW.message
             )]
         );
+    }
+
+    fn prewarm() -> crate::ScheduleSpec {
+        crate::ScheduleSpec {
+            time_zone: Some("Europe/Berlin".into()),
+            min_capacity: Some(1),
+            ..crate::ScheduleSpec::new("office-hours", "cron(50 7 ? * MON-FRI *)")
+        }
+    }
+
+    #[test]
+    fn schedules_are_checked_before_any_aws_call() {
+        let mut s = spec();
+        s.schedules = vec![prewarm()];
+        assert_eq!(validate_spec(&s), Ok(()));
+
+        type Change = fn(&mut crate::ScheduleSpec);
+        let cases: Vec<(Change, &str)> = vec![
+            (
+                |x| x.schedule = "cron(60 7 ? * MON-FRI *)".into(),
+                "spec.schedules[0].schedule: cron(60 7 ? * MON-FRI *): minutes: \"60\" is not 0-59",
+            ),
+            (
+                |x| x.schedule = "cron(50  7 ? * MON-FRI *)".into(),
+                "spec.schedules[0].schedule: \"cron(50  7 ? * MON-FRI *)\": separate the fields with single spaces",
+            ),
+            (
+                |x| x.time_zone = Some("Mars/Olympus".into()),
+                "spec.schedules[0].timeZone: \"Mars/Olympus\" is not an IANA time zone name such as UTC, Europe/Berlin or America/New_York",
+            ),
+            (
+                |x| x.name = "Office_Hours".into(),
+                "spec.schedules[0].name: \"Office_Hours\" is not a schedule name: 1-63 lowercase letters, digits and hyphens, starting and ending with a letter or digit",
+            ),
+            (
+                |x| x.min_capacity = None,
+                "spec.schedules[0]: a schedule must set minCapacity, maxCapacity or both",
+            ),
+            (
+                |x| x.max_capacity = Some(0),
+                "spec.schedules[0].maxCapacity: must be at least 1 (got 0)",
+            ),
+            (
+                |x| x.min_capacity = Some(21),
+                "spec: a schedule that sets only minCapacity must keep it at or below maxCapacity: set the schedule's maxCapacity too",
+            ),
+        ];
+        for (change, want) in cases {
+            let mut s = spec();
+            let mut schedule = prewarm();
+            change(&mut schedule);
+            s.schedules = vec![schedule];
+            assert!(
+                messages(&s).contains(&want.to_string()),
+                "{want}: {:?}",
+                messages(&s)
+            );
+        }
+
+        let mut s = spec();
+        let mut window = prewarm();
+        window.min_capacity = Some(3);
+        window.max_capacity = Some(2);
+        window.start_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-12-02T00:00:00Z".parse().unwrap(),
+        ));
+        window.end_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-12-01T00:00:00Z".parse().unwrap(),
+        ));
+        s.schedules = vec![window, prewarm(), prewarm()];
+        let m = messages(&s);
+        for want in [
+            format!("spec.schedules[0]: {}", rules::SCHEDULE_MIN_NOT_ABOVE_MAX.message),
+            format!("spec.schedules[0]: {}", rules::SCHEDULE_END_AFTER_START.message),
+            "spec.schedules[1].name: \"office-hours\" is used by two schedules: names must be unique".to_string(),
+        ] {
+            assert!(m.contains(&want), "{want}: {m:?}");
+        }
     }
 
     #[test]

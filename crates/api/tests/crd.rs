@@ -27,9 +27,13 @@ fn schema() -> Value {
 }
 
 fn at<'a>(schema: &'a Value, dotted: &str) -> &'a Value {
+    // `list[]` stands for the list's items.
     dotted
         .split('.')
-        .fold(schema, |node, key| &node["properties"][key])
+        .fold(schema, |node, key| match key.strip_suffix("[]") {
+            Some(list) => &node["properties"][list]["items"],
+            None => &node["properties"][key],
+        })
 }
 
 #[test]

@@ -367,6 +367,26 @@ fn status_text(status: &AsyncEndpointScalingStatus) -> String {
             alarm.state.as_deref().unwrap_or("?")
         ));
     }
+    for schedule in &status.schedules {
+        text.push_str(&format!(
+            "    schedule {} (scheduled action {}): next run {}{}{}\n",
+            schedule.name,
+            schedule.action_name,
+            schedule
+                .next_run
+                .as_deref()
+                .unwrap_or("none (it will not run again)"),
+            schedule
+                .last_run
+                .as_deref()
+                .map_or(String::new(), |at| format!(", last ran {at}")),
+            schedule
+                .effective_max_capacity
+                .map_or(String::new(), |max| format!(
+                    ", maxCapacity held to the quota: {max}"
+                )),
+        ));
+    }
     if !status.foreign_policies.is_empty() {
         text.push_str(&format!(
             "    other tools' policies on the target (left alone): {}\n",

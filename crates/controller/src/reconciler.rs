@@ -904,6 +904,8 @@ fn change_event(change: &PlannedChange) -> (&'static str, EventType) {
         Change::DeletePolicy { .. } => "ScaleFromZeroPolicyDeleted",
         Change::PutAlarm { .. } => "AlarmApplied",
         Change::DeleteAlarm { .. } => "AlarmDeleted",
+        Change::PutScheduledAction { .. } => "ScheduledActionApplied",
+        Change::DeleteScheduledAction { .. } => "ScheduledActionDeleted",
     };
     (reason, EventType::Normal)
 }

@@ -74,6 +74,8 @@ pub enum Without {
     ScaleFromZero,
     /// maxCapacity as written, above the quota if so (trap 2).
     QuotaClamp,
+    /// No scheduled actions (spec.schedules left out): to compare a pre-warm with none.
+    Schedules,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +98,8 @@ pub struct SimulationOptions {
     /// Keep every endpoint's per-minute timeline (for the text output and the chart; 1,000
     /// endpoints over 24 h hold about 1.4 GB of it).
     pub record_timeline: bool,
+    /// When the simulated clock starts: scheduled actions run on it.
+    pub start: k8s_openapi::jiff::Timestamp,
 }
 
 pub struct SimulationResult {
@@ -292,7 +296,10 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
             });
         }
     }
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let now = Time(options.start);
+    let epoch = options.start.as_millisecond() as f64 / 1000.0;
+    // The scheduled actions asyncscale creates are stamped with the simulated clock.
+    server.account.lock().expect("account lock").virtual_now = Some(epoch);
     let mut applied = Vec::new();
     let specs: Vec<_> = options
         .resources
@@ -304,6 +311,9 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
             }
             if options.without.contains(&Without::QuotaClamp) {
                 spec.quota.policy = QuotaPolicy::Ignore;
+            }
+            if options.without.contains(&Without::Schedules) {
+                spec.schedules.clear();
             }
             spec
         })
@@ -345,7 +355,6 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
         applied.push(report.plan.summaries());
     }
 
-    let epoch = k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
     let mut world = World::new(options.assumptions.clone(), epoch);
     world.record_timeline = options.record_timeline;
     world.other_usage = other_usage;

@@ -10,6 +10,7 @@ use asyncscale_api::{AsyncEndpointScalingSpec, QuotaPolicy};
 
 use crate::model::*;
 use crate::names::{Owner, ResourceNames};
+use crate::scheduled::DesiredSchedule;
 
 /// What asyncscale wants AWS to hold for one endpoint variant.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +28,9 @@ pub struct Desired {
     pub max_source: MaxSource,
     /// This endpoint's share of the quota (quota.policy Share), when one was computed.
     pub share: Option<QuotaShare>,
+    /// The scheduled actions of `spec.schedules`; set by [`crate::scheduled::follow_schedules`],
+    /// which also moves `target`'s capacities while schedules run.
+    pub schedules: Vec<DesiredSchedule>,
 }
 
 /// This endpoint's part of an instance quota shared with the other endpoints of its instance type
@@ -210,7 +214,11 @@ pub fn desire(
         }),
     };
     let sfz = &spec.scale_from_zero;
-    let scale_from_zero = (spec.min_capacity == 0 && sfz.enabled).then(|| ScaleFromZero {
+    // A schedule may lower MinCapacity to 0 (a night without instances): the scale-out from zero
+    // must be there for it.
+    let may_reach_zero =
+        spec.min_capacity == 0 || spec.schedules.iter().any(|s| s.min_capacity == Some(0));
+    let scale_from_zero = (may_reach_zero && sfz.enabled).then(|| ScaleFromZero {
         policy: ScalingPolicy {
             name: names.scale_from_zero_policy.clone(),
             resource_id: names.resource_id.clone(),
@@ -264,5 +272,6 @@ pub fn desire(
         clamped,
         max_source,
         share: share.cloned(),
+        schedules: Vec::new(),
     })
 }

@@ -14,6 +14,7 @@ pub mod model;
 pub mod names;
 pub mod notices;
 pub mod plan;
+pub mod scheduled;
 pub mod share;
 pub mod status;
 

@@ -151,6 +151,46 @@ pub struct ObservedAlarm {
     pub tags: Option<Tags>,
 }
 
+/// An Application Auto Scaling scheduled action on a scalable target: at the times `schedule`
+/// names, AWS sets the target's MinCapacity and/or MaxCapacity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledAction {
+    pub name: String,
+    pub resource_id: String,
+    /// `at(...)`, `rate(...)` or `cron(...)`.
+    pub schedule: String,
+    /// IANA name; AWS uses UTC when none is given, so None and `UTC` mean the same.
+    pub timezone: Option<String>,
+    pub start_time: Option<jiff::Timestamp>,
+    pub end_time: Option<jiff::Timestamp>,
+    pub min_capacity: Option<i32>,
+    pub max_capacity: Option<i32>,
+}
+
+impl ScheduledAction {
+    /// Equal as AWS holds them: a missing time zone is UTC, times count in whole seconds.
+    pub fn same_as(&self, other: &ScheduledAction) -> bool {
+        let zone = |a: &ScheduledAction| a.timezone.clone().unwrap_or_else(|| "UTC".into());
+        let second = |t: Option<jiff::Timestamp>| t.map(|t| t.as_second());
+        self.name == other.name
+            && self.resource_id == other.resource_id
+            && self.schedule == other.schedule
+            && zone(self) == zone(other)
+            && second(self.start_time) == second(other.start_time)
+            && second(self.end_time) == second(other.end_time)
+            && self.min_capacity == other.min_capacity
+            && self.max_capacity == other.max_capacity
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedScheduledAction {
+    pub action: ScheduledAction,
+    pub arn: Option<String>,
+    /// CreationTime: a schedule runs only after its action exists.
+    pub created: Option<jiff::Timestamp>,
+}
+
 /// One Application Auto Scaling scaling activity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScalingActivity {
@@ -166,7 +206,18 @@ pub struct ScalingActivity {
 /// The text AWS puts in a scaling activity that the instance quota blocked (aws-semantics.md §5.4).
 const QUOTA_EXCEEDED_MARKER: &str = "account-level service limit";
 
+/// AWS's cause of an activity a scheduled action started: `scheduled action name <name> was
+/// triggered` (Application Auto Scaling User Guide, "Scheduled scaling", describe-scaling-activities).
+const SCHEDULED_CAUSE: (&str, &str) = ("scheduled action name ", " was triggered");
+
 impl ScalingActivity {
+    /// The scheduled action that started this activity, if one did.
+    pub fn scheduled_action(&self) -> Option<&str> {
+        self.cause
+            .strip_prefix(SCHEDULED_CAUSE.0)?
+            .strip_suffix(SCHEDULED_CAUSE.1)
+    }
+
     /// A Failed activity that the account's instance quota stopped (SageMaker's
     /// ResourceLimitExceeded, quoted in the status message).
     pub fn failed_on_quota(&self) -> bool {
@@ -255,6 +306,8 @@ pub struct Observed {
     pub policies: Vec<ObservedPolicy>,
     /// The alarm with our name, if it exists.
     pub alarm: Option<ObservedAlarm>,
+    /// All scheduled actions on the scalable target, ours and others'.
+    pub scheduled_actions: Vec<ObservedScheduledAction>,
     /// Newest first.
     pub activities: Vec<ScalingActivity>,
 }
@@ -265,8 +318,15 @@ impl Observed {
             target: None,
             policies: Vec::new(),
             alarm: None,
+            scheduled_actions: Vec::new(),
             activities: Vec::new(),
         }
+    }
+
+    pub fn scheduled_action(&self, name: &str) -> Option<&ObservedScheduledAction> {
+        self.scheduled_actions
+            .iter()
+            .find(|a| a.action.name == name)
     }
 
     pub fn policy(&self, name: &str) -> Option<&ObservedPolicy> {

@@ -119,6 +119,17 @@ impl ResourceNames {
         id.starts_with("endpoint/").then_some(id)
     }
 
+    /// The scheduled action of the schedule `name` in the spec. Scheduled actions carry no tags:
+    /// on a target asyncscale owns, the prefix marks them as asyncscale's.
+    pub fn scheduled_action(&self, schedule: &str) -> String {
+        format!("{NAME_PREFIX}{schedule}")
+    }
+
+    /// The schedule's name in the spec, for a scheduled action of asyncscale's.
+    pub fn schedule_of_action(action: &str) -> Option<&str> {
+        action.strip_prefix(NAME_PREFIX)
+    }
+
     pub fn is_ours(&self, policy_name: &str) -> bool {
         policy_name == self.target_tracking_policy || policy_name == self.scale_from_zero_policy
     }

@@ -86,6 +86,29 @@ pub fn notices(
             &healthy.message,
         ));
     }
+    // A schedule that ran: its last run (from the activity it caused) moved.
+    for schedule in &status.schedules {
+        let before = previous.and_then(|p| p.schedules.iter().find(|s| s.name == schedule.name));
+        if let (Some(before), Some(ran)) = (before, &schedule.last_run)
+            && before.last_run.as_ref() != Some(ran)
+        {
+            let next = schedule
+                .next_run
+                .as_deref()
+                .map_or("it will not run again".to_string(), |n| {
+                    format!("next run {n}")
+                });
+            news.push(Notice::new(
+                false,
+                "ScheduledActionRan",
+                "Scale",
+                &format!(
+                    "schedule {} (scheduled action {}) ran at {ran}; {next}",
+                    schedule.name, schedule.action_name
+                ),
+            ));
+        }
+    }
     match outcome {
         SyncOutcome::Conflict(message) if !synced_was(Reason::Conflict) => {
             news.push(Notice::new(true, "Conflict", "Apply", message));

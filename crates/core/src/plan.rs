@@ -71,6 +71,14 @@ pub enum Change {
     DeleteAlarm {
         name: String,
     },
+    /// PutScheduledAction (create or update; every field is sent).
+    PutScheduledAction {
+        action: ScheduledAction,
+    },
+    DeleteScheduledAction {
+        resource_id: String,
+        name: String,
+    },
 }
 
 /// One change and a line a person can read, e.g. `~ scalable target ...: maxCapacity 20 → 4`.
@@ -413,7 +421,99 @@ pub fn plan_apply(
             format!("- delete scale-from-zero step policy {} (minCapacity > 0 or scale-from-zero disabled)", step.policy.name),
         );
     }
+    plan_scheduled_actions(&mut plan, desired, observed);
     Ok(plan)
+}
+
+/// Creates, updates and deletes asyncscale's scheduled actions (`asyncscale-<schedule>`) after
+/// the target exists; other tools' actions on the target are left alone.
+fn plan_scheduled_actions(plan: &mut Plan, desired: &Desired, observed: &Observed) {
+    for have in &observed.scheduled_actions {
+        let name = &have.action.name;
+        let ours = ResourceNames::schedule_of_action(name).is_some();
+        if ours && !desired.schedules.iter().any(|d| d.action.name == *name) {
+            plan.push(
+                Change::DeleteScheduledAction {
+                    resource_id: have.action.resource_id.clone(),
+                    name: name.clone(),
+                },
+                format!(
+                    "- delete scheduled action {name} (its schedule was removed from the spec)"
+                ),
+            );
+        }
+    }
+    for want in desired.schedules.iter().map(|d| &d.action) {
+        match observed.scheduled_action(&want.name) {
+            Some(have) if have.action.same_as(want) => {}
+            Some(have) => {
+                // An update that leaves MinCapacity or MaxCapacity out may keep the old value
+                // (the API reference allows either reading): such a change recreates the action.
+                let drops = (have.action.min_capacity.is_some() && want.min_capacity.is_none())
+                    || (have.action.max_capacity.is_some() && want.max_capacity.is_none());
+                if drops {
+                    plan.push(
+                        Change::DeleteScheduledAction {
+                            resource_id: want.resource_id.clone(),
+                            name: want.name.clone(),
+                        },
+                        format!(
+                            "- delete scheduled action {} (to recreate it without a capacity it no longer sets)",
+                            want.name
+                        ),
+                    );
+                }
+                plan.push(
+                    Change::PutScheduledAction {
+                        action: want.clone(),
+                    },
+                    format!(
+                        "{} scheduled action {}: {}",
+                        if drops { "+ create" } else { "~ update" },
+                        want.name,
+                        diff(&scheduled_fields(&have.action), &scheduled_fields(want))
+                    ),
+                );
+            }
+            None => plan.push(
+                Change::PutScheduledAction {
+                    action: want.clone(),
+                },
+                format!(
+                    "+ create scheduled action {} ({})",
+                    want.name,
+                    describe(&scheduled_fields(want))
+                ),
+            ),
+        }
+    }
+}
+
+fn scheduled_fields(a: &ScheduledAction) -> Fields {
+    let time =
+        |t: Option<jiff::Timestamp>| t.map_or_else(|| "(unset)".to_string(), |t| t.to_string());
+    let number = |n: Option<i32>| n.map_or_else(|| "(unset)".to_string(), |n| n.to_string());
+    vec![
+        ("schedule", a.schedule.clone()),
+        (
+            "timeZone",
+            a.timezone.clone().unwrap_or_else(|| "UTC".into()),
+        ),
+        ("startTime", time(a.start_time)),
+        ("endTime", time(a.end_time)),
+        ("minCapacity", number(a.min_capacity)),
+        ("maxCapacity", number(a.max_capacity)),
+    ]
+}
+
+/// Scheduled actions on the scalable target that asyncscale does not own.
+pub fn foreign_scheduled_actions(observed: &Observed) -> Vec<String> {
+    observed
+        .scheduled_actions
+        .iter()
+        .filter(|a| ResourceNames::schedule_of_action(&a.action.name).is_none())
+        .map(|a| a.action.name.clone())
+        .collect()
 }
 
 /// Tags an existing alarm as `owner`'s (taking it over with its target, or alone).
@@ -542,18 +642,36 @@ pub fn plan_delete(
     if let Some(alarm) = &observed.alarm {
         push_alarm_removal(&mut plan, alarm, false);
     }
-    let foreign = foreign_policies(names, observed);
+    let mut foreign = foreign_policies(names, observed);
+    foreign.extend(
+        foreign_scheduled_actions(observed)
+            .into_iter()
+            .map(|a| format!("scheduled action {a}")),
+    );
     if foreign.is_empty() {
         plan.push(
             Change::DeregisterTarget {
                 resource_id: names.resource_id.clone(),
             },
             format!(
-                "- deregister scalable target {} (AWS deletes its policies with it)",
+                "- deregister scalable target {} (AWS deletes its policies and scheduled actions with it)",
                 names.resource_id
             ),
         );
         return plan;
+    }
+    for action in observed
+        .scheduled_actions
+        .iter()
+        .filter(|a| ResourceNames::schedule_of_action(&a.action.name).is_some())
+    {
+        plan.push(
+            Change::DeleteScheduledAction {
+                resource_id: names.resource_id.clone(),
+                name: action.action.name.clone(),
+            },
+            format!("- delete scheduled action {}", action.action.name),
+        );
     }
     for policy in observed
         .policies

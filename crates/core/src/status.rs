@@ -148,6 +148,9 @@ pub fn compute_status(
             message: a.status_message.clone(),
             start_time: a.start_time.clone(),
         });
+        if let Some(desired) = input.desired {
+            status.schedules = schedule_statuses(desired, observed, now);
+        }
     }
 
     if let Some(EndpointReading::Found { endpoint, config }) = input.endpoint {
@@ -514,6 +517,36 @@ fn condition(
 
 /// The status of a resource whose AWS resources could not be removed: the previous status with
 /// Ready and Synced False, reason `DeleteFailed`.
+/// Each schedule's action: its next run on the clock, its last run as the newest scaling
+/// activity it caused shows, and the MaxCapacity it sets when the quota lowered it.
+fn schedule_statuses(
+    desired: &crate::Desired,
+    observed: &Observed,
+    now: &Time,
+) -> Vec<asyncscale_api::ScheduleStatus> {
+    desired
+        .schedules
+        .iter()
+        .map(|s| {
+            let created = observed
+                .scheduled_action(&s.action.name)
+                .and_then(|a| a.created);
+            asyncscale_api::ScheduleStatus {
+                name: s.name.clone(),
+                action_name: s.action.name.clone(),
+                next_run: crate::scheduled::next_run(&s.action, created, now.0)
+                    .map(|t| t.to_string()),
+                last_run: observed
+                    .activities
+                    .iter()
+                    .find(|a| a.scheduled_action() == Some(s.action.name.as_str()))
+                    .map(|a| a.start_time.clone()),
+                effective_max_capacity: s.action.max_capacity.filter(|_| s.lowered_by_quota),
+            }
+        })
+        .collect()
+}
+
 pub fn deletion_failed_status(
     previous: Option<&AsyncEndpointScalingStatus>,
     generation: Option<i64>,

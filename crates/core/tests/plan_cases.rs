@@ -62,6 +62,8 @@ fn kinds(plan: &Plan) -> Vec<&'static str> {
             Change::DeletePolicy { .. } => "delete-policy",
             Change::PutAlarm { .. } => "put-alarm",
             Change::DeleteAlarm { .. } => "delete-alarm",
+            Change::PutScheduledAction { .. } => "put-scheduled-action",
+            Change::DeleteScheduledAction { .. } => "delete-scheduled-action",
         })
         .collect()
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use asyncscale_api::{
     AsyncEndpointScalingSpec, DeletionPolicy, QuotaPolicy, QuotaSpec, ScaleFromZeroSpec,
-    TargetTrackingSpec,
+    ScheduleSpec, TargetTrackingSpec,
 };
 use asyncscale_core::names::OWNER_TAG;
 use asyncscale_core::plan::{Change, foreign_policies};
@@ -61,6 +61,39 @@ impl ModelAws {
                 Change::DeregisterTarget { .. } => {
                     self.world.target = None;
                     self.world.policies.clear();
+                    self.world.scheduled_actions.clear();
+                }
+                // PutScheduledAction replaces what it is given (asyncscale gives every field)
+                // and keeps the creation time; it needs the target, like a policy.
+                Change::PutScheduledAction { action } => {
+                    assert!(
+                        self.world.target.is_some(),
+                        "ObjectNotFoundException: scheduled action before its target"
+                    );
+                    match self
+                        .world
+                        .scheduled_actions
+                        .iter_mut()
+                        .find(|a| a.action.name == action.name)
+                    {
+                        Some(existing) => existing.action = action.clone(),
+                        None => self.world.scheduled_actions.push(ObservedScheduledAction {
+                            action: action.clone(),
+                            arn: None,
+                            created: Some("2026-01-01T00:00:00Z".parse().unwrap()),
+                        }),
+                    }
+                }
+                Change::DeleteScheduledAction { name, .. } => {
+                    let before = self.world.scheduled_actions.len();
+                    self.world
+                        .scheduled_actions
+                        .retain(|a| &a.action.name != name);
+                    assert_eq!(
+                        before,
+                        self.world.scheduled_actions.len() + 1,
+                        "ObjectNotFoundException: delete of a missing scheduled action"
+                    );
                 }
                 Change::TagTarget { tags, .. } => self
                     .world
@@ -189,6 +222,7 @@ prop_compose! {
         adjustment in 1..3i32,
         suspend in any::<bool>(),
         ignore_quota in any::<bool>(),
+        schedules in prop::collection::vec((0..2i32, prop::option::of(0..40i32), 0..3usize, any::<bool>()), 0..3),
     ) -> AsyncEndpointScalingSpec {
         AsyncEndpointScalingSpec {
             endpoint_name: "sdxl-async".into(),
@@ -213,6 +247,14 @@ prop_compose! {
             },
             quota: QuotaSpec { policy: if ignore_quota { QuotaPolicy::Ignore } else { QuotaPolicy::Clamp } },
             suspend,
+            schedules: schedules.into_iter().enumerate().map(|(i, (min, max, expr, zoned))| {
+                ScheduleSpec {
+                    time_zone: zoned.then(|| "Europe/Berlin".to_string()),
+                    min_capacity: Some(min),
+                    max_capacity: max.map(|extra| min.max(1) + extra),
+                    ..ScheduleSpec::new(&format!("s{i}"), ["cron(50 7 ? * MON-FRI *)", "rate(2 hours)", "at(2026-12-24T18:00:00)"][expr])
+                }
+            }).collect(),
             deletion_policy: DeletionPolicy::Delete,
         }
     }
@@ -268,6 +310,7 @@ prop_compose! {
         ours in prop::collection::vec((0..2usize, 0..3u8, 1..100i32), 0..3),
         foreign in prop::collection::vec((0..3u8, 1..100i32), 0..3),
         alarm in prop::option::of((1..5i32, 0.0f64..3.0, any::<bool>(), prop::option::of(any::<bool>()))),
+        actions in prop::collection::vec((any::<bool>(), 0..3usize, 0..4i32), 0..4),
     ) -> Observed {
         let names = ResourceNames::new("sdxl-async", "AllTraffic");
         let mut world = Observed::empty();
@@ -294,6 +337,26 @@ prop_compose! {
             for (i, (kind, n)) in foreign.into_iter().enumerate() {
                 next += 1;
                 world.policies.push(ObservedPolicy { policy: random_policy(format!("team-policy-{i}"), kind, n), arn: format!("arn:model:policy:{next}") });
+            }
+            // Scheduled actions: asyncscale's (named like a schedule the spec may have) and others'.
+            for (i, (ours, which, n)) in actions.into_iter().enumerate() {
+                let name = if ours { format!("asyncscale-s{which}") } else { format!("team-action-{i}") };
+                if world.scheduled_action(&name).is_none() {
+                    world.scheduled_actions.push(ObservedScheduledAction {
+                        action: ScheduledAction {
+                            name,
+                            resource_id: names.resource_id.clone(),
+                            schedule: "cron(0 9 ? * SAT *)".into(),
+                            timezone: None,
+                            start_time: None,
+                            end_time: None,
+                            min_capacity: Some(n),
+                            max_capacity: (n % 2 == 0).then_some(n + 1),
+                        },
+                        arn: None,
+                        created: Some("2026-01-01T00:00:00Z".parse().unwrap()),
+                    });
+                }
             }
         }
         if let Some((periods, threshold, enabled, tagged_ours)) = alarm {
@@ -340,9 +403,13 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn applying_a_plan_converges_and_spares_foreign_policies(spec in specs(), quota in quotas(), world in worlds()) {
+    fn applying_a_plan_converges_and_spares_foreign_policies(spec in specs(), quota in quotas(), world in worlds(), hours in 0..2000i64) {
+        let now = jiff::Timestamp::from_second(1_790_000_000 + hours * 3600).unwrap();
         let desired = match desire(&spec, &owner(), &quota, world.target.as_ref().map(|t| &t.target), None) {
-            Ok(d) => d,
+            Ok(mut d) => {
+                asyncscale_core::scheduled::follow_schedules(&mut d, &spec, &quota, &world, now);
+                d
+            }
             Err(DesireError::QuotaTooLow { quota, .. }) => {
                 prop_assert!(quota.value.floor() < f64::from(spec.min_capacity.max(1)));
                 return Ok(());
@@ -362,6 +429,7 @@ proptest! {
             }
         };
         let foreign_before: Vec<_> = world.policies.iter().filter(|p| !desired.names.is_ours(&p.policy.name)).cloned().collect();
+        let foreign_actions_before = asyncscale_core::plan::foreign_scheduled_actions(&world);
         let mut aws = ModelAws::new(world);
         aws.apply(&plan);
         let after = &aws.world;
@@ -369,7 +437,22 @@ proptest! {
         let target = after.target.as_ref().expect("target registered");
         prop_assert_eq!(&target.target, &desired.target);
         prop_assert_eq!(target.tags.get(OWNER_TAG), Some(&"ml/sdxl".to_string()));
-        prop_assert!(desired.target.max_capacity <= spec.max_capacity);
+        let highest = spec.schedules.iter().filter_map(|s| s.max_capacity).fold(spec.max_capacity, i32::max);
+        prop_assert!(desired.target.max_capacity <= highest);
+        prop_assert!(desired.target.min_capacity <= desired.target.max_capacity);
+        if let Some(q) = quota.value().filter(|_| spec.quota.policy != QuotaPolicy::Ignore) {
+            prop_assert!(f64::from(desired.target.max_capacity) <= q.value.floor().max(1.0));
+        }
+        // Every schedule's action as desired, no other action of ours, others' untouched.
+        for d in &desired.schedules {
+            let have = after.scheduled_action(&d.action.name).expect("scheduled action created");
+            prop_assert!(have.action.same_as(&d.action), "{:?} != {:?}", have.action, d.action);
+        }
+        prop_assert_eq!(
+            after.scheduled_actions.iter().filter(|a| a.action.name.starts_with("asyncscale-")).count(),
+            desired.schedules.len()
+        );
+        prop_assert_eq!(asyncscale_core::plan::foreign_scheduled_actions(after), foreign_actions_before);
         prop_assert_eq!(&after.policy(&desired.names.target_tracking_policy).unwrap().policy, &desired.target_tracking);
         match &desired.scale_from_zero {
             Some(sfz) => {
@@ -393,6 +476,7 @@ proptest! {
     fn delete_removes_everything_of_ours_and_nothing_else(spec in specs(), world in worlds()) {
         let names = ResourceNames::new(&spec.endpoint_name, &spec.variant_name);
         let foreign = foreign_policies(&names, &world);
+        let foreign_actions = asyncscale_core::plan::foreign_scheduled_actions(&world);
         let plan = plan_delete(&names, &owner(), &world, DeletionPolicy::Delete);
         // Without its target, the alarm is ours only when its tags say so.
         let alarm_is_ours = world.target.is_some()
@@ -408,13 +492,15 @@ proptest! {
         }
         prop_assert!(after.policies.iter().all(|p| !names.is_ours(&p.policy.name)));
         prop_assert_eq!(foreign_policies(&names, after), foreign.clone());
+        prop_assert_eq!(asyncscale_core::plan::foreign_scheduled_actions(after), foreign_actions.clone());
+        prop_assert!(after.scheduled_actions.iter().all(|a| !a.action.name.starts_with("asyncscale-")));
         match &after.target {
             Some(t) => {
-                prop_assert!(!foreign.is_empty(), "target kept without a reason");
+                prop_assert!(!foreign.is_empty() || !foreign_actions.is_empty(), "target kept without a reason");
                 prop_assert!(!t.tags.contains_key(OWNER_TAG), "target still tagged as ours");
                 prop_assert_eq!(t.target.suspended, SuspendedState::default(), "handed back suspended");
             }
-            None => prop_assert!(foreign.is_empty(), "deregistered a target that other tools' policies need"),
+            None => prop_assert!(foreign.is_empty() && foreign_actions.is_empty(), "deregistered a target that other tools' policies or scheduled actions need"),
         }
         prop_assert!(plan_delete(&names, &owner(), after, DeletionPolicy::Delete).is_empty());
     }

@@ -196,9 +196,10 @@ async fn observe_parts(
     names: &ResourceNames,
     target_tags: TargetTags,
 ) -> Result<Observed, AwsError> {
-    let (target, policies, alarm, activities) = tokio::join!(
+    let (target, policies, scheduled_actions, alarm, activities) = tokio::join!(
         backend.describe_target(&names.resource_id),
         backend.describe_policies(&names.resource_id),
+        backend.describe_scheduled_actions(&names.resource_id),
         backend.describe_alarm(&names.alarm),
         backend.recent_activities(&names.resource_id, ACTIVITIES_TO_READ),
     );
@@ -226,6 +227,7 @@ async fn observe_parts(
     Ok(Observed {
         target,
         policies: policies?,
+        scheduled_actions: scheduled_actions?,
         alarm,
         activities: activities?,
     })
@@ -315,7 +317,7 @@ pub async fn converge(
                             mode,
                             lookup,
                             share.as_ref(),
-                            &names,
+                            now.0,
                             &mut report,
                         )
                         .await;
@@ -473,13 +475,16 @@ async fn decide_and_apply(
     mode: ConvergeMode,
     quota: &QuotaLookup,
     share: Option<&QuotaShare>,
-    names: &ResourceNames,
+    now: jiff::Timestamp,
     report: &mut ConvergeReport,
 ) {
     let observed = report.observed.as_ref().expect("observed before deciding");
     let existing = observed.target.as_ref().map(|t| &t.target);
     let desired = match desire(intent.spec, &intent.owner, quota, existing, share) {
-        Ok(d) => d,
+        Ok(mut d) => {
+            asyncscale_core::scheduled::follow_schedules(&mut d, intent.spec, quota, observed, now);
+            d
+        }
         Err(e) => {
             report.outcome = match e {
                 DesireError::QuotaTooLow { .. } => SyncOutcome::QuotaTooLow(e.to_string()),
@@ -545,7 +550,12 @@ async fn decide_and_apply(
     }
     // Read back what AWS holds now, so status shows AWS's truth (ARNs, states), not our hopes:
     // someone may have changed AWS between observing and applying.
-    match observe(backend, names).await {
+    let names = report
+        .desired
+        .as_ref()
+        .map(|d| d.names.clone())
+        .expect("desired before applying");
+    match observe(backend, &names).await {
         Ok(after) => {
             if report.error.is_none() {
                 let desired = report.desired.as_ref().expect("desired before applying");
@@ -596,6 +606,7 @@ pub async fn execute<'p>(
             Change::DeregisterTarget { .. }
                 | Change::DeletePolicy { .. }
                 | Change::DeleteAlarm { .. }
+                | Change::DeleteScheduledAction { .. }
         );
         let mut waits = EVENTUAL_CONSISTENCY_WAITS.iter();
         let result = loop {
@@ -663,6 +674,10 @@ async fn execute_one(
             backend.put_alarm(&alarm, tags).await
         }
         Change::DeleteAlarm { name } => backend.delete_alarm(name).await,
+        Change::PutScheduledAction { action } => backend.put_scheduled_action(action).await,
+        Change::DeleteScheduledAction { resource_id, name } => {
+            backend.delete_scheduled_action(resource_id, name).await
+        }
     }
 }
 

@@ -28,8 +28,8 @@ use tokio::sync::broadcast;
 use asyncscale_core::names::ALARM_PREFIX;
 use asyncscale_core::{
     EndpointConfigState, EndpointState, EndpointSummary, MetricAlarm, ObservedAlarm,
-    ObservedPolicy, ObservedTarget, ResourceNames, ScalableTarget, ScalingActivity, ScalingPolicy,
-    Tags,
+    ObservedPolicy, ObservedScheduledAction, ObservedTarget, ResourceNames, ScalableTarget,
+    ScalingActivity, ScalingPolicy, ScheduledAction, Tags,
 };
 
 use crate::error::{AwsError, ErrorClass};
@@ -115,6 +115,9 @@ struct Picture {
     refreshes: u64,
     targets: HashMap<String, ObservedTarget>,
     policies: HashMap<String, Vec<ObservedPolicy>>,
+    /// Scheduled actions by resource id, swept with the policies (they change only through
+    /// writes, which mark their resource, never by themselves).
+    scheduled: HashMap<String, Vec<ObservedScheduledAction>>,
     alarms: HashMap<String, ObservedAlarm>,
     /// Newest first.
     activities: HashMap<String, Vec<ScalingActivity>>,
@@ -204,6 +207,7 @@ struct Sweep {
     started: Instant,
     targets: Vec<ObservedTarget>,
     policies: Option<Vec<ObservedPolicy>>,
+    scheduled: Option<Vec<ObservedScheduledAction>>,
     alarms: Vec<ObservedAlarm>,
     activities: Vec<(String, ScalingActivity)>,
     /// The activity sweep reached the end of the history.
@@ -339,11 +343,20 @@ impl FleetView {
         };
         let sweep_policies = refreshes % u64::from(self.config.policy_refresh_every.max(1)) == 0;
         let inner = &self.inner;
-        let (targets, policies, alarms, activities, endpoints, backlog) = tokio::join!(
+        let (targets, policies, scheduled, alarms, activities, endpoints, backlog) = tokio::join!(
             all_pages(|next| inner.list_targets(next)),
             async {
                 if sweep_policies {
                     all_pages(|next| inner.list_policies(next)).await.map(Some)
+                } else {
+                    Ok(None)
+                }
+            },
+            async {
+                if sweep_policies {
+                    all_pages(|next| inner.list_scheduled_actions(next))
+                        .await
+                        .map(Some)
                 } else {
                     Ok(None)
                 }
@@ -388,6 +401,7 @@ impl FleetView {
             started,
             targets: targets?,
             policies: policies?,
+            scheduled: scheduled?,
             alarms: alarms?,
             activities,
             activities_complete,
@@ -542,6 +556,19 @@ impl FleetView {
             changed.extend(changed_policies);
             picture.policies = policies;
             picture.policies_at = Some(started);
+        }
+        if let Some(scheduled) = sweep.scheduled {
+            let mut by_target: HashMap<String, Vec<ObservedScheduledAction>> = HashMap::new();
+            for a in scheduled {
+                by_target
+                    .entry(a.action.resource_id.clone())
+                    .or_default()
+                    .push(a);
+            }
+            let (scheduled, changed_scheduled) =
+                merge_refresh(&picture.scheduled, by_target, &pinned);
+            changed.extend(changed_scheduled);
+            picture.scheduled = scheduled;
         }
 
         let (alarms, changed_alarms) = merge_refresh(
@@ -914,6 +941,49 @@ impl AutoscalingBackend for FleetView {
             .policies
             .insert(resource_id.to_string(), read.clone());
         Ok(read)
+    }
+
+    async fn describe_scheduled_actions(
+        &self,
+        resource_id: &str,
+    ) -> Result<Vec<ObservedScheduledAction>, AwsError> {
+        self.ensure_fresh().await?;
+        {
+            let picture = self.picture();
+            // Swept with the policies, so stale or fresh with them.
+            if !picture.needs_direct_read(Part::Policies, resource_id) {
+                return Ok(picture
+                    .scheduled
+                    .get(resource_id)
+                    .cloned()
+                    .unwrap_or_default());
+            }
+        }
+        let read = self.inner.describe_scheduled_actions(resource_id).await?;
+        // The direct read of the policies (made in the same observation) marks the part read.
+        self.picture()
+            .scheduled
+            .insert(resource_id.to_string(), read.clone());
+        Ok(read)
+    }
+
+    async fn put_scheduled_action(&self, action: &ScheduledAction) -> Result<(), AwsError> {
+        let result = self.inner.put_scheduled_action(action).await;
+        self.wrote(&action.resource_id);
+        result
+    }
+
+    async fn delete_scheduled_action(&self, resource_id: &str, name: &str) -> Result<(), AwsError> {
+        let result = self.inner.delete_scheduled_action(resource_id, name).await;
+        self.wrote(resource_id);
+        result
+    }
+
+    async fn list_scheduled_actions(
+        &self,
+        next: Option<String>,
+    ) -> Result<Page<ObservedScheduledAction>, AwsError> {
+        self.inner.list_scheduled_actions(next).await
     }
 
     async fn put_policy(&self, policy: &ScalingPolicy) -> Result<String, AwsError> {

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 
 use asyncscale_core::{
     EndpointConfigState, EndpointState, EndpointSummary, MetricAlarm, ObservedAlarm,
-    ObservedPolicy, ObservedTarget, QuotaLookup, ScalableTarget, ScalingActivity, ScalingPolicy,
-    Tags,
+    ObservedPolicy, ObservedScheduledAction, ObservedTarget, QuotaLookup, ScalableTarget,
+    ScalingActivity, ScalingPolicy, ScheduledAction, Tags,
 };
 
 use crate::error::AwsError;
@@ -56,6 +56,19 @@ pub trait AutoscalingBackend: Send + Sync {
     /// PutScalingPolicy. Returns the policy's ARN.
     async fn put_policy(&self, policy: &ScalingPolicy) -> Result<String, AwsError>;
     async fn delete_policy(&self, resource_id: &str, name: &str) -> Result<(), AwsError>;
+    /// Every scheduled action on the target (DescribeScheduledActions, all pages).
+    async fn describe_scheduled_actions(
+        &self,
+        resource_id: &str,
+    ) -> Result<Vec<ObservedScheduledAction>, AwsError>;
+    /// PutScheduledAction (creates or updates).
+    async fn put_scheduled_action(&self, action: &ScheduledAction) -> Result<(), AwsError>;
+    async fn delete_scheduled_action(&self, resource_id: &str, name: &str) -> Result<(), AwsError>;
+    /// One page of DescribeScheduledActions for the whole namespace (50 a page).
+    async fn list_scheduled_actions(
+        &self,
+        next: Option<String>,
+    ) -> Result<Page<ObservedScheduledAction>, AwsError>;
     /// DescribeAlarms for one name; the alarm's tags are left unread (None).
     async fn describe_alarm(&self, name: &str) -> Result<Option<ObservedAlarm>, AwsError>;
     /// CloudWatch ListTagsForResource on an alarm.

@@ -25,6 +25,7 @@ mod autoscaling;
 mod cloudwatch;
 mod quotas;
 mod sagemaker;
+mod scheduled;
 
 use quotas::{CachedQuota, QUOTA_TTL};
 use sagemaker::EndpointScan;
@@ -534,6 +535,37 @@ impl AutoscalingBackend for SdkBackend {
 
     async fn list_policies(&self, next: Option<String>) -> Result<Page<ObservedPolicy>, AwsError> {
         SdkBackend::list_policies(self, next).await
+    }
+
+    async fn describe_scheduled_actions(
+        &self,
+        resource_id: &str,
+    ) -> Result<Vec<ObservedScheduledAction>, AwsError> {
+        let mut actions = Vec::new();
+        let mut next = None;
+        loop {
+            let page = self.scheduled_actions_page(Some(resource_id), next).await?;
+            actions.extend(page.items);
+            match page.next {
+                Some(token) => next = Some(token),
+                None => return Ok(actions),
+            }
+        }
+    }
+
+    async fn put_scheduled_action(&self, action: &ScheduledAction) -> Result<(), AwsError> {
+        SdkBackend::put_scheduled_action(self, action).await
+    }
+
+    async fn delete_scheduled_action(&self, resource_id: &str, name: &str) -> Result<(), AwsError> {
+        SdkBackend::delete_scheduled_action(self, resource_id, name).await
+    }
+
+    async fn list_scheduled_actions(
+        &self,
+        next: Option<String>,
+    ) -> Result<Page<ObservedScheduledAction>, AwsError> {
+        self.scheduled_actions_page(None, next).await
     }
 
     async fn list_alarms(

@@ -51,11 +51,21 @@ pub struct SimulateArgs {
     /// Change a modelling assumption, NAME=VALUE (repeatable; listed in text output).
     #[arg(long = "assume", value_name = "NAME=VALUE", value_parser = assumption)]
     assume: Vec<String>,
+    /// When the simulated clock starts (RFC 3339, e.g. 2026-12-01T07:00:00Z; default: now). The
+    /// load's times count from it, and spec.schedules run on it.
+    #[arg(long, value_parser = start_time)]
+    start: Option<k8s_openapi::jiff::Timestamp>,
     /// Write an SVG chart of backlog and instances over time.
     #[arg(long, value_name = "FILE")]
     chart: Option<String>,
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
     output: Output,
+}
+
+/// `--start`: an RFC 3339 time.
+fn start_time(text: &str) -> Result<k8s_openapi::jiff::Timestamp, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?}: expected an RFC 3339 time, e.g. 2026-12-01T07:00:00Z"))
 }
 
 /// `ml.g4dn.xlarge=4`, checked and kept as written.
@@ -147,6 +157,7 @@ async fn simulate_and_report(args: SimulateArgs) -> Result<ExitCode, SimulateErr
         assumptions,
         resync_s: args.resync,
         record_timeline: args.output == Output::Text || args.chart.is_some(),
+        start: args.start.unwrap_or_else(k8s_openapi::jiff::Timestamp::now),
     };
     let result = simulate(options).await?;
     if let Some(path) = &args.chart {
@@ -193,7 +204,16 @@ async fn simulate_and_report(args: SimulateArgs) -> Result<ExitCode, SimulateErr
         println!("\n{}", report::timeline_text(endpoint));
         let secs = |v: Option<f64>| {
             v.map_or("never".to_string(), |s| {
-                format!("{s:.0} s ({:.1} min)", s / 60.0)
+                if s < 0.0 {
+                    // A scheduled pre-warm asked for it before anyone did.
+                    format!(
+                        "{:.0} s ({:.1} min) before the first request",
+                        -s,
+                        -s / 60.0
+                    )
+                } else {
+                    format!("{s:.0} s ({:.1} min)", s / 60.0)
+                }
             })
         };
         println!("summary:");

@@ -118,6 +118,20 @@ spec:
   targetTracking: {targetValue: 5}
 ";
 
+/// `manifest` with a pre-warm schedule whose maxCapacity is above the quota of 4.
+fn with_schedule(manifest: &str) -> String {
+    format!(
+        "{manifest}  schedules:\n    - {{name: prewarm, schedule: cron(50 7 ? * MON-FRI *), timeZone: Europe/Berlin, minCapacity: 1, maxCapacity: 30}}\n"
+    )
+}
+
+fn scheduled_actions(state: &Value) -> Vec<&Value> {
+    state["ScheduledActions"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
+}
+
 fn cli(sim: &Sim, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
@@ -663,7 +677,7 @@ fn iam_policy_grants_exactly_the_calls_asyncscale_makes() {
         "namespace: ml}",
         "namespace: ml, annotations: {asyncscale.io/adopt: \"true\"}}",
     );
-    let file = manifest(&dir, "a.yaml", &adopt);
+    let file = manifest(&dir, "a.yaml", &with_schedule(&adopt));
     let min_one = manifest(
         &dir,
         "b.yaml",
@@ -1220,10 +1234,11 @@ fn a_target_deregistered_while_applying_is_not_reported_in_sync() {
 /// not found): a converged endpoint is left exactly as it was in AWS (no write, the clamp held),
 /// and `apply` does not claim to be in sync.
 fn each_read_failing_alone_leaves_aws_as_it_was(kind: &str, status: u16, codes: &[(&str, &str)]) {
-    let reads: [(&str, &str); 7] = [
+    let reads: [(&str, &str); 8] = [
         ("application-autoscaling", "DescribeScalableTargets"),
         ("application-autoscaling", "ListTagsForResource"),
         ("application-autoscaling", "DescribeScalingPolicies"),
+        ("application-autoscaling", "DescribeScheduledActions"),
         ("application-autoscaling", "DescribeScalingActivities"),
         ("cloudwatch", "DescribeAlarms"),
         ("service-quotas", "ListServiceQuotas"),
@@ -1232,7 +1247,7 @@ fn each_read_failing_alone_leaves_aws_as_it_was(kind: &str, status: u16, codes: 
     for (service, operation) in reads {
         let sim = sim(&["ml.g4dn.xlarge=4"]);
         let dir = tempdir::Dir::new(&format!("read-{kind}-{operation}"));
-        let file = manifest(&dir, "sdxl.yaml", SDXL);
+        let file = manifest(&dir, "sdxl.yaml", &with_schedule(SDXL));
         let file = file.to_str().unwrap();
         assert!(cli(&sim, &["apply", "-f", file]).status.success());
         assert_eq!(sim.target_max(), 4, "clamped 20 → 4");
@@ -1317,7 +1332,7 @@ fn each_read_not_found_alone_leaves_aws_as_it_was() {
 /// exit 1), nothing after it is attempted on a guess, and the next apply finishes the job.
 #[test]
 fn each_write_failing_alone_is_reported_and_the_next_apply_finishes() {
-    let writes: [(&str, &str, &str); 3] = [
+    let writes: [(&str, &str, &str); 4] = [
         (
             "application-autoscaling",
             "RegisterScalableTarget",
@@ -1329,11 +1344,16 @@ fn each_write_failing_alone_is_reported_and_the_next_apply_finishes() {
             "InternalServiceException",
         ),
         ("cloudwatch", "PutMetricAlarm", "InternalServiceError"),
+        (
+            "application-autoscaling",
+            "PutScheduledAction",
+            "InternalServiceException",
+        ),
     ];
     for (service, operation, code) in writes {
         let sim = sim(&["ml.g4dn.xlarge=4"]);
         let dir = tempdir::Dir::new(&format!("write-{operation}"));
-        let file = manifest(&dir, "sdxl.yaml", SDXL);
+        let file = manifest(&dir, "sdxl.yaml", &with_schedule(SDXL));
         let file = file.to_str().unwrap();
         let body = json!({"service": service, "operation": operation, "code": code,
             "status": 500, "count": 0})
@@ -1528,4 +1548,113 @@ fn without_credentials_plan_says_how_to_fix_it_once_and_sends_nothing() {
         assert!(stdout(&out).is_empty(), "no report: {}", stdout(&out));
     }
     assert_eq!(sim.calls(), json!({}), "nothing reached the endpoint");
+}
+
+/// Issue 11 over the wire: a schedule becomes asyncscale's scheduled action (its maxCapacity held
+/// to the quota), a change updates it, a re-apply writes nothing, removing it deletes it, and
+/// another tool's scheduled action on the same target is never touched (nor deleted with the
+/// target: the target stays for it).
+#[test]
+fn schedules_are_created_changed_and_removed_and_another_tools_action_is_kept() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
+    let dir = tempdir::Dir::new("schedules");
+    let file = manifest(&dir, "sdxl.yaml", &with_schedule(SDXL));
+    let file = file.to_str().unwrap();
+    let apply = cli(&sim, &["apply", "-f", file]);
+    assert!(
+        apply.status.success(),
+        "{}{}",
+        stdout(&apply),
+        stderr(&apply)
+    );
+    assert!(
+        stdout(&apply).contains("+ create scheduled action asyncscale-prewarm (schedule cron(50 7 ? * MON-FRI *), timeZone Europe/Berlin, minCapacity 1, maxCapacity 4)"),
+        "{}",
+        stdout(&apply)
+    );
+    let state = sim.state();
+    let ours = scheduled_actions(&state);
+    assert_eq!(ours.len(), 1, "{state}");
+    assert_eq!(ours[0]["ScheduledActionName"], "asyncscale-prewarm");
+    assert_eq!(ours[0]["ResourceId"], RID);
+    assert_eq!(ours[0]["Timezone"], "Europe/Berlin");
+    assert_eq!(
+        ours[0]["ScalableTargetAction"],
+        json!({"MinCapacity": 1, "MaxCapacity": 4}),
+        "maxCapacity 30 held to the quota"
+    );
+
+    let (status, body) = sim.aws(
+        "AnyScaleFrontendService.PutScheduledAction",
+        json!({"ServiceNamespace": "sagemaker", "ResourceId": RID, "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+               "ScheduledActionName": "team-weekend", "Schedule": "cron(0 9 ? * SAT *)", "ScalableTargetAction": {"MinCapacity": 2}}),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let writes_before = writes(&sim.calls());
+    let again = cli(&sim, &["apply", "-f", file]);
+    assert!(again.status.success(), "{}", stdout(&again));
+    assert_eq!(
+        writes(&sim.calls()),
+        writes_before,
+        "in sync: no write\n{}",
+        stdout(&again)
+    );
+
+    let changed = manifest(
+        &dir,
+        "changed.yaml",
+        &with_schedule(SDXL).replace("minCapacity: 1, maxCapacity: 30", "minCapacity: 2"),
+    );
+    let apply = cli(&sim, &["apply", "-f", changed.to_str().unwrap()]);
+    let out = stdout(&apply);
+    assert!(apply.status.success(), "{out}{}", stderr(&apply));
+    // Leaving maxCapacity out recreates the action rather than trusting an update to drop it.
+    assert!(
+        out.contains("- delete scheduled action asyncscale-prewarm (to recreate it"),
+        "{out}"
+    );
+    let state = sim.state();
+    let prewarm = scheduled_actions(&state)
+        .into_iter()
+        .find(|a| a["ScheduledActionName"] == "asyncscale-prewarm")
+        .cloned()
+        .unwrap();
+    assert_eq!(prewarm["ScalableTargetAction"], json!({"MinCapacity": 2}));
+
+    let removed = manifest(&dir, "removed.yaml", SDXL);
+    let apply = cli(&sim, &["apply", "-f", removed.to_str().unwrap()]);
+    let out = stdout(&apply);
+    assert!(
+        out.contains(
+            "- delete scheduled action asyncscale-prewarm (its schedule was removed from the spec)"
+        ),
+        "{out}"
+    );
+    let state = sim.state();
+    let names: Vec<&str> = scheduled_actions(&state)
+        .iter()
+        .map(|a| a["ScheduledActionName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["team-weekend"], "the other tool's action stays");
+
+    assert!(cli(&sim, &["apply", "-f", file]).status.success());
+    let delete = cli(&sim, &["delete", "-f", file]);
+    assert!(delete.status.success(), "{}", stdout(&delete));
+    let state = sim.state();
+    let names: Vec<&str> = scheduled_actions(&state)
+        .iter()
+        .map(|a| a["ScheduledActionName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["team-weekend"],
+        "ours deleted, theirs kept: {}",
+        stdout(&delete)
+    );
+    assert_eq!(
+        state["ScalableTargets"].as_array().unwrap().len(),
+        1,
+        "the target stays for the other tool's action"
+    );
 }

@@ -973,6 +973,59 @@ async fn the_real_api_server_validates_defaults_and_accepts_the_install_manifest
             example("a23", ", quota: {policy: Bogus}"),
             "spec.quota.policy".into(),
         ),
+        (
+            "schedule-sets-nothing",
+            example("a24", ", schedules: [{name: s, schedule: 'rate(1 hour)'}]"),
+            rules::SCHEDULE_SETS_CAPACITY.message.into(),
+        ),
+        (
+            "schedule-min-above-max",
+            example(
+                "a25",
+                ", schedules: [{name: s, schedule: 'rate(1 hour)', minCapacity: 3, maxCapacity: 2}]",
+            ),
+            rules::SCHEDULE_MIN_NOT_ABOVE_MAX.message.into(),
+        ),
+        (
+            "schedule-end-before-start",
+            example(
+                "a26",
+                ", schedules: [{name: s, schedule: 'rate(1 hour)', minCapacity: 1, startTime: '2026-12-02T00:00:00Z', endTime: '2026-12-01T00:00:00Z'}]",
+            ),
+            rules::SCHEDULE_END_AFTER_START.message.into(),
+        ),
+        (
+            "schedule-min-above-spec-max",
+            example(
+                "a27",
+                ", schedules: [{name: s, schedule: 'rate(1 hour)', minCapacity: 21}]",
+            ),
+            rules::SCHEDULE_MIN_WITHIN_SPEC_MAX.message.into(),
+        ),
+        (
+            "schedule-max-below-spec-min",
+            example(
+                "a28",
+                ", minCapacity: 2, schedules: [{name: s, schedule: 'rate(1 hour)', maxCapacity: 1}]",
+            ),
+            rules::SCHEDULE_MAX_NOT_BELOW_SPEC_MIN.message.into(),
+        ),
+        (
+            "schedule-expression",
+            example(
+                "a29",
+                ", schedules: [{name: s, schedule: 'every day at 8', minCapacity: 1}]",
+            ),
+            "spec.schedules[0].schedule".into(),
+        ),
+        (
+            "schedule-name",
+            example(
+                "a30",
+                ", schedules: [{name: Office_Hours, schedule: 'rate(1 hour)', minCapacity: 1}]",
+            ),
+            "spec.schedules[0].name".into(),
+        ),
     ];
     for (case, manifest, words) in &cases {
         let server = apply_text(admin, &dir, &format!("{case}.yaml"), manifest);
@@ -1225,4 +1278,141 @@ fn the_readme_install_commands_work_as_written_on_a_fresh_cluster() {
             }
         }
     }
+}
+
+fn aes_json(kubeconfig: &std::path::Path, name: &str) -> Value {
+    serde_json::from_slice(
+        &kubectl(kubeconfig, &["get", "aes", name, "-n", "ml", "-o", "json"]).stdout,
+    )
+    .unwrap()
+}
+
+/// Issue 11 through the controller: the schedules of a resource become scheduled actions (the
+/// scheduled maxCapacity held to the quota), status shows their next run, a run that AWS makes is
+/// seen through its scaling activity (status lastRun, a ScheduledActionRan Event) and never
+/// undone, and removing the schedules with kubectl deletes the actions and puts the spec's
+/// minCapacity back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_run_through_the_controller_and_are_never_undone() {
+    let cluster = cluster("schedules").await;
+    let kubeconfig = cluster.admin.clone();
+    let aws = cluster.aws.clone();
+    let (_controller, metrics_addr) = cluster.controller("asyncscale-test-0", &["--resync", "1s"]);
+    until(
+        "the controller to be ready",
+        Duration::from_secs(20),
+        || TcpStream::connect(&metrics_addr).is_ok() && http_get(&metrics_addr, "/readyz").0 == 200,
+    );
+    let dir = std::env::temp_dir().join(format!("asyncscale-schedules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = example(
+        "sdxl",
+        ", schedules: [{name: office-hours, schedule: \"cron(50 7 ? * MON-FRI *)\", timeZone: Europe/Berlin, minCapacity: 1, maxCapacity: 30}, {name: every-minute, schedule: \"rate(1 minute)\", minCapacity: 1}]",
+    );
+    let apply = apply_text(&kubeconfig, &dir, "sdxl.yaml", &manifest);
+    assert!(apply.status.success(), "{}", stderr_of(&apply));
+    let wait = kubectl(
+        &kubeconfig,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "aes/sdxl",
+            "-n",
+            "ml",
+            "--timeout=30s",
+        ],
+    );
+    assert!(wait.status.success(), "{}", stderr_of(&wait));
+    let object = aes_json(&kubeconfig, "sdxl");
+    let schedules = object["status"]["schedules"].as_array().unwrap().clone();
+    assert_eq!(schedules.len(), 2, "{object}");
+    assert_eq!(schedules[0]["name"], "office-hours");
+    assert_eq!(schedules[0]["actionName"], "asyncscale-office-hours");
+    assert_eq!(
+        schedules[0]["effectiveMaxCapacity"], 4,
+        "30 held to the quota of 4"
+    );
+    let next: k8s_openapi::jiff::Timestamp =
+        schedules[0]["nextRun"].as_str().unwrap().parse().unwrap();
+    let berlin = next.to_zoned(k8s_openapi::jiff::tz::TimeZone::get("Europe/Berlin").unwrap());
+    assert_eq!((berlin.hour(), berlin.minute()), (7, 50), "{next}");
+    let state: Value = serde_json::from_str(&http_get(&aws, "/_sim/state").1).unwrap();
+    let names: Vec<&str> = state["ScheduledActions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["ScheduledActionName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["asyncscale-every-minute", "asyncscale-office-hours"]
+    );
+    assert_eq!(state["ScalableTargets"][0]["MinCapacity"], 0);
+
+    // AWS runs the every-minute action (the local endpoint's clock moved on).
+    let registers = |calls: &Value| {
+        calls["application-autoscaling"]["RegisterScalableTarget"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let calls: Value = serde_json::from_str(&http_get(&aws, "/_sim/calls").1).unwrap();
+    let registered = registers(&calls);
+    let (status, _) = http(&aws, "POST", "/_sim/advance", &[], r#"{"seconds": 180}"#);
+    assert_eq!(status, 200);
+    let state: Value = serde_json::from_str(&http_get(&aws, "/_sim/state").1).unwrap();
+    assert_eq!(
+        state["ScalableTargets"][0]["MinCapacity"], 1,
+        "the run set it"
+    );
+    until("status to show the run", Duration::from_secs(30), || {
+        aes_json(&kubeconfig, "sdxl")["status"]["schedules"][1]["lastRun"].is_string()
+    });
+    until(
+        "the ScheduledActionRan Event",
+        Duration::from_secs(20),
+        || {
+            let events = kubectl(&kubeconfig, &["events", "-n", "ml", "--for", "aes/sdxl"]);
+            String::from_utf8_lossy(&events.stdout).contains("ScheduledActionRan")
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let state: Value = serde_json::from_str(&http_get(&aws, "/_sim/state").1).unwrap();
+    assert_eq!(state["ScalableTargets"][0]["MinCapacity"], 1, "not undone");
+    let calls: Value = serde_json::from_str(&http_get(&aws, "/_sim/calls").1).unwrap();
+    assert_eq!(
+        registers(&calls),
+        registered,
+        "the target was not written back"
+    );
+
+    // Without schedules: the actions go, and MinCapacity is the spec's again.
+    let patch = kubectl(
+        &kubeconfig,
+        &[
+            "patch",
+            "aes",
+            "sdxl",
+            "-n",
+            "ml",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/spec/schedules"}]"#,
+        ],
+    );
+    assert!(patch.status.success(), "{}", stderr_of(&patch));
+    until(
+        "the actions to be deleted and min put back",
+        Duration::from_secs(30),
+        || {
+            let state: Value = serde_json::from_str(&http_get(&aws, "/_sim/state").1).unwrap();
+            state["ScheduledActions"]
+                .as_array()
+                .is_some_and(Vec::is_empty)
+                && state["ScalableTargets"][0]["MinCapacity"] == 0
+        },
+    );
+    until("status without schedules", Duration::from_secs(20), || {
+        aes_json(&kubeconfig, "sdxl")["status"]["schedules"].is_null()
+    });
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -46,6 +46,7 @@ async fn run(target: f64, load: &str, without: &[Without]) -> Summary {
         assumptions: Assumptions::default(),
         resync_s: 60.0,
         record_timeline: true,
+        start: k8s_openapi::jiff::Timestamp::now(),
     })
     .await
     .unwrap();
@@ -148,6 +149,7 @@ async fn fleet(
         assumptions: Assumptions::default(),
         resync_s: 60.0,
         record_timeline: true,
+        start: k8s_openapi::jiff::Timestamp::now(),
     })
     .await
     .unwrap()
@@ -221,6 +223,7 @@ async fn starting_above_a_shared_quota_is_a_warning() {
         assumptions: Assumptions::default(),
         resync_s: 60.0,
         record_timeline: false,
+        start: k8s_openapi::jiff::Timestamp::now(),
     })
     .await
     .unwrap();
@@ -592,4 +595,68 @@ fn over_the_wire_new_bounds_move_capacity_when_the_call_returns() {
         "a raise past the quota of 4 fails whole: {e}"
     );
     assert_eq!(e["failedActivities"], 1, "{e}");
+}
+
+/// Issue 11's pre-warm: a schedule raises minCapacity to 1 ten minutes before a nightly burst,
+/// and the first request is served with no provisioning wait; without it, the burst waits for
+/// an instance from zero. A second schedule lets the endpoint go back to zero after.
+#[tokio::test]
+async fn a_scheduled_pre_warm_serves_the_first_request_without_waiting() {
+    let yaml = "apiVersion: asyncscale.io/v1alpha1
+kind: AsyncEndpointScaling
+metadata: {name: nightly, namespace: ml}
+spec:
+  endpointName: nightly-batch
+  instanceType: ml.g4dn.xlarge
+  maxCapacity: 4
+  targetTracking: {targetValue: 5}
+  schedules:
+    - {name: prewarm, schedule: cron(50 1 * * ? *), timeZone: Europe/Berlin, minCapacity: 1}
+    - {name: release, schedule: cron(30 2 * * ? *), timeZone: Europe/Berlin, minCapacity: 0}
+";
+    let resource = asyncscale_api::parse_manifests("t.yaml", yaml)
+        .unwrap()
+        .remove(0)
+        .resource;
+    let run = |without: Vec<Without>| {
+        simulate(SimulationOptions {
+            resources: vec![resource.clone()],
+            // 01:00 in Berlin (UTC+1 in December); the burst comes at 02:00.
+            load: LoadProfile::parse("burst:20@60m").unwrap(),
+            duration_s: 3.0 * 3600.0,
+            quotas: vec!["ml.g4dn.xlarge=4".into()],
+            other_usage: vec![],
+            without,
+            throughput_per_minute: 6.0,
+            initial_instances: None,
+            assumptions: Assumptions::default(),
+            resync_s: 60.0,
+            record_timeline: true,
+            start: "2026-12-01T00:00:00Z".parse().unwrap(),
+        })
+    };
+    let with = run(vec![]).await.unwrap();
+    let s = &with.summaries[0];
+    assert!(
+        with.applied[0]
+            .iter()
+            .any(|c| c.starts_with("+ create scheduled action asyncscale-prewarm")),
+        "{:?}",
+        with.applied[0]
+    );
+    let asked = s.time_to_first_instance_s.unwrap();
+    // At 01:50 Berlin time, to within the model's tick.
+    assert!((-610.0..=-600.0).contains(&asked), "{asked}");
+    assert_eq!(s.time_to_first_in_service_s, Some(0.0), "no wait at all");
+    assert_eq!(
+        s.scaled_to_zero_at_s,
+        Some(90.0 * 60.0),
+        "released at 02:30"
+    );
+    let without = run(vec![Without::Schedules]).await.unwrap();
+    let cold = without.summaries[0].time_to_first_in_service_s.unwrap();
+    assert!(
+        cold >= 420.0,
+        "from zero it waits for provisioning: {cold} s"
+    );
 }

@@ -346,6 +346,9 @@ pub struct Account {
     /// them; a run whose history nobody reads (`asyncscale simulate` of a fleet) need not:
     /// 1,000 endpoints make about 290,000 activities a simulated day, 260 MB.
     pub activity_retention: Option<usize>,
+    /// The scaling model's clock (epoch seconds) once it has run: what the account stamps on
+    /// scheduled actions it creates, so that they run on the same clock as the model.
+    pub virtual_now: Option<f64>,
 }
 
 /// Target tracking's AWS-created alarms, as observed (aws-semantics.md §2.7).
@@ -525,6 +528,11 @@ impl Account {
             }
             None => self.changed_unattributed = self.config_version,
         }
+    }
+
+    /// The time the account stamps on what it creates: the model's clock once it has run.
+    pub(crate) fn clock(&self) -> f64 {
+        self.virtual_now.unwrap_or_else(now)
     }
 
     /// Whether the configuration of `endpoint` (in the selected region) changed after `version`.
@@ -747,7 +755,7 @@ impl Account {
             .here
             .scheduled
             .values()
-            .map(|a| json!({ "ResourceId": a.target.1, "ScheduledActionName": a.name }))
+            .map(scheduled::ScheduledAction::described)
             .collect();
         json!({ "ScalableTargets": targets, "ScalingPolicies": policies, "MetricAlarms": alarms, "ScheduledActions": scheduled })
     }

@@ -1,6 +1,6 @@
 //! Application Auto Scaling's scheduled actions (PutScheduledAction, DescribeScheduledActions,
 //! DeleteScheduledAction; Application Auto Scaling API Reference and User Guide, "Scheduled
-//! scaling"). Stored and served; the scaling model does not run them yet.
+//! scaling"). Stored, served, and run on the scaling model's clock ([`Account::run_scheduled_actions`]).
 //!
 //! Schedules are checked for their documented shape (`at(yyyy-mm-ddThh:mm:ss)`,
 //! `rate(value unit)`, `cron(fields)` with six fields, one of day-of-month and day-of-week `?`),
@@ -27,6 +27,35 @@ pub(crate) struct ScheduledAction {
     min: Option<i64>,
     max: Option<i64>,
     created: f64,
+}
+
+impl ScheduledAction {
+    /// As DescribeScheduledActions shows it (and `/_sim/state`).
+    pub(crate) fn described(&self) -> Value {
+        let mut target_action = json!({});
+        if let Some(min) = self.min {
+            target_action["MinCapacity"] = json!(min);
+        }
+        if let Some(max) = self.max {
+            target_action["MaxCapacity"] = json!(max);
+        }
+        let mut v = json!({
+            "ScheduledActionName": self.name, "ScheduledActionARN": self.arn,
+            "ServiceNamespace": self.target.0, "ResourceId": self.target.1,
+            "ScalableDimension": self.target.2, "Schedule": self.schedule,
+            "ScalableTargetAction": target_action, "CreationTime": self.created,
+        });
+        if let Some(timezone) = &self.timezone {
+            v["Timezone"] = json!(timezone);
+        }
+        if let Some(start) = self.start {
+            v["StartTime"] = json!(start);
+        }
+        if let Some(end) = self.end {
+            v["EndTime"] = json!(end);
+        }
+        v
+    }
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -168,7 +197,9 @@ impl Account {
             } else {
                 existing.as_ref().and_then(|old| old.max)
             },
-            created: existing.as_ref().map_or_else(now, |old| old.created),
+            created: existing
+                .as_ref()
+                .map_or_else(|| self.clock(), |old| old.created),
             name,
         };
         self.here.scheduled.insert(id, updated);
@@ -201,31 +232,7 @@ impl Account {
                     && dimension.is_none_or(|d| d == a.target.2)
                     && (names.is_empty() || names.contains(&a.name))
             })
-            .map(|a| {
-                let mut target_action = json!({});
-                if let Some(min) = a.min {
-                    target_action["MinCapacity"] = json!(min);
-                }
-                if let Some(max) = a.max {
-                    target_action["MaxCapacity"] = json!(max);
-                }
-                let mut v = json!({
-                    "ScheduledActionName": a.name, "ScheduledActionARN": a.arn,
-                    "ServiceNamespace": a.target.0, "ResourceId": a.target.1,
-                    "ScalableDimension": a.target.2, "Schedule": a.schedule,
-                    "ScalableTargetAction": target_action, "CreationTime": a.created,
-                });
-                if let Some(timezone) = &a.timezone {
-                    v["Timezone"] = json!(timezone);
-                }
-                if let Some(start) = a.start {
-                    v["StartTime"] = json!(start);
-                }
-                if let Some(end) = a.end {
-                    v["EndTime"] = json!(end);
-                }
-                v
-            })
+            .map(ScheduledAction::described)
             .collect();
         // MaxResults 1-50, default 50.
         let (items, next) = page(items, input, "MaxResults", 50, 50)?;
@@ -247,10 +254,130 @@ impl Account {
         }
     }
 
+    /// Runs every scheduled action of the selected region due in `(from, to]` (epoch seconds):
+    /// the scalable target takes the MinCapacity and/or MaxCapacity the action names, with a
+    /// scaling activity whose cause names the action (User Guide, "Scheduled scaling"); the model
+    /// then moves capacity into the new bounds as for any change of them (§2.1). Not while the
+    /// target's ScheduledScalingSuspended is set. Returns whether a target changed.
+    pub fn run_scheduled_actions(&mut self, from: f64, to: f64) -> bool {
+        let mut due: Vec<(f64, ScheduledAction)> = self
+            .here
+            .scheduled
+            .values()
+            .filter_map(|a| first_run_in(a, from, to).map(|at| (at, a.clone())))
+            .collect();
+        due.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
+        let mut changed = false;
+        for (at, action) in due {
+            let Some(target) = self.here.targets.get(&action.target) else {
+                continue;
+            };
+            if target.suspended["ScheduledScalingSuspended"] == json!(true) {
+                continue;
+            }
+            let min = action.min.unwrap_or(target.min);
+            let max = action.max.unwrap_or(target.max);
+            let describe = |what: &str| match (action.min, action.max) {
+                (Some(lo), Some(hi)) => {
+                    format!("{what} min capacity to {lo} and max capacity to {hi}")
+                }
+                (Some(lo), None) => format!("{what} min capacity to {lo}"),
+                (None, Some(hi)) => format!("{what} max capacity to {hi}"),
+                (None, None) => format!("{what} nothing"),
+            };
+            // [GUESS] AWS does not document an action that would put MinCapacity above
+            // MaxCapacity; it fails here, changing nothing, as RegisterScalableTarget would.
+            let (status, message) = if min > max {
+                (
+                    "Failed",
+                    Some(format!(
+                        "Minimum capacity cannot be greater than maximum capacity (min {min}, max {max})"
+                    )),
+                )
+            } else {
+                let target = self.here.targets.get_mut(&action.target).expect("checked");
+                target.min = min;
+                target.max = max;
+                changed = true;
+                ("Successful", None)
+            };
+            let activity_id = self.uuid();
+            self.record_activity(Activity {
+                activity_id,
+                service_namespace: action.target.0.clone(),
+                resource_id: action.target.1.clone(),
+                scalable_dimension: action.target.2.clone(),
+                description: describe("Setting"),
+                cause: format!("scheduled action name {} was triggered", action.name),
+                start_time: at,
+                end_time: Some(at),
+                status_code: status.to_string(),
+                status_message: message,
+                not_scaled_reasons: None,
+            });
+            self.config_version += 1;
+            self.mark_changed(
+                "application-autoscaling",
+                "PutScheduledAction",
+                &json!({ "ResourceId": action.target.1 }),
+            );
+        }
+        changed
+    }
+
     /// "Deregistering a scalable target deletes the scaling policies and the scheduled actions
     /// that are associated with it" (aws-semantics.md §2.4).
     pub(super) fn delete_scheduled_actions_of(&mut self, key: &TargetKey) {
         self.here.scheduled.retain(|(k, _), _| k != key);
+    }
+}
+
+/// The first run of `action` in `(from, to]`, on the clock AWS runs it by: whole minutes of its
+/// time zone for `cron`, the civil second for `at`, every period from the start (or the
+/// creation) for `rate`; never before its creation or start, nor after its end. A civil time that
+/// a daylight saving change skips does not run; one it repeats runs twice. [GUESS] AWS does not
+/// document either case.
+fn first_run_in(action: &ScheduledAction, from: f64, to: f64) -> Option<f64> {
+    use asyncscale_api::schedule::Schedule;
+    let from = from
+        .max(action.created)
+        .max(action.start.unwrap_or(f64::MIN));
+    let to = to.min(action.end.unwrap_or(f64::MAX));
+    if from >= to {
+        return None;
+    }
+    let zone = match action.timezone.as_deref() {
+        None | Some("UTC") => jiff::tz::TimeZone::UTC,
+        Some(name) => jiff::tz::db().get(name).ok()?,
+    };
+    let civil = |t: f64| {
+        jiff::Timestamp::from_second(t as i64)
+            .ok()
+            .map(|ts| zone.to_datetime(ts))
+    };
+    match Schedule::parse(&action.schedule).ok()? {
+        Schedule::At(at) => {
+            let instant = zone.to_ambiguous_zoned(at).compatible().ok()?.timestamp();
+            let t = instant.as_second() as f64;
+            (t > from && t <= to).then_some(t)
+        }
+        Schedule::Rate { minutes } => {
+            let anchor = action.start.unwrap_or(action.created);
+            let period = f64::from(minutes) * 60.0;
+            let k = ((from - anchor) / period).floor() + 1.0;
+            let t = anchor + k.max(1.0) * period;
+            (t > from && t <= to).then_some(t)
+        }
+        Schedule::Cron(cron) => {
+            let mut minute = (from / 60.0).floor() * 60.0 + 60.0;
+            while minute <= to {
+                if cron.matches(civil(minute)?) {
+                    return Some(minute);
+                }
+                minute += 60.0;
+            }
+            None
+        }
     }
 }
 

@@ -375,6 +375,8 @@ impl World {
     }
 
     fn tick(&mut self, account: &mut Account, dt: f64) {
+        account.virtual_now = Some(self.epoch + self.now);
+        account.run_scheduled_actions(self.epoch + self.now, self.epoch + self.now + dt);
         self.follow_configuration(account);
         let (t0, t1) = (self.now, self.now + dt);
         let a = &self.assumptions;

@@ -47,7 +47,10 @@ pub fn summarize(world: &World, endpoint: &EndpointSim, quota: Option<f64>) -> S
     Summary {
         endpoint: endpoint.spec.endpoint.clone(),
         time_to_first_instance_s: since_first(stats.first_instance_requested_s),
-        time_to_first_in_service_s: since_first(stats.first_instance_in_service_s),
+        // An instance that came into service before the first request (a pre-warm) kept it
+        // from waiting at all.
+        time_to_first_in_service_s: since_first(stats.first_instance_in_service_s)
+            .map(|s| s.max(0.0)),
         peak_instances: stats.peak_in_service,
         peak_desired_instances: stats.peak_desired.max(endpoint.spec.initial_instances),
         drained_at_s,
