@@ -142,19 +142,20 @@ async fn a_no_drift_resync_of_a_fleet_costs_a_few_pages_whatever_its_size() {
     };
     // 120 targets: 3 pages of 50; 240 policies (two per endpoint): 24 pages of 10; 120 alarms: 2
     // pages of 100; no activity: 1 page; 120 SageMaker endpoints: 2 pages of 100, and no
-    // endpoint described again (none changed). Tags and configurations were read once, in the
-    // first pass.
+    // endpoint described again (none changed); no scheduled action: 1 page. Tags and
+    // configurations were read once, in the first pass.
     assert_eq!(spent("DescribeScalableTargets"), 3);
     assert_eq!(spent("DescribeScalingPolicies"), 24);
     assert_eq!(spent("DescribeAlarms"), 2);
     assert_eq!(spent("DescribeScalingActivities"), 1);
+    assert_eq!(spent("DescribeScheduledActions"), 1);
     assert_eq!(spent("ListEndpoints"), 2);
     assert_eq!(spent("DescribeEndpoint"), 0);
     assert_eq!(spent("DescribeEndpointConfig"), 0);
     assert_eq!(spent("ListTagsForResource"), 0);
     let total: u64 = after.values().sum::<u64>() - before.values().sum::<u64>();
     let quota_reads = spent("GetServiceQuota") + spent("ListServiceQuotas");
-    assert_eq!(total - quota_reads, 32, "{after:?}");
+    assert_eq!(total - quota_reads, 33, "{after:?}");
     assert_eq!(calls.writes(), writes, "no write");
 }
 

@@ -961,9 +961,16 @@ impl AutoscalingBackend for FleetView {
         }
         let read = self.inner.describe_scheduled_actions(resource_id).await?;
         // The direct read of the policies (made in the same observation) marks the part read.
-        self.picture()
-            .scheduled
-            .insert(resource_id.to_string(), read.clone());
+        // A target without actions has no entry, as after a sweep: an empty one would look like
+        // a change to the next refresh.
+        let mut picture = self.picture();
+        if read.is_empty() {
+            picture.scheduled.remove(resource_id);
+        } else {
+            picture
+                .scheduled
+                .insert(resource_id.to_string(), read.clone());
+        }
         Ok(read)
     }
 
