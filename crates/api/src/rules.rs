@@ -88,6 +88,14 @@ pub const SCHEDULE_MAX_NOT_BELOW_SPEC_MIN: CelRule = CelRule {
     message: "a schedule that sets only maxCapacity must keep it at or above minCapacity: set the schedule's minCapacity too",
 };
 
+/// A share is never above maxCapacity (crate::share in asyncscale-core): a scheduled raise past it
+/// could never take effect, and asyncscale would lower it again after every run.
+pub const SCHEDULE_MAX_WITHIN_SHARE: CelRule = CelRule {
+    path: "spec",
+    cel: "!has(self.schedules) || !has(self.quota) || !has(self.quota.policy) || self.quota.policy != 'Share' || self.schedules.all(s, !has(s.maxCapacity) || s.maxCapacity <= self.maxCapacity)",
+    message: "with quota.policy Share a schedule's maxCapacity must be at most maxCapacity (an endpoint's share never exceeds maxCapacity): raise maxCapacity and let a schedule lower it, or use quota.policy Clamp",
+};
+
 /// Every rule, for tests that compare the schema with the Rust validator.
 pub const ALL: &[CelRule] = &[
     MIN_NOT_ABOVE_MAX,
@@ -102,6 +110,7 @@ pub const ALL: &[CelRule] = &[
     SCHEDULE_END_AFTER_START,
     SCHEDULE_MIN_WITHIN_SPEC_MAX,
     SCHEDULE_MAX_NOT_BELOW_SPEC_MIN,
+    SCHEDULE_MAX_WITHIN_SHARE,
 ];
 
 /// SageMaker's endpoint and variant name pattern (CreateEndpoint / ProductionVariant API).

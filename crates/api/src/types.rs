@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::rules::{
     ALARM_PERIOD, ALARM_WINDOW, DATAPOINTS_NOT_ABOVE_PERIODS, ENDPOINT_NAME_IMMUTABLE,
     MIN_NOT_ABOVE_MAX, REGION_IMMUTABLE, SCHEDULE_END_AFTER_START, SCHEDULE_MAX_NOT_BELOW_SPEC_MIN,
-    SCHEDULE_MIN_NOT_ABOVE_MAX, SCHEDULE_MIN_WITHIN_SPEC_MAX, SCHEDULE_SETS_CAPACITY,
-    VARIANT_NAME_IMMUTABLE,
+    SCHEDULE_MAX_WITHIN_SHARE, SCHEDULE_MIN_NOT_ABOVE_MAX, SCHEDULE_MIN_WITHIN_SPEC_MAX,
+    SCHEDULE_SETS_CAPACITY, VARIANT_NAME_IMMUTABLE,
 };
 
 /// Autoscaling for one variant of a SageMaker asynchronous inference endpoint.
@@ -60,7 +60,8 @@ use crate::rules::{
     validation = Rule::new(MIN_NOT_ABOVE_MAX.cel).message(MIN_NOT_ABOVE_MAX.message),
     validation = Rule::new(REGION_IMMUTABLE.cel).message(REGION_IMMUTABLE.message),
     validation = Rule::new(SCHEDULE_MIN_WITHIN_SPEC_MAX.cel).message(SCHEDULE_MIN_WITHIN_SPEC_MAX.message),
-    validation = Rule::new(SCHEDULE_MAX_NOT_BELOW_SPEC_MIN.cel).message(SCHEDULE_MAX_NOT_BELOW_SPEC_MIN.message)
+    validation = Rule::new(SCHEDULE_MAX_NOT_BELOW_SPEC_MIN.cel).message(SCHEDULE_MAX_NOT_BELOW_SPEC_MIN.message),
+    validation = Rule::new(SCHEDULE_MAX_WITHIN_SHARE.cel).message(SCHEDULE_MAX_WITHIN_SHARE.message)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AsyncEndpointScalingSpec {
@@ -115,7 +116,8 @@ pub struct AsyncEndpointScalingSpec {
     /// that its first request does not wait for one to be provisioned. A capacity that a
     /// schedule sets follows the schedule that ran last; minCapacity and maxCapacity hold until a
     /// schedule sets them. A scheduled maxCapacity is held within the instance quota like
-    /// maxCapacity.
+    /// maxCapacity, and under quota.policy Share within the endpoint's share (so it may only lower
+    /// maxCapacity there).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]

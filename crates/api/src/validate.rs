@@ -214,6 +214,11 @@ fn check_schedules(p: &mut Problems, spec: &AsyncEndpointScalingSpec) {
             }
             _ => {}
         }
+        if spec.quota.policy == crate::QuotaPolicy::Share
+            && s.max_capacity.is_some_and(|max| max > spec.max_capacity)
+        {
+            p.rule(rules::SCHEDULE_MAX_WITHIN_SHARE);
+        }
         if let (Some(start), Some(end)) = (&s.start_time, &s.end_time)
             && end.0 <= start.0
         {
@@ -462,6 +467,10 @@ mod tests {
             (
                 |x| x.min_capacity = Some(21),
                 "spec: a schedule that sets only minCapacity must keep it at or below maxCapacity: set the schedule's maxCapacity too",
+            ),
+            (
+                |x| x.max_capacity = Some(21),
+                "spec: with quota.policy Share a schedule's maxCapacity must be at most maxCapacity (an endpoint's share never exceeds maxCapacity): raise maxCapacity and let a schedule lower it, or use quota.policy Clamp",
             ),
         ];
         for (change, want) in cases {

@@ -95,22 +95,19 @@ pub fn follow_schedules(
             .map_or(spec_value, |(_, v)| v)
     };
     let spec_max = desired.target.max_capacity;
-    let mut max = follow(spec_max, in_aws.map(|t| t.max_capacity), &|a| {
+    let followed = follow(spec_max, in_aws.map(|t| t.max_capacity), &|a| {
         a.max_capacity
     });
-    if max > spec_max {
-        // Never above the quota, nor this endpoint's share of it; with the quota unknown, never
-        // above what AWS holds (asyncscale raises MaxCapacity only on a known quota).
-        if let Some(allowed) = allowed {
-            max = max.min(allowed);
+    // Never above the quota, nor (under Share) this endpoint's share of it; with the quota
+    // unknown, never above what AWS holds (asyncscale raises MaxCapacity only on a known quota).
+    let bound = match (&desired.share, allowed) {
+        (_, None) if quota_unknown => {
+            Some(in_aws.map_or(spec_max, |t| t.max_capacity.max(spec_max)))
         }
-        if let Some(share) = &desired.share {
-            max = max.min(share.cap.max(spec_max));
-        }
-        if quota_unknown {
-            max = max.min(in_aws.map_or(spec_max, |t| t.max_capacity.max(spec_max)));
-        }
-    }
+        (Some(share), allowed) => Some(allowed.map_or(share.cap, |a| a.min(share.cap))),
+        (None, allowed) => allowed,
+    };
+    let max = bound.map_or(followed, |b| followed.min(b.max(0)));
     let spec_min = desired.target.min_capacity;
     let min = follow(spec_min, in_aws.map(|t| t.min_capacity), &|a| {
         a.min_capacity
@@ -494,12 +491,13 @@ mod tests {
 
     #[test]
     fn a_scheduled_max_is_held_to_the_quota() {
-        let spec = with_schedules(vec![schedule(
+        let mut spec = with_schedules(vec![schedule(
             "peak",
             "cron(0 8 * * ? *)",
             Some(2),
             Some(12),
         )]);
+        spec.quota.policy = QuotaPolicy::Clamp;
         let created = [("peak", "2026-01-01T00:00:00Z")];
         let d = follow(
             &spec,
@@ -522,5 +520,35 @@ mod tests {
         );
         assert_eq!(d.schedules[0].action.max_capacity, Some(12));
         assert_eq!(d.target.max_capacity, 12);
+    }
+
+    #[test]
+    fn under_share_a_run_never_lifts_the_target_past_the_share() {
+        let spec = with_schedules(vec![schedule("peak", "cron(0 8 * * ? *)", None, Some(4))]);
+        let created = [("peak", "2026-01-01T00:00:00Z")];
+        let o = observed(0, 4, &created);
+        let owner = crate::names::Owner {
+            namespace: "ml".into(),
+            name: "sdxl".into(),
+            uid: None,
+        };
+        let share = crate::QuotaShare {
+            cap: 2,
+            in_use: 2,
+            endpoints: 2,
+            explanation: String::new(),
+            min_unmet: false,
+        };
+        let q = quota(4.0);
+        let mut d = crate::desire(
+            &spec,
+            &owner,
+            &q,
+            o.target.as_ref().map(|t| &t.target),
+            Some(&share),
+        )
+        .unwrap();
+        follow_schedules(&mut d, &spec, &q, &o, ts("2026-02-01T09:00:00Z"));
+        assert_eq!(d.target.max_capacity, 2, "AWS's run set 4; the share is 2");
     }
 }

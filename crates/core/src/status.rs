@@ -149,7 +149,7 @@ pub fn compute_status(
             start_time: a.start_time.clone(),
         });
         if let Some(desired) = input.desired {
-            status.schedules = schedule_statuses(desired, observed, now);
+            status.schedules = schedule_statuses(desired, observed, previous, now);
         }
     }
 
@@ -518,12 +518,22 @@ fn condition(
 /// The status of a resource whose AWS resources could not be removed: the previous status with
 /// Ready and Synced False, reason `DeleteFailed`.
 /// Each schedule's action: its next run on the clock, its last run as the newest scaling
-/// activity it caused shows, and the MaxCapacity it sets when the quota lowered it.
+/// activity it caused shows (or as the previous status showed it, once the activity is no longer
+/// among the newest read), and the MaxCapacity it sets when the quota lowered it.
 fn schedule_statuses(
     desired: &crate::Desired,
     observed: &Observed,
+    previous: Option<&AsyncEndpointScalingStatus>,
     now: &Time,
 ) -> Vec<asyncscale_api::ScheduleStatus> {
+    let previously = |action: &str| {
+        previous?
+            .schedules
+            .iter()
+            .find(|s| s.action_name == action)?
+            .last_run
+            .clone()
+    };
     desired
         .schedules
         .iter()
@@ -540,7 +550,8 @@ fn schedule_statuses(
                     .activities
                     .iter()
                     .find(|a| a.scheduled_action() == Some(s.action.name.as_str()))
-                    .map(|a| a.start_time.clone()),
+                    .map(|a| a.start_time.clone())
+                    .or_else(|| previously(&s.action.name)),
                 effective_max_capacity: s.action.max_capacity.filter(|_| s.lowered_by_quota),
             }
         })

@@ -118,10 +118,11 @@ spec:
   targetTracking: {targetValue: 5}
 ";
 
-/// `manifest` with a pre-warm schedule whose maxCapacity is above the quota of 4.
+/// `manifest` with a pre-warm schedule whose maxCapacity (that of the manifest) is above the
+/// quota of 4.
 fn with_schedule(manifest: &str) -> String {
     format!(
-        "{manifest}  schedules:\n    - {{name: prewarm, schedule: cron(50 7 ? * MON-FRI *), timeZone: Europe/Berlin, minCapacity: 1, maxCapacity: 30}}\n"
+        "{manifest}  schedules:\n    - {{name: prewarm, schedule: cron(50 7 ? * MON-FRI *), timeZone: Europe/Berlin, minCapacity: 1, maxCapacity: 20}}\n"
     )
 }
 
@@ -1581,7 +1582,7 @@ fn schedules_are_created_changed_and_removed_and_another_tools_action_is_kept() 
     assert_eq!(
         ours[0]["ScalableTargetAction"],
         json!({"MinCapacity": 1, "MaxCapacity": 4}),
-        "maxCapacity 30 held to the quota"
+        "maxCapacity 20 held to the quota"
     );
 
     let (status, body) = sim.aws(
@@ -1604,7 +1605,7 @@ fn schedules_are_created_changed_and_removed_and_another_tools_action_is_kept() 
     let changed = manifest(
         &dir,
         "changed.yaml",
-        &with_schedule(SDXL).replace("minCapacity: 1, maxCapacity: 30", "minCapacity: 2"),
+        &with_schedule(SDXL).replace("minCapacity: 1, maxCapacity: 20", "minCapacity: 2"),
     );
     let apply = cli(&sim, &["apply", "-f", changed.to_str().unwrap()]);
     let out = stdout(&apply);

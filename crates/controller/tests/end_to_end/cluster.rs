@@ -1011,6 +1011,14 @@ async fn the_real_api_server_validates_defaults_and_accepts_the_install_manifest
             rules::SCHEDULE_MAX_NOT_BELOW_SPEC_MIN.message.into(),
         ),
         (
+            "schedule-max-above-share",
+            example(
+                "a31",
+                ", schedules: [{name: s, schedule: 'rate(1 hour)', maxCapacity: 21}]",
+            ),
+            rules::SCHEDULE_MAX_WITHIN_SHARE.message.into(),
+        ),
+        (
             "schedule-expression",
             example(
                 "a29",
@@ -1307,7 +1315,7 @@ async fn schedules_run_through_the_controller_and_are_never_undone() {
     std::fs::create_dir_all(&dir).unwrap();
     let manifest = example(
         "sdxl",
-        ", schedules: [{name: office-hours, schedule: \"cron(50 7 ? * MON-FRI *)\", timeZone: Europe/Berlin, minCapacity: 1, maxCapacity: 30}, {name: every-minute, schedule: \"rate(1 minute)\", minCapacity: 1}]",
+        ", schedules: [{name: office-hours, schedule: \"cron(50 7 ? * MON-FRI *)\", timeZone: Europe/Berlin, minCapacity: 1, maxCapacity: 20}, {name: every-minute, schedule: \"rate(1 minute)\", minCapacity: 1}]",
     );
     let apply = apply_text(&kubeconfig, &dir, "sdxl.yaml", &manifest);
     assert!(apply.status.success(), "{}", stderr_of(&apply));
@@ -1330,7 +1338,7 @@ async fn schedules_run_through_the_controller_and_are_never_undone() {
     assert_eq!(schedules[0]["actionName"], "asyncscale-office-hours");
     assert_eq!(
         schedules[0]["effectiveMaxCapacity"], 4,
-        "30 held to the quota of 4"
+        "20 held to the quota of 4"
     );
     let next: k8s_openapi::jiff::Timestamp =
         schedules[0]["nextRun"].as_str().unwrap().parse().unwrap();
