@@ -329,6 +329,12 @@ impl Observed {
             .find(|a| a.action.name == name)
     }
 
+    /// When the scheduled action of that name was created (None: it does not exist): it runs
+    /// only from then on.
+    pub fn scheduled_action_created(&self, name: &str) -> Option<jiff::Timestamp> {
+        self.scheduled_action(name).and_then(|a| a.created)
+    }
+
     pub fn policy(&self, name: &str) -> Option<&ObservedPolicy> {
         self.policies.iter().find(|p| p.policy.name == name)
     }

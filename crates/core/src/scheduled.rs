@@ -65,9 +65,7 @@ pub fn follow_schedules(
         .schedules
         .iter()
         .map(|s| {
-            let created = observed
-                .scheduled_action(&s.action.name)
-                .and_then(|a| a.created);
+            let created = observed.scheduled_action_created(&s.action.name);
             created.and_then(|c| last_run(&s.action, c, now))
         })
         .collect();

@@ -538,9 +538,7 @@ fn schedule_statuses(
         .schedules
         .iter()
         .map(|s| {
-            let created = observed
-                .scheduled_action(&s.action.name)
-                .and_then(|a| a.created);
+            let created = observed.scheduled_action_created(&s.action.name);
             asyncscale_api::ScheduleStatus {
                 name: s.name.clone(),
                 action_name: s.action.name.clone(),

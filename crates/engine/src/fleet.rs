@@ -163,7 +163,8 @@ impl Picture {
             return false;
         };
         let refreshed = match part {
-            Part::Policies => self.policies_at,
+            // Scheduled actions are swept with the policies.
+            Part::Policies | Part::Scheduled => self.policies_at,
             _ => self.targets_at,
         };
         let covered = refreshed.is_some_and(|at| at > *written)
@@ -198,6 +199,7 @@ impl Picture {
 enum Part {
     Target,
     Policies,
+    Scheduled,
     Activities,
     Alarm,
 }
@@ -649,7 +651,7 @@ impl FleetView {
         // policies only when a policy sweep did.
         let policies_at = picture.policies_at;
         let covered = move |part: Part, at: Instant| match part {
-            Part::Policies => policies_at.is_some_and(|p| p > at),
+            Part::Policies | Part::Scheduled => policies_at.is_some_and(|p| p > at),
             _ => started > at,
         };
         picture
@@ -950,8 +952,7 @@ impl AutoscalingBackend for FleetView {
         self.ensure_fresh().await?;
         {
             let picture = self.picture();
-            // Swept with the policies, so stale or fresh with them.
-            if !picture.needs_direct_read(Part::Policies, resource_id) {
+            if !picture.needs_direct_read(Part::Scheduled, resource_id) {
                 return Ok(picture
                     .scheduled
                     .get(resource_id)
@@ -959,11 +960,12 @@ impl AutoscalingBackend for FleetView {
                     .unwrap_or_default());
             }
         }
+        let started = Instant::now();
         let read = self.inner.describe_scheduled_actions(resource_id).await?;
-        // The direct read of the policies (made in the same observation) marks the part read.
         // A target without actions has no entry, as after a sweep: an empty one would look like
         // a change to the next refresh.
         let mut picture = self.picture();
+        picture.read_directly_at(Part::Scheduled, resource_id, started);
         if read.is_empty() {
             picture.scheduled.remove(resource_id);
         } else {
