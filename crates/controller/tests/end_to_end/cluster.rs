@@ -1356,6 +1356,21 @@ async fn schedules_run_through_the_controller_and_are_never_undone() {
         ["asyncscale-every-minute", "asyncscale-office-hours"]
     );
     assert_eq!(state["ScalableTargets"][0]["MinCapacity"], 0);
+    // Another tool's scheduled action on the same target (a Saturday floor of 2).
+    let (status, body) = http(
+        &aws,
+        "POST",
+        "/",
+        &[
+            ("X-Amz-Target", "AnyScaleFrontendService.PutScheduledAction"),
+            ("Content-Type", "application/x-amz-json-1.1"),
+        ],
+        &serde_json::json!({"ServiceNamespace": "sagemaker", "ResourceId": "endpoint/sdxl-async/variant/AllTraffic",
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "ScheduledActionName": "team-saturday",
+            "Schedule": "cron(0 9 ? * SAT *)", "ScalableTargetAction": {"MinCapacity": 2}})
+        .to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
 
     // AWS runs the every-minute action (the local endpoint's clock moved on).
     let registers = |calls: &Value| {
@@ -1409,14 +1424,17 @@ async fn schedules_run_through_the_controller_and_are_never_undone() {
     );
     assert!(patch.status.success(), "{}", stderr_of(&patch));
     until(
-        "the actions to be deleted and min put back",
+        "ours to be deleted (the other tool's kept) and min put back",
         Duration::from_secs(30),
         || {
             let state: Value = serde_json::from_str(&http_get(&aws, "/_sim/state").1).unwrap();
-            state["ScheduledActions"]
+            let names: Vec<&str> = state["ScheduledActions"]
                 .as_array()
-                .is_some_and(Vec::is_empty)
-                && state["ScalableTargets"][0]["MinCapacity"] == 0
+                .unwrap()
+                .iter()
+                .map(|a| a["ScheduledActionName"].as_str().unwrap())
+                .collect();
+            names == ["team-saturday"] && state["ScalableTargets"][0]["MinCapacity"] == 0
         },
     );
     until("status without schedules", Duration::from_secs(20), || {
