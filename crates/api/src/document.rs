@@ -152,6 +152,13 @@ fn describe_type_error(e: &serde_path_to_error::Error<serde_json::Error>) -> Str
 /// API server prunes or, under `kubectl --validate=strict`, rejects them). `status` and server-set
 /// metadata are not the author's to give, so only spec and the author's metadata are compared.
 fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
+    // A list's items, each against its typed twin (`spec.schedules[0].timezone`).
+    if let (Value::Array(items), Value::Array(typed_items)) = (input, typed) {
+        for (i, (item, typed_item)) in items.iter().zip(typed_items).enumerate() {
+            unknown_fields(item, typed_item, &format!("{path}[{i}]"), out);
+        }
+        return;
+    }
     let (Value::Object(input), Value::Object(typed)) = (input, typed) else {
         return;
     };
@@ -179,7 +186,10 @@ fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String
         }
         match typed.get(key) {
             Some(typed_value) => unknown_fields(value, typed_value, &child, out),
-            None if value.is_null() => {}
+            // Absent from the typed form because empty: an empty list or map is no unknown field.
+            None if value.is_null()
+                || value.as_array().is_some_and(Vec::is_empty)
+                || value.as_object().is_some_and(serde_json::Map::is_empty) => {}
             None if plain => out.push(format!(
                 "{child}: unknown field; check its spelling against `kubectl explain aes.{child}`"
             )),
@@ -248,6 +258,23 @@ spec:
         assert_eq!(spec.scale_from_zero.scaling_adjustment, 1);
         assert_eq!(spec.quota.policy, crate::QuotaPolicy::Share);
         assert_eq!(spec.deletion_policy, crate::DeletionPolicy::Delete);
+    }
+
+    #[test]
+    fn a_misspelt_field_of_a_schedule_is_refused_and_an_empty_list_is_not() {
+        let typo = format!(
+            "{GOOD}  schedules:\n    - {{name: up, schedule: 'rate(1 hour)', minCapacity: 1, timezone: Europe/Berlin}}\n"
+        );
+        let problems = parse_manifests("x.yaml", &typo).unwrap_err().to_string();
+        assert!(
+            problems.contains("spec.schedules[0].timezone: unknown field"),
+            "{problems}"
+        );
+        for empty in ["[]", "null", ""] {
+            let text = format!("{GOOD}  schedules: {empty}\n");
+            let parsed = parse_manifests("x.yaml", &text).unwrap();
+            assert!(parsed[0].resource.spec.schedules.is_empty(), "{empty:?}");
+        }
     }
 
     #[test]

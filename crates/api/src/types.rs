@@ -118,7 +118,11 @@ pub struct AsyncEndpointScalingSpec {
     /// schedule sets them. A scheduled maxCapacity is held within the instance quota like
     /// maxCapacity, and under quota.policy Share within the endpoint's share (so it may only lower
     /// maxCapacity there).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_empty"
+    )]
     #[schemars(length(max = 50))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub schedules: Vec<ScheduleSpec>,
@@ -181,6 +185,15 @@ impl ScheduleSpec {
             max_capacity: None,
         }
     }
+}
+
+/// `schedules: null` (a template that renders no schedules), as the API server takes it.
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 fn default_variant_name() -> String {
@@ -467,7 +480,12 @@ pub struct ScheduleStatus {
     /// When it last ran, as a scaling activity showed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<String>,
-    /// The MaxCapacity the action sets after the quota, when the quota lowered it.
+    /// The MaxCapacity the action sets, when the quota (or the endpoint's share of it) lowered
+    /// the schedule's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_max_capacity: Option<i32>,
+    /// The MinCapacity the action sets, when the quota (or the endpoint's share of it) lowered
+    /// the schedule's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_min_capacity: Option<i32>,
 }

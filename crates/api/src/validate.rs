@@ -258,14 +258,27 @@ fn check_expression(expression: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The IANA time zone of that name, from the database compiled into asyncscale.
+/// The IANA time zone of that name. AWS takes the canonical IANA names, spelled exactly; the
+/// zone database matches names without regard to case and also holds files that are no zone of
+/// their own (`localtime`, `posixrules`, `Factory`).
 pub fn time_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
-    jiff::tz::db().get(name).map_err(|_| {
+    let not_a_zone = || {
         format!(
             "{} is not an IANA time zone name such as UTC, Europe/Berlin or America/New_York",
             quoted(name)
         )
-    })
+    };
+    if matches!(name, "localtime" | "posixrules" | "Factory") {
+        return Err(not_a_zone());
+    }
+    let zone = jiff::tz::db().get(name).map_err(|_| not_a_zone())?;
+    match zone.iana_name() {
+        Some(canonical) if canonical != name => Err(format!(
+            "{} is spelled {canonical:?} in the IANA database (AWS matches the name exactly)",
+            quoted(name)
+        )),
+        _ => Ok(zone),
+    }
 }
 
 /// `^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$` without a regex engine.
@@ -451,6 +464,14 @@ mod tests {
             (
                 |x| x.time_zone = Some("Mars/Olympus".into()),
                 "spec.schedules[0].timeZone: \"Mars/Olympus\" is not an IANA time zone name such as UTC, Europe/Berlin or America/New_York",
+            ),
+            (
+                |x| x.time_zone = Some("europe/berlin".into()),
+                "spec.schedules[0].timeZone: \"europe/berlin\" is spelled \"Europe/Berlin\" in the IANA database (AWS matches the name exactly)",
+            ),
+            (
+                |x| x.time_zone = Some("localtime".into()),
+                "spec.schedules[0].timeZone: \"localtime\" is not an IANA time zone name such as UTC, Europe/Berlin or America/New_York",
             ),
             (
                 |x| x.name = "Office_Hours".into(),

@@ -369,7 +369,7 @@ fn status_text(status: &AsyncEndpointScalingStatus) -> String {
     }
     for schedule in &status.schedules {
         text.push_str(&format!(
-            "    schedule {} (scheduled action {}): next run {}{}{}\n",
+            "    schedule {} (scheduled action {}): next run {}{}{}{}\n",
             schedule.name,
             schedule.action_name,
             schedule
@@ -384,6 +384,11 @@ fn status_text(status: &AsyncEndpointScalingStatus) -> String {
                 .effective_max_capacity
                 .map_or(String::new(), |max| format!(
                     ", maxCapacity held to the quota: {max}"
+                )),
+            schedule
+                .effective_min_capacity
+                .map_or(String::new(), |min| format!(
+                    ", minCapacity held to the quota: {min}"
                 )),
         ));
     }

@@ -438,7 +438,7 @@ fn plan_scheduled_actions(plan: &mut Plan, desired: &Desired, observed: &Observe
                     name: name.clone(),
                 },
                 format!(
-                    "- delete scheduled action {name} (its schedule was removed from the spec)"
+                    "- delete scheduled action {name} (no schedule of that name in the spec; asyncscale owns the asyncscale- actions of its targets)"
                 ),
             );
         }

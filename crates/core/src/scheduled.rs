@@ -61,12 +61,16 @@ pub fn follow_schedules(
         return;
     }
     let in_aws = observed.target.as_ref().map(|t| &t.target);
+    // While spec.suspend suspends scheduled scaling, no action runs.
+    let suspended = spec.suspend;
     let runs: Vec<Option<Timestamp>> = desired
         .schedules
         .iter()
         .map(|s| {
             let created = observed.scheduled_action_created(&s.action.name);
-            created.and_then(|c| last_run(&s.action, c, now))
+            created
+                .filter(|_| !suspended)
+                .and_then(|c| last_run(&s.action, c, now))
         })
         .collect();
     let follow = |spec_value: i32,
@@ -127,13 +131,21 @@ fn desired_schedule(
     let mut max = s.max_capacity;
     let mut min = s.min_capacity;
     let mut lowered = false;
-    if let Some(allowed) = allowed {
-        if max.is_some_and(|m| m > allowed) {
-            max = Some(allowed.max(1));
+    // The quota, and under Share this endpoint's share of it: an action that sets more would
+    // fail in AWS when it runs (a minimum above the target's maximum), or let a scale-out fail on
+    // the quota. The share moves with the fleet, and the action is rewritten with it.
+    let cap = match (&desired.share, allowed) {
+        (Some(share), Some(allowed)) => Some(allowed.min(share.cap)),
+        (Some(share), None) => Some(share.cap),
+        (None, allowed) => allowed.map(|a| a.max(1)),
+    };
+    if let Some(cap) = cap {
+        if max.is_some_and(|m| m > cap) {
+            max = Some(cap);
             lowered = true;
         }
-        if min.is_some_and(|m| m > allowed) {
-            min = Some(allowed);
+        if min.is_some_and(|m| m > cap) {
+            min = Some(cap);
             lowered = true;
         }
     } else if quota_unknown
@@ -174,11 +186,15 @@ fn zone(action: &ScheduledAction) -> Option<TimeZone> {
     }
 }
 
+/// The instant of a civil time in `zone`. [GUESS] AWS does not document daylight saving
+/// changes: a civil time the clocks skip never comes (None), and of one they repeat the first is
+/// taken; the simulator runs a repeated time twice, which the tolerance for schedule values covers.
 fn civil_to_instant(zone: &TimeZone, civil: DateTime) -> Option<Timestamp> {
-    zone.to_ambiguous_zoned(civil)
-        .compatible()
-        .ok()
-        .map(|z| z.timestamp())
+    let ambiguous = zone.to_ambiguous_zoned(civil);
+    if matches!(ambiguous.offset(), jiff::tz::AmbiguousOffset::Gap { .. }) {
+        return None;
+    }
+    ambiguous.compatible().ok().map(|z| z.timestamp())
 }
 
 /// Every run of `action` in `[from, to]`, oldest first, at most `limit` of them.
@@ -548,5 +564,12 @@ mod tests {
         .unwrap();
         follow_schedules(&mut d, &spec, &q, &o, ts("2026-02-01T09:00:00Z"));
         assert_eq!(d.target.max_capacity, 2, "AWS's run set 4; the share is 2");
+        // The action itself asks for no more than the share, so that it cannot fail in AWS.
+        assert_eq!(d.schedules[0].action.max_capacity, Some(2));
+        assert!(d.schedules[0].lowered_by_quota);
+        let pre_warm = with_schedules(vec![schedule("pre", "cron(0 8 * * ? *)", Some(3), None)]);
+        let mut d = crate::desire(&pre_warm, &owner, &q, None, Some(&share)).unwrap();
+        follow_schedules(&mut d, &pre_warm, &q, &o, ts("2026-02-01T07:00:00Z"));
+        assert_eq!(d.schedules[0].action.min_capacity, Some(2));
     }
 }

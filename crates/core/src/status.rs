@@ -526,13 +526,19 @@ fn schedule_statuses(
     previous: Option<&AsyncEndpointScalingStatus>,
     now: &Time,
 ) -> Vec<asyncscale_api::ScheduleStatus> {
-    let previously = |action: &str| {
+    // Only runs of this action: one of the same name deleted before it was created (a schedule
+    // removed and added again, a resource recreated) does not count, nor does a run that failed.
+    let since = |created: Option<jiff::Timestamp>, at: &str| {
+        created.is_some_and(|c| at.parse::<jiff::Timestamp>().is_ok_and(|t| t >= c))
+    };
+    let previously = |action: &str, created: Option<jiff::Timestamp>| {
         previous?
             .schedules
             .iter()
             .find(|s| s.action_name == action)?
             .last_run
             .clone()
+            .filter(|at| since(created, at))
     };
     desired
         .schedules
@@ -547,10 +553,15 @@ fn schedule_statuses(
                 last_run: observed
                     .activities
                     .iter()
-                    .find(|a| a.scheduled_action() == Some(s.action.name.as_str()))
+                    .find(|a| {
+                        a.scheduled_action() == Some(s.action.name.as_str())
+                            && a.status_code != "Failed"
+                            && since(created, &a.start_time)
+                    })
                     .map(|a| a.start_time.clone())
-                    .or_else(|| previously(&s.action.name)),
+                    .or_else(|| previously(&s.action.name, created)),
                 effective_max_capacity: s.action.max_capacity.filter(|_| s.lowered_by_quota),
+                effective_min_capacity: s.action.min_capacity.filter(|_| s.lowered_by_quota),
             }
         })
         .collect()
@@ -700,6 +711,83 @@ mod tests {
 
     /// AWS's newest wording (aws-semantics.md §5.4, the field report's) and the documentation's
     /// older example both say the quota stopped a scale-out.
+    #[test]
+    fn a_schedule_shows_only_its_own_successful_runs() {
+        let mut spec = spec();
+        spec.schedules = vec![asyncscale_api::ScheduleSpec {
+            min_capacity: Some(1),
+            ..asyncscale_api::ScheduleSpec::new("up", "rate(1 hour)")
+        }];
+        let q = quota(4.0);
+        let owner = Owner {
+            namespace: "ml".into(),
+            name: "sdxl".into(),
+            uid: None,
+        };
+        let mut observed = Observed::empty();
+        observed
+            .scheduled_actions
+            .push(crate::ObservedScheduledAction {
+                action: crate::ScheduledAction {
+                    name: "asyncscale-up".into(),
+                    resource_id: "endpoint/sdxl-async/variant/AllTraffic".into(),
+                    schedule: "rate(1 hour)".into(),
+                    timezone: None,
+                    start_time: None,
+                    end_time: None,
+                    min_capacity: Some(1),
+                    max_capacity: None,
+                },
+                arn: None,
+                created: Some("2026-01-01T10:00:00Z".parse().unwrap()),
+            });
+        let ran = |status: &str, at: &str| ScalingActivity {
+            activity_id: at.into(),
+            status_code: status.into(),
+            description: "Setting min capacity to 1".into(),
+            cause: "scheduled action name asyncscale-up was triggered".into(),
+            status_message: None,
+            start_time: at.into(),
+        };
+        // Newest first: a failed run, a run of this action, a run of an older one of the name.
+        observed.activities = vec![
+            ran("Failed", "2026-01-01T13:00:00Z"),
+            ran("Successful", "2026-01-01T12:00:00Z"),
+            ran("Successful", "2026-01-01T09:00:00Z"),
+        ];
+        let mut desired = desire(&spec, &owner, &q, None, None).unwrap();
+        crate::scheduled::follow_schedules(
+            &mut desired,
+            &spec,
+            &q,
+            &observed,
+            "2026-01-01T13:30:00Z".parse().unwrap(),
+        );
+        let shown = |observed: &Observed| {
+            let input = StatusInput {
+                generation: Some(3),
+                spec: &spec,
+                quota: Some(&q),
+                desired: Some(&desired),
+                observed: Some(observed),
+                endpoint: None,
+                outcome: SyncOutcome::InSync,
+                observation_stale: false,
+            };
+            compute_status(&input, None, &at(0)).schedules[0].clone()
+        };
+        assert_eq!(
+            shown(&observed).last_run.as_deref(),
+            Some("2026-01-01T12:00:00Z")
+        );
+        observed.activities.remove(1);
+        assert_eq!(
+            shown(&observed).last_run,
+            None,
+            "the older action's run is not this one's"
+        );
+    }
+
     #[test]
     fn both_wordings_of_a_quota_failure_are_recognised() {
         const NEWEST: &str = "Failed to set desired instance count to 20. Reason: The account-level service limit 'ml.g4dn.xlarge for endpoint usage' is 4 Instances, with current utilization of 1 Instances and a request delta of 19 Instances. Please use AWS Service Quotas to request an increase for this quota. If AWS Service Quotas is not available, contact AWS support to request an increase for this quota.";

@@ -1628,7 +1628,7 @@ fn schedules_are_created_changed_and_removed_and_another_tools_action_is_kept() 
     let out = stdout(&apply);
     assert!(
         out.contains(
-            "- delete scheduled action asyncscale-prewarm (its schedule was removed from the spec)"
+            "- delete scheduled action asyncscale-prewarm (no schedule of that name in the spec"
         ),
         "{out}"
     );

@@ -612,7 +612,7 @@ spec:
   targetTracking: {targetValue: 5}
   schedules:
     - {name: prewarm, schedule: cron(50 1 * * ? *), timeZone: Europe/Berlin, minCapacity: 1}
-    - {name: release, schedule: cron(30 2 * * ? *), timeZone: Europe/Berlin, minCapacity: 0}
+    - {name: release, schedule: cron(0 3 * * ? *), timeZone: Europe/Berlin, minCapacity: 0}
 ";
     let resource = asyncscale_api::parse_manifests("t.yaml", yaml)
         .unwrap()
@@ -650,8 +650,8 @@ spec:
     assert_eq!(s.time_to_first_in_service_s, Some(0.0), "no wait at all");
     assert_eq!(
         s.scaled_to_zero_at_s,
-        Some(90.0 * 60.0),
-        "released at 02:30"
+        Some(120.0 * 60.0),
+        "released at 03:00"
     );
     let without = run(vec![Without::Schedules]).await.unwrap();
     let cold = without.summaries[0].time_to_first_in_service_s.unwrap();

@@ -357,7 +357,11 @@ fn first_run_in(action: &ScheduledAction, from: f64, to: f64) -> Option<f64> {
     };
     match Schedule::parse(&action.schedule).ok()? {
         Schedule::At(at) => {
-            let instant = zone.to_ambiguous_zoned(at).compatible().ok()?.timestamp();
+            let ambiguous = zone.to_ambiguous_zoned(at);
+            if matches!(ambiguous.offset(), jiff::tz::AmbiguousOffset::Gap { .. }) {
+                return None;
+            }
+            let instant = ambiguous.compatible().ok()?.timestamp();
             let t = instant.as_second() as f64;
             (t > from && t <= to).then_some(t)
         }
