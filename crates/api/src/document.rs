@@ -191,11 +191,27 @@ fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String
                 || value.as_array().is_some_and(Vec::is_empty)
                 || value.as_object().is_some_and(serde_json::Map::is_empty) => {}
             None if plain => out.push(format!(
-                "{child}: unknown field; check its spelling against `kubectl explain aes.{child}`"
+                "{child}: unknown field; check its spelling against `kubectl explain aes.{}`",
+                explain_path(&child)
             )),
             None => out.push(format!("{child}: unknown field")),
         }
     }
+}
+
+/// `spec.schedules[0].timezone` as `kubectl explain` takes it: `spec.schedules.timezone`.
+fn explain_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            _ if !in_index => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Letters, digits and '-', starting and ending with a letter or digit (one part of a DNS-1123 name).

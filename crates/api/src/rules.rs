@@ -96,6 +96,14 @@ pub const SCHEDULE_MAX_WITHIN_SHARE: CelRule = CelRule {
     message: "with quota.policy Share a schedule's maxCapacity must be at most maxCapacity (an endpoint's share never exceeds maxCapacity): raise maxCapacity and let a schedule lower it, or use quota.policy Clamp",
 };
 
+/// After a schedule that sets minCapacity, one that sets only maxCapacity (or the other way
+/// round) would leave MinCapacity above MaxCapacity, and AWS fails that run.
+pub const SCHEDULES_AGREE: CelRule = CelRule {
+    path: "spec",
+    cel: "!has(self.schedules) || self.schedules.all(a, !has(a.minCapacity) || self.schedules.all(b, !has(b.maxCapacity) || a.minCapacity <= b.maxCapacity || (has(a.maxCapacity) && has(b.minCapacity))))",
+    message: "one schedule's minCapacity is above another's maxCapacity, and one of the two does not set both: whichever runs second would fail in AWS (MinCapacity above MaxCapacity); set both capacities in each, or bring them in line",
+};
+
 /// Every rule, for tests that compare the schema with the Rust validator.
 pub const ALL: &[CelRule] = &[
     MIN_NOT_ABOVE_MAX,
@@ -111,6 +119,7 @@ pub const ALL: &[CelRule] = &[
     SCHEDULE_MIN_WITHIN_SPEC_MAX,
     SCHEDULE_MAX_NOT_BELOW_SPEC_MIN,
     SCHEDULE_MAX_WITHIN_SHARE,
+    SCHEDULES_AGREE,
 ];
 
 /// SageMaker's endpoint and variant name pattern (CreateEndpoint / ProductionVariant API).

@@ -302,8 +302,10 @@ fn days_of_week(text: &str) -> Result<DaysOfWeek, String> {
     if let Some(day) = text.strip_suffix('L').filter(|d| !d.is_empty()) {
         return Ok(DaysOfWeek::Last(number(day, 1, 7, &WEEKDAYS)? as u8));
     }
+    // `L` alone is the last day of the week, Saturday, every week (AWS's cron reference: "the
+    // last day of the month or week"); `5L` is the last Thursday of the month.
     if text == "L" {
-        return Ok(DaysOfWeek::Last(7));
+        return Ok(DaysOfWeek::Set((1..=7).map(|d| d == 7).collect()));
     }
     values(text, 1, 7, &WEEKDAYS).map(DaysOfWeek::Set)
 }
@@ -447,6 +449,11 @@ mod tests {
             next("cron(0 9 ? * 2#1 *)", saturday_noon),
             Some(date(2026, 12, 7).at(9, 0, 0, 0)),
             "the first Monday of December"
+        );
+        assert_eq!(
+            next("cron(0 8 ? * L *)", saturday_noon),
+            Some(date(2026, 12, 5).at(8, 0, 0, 0)),
+            "L alone is the last day of the week, Saturday, every week"
         );
         assert_eq!(
             next("cron(0 9 ? * 6L *)", saturday_noon),

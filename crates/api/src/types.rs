@@ -1,7 +1,7 @@
 // kube's KubeSchema derive copies each struct, `pub` and all, into a private module of its own.
 #![allow(unreachable_pub)]
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +9,7 @@ use crate::rules::{
     ALARM_PERIOD, ALARM_WINDOW, DATAPOINTS_NOT_ABOVE_PERIODS, ENDPOINT_NAME_IMMUTABLE,
     MIN_NOT_ABOVE_MAX, REGION_IMMUTABLE, SCHEDULE_END_AFTER_START, SCHEDULE_MAX_NOT_BELOW_SPEC_MIN,
     SCHEDULE_MAX_WITHIN_SHARE, SCHEDULE_MIN_NOT_ABOVE_MAX, SCHEDULE_MIN_WITHIN_SPEC_MAX,
-    SCHEDULE_SETS_CAPACITY, VARIANT_NAME_IMMUTABLE,
+    SCHEDULE_SETS_CAPACITY, SCHEDULES_AGREE, VARIANT_NAME_IMMUTABLE,
 };
 
 /// Autoscaling for one variant of a SageMaker asynchronous inference endpoint.
@@ -61,7 +61,8 @@ use crate::rules::{
     validation = Rule::new(REGION_IMMUTABLE.cel).message(REGION_IMMUTABLE.message),
     validation = Rule::new(SCHEDULE_MIN_WITHIN_SPEC_MAX.cel).message(SCHEDULE_MIN_WITHIN_SPEC_MAX.message),
     validation = Rule::new(SCHEDULE_MAX_NOT_BELOW_SPEC_MIN.cel).message(SCHEDULE_MAX_NOT_BELOW_SPEC_MIN.message),
-    validation = Rule::new(SCHEDULE_MAX_WITHIN_SHARE.cel).message(SCHEDULE_MAX_WITHIN_SHARE.message)
+    validation = Rule::new(SCHEDULE_MAX_WITHIN_SHARE.cel).message(SCHEDULE_MAX_WITHIN_SHARE.message),
+    validation = Rule::new(SCHEDULES_AGREE.cel).message(SCHEDULES_AGREE.message)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AsyncEndpointScalingSpec {
@@ -157,12 +158,17 @@ pub struct ScheduleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), regex(pattern = crate::rules::TIME_ZONE_PATTERN))]
     pub time_zone: Option<String>,
-    /// The action does not run before this time (RFC 3339).
+    /// The action does not run before this time (RFC 3339, between 1970 and 2199).
+    // Text, not a typed time: a value the API server takes but a time type cannot hold (year
+    // 9999, twelve fractional digits) must make this resource invalid, not stop the controller's
+    // list of every resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_time: Option<Time>,
-    /// The action does not run after this time (RFC 3339).
+    #[schemars(extend("format" = "date-time"))]
+    pub start_time: Option<String>,
+    /// The action does not run after this time (RFC 3339, between 1970 and 2199).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end_time: Option<Time>,
+    #[schemars(extend("format" = "date-time"))]
+    pub end_time: Option<String>,
     /// The MinCapacity the action sets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
@@ -174,6 +180,13 @@ pub struct ScheduleSpec {
 }
 
 impl ScheduleSpec {
+    /// `startTime` and `endTime` as times (None: not set, or not a time [`crate::validate`]
+    /// accepts).
+    pub fn window(&self) -> (Option<jiff::Timestamp>, Option<jiff::Timestamp>) {
+        let time = |t: &Option<String>| t.as_deref().and_then(|t| crate::validate::rfc3339(t).ok());
+        (time(&self.start_time), time(&self.end_time))
+    }
+
     pub fn new(name: &str, schedule: &str) -> Self {
         Self {
             name: name.to_string(),

@@ -166,6 +166,9 @@ fn check_schedules(p: &mut Problems, spec: &AsyncEndpointScalingSpec) {
             ),
         );
     }
+    if !schedules_agree(&spec.schedules) {
+        p.rule(rules::SCHEDULES_AGREE);
+    }
     let mut seen = std::collections::BTreeSet::new();
     for (i, s) in spec.schedules.iter().enumerate() {
         let at = |field: &str| format!("spec.schedules[{i}].{field}");
@@ -219,12 +222,71 @@ fn check_schedules(p: &mut Problems, spec: &AsyncEndpointScalingSpec) {
         {
             p.rule(rules::SCHEDULE_MAX_WITHIN_SHARE);
         }
-        if let (Some(start), Some(end)) = (&s.start_time, &s.end_time)
-            && end.0 <= start.0
+        for (field, text) in [("startTime", &s.start_time), ("endTime", &s.end_time)] {
+            if let Some(text) = text
+                && let Err(e) = rfc3339(text)
+            {
+                p.add(&at(field), e);
+            }
+        }
+        if let (Some(start), Some(end)) = s.window()
+            && end <= start
         {
             rule(p, rules::SCHEDULE_END_AFTER_START);
         }
     }
+}
+
+/// An RFC 3339 time as the API server's `date-time` format takes it (`T` between date and time,
+/// seconds, an offset `Z` or `±hh:mm`), within the years a schedule can name (1970-2199).
+pub fn rfc3339(text: &str) -> Result<jiff::Timestamp, String> {
+    let bad = || {
+        format!(
+            "{} is not an RFC 3339 time between 1970 and 2199, e.g. 2026-12-01T00:00:00Z",
+            quoted(text)
+        )
+    };
+    let b = text.as_bytes();
+    let shape = b.len() >= 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && matches!(b[10], b'T' | b't')
+        && b[13] == b':'
+        && b[16] == b':'
+        && {
+            let offset = &text[19..];
+            let offset = offset.strip_prefix('.').map_or(offset, |f| {
+                f.trim_start_matches(|c: char| c.is_ascii_digit())
+            });
+            matches!(offset, "Z" | "z")
+                || (offset.len() == 6
+                    && matches!(&offset[..1], "+" | "-")
+                    && offset.as_bytes()[3] == b':')
+        };
+    if !shape {
+        return Err(bad());
+    }
+    let time: jiff::Timestamp = text.parse().map_err(|_| bad())?;
+    let year = time.to_zoned(jiff::tz::TimeZone::UTC).year();
+    if !(1970..=2199).contains(&year) {
+        return Err(bad());
+    }
+    Ok(time)
+}
+
+/// [`rules::SCHEDULES_AGREE`]: no schedule's minimum above another's maximum when either leaves
+/// the other capacity as it is.
+fn schedules_agree(schedules: &[crate::ScheduleSpec]) -> bool {
+    schedules.iter().all(|a| {
+        schedules
+            .iter()
+            .all(|b| match (a.min_capacity, b.max_capacity) {
+                (Some(min), Some(max)) => {
+                    min <= max || (a.max_capacity.is_some() && b.min_capacity.is_some())
+                }
+                _ => true,
+            })
+    })
 }
 
 /// Application Auto Scaling allows 200 scheduled actions per scalable target; 50 per resource
@@ -474,6 +536,14 @@ mod tests {
                 "spec.schedules[0].timeZone: \"localtime\" is not an IANA time zone name such as UTC, Europe/Berlin or America/New_York",
             ),
             (
+                |x| x.start_time = Some("9999-12-31T23:59:59Z".into()),
+                "spec.schedules[0].startTime: \"9999-12-31T23:59:59Z\" is not an RFC 3339 time between 1970 and 2199, e.g. 2026-12-01T00:00:00Z",
+            ),
+            (
+                |x| x.end_time = Some("2026-12-01 00:00:00Z".into()),
+                "spec.schedules[0].endTime: \"2026-12-01 00:00:00Z\" is not an RFC 3339 time between 1970 and 2199, e.g. 2026-12-01T00:00:00Z",
+            ),
+            (
                 |x| x.name = "Office_Hours".into(),
                 "spec.schedules[0].name: \"Office_Hours\" is not a schedule name: 1-63 lowercase letters, digits and hyphens, starting and ending with a letter or digit",
             ),
@@ -507,15 +577,31 @@ mod tests {
         }
 
         let mut s = spec();
+        s.schedules = vec![
+            prewarm(),
+            crate::ScheduleSpec {
+                min_capacity: None,
+                max_capacity: Some(0),
+                ..crate::ScheduleSpec::new("night", "cron(0 22 * * ? *)")
+            },
+        ];
+        s.schedules[1].max_capacity = Some(1);
+        s.schedules[0].min_capacity = Some(2);
+        assert!(
+            messages(&s).contains(&format!("spec: {}", rules::SCHEDULES_AGREE.message)),
+            "{:?}",
+            messages(&s)
+        );
+        s.schedules[1].min_capacity = Some(0);
+        s.schedules[0].max_capacity = Some(2);
+        assert_eq!(validate_spec(&s), Ok(()), "both set both: no conflict");
+
+        let mut s = spec();
         let mut window = prewarm();
         window.min_capacity = Some(3);
         window.max_capacity = Some(2);
-        window.start_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            "2026-12-02T00:00:00Z".parse().unwrap(),
-        ));
-        window.end_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            "2026-12-01T00:00:00Z".parse().unwrap(),
-        ));
+        window.start_time = Some("2026-12-02T00:00:00Z".into());
+        window.end_time = Some("2026-12-01T00:00:00Z".into());
         s.schedules = vec![window, prewarm(), prewarm()];
         let m = messages(&s);
         for want in [

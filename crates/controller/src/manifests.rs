@@ -383,12 +383,12 @@ fn status_text(status: &AsyncEndpointScalingStatus) -> String {
             schedule
                 .effective_max_capacity
                 .map_or(String::new(), |max| format!(
-                    ", maxCapacity held to the quota: {max}"
+                    ", maxCapacity held to the quota or share: {max}"
                 )),
             schedule
                 .effective_min_capacity
                 .map_or(String::new(), |min| format!(
-                    ", minCapacity held to the quota: {min}"
+                    ", minCapacity held to the quota or share: {min}"
                 )),
         ));
     }

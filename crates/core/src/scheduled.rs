@@ -33,8 +33,11 @@ pub struct DesiredSchedule {
     /// The schedule's name in the spec.
     pub name: String,
     pub action: ScheduledAction,
-    /// The quota lowered the schedule's maxCapacity (or minCapacity) in the action.
-    pub lowered_by_quota: bool,
+    /// The quota (or the endpoint's share of it, or, with the quota unknown, the MaxCapacity it
+    /// holds) lowered the schedule's minCapacity in the action.
+    pub lowered_min: bool,
+    /// The same for maxCapacity.
+    pub lowered_max: bool,
 }
 
 /// Sets `desired.schedules` from the spec, and the target's MinCapacity/MaxCapacity from the
@@ -55,7 +58,7 @@ pub fn follow_schedules(
     desired.schedules = spec
         .schedules
         .iter()
-        .map(|s| desired_schedule(desired, s, allowed, quota_unknown, observed))
+        .map(|s| desired_schedule(desired, s, allowed, quota_unknown))
         .collect();
     if desired.schedules.is_empty() {
         return;
@@ -125,39 +128,32 @@ fn desired_schedule(
     s: &ScheduleSpec,
     allowed: Option<i32>,
     quota_unknown: bool,
-    observed: &Observed,
 ) -> DesiredSchedule {
     let name = desired.names.scheduled_action(&s.name);
     let mut max = s.max_capacity;
     let mut min = s.min_capacity;
-    let mut lowered = false;
     // The quota, and under Share this endpoint's share of it: an action that sets more would
     // fail in AWS when it runs (a minimum above the target's maximum), or let a scale-out fail on
     // the quota. The share moves with the fleet, and the action is rewritten with it.
+    // With the quota unknown, no more than the target's MaxCapacity as desired now (what AWS
+    // holds, or maxCapacity for a first registration): asyncscale never raises it on a guess,
+    // nor lets an action do so.
     let cap = match (&desired.share, allowed) {
+        (_, None) if quota_unknown => Some(desired.target.max_capacity),
         (Some(share), Some(allowed)) => Some(allowed.min(share.cap)),
         (Some(share), None) => Some(share.cap),
         (None, allowed) => allowed.map(|a| a.max(1)),
     };
+    let (mut lowered_min, mut lowered_max) = (false, false);
     if let Some(cap) = cap {
         if max.is_some_and(|m| m > cap) {
             max = Some(cap);
-            lowered = true;
+            lowered_max = true;
         }
         if min.is_some_and(|m| m > cap) {
             min = Some(cap);
-            lowered = true;
+            lowered_min = true;
         }
-    } else if quota_unknown
-        && let (Some(want), Some(have)) = (
-            max,
-            observed
-                .scheduled_action(&name)
-                .and_then(|a| a.action.max_capacity),
-        )
-        && want > have
-    {
-        max = Some(have); // never raised on a guess
     }
     if let (Some(lo), Some(hi)) = (min, max) {
         min = Some(lo.min(hi));
@@ -170,12 +166,13 @@ fn desired_schedule(
             schedule: s.schedule.clone(),
             // Always sent: an update that leaves the time zone out keeps the old one.
             timezone: Some(s.time_zone.clone().unwrap_or_else(|| "UTC".into())),
-            start_time: s.start_time.as_ref().map(|t| t.0),
-            end_time: s.end_time.as_ref().map(|t| t.0),
+            start_time: s.window().0,
+            end_time: s.window().1,
             min_capacity: min,
             max_capacity: max,
         },
-        lowered_by_quota: lowered,
+        lowered_min,
+        lowered_max,
     }
 }
 
@@ -520,7 +517,7 @@ mod tests {
             "2026-02-01T09:00:00Z",
         );
         assert_eq!(d.schedules[0].action.max_capacity, Some(6));
-        assert!(d.schedules[0].lowered_by_quota);
+        assert!(d.schedules[0].lowered_max);
         assert_eq!((d.target.min_capacity, d.target.max_capacity), (2, 6));
         assert_eq!(d.effective_max, 6);
         // Ignore: as written.
@@ -566,10 +563,30 @@ mod tests {
         assert_eq!(d.target.max_capacity, 2, "AWS's run set 4; the share is 2");
         // The action itself asks for no more than the share, so that it cannot fail in AWS.
         assert_eq!(d.schedules[0].action.max_capacity, Some(2));
-        assert!(d.schedules[0].lowered_by_quota);
+        assert!(d.schedules[0].lowered_max);
         let pre_warm = with_schedules(vec![schedule("pre", "cron(0 8 * * ? *)", Some(3), None)]);
         let mut d = crate::desire(&pre_warm, &owner, &q, None, Some(&share)).unwrap();
         follow_schedules(&mut d, &pre_warm, &q, &o, ts("2026-02-01T07:00:00Z"));
         assert_eq!(d.schedules[0].action.min_capacity, Some(2));
+    }
+
+    #[test]
+    fn with_the_quota_unknown_an_action_never_asks_for_more_than_the_target_holds() {
+        let mut spec = with_schedules(vec![schedule("pre", "cron(0 8 * * ? *)", Some(3), Some(4))]);
+        spec.quota.policy = QuotaPolicy::Clamp;
+        let unknown = QuotaLookup::Unknown {
+            name: "ml.g4dn.xlarge for endpoint usage".into(),
+            reason: "AccessDenied".into(),
+        };
+        let d = follow(
+            &spec,
+            &unknown,
+            &observed(0, 2, &[]),
+            "2026-02-01T07:00:00Z",
+        );
+        assert_eq!(d.schedules[0].action.max_capacity, Some(2));
+        assert_eq!(d.schedules[0].action.min_capacity, Some(2));
+        assert!(d.schedules[0].lowered_min && d.schedules[0].lowered_max);
+        assert_eq!(d.target.max_capacity, 2, "not raised on a guess");
     }
 }

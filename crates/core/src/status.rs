@@ -560,8 +560,8 @@ fn schedule_statuses(
                     })
                     .map(|a| a.start_time.clone())
                     .or_else(|| previously(&s.action.name, created)),
-                effective_max_capacity: s.action.max_capacity.filter(|_| s.lowered_by_quota),
-                effective_min_capacity: s.action.min_capacity.filter(|_| s.lowered_by_quota),
+                effective_max_capacity: s.action.max_capacity.filter(|_| s.lowered_max),
+                effective_min_capacity: s.action.min_capacity.filter(|_| s.lowered_min),
             }
         })
         .collect()

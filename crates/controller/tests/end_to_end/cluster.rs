@@ -1019,6 +1019,14 @@ async fn the_real_api_server_validates_defaults_and_accepts_the_install_manifest
             rules::SCHEDULE_MAX_WITHIN_SHARE.message.into(),
         ),
         (
+            "schedules-disagree",
+            example(
+                "a32",
+                ", schedules: [{name: day, schedule: 'cron(0 8 * * ? *)', minCapacity: 3}, {name: night, schedule: 'cron(0 22 * * ? *)', maxCapacity: 2}]",
+            ),
+            rules::SCHEDULES_AGREE.message.into(),
+        ),
+        (
             "schedule-expression",
             example(
                 "a29",
@@ -1317,6 +1325,14 @@ async fn schedules_run_through_the_controller_and_are_never_undone() {
         "sdxl",
         ", schedules: [{name: office-hours, schedule: \"cron(50 7 ? * MON-FRI *)\", timeZone: Europe/Berlin, minCapacity: 1, maxCapacity: 20}, {name: every-minute, schedule: \"rate(1 minute)\", minCapacity: 1}]",
     );
+    // The API server takes a year-9999 start; asyncscale refuses it for that resource alone
+    // (once, it stopped the controller's list of every resource).
+    let far = example(
+        "far",
+        ", schedules: [{name: s, schedule: 'rate(1 hour)', minCapacity: 1, startTime: '9999-12-31T23:59:59Z'}]",
+    );
+    let apply = apply_text(&kubeconfig, &dir, "far.yaml", &far);
+    assert!(apply.status.success(), "{}", stderr_of(&apply));
     let apply = apply_text(&kubeconfig, &dir, "sdxl.yaml", &manifest);
     assert!(apply.status.success(), "{}", stderr_of(&apply));
     let wait = kubectl(
@@ -1331,6 +1347,20 @@ async fn schedules_run_through_the_controller_and_are_never_undone() {
         ],
     );
     assert!(wait.status.success(), "{}", stderr_of(&wait));
+    until(
+        "the far resource to be InvalidSpec",
+        Duration::from_secs(20),
+        || {
+            aes_json(&kubeconfig, "far")["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| {
+                    c.iter().any(|c| {
+                        c["reason"] == "InvalidSpec"
+                            && c["message"].as_str().unwrap_or("").contains("startTime")
+                    })
+                })
+        },
+    );
     let object = aes_json(&kubeconfig, "sdxl");
     let schedules = object["status"]["schedules"].as_array().unwrap().clone();
     assert_eq!(schedules.len(), 2, "{object}");
