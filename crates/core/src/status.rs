@@ -460,18 +460,29 @@ fn ready_condition(synced: &Cond, healthy: &Cond, quota: &Cond, input: &StatusIn
     }
     let spec = input.spec;
     let max = input.desired.map_or(spec.max_capacity, |d| d.effective_max);
-    let note = if max == 0 {
-        ": every instance its quota allows is in use by other endpoints; it gets one when one is free and its requests wait"
+    // While a schedule holds other capacities than the spec's, say so.
+    let min = input
+        .desired
+        .map_or(spec.min_capacity, |d| d.target.min_capacity);
+    let mut note = if max == 0 {
+        ": every instance its quota allows is in use by other endpoints; it gets one when one is free and its requests wait".to_string()
     } else {
-        ""
+        String::new()
     };
+    if !spec.schedules.is_empty() {
+        if spec.suspend {
+            note.push_str(" (suspended: its schedules do not run)");
+        } else if min != spec.min_capacity || max > spec.max_capacity {
+            note.push_str(" (as its schedules set them now)");
+        }
+    }
     Cond::new(
         ConditionType::Ready,
         ConditionStatus::True,
         Reason::Ready,
         format!(
-            "endpoint {} variant {} can scale between {} and {max} instances{note}",
-            spec.endpoint_name, spec.variant_name, spec.min_capacity
+            "endpoint {} variant {} can scale between {min} and {max} instances{note}",
+            spec.endpoint_name, spec.variant_name
         ),
     )
 }

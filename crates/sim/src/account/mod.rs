@@ -19,6 +19,7 @@ use crate::validation::Service;
 mod autoscaling;
 mod cloudwatch;
 mod scheduled;
+pub use scheduled::ScheduledRun;
 mod service_quotas;
 mod tags;
 

@@ -258,8 +258,8 @@ impl Account {
     /// the scalable target takes the MinCapacity and/or MaxCapacity the action names, with a
     /// scaling activity whose cause names the action (User Guide, "Scheduled scaling"); the model
     /// then moves capacity into the new bounds as for any change of them (§2.1). Not while the
-    /// target's ScheduledScalingSuspended is set. Returns whether a target changed.
-    pub fn run_scheduled_actions(&mut self, from: f64, to: f64) -> bool {
+    /// target's ScheduledScalingSuspended is set. Returns the runs, for the model's records.
+    pub fn run_scheduled_actions(&mut self, from: f64, to: f64) -> Vec<ScheduledRun> {
         let mut due: Vec<(f64, ScheduledAction)> = self
             .here
             .scheduled
@@ -267,7 +267,7 @@ impl Account {
             .filter_map(|a| first_run_in(a, from, to).map(|at| (at, a.clone())))
             .collect();
         due.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
-        let mut changed = false;
+        let mut runs = Vec::new();
         for (at, action) in due {
             let Some(target) = self.here.targets.get(&action.target) else {
                 continue;
@@ -298,9 +298,14 @@ impl Account {
                 let target = self.here.targets.get_mut(&action.target).expect("checked");
                 target.min = min;
                 target.max = max;
-                changed = true;
                 ("Successful", None)
             };
+            runs.push(ScheduledRun {
+                resource_id: action.target.1.clone(),
+                at,
+                what: format!("scheduled action {}: {}", action.name, describe("Setting")),
+                failure: message.clone(),
+            });
             let activity_id = self.uuid();
             self.record_activity(Activity {
                 activity_id,
@@ -322,7 +327,7 @@ impl Account {
                 &json!({ "ResourceId": action.target.1 }),
             );
         }
-        changed
+        runs
     }
 
     /// "Deregistering a scalable target deletes the scaling policies and the scheduled actions
@@ -330,6 +335,18 @@ impl Account {
     pub(super) fn delete_scheduled_actions_of(&mut self, key: &TargetKey) {
         self.here.scheduled.retain(|(k, _), _| k != key);
     }
+}
+
+/// One run of a scheduled action, as the model records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledRun {
+    pub resource_id: String,
+    /// Epoch seconds.
+    pub at: f64,
+    /// `scheduled action NAME: Setting min capacity to 1`.
+    pub what: String,
+    /// AWS's message when the run failed.
+    pub failure: Option<String>,
 }
 
 /// The first run of `action` in `(from, to]`, on the clock AWS runs it by: whole minutes of its
@@ -414,5 +431,59 @@ mod tests {
         for bad in ["a:b", "a/b", " lead", "trail ", ""] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_action_runs_on_the_clock_and_one_that_cannot_fails_with_aws_words() {
+        let mut account = Account::new(QuotaTable::default());
+        let target = json!({"ServiceNamespace": "sagemaker", "ResourceId": "endpoint/e/variant/v",
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"});
+        let mut register = target.clone();
+        register["MinCapacity"] = json!(0);
+        register["MaxCapacity"] = json!(2);
+        account
+            .handle(
+                "application-autoscaling",
+                "RegisterScalableTarget",
+                &register,
+                "us-east-1",
+            )
+            .unwrap();
+        account.virtual_now = Some(0.0);
+        for (name, schedule, capacities) in [
+            ("up", "rate(1 minute)", json!({"MinCapacity": 1})),
+            ("too-high", "rate(2 minutes)", json!({"MinCapacity": 3})),
+        ] {
+            let mut put = target.clone();
+            put["ScheduledActionName"] = json!(name);
+            put["Schedule"] = json!(schedule);
+            put["ScalableTargetAction"] = capacities;
+            account
+                .handle(
+                    "application-autoscaling",
+                    "PutScheduledAction",
+                    &put,
+                    "us-east-1",
+                )
+                .unwrap();
+        }
+        let first = account.run_scheduled_actions(0.0, 60.0);
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert_eq!(
+            first[0].what,
+            "scheduled action up: Setting min capacity to 1"
+        );
+        assert_eq!(first[0].failure, None);
+        let second = account.run_scheduled_actions(60.0, 120.0);
+        let failed = second.iter().find(|r| r.what.contains("too-high")).unwrap();
+        assert_eq!(
+            failed.failure.as_deref(),
+            Some("Minimum capacity cannot be greater than maximum capacity (min 3, max 2)")
+        );
+        let newest = account.activities().back().unwrap();
+        assert!(
+            newest.cause.starts_with("scheduled action name "),
+            "{newest:?}"
+        );
     }
 }

@@ -376,7 +376,31 @@ impl World {
 
     fn tick(&mut self, account: &mut Account, dt: f64) {
         account.virtual_now = Some(self.epoch + self.now);
-        account.run_scheduled_actions(self.epoch + self.now, self.epoch + self.now + dt);
+        let runs = account.run_scheduled_actions(self.epoch + self.now, self.epoch + self.now + dt);
+        for run in runs {
+            let Some(e) = self
+                .endpoints
+                .iter_mut()
+                .find(|e| e.resource_id == run.resource_id)
+            else {
+                continue;
+            };
+            match run.failure {
+                None => e
+                    .minute_activities
+                    .push(format!("Successful: {}", run.what)),
+                Some(message) => {
+                    e.minute_activities
+                        .push(format!("Failed: {}: {message}", run.what));
+                    e.stats.failed_activity_count += 1;
+                    if e.stats.failed_activities.len() < FAILED_ACTIVITIES_KEPT {
+                        e.stats
+                            .failed_activities
+                            .push((run.at - self.epoch, message));
+                    }
+                }
+            }
+        }
         self.follow_configuration(account);
         let (t0, t1) = (self.now, self.now + dt);
         let a = &self.assumptions;
