@@ -1313,7 +1313,8 @@ async fn schedules_run_through_the_controller_and_are_never_undone() {
     let cluster = cluster("schedules").await;
     let kubeconfig = cluster.admin.clone();
     let aws = cluster.aws.clone();
-    let (_controller, metrics_addr) = cluster.controller("asyncscale-test-0", &["--resync", "1s"]);
+    let (_controller, metrics_addr) =
+        cluster.controller("asyncscale-schedules-0", &["--resync", "1s"]);
     until(
         "the controller to be ready",
         Duration::from_secs(20),
