@@ -98,10 +98,12 @@ fn parse_rate(text: &str) -> Result<Schedule, ScheduleError> {
     let (Some(value), Some(unit), None) = (words.next(), words.next(), words.next()) else {
         return Err(bad("expected a value and a unit"));
     };
+    // Digits only, no leading zero (`01`, `+1` are refused, as the CRD's pattern refuses them).
+    let digits_only = value.bytes().all(|b| b.is_ascii_digit()) && !value.starts_with('0');
     let value: u32 = value
         .parse()
         .ok()
-        .filter(|v| *v > 0)
+        .filter(|v| *v > 0 && digits_only)
         .ok_or_else(|| bad("the value is not a positive whole number"))?;
     let per_unit = match unit {
         "minute" | "minutes" => 1,
@@ -403,6 +405,7 @@ mod tests {
             ("at(2026-02-30T08:00:00)", "yyyy-mm-ddThh:mm:ss"),
             ("rate(0 minutes)", "positive whole"),
             ("rate(5 weeks)", "unit"),
+            ("rate(01 day)", "positive whole"),
             ("cron(0 8 * * *)", "6 fields"),
             (
                 "cron(0 8 * * MON *)",

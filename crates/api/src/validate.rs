@@ -253,6 +253,8 @@ pub fn rfc3339(text: &str) -> Result<jiff::Timestamp, String> {
         && matches!(b[10], b'T' | b't')
         && b[13] == b':'
         && b[16] == b':'
+        // No leap second: the API server's date-time format refuses :60.
+        && text.get(17..19).is_some_and(|sec| sec < "60")
         && {
             let offset = &text[19..];
             let offset = offset.strip_prefix('.').map_or(offset, |f| {
@@ -542,6 +544,10 @@ mod tests {
             (
                 |x| x.end_time = Some("2026-12-01 00:00:00Z".into()),
                 "spec.schedules[0].endTime: \"2026-12-01 00:00:00Z\" is not an RFC 3339 time between 1970 and 2199, e.g. 2026-12-01T00:00:00Z",
+            ),
+            (
+                |x| x.end_time = Some("2026-12-31T23:59:60Z".into()),
+                "spec.schedules[0].endTime: \"2026-12-31T23:59:60Z\" is not an RFC 3339 time between 1970 and 2199, e.g. 2026-12-01T00:00:00Z",
             ),
             (
                 |x| x.name = "Office_Hours".into(),

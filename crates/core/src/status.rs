@@ -556,21 +556,27 @@ fn schedule_statuses(
         .iter()
         .map(|s| {
             let created = observed.scheduled_action_created(&s.action.name);
+            let last_run = observed
+                .activities
+                .iter()
+                .find(|a| {
+                    a.scheduled_action() == Some(s.action.name.as_str())
+                        && a.status_code != "Failed"
+                        && since(created, &a.start_time)
+                })
+                .map(|a| a.start_time.clone())
+                .or_else(|| previously(&s.action.name, created));
+            // After the last run too: AWS's clock may be ahead of ours.
+            let after = last_run
+                .as_deref()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .map_or(now.0, |ran| ran.max(now.0));
             asyncscale_api::ScheduleStatus {
                 name: s.name.clone(),
                 action_name: s.action.name.clone(),
-                next_run: crate::scheduled::next_run(&s.action, created, now.0)
+                next_run: crate::scheduled::next_run(&s.action, created, after)
                     .map(|t| t.to_string()),
-                last_run: observed
-                    .activities
-                    .iter()
-                    .find(|a| {
-                        a.scheduled_action() == Some(s.action.name.as_str())
-                            && a.status_code != "Failed"
-                            && since(created, &a.start_time)
-                    })
-                    .map(|a| a.start_time.clone())
-                    .or_else(|| previously(&s.action.name, created)),
+                last_run,
                 effective_max_capacity: s.action.max_capacity.filter(|_| s.lowered_max),
                 effective_min_capacity: s.action.min_capacity.filter(|_| s.lowered_min),
             }
