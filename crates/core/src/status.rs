@@ -699,6 +699,26 @@ mod tests {
         observed
     }
 
+    /// What the reconciler hands to `compute_status` after a visit that read AWS.
+    fn input_of<'a>(
+        spec: &'a AsyncEndpointScalingSpec,
+        quota: &'a QuotaLookup,
+        desired: &'a Desired,
+        observed: &'a Observed,
+        outcome: SyncOutcome,
+    ) -> StatusInput<'a> {
+        StatusInput {
+            generation: Some(3),
+            spec,
+            quota: Some(quota),
+            desired: Some(desired),
+            observed: Some(observed),
+            endpoint: None,
+            outcome,
+            observation_stale: false,
+        }
+    }
+
     fn run(
         observed: &Observed,
         outcome: SyncOutcome,
@@ -713,16 +733,7 @@ mod tests {
             uid: None,
         };
         let desired = desire(&spec, &owner, &q, None, None).unwrap();
-        let input = StatusInput {
-            generation: Some(3),
-            spec: &spec,
-            quota: Some(&q),
-            desired: Some(&desired),
-            observed: Some(observed),
-            endpoint: None,
-            outcome,
-            observation_stale: false,
-        };
+        let input = input_of(&spec, &q, &desired, observed, outcome);
         compute_status(&input, previous, &at(now))
     }
 
@@ -781,16 +792,7 @@ mod tests {
             "2026-01-01T13:30:00Z".parse().unwrap(),
         );
         let shown = |observed: &Observed| {
-            let input = StatusInput {
-                generation: Some(3),
-                spec: &spec,
-                quota: Some(&q),
-                desired: Some(&desired),
-                observed: Some(observed),
-                endpoint: None,
-                outcome: SyncOutcome::InSync,
-                observation_stale: false,
-            };
+            let input = input_of(&spec, &q, &desired, observed, SyncOutcome::InSync);
             compute_status(&input, None, &at(0)).schedules[0].clone()
         };
         assert_eq!(
