@@ -186,20 +186,23 @@ fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String
         }
         match typed.get(key) {
             Some(typed_value) => unknown_fields(value, typed_value, &child, out),
-            // Absent from the typed form because empty: an empty list or map is no unknown field.
-            None if value.is_null()
-                || value.as_array().is_some_and(Vec::is_empty)
-                || value.as_object().is_some_and(serde_json::Map::is_empty) => {}
+            None if value.is_null() => {}
+            // A list the typed form leaves out when empty.
+            None if OMITTED_WHEN_EMPTY.contains(&child.as_str())
+                && value.as_array().is_some_and(Vec::is_empty) => {}
             None if plain => out.push(format!(
                 "{child}: unknown field; check its spelling against `kubectl explain aes.{}`",
-                explain_path(&child)
+                explain_path(path)
             )),
             None => out.push(format!("{child}: unknown field")),
         }
     }
 }
 
-/// `spec.schedules[0].timezone` as `kubectl explain` takes it: `spec.schedules.timezone`.
+/// Fields the typed form does not write when they are empty lists.
+const OMITTED_WHEN_EMPTY: [&str; 1] = ["spec.schedules"];
+
+/// `spec.schedules[0]` as `kubectl explain` takes it: `spec.schedules`.
 fn explain_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     let mut in_index = false;
@@ -284,6 +287,15 @@ spec:
         let problems = parse_manifests("x.yaml", &typo).unwrap_err().to_string();
         assert!(
             problems.contains("spec.schedules[0].timezone: unknown field"),
+            "{problems}"
+        );
+        // Only a field the type has may be empty and absent from the typed form.
+        let misspelt_empty = format!("{GOOD}  schedulez: []\n");
+        let problems = parse_manifests("x.yaml", &misspelt_empty)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            problems.contains("spec.schedulez: unknown field; check its spelling against `kubectl explain aes.spec`"),
             "{problems}"
         );
         for empty in ["[]", "null", ""] {

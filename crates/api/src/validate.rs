@@ -242,7 +242,7 @@ fn check_schedules(p: &mut Problems, spec: &AsyncEndpointScalingSpec) {
 pub fn rfc3339(text: &str) -> Result<jiff::Timestamp, String> {
     let bad = || {
         format!(
-            "{} is not an RFC 3339 time between 1970 and 2199, e.g. 2026-12-01T00:00:00Z",
+            "{} is not an RFC 3339 time between 1970 and 2199 (to the nanosecond at most), e.g. 2026-12-01T00:00:00Z",
             quoted(text)
         )
     };
@@ -263,7 +263,9 @@ pub fn rfc3339(text: &str) -> Result<jiff::Timestamp, String> {
             matches!(offset, "Z" | "z")
                 || (offset.len() == 6
                     && matches!(&offset[..1], "+" | "-")
-                    && offset.as_bytes()[3] == b':')
+                    && offset.as_bytes()[3] == b':'
+                    && offset[1..3] < *"24"
+                    && offset[4..6] < *"60")
         };
     if !shape {
         return Err(bad());
@@ -539,15 +541,15 @@ mod tests {
             ),
             (
                 |x| x.start_time = Some("9999-12-31T23:59:59Z".into()),
-                "spec.schedules[0].startTime: \"9999-12-31T23:59:59Z\" is not an RFC 3339 time between 1970 and 2199, e.g. 2026-12-01T00:00:00Z",
+                "spec.schedules[0].startTime: \"9999-12-31T23:59:59Z\" is not an RFC 3339 time between 1970 and 2199 (to the nanosecond at most), e.g. 2026-12-01T00:00:00Z",
             ),
             (
                 |x| x.end_time = Some("2026-12-01 00:00:00Z".into()),
-                "spec.schedules[0].endTime: \"2026-12-01 00:00:00Z\" is not an RFC 3339 time between 1970 and 2199, e.g. 2026-12-01T00:00:00Z",
+                "spec.schedules[0].endTime: \"2026-12-01 00:00:00Z\" is not an RFC 3339 time between 1970 and 2199 (to the nanosecond at most), e.g. 2026-12-01T00:00:00Z",
             ),
             (
                 |x| x.end_time = Some("2026-12-31T23:59:60Z".into()),
-                "spec.schedules[0].endTime: \"2026-12-31T23:59:60Z\" is not an RFC 3339 time between 1970 and 2199, e.g. 2026-12-01T00:00:00Z",
+                "spec.schedules[0].endTime: \"2026-12-31T23:59:60Z\" is not an RFC 3339 time between 1970 and 2199 (to the nanosecond at most), e.g. 2026-12-01T00:00:00Z",
             ),
             (
                 |x| x.name = "Office_Hours".into(),

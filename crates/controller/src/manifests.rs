@@ -383,12 +383,12 @@ fn status_text(status: &AsyncEndpointScalingStatus) -> String {
             schedule
                 .effective_max_capacity
                 .map_or(String::new(), |max| format!(
-                    ", maxCapacity held to the quota or share: {max}"
+                    ", maxCapacity lowered to {max} (the quota, the endpoint's share, or while the quota is unknown the MaxCapacity held)"
                 )),
             schedule
                 .effective_min_capacity
                 .map_or(String::new(), |min| format!(
-                    ", minCapacity held to the quota or share: {min}"
+                    ", minCapacity lowered to {min} (the quota, the endpoint's share, or while the quota is unknown the MaxCapacity held)"
                 )),
         ));
     }
