@@ -366,6 +366,10 @@ pub struct AsyncEndpointScalingStatus {
     /// Scaling policies on the same scalable target that another tool owns; asyncscale leaves them alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign_policies: Vec<String>,
+    /// Scheduled actions on the same scalable target that another tool owns; asyncscale leaves
+    /// them alone, but repairs the target's capacities when they run (the bounds are its own).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_scheduled_actions: Vec<String>,
     /// Each schedule's scheduled action and its next run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]

@@ -392,6 +392,12 @@ fn status_text(status: &AsyncEndpointScalingStatus) -> String {
                 )),
         ));
     }
+    if !status.foreign_scheduled_actions.is_empty() {
+        text.push_str(&format!(
+            "    other tools' scheduled actions on the target (left alone; the capacities they set are repaired): {}\n",
+            status.foreign_scheduled_actions.join(", ")
+        ));
+    }
     if !status.foreign_policies.is_empty() {
         text.push_str(&format!(
             "    other tools' policies on the target (left alone): {}\n",

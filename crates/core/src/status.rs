@@ -142,6 +142,7 @@ pub fn compute_status(
             state: a.state.clone(),
         });
         status.foreign_policies = foreign_policies(&names, observed);
+        status.foreign_scheduled_actions = crate::plan::foreign_scheduled_actions(observed);
         status.last_scaling_activity = observed.activities.first().map(|a| ScalingActivityStatus {
             status_code: a.status_code.clone(),
             description: a.description.clone(),

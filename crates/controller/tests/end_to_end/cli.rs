@@ -1595,6 +1595,11 @@ fn schedules_are_created_changed_and_removed_and_another_tools_action_is_kept() 
     let writes_before = writes(&sim.calls());
     let again = cli(&sim, &["apply", "-f", file]);
     assert!(again.status.success(), "{}", stdout(&again));
+    assert!(
+        stdout(&again).contains("other tools' scheduled actions on the target (left alone; the capacities they set are repaired): team-weekend"),
+        "{}",
+        stdout(&again)
+    );
     assert_eq!(
         writes(&sim.calls()),
         writes_before,

@@ -1471,5 +1471,13 @@ async fn schedules_run_through_the_controller_and_are_never_undone() {
     until("status without schedules", Duration::from_secs(20), || {
         aes_json(&kubeconfig, "sdxl")["status"]["schedules"].is_null()
     });
+    until(
+        "status to list the other tool's action",
+        Duration::from_secs(20),
+        || {
+            aes_json(&kubeconfig, "sdxl")["status"]["foreignScheduledActions"]
+                == serde_json::json!(["team-saturday"])
+        },
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
