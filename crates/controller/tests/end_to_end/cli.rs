@@ -1664,3 +1664,43 @@ fn schedules_are_created_changed_and_removed_and_another_tools_action_is_kept() 
         "the target stays for the other tool's action"
     );
 }
+
+/// Removing a schedule when DeleteScheduledAction alone fails (throttled, or a 500): apply says
+/// which change failed and exits 1, the action and the clamp stay as they were, and the next
+/// apply finishes.
+#[test]
+fn a_failed_delete_of_a_scheduled_action_is_reported_and_the_next_apply_finishes() {
+    for (code, status) in [
+        ("ThrottlingException", 400),
+        ("InternalServiceException", 500),
+    ] {
+        let sim = sim(&["ml.g4dn.xlarge=4"]);
+        let dir = tempdir::Dir::new(&format!("delete-scheduled-{status}"));
+        let with = manifest(&dir, "with.yaml", &with_schedule(SDXL));
+        let without = manifest(&dir, "without.yaml", SDXL);
+        assert!(
+            cli(&sim, &["apply", "-f", with.to_str().unwrap()])
+                .status
+                .success()
+        );
+        let body =
+            json!({"service": "application-autoscaling", "operation": "DeleteScheduledAction",
+            "code": code, "status": status, "count": 0})
+            .to_string();
+        assert_eq!(sim.http("POST", "/_sim/faults", &[], &body).0, 204);
+        let before = sim.state();
+        let apply = cli(&sim, &["apply", "-f", without.to_str().unwrap()]);
+        let out = stdout(&apply);
+        assert_eq!(apply.status.code(), Some(1), "{code}: {out}");
+        assert!(
+            out.contains("ApplyFailed") && out.contains(code),
+            "{code}: {out}"
+        );
+        assert_eq!(sim.state(), before, "{code}: AWS as it was");
+        assert_eq!(sim.target_max(), 4, "{code}: the clamp holds");
+        sim.clear_faults();
+        let again = cli(&sim, &["apply", "-f", without.to_str().unwrap()]);
+        assert!(again.status.success(), "{code}: {}", stdout(&again));
+        assert!(scheduled_actions(&sim.state()).is_empty(), "{code}");
+    }
+}
