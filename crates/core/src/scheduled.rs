@@ -158,6 +158,7 @@ fn desired_schedule(
     if let (Some(lo), Some(hi)) = (min, max) {
         min = Some(lo.min(hi));
     }
+    let (start_time, end_time) = s.window();
     DesiredSchedule {
         name: s.name.clone(),
         action: ScheduledAction {
@@ -166,8 +167,8 @@ fn desired_schedule(
             schedule: s.schedule.clone(),
             // Always sent: an update that leaves the time zone out keeps the old one.
             timezone: Some(s.time_zone.clone().unwrap_or_else(|| "UTC".into())),
-            start_time: s.window().0,
-            end_time: s.window().1,
+            start_time,
+            end_time,
             min_capacity: min,
             max_capacity: max,
         },

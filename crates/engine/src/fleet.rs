@@ -694,6 +694,45 @@ impl FleetView {
             .insert(key.to_string(), Instant::now());
     }
 
+    /// A per-resource part of the picture (policies, scheduled actions): served from it unless
+    /// this view wrote the resource since the part was read; then read directly and kept. An
+    /// empty read is kept as no entry, as a sweep leaves it, so that the next refresh sees no
+    /// change where there is none.
+    async fn per_resource<T, Read, Reading>(
+        &self,
+        part: Part,
+        resource_id: &str,
+        of: fn(&mut Picture) -> &mut HashMap<String, Vec<T>>,
+        read: Read,
+    ) -> Result<Vec<T>, AwsError>
+    where
+        T: Clone + Send,
+        Read: FnOnce() -> Reading + Send,
+        Reading: Future<Output = Result<Vec<T>, AwsError>> + Send,
+    {
+        self.ensure_fresh().await?;
+        {
+            let mut picture = self.picture();
+            if !picture.needs_direct_read(part, resource_id) {
+                return Ok(of(&mut picture)
+                    .get(resource_id)
+                    .cloned()
+                    .unwrap_or_default());
+            }
+        }
+        let started = Instant::now();
+        let read = read().await?;
+        let mut picture = self.picture();
+        picture.read_directly_at(part, resource_id, started);
+        let kept = of(&mut picture);
+        if read.is_empty() {
+            kept.remove(resource_id);
+        } else {
+            kept.insert(resource_id.to_string(), read.clone());
+        }
+        Ok(read)
+    }
+
     fn forget_tags(&self, arn: &str) {
         self.picture().tags.remove(arn);
     }
@@ -924,56 +963,26 @@ impl AutoscalingBackend for FleetView {
     }
 
     async fn describe_policies(&self, resource_id: &str) -> Result<Vec<ObservedPolicy>, AwsError> {
-        self.ensure_fresh().await?;
-        {
-            let picture = self.picture();
-            if !picture.needs_direct_read(Part::Policies, resource_id) {
-                return Ok(picture
-                    .policies
-                    .get(resource_id)
-                    .cloned()
-                    .unwrap_or_default());
-            }
-        }
-        let started = Instant::now();
-        let read = self.inner.describe_policies(resource_id).await?;
-        let mut picture = self.picture();
-        picture.read_directly_at(Part::Policies, resource_id, started);
-        picture
-            .policies
-            .insert(resource_id.to_string(), read.clone());
-        Ok(read)
+        self.per_resource(
+            Part::Policies,
+            resource_id,
+            |p| &mut p.policies,
+            || self.inner.describe_policies(resource_id),
+        )
+        .await
     }
 
     async fn describe_scheduled_actions(
         &self,
         resource_id: &str,
     ) -> Result<Vec<ObservedScheduledAction>, AwsError> {
-        self.ensure_fresh().await?;
-        {
-            let picture = self.picture();
-            if !picture.needs_direct_read(Part::Scheduled, resource_id) {
-                return Ok(picture
-                    .scheduled
-                    .get(resource_id)
-                    .cloned()
-                    .unwrap_or_default());
-            }
-        }
-        let started = Instant::now();
-        let read = self.inner.describe_scheduled_actions(resource_id).await?;
-        // A target without actions has no entry, as after a sweep: an empty one would look like
-        // a change to the next refresh.
-        let mut picture = self.picture();
-        picture.read_directly_at(Part::Scheduled, resource_id, started);
-        if read.is_empty() {
-            picture.scheduled.remove(resource_id);
-        } else {
-            picture
-                .scheduled
-                .insert(resource_id.to_string(), read.clone());
-        }
-        Ok(read)
+        self.per_resource(
+            Part::Scheduled,
+            resource_id,
+            |p| &mut p.scheduled,
+            || self.inner.describe_scheduled_actions(resource_id),
+        )
+        .await
     }
 
     async fn put_scheduled_action(&self, action: &ScheduledAction) -> Result<(), AwsError> {
