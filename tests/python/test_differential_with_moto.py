@@ -226,3 +226,31 @@ def test_the_local_endpoint_answers_like_aws_where_moto_does_and_the_differences
             vanished.append(name)
     assert not unexplained, "differences not explained as moto deviations:\n" + "\n".join(unexplained)
     assert not vanished, f"listed as moto deviations but now equal (remove them): {vanished}"
+
+
+def test_sts_assume_role_and_caller_identity_answer_like_moto(endpoints):
+    """AssumeRole and GetCallerIdentity (awsQuery, XML) through boto3 against both: the same
+    shape, a session in the role's account, and GetCallerIdentity with the session's keys naming
+    the assumed role (STS API reference, AssumeRole and GetCallerIdentity)."""
+    role = "arn:aws:iam::222222222222:role/ml/asyncscale-team-b"
+    seen = {}
+    for server, url in endpoints.items():
+        sts = boto3.client("sts", endpoint_url=url, region_name="us-east-1", aws_access_key_id="AKIDTEST",
+                           aws_secret_access_key="secret")
+        started = time.time()
+        answer = sts.assume_role(RoleArn=role, RoleSessionName="asyncscale", ExternalId="team-b", DurationSeconds=900)
+        creds = answer["Credentials"]
+        assert sorted(creds) == ["AccessKeyId", "Expiration", "SecretAccessKey", "SessionToken"], server
+        assert creds["AccessKeyId"].startswith("ASIA"), server
+        assert abs(creds["Expiration"].timestamp() - (started + 900)) < 60, (server, creds["Expiration"])
+        arn = answer["AssumedRoleUser"]["Arn"]
+        as_role = boto3.client("sts", endpoint_url=url, region_name="us-east-1", aws_access_key_id=creds["AccessKeyId"],
+                               aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
+        me = as_role.get_caller_identity()
+        seen[server] = (arn, me["Account"], me["Arn"])
+    assert seen["local endpoint"] == seen["moto"], seen
+    assert seen["moto"] == (
+        "arn:aws:sts::222222222222:assumed-role/asyncscale-team-b/asyncscale",
+        "222222222222",
+        "arn:aws:sts::222222222222:assumed-role/asyncscale-team-b/asyncscale",
+    )

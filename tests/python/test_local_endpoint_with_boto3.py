@@ -334,3 +334,28 @@ def test_sagemaker_endpoint_reads(endpoint):
     served = sm.describe_endpoint(EndpointName="sdxl-async")
     assert (served["EndpointStatus"], served["ProductionVariants"][0]["CurrentInstanceCount"]) == ("InService", 2)
     assert served["LastModifiedTime"] > described["LastModifiedTime"]
+
+
+def test_a_role_session_acts_in_the_roles_account(endpoint):
+    """Keys from STS AssumeRole reach the role's simulated account; the caller's own keys do not."""
+    import json
+    import urllib.request
+
+    sts = client("sts", endpoint)
+    creds = sts.assume_role(RoleArn="arn:aws:iam::222222222222:role/asyncscale", RoleSessionName="asyncscale")["Credentials"]
+    as_role = boto3.client(
+        "application-autoscaling", endpoint_url=endpoint, region_name="eu-west-1", aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"],
+    )
+    as_role.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=RID, ScalableDimension=DIM, MinCapacity=0, MaxCapacity=2)
+
+    def targets(account):
+        with urllib.request.urlopen(f"{endpoint}/_sim/state?region=eu-west-1&account={account}") as response:
+            return json.load(response)["ScalableTargets"]
+
+    assert [t["MaxCapacity"] for t in targets("222222222222")] == [2]
+    assert targets("123456789012") == []
+    assert client("application-autoscaling", endpoint).describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        sts.assume_role(RoleArn="arn:aws:iam::222222222222:role/asyncscale", RoleSessionName="has space")
+    assert err.value.response["Error"]["Code"] == "ValidationError"

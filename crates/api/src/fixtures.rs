@@ -17,6 +17,8 @@ impl AsyncEndpointScalingSpec {
             variant_name: "AllTraffic".into(),
             instance_type: "ml.g4dn.xlarge".into(),
             region: None,
+            role_arn: None,
+            external_id: None,
             min_capacity: 0,
             max_capacity: 20,
             target_tracking: TargetTrackingSpec {

@@ -16,7 +16,7 @@ pub mod validate;
 
 pub use document::{ManifestError, ParsedResource, parse_manifests};
 pub use types::*;
-pub use validate::{FieldError, validate_spec};
+pub use validate::{FieldError, role_account, validate_spec};
 
 /// The finalizer the controller puts on every resource before it creates anything in AWS.
 pub const FINALIZER: &str = "asyncscale.io/cleanup";

@@ -44,6 +44,23 @@ pub const REGION_IMMUTABLE: CelRule = CelRule {
     message: "region is immutable (asyncscale would leave everything it created in the old region behind): create a new AsyncEndpointScaling for another region",
 };
 
+/// A role's account is where asyncscale created things: another role may land in another
+/// account and orphan everything in this one. An unset role is kept unset (the controller's
+/// --default-role-arn, or its own credentials).
+pub const ROLE_ARN_IMMUTABLE: CelRule = CelRule {
+    path: "spec",
+    cel: "has(self.roleArn) == has(oldSelf.roleArn) && (!has(self.roleArn) || self.roleArn == oldSelf.roleArn)",
+    message: "roleArn is immutable (another role may land in another account, and asyncscale would leave everything it created behind): create a new AsyncEndpointScaling for another role",
+};
+
+/// The external id goes with spec.roleArn's AssumeRole; the controller's --default-role-arn is
+/// the platform's own role, which takes none.
+pub const EXTERNAL_ID_NEEDS_ROLE: CelRule = CelRule {
+    path: "spec",
+    cel: "!has(self.externalId) || has(self.roleArn)",
+    message: "externalId is sent with the AssumeRole of spec.roleArn: set roleArn too, or remove externalId",
+};
+
 pub const DATAPOINTS_NOT_ABOVE_PERIODS: CelRule = CelRule {
     path: "spec.scaleFromZero",
     cel: "self.datapointsToAlarm <= self.evaluationPeriods",
@@ -110,6 +127,8 @@ pub const ALL: &[CelRule] = &[
     ENDPOINT_NAME_IMMUTABLE,
     VARIANT_NAME_IMMUTABLE,
     REGION_IMMUTABLE,
+    ROLE_ARN_IMMUTABLE,
+    EXTERNAL_ID_NEEDS_ROLE,
     ALARM_PERIOD,
     DATAPOINTS_NOT_ABOVE_PERIODS,
     ALARM_WINDOW,
@@ -128,6 +147,13 @@ pub const SAGEMAKER_NAME_PATTERN: &str = "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$";
 pub const INSTANCE_TYPE_PATTERN: &str = "^ml\\.[a-z0-9-]+\\.[a-z0-9]+$";
 /// AWS region names, e.g. `us-east-1`, `us-gov-west-1`.
 pub const REGION_PATTERN: &str = "^[a-z]{2}(-[a-z]+)+-[0-9]+$";
+/// An IAM role ARN, `arn:<partition>:iam::<account>:role/<path/><name>` (IAM's role name and
+/// path characters).
+pub const ROLE_ARN_PATTERN: &str =
+    "^arn:aws[a-z-]*:iam::[0-9]{12}:role/([!-~]+/)?[A-Za-z0-9+=,.@_-]{1,64}$";
+/// STS AssumeRole's ExternalId characters, `[\w+=,.@:/-]` (2-1224 of them: the schema's length
+/// bounds, as RE2 allows no repeat count above 1000).
+pub const EXTERNAL_ID_PATTERN: &str = "^[A-Za-z0-9_+=,.@:/-]+$";
 /// A schedule's name: asyncscale's scheduled action is `asyncscale-<name>`.
 pub const SCHEDULE_NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 /// The shape of the three schedule expressions; the Rust validator checks every field.

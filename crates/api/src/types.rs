@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::rules::{
     ALARM_PERIOD, ALARM_WINDOW, DATAPOINTS_NOT_ABOVE_PERIODS, ENDPOINT_NAME_IMMUTABLE,
-    MIN_NOT_ABOVE_MAX, REGION_IMMUTABLE, SCHEDULE_END_AFTER_START, SCHEDULE_MAX_NOT_BELOW_SPEC_MIN,
-    SCHEDULE_MAX_WITHIN_SHARE, SCHEDULE_MIN_NOT_ABOVE_MAX, SCHEDULE_MIN_WITHIN_SPEC_MAX,
-    SCHEDULE_SETS_CAPACITY, SCHEDULES_AGREE, VARIANT_NAME_IMMUTABLE,
+    EXTERNAL_ID_NEEDS_ROLE, MIN_NOT_ABOVE_MAX, REGION_IMMUTABLE, ROLE_ARN_IMMUTABLE,
+    SCHEDULE_END_AFTER_START, SCHEDULE_MAX_NOT_BELOW_SPEC_MIN, SCHEDULE_MAX_WITHIN_SHARE,
+    SCHEDULE_MIN_NOT_ABOVE_MAX, SCHEDULE_MIN_WITHIN_SPEC_MAX, SCHEDULE_SETS_CAPACITY,
+    SCHEDULES_AGREE, VARIANT_NAME_IMMUTABLE,
 };
 
 /// Autoscaling for one variant of a SageMaker asynchronous inference endpoint.
@@ -59,6 +60,8 @@ use crate::rules::{
 #[x_kube(
     validation = Rule::new(MIN_NOT_ABOVE_MAX.cel).message(MIN_NOT_ABOVE_MAX.message),
     validation = Rule::new(REGION_IMMUTABLE.cel).message(REGION_IMMUTABLE.message),
+    validation = Rule::new(ROLE_ARN_IMMUTABLE.cel).message(ROLE_ARN_IMMUTABLE.message),
+    validation = Rule::new(EXTERNAL_ID_NEEDS_ROLE.cel).message(EXTERNAL_ID_NEEDS_ROLE.message),
     validation = Rule::new(SCHEDULE_MIN_WITHIN_SPEC_MAX.cel).message(SCHEDULE_MIN_WITHIN_SPEC_MAX.message),
     validation = Rule::new(SCHEDULE_MAX_NOT_BELOW_SPEC_MIN.cel).message(SCHEDULE_MAX_NOT_BELOW_SPEC_MIN.message),
     validation = Rule::new(SCHEDULE_MAX_WITHIN_SHARE.cel).message(SCHEDULE_MAX_WITHIN_SHARE.message),
@@ -87,6 +90,21 @@ pub struct AsyncEndpointScalingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = crate::rules::REGION_PATTERN))]
     pub region: Option<String>,
+
+    /// IAM role to assume through STS for every AWS call of this resource, with the
+    /// controller's own credentials (IRSA or EKS Pod Identity) as the source: how one controller
+    /// manages endpoints in several accounts. Defaults to the controller's --default-role-arn, or
+    /// its own credentials. The role's trust policy must allow the controller's role to assume
+    /// it. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = crate::rules::ROLE_ARN_PATTERN))]
+    pub role_arn: Option<String>,
+
+    /// External id sent with the AssumeRole of roleArn, when the role's trust policy requires
+    /// one (sts:ExternalId).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 1224), regex(pattern = crate::rules::EXTERNAL_ID_PATTERN))]
+    pub external_id: Option<String>,
 
     /// Fewest instances. 0 lets the endpoint scale to zero when its queue is empty.
     #[serde(default)]

@@ -69,6 +69,27 @@ pub fn validate_spec(spec: &AsyncEndpointScalingSpec) -> Result<(), Vec<FieldErr
         );
         p.add("spec.region", message);
     }
+    if let Some(role) = &spec.role_arn
+        && !is_role_arn(role)
+    {
+        let message = format!(
+            "{} is not an IAM role ARN such as arn:aws:iam::123456789012:role/asyncscale",
+            quoted(role)
+        );
+        p.add("spec.roleArn", message);
+    }
+    if let Some(id) = &spec.external_id
+        && !is_external_id(id)
+    {
+        let message = format!(
+            "{} is not an STS external id: 2-1224 letters, digits and _+=,.@:/-",
+            quoted(id)
+        );
+        p.add("spec.externalId", message);
+    }
+    if spec.external_id.is_some() && spec.role_arn.is_none() {
+        p.rule(rules::EXTERNAL_ID_NEEDS_ROLE);
+    }
     p.at_least("spec.minCapacity", spec.min_capacity, 0);
     p.at_least("spec.maxCapacity", spec.max_capacity, 1);
     if spec.min_capacity > spec.max_capacity {
@@ -110,6 +131,9 @@ pub fn validate_update(
     }
     if old.region != new.region {
         p.rule(rules::REGION_IMMUTABLE);
+    }
+    if old.role_arn != new.role_arn {
+        p.rule(rules::ROLE_ARN_IMMUTABLE);
     }
     let mut all = validate_spec(new).err().unwrap_or_default();
     all.extend(p.0);
@@ -377,6 +401,45 @@ fn is_instance_type(s: &str) -> bool {
 }
 
 /// An AWS region name such as us-east-1 or us-gov-west-1 (the spec's rule, also for `--region`).
+/// The CRD's ROLE_ARN_PATTERN and maxLength.
+pub fn is_role_arn(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("arn:aws") else {
+        return false;
+    };
+    let Some((partition_suffix, rest)) = rest.split_once(":iam::") else {
+        return false;
+    };
+    let Some((account, role)) = rest.split_once(":role/") else {
+        return false;
+    };
+    let name = role.rsplit('/').next().unwrap_or_default();
+    let path = &role[..role.len() - name.len()];
+    s.len() <= 2048
+        && partition_suffix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '-')
+        && account.len() == 12
+        && account.chars().all(|c| c.is_ascii_digit())
+        && (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+        && (path.is_empty() || path.len() >= 2)
+        && path.chars().all(|c| ('!'..='~').contains(&c))
+}
+
+/// The account a role ARN names (the twelve digits after `iam::`).
+pub fn role_account(role_arn: &str) -> Option<&str> {
+    role_arn.split(':').nth(4).filter(|a| !a.is_empty())
+}
+
+/// The CRD's EXTERNAL_ID_PATTERN.
+pub fn is_external_id(s: &str) -> bool {
+    (2..=1224).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c))
+}
+
 pub fn is_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     // The CRD's maxLength (32) as well as its pattern: the CLI refuses what the server refuses.
@@ -453,6 +516,56 @@ mod tests {
         assert_eq!(validate_spec(&s), Ok(()));
         s.region = Some("useast1".into());
         assert!(messages(&s)[0].starts_with("spec.region: "));
+    }
+
+    #[test]
+    fn role_arns_and_external_ids_are_checked() {
+        let mut s = spec();
+        for good in [
+            "arn:aws:iam::123456789012:role/asyncscale",
+            "arn:aws-us-gov:iam::123456789012:role/team/ml/asyncscale@prod",
+            "arn:aws-cn:iam::123456789012:role/a",
+        ] {
+            s.role_arn = Some(good.into());
+            assert_eq!(validate_spec(&s), Ok(()), "{good}");
+        }
+        assert_eq!(
+            role_account("arn:aws:iam::123456789012:role/x"),
+            Some("123456789012")
+        );
+        for bad in [
+            "arn:aws:iam::12345678901:role/short-account",
+            "arn:aws:iam::123456789012:user/not-a-role",
+            "arn:aws:sts::123456789012:assumed-role/x/y",
+            "asyncscale",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:iam::123456789012:role/has space",
+        ] {
+            s.role_arn = Some(bad.into());
+            assert!(
+                messages(&s)[0].starts_with("spec.roleArn: "),
+                "{bad:?}: {:?}",
+                messages(&s)
+            );
+        }
+        s.role_arn = None;
+        s.external_id = Some("tenant-42".into());
+        assert_eq!(
+            messages(&s),
+            vec![format!("spec: {}", rules::EXTERNAL_ID_NEEDS_ROLE.message)]
+        );
+        s.role_arn = Some("arn:aws:iam::123456789012:role/asyncscale".into());
+        assert_eq!(validate_spec(&s), Ok(()));
+        s.external_id = Some("x".into());
+        assert!(messages(&s)[0].starts_with("spec.externalId: "));
+        s.external_id = Some("no spaces".into());
+        assert!(messages(&s)[0].starts_with("spec.externalId: "));
+
+        let old = spec();
+        let mut new = spec();
+        new.role_arn = Some("arn:aws:iam::123456789012:role/asyncscale".into());
+        let errors = validate_update(&old, &new).unwrap_err();
+        assert_eq!(errors[0].message, rules::ROLE_ARN_IMMUTABLE.message);
     }
 
     #[test]

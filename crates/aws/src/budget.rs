@@ -160,16 +160,16 @@ impl RequestBudget {
             .filter(|r| r.per_second > 0.0)
     }
 
-    /// Waits until one request to `operation` of `service` in `region` fits the budget, and
-    /// records the wait in `calls`.
+    /// Waits until one request to `operation` of `service` in `place` (an account and region:
+    /// AWS's rates are per account and region) fits the budget, and records the wait in `calls`.
     pub async fn acquire(
         &self,
-        region: &str,
+        place: &str,
         service: &'static str,
         operation: &'static str,
         calls: &CallCounter,
     ) {
-        let Some(bucket) = self.bucket(region, service, operation) else {
+        let Some(bucket) = self.bucket(place, service, operation) else {
             return;
         };
         let started = Instant::now();
@@ -187,14 +187,14 @@ impl RequestBudget {
 
     fn bucket(
         &self,
-        region: &str,
+        place: &str,
         service: &'static str,
         operation: &'static str,
     ) -> Option<Arc<Bucket>> {
         let rate = self.rate(service, operation)?;
         let mut buckets = self.inner.buckets.lock().expect("budget lock");
         let bucket = buckets
-            .entry((region.to_string(), service, operation))
+            .entry((place.to_string(), service, operation))
             .or_insert_with(|| {
                 let period = Duration::from_secs_f64(1.0 / rate.per_second);
                 let burst = NonZeroU32::new(rate.burst.max(1)).expect("burst at least 1");

@@ -1,19 +1,26 @@
-//! One AWS SDK backend per region, built on first use and shared.
+//! One AWS SDK backend per role and region, built on first use and shared.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use tokio::sync::Mutex;
+use tokio::sync::OnceCell;
 
-use asyncscale_engine::{AutoscalingBackend, AwsError, BackendSource, CallCounter};
+use asyncscale_engine::{
+    AssumedRole, AutoscalingBackend, AwsError, BackendSource, CallCounter, Placement,
+};
 
 use crate::sdk::{AwsOptions, SdkBackend};
+
+type Key = (Option<AssumedRole>, Option<String>);
 
 pub struct SdkBackendPool {
     options: AwsOptions,
     calls: CallCounter,
-    by_region: Mutex<BTreeMap<Option<String>, Arc<SdkBackend>>>,
+    /// A backend is built once per key; while one is being built (a role being assumed), only
+    /// the resources of that role and region wait for it. A failed build leaves its cell empty,
+    /// so the next reconcile tries again.
+    backends: Mutex<BTreeMap<Key, Arc<OnceCell<Arc<SdkBackend>>>>>,
 }
 
 impl SdkBackendPool {
@@ -21,34 +28,75 @@ impl SdkBackendPool {
         Self {
             options,
             calls,
-            by_region: Mutex::new(BTreeMap::new()),
+            backends: Mutex::new(BTreeMap::new()),
         }
     }
 
     pub fn calls(&self) -> &CallCounter {
         &self.calls
     }
+
+    fn cell(&self, key: Key) -> Arc<OnceCell<Arc<SdkBackend>>> {
+        self.backends
+            .lock()
+            .expect("backends lock")
+            .entry(key)
+            .or_default()
+            .clone()
+    }
+}
+
+impl SdkBackendPool {
+    async fn build(
+        &self,
+        role: Option<AssumedRole>,
+        region: Option<String>,
+    ) -> Result<Arc<SdkBackend>, AwsError> {
+        let cell = self.cell((role.clone(), region.clone()));
+        let backend = cell
+            .get_or_try_init(|| async {
+                let mut options = self.options.clone();
+                if let Some(region) = &region {
+                    options.region = Some(region.clone());
+                }
+                let connected = SdkBackend::connect(&options, role.as_ref(), self.calls.clone());
+                let connected = Arc::new(connected.await?);
+                if region.is_some() {
+                    return Ok(connected);
+                }
+                // An unset region and the region it resolves to are one place: one backend, so
+                // one quota cache per account, region and instance type.
+                let resolved = self.cell((role.clone(), Some(connected.region().to_string())));
+                Ok::<_, AwsError>(resolved.get_or_init(|| async { connected }).await.clone())
+            })
+            .await?;
+        Ok(backend.clone())
+    }
 }
 
 #[async_trait]
 impl BackendSource for SdkBackendPool {
-    async fn backend(&self, region: Option<&str>) -> Result<Arc<dyn AutoscalingBackend>, AwsError> {
-        let key = region.map(str::to_string);
-        let mut by_region = self.by_region.lock().await;
-        if let Some(backend) = by_region.get(&key) {
-            return Ok(backend.clone());
-        }
-        let mut options = self.options.clone();
-        if let Some(region) = region {
-            options.region = Some(region.to_string());
-        }
-        let connected = Arc::new(SdkBackend::connect(&options, self.calls.clone()).await?);
-        // An unset region and the region it resolves to are one place: one backend, so one
-        // quota cache per account, region and instance type.
-        let resolved = Some(connected.region().to_string());
-        let backend = by_region.entry(resolved).or_insert(connected).clone();
-        by_region.insert(key, backend.clone());
+    async fn backend(
+        &self,
+        placement: &Placement,
+    ) -> Result<Arc<dyn AutoscalingBackend>, AwsError> {
+        let backend = self
+            .build(self.role_of(placement), placement.region.clone())
+            .await?;
         Ok(backend)
+    }
+
+    fn role_of(&self, placement: &Placement) -> Option<AssumedRole> {
+        placement
+            .role
+            .clone()
+            .or_else(|| self.options.default_role.clone())
+    }
+
+    /// From the environment's configuration: no role is assumed to learn it.
+    async fn default_region(&self) -> Option<String> {
+        let backend = self.build(None, None).await.ok()?;
+        Some(backend.region().to_string())
     }
 }
 
@@ -65,9 +113,15 @@ mod tests {
             ..AwsOptions::default()
         };
         let pool = SdkBackendPool::new(options, CallCounter::default());
-        let unset = pool.backend(None).await.unwrap();
-        let explicit = pool.backend(Some("us-east-1")).await.unwrap();
-        let other = pool.backend(Some("eu-west-1")).await.unwrap();
+        let unset = pool.backend(&Placement::in_region(None)).await.unwrap();
+        let explicit = pool
+            .backend(&Placement::in_region(Some("us-east-1")))
+            .await
+            .unwrap();
+        let other = pool
+            .backend(&Placement::in_region(Some("eu-west-1")))
+            .await
+            .unwrap();
         assert!(Arc::ptr_eq(&unset, &explicit));
         assert!(!Arc::ptr_eq(&unset, &other));
         assert_eq!(other.region(), "eu-west-1");

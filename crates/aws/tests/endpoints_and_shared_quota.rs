@@ -170,7 +170,7 @@ async fn two_endpoints_share_what_the_quota_leaves_and_say_so() {
     let specs = [spec("a", ""), spec("b", "")];
     let mut caps = Vec::new();
     for s in &specs {
-        let peers = quota_peers(s, "us-east-1", specs.iter().map(|o| (o, "us-east-1")));
+        let peers = peers_in_one_place(s, &specs);
         assert_eq!(peers.len(), 1);
         let report = apply(&backend, s, &peers).await;
         assert_eq!(report.outcome, SyncOutcome::InSync, "{:?}", report.status);
@@ -198,7 +198,7 @@ async fn two_endpoints_share_what_the_quota_leaves_and_say_so() {
     // Converging again changes nothing: no churn.
     let writes = backend.calls().writes();
     for s in &specs {
-        let peers = quota_peers(s, "us-east-1", specs.iter().map(|o| (o, "us-east-1")));
+        let peers = peers_in_one_place(s, &specs);
         apply(&backend, s, &peers).await;
     }
     assert_eq!(
@@ -215,9 +215,7 @@ async fn an_endpoint_waiting_at_zero_gets_the_leftover_instance() {
     let (server, backend) = account(1).await;
     declare(&server, &[("a", 0), ("b", 0)]);
     let specs = [spec("a", ""), spec("b", "")];
-    let peers_of = |s: &AsyncEndpointScalingSpec| {
-        quota_peers(s, "us-east-1", specs.iter().map(|o| (o, "us-east-1")))
-    };
+    let peers_of = |s: &AsyncEndpointScalingSpec| peers_in_one_place(s, &specs);
     let a = apply(&backend, &specs[0], &peers_of(&specs[0])).await;
     let b = apply(&backend, &specs[1], &peers_of(&specs[1])).await;
     assert_eq!(a.status.effective_max_capacity, Some(1), "a first by id");
@@ -319,9 +317,7 @@ async fn a_minimum_that_does_not_fit_the_share_waits_and_writes_nothing() {
         spec("m1", ", minCapacity: 3"),
         spec("m2", ", minCapacity: 3"),
     ];
-    let peers_of = |s: &AsyncEndpointScalingSpec| {
-        quota_peers(s, "us-east-1", specs.iter().map(|o| (o, "us-east-1")))
-    };
+    let peers_of = |s: &AsyncEndpointScalingSpec| peers_in_one_place(s, &specs);
     let m1 = apply(&backend, &specs[0], &peers_of(&specs[0])).await;
     assert_eq!(m1.outcome, SyncOutcome::InSync, "{:?}", m1.status);
     let writes = backend.calls().writes();
@@ -349,11 +345,7 @@ async fn a_resource_that_cannot_scale_its_endpoint_takes_no_share() {
         ..EndpointSpec::idle("rt", "AllTraffic", "ml.g4dn.xlarge")
     });
     let specs = [spec("sdxl", ""), spec("rt", "")];
-    let peers = quota_peers(
-        &specs[0],
-        "us-east-1",
-        specs.iter().map(|o| (o, "us-east-1")),
-    );
+    let peers = peers_in_one_place(&specs[0], &specs);
     let report = apply(&backend, &specs[0], &peers).await;
     assert_eq!(
         report.status.effective_max_capacity,
@@ -472,16 +464,23 @@ async fn a_raise_waits_until_the_others_are_lowered() {
     raise_waits(&server, &view).await;
 }
 
+/// The peers of `spec` among `specs`, all in one account and region.
+fn peers_in_one_place(
+    spec: &AsyncEndpointScalingSpec,
+    specs: &[AsyncEndpointScalingSpec],
+) -> Vec<QuotaPeer> {
+    let here = asyncscale_engine::Place {
+        account: None,
+        region: "us-east-1".into(),
+    };
+    quota_peers(spec, &here, specs.iter().map(|o| (o, &here)))
+}
+
 async fn raise_waits(server: &SimServer, backend: &dyn AutoscalingBackend) {
     declare(server, &[("a", 1), ("b", 1)]);
     let mut specs = vec![spec("a", ", minCapacity: 1"), spec("b", ", minCapacity: 1")];
-    let peers_of = |specs: &[AsyncEndpointScalingSpec], i: usize| {
-        quota_peers(
-            &specs[i],
-            "us-east-1",
-            specs.iter().map(|o| (o, "us-east-1")),
-        )
-    };
+    let peers_of =
+        |specs: &[AsyncEndpointScalingSpec], i: usize| peers_in_one_place(&specs[i], specs);
     for i in 0..2 {
         let report = apply(backend, &specs[i], &peers_of(&specs, i)).await;
         assert_eq!(report.status.effective_max_capacity, Some(2));
@@ -538,9 +537,7 @@ async fn each_sagemaker_read_failing_alone_writes_nothing() {
         let (server, backend) = account(4).await;
         declare(&server, &[("a", 0), ("b", 0)]);
         let specs = [spec("a", ""), spec("b", "")];
-        let peers_of = |s: &AsyncEndpointScalingSpec| {
-            quota_peers(s, "us-east-1", specs.iter().map(|o| (o, "us-east-1")))
-        };
+        let peers_of = |s: &AsyncEndpointScalingSpec| peers_in_one_place(s, &specs);
         for s in &specs {
             assert_eq!(
                 apply(&backend, s, &peers_of(s)).await.outcome,

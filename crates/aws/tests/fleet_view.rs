@@ -196,7 +196,7 @@ async fn drift_by_hand_is_found_by_the_next_refresh_and_reported_as_a_change() {
     let outcomes = converge_all(&view, 3).await;
     let change = changes.try_recv().expect("the refresh reports the drift");
     assert_eq!(change.resource_id, rid);
-    assert_eq!(change.region, "us-east-1");
+    assert_eq!(change.place.region, "us-east-1");
     assert!(changes.try_recv().is_err(), "and nothing else");
     assert_eq!(outcomes, vec![SyncOutcome::InSync; 3]);
     let repaired = by_hand.describe_target(&rid).await.unwrap().unwrap();

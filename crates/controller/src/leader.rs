@@ -424,6 +424,7 @@ mod tests {
         assert!(metrics.encode().contains("asyncscale_leader 1"));
         let reading = crate::metrics::ResourceReading {
             scope: crate::metrics::InstanceTypeLabels {
+                account: String::new(),
                 region: "us-east-1".into(),
                 instance_type: "ml.g4dn.xlarge".into(),
             },

@@ -9,13 +9,14 @@ use std::time::Duration;
 use serde_json::json;
 
 use asyncscale_api::{
-    AsyncEndpointScaling, AsyncEndpointScalingStatus, DeletionPolicy, ParsedResource, validate_spec,
+    AsyncEndpointScaling, AsyncEndpointScalingSpec, AsyncEndpointScalingStatus, DeletionPolicy,
+    ParsedResource, validate_spec,
 };
 use asyncscale_core::status::SyncOutcome;
 use asyncscale_core::{Adoption, ResourceNames};
 use asyncscale_engine::{
     AutoscalingBackend, BackendSource, CallCounter, ConvergeMode, Fence, FleetConfig, FleetSource,
-    Intent, OwnershipCheck, QuotaPeer, converge, quota_peers, remove,
+    Intent, OwnershipCheck, Place, Placement, QuotaPeer, converge, quota_peers, remove,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -58,17 +59,18 @@ pub fn read_all(files: &[String]) -> Result<Vec<(String, ParsedResource)>, Vec<S
 /// Two resources for one endpoint variant would fight over it. `default_region` is where a
 /// resource without spec.region goes, so that it and an explicit `region:` of the same name are
 /// seen as the same place.
-fn duplicates(resources: &[(String, ParsedResource)], default_region: Option<&str>) -> Vec<String> {
+fn duplicates(
+    resources: &[(String, ParsedResource)],
+    backends: &dyn BackendSource,
+    default_region: Option<&str>,
+) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut seen: BTreeMap<(Option<String>, String), String> = BTreeMap::new();
+    let mut seen: BTreeMap<(Option<Place>, String), String> = BTreeMap::new();
     for (file, parsed) in resources {
         let spec = &parsed.resource.spec;
-        let region = spec
-            .region
-            .clone()
-            .or_else(|| default_region.map(str::to_string));
+        let place = place_of(backends, spec, default_region);
         let key = (
-            region,
+            place,
             ResourceNames::new(&spec.endpoint_name, &spec.variant_name).resource_id,
         );
         let here = format!(
@@ -81,6 +83,18 @@ fn duplicates(resources: &[(String, ParsedResource)], default_region: Option<&st
         }
     }
     problems
+}
+
+/// Where a resource's calls land, without any call (None: it names no region and the
+/// environment has none).
+fn place_of(
+    backends: &dyn BackendSource,
+    spec: &AsyncEndpointScalingSpec,
+    default_region: Option<&str>,
+) -> Option<Place> {
+    let placement = Placement::of(spec);
+    let default_region = placement.region.as_deref().or(default_region)?;
+    Some(backends.place_of(&placement, default_region))
 }
 
 /// `plan`, `apply` or `delete` of every resource in the files: all files are read and checked
@@ -123,11 +137,9 @@ pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
     } else {
         backends
     };
-    let default_region = match backends.backend(None).await {
-        Ok(b) => Some(b.region().to_string()),
-        Err(_) => None, // every resource without spec.region reports the missing region below
-    };
-    let problems = duplicates(&resources, default_region.as_deref());
+    // None: every resource without spec.region reports the missing region below.
+    let default_region = backends.default_region().await;
+    let problems = duplicates(&resources, backends.as_ref(), default_region.as_deref());
     if !problems.is_empty() {
         for p in problems {
             eprintln!("error: {p}");
@@ -140,7 +152,7 @@ pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
     let mut reports = Vec::new();
     for (_, parsed) in &resources {
         let resource = &parsed.resource;
-        let backend = match backends.backend(resource.spec.region.as_deref()).await {
+        let backend = match backends.backend(&Placement::of(&resource.spec)).await {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("error: {}: {}", display_name(resource), e.message);
@@ -151,14 +163,21 @@ pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
         let result = match verb {
             Verb::Delete => delete_one(backend.as_ref(), resource).await,
             Verb::Plan | Verb::Apply => {
+                let others: Vec<_> = resources
+                    .iter()
+                    .map(|(_, other)| &other.resource.spec)
+                    .filter(|spec| validate_spec(spec).is_ok())
+                    .filter_map(|spec| {
+                        Some((
+                            spec,
+                            place_of(backends.as_ref(), spec, default_region.as_deref())?,
+                        ))
+                    })
+                    .collect();
                 let peers = quota_peers(
                     &resource.spec,
-                    backend.region(),
-                    resources.iter().filter_map(|(_, other)| {
-                        let spec = &other.resource.spec;
-                        let region = spec.region.as_deref().or(default_region.as_deref())?;
-                        validate_spec(spec).is_ok().then_some((spec, region))
-                    }),
+                    &backend.place(),
+                    others.iter().map(|(spec, place)| (*spec, place)),
                 );
                 converge_one(backend.as_ref(), resource, verb, &now, bulk, &peers).await
             }

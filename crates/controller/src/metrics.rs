@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
+use asyncscale_engine::Place;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -28,24 +29,40 @@ pub struct OutcomeLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RegionLabels {
+    /// The account of the role the calls act as (spec.roleArn, --default-role-arn); empty for
+    /// the controller's own credentials.
+    pub account: String,
     pub region: String,
+}
+
+impl RegionLabels {
+    pub fn of(place: &Place) -> Self {
+        Self {
+            account: place.account.clone().unwrap_or_default(),
+            region: place.region.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefreshLabels {
+    pub account: String,
     pub region: String,
     pub outcome: String,
 }
 
-/// The scope of one instance quota (one account per controller: the account is implied).
+/// The scope of one instance quota: an account (empty: the controller's own), a region and an
+/// instance type.
 #[derive(Clone, Debug, Default, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub struct InstanceTypeLabels {
+    pub account: String,
     pub region: String,
     pub instance_type: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub struct FailedActivityLabels {
+    pub account: String,
     pub region: String,
     pub instance_type: String,
     /// `quota` (the instance quota stopped it) or `other`.
@@ -89,6 +106,9 @@ pub struct AwsCallLabels {
     pub operation: String,
     pub outcome: String,
 }
+
+/// A scalable target whose failed activities are counted: account, region, resource id.
+type CountedTarget = (String, String, String);
 
 pub struct Metrics {
     registry: Registry,
@@ -135,7 +155,7 @@ struct QuotaMetrics {
     readings: Mutex<BTreeMap<String, ResourceReading>>,
     /// The failed activities already counted, by region and scalable target (a resource deleted
     /// and created again finds its target's history counted), with their start times.
-    counted: Mutex<BTreeMap<(String, String), BTreeMap<String, Timestamp>>>,
+    counted: Mutex<BTreeMap<CountedTarget, BTreeMap<String, Timestamp>>>,
     /// Activities that started before this replica began to lead were counted (or not) by the
     /// replica that led then: a restart or a failover must not fire the alert again.
     counting_since: Mutex<Timestamp>,
@@ -221,6 +241,7 @@ impl QuotaMetrics {
         // Both reasons exist from the first reading of a type, at 0.
         for reason in ["quota", "other"] {
             let labels = FailedActivityLabels {
+                account: scope.account.clone(),
                 region: scope.region.clone(),
                 instance_type: scope.instance_type.clone(),
                 reason: reason.to_string(),
@@ -234,7 +255,11 @@ impl QuotaMetrics {
         let since = *self.counting_since.lock().expect("metrics lock");
         let mut counted = self.counted.lock().expect("metrics lock");
         let seen = counted
-            .entry((scope.region.clone(), target.to_string()))
+            .entry((
+                scope.account.clone(),
+                scope.region.clone(),
+                target.to_string(),
+            ))
             .or_default();
         let started = |a: &ScalingActivity| a.start_time.parse::<Timestamp>().ok();
         for activity in recent.iter().filter(|a| a.status_code == "Failed") {
@@ -249,6 +274,7 @@ impl QuotaMetrics {
                     "other"
                 };
                 let labels = FailedActivityLabels {
+                    account: scope.account.clone(),
                     region: scope.region.clone(),
                     instance_type: scope.instance_type.clone(),
                     reason: reason.to_string(),
@@ -532,26 +558,24 @@ impl Metrics {
             self.fleet_refresh_took.clear();
         }
         if let Some(fleet) = self.fleet.lock().expect("metrics lock").as_ref() {
-            for (region, stats) in fleet.stats() {
+            for (place, stats) in fleet.stats() {
+                let labels = RegionLabels::of(&place);
                 for (outcome, total) in
                     [("ok", stats.refreshes), ("failed", stats.failed_refreshes)]
                 {
                     let labels = RefreshLabels {
-                        region: region.clone(),
+                        account: labels.account.clone(),
+                        region: labels.region.clone(),
                         outcome: outcome.to_string(),
                     };
                     catch_up(&mut exported, &self.fleet_refreshes, &labels, total);
                 }
-                let labels = RegionLabels {
-                    region: region.clone(),
-                };
                 catch_up(
                     &mut exported,
                     &self.backlog_reads_failed,
                     &labels,
                     stats.backlog_reads_failed,
                 );
-                let labels = RegionLabels { region };
                 // A standby's picture is not refreshed (it reconciles nothing): its age would
                 // grow beside the leader's and fire the staleness alert.
                 if self.leader.get() != 1 {
@@ -645,6 +669,7 @@ mod tests {
 
     fn g4dn() -> InstanceTypeLabels {
         InstanceTypeLabels {
+            account: String::new(),
             region: "us-east-1".into(),
             instance_type: "ml.g4dn.xlarge".into(),
         }
@@ -689,7 +714,7 @@ mod tests {
             &[],
         );
         let text = metrics.encode();
-        let labels = r#"{region="us-east-1",instance_type="ml.g4dn.xlarge"}"#;
+        let labels = r#"{account="",region="us-east-1",instance_type="ml.g4dn.xlarge"}"#;
         for expected in [
             format!("asyncscale_quota_instances{labels} 4"),
             format!("asyncscale_quota_in_use_instances{labels} 4"),
@@ -745,7 +770,7 @@ mod tests {
         let history = [other.clone(), quota.clone(), old.clone()];
         let count = |reason: &str| {
             let line = format!(
-                r#"asyncscale_scaling_activities_failed_total{{region="us-east-1",instance_type="ml.g4dn.xlarge",reason="{reason}"}} "#
+                r#"asyncscale_scaling_activities_failed_total{{account="",region="us-east-1",instance_type="ml.g4dn.xlarge",reason="{reason}"}} "#
             );
             let text = metrics.encode();
             text.lines()

@@ -18,7 +18,7 @@ use asyncscale_core::status::{
 };
 use asyncscale_engine::{
     AutoscalingBackend, AwsError, BackendSource, ConvergeMode, ConvergeReport, ErrorClass, Fence,
-    Intent, OwnershipCheck, converge, remove,
+    Intent, OwnershipCheck, Place, Placement, converge, remove,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
@@ -354,12 +354,23 @@ async fn apply(
             patch_status(api, &obj, &initial_status(obj.meta().generation, &now())).await?;
         ctx.wrote(&obj, written);
     }
-    let backend = match ctx.backends.backend(obj.spec.region.as_deref()).await {
+    let backend = match ctx.backends.backend(&Placement::of(&obj.spec)).await {
         Ok(b) => b,
-        Err(error) => return Err(ctx.retry_later(&obj, &key, error, started)),
+        Err(error) => {
+            // A role STS refuses is this resource's problem alone: say so in its status, and
+            // retry with backoff (the trust policy may be fixed at any time).
+            if error.is_role_refusal() {
+                let outcome = SyncOutcome::RoleNotAssumed(error.message.clone());
+                let written =
+                    report_without_aws(ctx, api, &obj, previous.as_ref(), &outcome, false).await?;
+                ctx.wrote(&obj, written);
+            }
+            return Err(ctx.retry_later(&obj, &key, error, started));
+        }
     };
     // Two resources for one endpoint variant would overwrite each other: the younger waits.
-    if let Some(message) = younger_duplicate(ctx, &obj, backend.region()).await {
+    let place = backend.place();
+    if let Some(message) = younger_duplicate(ctx, &obj, &place).await {
         let outcome = SyncOutcome::Conflict(message);
         let written =
             report_without_aws(ctx, api, &obj, previous.as_ref(), &outcome, false).await?;
@@ -372,7 +383,7 @@ async fn apply(
         return Ok(Action::requeue(recheck));
     }
     let departed = |uid: &str| ctx.departed(uid);
-    let peers = quota_peers_of(ctx, &obj, backend.region()).await;
+    let peers = quota_peers_of(ctx, &obj, &place).await;
     let intent = Intent {
         spec: &obj.spec,
         owner: owner_of(&obj),
@@ -507,6 +518,7 @@ fn metrics_reading(
         .is_some_and(|s| s.min_unmet);
     ResourceReading {
         scope: InstanceTypeLabels {
+            account: backend.account().unwrap_or_default().to_string(),
             region: backend.region().to_string(),
             instance_type: spec.instance_type.clone(),
         },
@@ -590,22 +602,28 @@ async fn report_without_aws(
 /// How soon a younger duplicate checks again whether the older resource is gone.
 const DUPLICATE_RECHECK: Duration = Duration::from_secs(5);
 
-/// The controller's default region, where every resource without spec.region lands: `obj_region`
-/// when `obj` names none.
-async fn default_region(
+/// Where each watched resource's calls land (from the watch cache and the controller's
+/// configuration; no AWS call): resources in one account and region share its quotas, and two
+/// for one endpoint variant there would overwrite each other. `obj`'s own place is `obj_place`.
+async fn watched_places(
     ctx: &Context,
     obj: &AsyncEndpointScaling,
-    obj_region: &str,
-) -> Option<String> {
-    match obj.spec.region {
-        None => Some(obj_region.to_string()),
-        Some(_) => ctx
-            .backends
-            .backend(None)
-            .await
-            .ok()
-            .map(|b| b.region().to_string()),
-    }
+    obj_place: &Place,
+) -> Vec<(Arc<AsyncEndpointScaling>, Place)> {
+    let default_region = match obj.spec.region {
+        None => Some(obj_place.region.clone()),
+        Some(_) => ctx.backends.default_region().await,
+    };
+    ctx.watched()
+        .into_iter()
+        .filter(|o| o.uid() != obj.uid() && o.meta().deletion_timestamp.is_none())
+        .filter_map(|o| {
+            let placement = Placement::of(&o.spec);
+            let region = placement.region.clone().or(default_region.clone())?;
+            let place = ctx.backends.place_of(&placement, &region);
+            Some((o, place))
+        })
+        .collect()
 }
 
 /// The watched resources that share `obj`'s instance quota (from the watch cache; no AWS call).
@@ -614,36 +632,28 @@ async fn default_region(
 async fn quota_peers_of(
     ctx: &Context,
     obj: &AsyncEndpointScaling,
-    obj_region: &str,
+    obj_place: &Place,
 ) -> Vec<asyncscale_engine::QuotaPeer> {
     if obj.spec.quota.policy != asyncscale_api::QuotaPolicy::Share {
         return Vec::new();
     }
-    let default_region = default_region(ctx, obj, obj_region).await;
-    let watched: Vec<(Arc<AsyncEndpointScaling>, String)> = ctx
-        .watched()
+    let watched: Vec<_> = watched_places(ctx, obj, obj_place)
+        .await
         .into_iter()
-        .filter(|o| o.uid() != obj.uid() && o.meta().deletion_timestamp.is_none())
-        .filter(|o| asyncscale_api::validate_spec(&o.spec).is_ok())
-        .filter_map(|o| {
-            let region = o.spec.region.clone().or(default_region.clone())?;
-            Some((o, region))
-        })
+        .filter(|(o, _)| asyncscale_api::validate_spec(&o.spec).is_ok())
         .collect();
     asyncscale_engine::quota_peers(
         &obj.spec,
-        obj_region,
-        watched.iter().map(|(o, region)| (&o.spec, region.as_str())),
+        obj_place,
+        watched.iter().map(|(o, place)| (&o.spec, place)),
     )
 }
 
 async fn younger_duplicate(
     ctx: &Context,
     obj: &AsyncEndpointScaling,
-    obj_region: &str,
+    obj_place: &Place,
 ) -> Option<String> {
-    let default_region = default_region(ctx, obj, obj_region).await;
-    let region = |o: &AsyncEndpointScaling| o.spec.region.clone().or(default_region.clone());
     let variant =
         |o: &AsyncEndpointScaling| (o.spec.endpoint_name.clone(), o.spec.variant_name.clone());
     // creationTimestamp has whole seconds. Two resources created in the same second have no
@@ -651,20 +661,18 @@ async fn younger_duplicate(
     // Conflict from the ownership check. (Breaking the tie by name could name the other one
     // older than the owner AWS already has, and then both would be refused for good.)
     let created = |o: &AsyncEndpointScaling| o.meta().creation_timestamp.clone().map(|t| t.0);
-    let mine = (Some(obj_region.to_string()), variant(obj));
-    let oldest = ctx
-        .watched()
+    let (oldest, _) = watched_places(ctx, obj, obj_place)
+        .await
         .into_iter()
-        .filter(|o| o.uid() != obj.uid() && o.meta().deletion_timestamp.is_none())
-        .filter(|o| (region(o), variant(o)) == mine)
-        .min_by_key(|o| (created(o), o.namespace(), o.name_any()))?;
+        .filter(|(o, place)| place == obj_place && variant(o) == variant(obj))
+        .min_by_key(|(o, _)| (created(o), o.namespace(), o.name_any()))?;
     (created(&oldest) < created(obj)).then(|| {
         format!(
             "the AsyncEndpointScaling {}/{} (older) already manages {} in {}; only one resource may manage an endpoint variant: delete this one (endpointName cannot be changed; to manage another endpoint, create a new resource)",
             oldest.namespace().unwrap_or_default(),
             oldest.name_any(),
             ResourceNames::new(&obj.spec.endpoint_name, &obj.spec.variant_name).resource_id,
-            obj_region,
+            obj_place,
         )
     })
 }
@@ -676,9 +684,33 @@ async fn cleanup(
 ) -> Result<Action, Error> {
     let started = Instant::now();
     let key = key(&obj);
-    let backend = match ctx.backends.backend(obj.spec.region.as_deref()).await {
+    let backend = match ctx.backends.backend(&Placement::of(&obj.spec)).await {
         Ok(b) => b,
-        Err(error) => return Err(ctx.retry_later(&obj, &key, error, started)),
+        Err(error) => {
+            if error.is_role_refusal() {
+                let message = format!(
+                    "could not remove what asyncscale created: {}; retrying. The finalizer {FINALIZER} stays until AWS is clean (remove it by hand to abandon the AWS resources)",
+                    error.message
+                );
+                publish(
+                    ctx,
+                    &obj,
+                    EventType::Warning,
+                    "DeleteFailed",
+                    "Delete",
+                    &message,
+                )
+                .await;
+                let status = deletion_failed_status(
+                    obj.status.as_ref(),
+                    obj.meta().generation,
+                    &message,
+                    &now(),
+                );
+                write_status_if_changed(api, &obj, &status).await?;
+            }
+            return Err(ctx.retry_later(&obj, &key, error, started));
+        }
     };
     let owner = owner_of(&obj);
     let removing = remove(backend.as_ref(), &obj.spec, &owner, true, &ctx.fence);
@@ -938,6 +970,7 @@ fn outcome_label(outcome: &SyncOutcome) -> &'static str {
         SyncOutcome::QuotaTooLow(_) => "quota_too_low",
         SyncOutcome::WaitingForQuota(_) => "waiting_for_quota",
         SyncOutcome::ObserveFailed(_) => "observe_failed",
+        SyncOutcome::RoleNotAssumed(_) => "role_not_assumed",
         SyncOutcome::EndpointUnusable(_) => "endpoint_unusable",
     }
 }

@@ -62,7 +62,8 @@ fn setup_failure(outcome: &SyncOutcome) -> String {
         | SyncOutcome::Conflict(m)
         | SyncOutcome::QuotaTooLow(m)
         | SyncOutcome::WaitingForQuota(m)
-        | SyncOutcome::ObserveFailed(m) => m.clone(),
+        | SyncOutcome::ObserveFailed(m)
+        | SyncOutcome::RoleNotAssumed(m) => m.clone(),
         SyncOutcome::EndpointUnusable(problem) => problem.to_string(),
     }
 }
@@ -318,7 +319,8 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
             spec
         })
         .collect();
-    let region = asyncscale_engine::AutoscalingBackend::region(&backend).to_string();
+    // Every resource lands in the one simulated account (roles are not assumed here).
+    let place = asyncscale_engine::AutoscalingBackend::place(&backend);
     // Read in bulk, as `apply` does from 10 resources: one picture of the account for the whole
     // setup (each resource's own writes are read back directly).
     let backend = asyncscale_engine::FleetView::new(
@@ -330,11 +332,7 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
         },
     );
     for (resource, spec) in options.resources.iter().zip(&specs) {
-        let peers = asyncscale_engine::quota_peers(
-            spec,
-            &region,
-            specs.iter().map(|s| (s, region.as_str())),
-        );
+        let peers = asyncscale_engine::quota_peers(spec, &place, specs.iter().map(|s| (s, &place)));
         let intent = Intent {
             spec,
             owner: owner_of(resource),

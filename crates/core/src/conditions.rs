@@ -62,6 +62,7 @@ named! {
         QuotaTooLow,
         WaitingForQuota,
         ObserveFailed,
+        RoleNotAssumed,
         DeleteFailed,
         QuotaNotRead,
         QuotaUnknown,

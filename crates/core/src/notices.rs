@@ -116,6 +116,9 @@ pub fn notices(
         SyncOutcome::ApplyFailed(message) => {
             news.push(Notice::new(true, "ApplyFailed", "Apply", message));
         }
+        SyncOutcome::RoleNotAssumed(message) if !synced_was(Reason::RoleNotAssumed) => {
+            news.push(Notice::new(true, "RoleNotAssumed", "Apply", message));
+        }
         SyncOutcome::QuotaTooLow(message) if !synced_was(Reason::QuotaTooLow) => {
             news.push(Notice::new(true, "QuotaTooLow", "Apply", message));
         }

@@ -42,6 +42,8 @@ pub enum SyncOutcome {
     WaitingForQuota(String),
     /// AWS could not be read.
     ObserveFailed(String),
+    /// The resource's IAM role could not be assumed (STS's words); nothing was read or written.
+    RoleNotAssumed(String),
     /// The SageMaker endpoint cannot be scaled as the spec says; nothing was written.
     EndpointUnusable(Box<EndpointProblem>),
 }
@@ -114,7 +116,7 @@ pub fn compute_status(
     };
     // Nothing read: what AWS last held (names, ARNs, MaxCapacity, the last activity) still
     // stands; only the conditions say it could not be refreshed.
-    if let (SyncOutcome::ObserveFailed(_), None, Some(previous)) =
+    if let (SyncOutcome::ObserveFailed(_) | SyncOutcome::RoleNotAssumed(_), None, Some(previous)) =
         (&input.outcome, input.observed, previous)
     {
         status = AsyncEndpointScalingStatus {
@@ -190,6 +192,7 @@ pub fn compute_status(
     if matches!(
         input.outcome,
         SyncOutcome::ObserveFailed(_)
+            | SyncOutcome::RoleNotAssumed(_)
             | SyncOutcome::ApplyFailed(_)
             | SyncOutcome::EndpointUnusable(_)
             | SyncOutcome::WaitingForQuota(_)
@@ -252,6 +255,7 @@ fn synced_condition(outcome: &SyncOutcome) -> Cond {
         SyncOutcome::QuotaTooLow(m) => (False, Reason::QuotaTooLow, m.clone()),
         SyncOutcome::WaitingForQuota(m) => (False, Reason::WaitingForQuota, m.clone()),
         SyncOutcome::ObserveFailed(m) => (Unknown, Reason::ObserveFailed, m.clone()),
+        SyncOutcome::RoleNotAssumed(m) => (False, Reason::RoleNotAssumed, m.clone()),
         SyncOutcome::EndpointUnusable(problem) => (False, problem.reason(), problem.to_string()),
     };
     Cond::new(ConditionType::Synced, status, reason, message)

@@ -229,6 +229,8 @@ prop_compose! {
             variant_name: "AllTraffic".into(),
             instance_type: "ml.g4dn.xlarge".into(),
             region: None,
+            role_arn: None,
+            external_id: None,
             min_capacity: min,
             max_capacity: min.max(1) + extra,
             target_tracking: TargetTrackingSpec {

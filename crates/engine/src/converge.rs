@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::error::{AwsError, ErrorClass};
 use crate::port::AutoscalingBackend;
+use crate::source::Place;
 
 /// How many scaling activities to read; the newest decides ScalingHealthy.
 const ACTIVITIES_TO_READ: i32 = 5;
@@ -107,12 +108,12 @@ fn share_bounds(spec: &AsyncEndpointScalingSpec) -> Bounds {
     }
 }
 
-/// The resources among `others` (each with its region) that share `spec`'s instance quota: quota
-/// policy Share, the same region and instance type, another endpoint variant.
+/// The resources among `others` (each with its account and region) that share `spec`'s instance
+/// quota: quota policy Share, the same account, region and instance type, another endpoint variant.
 pub fn quota_peers<'s>(
     spec: &AsyncEndpointScalingSpec,
-    region: &str,
-    others: impl IntoIterator<Item = (&'s AsyncEndpointScalingSpec, &'s str)>,
+    place: &Place,
+    others: impl IntoIterator<Item = (&'s AsyncEndpointScalingSpec, &'s Place)>,
 ) -> Vec<QuotaPeer> {
     use asyncscale_api::QuotaPolicy::Share;
     if spec.quota.policy != Share {
@@ -121,9 +122,9 @@ pub fn quota_peers<'s>(
     let me = ResourceNames::new(&spec.endpoint_name, &spec.variant_name).resource_id;
     let mut peers: Vec<QuotaPeer> = others
         .into_iter()
-        .filter(|(other, other_region)| {
+        .filter(|(other, other_place)| {
             other.quota.policy == Share
-                && *other_region == region
+                && *other_place == place
                 && other.instance_type == spec.instance_type
         })
         .map(|(other, _)| QuotaPeer {

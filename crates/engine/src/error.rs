@@ -56,4 +56,10 @@ impl AwsError {
             message,
         }
     }
+
+    /// STS did not give the credentials of the resource's role (refused, throttled, or did not
+    /// answer): nothing of the resource could be read or written.
+    pub fn is_role_refusal(&self) -> bool {
+        self.service == "sts" && self.operation == "AssumeRole"
+    }
 }

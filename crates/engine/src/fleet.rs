@@ -34,7 +34,7 @@ use asyncscale_core::{
 
 use crate::error::{AwsError, ErrorClass};
 use crate::port::{AutoscalingBackend, Holding, Page, QuotaReading, Sighting};
-use crate::source::BackendSource;
+use crate::source::{AssumedRole, BackendSource, Place, Placement};
 
 /// Activities kept per resource (the engine reads the newest five).
 const ACTIVITIES_KEPT: usize = 10;
@@ -103,7 +103,7 @@ pub struct FleetStats {
 /// scaling activity): the controller reconciles it at once instead of at its next resync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetChange {
-    pub region: String,
+    pub place: Place,
     pub resource_id: String,
 }
 
@@ -668,7 +668,7 @@ impl FleetView {
             for resource_id in changed {
                 // Nobody listening (the CLI) is fine.
                 let _ = self.changes.send(FleetChange {
-                    region: self.inner.region().to_string(),
+                    place: self.inner.place(),
                     resource_id,
                 });
             }
@@ -848,6 +848,10 @@ fn is_finished(activity: &ScalingActivity) -> bool {
 impl AutoscalingBackend for FleetView {
     fn region(&self) -> &str {
         self.inner.region()
+    }
+
+    fn account(&self) -> Option<&str> {
+        self.inner.account()
     }
 
     fn direct(&self) -> Option<&dyn AutoscalingBackend> {
@@ -1224,12 +1228,15 @@ impl AutoscalingBackend for FleetView {
     }
 }
 
-/// Fleet views over another source's backends: one per account and region, shared by every
-/// resource that lands there.
+/// The role a view's calls act as (None: the source's own credentials), and its region.
+type ViewKey = (Option<AssumedRole>, String);
+
+/// Fleet views over another source's backends: one per role and region, shared by every
+/// resource whose calls act as that role there.
 pub struct FleetSource {
     inner: Arc<dyn BackendSource>,
     config: FleetConfig,
-    views: Mutex<BTreeMap<String, Arc<FleetView>>>,
+    views: Mutex<BTreeMap<ViewKey, Arc<FleetView>>>,
     changes: broadcast::Sender<FleetChange>,
 }
 
@@ -1243,17 +1250,17 @@ impl FleetSource {
         }
     }
 
-    /// Each region's view, by region.
-    pub fn stats(&self) -> BTreeMap<String, FleetStats> {
+    /// Each view's stats, with the account and region it reads.
+    pub fn stats(&self) -> Vec<(Place, FleetStats)> {
         self.views
             .lock()
             .expect("fleet views lock")
-            .iter()
-            .map(|(region, view)| (region.clone(), view.stats()))
+            .values()
+            .map(|view| (view.place(), view.stats()))
             .collect()
     }
 
-    /// Changes found by any region's refresh.
+    /// Changes found by any view's refresh.
     pub fn changes(&self) -> broadcast::Receiver<FleetChange> {
         self.changes.subscribe()
     }
@@ -1261,11 +1268,15 @@ impl FleetSource {
 
 #[async_trait]
 impl BackendSource for FleetSource {
-    async fn backend(&self, region: Option<&str>) -> Result<Arc<dyn AutoscalingBackend>, AwsError> {
-        let backend = self.inner.backend(region).await?;
+    async fn backend(
+        &self,
+        placement: &Placement,
+    ) -> Result<Arc<dyn AutoscalingBackend>, AwsError> {
+        let backend = self.inner.backend(placement).await?;
+        let key = (self.inner.role_of(placement), backend.region().to_string());
         let mut views = self.views.lock().expect("fleet views lock");
         let view = views
-            .entry(backend.region().to_string())
+            .entry(key)
             .or_insert_with(|| {
                 Arc::new(FleetView::reporting_to(
                     backend,
@@ -1275,5 +1286,13 @@ impl BackendSource for FleetSource {
             })
             .clone();
         Ok(view)
+    }
+
+    fn role_of(&self, placement: &Placement) -> Option<AssumedRole> {
+        self.inner.role_of(placement)
+    }
+
+    async fn default_region(&self) -> Option<String> {
+        self.inner.default_region().await
     }
 }

@@ -19,4 +19,4 @@ pub use converge::{
 pub use error::{AwsError, ErrorClass};
 pub use fleet::{FleetChange, FleetConfig, FleetSource, FleetStats, FleetView};
 pub use port::{AutoscalingBackend, Holding, Page, QuotaReading, Sighting};
-pub use source::{BackendSource, SingleBackend};
+pub use source::{AssumedRole, BackendSource, Place, Placement, SingleBackend};

@@ -10,6 +10,7 @@ use asyncscale_core::{
 };
 
 use crate::error::AwsError;
+use crate::source::Place;
 
 /// An instance quota as the backend knows it, and the error of its latest read, if that failed.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +33,17 @@ pub struct Page<T> {
 pub trait AutoscalingBackend: Send + Sync {
     /// The region every call goes to (resources without `spec.region` land here).
     fn region(&self) -> &str;
+    /// The account of the role every call acts as (None: the controller's own credentials).
+    fn account(&self) -> Option<&str> {
+        None
+    }
+    /// The account and region every call goes to.
+    fn place(&self) -> Place {
+        Place {
+            account: self.account().map(str::to_string),
+            region: self.region().to_string(),
+        }
+    }
     /// The same account read straight from AWS, when this backend serves reads from a picture
     /// (the fleet view): what decides a deletion or proves ownership before a write must not be
     /// older than the moment.

@@ -9,6 +9,7 @@ pub mod quotas;
 pub mod rate_limits;
 pub mod sagemaker;
 pub mod server;
+pub mod sts;
 pub mod validation;
 
 pub use account::{

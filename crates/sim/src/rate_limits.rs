@@ -138,6 +138,14 @@ impl RateLimits {
         self.buckets.clear();
     }
 
+    /// The same limits with full buckets: another account's (AWS's rates are per account).
+    pub fn fresh(&self) -> Self {
+        Self {
+            limits: self.limits.clone(),
+            buckets: BTreeMap::new(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.limits.is_empty()
     }

@@ -1,5 +1,7 @@
 //! The local AWS endpoint: one HTTP listener that speaks
 //! - Application Auto Scaling and Service Quotas over AWS JSON 1.1 (`POST /`, `X-Amz-Target`),
+//! - STS AssumeRole and GetCallerIdentity over awsQuery (`POST /`, form-encoded; see [`crate::sts`]):
+//!   each role's account is a simulated account of its own, reached with the session's keys,
 //! - CloudWatch over Smithy RPC v2 CBOR (`POST /service/GraniteServiceVersion20100801/operation/<Op>`),
 //!   as aws-sdk-cloudwatch 1.140 and botocore 1.43 send it, and over AWS JSON 1.0,
 //!
@@ -19,6 +21,12 @@
 //!   cleared; no `code`: only the delay; `"inputHas": ["StateValue", "ALARM"]`: only requests
 //!   with that input field); `GET` lists them, `DELETE` clears them;
 //! - `GET /_sim/state?region=R`: the state of one region (default us-east-1);
+//! - `POST /_sim/roles`: `{"arn": "arn:aws:iam::222222222222:role/x", "externalId": "id"}`
+//!   declares a role that AssumeRole grants (from then on only declared ones; `externalId`
+//!   optional); `GET /_sim/sessions` lists the sessions AssumeRole issued;
+//!
+//! every admin route takes `?account=ID` to address another simulated account than the
+//! caller's own (123456789012), created on first use;
 //!
 //! and, to drive the scaling model with the configuration real clients put there:
 //! - `POST /_sim/endpoints`: declare an endpoint, `{"endpoint": "sdxl-async", "variant": "AllTraffic",
@@ -29,6 +37,7 @@
 //!
 //! With `--time-scale X` the clock also moves by itself, X simulated seconds per real second.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -40,18 +49,106 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::account::{Account, Activity, ApiError, DEFAULT_REGION, Fault, QuotaTable};
+use crate::account::{ACCOUNT_ID, Account, Activity, ApiError, DEFAULT_REGION, Fault, QuotaTable};
 use crate::cbor;
 use crate::model::assumptions::Assumptions;
 use crate::model::{EndpointSpec, World};
+use crate::sts::Roles;
 
 pub type SharedAccount = Arc<Mutex<Account>>;
 pub type SharedWorld = Arc<Mutex<World>>;
 
+/// One simulated account: its AWS state and its scaling model.
+#[derive(Clone)]
+pub struct Tenant {
+    pub account: SharedAccount,
+    pub world: SharedWorld,
+}
+
 #[derive(Clone)]
 struct Shared {
-    account: SharedAccount,
-    world: SharedWorld,
+    /// The caller's own account (requests signed with any key STS did not issue).
+    own: Tenant,
+    /// The accounts of assumed roles, by account id, created on first use.
+    others: Arc<Mutex<BTreeMap<String, Tenant>>>,
+    roles: Arc<Mutex<Roles>>,
+    /// What a new account starts with.
+    quotas: QuotaTable,
+}
+
+impl Shared {
+    /// The account `id` (the caller's own for its id), created on first use with the own
+    /// account's quotas and clock.
+    fn tenant(&self, id: &str) -> Tenant {
+        if id == ACCOUNT_ID {
+            return self.own.clone();
+        }
+        let mut others = self.others.lock().expect("accounts lock");
+        others
+            .entry(id.to_string())
+            .or_insert_with(|| {
+                let world = self.own.world.lock().expect("world lock");
+                let mut fresh = World::new(Assumptions::default(), world.epoch);
+                fresh.now = world.now;
+                // The request rates `sim serve` enforces hold in every account, each with its
+                // own buckets.
+                let own = self.own.account.lock().expect("account lock");
+                let mut account = Account::new(self.quotas.clone());
+                account.rate_limits = own.rate_limits.fresh();
+                account.random_faults = own
+                    .random_faults
+                    .as_ref()
+                    .map(|faults| crate::account::RandomFaults::new(faults.rate(), 1));
+                Tenant {
+                    account: Arc::new(Mutex::new(account)),
+                    world: Arc::new(Mutex::new(fresh)),
+                }
+            })
+            .clone()
+    }
+
+    /// The account a request acts in: the session's, when signed with keys STS issued.
+    fn tenant_of(&self, headers: &HeaderMap) -> Tenant {
+        let account = access_key_id(headers).and_then(|key| {
+            let roles = self.roles.lock().expect("roles lock");
+            roles.account_of(&key).map(str::to_string)
+        });
+        match account {
+            Some(id) => self.tenant(&id),
+            None => self.own.clone(),
+        }
+    }
+
+    fn all_tenants(&self) -> Vec<Tenant> {
+        let mut all = vec![self.own.clone()];
+        all.extend(self.others.lock().expect("accounts lock").values().cloned());
+        all
+    }
+}
+
+/// Admin routes address `?account=ID` (twelve digits), or the caller's own account.
+impl axum::extract::FromRequestParts<Shared> for Tenant {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        shared: &Shared,
+    ) -> Result<Self, Self::Rejection> {
+        let query: BTreeMap<String, String> = parts
+            .uri
+            .query()
+            .and_then(|q| serde_urlencoded::from_str(q).ok())
+            .unwrap_or_default();
+        match query.get("account") {
+            None => Ok(shared.own.clone()),
+            Some(id) if id.len() == 12 && id.chars().all(|c| c.is_ascii_digit()) => {
+                Ok(shared.tenant(id))
+            }
+            Some(id) => Err(bad_request(format!(
+                "account {id:?} is not a twelve-digit AWS account id"
+            ))),
+        }
+    }
 }
 
 /// A running local endpoint.
@@ -60,6 +157,9 @@ pub struct SimServer {
     pub account: SharedAccount,
     /// The scaling model over `account`; lock it before the account, never after.
     pub world: SharedWorld,
+    /// The roles AssumeRole grants and the sessions it issued.
+    pub roles: Arc<Mutex<Roles>>,
+    shared: Shared,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -77,6 +177,12 @@ impl SimServer {
         }
         world.add_endpoint(EndpointSpec::idle(endpoint, variant, instance_type));
         true
+    }
+
+    /// The simulated account `id` (twelve digits), created on first use; the caller's own is
+    /// [`crate::account::ACCOUNT_ID`].
+    pub fn tenant(&self, id: &str) -> Tenant {
+        self.shared.tenant(id)
     }
 
     /// Serves until the process ends.
@@ -103,24 +209,29 @@ pub async fn start_with_clock(
     quotas: QuotaTable,
     time_scale: f64,
 ) -> std::io::Result<SimServer> {
-    let account: SharedAccount = Arc::new(Mutex::new(Account::new(quotas)));
+    let account: SharedAccount = Arc::new(Mutex::new(Account::new(quotas.clone())));
     let epoch = crate::account::now();
     let world: SharedWorld = Arc::new(Mutex::new(World::new(Assumptions::default(), epoch)));
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let app = router(Shared {
-        account: account.clone(),
-        world: world.clone(),
-    });
+    let shared = Shared {
+        own: Tenant {
+            account: account.clone(),
+            world: world.clone(),
+        },
+        others: Arc::default(),
+        roles: Arc::default(),
+        quotas,
+    };
+    let roles = shared.roles.clone();
+    let app_shared = shared.clone();
+    let app = router(shared.clone());
     let clock = (time_scale > 0.0).then(|| {
-        let (account, world) = (account.clone(), world.clone());
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
                 interval.tick().await;
-                let mut world = world.lock().expect("world lock");
-                let mut account = account.lock().expect("account lock");
-                world.advance(&mut account, time_scale);
+                advance_all(&shared, time_scale);
             }
         })
     });
@@ -137,6 +248,8 @@ pub async fn start_with_clock(
         addr,
         account,
         world,
+        roles,
+        shared: app_shared,
         task,
     })
 }
@@ -167,7 +280,31 @@ fn router(shared: Shared) -> Router {
         )
         .route("/_sim/requests", post(admin_enqueue))
         .route("/_sim/advance", post(admin_advance))
+        .route("/_sim/roles", post(admin_declare_role))
+        .route("/_sim/sessions", get(admin_sessions))
         .with_state(shared)
+}
+
+/// Moves every account's clock (each account's scaling model) by `seconds`.
+fn advance_all(shared: &Shared, seconds: f64) -> f64 {
+    let mut now = 0.0;
+    for tenant in shared.all_tenants() {
+        let mut world = tenant.world.lock().expect("world lock");
+        let mut account = tenant.account.lock().expect("account lock");
+        world.advance(&mut account, seconds);
+        now = f64::max(now, world.now);
+    }
+    now
+}
+
+/// The access key id of a SigV4 `Authorization` header's credential.
+fn access_key_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| auth.split("Credential=").nth(1))
+        .and_then(|cred| cred.split('/').next())
+        .map(str::to_string)
 }
 
 /// The region from a SigV4 `Authorization` header's credential scope; us-east-1 when unsigned.
@@ -181,15 +318,14 @@ fn region(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-/// Serves one operation, after any fault injected for it (a delay, an error, or both).
-async fn run(
+/// The rate limits and faults a request meets before it is served (a delay, an error, or both).
+async fn admit(
     account: &SharedAccount,
-    world: &SharedWorld,
     service: &str,
     operation: &str,
     input: &Value,
     region: &str,
-) -> Result<Value, ApiError> {
+) -> Result<(), ApiError> {
     let fault = {
         let mut account = account.lock().expect("account lock");
         if let Err(error) = account.rate_limits.admit(region, service, operation) {
@@ -236,6 +372,19 @@ async fn run(
             return Err(error);
         }
     }
+    Ok(())
+}
+
+/// Serves one operation, after any fault injected for it.
+async fn run(
+    account: &SharedAccount,
+    world: &SharedWorld,
+    service: &str,
+    operation: &str,
+    input: &Value,
+    region: &str,
+) -> Result<Value, ApiError> {
+    admit(account, service, operation, input, region).await?;
     let result = if service == "sagemaker" {
         // SageMaker's endpoints are the scaling model's.
         let world = world.lock().expect("world lock");
@@ -265,15 +414,19 @@ async fn run(
     result
 }
 
-async fn json_protocols(
-    State(Shared { account, world }): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn json_protocols(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    if target.is_empty() && form {
+        return security_token_service(&shared, &headers, &body).await;
+    }
+    let Tenant { account, world } = shared.tenant_of(&headers);
     let (service, json_version) = match target.split_once('.') {
         Some(("AnyScaleFrontendService", _)) => ("application-autoscaling", "1.1"),
         Some(("ServiceQuotasV20190624", _)) => ("service-quotas", "1.1"),
@@ -320,6 +473,90 @@ async fn json_protocols(
     }
 }
 
+/// STS over awsQuery: the form's `Action` names the operation. Faults and calls are the
+/// caller's account's (`/_sim/faults` with `"service": "sts"`).
+async fn security_token_service(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
+    let xml = |status: StatusCode, body: String| {
+        (status, [(header::CONTENT_TYPE, "text/xml")], body).into_response()
+    };
+    let error = |e: &ApiError| {
+        xml(
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            crate::sts::error_xml(e),
+        )
+    };
+    let input: BTreeMap<String, String> = match serde_urlencoded::from_bytes(body) {
+        Ok(input) => input,
+        Err(e) => return error(&ApiError::new("MalformedQueryString", e.to_string())),
+    };
+    let operation = input.get("Action").cloned().unwrap_or_default();
+    let caller = shared.tenant_of(headers);
+    let as_json = json!(input);
+    if let Err(e) = admit(
+        &caller.account,
+        "sts",
+        &operation,
+        &as_json,
+        &region(headers),
+    )
+    .await
+    {
+        return error(&e);
+    }
+    caller
+        .account
+        .lock()
+        .expect("account lock")
+        .record_call("sts", &operation);
+    let now = crate::account::now() as i64;
+    let key = access_key_id(headers);
+    let result =
+        shared
+            .roles
+            .lock()
+            .expect("roles lock")
+            .handle(&operation, &input, key.as_deref(), now);
+    match result {
+        Ok(body) => xml(StatusCode::OK, body),
+        Err(e) => error(&e),
+    }
+}
+
+async fn admin_declare_role(State(shared): State<Shared>, body: Bytes) -> Response {
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request(
+            "expected JSON such as {\"arn\": \"arn:aws:iam::222222222222:role/x\"}".into(),
+        );
+    };
+    let Some(arn) = v.get("arn").and_then(Value::as_str) else {
+        return bad_request("arn is required".into());
+    };
+    let external_id = v
+        .get("externalId")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    shared
+        .roles
+        .lock()
+        .expect("roles lock")
+        .declare(arn.to_string(), external_id);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn admin_sessions(State(shared): State<Shared>) -> Response {
+    let roles = shared.roles.lock().expect("roles lock");
+    let sessions: Vec<Value> = roles
+        .sessions
+        .iter()
+        .map(|(key, session)| session.snapshot(key))
+        .collect();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json!(sessions).to_string(),
+    )
+        .into_response()
+}
+
 fn json_error(error: &ApiError, json_version: &str, query_compatible: bool) -> Response {
     let mut response = (
         StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST),
@@ -352,11 +589,12 @@ fn insert_query_error(headers: &mut HeaderMap, error: &ApiError) {
 }
 
 async fn cloudwatch_cbor(
-    State(Shared { account, world }): State<Shared>,
+    State(shared): State<Shared>,
     Path(operation): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let Tenant { account, world } = shared.tenant_of(&headers);
     let result = match cbor::decode(&body) {
         Err(e) => Err(ApiError::new("SerializationException", e.to_string())),
         Ok(input) => {
@@ -389,7 +627,7 @@ async fn cloudwatch_cbor(
 }
 
 async fn admin_state(
-    State(Shared { account, .. }): State<Shared>,
+    Tenant { account, .. }: Tenant,
     axum::extract::Query(query): axum::extract::Query<std::collections::BTreeMap<String, String>>,
 ) -> Response {
     let region = query.get("region").map_or(DEFAULT_REGION, String::as_str);
@@ -401,7 +639,7 @@ async fn admin_state(
         .into_response()
 }
 
-async fn admin_calls(State(Shared { account, .. }): State<Shared>) -> Response {
+async fn admin_calls(Tenant { account, .. }: Tenant) -> Response {
     let calls = account.lock().expect("account lock").calls.clone();
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -410,7 +648,7 @@ async fn admin_calls(State(Shared { account, .. }): State<Shared>) -> Response {
         .into_response()
 }
 
-async fn admin_injected(State(Shared { account, .. }): State<Shared>) -> Response {
+async fn admin_injected(Tenant { account, .. }: Tenant) -> Response {
     let injected = account.lock().expect("account lock").injected.clone();
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -419,7 +657,7 @@ async fn admin_injected(State(Shared { account, .. }): State<Shared>) -> Respons
         .into_response()
 }
 
-async fn admin_throttles(State(Shared { account, .. }): State<Shared>) -> Response {
+async fn admin_throttles(Tenant { account, .. }: Tenant) -> Response {
     let throttled = account.lock().expect("account lock").throttled.clone();
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -430,7 +668,7 @@ async fn admin_throttles(State(Shared { account, .. }): State<Shared>) -> Respon
 
 /// Into `?region=R` (default us-east-1), not whichever region the last request selected.
 async fn admin_add_activity(
-    State(Shared { account, .. }): State<Shared>,
+    Tenant { account, .. }: Tenant,
     axum::extract::Query(query): axum::extract::Query<std::collections::BTreeMap<String, String>>,
     body: Bytes,
 ) -> Response {
@@ -446,7 +684,7 @@ async fn admin_add_activity(
     }
 }
 
-async fn admin_set_quotas(State(Shared { account, .. }): State<Shared>, body: Bytes) -> Response {
+async fn admin_set_quotas(Tenant { account, .. }: Tenant, body: Bytes) -> Response {
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "expected JSON").into_response();
     };
@@ -476,7 +714,7 @@ async fn admin_set_quotas(State(Shared { account, .. }): State<Shared>, body: By
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn admin_add_fault(State(Shared { account, .. }): State<Shared>, body: Bytes) -> Response {
+async fn admin_add_fault(Tenant { account, .. }: Tenant, body: Bytes) -> Response {
     match serde_json::from_slice::<Fault>(&body) {
         Ok(fault) if fault.code.is_none() && fault.delay_seconds <= 0.0 => {
             bad_request("a fault needs a code (an AWS error to answer) or delaySeconds".into())
@@ -493,7 +731,7 @@ async fn admin_add_fault(State(Shared { account, .. }): State<Shared>, body: Byt
 }
 
 /// `{"rate": 0.3, "seed": 1}`: answer that share of all requests with passing errors (0: none).
-async fn admin_fault_rate(State(Shared { account, .. }): State<Shared>, body: Bytes) -> Response {
+async fn admin_fault_rate(Tenant { account, .. }: Tenant, body: Bytes) -> Response {
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return bad_request("expected JSON such as {\"rate\": 0.3}".into());
     };
@@ -510,7 +748,7 @@ async fn admin_fault_rate(State(Shared { account, .. }): State<Shared>, body: By
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn admin_faults(State(Shared { account, .. }): State<Shared>) -> Response {
+async fn admin_faults(Tenant { account, .. }: Tenant) -> Response {
     let faults = account.lock().expect("account lock").faults.clone();
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -519,7 +757,7 @@ async fn admin_faults(State(Shared { account, .. }): State<Shared>) -> Response 
         .into_response()
 }
 
-async fn admin_clear_faults(State(Shared { account, .. }): State<Shared>) -> Response {
+async fn admin_clear_faults(Tenant { account, .. }: Tenant) -> Response {
     account.lock().expect("account lock").faults.clear();
     StatusCode::NO_CONTENT.into_response()
 }
@@ -528,7 +766,7 @@ fn bad_request(message: String) -> Response {
     (StatusCode::BAD_REQUEST, message).into_response()
 }
 
-async fn admin_declare_endpoint(State(shared): State<Shared>, body: Bytes) -> Response {
+async fn admin_declare_endpoint(shared: Tenant, body: Bytes) -> Response {
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return bad_request("expected JSON".into());
     };
@@ -565,7 +803,7 @@ async fn admin_declare_endpoint(State(shared): State<Shared>, body: Bytes) -> Re
     StatusCode::NO_CONTENT.into_response()
 }
 
-async fn admin_enqueue(State(shared): State<Shared>, body: Bytes) -> Response {
+async fn admin_enqueue(shared: Tenant, body: Bytes) -> Response {
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return bad_request("expected JSON".into());
     };
@@ -596,17 +834,16 @@ async fn admin_advance(State(shared): State<Shared>, body: Bytes) -> Response {
     let Some(seconds) = seconds.filter(|s| *s >= 0.0 && *s <= 7.0 * 86_400.0) else {
         return bad_request("expected {\"seconds\": N} with 0 <= N <= 604800".into());
     };
-    let mut world = shared.world.lock().expect("world lock");
-    let mut account = shared.account.lock().expect("account lock");
-    world.advance(&mut account, seconds);
+    // One clock for every account.
+    let now = advance_all(&shared, seconds);
     (
         [(header::CONTENT_TYPE, "application/json")],
-        json!({ "now": world.now }).to_string(),
+        json!({ "now": now }).to_string(),
     )
         .into_response()
 }
 
-async fn admin_endpoints(State(shared): State<Shared>) -> Response {
+async fn admin_endpoints(shared: Tenant) -> Response {
     let world = shared.world.lock().expect("world lock");
     let endpoints: Vec<Value> = world.endpoints.iter().map(|e| e.snapshot()).collect();
     let body = json!({ "now": world.now, "endpoints": endpoints });

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_config::identity::IdentityCache;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_applicationautoscaling as aas;
 use aws_sdk_cloudwatch as cw;
 use aws_sdk_sagemaker as sm;
@@ -24,6 +26,7 @@ use asyncscale_core::*;
 mod autoscaling;
 mod cloudwatch;
 mod quotas;
+mod role;
 mod sagemaker;
 mod scheduled;
 
@@ -31,7 +34,7 @@ use quotas::{CachedQuota, QUOTA_TTL};
 use sagemaker::EndpointScan;
 
 use asyncscale_engine::{
-    AutoscalingBackend, AwsError, CallCounter, ErrorClass, Holding, Page, QuotaReading,
+    AssumedRole, AutoscalingBackend, AwsError, CallCounter, ErrorClass, Holding, Page, QuotaReading,
 };
 
 use crate::budget::RequestBudget;
@@ -97,6 +100,19 @@ pub async fn check_credentials(options: &AwsOptions) -> Result<(), CredentialsPr
     }
 }
 
+/// The call was not sent because its role could not be assumed (a renewal STS refused): STS's
+/// error, as [`role::RoleSession`] reported it.
+fn role_refused(err: &(dyn std::error::Error + 'static)) -> Option<AwsError> {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if let Some(refused) = e.downcast_ref::<AwsError>() {
+            return Some(refused.clone());
+        }
+        source = e.source();
+    }
+    None
+}
+
 /// The SDK stopped the call before sending it because no credentials source is configured.
 fn credentials_not_loaded(err: &(dyn std::error::Error + 'static)) -> bool {
     use aws_credential_types::provider::error::CredentialsError;
@@ -123,8 +139,11 @@ pub struct AwsOptions {
     /// Sends every call to this endpoint (an AWS-compatible local endpoint, say).
     pub endpoint_url: Option<String>,
     pub timeouts: AwsTimeouts,
-    /// Shared by every backend built from these options (every region's buckets).
+    /// Shared by every backend built from these options (every account and region's buckets).
     pub budget: RequestBudget,
+    /// The role of resources that name none (`--default-role-arn`); None: the environment's
+    /// own credentials.
+    pub default_role: Option<AssumedRole>,
 }
 
 /// Bounds on every AWS call, so that a hung endpoint or connection becomes a recoverable error
@@ -176,13 +195,22 @@ pub struct SdkBackend {
     /// The latest list of the resources waiting without capacity, for as long.
     waiting: tokio::sync::Mutex<Option<(std::time::Instant, Arc<HashSet<String>>)>>,
     region: String,
+    /// The account of the role the calls act as (None: the environment's credentials).
+    account: Option<String>,
     timeouts: AwsTimeouts,
     quota_ttl: Duration,
     budget: RequestBudget,
 }
 
 impl SdkBackend {
-    pub async fn connect(options: &AwsOptions, calls: CallCounter) -> Result<Self, AwsError> {
+    /// A backend with the environment's credentials, or, with `role`, with that role's: it is
+    /// assumed here once, so that a role STS refuses fails this call with STS's words and
+    /// nothing is built for it.
+    pub async fn connect(
+        options: &AwsOptions,
+        role: Option<&AssumedRole>,
+        calls: CallCounter,
+    ) -> Result<Self, AwsError> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(region) = &options.region {
             loader = loader.region(Region::new(region.clone()));
@@ -190,12 +218,24 @@ impl SdkBackend {
         if let Some(url) = &options.endpoint_url {
             loader = loader.endpoint_url(url.clone());
         }
-        let config = loader
+        let mut config = loader
             .timeout_config(options.timeouts.sdk_config())
             .load()
             .await;
+        if let Some(role) = role {
+            let session =
+                role::RoleSession::new(&config, role.clone(), calls.clone(), options.timeouts);
+            session.credentials().await?;
+            // The session is the one cache: it renews before expiry, for all four clients.
+            config = config
+                .into_builder()
+                .credentials_provider(SharedCredentialsProvider::new(session))
+                .identity_cache(IdentityCache::no_cache())
+                .build();
+        }
         let mut backend = Self::from_config(&config, calls)?.with_budget(options.budget.clone());
         backend.timeouts = options.timeouts;
+        backend.account = role.and_then(AssumedRole::account).map(str::to_string);
         Ok(backend)
     }
 
@@ -244,6 +284,7 @@ impl SdkBackend {
             endpoint_scan: tokio::sync::Mutex::new(None),
             waiting: tokio::sync::Mutex::new(None),
             region,
+            account: None,
             quota_ttl: QUOTA_TTL,
             budget: RequestBudget::default(),
             timeouts: {
@@ -295,9 +336,8 @@ impl SdkBackend {
             attempt += 1;
             // The wait for the budget counts against the call's time bound: a command never
             // hangs on a budget slower than --aws-call-timeout allows.
-            let budget = self
-                .budget
-                .acquire(&self.region, service, operation, &self.calls);
+            let place = self.place().to_string();
+            let budget = self.budget.acquire(&place, service, operation, &self.calls);
             if tokio::time::timeout(self.timeouts.call, budget)
                 .await
                 .is_err()
@@ -379,6 +419,9 @@ where
     E: aas::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     use aas::error::SdkError;
+    if let Some(refused) = role_refused(err) {
+        return refused;
+    }
     if credentials_not_loaded(err) {
         return AwsError {
             class: ErrorClass::Terminal,
@@ -455,6 +498,10 @@ impl AutoscalingBackend for SdkBackend {
     // Each call is written in the file of its AWS service; the port only delegates.
     fn region(&self) -> &str {
         &self.region
+    }
+
+    fn account(&self) -> Option<&str> {
+        self.account.as_deref()
     }
 
     async fn describe_target(&self, resource_id: &str) -> Result<Option<ObservedTarget>, AwsError> {

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use asyncscale_aws::{
     ApiRate, ApiSelector, AwsOptions, AwsTimeouts, RequestBudget, SdkBackendPool,
 };
-use asyncscale_engine::{BackendSource, CallCounter, SingleBackend};
+use asyncscale_engine::{AssumedRole, BackendSource, CallCounter, SingleBackend};
 use asyncscale_sim::SimServer;
 
 #[derive(Args, Debug)]
@@ -54,6 +54,21 @@ pub struct AwsArgs {
     /// budget is per process: lower it when other tools share the account.
     #[arg(long = "aws-rate", value_name = "SERVICE:OPERATION=RATE[/BURST]", value_parser = parse_api_rate)]
     aws_rates: Vec<ApiRateFlag>,
+    /// IAM role to assume through STS (with this process's credentials) for resources without
+    /// spec.roleArn. Changing it moves those resources to the role's account: set it before they
+    /// are created, or give each a spec.roleArn.
+    #[arg(long, value_name = "ARN", value_parser = parse_role_arn)]
+    default_role_arn: Option<String>,
+}
+
+fn parse_role_arn(text: &str) -> Result<String, String> {
+    if asyncscale_api::validate::is_role_arn(text) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not an IAM role ARN such as arn:aws:iam::123456789012:role/asyncscale"
+        ))
+    }
 }
 
 /// One `--aws-rate` (or `sim serve --rate-limit`) value.
@@ -212,6 +227,7 @@ impl AwsArgs {
 
     pub fn options(&self) -> AwsOptions {
         AwsOptions {
+            default_role: self.default_role_arn.clone().map(AssumedRole::new),
             region: self.region.clone(),
             endpoint_url: self.aws_endpoint.clone(),
             timeouts: AwsTimeouts {

@@ -355,7 +355,10 @@ fn changed_resources(
                         .spec
                         .region
                         .as_deref()
-                        .is_none_or(|region| region == change.region)
+                        .is_none_or(|region| region == change.place.region)
+                    && obj.spec.role_arn.as_deref().is_none_or(|role| {
+                        asyncscale_api::role_account(role) == change.place.account.as_deref()
+                    })
             })
             .map(|obj| {
                 if let Some(uid) = &obj.metadata.uid {

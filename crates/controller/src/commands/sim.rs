@@ -56,9 +56,15 @@ pub enum SimCommand {
         endpoints: Vec<(String, String)>,
         /// Declares the endpoint of every AsyncEndpointScaling in these manifest files (its
         /// variant and instance type, minCapacity instances), as if it had been created in
-        /// SageMaker (repeatable).
+        /// SageMaker, in the account of its spec.roleArn if it names one (repeatable).
         #[arg(long = "endpoints-from", value_name = "FILE")]
         endpoints_from: Vec<String>,
+        /// An IAM role STS AssumeRole grants (repeatable). Each role's account is a simulated
+        /// account of its own, with the same quotas and rates, reached with the session's keys.
+        /// Without any, every well-formed role ARN is granted; POST /_sim/roles declares more, with
+        /// the external id a trust policy asks for.
+        #[arg(long = "role", value_name = "ARN", value_parser = parse_role)]
+        roles: Vec<String>,
     },
 }
 
@@ -70,6 +76,16 @@ fn endpoint_flag(text: &str) -> Result<(String, String), String> {
         _ => Err(format!(
             "{text:?} must be NAME=INSTANCE_TYPE, e.g. sdxl-async=ml.g4dn.xlarge"
         )),
+    }
+}
+
+fn parse_role(text: &str) -> Result<String, String> {
+    if asyncscale_api::validate::is_role_arn(text) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not an IAM role ARN such as arn:aws:iam::222222222222:role/asyncscale"
+        ))
     }
 }
 
@@ -99,22 +115,36 @@ pub async fn run(command: SimCommand) -> ExitCode {
             fault_seed,
             endpoints,
             endpoints_from,
+            roles,
         } => {
-            let mut declared: Vec<EndpointSpec> = endpoints
+            let own = asyncscale_sim::account::ACCOUNT_ID.to_string();
+            let mut declared: Vec<(String, EndpointSpec)> = endpoints
                 .iter()
-                .map(|(name, instance_type)| EndpointSpec::idle(name, "AllTraffic", instance_type))
+                .map(|(name, instance_type)| {
+                    (
+                        own.clone(),
+                        EndpointSpec::idle(name, "AllTraffic", instance_type),
+                    )
+                })
                 .collect();
             match crate::manifests::read_all(&endpoints_from) {
+                // Each in the account of its spec.roleArn.
                 Ok(resources) => declared.extend(resources.into_iter().map(|(_, parsed)| {
                     let spec = parsed.resource.spec;
-                    EndpointSpec {
+                    let account = spec
+                        .role_arn
+                        .as_deref()
+                        .and_then(asyncscale_api::role_account)
+                        .map_or_else(|| own.clone(), str::to_string);
+                    let endpoint = EndpointSpec {
                         initial_instances: spec.min_capacity.max(0) as u32,
                         ..EndpointSpec::idle(
                             &spec.endpoint_name,
                             &spec.variant_name,
                             &spec.instance_type,
                         )
-                    }
+                    };
+                    (account, endpoint)
                 })),
                 Err(problems) => {
                     for p in problems {
@@ -142,11 +172,22 @@ pub async fn run(command: SimCommand) -> ExitCode {
                 time_scale,
                 limits,
                 faults,
-                declared,
+                Declared {
+                    endpoints: declared,
+                    roles,
+                },
             )
             .await
         }
     }
+}
+
+/// What the accounts hold from the start.
+struct Declared {
+    /// SageMaker endpoints, each with its account's id.
+    endpoints: Vec<(String, EndpointSpec)>,
+    /// The roles STS grants (all when empty).
+    roles: Vec<String>,
 }
 
 async fn serve(
@@ -156,7 +197,7 @@ async fn serve(
     time_scale: f64,
     rate_limits: RateLimits,
     random_faults: Option<RandomFaults>,
-    endpoints: Vec<EndpointSpec>,
+    declared: Declared,
 ) -> ExitCode {
     if !(0.0..=86_400.0).contains(&time_scale) {
         eprintln!("error: --time-scale must be between 0 and 86400");
@@ -184,11 +225,17 @@ async fn serve(
                 let mut account = server.account.lock().expect("account lock");
                 account.rate_limits = rate_limits;
                 account.random_faults = random_faults;
-                let mut world = server.world.lock().expect("world lock");
-                for e in endpoints {
-                    if world.endpoint_mut(&e.endpoint).is_none() {
-                        world.add_endpoint(e);
-                    }
+                let mut granted = server.roles.lock().expect("roles lock");
+                for role in declared.roles {
+                    granted.declare(role, None);
+                }
+            }
+            // After the own account's rates are set: other accounts copy them.
+            for (account, e) in declared.endpoints {
+                let tenant = server.tenant(&account);
+                let mut world = tenant.world.lock().expect("world lock");
+                if world.endpoint_mut(&e.endpoint).is_none() {
+                    world.add_endpoint(e);
                 }
             }
             eprintln!(

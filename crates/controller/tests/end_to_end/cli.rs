@@ -701,6 +701,19 @@ fn iam_policy_grants_exactly_the_calls_asyncscale_makes() {
         ),
     );
     let orphaned = manifest(&dir, "e.yaml", &SDXL.replace("sdxl-async", "orphan-async"));
+    // In another account, through its role (sts:AssumeRole).
+    let role_account = "222222222222";
+    let path = format!("/_sim/endpoints?account={role_account}");
+    let endpoint = json!({"endpoint": "sdxl-async", "instanceType": "ml.g4dn.xlarge"});
+    assert_eq!(sim.http("POST", &path, &[], &endpoint.to_string()).0, 204);
+    let elsewhere = manifest(
+        &dir,
+        "f.yaml",
+        &SDXL.replace(
+            "  maxCapacity: 20\n",
+            "  maxCapacity: 20\n  roleArn: arn:aws:iam::222222222222:role/asyncscale\n",
+        ),
+    );
     let run = |args: [&str; 2]| {
         let out = cli(&sim, &[args[0], "-f", args[1]]);
         assert!(
@@ -719,6 +732,8 @@ fn iam_policy_grants_exactly_the_calls_asyncscale_makes() {
         ["apply", retained.to_str().unwrap()],
         ["delete", retained.to_str().unwrap()],
         ["apply", orphaned.to_str().unwrap()],
+        ["apply", elsewhere.to_str().unwrap()],
+        ["delete", elsewhere.to_str().unwrap()],
     ] {
         run(args);
     }
@@ -729,16 +744,30 @@ fn iam_policy_grants_exactly_the_calls_asyncscale_makes() {
     run(["delete", orphaned.to_str().unwrap()]);
 
     let mut used = std::collections::BTreeSet::new();
-    for (service, ops) in sim.calls().as_object().unwrap() {
-        let prefix = if service == "service-quotas" {
-            "servicequotas"
-        } else {
-            service.as_str()
-        };
-        for (op, n) in ops.as_object().unwrap() {
-            let before = setup_calls[service][op].as_u64().unwrap_or(0);
-            if n.as_u64().unwrap() > before {
-                used.insert(format!("{prefix}:{op}"));
+    let role_calls: Value = serde_json::from_str(
+        &sim.http(
+            "GET",
+            &format!("/_sim/calls?account={role_account}"),
+            &[],
+            "",
+        )
+        .1,
+    )
+    .unwrap();
+    // Less what the setup called (in the caller's own account only).
+    let accounts = [(sim.calls(), setup_calls), (role_calls, Value::Null)];
+    for (calls, setup_calls) in &accounts {
+        for (service, ops) in calls.as_object().unwrap() {
+            let prefix = if service == "service-quotas" {
+                "servicequotas"
+            } else {
+                service.as_str()
+            };
+            for (op, n) in ops.as_object().unwrap() {
+                let before = setup_calls[service][op].as_u64().unwrap_or(0);
+                if n.as_u64().unwrap() > before {
+                    used.insert(format!("{prefix}:{op}"));
+                }
             }
         }
     }
@@ -782,6 +811,7 @@ fn iam_policy_grants_exactly_the_calls_asyncscale_makes() {
                 "cloudwatch:",
                 "servicequotas:",
                 "sagemaker:",
+                "sts:",
             ]
             .iter()
             .any(|p| a.starts_with(p))

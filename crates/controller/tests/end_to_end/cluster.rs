@@ -405,14 +405,14 @@ async fn kubectl_apply_reconciles_through_the_controller_and_delete_cleans_aws()
         "asyncscale_managed_resources 1",
         "asyncscale_resources_clamped 1",
         "asyncscale_leader 1",
-        "asyncscale_fleet_observation_age_seconds{region=\"us-east-1\"}",
-        "asyncscale_fleet_refresh_duration_seconds{region=\"us-east-1\"}",
-        "asyncscale_fleet_refreshes_total{region=\"us-east-1\",outcome=\"failed\"} 0",
+        "asyncscale_fleet_observation_age_seconds{account=\"\",region=\"us-east-1\"}",
+        "asyncscale_fleet_refresh_duration_seconds{account=\"\",region=\"us-east-1\"}",
+        "asyncscale_fleet_refreshes_total{account=\"\",region=\"us-east-1\",outcome=\"failed\"} 0",
         // The on-call view of the quota: 4 instances, none in use, all 4 left to grant.
-        "asyncscale_quota_instances{region=\"us-east-1\",instance_type=\"ml.g4dn.xlarge\"} 4",
-        "asyncscale_quota_in_use_instances{region=\"us-east-1\",instance_type=\"ml.g4dn.xlarge\"} 0",
-        "asyncscale_quota_grantable_instances{region=\"us-east-1\",instance_type=\"ml.g4dn.xlarge\"} 4",
-        "asyncscale_endpoints_blocked_by_quota{region=\"us-east-1\",instance_type=\"ml.g4dn.xlarge\"} 0",
+        "asyncscale_quota_instances{account=\"\",region=\"us-east-1\",instance_type=\"ml.g4dn.xlarge\"} 4",
+        "asyncscale_quota_in_use_instances{account=\"\",region=\"us-east-1\",instance_type=\"ml.g4dn.xlarge\"} 0",
+        "asyncscale_quota_grantable_instances{account=\"\",region=\"us-east-1\",instance_type=\"ml.g4dn.xlarge\"} 4",
+        "asyncscale_endpoints_blocked_by_quota{account=\"\",region=\"us-east-1\",instance_type=\"ml.g4dn.xlarge\"} 0",
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
@@ -420,7 +420,7 @@ async fn kubectl_apply_reconciles_through_the_controller_and_delete_cleans_aws()
     assert!(
         metric_with_labels(
             &metrics,
-            "asyncscale_fleet_refreshes_total{region=\"us-east-1\",outcome=\"ok\"}"
+            "asyncscale_fleet_refreshes_total{account=\"\",region=\"us-east-1\",outcome=\"ok\"}"
         )
         .is_some_and(|n| n >= 1.0),
         "{metrics}"
@@ -1042,6 +1042,27 @@ async fn the_real_api_server_validates_defaults_and_accepts_the_install_manifest
             ),
             "spec.schedules[0].name".into(),
         ),
+        (
+            "role-arn",
+            example(
+                "a31",
+                ", roleArn: 'arn:aws:iam::123456789012:user/not-a-role'",
+            ),
+            "spec.roleArn".into(),
+        ),
+        (
+            "external-id-without-role",
+            example("a32", ", externalId: tenant-42"),
+            rules::EXTERNAL_ID_NEEDS_ROLE.message.into(),
+        ),
+        (
+            "external-id",
+            example(
+                "a33",
+                ", roleArn: 'arn:aws:iam::123456789012:role/x', externalId: 'has space'",
+            ),
+            "spec.externalId".into(),
+        ),
     ];
     for (case, manifest, words) in &cases {
         let server = apply_text(admin, &dir, &format!("{case}.yaml"), manifest);
@@ -1063,7 +1084,7 @@ async fn the_real_api_server_validates_defaults_and_accepts_the_install_manifest
             stderr_of(&cli)
         );
     }
-    // Transition rules: endpointName, variantName and region cannot change.
+    // Transition rules: endpointName, variantName, region and roleArn cannot change.
     for (change, words) in [
         (
             example("defaults", "").replace("defaults-async", "other-async"),
@@ -1076,6 +1097,13 @@ async fn the_real_api_server_validates_defaults_and_accepts_the_install_manifest
         (
             example("defaults", ", region: eu-west-1"),
             rules::REGION_IMMUTABLE.message,
+        ),
+        (
+            example(
+                "defaults",
+                ", roleArn: 'arn:aws:iam::123456789012:role/asyncscale'",
+            ),
+            rules::ROLE_ARN_IMMUTABLE.message,
         ),
     ] {
         let refused = apply_text(admin, &dir, "change.yaml", &change);
@@ -1479,5 +1507,176 @@ async fn schedules_run_through_the_controller_and_are_never_undone() {
                 == serde_json::json!(["team-saturday"])
         },
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 11: one controller, many accounts. Resources land in the account of their role (or of
+/// --default-role-arn), each account with its own instance quota; the same endpoint name in two
+/// accounts is two endpoints; a role STS refuses shows in that resource's status with STS's
+/// words, holds up nothing else, and is retried with backoff until its trust policy is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_land_in_the_account_of_their_role_and_a_refused_role_holds_up_nothing() {
+    const ROLE_A: &str = "arn:aws:iam::111111111111:role/asyncscale";
+    const ROLE_B: &str = "arn:aws:iam::222222222222:role/asyncscale";
+    const ROLE_C: &str = "arn:aws:iam::333333333333:role/asyncscale";
+    let cluster = cluster("accounts").await;
+    let kubeconfig = cluster.admin.clone();
+    let aws = cluster.aws.clone();
+    for (account, quota) in [
+        ("111111111111", 3),
+        ("222222222222", 7),
+        ("333333333333", 2),
+    ] {
+        let quotas = serde_json::json!({"applied": {"ml.g4dn.xlarge": quota}}).to_string();
+        let path = format!("/_sim/quotas?account={account}");
+        assert_eq!(http(&aws, "POST", &path, &[], &quotas).0, 204);
+        let endpoint = r#"{"endpoint": "shared-async", "instanceType": "ml.g4dn.xlarge"}"#;
+        let path = format!("/_sim/endpoints?account={account}");
+        assert_eq!(http(&aws, "POST", &path, &[], endpoint).0, 204);
+    }
+    // Roles A and B trust the controller (B with an external id); C does not, yet.
+    for role in [
+        serde_json::json!({"arn": ROLE_A}),
+        serde_json::json!({"arn": ROLE_B, "externalId": "team-b"}),
+    ] {
+        assert_eq!(
+            http(&aws, "POST", "/_sim/roles", &[], &role.to_string()).0,
+            204
+        );
+    }
+    let (_controller, metrics_addr) = cluster.controller(
+        "asyncscale-accounts-0",
+        &["--resync", "2s", "--default-role-arn", ROLE_A],
+    );
+    until(
+        "the controller to be ready",
+        Duration::from_secs(20),
+        || TcpStream::connect(&metrics_addr).is_ok() && http_get(&metrics_addr, "/readyz").0 == 200,
+    );
+    let dir = std::env::temp_dir().join(format!("asyncscale-accounts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let shared = |name: &str, extra: &str| {
+        example(name, extra).replace(&format!("{name}-async"), "shared-async")
+    };
+    let manifests = [
+        ("team-a", shared("team-a", "")),
+        (
+            "team-b",
+            shared(
+                "team-b",
+                &format!(", roleArn: '{ROLE_B}', externalId: team-b"),
+            ),
+        ),
+        (
+            "team-c",
+            shared("team-c", &format!(", roleArn: '{ROLE_C}'")),
+        ),
+    ];
+    for (name, manifest) in &manifests {
+        let apply = apply_text(&kubeconfig, &dir, &format!("{name}.yaml"), manifest);
+        assert!(apply.status.success(), "{}", stderr_of(&apply));
+    }
+    for name in ["team-a", "team-b"] {
+        let wait = kubectl(
+            &kubeconfig,
+            &[
+                "wait",
+                "--for=condition=Ready",
+                &format!("aes/{name}"),
+                "-n",
+                "ml",
+                "--timeout=30s",
+            ],
+        );
+        assert!(wait.status.success(), "{name}: {}", stderr_of(&wait));
+    }
+    let target = |account: &str| -> Value {
+        let state = http_get(&aws, &format!("/_sim/state?account={account}")).1;
+        let state: Value = serde_json::from_str(&state).unwrap();
+        state["ScalableTargets"][0].clone()
+    };
+    assert_eq!(
+        target("111111111111")["MaxCapacity"],
+        3,
+        "the default role's account"
+    );
+    assert_eq!(
+        target("222222222222")["MaxCapacity"],
+        7,
+        "spec.roleArn's account"
+    );
+    assert_eq!(
+        target("123456789012"),
+        Value::Null,
+        "nothing in the controller's own"
+    );
+
+    // The refused role: its resource alone, in STS's words, with an Event.
+    let condition = |name: &str, type_: &str| -> Value {
+        let object = aes_json(&kubeconfig, name);
+        object["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == type_).cloned())
+            .unwrap_or(Value::Null)
+    };
+    until(
+        "team-c to say RoleNotAssumed",
+        Duration::from_secs(30),
+        || condition("team-c", "Ready")["reason"] == "RoleNotAssumed",
+    );
+    let synced = condition("team-c", "Synced");
+    assert_eq!(synced["status"], "False");
+    assert!(
+        synced["message"].as_str().unwrap().contains(&format!(
+            "could not assume the role {ROLE_C} with the controller's credentials: AccessDenied: User: arn:aws:iam::123456789012:user/asyncscale-local is not authorized to perform: sts:AssumeRole on resource: {ROLE_C}"
+        )),
+        "{synced}"
+    );
+    let events = kubectl(&kubeconfig, &["events", "-n", "ml", "--for", "aes/team-c"]);
+    assert!(
+        String::from_utf8_lossy(&events.stdout).contains("RoleNotAssumed"),
+        "{}",
+        String::from_utf8_lossy(&events.stdout)
+    );
+
+    // Each account's quota in the metrics, by account.
+    let metrics = http_get(&metrics_addr, "/metrics").1;
+    for (account, quota) in [("111111111111", 3.0), ("222222222222", 7.0)] {
+        let series = format!(
+            "asyncscale_quota_instances{{account=\"{account}\",region=\"us-east-1\",instance_type=\"ml.g4dn.xlarge\"}}"
+        );
+        assert_eq!(
+            metric_with_labels(&metrics, &series),
+            Some(quota),
+            "{metrics}"
+        );
+    }
+
+    // The trust policy fixed: the next retry assumes the role, and team-c lands in its account.
+    let role = serde_json::json!({"arn": ROLE_C}).to_string();
+    assert_eq!(http(&aws, "POST", "/_sim/roles", &[], &role).0, 204);
+    let wait = kubectl(
+        &kubeconfig,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "aes/team-c",
+            "-n",
+            "ml",
+            "--timeout=60s",
+        ],
+    );
+    assert!(wait.status.success(), "{}", stderr_of(&wait));
+    assert_eq!(target("333333333333")["MaxCapacity"], 2);
+
+    // Deleting cleans each account.
+    let delete = kubectl(
+        &kubeconfig,
+        &["delete", "aes", "--all", "-n", "ml", "--timeout=60s"],
+    );
+    assert!(delete.status.success(), "{}", stderr_of(&delete));
+    for account in ["111111111111", "222222222222", "333333333333"] {
+        assert_eq!(target(account), Value::Null, "{account} cleaned");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

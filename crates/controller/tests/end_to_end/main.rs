@@ -3,6 +3,7 @@
 //! emulator and the real kubectl, the reconciler against kube-rs's mocked API server, the
 //! simulator's trap scenarios, and the deploy manifests.
 
+mod accounts;
 mod cli;
 mod cluster;
 mod deploy;

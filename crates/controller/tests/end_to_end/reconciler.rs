@@ -682,9 +682,9 @@ struct TwoRegions {
 impl asyncscale_engine::BackendSource for TwoRegions {
     async fn backend(
         &self,
-        region: Option<&str>,
+        placement: &asyncscale_engine::Placement,
     ) -> Result<Arc<dyn asyncscale_engine::AutoscalingBackend>, asyncscale_engine::AwsError> {
-        Ok(match region {
+        Ok(match placement.region.as_deref() {
             Some("eu-west-1") => self.other.clone(),
             _ => self.default.clone(),
         })
@@ -1402,7 +1402,7 @@ async fn the_quota_metrics_show_backlog_that_the_quota_keeps_from_growing() {
     reconcile(Arc::new(object.clone()), ctx.clone())
         .await
         .unwrap();
-    let labels = r#"{region="us-east-1",instance_type="ml.g4dn.xlarge"}"#;
+    let labels = r#"{account="",region="us-east-1",instance_type="ml.g4dn.xlarge"}"#;
     let text = ctx.metrics.encode();
     for line in [
         format!("asyncscale_quota_instances{labels} 4"),
@@ -1453,8 +1453,8 @@ async fn the_quota_metrics_show_backlog_that_the_quota_keeps_from_growing() {
         format!("asyncscale_endpoints_blocked_by_quota{labels} 1"),
         format!("asyncscale_endpoints_waiting_without_capacity{labels} 1"),
         format!("asyncscale_quota_grantable_instances{labels} 0"),
-        r#"asyncscale_scaling_activities_failed_total{region="us-east-1",instance_type="ml.g4dn.xlarge",reason="quota"} 1"#.to_string(),
-        r#"asyncscale_scaling_activities_failed_total{region="us-east-1",instance_type="ml.g4dn.xlarge",reason="other"} 0"#.to_string(),
+        r#"asyncscale_scaling_activities_failed_total{account="",region="us-east-1",instance_type="ml.g4dn.xlarge",reason="quota"} 1"#.to_string(),
+        r#"asyncscale_scaling_activities_failed_total{account="",region="us-east-1",instance_type="ml.g4dn.xlarge",reason="other"} 0"#.to_string(),
     ] {
         assert!(text.contains(&line), "{line} missing in\n{text}");
     }
