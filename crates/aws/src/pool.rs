@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
@@ -14,6 +15,10 @@ use crate::sdk::{AwsOptions, SdkBackend};
 
 type Key = (Option<AssumedRole>, Option<String>);
 
+/// After a failed build (a role STS refused), the resources of that role and region get the
+/// same error for this long instead of each asking STS again.
+const FAILED_BUILD_HOLD: Duration = Duration::from_secs(5);
+
 pub struct SdkBackendPool {
     options: AwsOptions,
     calls: CallCounter,
@@ -21,6 +26,7 @@ pub struct SdkBackendPool {
     /// the resources of that role and region wait for it. A failed build leaves its cell empty,
     /// so the next reconcile tries again.
     backends: Mutex<BTreeMap<Key, Arc<OnceCell<Arc<SdkBackend>>>>>,
+    failed: Mutex<BTreeMap<Key, (Instant, AwsError)>>,
 }
 
 impl SdkBackendPool {
@@ -29,11 +35,18 @@ impl SdkBackendPool {
             options,
             calls,
             backends: Mutex::new(BTreeMap::new()),
+            failed: Mutex::new(BTreeMap::new()),
         }
     }
 
     pub fn calls(&self) -> &CallCounter {
         &self.calls
+    }
+
+    fn recently_failed(&self, key: &Key) -> Option<AwsError> {
+        let failed = self.failed.lock().expect("failed lock");
+        let (at, error) = failed.get(key)?;
+        (at.elapsed() < FAILED_BUILD_HOLD).then(|| error.clone())
     }
 
     fn cell(&self, key: Key) -> Arc<OnceCell<Arc<SdkBackend>>> {
@@ -44,17 +57,21 @@ impl SdkBackendPool {
             .or_default()
             .clone()
     }
-}
 
-impl SdkBackendPool {
     async fn build(
         &self,
         role: Option<AssumedRole>,
         region: Option<String>,
     ) -> Result<Arc<SdkBackend>, AwsError> {
-        let cell = self.cell((role.clone(), region.clone()));
-        let backend = cell
+        let key = (role.clone(), region.clone());
+        let cell = self.cell(key.clone());
+        let started = Instant::now();
+        let built = cell
             .get_or_try_init(|| async {
+                // Also for callers that queued behind the build that just failed.
+                if let Some(error) = self.recently_failed(&key) {
+                    return Err(error);
+                }
                 let mut options = self.options.clone();
                 if let Some(region) = &region {
                     options.region = Some(region.clone());
@@ -69,8 +86,24 @@ impl SdkBackendPool {
                 let resolved = self.cell((role.clone(), Some(connected.region().to_string())));
                 Ok::<_, AwsError>(resolved.get_or_init(|| async { connected }).await.clone())
             })
-            .await?;
-        Ok(backend.clone())
+            .await;
+        let mut failed = self.failed.lock().expect("failed lock");
+        match built {
+            Ok(backend) => {
+                failed.remove(&key);
+                Ok(backend.clone())
+            }
+            Err(error) => {
+                // A held error keeps the time of the build that failed.
+                let held = failed
+                    .get(&key)
+                    .is_some_and(|(at, _)| at.elapsed() < FAILED_BUILD_HOLD);
+                if !held {
+                    failed.insert(key, (started, error.clone()));
+                }
+                Err(error)
+            }
+        }
     }
 }
 

@@ -677,6 +677,33 @@ async fn younger_duplicate(
     })
 }
 
+/// A deletion that could not finish: a Warning Event and status say what failed, and that the
+/// finalizer stays.
+async fn report_delete_failed(
+    ctx: &Context,
+    api: &Api<AsyncEndpointScaling>,
+    obj: &AsyncEndpointScaling,
+    what: &str,
+    error: &AwsError,
+) -> Result<(), Error> {
+    let message = format!(
+        "could not remove what asyncscale created ({what}): {error}; retrying. The finalizer {FINALIZER} stays until AWS is clean (remove it by hand to abandon the AWS resources)"
+    );
+    publish(
+        ctx,
+        obj,
+        EventType::Warning,
+        "DeleteFailed",
+        "Delete",
+        &message,
+    )
+    .await;
+    let status =
+        deletion_failed_status(obj.status.as_ref(), obj.meta().generation, &message, &now());
+    write_status_if_changed(api, obj, &status).await?;
+    Ok(())
+}
+
 async fn cleanup(
     obj: Arc<AsyncEndpointScaling>,
     ctx: &Context,
@@ -688,26 +715,7 @@ async fn cleanup(
         Ok(b) => b,
         Err(error) => {
             if error.is_role_refusal() {
-                let message = format!(
-                    "could not remove what asyncscale created: {}; retrying. The finalizer {FINALIZER} stays until AWS is clean (remove it by hand to abandon the AWS resources)",
-                    error.message
-                );
-                publish(
-                    ctx,
-                    &obj,
-                    EventType::Warning,
-                    "DeleteFailed",
-                    "Delete",
-                    &message,
-                )
-                .await;
-                let status = deletion_failed_status(
-                    obj.status.as_ref(),
-                    obj.meta().generation,
-                    &message,
-                    &now(),
-                );
-                write_status_if_changed(api, &obj, &status).await?;
+                report_delete_failed(ctx, api, &obj, "assuming its role", &error).await?;
             }
             return Err(ctx.retry_later(&obj, &key, error, started));
         }
@@ -725,21 +733,7 @@ async fn cleanup(
         let what = report
             .failed_change
             .unwrap_or_else(|| "reading AWS".to_string());
-        let message = format!(
-            "could not remove what asyncscale created ({what}): {error}; retrying. The finalizer {FINALIZER} stays until AWS is clean (remove it by hand to abandon the AWS resources)"
-        );
-        publish(
-            ctx,
-            &obj,
-            EventType::Warning,
-            "DeleteFailed",
-            "Delete",
-            &message,
-        )
-        .await;
-        let status =
-            deletion_failed_status(obj.status.as_ref(), obj.meta().generation, &message, &now());
-        write_status_if_changed(api, &obj, &status).await?;
+        report_delete_failed(ctx, api, &obj, &what, &error).await?;
         ctx.metrics.reconciled("delete_failed", started);
         let retry_in = ctx.failed(&key);
         return Err(Error::Aws { error, retry_in });

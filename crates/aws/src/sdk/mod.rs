@@ -144,6 +144,8 @@ pub struct AwsOptions {
     /// The role of resources that name none (`--default-role-arn`); None: the environment's
     /// own credentials.
     pub default_role: Option<AssumedRole>,
+    /// Fixed credentials instead of the default chain's (a local endpoint's).
+    pub credentials: Option<aws_credential_types::Credentials>,
 }
 
 /// Bounds on every AWS call, so that a hung endpoint or connection becomes a recoverable error
@@ -217,6 +219,9 @@ impl SdkBackend {
         }
         if let Some(url) = &options.endpoint_url {
             loader = loader.endpoint_url(url.clone());
+        }
+        if let Some(credentials) = &options.credentials {
+            loader = loader.credentials_provider(credentials.clone());
         }
         let mut config = loader
             .timeout_config(options.timeouts.sdk_config())

@@ -61,7 +61,7 @@ pub struct AwsArgs {
     default_role_arn: Option<String>,
 }
 
-fn parse_role_arn(text: &str) -> Result<String, String> {
+pub(crate) fn parse_role_arn(text: &str) -> Result<String, String> {
     if asyncscale_api::validate::is_role_arn(text) {
         Ok(text.to_string())
     } else {
@@ -228,6 +228,7 @@ impl AwsArgs {
     pub fn options(&self) -> AwsOptions {
         AwsOptions {
             default_role: self.default_role_arn.clone().map(AssumedRole::new),
+            credentials: None,
             region: self.region.clone(),
             endpoint_url: self.aws_endpoint.clone(),
             timeouts: AwsTimeouts {

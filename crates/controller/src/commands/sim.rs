@@ -9,7 +9,7 @@ use asyncscale_sim::RandomFaults;
 use asyncscale_sim::model::EndpointSpec;
 use asyncscale_sim::rate_limits::{RateLimit, RateLimits};
 
-use crate::commands::args::{ApiRateFlag, parse_api_rate};
+use crate::commands::args::{ApiRateFlag, parse_api_rate, parse_role_arn};
 
 use crate::shutdown::shutdown_signal;
 
@@ -63,7 +63,7 @@ pub enum SimCommand {
         /// account of its own, with the same quotas and rates, reached with the session's keys.
         /// Without any, every well-formed role ARN is granted; POST /_sim/roles declares more, with
         /// the external id a trust policy asks for.
-        #[arg(long = "role", value_name = "ARN", value_parser = parse_role)]
+        #[arg(long = "role", value_name = "ARN", value_parser = parse_role_arn)]
         roles: Vec<String>,
     },
 }
@@ -76,16 +76,6 @@ fn endpoint_flag(text: &str) -> Result<(String, String), String> {
         _ => Err(format!(
             "{text:?} must be NAME=INSTANCE_TYPE, e.g. sdxl-async=ml.g4dn.xlarge"
         )),
-    }
-}
-
-fn parse_role(text: &str) -> Result<String, String> {
-    if asyncscale_api::validate::is_role_arn(text) {
-        Ok(text.to_string())
-    } else {
-        Err(format!(
-            "{text:?} is not an IAM role ARN such as arn:aws:iam::222222222222:role/asyncscale"
-        ))
     }
 }
 

@@ -2,11 +2,11 @@
 //! role, through STS AssumeRole with the process's own credentials, against the real local AWS
 //! endpoint (`asyncscale sim serve`), where each role's account is a simulated account of its own.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value, json};
 
-use crate::support::{BIN, Process, http, start_sim_with};
+use crate::support::{Process, cli_against, http, start_sim_with};
 
 const TEAM_A: &str = "111111111111";
 const TEAM_B: &str = "222222222222";
@@ -74,18 +74,7 @@ impl Sim {
     }
 
     fn cli(&self, args: &[&str]) -> Output {
-        let url = format!("http://{}", self.addr);
-        Command::new(BIN)
-            .args(args)
-            .args(["--aws-endpoint", &url, "--region", "us-east-1"])
-            .env("AWS_ACCESS_KEY_ID", "AKIDCONTROLLER")
-            .env("AWS_SECRET_ACCESS_KEY", "secret")
-            .env_remove("AWS_PROFILE")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .output()
-            .unwrap()
+        cli_against(&format!("http://{}", self.addr), args)
     }
 }
 

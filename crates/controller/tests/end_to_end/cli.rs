@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-use crate::support::{BIN, Process, declare_endpoint, http, start_sim};
+use crate::support::{BIN, Process, cli_against, declare_endpoint, http, start_sim};
 const RID: &str = "endpoint/sdxl-async/variant/AllTraffic";
 const ALARM: &str = "asyncscale-endpoint/sdxl-async/variant/AllTraffic-HasBacklogWithoutCapacity";
 
@@ -134,17 +134,7 @@ fn scheduled_actions(state: &Value) -> Vec<&Value> {
 }
 
 fn cli(sim: &Sim, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .args(["--aws-endpoint", &sim.url(), "--region", "us-east-1"])
-        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "secret")
-        .env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap()
+    cli_against(&sim.url(), args)
 }
 
 fn stdout(o: &Output) -> String {

@@ -95,3 +95,19 @@ pub(crate) fn http(
             .unwrap_or_default(),
     )
 }
+
+/// The `asyncscale` binary with `args`, against the local AWS endpoint at `url` in us-east-1, with
+/// fixed credentials and nothing of the machine's AWS configuration.
+pub(crate) fn cli_against(url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .args(["--aws-endpoint", url, "--region", "us-east-1"])
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap()
+}
