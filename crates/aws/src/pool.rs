@@ -5,57 +5,58 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::sync::OnceCell;
+use tokio::sync::watch;
 
 use asyncscale_engine::{
-    AssumedRole, AutoscalingBackend, AwsError, BackendSource, CallCounter, Placement,
+    AssumedRole, AutoscalingBackend, AwsError, BackendSource, CallCounter, ErrorClass, Placement,
 };
 
 use crate::sdk::{AwsOptions, SdkBackend};
 
 type Key = (Option<AssumedRole>, Option<String>);
+type Built = Option<Result<Arc<SdkBackend>, AwsError>>;
 
 /// After a failed build (a role STS refused), the resources of that role and region get the
 /// same error for this long instead of each asking STS again.
 const FAILED_BUILD_HOLD: Duration = Duration::from_secs(5);
 
+#[derive(Clone)]
+enum Slot {
+    Ready(Arc<SdkBackend>),
+    Building(watch::Receiver<Built>),
+    Failed(Instant, AwsError),
+}
+
 pub struct SdkBackendPool {
     options: AwsOptions,
     calls: CallCounter,
-    /// A backend is built once per key; while one is being built (a role being assumed), only
-    /// the resources of that role and region wait for it. A failed build leaves its cell empty,
-    /// so the next reconcile tries again.
-    backends: Mutex<BTreeMap<Key, Arc<OnceCell<Arc<SdkBackend>>>>>,
-    failed: Mutex<BTreeMap<Key, (Instant, AwsError)>>,
+    /// One backend per key, built once, in a task of its own (one AssumeRole per role).
+    slots: Arc<Mutex<BTreeMap<Key, Slot>>>,
+    /// The longest a caller waits for a build before it is told to come back.
+    build_wait: Duration,
 }
 
 impl SdkBackendPool {
     pub fn new(options: AwsOptions, calls: CallCounter) -> Self {
         Self {
+            // The build's own error (a timeout included) comes first.
+            build_wait: options.timeouts.call + Duration::from_secs(1),
             options,
             calls,
-            backends: Mutex::new(BTreeMap::new()),
-            failed: Mutex::new(BTreeMap::new()),
+            slots: Arc::default(),
         }
+    }
+
+    /// Waits at most `wait` for a backend being built (an AssumeRole STS does not answer): the
+    /// controller's reconciles of a hung role must not hold the reconcile slots other accounts
+    /// need. The build goes on by itself, within the call timeout.
+    pub fn with_build_wait(mut self, wait: Duration) -> Self {
+        self.build_wait = wait;
+        self
     }
 
     pub fn calls(&self) -> &CallCounter {
         &self.calls
-    }
-
-    fn recently_failed(&self, key: &Key) -> Option<AwsError> {
-        let failed = self.failed.lock().expect("failed lock");
-        let (at, error) = failed.get(key)?;
-        (at.elapsed() < FAILED_BUILD_HOLD).then(|| error.clone())
-    }
-
-    fn cell(&self, key: Key) -> Arc<OnceCell<Arc<SdkBackend>>> {
-        self.backends
-            .lock()
-            .expect("backends lock")
-            .entry(key)
-            .or_default()
-            .clone()
     }
 
     async fn build(
@@ -64,46 +65,92 @@ impl SdkBackendPool {
         region: Option<String>,
     ) -> Result<Arc<SdkBackend>, AwsError> {
         let key = (role.clone(), region.clone());
-        let cell = self.cell(key.clone());
-        let started = Instant::now();
-        let built = cell
-            .get_or_try_init(|| async {
-                // Also for callers that queued behind the build that just failed.
-                if let Some(error) = self.recently_failed(&key) {
-                    return Err(error);
+        let mut built = {
+            let mut slots = self.slots.lock().expect("pool lock");
+            match slots.get(&key) {
+                Some(Slot::Ready(backend)) => return Ok(backend.clone()),
+                Some(Slot::Failed(at, error)) if at.elapsed() < FAILED_BUILD_HOLD => {
+                    return Err(error.clone());
                 }
-                let mut options = self.options.clone();
-                if let Some(region) = &region {
-                    options.region = Some(region.clone());
+                Some(Slot::Building(built)) => built.clone(),
+                _ => {
+                    let (done, built) = watch::channel(None);
+                    slots.insert(key.clone(), Slot::Building(built.clone()));
+                    let mut options = self.options.clone();
+                    if let Some(region) = &region {
+                        options.region = Some(region.clone());
+                    }
+                    let (slots, calls) = (self.slots.clone(), self.calls.clone());
+                    tokio::spawn(async move {
+                        let started = Instant::now();
+                        let connected = SdkBackend::connect(&options, key.0.as_ref(), calls).await;
+                        let result = settle(&slots, key, connected.map(Arc::new), started);
+                        let _ = done.send(Some(result));
+                    });
+                    built
                 }
-                let connected = SdkBackend::connect(&options, role.as_ref(), self.calls.clone());
-                let connected = Arc::new(connected.await?);
-                if region.is_some() {
-                    return Ok(connected);
-                }
-                // An unset region and the region it resolves to are one place: one backend, so
-                // one quota cache per account, region and instance type.
-                let resolved = self.cell((role.clone(), Some(connected.region().to_string())));
-                Ok::<_, AwsError>(resolved.get_or_init(|| async { connected }).await.clone())
-            })
-            .await;
-        let mut failed = self.failed.lock().expect("failed lock");
-        match built {
-            Ok(backend) => {
-                failed.remove(&key);
-                Ok(backend.clone())
             }
-            Err(error) => {
-                // A held error keeps the time of the build that failed.
-                let held = failed
-                    .get(&key)
-                    .is_some_and(|(at, _)| at.elapsed() < FAILED_BUILD_HOLD);
-                if !held {
-                    failed.insert(key, (started, error.clone()));
-                }
-                Err(error)
-            }
+        };
+        match tokio::time::timeout(self.build_wait, built.wait_for(Option::is_some)).await {
+            Ok(Ok(result)) => result.clone().expect("waited for Some"),
+            Ok(Err(_)) => Err(still_building(role.as_ref(), "stopped without an answer")),
+            Err(_) => Err(still_building(
+                role.as_ref(),
+                &format!(
+                    "no answer within {:?}; it is still being asked, and this resource retries",
+                    self.build_wait
+                ),
+            )),
         }
+    }
+}
+
+/// Records a finished build. An unset region and the region it resolves to are one place: one
+/// backend, so one quota cache per account, region and instance type.
+fn settle(
+    slots: &Mutex<BTreeMap<Key, Slot>>,
+    key: Key,
+    connected: Result<Arc<SdkBackend>, AwsError>,
+    started: Instant,
+) -> Result<Arc<SdkBackend>, AwsError> {
+    let mut slots = slots.lock().expect("pool lock");
+    match connected {
+        Ok(mut backend) => {
+            let resolved = (key.0.clone(), Some(backend.region().to_string()));
+            if let Some(Slot::Ready(existing)) = slots.get(&resolved) {
+                backend = existing.clone();
+            } else {
+                slots.insert(resolved, Slot::Ready(backend.clone()));
+            }
+            slots.insert(key, Slot::Ready(backend.clone()));
+            Ok(backend)
+        }
+        Err(error) => {
+            slots.insert(key, Slot::Failed(started, error.clone()));
+            Err(error)
+        }
+    }
+}
+
+/// A caller that stopped waiting for a build that goes on.
+fn still_building(role: Option<&AssumedRole>, why: &str) -> AwsError {
+    match role {
+        Some(role) => AwsError {
+            class: ErrorClass::Recoverable,
+            service: "sts",
+            operation: "AssumeRole",
+            code: "timeout".into(),
+            message: format!(
+                "could not assume the role {} with asyncscale's own credentials: AssumeRole: {why}",
+                role.arn
+            ),
+        },
+        None => AwsError::local(
+            ErrorClass::Recoverable,
+            "LoadConfig",
+            "timeout",
+            format!("loading the AWS configuration (credentials, region): {why}"),
+        ),
     }
 }
 

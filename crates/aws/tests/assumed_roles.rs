@@ -77,7 +77,7 @@ async fn a_backend_per_role_acts_in_the_roles_account_and_a_refusal_is_held() {
     assert_eq!(refused.code, "AccessDenied");
     assert!(
         refused.message.contains(&format!(
-            "could not assume the role {REFUSED} with the controller's credentials: AccessDenied: User: arn:aws:iam::123456789012:user/asyncscale-local is not authorized to perform: sts:AssumeRole on resource: {REFUSED}"
+            "could not assume the role {REFUSED} with asyncscale's own credentials: AccessDenied: User: arn:aws:iam::123456789012:user/asyncscale-local is not authorized to perform: sts:AssumeRole on resource: {REFUSED}"
         )),
         "{}",
         refused.message
@@ -94,4 +94,63 @@ async fn a_backend_per_role_acts_in_the_roles_account_and_a_refusal_is_held() {
     let now_granted = pool.backend(&in_role(REFUSED)).await.unwrap();
     assert_eq!(now_granted.account(), Some("333333333333"));
     assert_eq!(assumed(), 3);
+}
+
+/// An AssumeRole STS never answers holds none of its callers longer than the pool's wait, and
+/// another role's resources are served meanwhile.
+#[tokio::test]
+async fn a_hung_assume_role_holds_its_callers_briefly_and_no_other_role() {
+    const HUNG: &str = "arn:aws:iam::444444444444:role/asyncscale";
+    let sim = asyncscale_sim::start(
+        "127.0.0.1:0".parse().unwrap(),
+        asyncscale_sim::QuotaTable::default(),
+    )
+    .await
+    .unwrap();
+    let hang: asyncscale_sim::Fault = serde_json::from_value(serde_json::json!({
+        "service": "sts", "operation": "AssumeRole", "delaySeconds": 120, "count": 0,
+        "inputHas": ["RoleArn", HUNG],
+    }))
+    .unwrap();
+    sim.account.lock().unwrap().faults.push(hang);
+    let options = AwsOptions {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(sim.url()),
+        credentials: Some(aws_credential_types::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        )),
+        ..AwsOptions::default()
+    };
+    let pool = SdkBackendPool::new(options, CallCounter::default())
+        .with_build_wait(std::time::Duration::from_secs(3));
+    let pool = Arc::new(pool);
+    let started = std::time::Instant::now();
+    let callers: Vec<_> = (0..3)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.backend(&in_role(HUNG)).await.err().unwrap() })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let other = pool.backend(&in_role(GRANTED)).await.unwrap();
+    assert_eq!(other.account(), Some("111111111111"));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "another role is not held up: {:?}",
+        started.elapsed()
+    );
+    for caller in callers {
+        let error = caller.await.unwrap();
+        assert!(error.is_role_refusal());
+        assert!(
+            error.message.contains("no answer within 3s"),
+            "{}",
+            error.message
+        );
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "each caller waits at most the pool's bound: {waited:?}"
+    );
 }

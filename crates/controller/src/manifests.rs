@@ -12,11 +12,12 @@ use asyncscale_api::{
     AsyncEndpointScaling, AsyncEndpointScalingSpec, AsyncEndpointScalingStatus, DeletionPolicy,
     ParsedResource, validate_spec,
 };
-use asyncscale_core::status::SyncOutcome;
+use asyncscale_core::status::{StatusInput, SyncOutcome, compute_status};
 use asyncscale_core::{Adoption, ResourceNames};
 use asyncscale_engine::{
-    AutoscalingBackend, BackendSource, CallCounter, ConvergeMode, Fence, FleetConfig, FleetSource,
-    Intent, OwnershipCheck, Place, Placement, QuotaPeer, converge, quota_peers, remove,
+    AutoscalingBackend, AwsError, BackendSource, CallCounter, ConvergeMode, Fence, FleetConfig,
+    FleetSource, Intent, OwnershipCheck, Place, Placement, QuotaPeer, converge, quota_peers,
+    remove,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -155,8 +156,12 @@ pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
         let backend = match backends.backend(&Placement::of(&resource.spec)).await {
             Ok(b) => b,
             Err(e) => {
-                eprintln!("error: {}: {}", display_name(resource), e.message);
                 failed = true;
+                let result = unreachable_one(resource, verb, &e, &now);
+                if args.output == Output::Text {
+                    print!("{}", result.text);
+                }
+                reports.push(result.json);
                 continue;
             }
         };
@@ -311,6 +316,60 @@ async fn delete_one(backend: &dyn AutoscalingBackend, resource: &AsyncEndpointSc
         text,
         json,
         failed: report.error.is_some(),
+        pending: false,
+    }
+}
+
+/// A resource whose account could not be reached (its role refused, no region): reported like
+/// the others, with nothing read or written.
+fn unreachable_one(
+    resource: &AsyncEndpointScaling,
+    verb: Verb,
+    error: &AwsError,
+    now: &Time,
+) -> Outcome {
+    let mut text = header(resource);
+    text.push_str(&format!("  error: {}\n", error.message));
+    let json = if verb == Verb::Delete {
+        json!({
+            "name": display_name(resource),
+            "retained": resource.spec.deletion_policy == DeletionPolicy::Retain,
+            "changes": [],
+            "applied": 0,
+            "error": error.message,
+        })
+    } else {
+        let outcome = if error.is_role_refusal() {
+            SyncOutcome::RoleNotAssumed(error.message.clone())
+        } else {
+            SyncOutcome::ObserveFailed(error.message.clone())
+        };
+        let status = compute_status(
+            &StatusInput {
+                generation: resource.metadata.generation,
+                spec: &resource.spec,
+                quota: None,
+                desired: None,
+                observed: None,
+                endpoint: None,
+                outcome,
+                observation_stale: true,
+            },
+            resource.status.as_ref(),
+            now,
+        );
+        text.push_str(&status_text(&status));
+        json!({
+            "name": display_name(resource),
+            "changes": [],
+            "applied": 0,
+            "status": status,
+        })
+    };
+    Outcome {
+        text,
+        json,
+        failed: true,
         pending: false,
     }
 }

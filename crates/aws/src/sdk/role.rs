@@ -119,7 +119,7 @@ impl RoleSession {
     fn refused(&self, error: AwsError) -> AwsError {
         AwsError {
             message: format!(
-                "could not assume the role {} with the controller's credentials: {}: {}",
+                "could not assume the role {} with asyncscale's own credentials: {}: {}",
                 self.role.arn, error.code, error.message
             ),
             ..error

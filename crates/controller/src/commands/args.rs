@@ -185,6 +185,10 @@ pub fn parse_api_rate(text: &str) -> Result<ApiRateFlag, String> {
     })
 }
 
+/// How long a reconcile waits for its role's AssumeRole before it backs off: a normal one takes
+/// well under a second.
+const CONTROLLER_BUILD_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AwsTarget {
     Aws,
@@ -215,7 +219,12 @@ impl AwsArgs {
                         return Err(crate::simulate::SimulateError::Usage(problem.to_string()));
                     }
                 }
-                Ok((Arc::new(SdkBackendPool::new(self.options(), calls)), None))
+                let mut pool = SdkBackendPool::new(self.options(), calls);
+                if !strict_credentials {
+                    // The controller: a hung role must not hold reconcile slots.
+                    pool = pool.with_build_wait(CONTROLLER_BUILD_WAIT);
+                }
+                Ok((Arc::new(pool), None))
             }
             AwsTarget::Simulated => {
                 let (server, backend) = crate::simulate::in_process_aws(&[], calls).await?;

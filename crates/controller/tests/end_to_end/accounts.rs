@@ -219,7 +219,7 @@ fn two_roles_land_in_two_accounts_with_their_own_quotas_and_a_refused_role_holds
     assert_eq!(apply.status.code(), Some(1), "{}", text(&apply));
     assert!(
         text(&apply).contains(&format!(
-            "could not assume the role {ROLE_REFUSED} with the controller's credentials: AccessDenied: User: arn:aws:iam::123456789012:user/asyncscale-local is not authorized to perform: sts:AssumeRole on resource: {ROLE_REFUSED}"
+            "could not assume the role {ROLE_REFUSED} with asyncscale's own credentials: AccessDenied: User: arn:aws:iam::123456789012:user/asyncscale-local is not authorized to perform: sts:AssumeRole on resource: {ROLE_REFUSED}"
         )),
         "{}",
         text(&apply)
@@ -228,6 +228,22 @@ fn two_roles_land_in_two_accounts_with_their_own_quotas_and_a_refused_role_holds
         sim.targets(TEAM_A)[0]["MaxCapacity"],
         2,
         "team A was not held up"
+    );
+    // -o json reports it with the others, in status as the controller would.
+    let plan = sim.cli(&["plan", "-f", &refused, "-o", "json"]);
+    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));
+    let report: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let team_c = &report["resources"][0];
+    assert_eq!(team_c["name"], "ml/team-c", "{report}");
+    let ready = team_c["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("RoleNotAssumed"))
     );
     assert!(sim.targets("333333333333").is_empty());
 

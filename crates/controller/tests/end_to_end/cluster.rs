@@ -1628,7 +1628,7 @@ async fn resources_land_in_the_account_of_their_role_and_a_refused_role_holds_up
     assert_eq!(synced["status"], "False");
     assert!(
         synced["message"].as_str().unwrap().contains(&format!(
-            "could not assume the role {ROLE_C} with the controller's credentials: AccessDenied: User: arn:aws:iam::123456789012:user/asyncscale-local is not authorized to perform: sts:AssumeRole on resource: {ROLE_C}"
+            "could not assume the role {ROLE_C} with asyncscale's own credentials: AccessDenied: User: arn:aws:iam::123456789012:user/asyncscale-local is not authorized to perform: sts:AssumeRole on resource: {ROLE_C}"
         )),
         "{synced}"
     );
