@@ -147,10 +147,10 @@ pub const SAGEMAKER_NAME_PATTERN: &str = "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$";
 pub const INSTANCE_TYPE_PATTERN: &str = "^ml\\.[a-z0-9-]+\\.[a-z0-9]+$";
 /// AWS region names, e.g. `us-east-1`, `us-gov-west-1`.
 pub const REGION_PATTERN: &str = "^[a-z]{2}(-[a-z]+)+-[0-9]+$";
-/// An IAM role ARN, `arn:<partition>:iam::<account>:role/<path/><name>` (IAM's role name and
-/// path characters).
-pub const ROLE_ARN_PATTERN: &str =
-    "^arn:aws[a-z-]*:iam::[0-9]{12}:role/([!-~]+/)?[A-Za-z0-9+=,.@_-]{1,64}$";
+/// An IAM role ARN, `arn:<partition>:iam::<account>:role/<path/><name>`: AWS's partitions,
+/// IAM's role name (1-64 characters) and path (at most 512 characters with its leading `/`,
+/// which the ARN leaves out).
+pub const ROLE_ARN_PATTERN: &str = "^arn:aws(-cn|-us-gov|-iso|-iso-[bef]|-eusc)?:iam::[0-9]{12}:role/([!-~]{1,510}/)?[A-Za-z0-9+=,.@_-]{1,64}$";
 /// STS AssumeRole's ExternalId characters, `[\w+=,.@:/-]` (2-1224 of them: the schema's length
 /// bounds, as RE2 allows no repeat count above 1000).
 pub const EXTERNAL_ID_PATTERN: &str = "^[A-Za-z0-9_+=,.@:/-]+$";

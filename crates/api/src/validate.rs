@@ -415,16 +415,17 @@ pub fn is_role_arn(s: &str) -> bool {
     let name = role.rsplit('/').next().unwrap_or_default();
     let path = &role[..role.len() - name.len()];
     s.len() <= 2048
-        && partition_suffix
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c == '-')
+        && [
+            "", "-cn", "-us-gov", "-iso", "-iso-b", "-iso-e", "-iso-f", "-eusc",
+        ]
+        .contains(&partition_suffix)
         && account.len() == 12
         && account.chars().all(|c| c.is_ascii_digit())
         && (1..=64).contains(&name.len())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
-        && (path.is_empty() || path.len() >= 2)
+        && (path.is_empty() || (2..=511).contains(&path.len()))
         && path.chars().all(|c| ('!'..='~').contains(&c))
 }
 
@@ -529,6 +530,17 @@ mod tests {
             s.role_arn = Some(good.into());
             assert_eq!(validate_spec(&s), Ok(()), "{good}");
         }
+        let long_path = format!("arn:aws:iam::123456789012:role/{}/x", "p".repeat(511));
+        s.role_arn = Some(long_path);
+        assert!(
+            messages(&s)[0].starts_with("spec.roleArn: "),
+            "path over 512"
+        );
+        s.role_arn = Some(format!(
+            "arn:aws:iam::123456789012:role/{}/x",
+            "p".repeat(509)
+        ));
+        assert_eq!(validate_spec(&s), Ok(()), "a path of 512 with its slashes");
         assert_eq!(
             role_account("arn:aws:iam::123456789012:role/x"),
             Some("123456789012")
@@ -540,6 +552,8 @@ mod tests {
             "asyncscale",
             "arn:aws:iam::123456789012:role/",
             "arn:aws:iam::123456789012:role/has space",
+            "arn:awsfoo:iam::123456789012:role/x",
+            "arn:aws-:iam::123456789012:role/x",
         ] {
             s.role_arn = Some(bad.into());
             assert!(

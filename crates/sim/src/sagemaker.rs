@@ -27,10 +27,16 @@
 
 use serde_json::{Value, json};
 
-use crate::account::{ACCOUNT_ID, ApiError, ApiResult, partition, required};
+use crate::account::{ApiError, ApiResult, partition, required};
 use crate::model::{EndpointSim, World};
 
-pub fn handle(world: &World, operation: &str, input: &Value, region: &str) -> ApiResult {
+pub fn handle(
+    world: &World,
+    operation: &str,
+    input: &Value,
+    region: &str,
+    account: &str,
+) -> ApiResult {
     // Endpoints are regional: the model's live in the world's region.
     let endpoints: &[EndpointSim] = if region == world.region {
         &world.endpoints
@@ -41,18 +47,20 @@ pub fn handle(world: &World, operation: &str, input: &Value, region: &str) -> Ap
         "DescribeEndpoint" => {
             let name = required(input, "EndpointName")?;
             let e = find(endpoints, name)
-                .ok_or_else(|| not_found("endpoint", &endpoint_arn(region, name)))?;
-            Ok(describe_endpoint(world, e, region))
+                .ok_or_else(|| not_found("endpoint", &endpoint_arn(account, region, name)))?;
+            Ok(describe_endpoint(world, e, region, account))
         }
         "DescribeEndpointConfig" => {
             let name = required(input, "EndpointConfigName")?;
             let e = endpoints
                 .iter()
                 .find(|e| config_name(e) == name)
-                .ok_or_else(|| not_found("endpoint configuration", &config_arn(region, name)))?;
-            Ok(describe_config(world, e, region))
+                .ok_or_else(|| {
+                    not_found("endpoint configuration", &config_arn(account, region, name))
+                })?;
+            Ok(describe_config(world, e, region, account))
         }
-        "ListEndpoints" => list_endpoints(world, endpoints, input, region),
+        "ListEndpoints" => list_endpoints(world, endpoints, input, region, account),
         _ => Err(ApiError::new(
             "UnknownOperationException",
             format!("sagemaker {operation} is not supported by the asyncscale simulator"),
@@ -71,17 +79,17 @@ fn not_found(what: &str, arn: &str) -> ApiError {
     )
 }
 
-fn endpoint_arn(region: &str, name: &str) -> String {
+fn endpoint_arn(account: &str, region: &str, name: &str) -> String {
     format!(
-        "arn:{}:sagemaker:{region}:{ACCOUNT_ID}:endpoint/{}",
+        "arn:{}:sagemaker:{region}:{account}:endpoint/{}",
         partition(region),
         name.to_lowercase()
     )
 }
 
-fn config_arn(region: &str, name: &str) -> String {
+fn config_arn(account: &str, region: &str, name: &str) -> String {
     format!(
-        "arn:{}:sagemaker:{region}:{ACCOUNT_ID}:endpoint-config/{}",
+        "arn:{}:sagemaker:{region}:{account}:endpoint-config/{}",
         partition(region),
         name.to_lowercase()
     )
@@ -106,10 +114,10 @@ fn async_config(e: &EndpointSim) -> Option<Value> {
     })
 }
 
-fn describe_endpoint(world: &World, e: &EndpointSim, region: &str) -> Value {
+fn describe_endpoint(world: &World, e: &EndpointSim, region: &str, account: &str) -> Value {
     let mut out = json!({
         "EndpointName": e.spec.endpoint,
-        "EndpointArn": endpoint_arn(region, &e.spec.endpoint),
+        "EndpointArn": endpoint_arn(account, region, &e.spec.endpoint),
         "EndpointConfigName": config_name(e),
         "EndpointStatus": status(e),
         "CreationTime": world.epoch,
@@ -128,11 +136,11 @@ fn describe_endpoint(world: &World, e: &EndpointSim, region: &str) -> Value {
     out
 }
 
-fn describe_config(world: &World, e: &EndpointSim, region: &str) -> Value {
+fn describe_config(world: &World, e: &EndpointSim, region: &str, account: &str) -> Value {
     let name = config_name(e);
     let mut out = json!({
         "EndpointConfigName": name,
-        "EndpointConfigArn": config_arn(region, &name),
+        "EndpointConfigArn": config_arn(account, region, &name),
         "CreationTime": world.epoch,
         "ProductionVariants": [{
             "VariantName": e.spec.variant,
@@ -153,6 +161,7 @@ fn list_endpoints(
     endpoints: &[EndpointSim],
     input: &Value,
     region: &str,
+    account: &str,
 ) -> ApiResult {
     let max = match input.get("MaxResults").and_then(Value::as_i64) {
         Some(n) if !(1..=100).contains(&n) => {
@@ -197,7 +206,7 @@ fn list_endpoints(
         .map(|e| {
             json!({
                 "EndpointName": e.spec.endpoint,
-                "EndpointArn": endpoint_arn(region, &e.spec.endpoint),
+                "EndpointArn": endpoint_arn(account, region, &e.spec.endpoint),
                 "CreationTime": world.epoch,
                 "LastModifiedTime": world.epoch + e.last_modified_s,
                 "EndpointStatus": status(e),

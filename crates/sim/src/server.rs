@@ -93,7 +93,7 @@ impl Shared {
                 // The request rates `sim serve` enforces hold in every account, each with its
                 // own buckets.
                 let own = self.own.account.lock().expect("account lock");
-                let mut account = Account::new(self.quotas.clone());
+                let mut account = Account::with_id(id, self.quotas.clone());
                 account.rate_limits = own.rate_limits.fresh();
                 account.random_faults = own
                     .random_faults
@@ -388,11 +388,9 @@ async fn run(
     let result = if service == "sagemaker" {
         // SageMaker's endpoints are the scaling model's.
         let world = world.lock().expect("world lock");
-        account
-            .lock()
-            .expect("account lock")
-            .record_call(service, operation);
-        crate::sagemaker::handle(&world, operation, input, region)
+        let mut account = account.lock().expect("account lock");
+        account.record_call(service, operation);
+        crate::sagemaker::handle(&world, operation, input, region, &account.id)
     } else {
         account
             .lock()

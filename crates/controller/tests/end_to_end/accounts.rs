@@ -165,6 +165,10 @@ fn two_roles_land_in_two_accounts_with_their_own_quotas_and_a_refused_role_holds
         (b[0]["ResourceId"].as_str(), b[0]["MaxCapacity"].as_i64()),
         (Some(RID), Some(7))
     );
+    for (target, account) in [(&a[0], TEAM_A), (&b[0], TEAM_B)] {
+        let arn = target["ScalableTargetARN"].as_str().unwrap();
+        assert!(arn.contains(&format!(":{account}:")), "{arn}");
+    }
     assert!(
         sim.targets("123456789012").is_empty(),
         "nothing in the caller's own account"

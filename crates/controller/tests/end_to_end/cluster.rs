@@ -1051,6 +1051,11 @@ async fn the_real_api_server_validates_defaults_and_accepts_the_install_manifest
             "spec.roleArn".into(),
         ),
         (
+            "role-arn-partition",
+            example("a34", ", roleArn: 'arn:awsfoo:iam::123456789012:role/x'"),
+            "spec.roleArn".into(),
+        ),
+        (
             "external-id-without-role",
             example("a32", ", externalId: tenant-42"),
             rules::EXTERNAL_ID_NEEDS_ROLE.message.into(),

@@ -110,8 +110,9 @@ impl Account {
             None => {
                 let id = self.uuid().replace('-', "");
                 let arn = format!(
-                    "arn:{}:application-autoscaling:{region}:{ACCOUNT_ID}:scalable-target/{id}",
-                    partition(region)
+                    "arn:{}:application-autoscaling:{region}:{}:scalable-target/{id}",
+                    partition(region),
+                    self.id
                 );
                 // §2.1: tags are assigned on creation.
                 let tags = aas_tags(input)?;
@@ -153,7 +154,7 @@ impl Account {
                     "ServiceNamespace": k.0, "ResourceId": k.1, "ScalableDimension": k.2,
                     "MinCapacity": t.min, "MaxCapacity": t.max, "SuspendedState": t.suspended,
                     "CreationTime": t.created, "ScalableTargetARN": t.arn,
-                    "RoleARN": format!("arn:{}:iam::{ACCOUNT_ID}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint", t.arn.split(':').nth(1).unwrap_or("aws")),
+                    "RoleARN": format!("arn:{}:iam::{}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint", t.arn.split(':').nth(1).unwrap_or("aws"), self.id),
                 })
             })
             .collect();
@@ -267,8 +268,9 @@ impl Account {
             None => {
                 let uuid = self.uuid();
                 format!(
-                    "arn:{}:autoscaling:{region}:{ACCOUNT_ID}:scalingPolicy:{uuid}:resource/{}/{}:policyName/{name}",
+                    "arn:{}:autoscaling:{region}:{}:scalingPolicy:{uuid}:resource/{}/{}:policyName/{name}",
                     partition(region),
+                    self.id,
                     key.0,
                     key.1
                 )
@@ -300,7 +302,7 @@ impl Account {
         );
         let alarms: Vec<Value> = owned_alarms
             .iter()
-            .map(|n| json!({ "AlarmName": n, "AlarmARN": alarm_arn(region, n) }))
+            .map(|n| json!({ "AlarmName": n, "AlarmARN": alarm_arn(&self.id, region, n) }))
             .collect();
         Ok(json!({ "PolicyARN": arn, "Alarms": alarms }))
     }
@@ -444,10 +446,10 @@ impl Account {
                     self.here.alarms
                         .iter()
                         .filter(|(_, a)| a.config.get("AlarmActions").and_then(Value::as_array).is_some_and(|acts| acts.iter().any(|x| x.as_str() == Some(&p.arn))))
-                        .map(|(n, _)| json!({ "AlarmName": n, "AlarmARN": alarm_arn(region_of(&p.arn), n) }))
+                        .map(|(n, _)| json!({ "AlarmName": n, "AlarmARN": alarm_arn(&self.id, region_of(&p.arn), n) }))
                         .collect()
                 } else {
-                    p.owned_alarms.iter().map(|n| json!({ "AlarmName": n, "AlarmARN": alarm_arn(region_of(&p.arn), n) })).collect()
+                    p.owned_alarms.iter().map(|n| json!({ "AlarmName": n, "AlarmARN": alarm_arn(&self.id, region_of(&p.arn), n) })).collect()
                 };
                 let mut v = json!({
                     "PolicyARN": p.arn, "PolicyName": p.name, "ServiceNamespace": p.target.0,

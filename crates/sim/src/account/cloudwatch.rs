@@ -205,7 +205,7 @@ impl Account {
                 alarm.config_updated = t;
             }
             None => {
-                let arn = alarm_arn(region, &name);
+                let arn = alarm_arn(&self.id, region, &name);
                 let tags = cw_tags(input);
                 check_tags(&tags, "Tags")
                     .map_err(|(_, m)| ApiError::new("InvalidParameterValue", m))?;
@@ -276,7 +276,7 @@ impl Account {
             })
             .map(|(n, a)| {
                 let mut v = Value::Object(a.config.clone());
-                v["AlarmArn"] = json!(alarm_arn(region, n));
+                v["AlarmArn"] = json!(alarm_arn(&self.id, region, n));
                 v["StateValue"] = json!(a.state);
                 v["StateReason"] = json!(a.state_reason);
                 v["StateUpdatedTimestamp"] = json!(a.state_updated);
@@ -319,7 +319,7 @@ impl Account {
             .join(", ");
         for name in &names {
             if self.here.alarms.remove(name).is_some() {
-                self.here.tags.remove(&alarm_arn(region, name));
+                self.here.tags.remove(&alarm_arn(&self.id, region, name));
             }
         }
         if missing.is_empty() {
@@ -367,7 +367,7 @@ impl Account {
             .rsplit_once(":alarm:")
             .map(|(_, n)| n)
             .unwrap_or_default();
-        if arn != alarm_arn(region, name) || !self.here.alarms.contains_key(name) {
+        if arn != alarm_arn(&self.id, region, name) || !self.here.alarms.contains_key(name) {
             return Err(ApiError::not_found_cw(format!("Alarm {arn} not found")));
         }
         Ok(arn)

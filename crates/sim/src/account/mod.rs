@@ -314,6 +314,8 @@ impl Fault {
 /// The whole simulated account. One per `sim serve`; thread safety is the server's job.
 #[derive(Debug, Default)]
 pub struct Account {
+    /// The twelve-digit account id, in every ARN.
+    pub id: String,
     /// The region the current request addresses, and its state; the other regions wait in
     /// `other_regions` (see [`Self::select_region`]).
     region: String,
@@ -461,7 +463,13 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 
 impl Account {
     pub fn new(quotas: QuotaTable) -> Self {
+        Self::with_id(ACCOUNT_ID, quotas)
+    }
+
+    /// Another account than the caller's own (an assumed role's).
+    pub fn with_id(id: &str, quotas: QuotaTable) -> Self {
         Self {
+            id: id.to_string(),
             region: DEFAULT_REGION.to_string(),
             quotas,
             ..Default::default()
@@ -745,7 +753,7 @@ impl Account {
                 v["Tags"] = json!(
                     self.here
                         .tags
-                        .get(&alarm_arn(region, n))
+                        .get(&alarm_arn(&self.id, region, n))
                         .cloned()
                         .unwrap_or_default()
                 );
@@ -762,9 +770,9 @@ impl Account {
     }
 }
 
-fn alarm_arn(region: &str, name: &str) -> String {
+fn alarm_arn(account: &str, region: &str, name: &str) -> String {
     let partition = partition(region);
-    format!("arn:{partition}:cloudwatch:{region}:{ACCOUNT_ID}:alarm:{name}")
+    format!("arn:{partition}:cloudwatch:{region}:{account}:alarm:{name}")
 }
 
 /// The ARN partition of a region: `aws-cn` for China, `aws-us-gov` for GovCloud, else `aws`

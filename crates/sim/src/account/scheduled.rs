@@ -167,11 +167,12 @@ impl Account {
         }
         let uuid = self.uuid();
         let partition = partition(region);
+        let account = self.id.clone();
         let updated = ScheduledAction {
             arn: existing.as_ref().map_or_else(
                 || {
                     format!(
-                        "arn:{partition}:autoscaling:{region}:{ACCOUNT_ID}:scheduledAction:{uuid}:resource/{}/{}:scheduledActionName/{name}",
+                        "arn:{partition}:autoscaling:{region}:{account}:scheduledAction:{uuid}:resource/{}/{}:scheduledActionName/{name}",
                         key.0, key.1
                     )
                 },

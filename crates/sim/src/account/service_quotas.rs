@@ -11,7 +11,7 @@ impl Account {
     pub(super) fn quota_json(&self, region: &str, name: &str, code: &str, value: f64) -> Value {
         json!({
             "ServiceCode": "sagemaker", "ServiceName": "Amazon SageMaker",
-            "QuotaArn": format!("arn:{}:servicequotas:{region}:{ACCOUNT_ID}:sagemaker/{code}", partition(region)),
+            "QuotaArn": format!("arn:{}:servicequotas:{region}:{}:sagemaker/{code}", partition(region), self.id),
             "QuotaCode": code, "QuotaName": name, "Value": value, "Unit": "None",
             "Adjustable": true, "GlobalQuota": false, "QuotaAppliedAtLevel": "ACCOUNT",
         })
