@@ -82,9 +82,8 @@ impl SdkBackendPool {
                     }
                     let (slots, calls) = (self.slots.clone(), self.calls.clone());
                     tokio::spawn(async move {
-                        let started = Instant::now();
                         let connected = SdkBackend::connect(&options, key.0.as_ref(), calls).await;
-                        let result = settle(&slots, key, connected.map(Arc::new), started);
+                        let result = settle(&slots, key, connected.map(Arc::new));
                         let _ = done.send(Some(result));
                     });
                     built
@@ -111,7 +110,6 @@ fn settle(
     slots: &Mutex<BTreeMap<Key, Slot>>,
     key: Key,
     connected: Result<Arc<SdkBackend>, AwsError>,
-    started: Instant,
 ) -> Result<Arc<SdkBackend>, AwsError> {
     let mut slots = slots.lock().expect("pool lock");
     match connected {
@@ -126,7 +124,9 @@ fn settle(
             Ok(backend)
         }
         Err(error) => {
-            slots.insert(key, Slot::Failed(started, error.clone()));
+            // Held from the failure, not the start: a build that timed out is not retried at
+            // once by the role's next resource (a one-shot run's included).
+            slots.insert(key, Slot::Failed(Instant::now(), error.clone()));
             Err(error)
         }
     }

@@ -10,8 +10,8 @@ use asyncscale_aws::RequestBudget;
 use asyncscale_core::status::SyncOutcome;
 use asyncscale_core::*;
 use asyncscale_engine::{
-    AutoscalingBackend, CallCounter, ConvergeMode, Fence, FleetConfig, FleetView, Intent,
-    OwnershipCheck, converge,
+    AutoscalingBackend, BackendSource, CallCounter, ConvergeMode, Fence, FleetConfig, FleetView,
+    Intent, OwnershipCheck, converge,
 };
 use asyncscale_sim::{Fault, SimServer};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -546,4 +546,49 @@ async fn the_firing_alarm_high_comes_with_each_refresh_and_its_read_failing_alon
         );
     }
     server.account.lock().unwrap().faults.clear();
+}
+
+/// Two roles in one account and region are two views (their credentials differ) but one place
+/// in the metrics: counters summed, the freshest picture's age (a view whose resources are all
+/// gone is no longer refreshed, and must not make the account look stale).
+#[tokio::test]
+async fn two_roles_in_one_account_are_one_place_in_the_stats() {
+    let server = asyncscale_sim::start(
+        "127.0.0.1:0".parse().unwrap(),
+        asyncscale_sim::QuotaTable::default(),
+    )
+    .await
+    .unwrap();
+    let backend: Arc<dyn AutoscalingBackend> = Arc::new(backend_at(&server.url()).await);
+    let fleet = asyncscale_engine::FleetSource::new(
+        Arc::new(asyncscale_engine::SingleBackend(backend)),
+        FleetConfig {
+            refresh_every: Duration::from_millis(100),
+            policy_refresh_every: 1,
+            read_backlog_alarms: false,
+        },
+    );
+    let in_role = |arn: &str| asyncscale_engine::Placement {
+        region: None,
+        role: Some(asyncscale_engine::AssumedRole::new(arn)),
+    };
+    let a = fleet
+        .backend(&in_role("arn:aws:iam::123456789012:role/a"))
+        .await
+        .unwrap();
+    let b = fleet
+        .backend(&in_role("arn:aws:iam::123456789012:role/b"))
+        .await
+        .unwrap();
+    assert!(!Arc::ptr_eq(&a, &b), "one view per role");
+    let rid = "endpoint/e/variant/AllTraffic";
+    a.describe_target(rid).await.unwrap();
+    b.describe_target(rid).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    a.describe_target(rid).await.unwrap();
+    let stats = fleet.stats();
+    assert_eq!(stats.len(), 1, "{stats:?}");
+    let (_, stats) = stats.into_iter().next().unwrap();
+    assert_eq!(stats.refreshes, 3);
+    assert!(stats.age.unwrap() < Duration::from_millis(300), "{stats:?}");
 }

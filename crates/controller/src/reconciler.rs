@@ -684,7 +684,7 @@ async fn report_delete_failed(
     api: &Api<AsyncEndpointScaling>,
     obj: &AsyncEndpointScaling,
     what: &str,
-    error: &AwsError,
+    error: &str,
 ) -> Result<(), Error> {
     let message = format!(
         "could not remove what asyncscale created ({what}): {error}; retrying. The finalizer {FINALIZER} stays until AWS is clean (remove it by hand to abandon the AWS resources)"
@@ -715,7 +715,7 @@ async fn cleanup(
         Ok(b) => b,
         Err(error) => {
             if error.is_role_refusal() {
-                report_delete_failed(ctx, api, &obj, "assuming its role", &error).await?;
+                report_delete_failed(ctx, api, &obj, "assuming its role", &error.message).await?;
             }
             return Err(ctx.retry_later(&obj, &key, error, started));
         }
@@ -733,7 +733,7 @@ async fn cleanup(
         let what = report
             .failed_change
             .unwrap_or_else(|| "reading AWS".to_string());
-        report_delete_failed(ctx, api, &obj, &what, &error).await?;
+        report_delete_failed(ctx, api, &obj, &what, &error.to_string()).await?;
         ctx.metrics.reconciled("delete_failed", started);
         let retry_in = ctx.failed(&key);
         return Err(Error::Aws { error, retry_in });

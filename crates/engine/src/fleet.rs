@@ -1250,14 +1250,24 @@ impl FleetSource {
         }
     }
 
-    /// Each view's stats, with the account and region it reads.
-    pub fn stats(&self) -> Vec<(Place, FleetStats)> {
-        self.views
-            .lock()
-            .expect("fleet views lock")
-            .values()
-            .map(|view| (view.place(), view.stats()))
-            .collect()
+    /// The stats of each account and region's views (one per role there): counters summed, and
+    /// the freshest picture's age and refresh time (a view whose role's resources are all gone
+    /// is no longer refreshed, and must not look stale; a hung role shows in its resources'
+    /// status instead).
+    pub fn stats(&self) -> BTreeMap<Place, FleetStats> {
+        let mut by_place: BTreeMap<Place, FleetStats> = BTreeMap::new();
+        for view in self.views.lock().expect("fleet views lock").values() {
+            let stats = view.stats();
+            let sum = by_place.entry(view.place()).or_default();
+            sum.refreshes += stats.refreshes;
+            sum.failed_refreshes += stats.failed_refreshes;
+            sum.backlog_reads_failed += stats.backlog_reads_failed;
+            if stats.age.is_some() && sum.age.is_none_or(|age| stats.age < Some(age)) {
+                sum.age = stats.age;
+                sum.last_refresh_took = stats.last_refresh_took;
+            }
+        }
+        by_place
     }
 
     /// Changes found by any view's refresh.

@@ -304,3 +304,47 @@ fn assume_role_failing_alone_leaves_the_account_as_it_was() {
     assert!(apply.status.success(), "{}", text(&apply));
     assert_eq!(sim.targets(TEAM_A)[0]["MaxCapacity"], 3);
 }
+
+/// A hung AssumeRole costs a one-shot run one call timeout per role, not per resource: the
+/// role's next resources get the same error at once (the failure is held from when it came,
+/// so a call timeout longer than the hold does not start a new AssumeRole for each).
+#[test]
+fn a_hung_role_costs_one_call_timeout_per_run_not_per_resource() {
+    let sim = Sim::start();
+    let files = Files::new("hung-role");
+    let three = (1..=3)
+        .map(|i| {
+            resource(&format!("team-a-{i}"), ROLE_A, None).replace("sdxl-async", &format!("e{i}"))
+        })
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let file = files.write("three.yaml", &three);
+    let hang = json!({"service": "sts", "operation": "AssumeRole", "delaySeconds": 60, "count": 0});
+    assert_eq!(sim.post("/_sim/faults", &hang.to_string()), 204);
+    let started = std::time::Instant::now();
+    let plan = sim.cli(&[
+        "plan",
+        "-f",
+        &file,
+        "--aws-attempt-timeout",
+        "6s",
+        "--aws-call-timeout",
+        "6s",
+    ]);
+    let took = started.elapsed();
+    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));
+    assert_eq!(
+        text(&plan)
+            .matches("  error: could not assume the role")
+            .count(),
+        3,
+        "{}",
+        text(&plan)
+    );
+    assert!(
+        text(&plan).contains("did not answer within"),
+        "{}",
+        text(&plan)
+    );
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+}
