@@ -145,3 +145,21 @@ impl ProvideCredentials for RoleSession {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expiring_in(seconds: u64) -> Credentials {
+        let expiry = SystemTime::now() + Duration::from_secs(seconds);
+        Credentials::new("ASIA", "secret", Some("token".into()), Some(expiry), "test")
+    }
+
+    #[test]
+    fn a_session_is_renewed_five_minutes_before_it_expires() {
+        assert!(!near_expiry(&expiring_in(3600)));
+        assert!(!near_expiry(&expiring_in(301)));
+        assert!(near_expiry(&expiring_in(299)));
+        assert!(near_expiry(&expiring_in(0)));
+    }
+}
