@@ -9,8 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use asyncscale_api::{
-    AsyncEndpointScaling, AsyncEndpointScalingSpec, AsyncEndpointScalingStatus, DeletionPolicy,
-    ParsedResource, validate_spec,
+    AsyncEndpointScaling, AsyncEndpointScalingStatus, DeletionPolicy, ParsedResource, validate_spec,
 };
 use asyncscale_core::status::{StatusInput, SyncOutcome, compute_status};
 use asyncscale_core::{Adoption, ResourceNames};
@@ -69,7 +68,7 @@ fn duplicates(
     let mut seen: BTreeMap<(Option<Place>, String), String> = BTreeMap::new();
     for (file, parsed) in resources {
         let spec = &parsed.resource.spec;
-        let place = place_of(backends, spec, default_region);
+        let place = backends.place_of(&Placement::of(spec), default_region);
         let key = (
             place,
             ResourceNames::new(&spec.endpoint_name, &spec.variant_name).resource_id,
@@ -84,18 +83,6 @@ fn duplicates(
         }
     }
     problems
-}
-
-/// Where a resource's calls land, without any call (None: it names no region and the
-/// environment has none).
-fn place_of(
-    backends: &dyn BackendSource,
-    spec: &AsyncEndpointScalingSpec,
-    default_region: Option<&str>,
-) -> Option<Place> {
-    let placement = Placement::of(spec);
-    let default_region = placement.region.as_deref().or(default_region)?;
-    Some(backends.place_of(&placement, default_region))
 }
 
 /// `plan`, `apply` or `delete` of every resource in the files: all files are read and checked
@@ -175,7 +162,7 @@ pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
                     .filter_map(|spec| {
                         Some((
                             spec,
-                            place_of(backends.as_ref(), spec, default_region.as_deref())?,
+                            backends.place_of(&Placement::of(spec), default_region.as_deref())?,
                         ))
                     })
                     .collect();

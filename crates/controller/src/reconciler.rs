@@ -370,7 +370,9 @@ async fn apply(
     };
     // Two resources for one endpoint variant would overwrite each other: the younger waits.
     let place = backend.place();
-    if let Some(message) = younger_duplicate(ctx, &obj, &place).await {
+    // Read from the watch cache once for both checks.
+    let others = watched_places(ctx, &obj, &place).await;
+    if let Some(message) = younger_duplicate(&obj, &place, &others) {
         let outcome = SyncOutcome::Conflict(message);
         let written =
             report_without_aws(ctx, api, &obj, previous.as_ref(), &outcome, false).await?;
@@ -383,7 +385,7 @@ async fn apply(
         return Ok(Action::requeue(recheck));
     }
     let departed = |uid: &str| ctx.departed(uid);
-    let peers = quota_peers_of(ctx, &obj, &place).await;
+    let peers = quota_peers_of(&obj, &place, &others);
     let intent = Intent {
         spec: &obj.spec,
         owner: owner_of(&obj),
@@ -618,9 +620,9 @@ async fn watched_places(
         .into_iter()
         .filter(|o| o.uid() != obj.uid() && o.meta().deletion_timestamp.is_none())
         .filter_map(|o| {
-            let placement = Placement::of(&o.spec);
-            let region = placement.region.clone().or(default_region.clone())?;
-            let place = ctx.backends.place_of(&placement, &region);
+            let place = ctx
+                .backends
+                .place_of(&Placement::of(&o.spec), default_region.as_deref())?;
             Some((o, place))
         })
         .collect()
@@ -629,30 +631,28 @@ async fn watched_places(
 /// The watched resources that share `obj`'s instance quota (from the watch cache; no AWS call).
 /// One being deleted, or with an invalid spec, writes nothing: its endpoint's instances count as
 /// in use, not shared.
-async fn quota_peers_of(
-    ctx: &Context,
+fn quota_peers_of(
     obj: &AsyncEndpointScaling,
     obj_place: &Place,
+    others: &[(Arc<AsyncEndpointScaling>, Place)],
 ) -> Vec<asyncscale_engine::QuotaPeer> {
     if obj.spec.quota.policy != asyncscale_api::QuotaPolicy::Share {
         return Vec::new();
     }
-    let watched: Vec<_> = watched_places(ctx, obj, obj_place)
-        .await
-        .into_iter()
-        .filter(|(o, _)| asyncscale_api::validate_spec(&o.spec).is_ok())
-        .collect();
     asyncscale_engine::quota_peers(
         &obj.spec,
         obj_place,
-        watched.iter().map(|(o, place)| (&o.spec, place)),
+        others
+            .iter()
+            .filter(|(o, _)| asyncscale_api::validate_spec(&o.spec).is_ok())
+            .map(|(o, place)| (&o.spec, place)),
     )
 }
 
-async fn younger_duplicate(
-    ctx: &Context,
+fn younger_duplicate(
     obj: &AsyncEndpointScaling,
     obj_place: &Place,
+    others: &[(Arc<AsyncEndpointScaling>, Place)],
 ) -> Option<String> {
     let variant =
         |o: &AsyncEndpointScaling| (o.spec.endpoint_name.clone(), o.spec.variant_name.clone());
@@ -661,12 +661,11 @@ async fn younger_duplicate(
     // Conflict from the ownership check. (Breaking the tie by name could name the other one
     // older than the owner AWS already has, and then both would be refused for good.)
     let created = |o: &AsyncEndpointScaling| o.meta().creation_timestamp.clone().map(|t| t.0);
-    let (oldest, _) = watched_places(ctx, obj, obj_place)
-        .await
-        .into_iter()
+    let (oldest, _) = others
+        .iter()
         .filter(|(o, place)| place == obj_place && variant(o) == variant(obj))
         .min_by_key(|(o, _)| (created(o), o.namespace(), o.name_any()))?;
-    (created(&oldest) < created(obj)).then(|| {
+    (created(oldest) < created(obj)).then(|| {
         format!(
             "the AsyncEndpointScaling {}/{} (older) already manages {} in {}; only one resource may manage an endpoint variant: delete this one (endpointName cannot be changed; to manage another endpoint, create a new resource)",
             oldest.namespace().unwrap_or_default(),

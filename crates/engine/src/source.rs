@@ -97,17 +97,16 @@ pub trait BackendSource: Send + Sync {
         Some(backend.region().to_string())
     }
 
-    /// The account and region `placement`'s calls land in, known without any call.
-    fn place_of(&self, placement: &Placement, default_region: &str) -> Place {
-        Place {
+    /// The account and region `placement`'s calls land in, known without any call (None: it
+    /// names no region, and there is no default).
+    fn place_of(&self, placement: &Placement, default_region: Option<&str>) -> Option<Place> {
+        let region = placement.region.as_deref().or(default_region)?;
+        Some(Place {
             account: self
                 .role_of(placement)
                 .and_then(|role| role.account().map(str::to_string)),
-            region: placement
-                .region
-                .clone()
-                .unwrap_or_else(|| default_region.to_string()),
-        }
+            region: region.to_string(),
+        })
     }
 }
 

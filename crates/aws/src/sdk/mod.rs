@@ -199,6 +199,8 @@ pub struct SdkBackend {
     region: String,
     /// The account of the role the calls act as (None: the environment's credentials).
     account: Option<String>,
+    /// The account and region, as the request budget keys its buckets.
+    budget_place: String,
     timeouts: AwsTimeouts,
     quota_ttl: Duration,
     budget: RequestBudget,
@@ -241,27 +243,26 @@ impl SdkBackend {
         let mut backend = Self::from_config(&config, calls)?.with_budget(options.budget.clone());
         backend.timeouts = options.timeouts;
         backend.account = role.and_then(AssumedRole::account).map(str::to_string);
+        backend.budget_place = backend.place().to_string();
         Ok(backend)
     }
 
     /// A backend for a local AWS-compatible endpoint (such as `asyncscale sim serve`), signed with
     /// fixed credentials so that the environment's real ones never reach it.
     pub async fn for_local_endpoint(url: &str, calls: CallCounter) -> Result<Self, AwsError> {
-        let credentials = aws_sdk_applicationautoscaling::config::Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "asyncscale-local-endpoint",
-        );
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(url)
-            .credentials_provider(credentials)
-            .timeout_config(AwsTimeouts::default().sdk_config())
-            .load()
-            .await;
-        Self::from_config(&config, calls)
+        let options = AwsOptions {
+            region: Some("us-east-1".into()),
+            endpoint_url: Some(url.to_string()),
+            credentials: Some(aws_credential_types::Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "asyncscale-local-endpoint",
+            )),
+            ..AwsOptions::default()
+        };
+        Self::connect(&options, None, calls).await
     }
 
     pub fn from_config(config: &SdkConfig, calls: CallCounter) -> Result<Self, AwsError> {
@@ -288,6 +289,7 @@ impl SdkBackend {
             endpoint_configs: Mutex::new(BTreeMap::new()),
             endpoint_scan: tokio::sync::Mutex::new(None),
             waiting: tokio::sync::Mutex::new(None),
+            budget_place: region.clone(),
             region,
             account: None,
             quota_ttl: QUOTA_TTL,
@@ -341,8 +343,9 @@ impl SdkBackend {
             attempt += 1;
             // The wait for the budget counts against the call's time bound: a command never
             // hangs on a budget slower than --aws-call-timeout allows.
-            let place = self.place().to_string();
-            let budget = self.budget.acquire(&place, service, operation, &self.calls);
+            let budget = self
+                .budget
+                .acquire(&self.budget_place, service, operation, &self.calls);
             if tokio::time::timeout(self.timeouts.call, budget)
                 .await
                 .is_err()
