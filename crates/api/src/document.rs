@@ -28,11 +28,24 @@ const KIND: &str = "AsyncEndpointScaling";
 /// Either every document is valid and all are returned, or nothing is.
 pub fn parse_manifests(source: &str, yaml: &str) -> Result<Vec<ParsedResource>, ManifestError> {
     let documents: Vec<Value> = serde_saphyr::from_multiple(yaml).map_err(|e| ManifestError {
-        problems: vec![format!(
-            "{source}: invalid YAML: {}",
-            shortened(&one_line(&e.to_string()))
-        )],
+        problems: vec![yaml_problem(source, &e)],
     })?;
+    // The same documents with only YAML 1.2's booleans and with numbers kept as spelt, read only
+    // when a value must be shown as written (`y`, which the reading above, like kubectl's,
+    // takes for `true`).
+    let as_written = std::cell::OnceCell::new();
+    let as_written = |index: usize, pointer: &str| {
+        let documents = as_written.get_or_init(|| {
+            let options = serde_saphyr::options! {
+                strict_booleans: true,
+                leading_zero_numbers_as_strings: true,
+                underscored_numbers_as_strings: true,
+            };
+            serde_saphyr::from_multiple_with_options::<Value>(yaml, options).unwrap_or_default()
+        });
+        let value = documents.get(index)?.pointer(pointer)?;
+        value.as_str().map(str::to_string)
+    };
     let mut parsed = Vec::new();
     let mut problems = Vec::new();
     for (index, document) in documents.into_iter().enumerate() {
@@ -40,7 +53,8 @@ pub fn parse_manifests(source: &str, yaml: &str) -> Result<Vec<ParsedResource>, 
             continue; // an empty document, e.g. a trailing `---`
         }
         let number = index + 1;
-        match parse_document(document) {
+        let written = |pointer: &str| as_written(index, pointer);
+        match parse_document(document, &written) {
             Ok(resource) => parsed.push(ParsedResource {
                 document: number,
                 resource,
@@ -64,13 +78,46 @@ pub fn parse_manifests(source: &str, yaml: &str) -> Result<Vec<ParsedResource>, 
     }
 }
 
+/// A YAML error in our words, at one position in the file the user named: the parser's own
+/// text speaks of its options and policies, names `<input>`, and gives the place twice.
+fn yaml_problem(source: &str, e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::{Error, MessageFormatter, UserMessageFormatter};
+    let mut inner = e.without_snippet();
+    while let Error::AliasError { error, .. } = inner {
+        inner = error.without_snippet();
+    }
+    let at = match inner.location().or_else(|| e.location()) {
+        Some(l) if l.line() > 0 => format!("{source}:{}:{}", l.line(), l.column()),
+        _ => source.to_string(),
+    };
+    let what = match inner {
+        Error::DuplicateMappingKey { key: Some(key), .. } => {
+            format!("the key `{key}` appears twice in one mapping; keep one")
+        }
+        Error::DuplicateMappingKey { key: None, .. } => {
+            "a key appears twice in one mapping; keep one".to_string()
+        }
+        Error::NonFiniteFloat { value, .. } => {
+            format!("{value} is not a finite number, which no field takes; quote it if it is text")
+        }
+        Error::UnknownAnchor { .. } => {
+            "this alias (*name) refers to no anchor (&name) defined before it".to_string()
+        }
+        other => UserMessageFormatter.format_message(other).into_owned(),
+    };
+    format!("{at}: invalid YAML: {}", shortened(&one_line(&what)))
+}
+
 type DocumentProblems = (Option<String>, Vec<String>);
 
-fn parse_document(document: Value) -> Result<AsyncEndpointScaling, DocumentProblems> {
-    let name = document
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+/// `written` gives the text of a scalar, by JSON pointer, as the document spells it when YAML
+/// 1.2 reads it as a string.
+fn parse_document(
+    document: Value,
+    written: &dyn Fn(&str) -> Option<String>,
+) -> Result<AsyncEndpointScaling, DocumentProblems> {
+    let name_value = document.pointer("/metadata/name");
+    let name = name_value.and_then(Value::as_str).map(str::to_string);
     let namespace = document
         .pointer("/metadata/namespace")
         .and_then(Value::as_str);
@@ -92,8 +139,23 @@ fn parse_document(document: Value) -> Result<AsyncEndpointScaling, DocumentProbl
             quoted(kind)
         )]));
     }
+    // Before the type check, so that a misspelt field is named beside the required one it
+    // leaves missing.
+    let mut unknown = Vec::new();
+    unknown_fields(&document, top_schema(), "", &mut unknown);
+    let with_unknown = |mut errors: Vec<String>| {
+        errors.extend(unknown.iter().cloned());
+        fail(errors)
+    };
+    if let Some(value @ (Value::Bool(_) | Value::Number(_))) = name_value {
+        return Err(with_unknown(vec![unquoted(
+            "metadata.name",
+            value,
+            written("/metadata/name"),
+        )]));
+    }
     if name.as_deref().unwrap_or("").is_empty() {
-        return Err(fail(vec![
+        return Err(with_unknown(vec![
             "metadata.name: required: give the resource a name".into(),
         ]));
     }
@@ -116,13 +178,11 @@ fn parse_document(document: Value) -> Result<AsyncEndpointScaling, DocumentProbl
         ));
     }
     if !meta_errors.is_empty() {
-        return Err(fail(meta_errors));
+        return Err(with_unknown(meta_errors));
     }
-    let resource: AsyncEndpointScaling = serde_path_to_error::deserialize(document.clone())
-        .map_err(|e| fail(vec![describe_type_error(&e)]))?;
-    let mut errors = Vec::new();
-    let round_trip = serde_json::to_value(&resource).expect("resources always serialise");
-    unknown_fields(&document, &round_trip, "", &mut errors);
+    let resource: AsyncEndpointScaling = serde_path_to_error::deserialize(&document)
+        .map_err(|e| with_unknown(vec![describe_type_error(&e, &document, written)]))?;
+    let mut errors = unknown;
     if let Err(field_errors) = validate_spec(&resource.spec) {
         errors.extend(field_errors.iter().map(ToString::to_string));
     }
@@ -133,7 +193,11 @@ fn parse_document(document: Value) -> Result<AsyncEndpointScaling, DocumentProbl
     }
 }
 
-fn describe_type_error(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+fn describe_type_error(
+    e: &serde_path_to_error::Error<serde_json::Error>,
+    document: &Value,
+    written: &dyn Fn(&str) -> Option<String>,
+) -> String {
     let path = e.path().to_string();
     let inner = e.inner().to_string();
     if let Some(field) = inner.strip_prefix("missing field ") {
@@ -145,21 +209,94 @@ fn describe_type_error(e: &serde_path_to_error::Error<serde_json::Error>) -> Str
         };
         return format!("{at}: required field is missing");
     }
+    // A boolean or number where text belongs: almost always a value left unquoted.
+    if inner.ends_with(", expected a string") {
+        let pointer = json_pointer(e.path());
+        if let Some(value @ (Value::Bool(_) | Value::Number(_))) = document.pointer(&pointer) {
+            return unquoted(&path, value, written(&pointer));
+        }
+    }
     format!("{path}: {}", shortened(&inner))
 }
 
-/// Fields present in the input but not in the typed round trip are unknown to the schema (the
-/// API server prunes or, under `kubectl --validate=strict`, rejects them). `status` and server-set
-/// metadata are not the author's to give, so only spec and the author's metadata are compared.
-fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
-    // A list's items, each against its typed twin (`spec.schedules[0].timezone`).
-    if let (Value::Array(items), Value::Array(typed_items)) = (input, typed) {
-        for (i, (item, typed_item)) in items.iter().zip(typed_items).enumerate() {
-            unknown_fields(item, typed_item, &format!("{path}[{i}]"), out);
+/// `metadata.name: the unquoted y is read as the boolean true, not as text; quote it: name: "y"`.
+/// `as_written` is the value as the document spells it, when known.
+fn unquoted(path: &str, value: &Value, as_written: Option<String>) -> String {
+    let read_as = match value {
+        Value::Bool(b) => format!("the boolean {b}"),
+        _ => format!("the number {}", shorten(&value.to_string())),
+    };
+    // A float's spelling is not kept (`1e3` reads as 1000.0); a whole number's or a boolean's
+    // is, but for case and signs.
+    let spelling = as_written.or_else(|| match value {
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) if !n.is_f64() => Some(n.to_string()),
+        _ => None,
+    });
+    let Some(text) = spelling else {
+        return format!(
+            "{path}: an unquoted value is read as {read_as}, not as text; quote it as you wrote it"
+        );
+    };
+    // The field as it is written in the file: `name: "y"`, or just `"y"` in a list.
+    let quoted_text = quoted(&text);
+    let fix = match path.rsplit_once('.').map_or(path, |(_, last)| last) {
+        key if !key.is_empty() && !key.ends_with(']') => format!("{key}: {quoted_text}"),
+        _ => quoted_text,
+    };
+    format!(
+        "{path}: the unquoted {} is read as {read_as}, not as text; quote it: {fix}",
+        shorten(&text)
+    )
+}
+
+/// serde_path_to_error's path as a JSON pointer into the document.
+fn json_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut pointer = String::new();
+    for segment in path.iter() {
+        pointer.push('/');
+        match segment {
+            Segment::Seq { index } => pointer.push_str(&index.to_string()),
+            Segment::Map { key } => pointer.push_str(&key.replace('~', "~0").replace('/', "~1")),
+            Segment::Enum { variant } => pointer.push_str(variant),
+            Segment::Unknown => pointer.push('?'),
+        }
+    }
+    pointer
+}
+
+/// The schema of the whole resource as the API server checks it: the CRD's for spec and
+/// ObjectMeta's for metadata (the CRD leaves metadata to the API server).
+fn top_schema() -> &'static Value {
+    static SCHEMA: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+        let mut schema = crate::crd()
+            .pointer("/spec/versions/0/schema/openAPIV3Schema")
+            .cloned()
+            .expect("the CRD has a schema");
+        let metadata =
+            schemars::schema_for!(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta);
+        schema["properties"]["metadata"] =
+            serde_json::to_value(metadata).expect("a schema always serialises");
+        schema
+    });
+    &SCHEMA
+}
+
+/// Fields present in the input but not in the schema are unknown (the API server prunes or,
+/// under `kubectl --validate=strict`, rejects them); one close to a known field is named as
+/// its likely misspelling. `status` is not the author's to give, so it is not compared.
+fn unknown_fields(input: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
+    // A list's items, each against the schema of an item (`spec.schedules[0].timezone`).
+    if let (Value::Array(items), Some(item_schema)) = (input, schema.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            unknown_fields(item, item_schema, &format!("{path}[{i}]"), out);
         }
         return;
     }
-    let (Value::Object(input), Value::Object(typed)) = (input, typed) else {
+    // An object without properties in its schema is a map (labels) or free-form: any key.
+    let (Value::Object(input), Some(Value::Object(known))) = (input, schema.get("properties"))
+    else {
         return;
     };
     for (key, value) in input {
@@ -173,34 +310,85 @@ fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String
         } else {
             format!("{path}.{shown_key}")
         };
-        if path.is_empty() && !matches!(key.as_str(), "spec" | "apiVersion" | "kind" | "metadata") {
+        let top_level = ["apiVersion", "kind", "metadata", "spec"];
+        if path.is_empty() && !top_level.contains(&key.as_str()) {
             if key != "status" {
-                out.push(format!(
-                    "{child}: unknown field; an {KIND} has apiVersion, kind, metadata and spec"
-                ));
+                let hint = match misspelling_of(key, top_level) {
+                    Some(field) => format!("did you mean {field}?"),
+                    None => format!("an {KIND} has apiVersion, kind, metadata and spec"),
+                };
+                out.push(format!("{child}: unknown field; {hint}"));
             }
             continue;
         }
-        if path == "metadata" {
-            continue; // ObjectMeta is Kubernetes' own; kube's type keeps every field it knows.
-        }
-        match typed.get(key) {
-            Some(typed_value) => unknown_fields(value, typed_value, &child, out),
-            None if value.is_null() => {}
-            // A list the typed form leaves out when empty.
-            None if OMITTED_WHEN_EMPTY.contains(&child.as_str())
-                && value.as_array().is_some_and(Vec::is_empty) => {}
-            None if plain => out.push(format!(
-                "{child}: unknown field; check its spelling against `kubectl explain aes.{}`",
-                explain_path(path)
-            )),
-            None => out.push(format!("{child}: unknown field")),
+        match known.get(key) {
+            Some(child_schema) => unknown_fields(value, child_schema, &child, out),
+            // apiVersion and kind, checked before this and not in the CRD's schema.
+            None if path.is_empty() => {}
+            None if !plain => out.push(format!("{child}: unknown field")),
+            None => match misspelling_of(key, known.keys().map(String::as_str)) {
+                Some(field) => out.push(format!("{child}: unknown field; did you mean {field}?")),
+                None => out.push(format!(
+                    "{child}: unknown field; check its spelling against `kubectl explain aes.{}`",
+                    explain_path(path)
+                )),
+            },
         }
     }
 }
 
-/// Fields the typed form does not write when they are empty lists.
-const OMITTED_WHEN_EMPTY: [&str; 1] = ["spec.schedules"];
+/// The one known field `key` is a likely misspelling of: the nearest in edits (ignoring case,
+/// a swap of two letters counting as one), if near enough for its length and nearer than any
+/// other.
+fn misspelling_of<'a>(key: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    if key.chars().nth(64).is_some() {
+        return None; // no field name is that long; and the table below grows with the key
+    }
+    let key: Vec<char> = key.to_lowercase().chars().collect();
+    let mut best: Option<(usize, &str)> = None;
+    let mut tied = false;
+    for field in known {
+        let candidate: Vec<char> = field.to_lowercase().chars().collect();
+        let distance = edit_distance(&key, &candidate);
+        if distance > (candidate.len() / 4).max(1) {
+            continue;
+        }
+        match best {
+            Some((nearest, _)) if distance > nearest => {}
+            Some((nearest, _)) if distance == nearest => tied = true,
+            _ => {
+                best = Some((distance, field));
+                tied = false;
+            }
+        }
+    }
+    best.filter(|_| !tied).map(|(_, field)| field)
+}
+
+/// Insertions, deletions, substitutions and swaps of neighbours that turn `a` into `b`
+/// (optimal string alignment distance).
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut rows = vec![vec![0; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let substitution = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + substitution);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = d;
+        }
+    }
+    rows[a.len()][b.len()]
+}
 
 /// `spec.schedules[0]` as `kubectl explain` takes it: `spec.schedules`.
 fn explain_path(path: &str) -> String {
@@ -295,7 +483,14 @@ spec:
             .unwrap_err()
             .to_string();
         assert!(
-            problems.contains("spec.schedulez: unknown field; check its spelling against `kubectl explain aes.spec`"),
+            problems.contains("spec.schedulez: unknown field; did you mean schedules?"),
+            "{problems}"
+        );
+        // A key like no field at all: where to look the fields up.
+        let unlike = format!("{GOOD}  pleaseScale: []\n");
+        let problems = parse_manifests("x.yaml", &unlike).unwrap_err().to_string();
+        assert!(
+            problems.contains("spec.pleaseScale: unknown field; check its spelling against `kubectl explain aes.spec`"),
             "{problems}"
         );
         for empty in ["[]", "null", ""] {
@@ -352,6 +547,156 @@ spec:
         );
     }
 
+    #[test]
+    fn a_misspelt_required_field_is_named_beside_the_one_it_leaves_missing() {
+        let at = "f.yaml: document 1 (ml/sdxl): ";
+        let bad = GOOD.replace("maxCapacity: 20", "maxCapacty: 4");
+        let err = parse_manifests("f.yaml", &bad).unwrap_err();
+        assert_eq!(
+            err.problems,
+            [
+                format!("{at}spec.maxCapacity: required field is missing"),
+                format!("{at}spec.maxCapacty: unknown field; did you mean maxCapacity?"),
+            ]
+        );
+        // Deeper, in a list, in case only, and in metadata, which the CRD leaves to Kubernetes.
+        for (from, to, want) in [
+            (
+                "targetTracking: {targetValue: 5}",
+                "targetTracking: {targetVaule: 5}",
+                "spec.targetTracking.targetVaule: unknown field; did you mean targetValue?",
+            ),
+            (
+                "targetValue: 5}",
+                "targetValue: 5}\n  schedules: [{name: a, schedule: 'rate(1 hour)', minCapacity: 1, timezone: UTC}]",
+                "spec.schedules[0].timezone: unknown field; did you mean timeZone?",
+            ),
+            (
+                "namespace: ml",
+                "namespase: ml",
+                "metadata.namespase: unknown field; did you mean namespace?",
+            ),
+            ("spec:", "sepc:", "sepc: unknown field; did you mean spec?"),
+        ] {
+            let text = parse_manifests("f.yaml", &GOOD.replace(from, to))
+                .unwrap_err()
+                .to_string();
+            assert!(text.contains(want), "{want}: {text}");
+        }
+        // A misspelt name leaves the resource without one: both are said.
+        let text = parse_manifests("f.yaml", &GOOD.replace("{name: sdxl", "{nmae: sdxl"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("metadata.name: required: give the resource a name")
+                && text.contains("metadata.nmae: unknown field; did you mean name?"),
+            "{text}"
+        );
+        // As close to two fields as to one: neither is guessed.
+        assert_eq!(
+            misspelling_of("mCapacity", ["maxCapacity", "minCapacity"]),
+            None
+        );
+        assert_eq!(misspelling_of("regoin", ["region"]), Some("region"));
+        assert_eq!(misspelling_of("roles", ["region", "roleArn"]), None);
+    }
+
+    #[test]
+    fn a_value_read_as_a_boolean_or_number_says_to_quote_it() {
+        for (spelt, read_as) in [
+            ("y", "the boolean true"),
+            ("yes", "the boolean true"),
+            ("On", "the boolean true"),
+            ("no", "the boolean false"),
+            ("true", "the boolean true"),
+            ("0123", "the number 123.0"),
+            ("42", "the number 42"),
+        ] {
+            let bad = GOOD.replace("name: sdxl,", &format!("name: {spelt},"));
+            let err = parse_manifests("f.yaml", &bad).unwrap_err();
+            assert_eq!(
+                err.problems,
+                [format!(
+                    "f.yaml: document 1: metadata.name: the unquoted {spelt} is read as {read_as}, not as text; quote it: name: \"{spelt}\""
+                )]
+            );
+        }
+        // Any field that takes text, through the type check.
+        for (from, to, want) in [
+            (
+                "endpointName: sdxl-async",
+                "endpointName: 1e3",
+                "spec.endpointName: an unquoted value is read as the number 1000.0, not as text; quote it as you wrote it",
+            ),
+            (
+                "namespace: ml",
+                "namespace: off",
+                "metadata.namespace: the unquoted off is read as the boolean false, not as text; quote it: namespace: \"off\"",
+            ),
+            (
+                "targetValue: 5}",
+                "targetValue: 5}\n  schedules: [{name: n, schedule: 'rate(1 hour)', minCapacity: 1}]",
+                "spec.schedules[0].name: the unquoted n is read as the boolean false, not as text; quote it: name: \"n\"",
+            ),
+        ] {
+            let text = parse_manifests("f.yaml", &GOOD.replace(from, to))
+                .unwrap_err()
+                .to_string();
+            assert!(text.contains(want), "{want}: {text}");
+        }
+        // Quoted, each is the text it reads as.
+        let quoted = GOOD.replace("name: sdxl,", "name: \"y\",");
+        assert_eq!(
+            parse_manifests("f.yaml", &quoted).unwrap()[0]
+                .resource
+                .metadata
+                .name
+                .as_deref(),
+            Some("y")
+        );
+    }
+
+    #[test]
+    fn yaml_errors_name_the_file_and_one_position_in_our_words() {
+        let duplicate = GOOD.replace(
+            "  maxCapacity: 20\n",
+            "  maxCapacity: 20\n  maxCapacity: 30\n",
+        );
+        let err = parse_manifests("dup.yaml", &duplicate).unwrap_err();
+        assert_eq!(
+            err.problems,
+            [
+                "dup.yaml:9:3: invalid YAML: the key `maxCapacity` appears twice in one mapping; keep one"
+            ]
+        );
+        let not_finite = GOOD.replace("targetValue: 5", "targetValue: .nan");
+        let err = parse_manifests("nan.yaml", &not_finite).unwrap_err();
+        assert_eq!(
+            err.problems,
+            [
+                "nan.yaml:9:33: invalid YAML: .nan is not a finite number, which no field takes; quote it if it is text"
+            ]
+        );
+        for broken in [
+            "spec: [unclosed",
+            "a: b\n c: d\n",
+            "a: *nowhere\n",
+            "a: 'open\n",
+        ] {
+            let text = parse_manifests("broken.yaml", broken)
+                .unwrap_err()
+                .to_string();
+            assert!(text.starts_with("broken.yaml:"), "{text}");
+            for leak in ["<input>", "Options", "policy", "\n"] {
+                assert!(!text.contains(leak), "{leak}: {text}");
+            }
+            // One position: file, line and column, and no second one.
+            let position = text.split(": ").next().unwrap();
+            assert_eq!(position.split(':').count(), 3, "{text}");
+            assert!(!text.contains("line") && !text.contains("column"), "{text}");
+        }
+    }
+
     /// A huge value is named, not echoed: the error stays a few lines whatever the input.
     #[test]
     fn a_huge_value_is_cut_in_every_error_that_names_it() {
@@ -393,12 +738,9 @@ spec:
                 .contains("expected apiVersion")
         );
         let broken = "spec: [unclosed";
-        assert!(
-            parse_manifests("f.yaml", broken)
-                .unwrap_err()
-                .to_string()
-                .starts_with("f.yaml: invalid YAML")
-        );
+        let text = parse_manifests("f.yaml", broken).unwrap_err().to_string();
+        assert!(text.starts_with("f.yaml:1:"), "{text}");
+        assert!(text.contains(": invalid YAML: "), "{text}");
         assert!(
             parse_manifests("f.yaml", "")
                 .unwrap_err()

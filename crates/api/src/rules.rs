@@ -4,7 +4,8 @@
 /// A CEL rule with the message the API server returns when it fails.
 #[derive(Debug, Clone, Copy)]
 pub struct CelRule {
-    /// The JSON path of the object the rule is attached to (`self` in the expression).
+    /// The JSON path of the object the rule is attached to (`self` in the expression). The Rust
+    /// validator reports a rule on `spec` about one schedule at that schedule's field instead.
     pub path: &'static str,
     pub cel: &'static str,
     pub message: &'static str,
@@ -92,11 +93,13 @@ pub const SCHEDULE_END_AFTER_START: CelRule = CelRule {
 };
 
 /// A schedule that sets only minCapacity leaves MaxCapacity as it is: above maxCapacity the
-/// action would fail in AWS (MinCapacity above MaxCapacity).
+/// action would fail in AWS (MinCapacity above MaxCapacity). The fix offered works under every
+/// quota policy: giving the schedule a maxCapacity as well would, under Share, break
+/// [`SCHEDULE_MAX_WITHIN_SHARE`] instead.
 pub const SCHEDULE_MIN_WITHIN_SPEC_MAX: CelRule = CelRule {
     path: "spec",
     cel: "!has(self.schedules) || self.schedules.all(s, !has(s.minCapacity) || has(s.maxCapacity) || s.minCapacity <= self.maxCapacity)",
-    message: "a schedule that sets only minCapacity must keep it at or below maxCapacity: set the schedule's maxCapacity too",
+    message: "a schedule that sets only minCapacity must keep it at or below spec.maxCapacity, or its action fails in AWS (MinCapacity above MaxCapacity): lower the schedule's minCapacity to at most spec.maxCapacity, or raise spec.maxCapacity",
 };
 
 pub const SCHEDULE_MAX_NOT_BELOW_SPEC_MIN: CelRule = CelRule {

@@ -66,6 +66,16 @@ impl Schedule {
             "{expression:?} is not a schedule expression: use {FORMS}"
         )))
     }
+
+    /// Why the expression names no time at all, whatever the day (`cron(0 8 31 2 ? *)`:
+    /// "February has no 31st"); None when it names one. AWS takes such an expression and the
+    /// action simply never runs.
+    pub fn never_runs(&self) -> Option<String> {
+        match self {
+            Schedule::Cron(cron) => cron.never_runs(),
+            Schedule::At(_) | Schedule::Rate { .. } => None,
+        }
+    }
 }
 
 fn parse_at(text: &str) -> Result<DateTime, ScheduleError> {
@@ -154,6 +164,22 @@ const MONTHS: [&str; 12] = [
 const WEEKDAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 const FIRST_YEAR: u16 = 1970;
 const LAST_YEAR: u16 = 2199;
+const MONTH_NAMES: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+/// The most days each month has (February in a leap year).
+const LONGEST_MONTHS: [usize; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 impl Cron {
     fn parse(text: &str) -> Result<Self, ScheduleError> {
@@ -188,6 +214,35 @@ impl Cron {
             },
             years: values(years, FIRST_YEAR, LAST_YEAR, &[]).map_err(|e| field_error("year", e))?,
         })
+    }
+
+    fn never_runs(&self) -> Option<String> {
+        // The usual mistake, named: days of the month that none of the months has.
+        if let DaysOfMonth::Set(days) = &self.days {
+            let months: Vec<usize> = (0..12).filter(|&m| self.months[m]).collect();
+            let days: Vec<usize> = (1..=31).filter(|&d| days[d - 1]).collect();
+            if !months
+                .iter()
+                .any(|&m| days.iter().any(|&d| d <= LONGEST_MONTHS[m]))
+            {
+                let names: Vec<&str> = months.iter().map(|&m| MONTH_NAMES[m]).collect();
+                let ordinals: Vec<String> = days.iter().map(|&d| ordinal(d)).collect();
+                let has = if names.len() == 1 { "has" } else { "have" };
+                return Some(format!(
+                    "{} {has} no {}",
+                    listed(&names, "and"),
+                    listed(&ordinals, "or")
+                ));
+            }
+        }
+        // Anything else (February 29th in years none of which is a leap year, a fifth Monday in
+        // February of one year): look for a first run, from the first year the expression allows.
+        let first_year = self.years.iter().position(|&allowed| allowed)? as i16 + FIRST_YEAR as i16;
+        let before = Date::new(first_year - 1, 12, 31).ok()?.at(23, 59, 59, 0);
+        match self.next_after(before) {
+            Some(_) => None,
+            None => Some("no date in the years it allows matches its day and month fields".into()),
+        }
     }
 
     /// The first time strictly after `after` (in the same civil time) that the expression
@@ -265,6 +320,30 @@ impl Cron {
             DaysOfWeek::Nth(d, n) => weekday == *d && (day - 1) / 7 + 1 == *n,
         };
         day_ok && weekday_ok
+    }
+}
+
+/// 1st, 2nd, 3rd, 4th, ... 21st, 22nd, 23rd, ... 31st.
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// `a`, `a and b`, `a, b and c` (with `or` in place of `and` as asked).
+fn listed<S: AsRef<str>>(items: &[S], and: &str) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.as_ref().to_string(),
+        [init @ .., last] => {
+            let init: Vec<&str> = init.iter().map(AsRef::as_ref).collect();
+            format!("{} {and} {}", init.join(", "), last.as_ref())
+        }
     }
 }
 
@@ -428,6 +507,39 @@ mod tests {
         ] {
             let refused = Schedule::parse(expression).expect_err(expression);
             assert!(refused.0.contains(names), "{expression}: {refused}");
+        }
+    }
+
+    #[test]
+    fn an_expression_that_names_no_date_says_why() {
+        for (expression, why) in [
+            ("cron(0 8 31 2 ? *)", "February has no 31st"),
+            ("cron(0 8 30,31 FEB ? *)", "February has no 30th or 31st"),
+            (
+                "cron(0 8 31 4,6,9 ? *)",
+                "April, June and September have no 31st",
+            ),
+            (
+                "cron(0 8 29 2 ? 2027)",
+                "no date in the years it allows matches its day and month fields",
+            ),
+        ] {
+            let schedule = Schedule::parse(expression).unwrap();
+            assert_eq!(schedule.never_runs().as_deref(), Some(why), "{expression}");
+        }
+        for runs in [
+            "cron(0 8 29 2 ? *)",
+            "cron(0 8 31 1-2 ? *)",
+            "cron(0 8 L 2 ? *)",
+            "cron(0 8 31W 2 ? *)",
+            "cron(0 8 ? 2 MON#5 *)",
+            // Past, but not never: that depends on the clock, which this does not read.
+            "cron(0 8 1 1 ? 2020)",
+            "cron(0 8 1 1 ? 2199)",
+            "at(2020-01-01T00:00:00)",
+            "rate(1 day)",
+        ] {
+            assert_eq!(Schedule::parse(runs).unwrap().never_runs(), None, "{runs}");
         }
     }
 

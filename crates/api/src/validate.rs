@@ -233,18 +233,26 @@ fn check_schedules(p: &mut Problems, spec: &AsyncEndpointScalingSpec) {
         match (s.min_capacity, s.max_capacity) {
             (None, None) => rule(p, rules::SCHEDULE_SETS_CAPACITY),
             (Some(min), Some(max)) if min > max => rule(p, rules::SCHEDULE_MIN_NOT_ABOVE_MAX),
+            // These rules sit on spec in the schema, as they read spec's capacities too; here
+            // the message can name the schedule's field that breaks them.
             (Some(min), None) if min > spec.max_capacity => {
-                p.rule(rules::SCHEDULE_MIN_WITHIN_SPEC_MAX);
+                p.add(
+                    &at("minCapacity"),
+                    rules::SCHEDULE_MIN_WITHIN_SPEC_MAX.message,
+                );
             }
             (None, Some(max)) if max < spec.min_capacity => {
-                p.rule(rules::SCHEDULE_MAX_NOT_BELOW_SPEC_MIN);
+                p.add(
+                    &at("maxCapacity"),
+                    rules::SCHEDULE_MAX_NOT_BELOW_SPEC_MIN.message,
+                );
             }
             _ => {}
         }
         if spec.quota.policy == crate::QuotaPolicy::Share
             && s.max_capacity.is_some_and(|max| max > spec.max_capacity)
         {
-            p.rule(rules::SCHEDULE_MAX_WITHIN_SHARE);
+            p.add(&at("maxCapacity"), rules::SCHEDULE_MAX_WITHIN_SHARE.message);
         }
         for (field, text) in [("startTime", &s.start_time), ("endTime", &s.end_time)] {
             if let Some(text) = text
@@ -338,14 +346,63 @@ fn check_expression(expression: &str) -> Result<(), String> {
             expression.len()
         ));
     }
-    crate::schedule::Schedule::parse(expression).map_err(|e| e.to_string())?;
+    let schedule = crate::schedule::Schedule::parse(expression).map_err(|e| e.to_string())?;
     if expression.contains("  ") || expression.contains("( ") || expression.contains(" )") {
         return Err(format!(
             "{}: separate the fields with single spaces",
             quoted(expression)
         ));
     }
+    // AWS takes it, and the action never runs. Whether every run is already past depends on the
+    // clock: that is [`schedule_warnings`]'s to say.
+    if let Some(why) = schedule.never_runs() {
+        return Err(format!("{expression} never runs: {why}"));
+    }
     Ok(())
+}
+
+/// What [`validate_spec`] leaves alone because it depends on the clock: a schedule that will
+/// not run again, its endTime or every run of its expression already past. A warning, not an
+/// error: a file valid yesterday stays valid today, and a resource in a cluster does not turn
+/// invalid the day its last run passes.
+pub fn schedule_warnings(spec: &AsyncEndpointScalingSpec, now: jiff::Timestamp) -> Vec<FieldError> {
+    use crate::schedule::Schedule;
+    let mut p = Problems::default();
+    for (i, s) in spec.schedules.iter().enumerate() {
+        let at = |field: &str| format!("spec.schedules[{i}].{field}");
+        if let (_, Some(end)) = s.window()
+            && end <= now
+        {
+            let end = s.end_time.as_deref().unwrap_or_default();
+            p.add(
+                &at("endTime"),
+                format!("{} is past: the schedule never runs again", quoted(end)),
+            );
+            continue;
+        }
+        // An invalid expression or zone is validate_spec's to report.
+        let (Ok(schedule), Ok(zone)) = (
+            Schedule::parse(&s.schedule),
+            time_zone(s.time_zone.as_deref().unwrap_or("UTC")),
+        ) else {
+            continue;
+        };
+        let now = now.to_zoned(zone).datetime();
+        let message = match &schedule {
+            Schedule::At(time) if *time <= now => "its one run is in the past",
+            Schedule::Cron(cron)
+                if schedule.never_runs().is_none() && cron.next_after(now).is_none() =>
+            {
+                "every run is in the past"
+            }
+            _ => continue,
+        };
+        p.add(
+            &at("schedule"),
+            format!("{} never runs again: {message}", s.schedule),
+        );
+    }
+    p.0
 }
 
 /// The IANA time zone of that name. AWS takes the canonical IANA names, spelled exactly; the
@@ -692,11 +749,15 @@ mod tests {
             ),
             (
                 |x| x.min_capacity = Some(21),
-                "spec: a schedule that sets only minCapacity must keep it at or below maxCapacity: set the schedule's maxCapacity too",
+                "spec.schedules[0].minCapacity: a schedule that sets only minCapacity must keep it at or below spec.maxCapacity, or its action fails in AWS (MinCapacity above MaxCapacity): lower the schedule's minCapacity to at most spec.maxCapacity, or raise spec.maxCapacity",
             ),
             (
                 |x| x.max_capacity = Some(21),
-                "spec: with quota.policy Share a schedule's maxCapacity must be at most maxCapacity (an endpoint's share never exceeds maxCapacity): raise maxCapacity and let a schedule lower it, or use quota.policy Clamp",
+                "spec.schedules[0].maxCapacity: with quota.policy Share a schedule's maxCapacity must be at most maxCapacity (an endpoint's share never exceeds maxCapacity): raise maxCapacity and let a schedule lower it, or use quota.policy Clamp",
+            ),
+            (
+                |x| x.schedule = "cron(0 8 31 2 ? *)".into(),
+                "spec.schedules[0].schedule: cron(0 8 31 2 ? *) never runs: February has no 31st",
             ),
         ];
         for (change, want) in cases {
@@ -746,6 +807,83 @@ mod tests {
         ] {
             assert!(m.contains(&want), "{want}: {m:?}");
         }
+    }
+
+    #[test]
+    fn a_scheduled_minimum_above_max_capacity_names_the_field_and_a_fix_that_works() {
+        let mut s = spec();
+        assert_eq!(s.quota.policy, crate::QuotaPolicy::Share);
+        s.schedules = vec![
+            prewarm(),
+            crate::ScheduleSpec {
+                min_capacity: Some(21),
+                ..crate::ScheduleSpec::new("batch", "cron(0 22 * * ? *)")
+            },
+        ];
+        assert_eq!(
+            messages(&s),
+            vec![format!(
+                "spec.schedules[1].minCapacity: {}",
+                rules::SCHEDULE_MIN_WITHIN_SPEC_MAX.message
+            )]
+        );
+        // Either fix the message names is accepted under quota.policy Share...
+        let mut lowered = s.clone();
+        lowered.schedules[1].min_capacity = Some(20);
+        assert_eq!(validate_spec(&lowered), Ok(()));
+        let mut raised = s.clone();
+        raised.max_capacity = 21;
+        assert_eq!(validate_spec(&raised), Ok(()));
+        // ...where giving the schedule a maxCapacity too is refused in turn.
+        let mut capped = s.clone();
+        capped.schedules[1].max_capacity = Some(21);
+        assert!(validate_spec(&capped).is_err());
+    }
+
+    #[test]
+    fn schedules_that_never_run_again_are_warned_about_not_refused() {
+        let now: jiff::Timestamp = "2026-12-07T00:00:00Z".parse().unwrap();
+        let schedule = |name: &str, expression: &str| crate::ScheduleSpec {
+            min_capacity: Some(1),
+            ..crate::ScheduleSpec::new(name, expression)
+        };
+        let mut s = spec();
+        s.schedules = vec![
+            schedule("old-year", "cron(0 8 1 1 ? 2020)"),
+            schedule("once", "at(2026-12-06T08:00:00)"),
+            crate::ScheduleSpec {
+                end_time: Some("2026-12-01T00:00:00Z".into()),
+                ..schedule("ended", "rate(1 day)")
+            },
+            // 00:30 in Berlin is already past at 00:00 UTC.
+            crate::ScheduleSpec {
+                time_zone: Some("Europe/Berlin".into()),
+                ..schedule("berlin", "at(2026-12-07T00:30:00)")
+            },
+            // Still to come.
+            schedule("this-year", "cron(0 8 ? * MON-FRI 2026)"),
+            schedule("until-2030", "cron(0 8 1 1 ? 2020-2030)"),
+            schedule("later", "at(2026-12-07T00:30:00)"),
+            schedule("open", "rate(1 hour)"),
+        ];
+        assert_eq!(
+            validate_spec(&s),
+            Ok(()),
+            "the clock never makes a spec invalid"
+        );
+        let warnings: Vec<String> = schedule_warnings(&s, now)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            warnings,
+            [
+                "spec.schedules[0].schedule: cron(0 8 1 1 ? 2020) never runs again: every run is in the past",
+                "spec.schedules[1].schedule: at(2026-12-06T08:00:00) never runs again: its one run is in the past",
+                "spec.schedules[2].endTime: \"2026-12-01T00:00:00Z\" is past: the schedule never runs again",
+                "spec.schedules[3].schedule: at(2026-12-07T00:30:00) never runs again: its one run is in the past",
+            ]
+        );
     }
 
     #[test]

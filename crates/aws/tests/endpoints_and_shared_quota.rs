@@ -72,6 +72,7 @@ async fn apply(
         observation_stale: false,
         ownership_check: OwnershipCheck::Always,
         quota_peers: peers,
+        run_peers_lower_first: false,
     };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     converge(backend, &intent, ConvergeMode::Apply, None, &now).await
@@ -177,9 +178,11 @@ async fn two_endpoints_share_what_the_quota_leaves_and_say_so() {
         let cap = report.status.effective_max_capacity.unwrap();
         let (reason, message) = condition(&report, "QuotaClamped");
         assert_eq!(reason, "Shared");
+        // What the other's cap reserves is said too.
+        let reserved = 3 - cap;
         assert!(
             message.contains(&format!(
-                "1 of 4 in use (0 by the 2 endpoints sharing it, 1 by other endpoints); this endpoint may grow to {cap}"
+                "1 of 4 in use (0 by the 2 endpoints sharing it, 1 by other endpoints); {reserved} more reserved by the other sharing endpoints' caps; this endpoint may grow to {cap}"
             )),
             "{message}"
         );
@@ -206,6 +209,82 @@ async fn two_endpoints_share_what_the_quota_leaves_and_say_so() {
         writes,
         "no write when no cap must change"
     );
+}
+
+/// Four sharing endpoints and one instance held elsewhere, quota 4: the fourth gets MaxCapacity
+/// 0. Its status says that 1 of 4 is in use and 3 are reserved by the others' caps (it said
+/// "every instance its quota allows is in use by other endpoints"), and it is not Ready: its
+/// requests would wait.
+#[tokio::test]
+async fn a_share_of_zero_says_what_is_reserved_and_is_not_ready() {
+    let (server, backend) = account(4).await;
+    declare(
+        &server,
+        &[("a", 0), ("b", 0), ("c", 0), ("d", 0), ("unmanaged", 1)],
+    );
+    let specs = [spec("a", ""), spec("b", ""), spec("c", ""), spec("d", "")];
+    let mut last = None;
+    for s in &specs {
+        last = Some(apply(&backend, s, &peers_in_one_place(s, &specs)).await);
+    }
+    let d = last.unwrap();
+    assert_eq!(d.status.effective_max_capacity, Some(0));
+    let (reason, message) = condition(&d, "Ready");
+    assert_eq!(reason, "WaitingForQuota", "{message}");
+    assert!(
+        message.contains("may hold no instance for now, so its requests wait")
+            && message.contains("1 of 4 in use (0 by the 4 endpoints sharing it, 1 by other endpoints); 3 more reserved by the other sharing endpoints' caps"),
+        "{message}"
+    );
+    let ready = d
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "False");
+}
+
+/// A peer's DescribeEndpoint denied once (and a "not found" for an endpoint just listed) does
+/// not make its instances vanish: no cap is raised on the short count, and QuotaClamped names
+/// the endpoint that could not be read. Before, its 2 instances were left out and the caps went
+/// 1 → 2 on both: 2 + 2 + 2 = 6 over 4.
+#[tokio::test]
+async fn an_unreadable_endpoint_holds_every_raise() {
+    for (code, message) in [
+        ("AccessDeniedException", None),
+        (
+            "ValidationException",
+            Some("Could not find endpoint \"held\"."),
+        ),
+    ] {
+        let (server, backend) = account(4).await;
+        declare(&server, &[("s1", 0), ("s2", 0), ("held", 2)]);
+        let specs = [spec("s1", ""), spec("s2", "")];
+        for s in &specs {
+            let report = apply(&backend, s, &peers_in_one_place(s, &specs)).await;
+            assert_eq!(report.status.effective_max_capacity, Some(1));
+        }
+        // A new run, one denied read of the unmanaged endpoint.
+        let fresh = backend_at(&server.url())
+            .await
+            .with_budget(RequestBudget::unlimited());
+        let mut fault = asyncscale_sim::Fault::on("DescribeEndpoint")
+            .failing(code, 400)
+            .when("EndpointName", serde_json::json!("held"))
+            .times(1);
+        fault.message = message.map(str::to_string);
+        server.account.lock().unwrap().faults.push(fault);
+        let writes = fresh.calls().writes();
+        let s1 = apply(&fresh, &specs[0], &peers_in_one_place(&specs[0], &specs)).await;
+        assert_eq!(fresh.calls().writes(), writes, "{code}: nothing raised");
+        assert_eq!(s1.status.effective_max_capacity, Some(1));
+        let (_, clamp) = condition(&s1, "QuotaClamped");
+        assert!(
+            clamp.contains("held at 1 for now: the instances of endpoint held"),
+            "{code}: {clamp}"
+        );
+    }
 }
 
 /// An endpoint whose share is 0 and whose requests wait with no instance (its scale-from-zero
@@ -502,7 +581,7 @@ async fn raise_waits(server: &SimServer, backend: &dyn AutoscalingBackend) {
     };
     let b = apply(backend, &specs[1], &peers_of(&specs, 1)).await;
     assert!(
-        matches!(&b.outcome, SyncOutcome::WaitingForQuota(m) if m.contains("lowered")),
+        matches!(&b.outcome, SyncOutcome::WaitingForQuota(m) if m.contains("until AWS holds the lowering of endpoint/a/variant/AllTraffic")),
         "{:?}",
         b.outcome
     );

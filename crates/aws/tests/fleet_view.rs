@@ -98,6 +98,7 @@ async fn converge_all(view: &FleetView, n: usize) -> Vec<SyncOutcome> {
             observation_stale: false,
             ownership_check: OwnershipCheck::Always,
             quota_peers: &[],
+            run_peers_lower_first: false,
         };
         let report = converge(view, &intent, ConvergeMode::Apply, None, &now).await;
         outcomes.push(report.outcome);
@@ -201,6 +202,34 @@ async fn drift_by_hand_is_found_by_the_next_refresh_and_reported_as_a_change() {
     assert_eq!(outcomes, vec![SyncOutcome::InSync; 3]);
     let repaired = by_hand.describe_target(&rid).await.unwrap().unwrap();
     assert_eq!(repaired.target.max_capacity, 4);
+}
+
+/// The view's own write, not read back yet when a refresh that started after it ends, is no
+/// drift: the picture's entry predates the write, and the writer reads it back itself.
+#[tokio::test]
+async fn a_refresh_does_not_report_the_views_own_write_as_a_change() {
+    let (_server, _calls, view) = setup(Duration::from_millis(100)).await;
+    let mut changes = view.changes();
+    let rid = ResourceNames::new("ep-000", "AllTraffic").resource_id;
+    // The first refresh: no target yet.
+    assert!(view.describe_target(&rid).await.unwrap().is_none());
+    let spec = spec(0);
+    let quota = QuotaLookup::Unknown {
+        name: "q".into(),
+        reason: "test".into(),
+    };
+    let d = desire(&spec, &owner(0), &quota, None, None).unwrap();
+    view.register_target(&d.target, Some(&owner(0).tags()))
+        .await
+        .unwrap();
+    view.put_policy(&d.target_tracking).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // A refresh that starts after the writes, before any read-back of them.
+    view.list_endpoints(None).await.unwrap();
+    assert_eq!(view.stats().refreshes, 2);
+    assert!(changes.try_recv().is_err(), "no change reported");
+    let seen = view.describe_target(&rid).await.unwrap().unwrap();
+    assert_eq!(seen.target.max_capacity, d.target.max_capacity);
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod cli;
 pub mod commands;
+pub mod endpoint_cache;
 pub mod events;
 pub mod identity;
 pub mod leader;

@@ -9,8 +9,10 @@ use std::time::Duration;
 use serde_json::json;
 
 use asyncscale_api::{
-    AsyncEndpointScaling, AsyncEndpointScalingStatus, DeletionPolicy, ParsedResource, validate_spec,
+    AsyncEndpointScaling, AsyncEndpointScalingStatus, DeletionPolicy, ParsedResource, QuotaPolicy,
+    validate_spec,
 };
+use asyncscale_core::conditions::{ConditionType, Reason};
 use asyncscale_core::status::{StatusInput, SyncOutcome, compute_status};
 use asyncscale_core::{Adoption, ResourceNames};
 use asyncscale_engine::{
@@ -21,7 +23,9 @@ use asyncscale_engine::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::commands::args::{ManifestArgs, Output};
+use crate::endpoint_cache::DiskEndpointCache;
 use crate::identity::{display_name, owner_of, wants_adoption};
+use asyncscale_aws::SdkBackend;
 
 /// What a manifest command does with each resource.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -31,7 +35,8 @@ pub enum Verb {
     Delete,
 }
 
-/// Reads every file, and only when all of them are valid does anything reach AWS.
+/// Reads every file, and only when all of them are valid does anything reach AWS. What is valid
+/// but likely not meant is said on stderr once all are valid.
 pub fn read_all(files: &[String]) -> Result<Vec<(String, ParsedResource)>, Vec<String>> {
     let mut resources = Vec::new();
     let mut problems = Vec::new();
@@ -50,10 +55,33 @@ pub fn read_all(files: &[String]) -> Result<Vec<(String, ParsedResource)>, Vec<S
         }
     }
     if problems.is_empty() {
+        for warning in warnings(&resources, k8s_openapi::jiff::Timestamp::now()) {
+            eprintln!("warning: {warning}");
+        }
         Ok(resources)
     } else {
         Err(problems)
     }
+}
+
+/// Schedules that will not run again. Whether a run is past depends on the day the command
+/// runs, so it warns rather than refuses: the same file must not be valid one day and refused
+/// the next, and the API server, which knows no clock, takes it.
+fn warnings(
+    resources: &[(String, ParsedResource)],
+    now: k8s_openapi::jiff::Timestamp,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (file, parsed) in resources {
+        for w in asyncscale_api::validate::schedule_warnings(&parsed.resource.spec, now) {
+            out.push(format!(
+                "{file}: document {} ({}): {w}",
+                parsed.document,
+                display_name(&parsed.resource)
+            ));
+        }
+    }
+    out
 }
 
 /// Two resources for one endpoint variant would fight over it. `default_region` is where a
@@ -105,6 +133,13 @@ pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Two runs that write at once could each raise a cap against the other's old value: runs
+    // of this machine that write to one AWS endpoint take turns. (Runs on other machines, or a
+    // controller writing the same account, are not held by it: one writer per account.)
+    let _turn = match (verb, &simulated) {
+        (Verb::Apply | Verb::Delete, None) => take_turn(&args).await,
+        _ => None,
+    };
     // A simulated account has the endpoints the manifests name, as the spec describes them.
     if let Some(server) = &simulated {
         for (_, parsed) in &resources {
@@ -115,13 +150,46 @@ pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
     // One refresh for the whole run: every resource is read from the same picture (its own
     // writes are read back directly).
     let bulk = resources.len() >= args.bulk_from as usize;
+    // The simulated account is new each run: nothing of it is worth keeping.
+    let cache_dir = (bulk && !args.no_cache && simulated.is_none())
+        .then(|| {
+            args.cache_dir
+                .clone()
+                .or_else(DiskEndpointCache::default_dir)
+        })
+        .flatten();
+    let cache = match cache_dir {
+        Some(dir) => {
+            // The own credentials' account keys their cache: two profiles never share one. Without
+            // it, only roles' accounts are cached.
+            let own = match SdkBackend::caller_account(&args.aws.options(), &calls).await {
+                Ok(account) => Some(account),
+                Err(e) => {
+                    eprintln!(
+                        "warning: the endpoint cache is not used for the own credentials: their account is unknown ({e})"
+                    );
+                    None
+                }
+            };
+            Some(Arc::new(DiskEndpointCache::new(
+                dir,
+                args.aws.endpoint_url().map(str::to_string),
+                own,
+            )))
+        }
+        None => None,
+    };
     let backends: Arc<dyn BackendSource> = if bulk {
         let once = FleetConfig {
             refresh_every: Duration::from_secs(24 * 3600),
             policy_refresh_every: 1,
             read_backlog_alarms: false,
         };
-        Arc::new(FleetSource::new(backends, once))
+        let source = FleetSource::new(backends, once);
+        Arc::new(match &cache {
+            Some(cache) => source.remembering(cache.clone()),
+            None => source,
+        })
     } else {
         backends
     };
@@ -137,48 +205,80 @@ pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let mut failed = false;
     let mut pending = false;
-    let mut reports = Vec::new();
-    for (_, parsed) in &resources {
-        let resource = &parsed.resource;
-        let backend = match backends.backend(&Placement::of(&resource.spec)).await {
-            Ok(b) => b,
-            Err(e) => {
-                failed = true;
-                let result = unreachable_one(resource, verb, &e, &now);
-                if args.output == Output::Text {
-                    print!("{}", result.text);
+    let mut results: Vec<Option<Outcome>> = (0..resources.len()).map(|_| None).collect();
+    // A raise waits until AWS holds the lowerings that pay for it: a resource whose raise is held
+    // for another of this run is converged again once the others are, so a run writes every
+    // lowering before the raises, whatever the order of the files.
+    let mut todo: Vec<usize> = (0..resources.len()).collect();
+    loop {
+        let mut held = Vec::new();
+        for &i in &todo {
+            let resource = &resources[i].1.resource;
+            let backend = match backends.backend(&Placement::of(&resource.spec)).await {
+                Ok(b) => b,
+                Err(e) => {
+                    let result = unreachable_one(resource, verb, &e, &now);
+                    if args.output == Output::Text {
+                        print!("{}", result.text);
+                    }
+                    results[i] = Some(result);
+                    continue;
                 }
-                reports.push(result.json);
-                continue;
+            };
+            let result = match verb {
+                Verb::Delete => delete_one(backend.as_ref(), resource).await,
+                Verb::Plan | Verb::Apply => {
+                    let others: Vec<_> = resources
+                        .iter()
+                        .map(|(_, other)| &other.resource.spec)
+                        .filter(|spec| validate_spec(spec).is_ok())
+                        .filter_map(|spec| {
+                            Some((
+                                spec,
+                                backends
+                                    .place_of(&Placement::of(spec), default_region.as_deref())?,
+                            ))
+                        })
+                        .collect();
+                    let peers = quota_peers(
+                        &resource.spec,
+                        &backend.place(),
+                        others.iter().map(|(spec, place)| (*spec, place)),
+                    );
+                    converge_one(backend.as_ref(), resource, verb, &now, bulk, &peers).await
+                }
+            };
+            // Printed once final: a raise held for a lowering of this run is tried again below.
+            let in_this_run = |id: &String| {
+                resources.iter().any(|(_, other)| {
+                    let spec = &other.resource.spec;
+                    ResourceNames::new(&spec.endpoint_name, &spec.variant_name).resource_id == *id
+                })
+            };
+            if verb == Verb::Apply && result.awaiting.iter().any(in_this_run) {
+                held.push(i);
+            } else if args.output == Output::Text {
+                print!("{}", result.text);
             }
-        };
-        let result = match verb {
-            Verb::Delete => delete_one(backend.as_ref(), resource).await,
-            Verb::Plan | Verb::Apply => {
-                let others: Vec<_> = resources
-                    .iter()
-                    .map(|(_, other)| &other.resource.spec)
-                    .filter(|spec| validate_spec(spec).is_ok())
-                    .filter_map(|spec| {
-                        Some((
-                            spec,
-                            backends.place_of(&Placement::of(spec), default_region.as_deref())?,
-                        ))
-                    })
-                    .collect();
-                let peers = quota_peers(
-                    &resource.spec,
-                    &backend.place(),
-                    others.iter().map(|(spec, place)| (*spec, place)),
-                );
-                converge_one(backend.as_ref(), resource, verb, &now, bulk, &peers).await
+            results[i] = Some(result);
+        }
+        // Again only while a lowering it waits for was written since (one of this run's
+        // resources that is not held itself): a lowering that failed holds it for good.
+        let progressed = held.len() < todo.len();
+        if held.is_empty() || !progressed {
+            for &i in &held {
+                if args.output == Output::Text {
+                    print!("{}", results[i].as_ref().expect("converged").text);
+                }
             }
-        };
+            break;
+        }
+        todo = held;
+    }
+    let mut reports = Vec::new();
+    for result in results.into_iter().flatten() {
         failed |= result.failed;
         pending |= result.pending;
-        if args.output == Output::Text {
-            print!("{}", result.text);
-        }
         reports.push(result.json);
     }
     if args.output == Output::Json {
@@ -193,6 +293,14 @@ pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
         "AWS calls: {calls} ({} reads, {writes} writes)",
         calls - writes
     );
+    for recalled in cache.iter().flat_map(|c| c.recalled()) {
+        eprintln!(
+            "endpoint descriptions of {}: {} from the cache of {}s ago, only those changed since read again",
+            recalled.place,
+            recalled.endpoints,
+            recalled.age.as_secs()
+        );
+    }
     if failed {
         ExitCode::FAILURE
     } else if pending && verb == Verb::Plan {
@@ -202,11 +310,65 @@ pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
     }
 }
 
+/// Waits for this machine's other writing runs against the same AWS endpoint and default region;
+/// the turn ends when the file is dropped. None when no lock file can be had (said on stderr).
+async fn take_turn(args: &ManifestArgs) -> Option<std::fs::File> {
+    let dir = args
+        .cache_dir
+        .clone()
+        .or_else(DiskEndpointCache::default_dir)?;
+    let key: String = format!(
+        "{}_{}",
+        args.aws.endpoint_url().unwrap_or("aws"),
+        args.aws.region().unwrap_or("default")
+    )
+    .chars()
+    .map(|c| {
+        if c.is_ascii_alphanumeric() || c == '-' {
+            c
+        } else {
+            '_'
+        }
+    })
+    .collect();
+    let path = dir.join(format!("apply-{key}.lock"));
+    let file = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+    });
+    let file = match file {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!(
+                "warning: {}: {e}; not waiting for other runs of this machine",
+                path.display()
+            );
+            return None;
+        }
+    };
+    if file.try_lock().is_err() {
+        eprintln!(
+            "waiting for another asyncscale run writing to the same account to finish (lock {})",
+            path.display()
+        );
+        return tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+            .await
+            .ok()?
+            .ok();
+    }
+    Some(file)
+}
+
 struct Outcome {
     text: String,
     json: serde_json::Value,
     failed: bool,
     pending: bool,
+    /// The resources whose lowering a held raise of this one waits for.
+    awaiting: Vec<String>,
 }
 
 async fn converge_one(
@@ -230,6 +392,7 @@ async fn converge_one(
             OwnershipCheck::Always
         },
         quota_peers,
+        run_peers_lower_first: true,
     };
     let mode = if verb == Verb::Plan {
         ConvergeMode::Plan
@@ -237,8 +400,23 @@ async fn converge_one(
         ConvergeMode::Apply
     };
     let report = converge(backend, &intent, mode, resource.status.as_ref(), now).await;
-    // A quota that could not be read leaves MaxCapacity unconverged: that is a failure too.
+    // A quota that could not be read leaves MaxCapacity unconverged: that is a failure too, a
+    // standing one (no permission, no such quota) included, which the controller reports
+    // without retrying.
+    let quota_unread = resource.spec.quota.policy != QuotaPolicy::Ignore
+        && report.status.conditions.iter().any(|c| {
+            c.type_ == ConditionType::QuotaClamped.as_str()
+                && c.reason == Reason::QuotaUnknown.as_str()
+        });
+    // A cap held below its share (a lowering awaited, an endpoint unreadable) is not converged.
+    let held = report
+        .desired
+        .as_ref()
+        .and_then(|d| d.share.as_ref())
+        .is_some_and(|s| s.held);
     let failed = report.error.is_some()
+        || quota_unread
+        || (held && verb == Verb::Apply)
         || !matches!(
             report.outcome,
             SyncOutcome::InSync | SyncOutcome::ChangesPending(_)
@@ -256,17 +434,25 @@ async fn converge_one(
         text.push_str(&progress(&changes, report.applied, report.error.is_some()));
     }
     text.push_str(&status_text(&report.status));
+    let share = report.desired.as_ref().and_then(|d| d.share.as_ref());
+    let awaiting = share.map(|s| s.awaiting.clone()).unwrap_or_default();
+    // Unlike the controller, a one-shot run does not come back when instances are freed.
+    if share.is_some_and(|s| s.held || s.cap == 0) {
+        text.push_str("  note: this cap moves only at the next apply (the controller re-checks it by itself)\n");
+    }
     let json = json!({
         "name": display_name(resource),
         "changes": changes,
         "applied": report.applied,
         "status": report.status,
+        "awaitingLowerings": awaiting,
     });
     Outcome {
         text,
         json,
         failed,
         pending,
+        awaiting,
     }
 }
 
@@ -304,6 +490,7 @@ async fn delete_one(backend: &dyn AutoscalingBackend, resource: &AsyncEndpointSc
         json,
         failed: report.error.is_some(),
         pending: false,
+        awaiting: Vec::new(),
     }
 }
 
@@ -358,6 +545,7 @@ fn unreachable_one(
         json,
         failed: true,
         pending: false,
+        awaiting: Vec::new(),
     }
 }
 

@@ -398,6 +398,7 @@ async fn apply(
         observation_stale: ctx.observation_stale(&obj),
         ownership_check: OwnershipCheck::Always,
         quota_peers: &peers,
+        run_peers_lower_first: false,
     };
     let started_at = now();
     let converging = converge(
@@ -454,6 +455,17 @@ async fn apply(
     );
     let outcome = outcome_label(&report.outcome);
     ctx.metrics.reconciled(outcome, started);
+    // An Event alone is easy to miss, and fades: a failed write is in the log too.
+    if let SyncOutcome::ApplyFailed(message) = &report.outcome {
+        tracing::warn!(resource = %key, %message, "AWS write failed; what AWS holds is in status");
+    }
+    // A raise held until the others' lowerings show in AWS is tried again soon, not at the
+    // resync: those lowerings are other resources' reconciles, seconds away.
+    let awaiting = report
+        .desired
+        .as_ref()
+        .and_then(|d| d.share.as_ref())
+        .is_some_and(|s| s.held);
     match (&report.outcome, report.error) {
         // Recoverable AWS errors (and a quota never read) back off.
         (SyncOutcome::InvalidSpec(_), _) => {
@@ -469,6 +481,12 @@ async fn apply(
         }
         // In sync, a conflict, or a terminal AWS error (permissions, validation): the resync
         // retries, and the next recoverable error starts its backoff afresh.
+        _ if awaiting => {
+            ctx.succeeded(&key);
+            let recheck = RAISE_RECHECK.min(ctx.resync);
+            ctx.visited(&obj, written, recheck);
+            Ok(Action::requeue(recheck))
+        }
         _ => {
             ctx.succeeded(&key);
             ctx.visited(&obj, written, ctx.resync);
@@ -603,6 +621,9 @@ async fn report_without_aws(
 
 /// How soon a younger duplicate checks again whether the older resource is gone.
 const DUPLICATE_RECHECK: Duration = Duration::from_secs(5);
+/// How soon a raise held for other endpoints' lowerings is tried again (each lowering is its own
+/// resource's reconcile; a failed one keeps it held, and each try reads no more than the picture).
+const RAISE_RECHECK: Duration = Duration::from_secs(5);
 
 /// Where each watched resource's calls land (from the watch cache and the controller's
 /// configuration; no AWS call): resources in one account and region share its quotas, and two

@@ -342,6 +342,7 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
             observation_stale: false,
             ownership_check: OwnershipCheck::Always,
             quota_peers: &peers,
+            run_peers_lower_first: false,
         };
         let report = converge(&backend, &intent, ConvergeMode::Apply, None, &now).await;
         if report.outcome != SyncOutcome::InSync {

@@ -48,6 +48,14 @@ pub struct QuotaShare {
     /// minCapacity asks for more instances than the endpoint holds and the quota leaves: it is
     /// not granted, and nothing is written until it fits.
     pub min_unmet: bool,
+    /// The sharing endpoints whose MaxCapacity in AWS is still above their share, by resource id:
+    /// the cap is held below its share until AWS holds their lowerings (a raise never outruns
+    /// the lowering that pays for it). Empty when the cap is its whole share.
+    pub awaiting: Vec<String>,
+    /// The cap is held below its share for now: a lowering is awaited, or another endpoint's
+    /// instances could not be read. Not converged: the controller tries again soon, and a
+    /// one-shot run says so and fails.
+    pub held: bool,
 }
 
 /// Why the scalable target's MaxCapacity is what it is.

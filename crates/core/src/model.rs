@@ -341,7 +341,7 @@ impl Observed {
 }
 
 /// One endpoint as ListEndpoints shows it: enough to tell whether its description changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EndpointSummary {
     pub name: String,
     /// Creating, Updating, SystemUpdating, RollingBack, InService, OutOfService, Deleting,
@@ -352,7 +352,7 @@ pub struct EndpointSummary {
 }
 
 /// One production variant of an endpoint (DescribeEndpoint's ProductionVariants).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VariantState {
     pub name: String,
     /// Instances in service; absent for serverless variants.
@@ -362,7 +362,7 @@ pub struct VariantState {
 }
 
 /// DescribeEndpoint, as asyncscale uses it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EndpointState {
     pub summary: EndpointSummary,
     pub config_name: String,
@@ -379,7 +379,7 @@ impl EndpointState {
 
 /// DescribeEndpointConfig, as asyncscale uses it. A configuration never changes once created
 /// (an endpoint is updated by pointing it at a new one), so it is read once per name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EndpointConfigState {
     pub name: String,
     /// `AsyncInferenceConfig` is set: the endpoint publishes the backlog metrics asyncscale

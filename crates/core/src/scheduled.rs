@@ -550,6 +550,8 @@ mod tests {
             endpoints: 2,
             explanation: String::new(),
             min_unmet: false,
+            awaiting: Vec::new(),
+            held: false,
         };
         let q = quota(4.0);
         let mut d = crate::desire(

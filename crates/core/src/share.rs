@@ -54,6 +54,8 @@ pub struct Split {
     pub held_by_sharing: u32,
     /// The cap of each endpoint that shares the quota, by resource id.
     pub caps: BTreeMap<String, u32>,
+    /// What each endpoint that shares the quota holds, by resource id.
+    pub held: BTreeMap<String, u32>,
     /// Endpoints whose minCapacity asks for more instances than they hold and than the quota
     /// leaves: their minimum is not granted (raising it would fail in AWS, or take the others'
     /// instances), and their cap may be below it.
@@ -75,8 +77,20 @@ impl Split {
                 self.held_by_sharing
             ),
         };
+        // What the others' caps hold back beyond what they hold: instances nobody uses now
+        // that this endpoint still cannot have.
+        let reserved: u32 = self
+            .caps
+            .iter()
+            .filter(|(id, _)| id.as_str() != resource_id)
+            .map(|(id, cap)| cap.saturating_sub(self.held.get(id).copied().unwrap_or(0)))
+            .sum();
+        let reserved = match reserved {
+            0 => String::new(),
+            n => format!("; {n} more reserved by the other sharing endpoints' caps"),
+        };
         Some(format!(
-            "{} of {} {in_use}; this endpoint may grow to {cap}",
+            "{} of {} {in_use}{reserved}; this endpoint may grow to {cap}",
             self.in_use, self.quota
         ))
     }
@@ -163,6 +177,11 @@ pub fn split(quota: u32, holders: &[Holder]) -> Split {
         elsewhere: unshared,
         held_by_sharing,
         caps,
+        held: holders
+            .iter()
+            .filter(|h| h.shared.is_some())
+            .map(|h| (h.resource_id.clone(), h.instances))
+            .collect(),
         min_unmet,
     }
 }
@@ -202,7 +221,7 @@ mod tests {
         assert_eq!(split.caps["b"], 2);
         assert_eq!(
             split.explain("a").unwrap(),
-            "2 of 4 in use by 2 endpoints; this endpoint may grow to 2"
+            "2 of 4 in use by 2 endpoints; 1 more reserved by the other sharing endpoints' caps; this endpoint may grow to 2"
         );
     }
 
@@ -221,7 +240,30 @@ mod tests {
         assert_eq!(split.caps.values().copied().collect::<Vec<_>>(), [2, 2, 2]);
         assert_eq!(
             split.explain("a").unwrap(),
-            "4 of 10 in use (0 by the 3 endpoints sharing it, 4 by other endpoints); this endpoint may grow to 2"
+            "4 of 10 in use (0 by the 3 endpoints sharing it, 4 by other endpoints); 4 more reserved by the other sharing endpoints' caps; this endpoint may grow to 2"
+        );
+    }
+
+    /// Four sharing endpoints and one instance held elsewhere, quota 4: the fourth may grow to 0
+    /// although only 1 instance is in use; the rest are reserved by the others' caps, and the
+    /// explanation says so rather than "in use".
+    #[test]
+    fn a_cap_of_zero_says_what_is_reserved_and_what_is_held() {
+        let split = split(
+            4,
+            &[
+                shared("a", 0, 0, 4),
+                shared("b", 0, 0, 4),
+                shared("c", 0, 0, 4),
+                shared("d", 0, 0, 4),
+                other("unmanaged", 1),
+            ],
+        );
+        assert_eq!(split.caps.values().sum::<u32>(), 3);
+        assert_eq!(split.caps["d"], 0);
+        assert_eq!(
+            split.explain("d").unwrap(),
+            "1 of 4 in use (0 by the 4 endpoints sharing it, 1 by other endpoints); 3 more reserved by the other sharing endpoints' caps; this endpoint may grow to 0"
         );
     }
 

@@ -110,7 +110,14 @@ pub fn compute_status(
     let generation = input.generation;
     let mut status = AsyncEndpointScalingStatus {
         observed_generation: generation,
-        effective_max_capacity: input.desired.map(|d| d.effective_max),
+        // What AWS holds, when it was read: while a write fails (or waits), that is what bounds
+        // scaling, not what asyncscale means to write.
+        // None after a first registration that failed: AWS was read and holds no target.
+        effective_max_capacity: match (input.observed, &input.outcome) {
+            (Some(o), _) if o.target.is_some() => o.target.as_ref().map(|t| t.target.max_capacity),
+            (Some(_), SyncOutcome::ApplyFailed(_)) => None,
+            _ => input.desired.map(|d| d.effective_max),
+        },
         quota: input.quota.map(|q| quota_status(q, input.desired)),
         ..Default::default()
     };
@@ -341,6 +348,17 @@ fn quota_condition(input: &StatusInput<'_>) -> Cond {
             },
         );
     }
+    // While a write of MaxCapacity has not landed, AWS's value is the one that bounds scaling.
+    let in_aws = input
+        .observed
+        .and_then(|o| o.target.as_ref())
+        .map(|t| t.target.max_capacity);
+    let target_max = |meant: i64| match in_aws {
+        Some(held) if i64::from(held) != meant => format!(
+            "the scalable target's MaxCapacity is to be {meant} (AWS holds {held} until that is written)"
+        ),
+        _ => format!("the scalable target's MaxCapacity is {meant}"),
+    };
     if let Some(share) = input.desired.and_then(|d| d.share.as_ref()) {
         return if input
             .desired
@@ -351,8 +369,9 @@ fn quota_condition(input: &StatusInput<'_>) -> Cond {
                 ConditionStatus::True,
                 Reason::Shared,
                 format!(
-                    "{what}{stale} is shared: {}; the scalable target's MaxCapacity is {} (maxCapacity {max})",
-                    share.explanation, share.cap
+                    "{what}{stale} is shared: {}; {} (maxCapacity {max})",
+                    share.explanation,
+                    target_max(i64::from(share.cap))
                 ),
             )
         } else if i64::from(max) > allowed {
@@ -361,7 +380,8 @@ fn quota_condition(input: &StatusInput<'_>) -> Cond {
                 ConditionStatus::True,
                 Reason::Clamped,
                 format!(
-                    "maxCapacity {max} is above {what}{stale}; the scalable target's MaxCapacity is {allowed} ({})",
+                    "maxCapacity {max} is above {what}{stale}; {} ({})",
+                    target_max(allowed),
                     share.explanation
                 ),
             )
@@ -371,8 +391,14 @@ fn quota_condition(input: &StatusInput<'_>) -> Cond {
                 ConditionStatus::False,
                 Reason::WithinQuota,
                 format!(
-                    "maxCapacity {max} is within this endpoint's share of {what}{stale}: {}",
-                    share.explanation
+                    "maxCapacity {max} is within this endpoint's share of {what}{stale}: {}{}",
+                    share.explanation,
+                    match in_aws {
+                        Some(held) if held != max => {
+                            format!(" (AWS holds MaxCapacity {held} until {max} is written)")
+                        }
+                        _ => String::new(),
+                    }
                 ),
             )
         };
@@ -383,7 +409,8 @@ fn quota_condition(input: &StatusInput<'_>) -> Cond {
             ConditionStatus::True,
             Reason::Clamped,
             format!(
-                "maxCapacity {max} is above {what}{stale}; the scalable target's MaxCapacity is {allowed}"
+                "maxCapacity {max} is above {what}{stale}; {}",
+                target_max(allowed)
             ),
         ),
         (QuotaPolicy::Ignore, true) => Cond::new(
@@ -469,11 +496,21 @@ fn ready_condition(synced: &Cond, healthy: &Cond, quota: &Cond, input: &StatusIn
     let min = input
         .desired
         .map_or(spec.min_capacity, |d| d.target.min_capacity);
-    let mut note = if max == 0 {
-        ": every instance its quota allows is in use by other endpoints; it gets one when one is free and its requests wait".to_string()
-    } else {
-        String::new()
-    };
+    // A share of 0 leaves the endpoint unable to take a request: not ready, and why.
+    if max == 0
+        && let Some(share) = input.desired.and_then(|d| d.share.as_ref())
+    {
+        return Cond::new(
+            ConditionType::Ready,
+            ConditionStatus::False,
+            Reason::WaitingForQuota,
+            format!(
+                "endpoint {} variant {} may hold no instance for now, so its requests wait: {}; it gets one when another endpoint scales in or the quota is raised",
+                spec.endpoint_name, spec.variant_name, share.explanation
+            ),
+        );
+    }
+    let mut note = String::new();
     if !spec.schedules.is_empty() {
         if spec.suspend {
             note.push_str(" (suspended: its schedules do not run)");

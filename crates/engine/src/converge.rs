@@ -13,7 +13,7 @@ use asyncscale_core::*;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::error::{AwsError, ErrorClass};
-use crate::port::AutoscalingBackend;
+use crate::port::{AutoscalingBackend, Holding};
 use crate::source::Place;
 
 /// How many scaling activities to read; the newest decides ScalingHealthy.
@@ -91,6 +91,9 @@ pub struct Intent<'a> {
     /// (quota.policy Share, same account, region and instance type). Every endpoint of the type
     /// that is not among them, nor this one, counts as instances in use.
     pub quota_peers: &'a [QuotaPeer],
+    /// The quota peers are applied in the same run, which writes every lowering before the
+    /// raises it pays for (the CLI): a plan then counts them at their share, as apply will.
+    pub run_peers_lower_first: bool,
 }
 
 /// Another resource sharing an instance quota, by its Application Auto Scaling resource id.
@@ -292,7 +295,7 @@ pub async fn converge(
                     .map(|t| t.target.max_capacity);
                 let share = match checked {
                     Err(problem) => Err(SyncOutcome::EndpointUnusable(Box::new(problem))),
-                    Ok(()) => quota_share(backend, intent, &names, lookup, &endpoint, in_aws)
+                    Ok(()) => quota_share(backend, intent, mode, &names, lookup, &endpoint, in_aws)
                         .await
                         .map_err(|e| {
                             let outcome = SyncOutcome::ObserveFailed(e.to_string());
@@ -303,7 +306,7 @@ pub async fn converge(
                 report.endpoint = Some(endpoint);
                 match share {
                     Err(outcome) => report.outcome = outcome,
-                    Ok(Some(share)) if share.min_unmet => {
+                    Ok((Some(share), _)) if share.min_unmet => {
                         report.outcome = SyncOutcome::WaitingForQuota(format!(
                             "minCapacity {} asks for more instances than this endpoint's share of the quota '{}': {}. Nothing is written until instances are released or the quota is raised (AWS would fail the scale-out)",
                             spec.min_capacity,
@@ -311,7 +314,7 @@ pub async fn converge(
                             share.explanation
                         ));
                     }
-                    Ok(share) => {
+                    Ok((share, _raising)) => {
                         decide_and_apply(
                             backend,
                             intent,
@@ -359,21 +362,25 @@ pub async fn converge(
 /// A raise waits for the others: the cap is raised above the MaxCapacity AWS holds only as far as
 /// the other sharing endpoints' MaxCapacities in AWS leave room (a cap being lowered elsewhere
 /// is lowered by that endpoint's own reconcile first), so the targets in AWS never add up past
-/// the quota, not even between two reconciles.
+/// the quota, not even between two reconciles or while a lowering fails. Those MaxCapacities are
+/// read on every raise (from the fleet view's picture and its own writes in the controller), and
+/// raises of one quota are made one at a time: the returned guard is held until the raise is
+/// written and read back. An endpoint whose instances could not be read holds every raise.
 async fn quota_share(
     backend: &dyn AutoscalingBackend,
     intent: &Intent<'_>,
+    mode: ConvergeMode,
     names: &ResourceNames,
     quota: &QuotaLookup,
     endpoint: &EndpointReading,
     in_aws: Option<i32>,
-) -> Result<Option<QuotaShare>, AwsError> {
+) -> Result<(Option<QuotaShare>, Option<RaiseGuard>), AwsError> {
     let spec = intent.spec;
     let Some(q) = quota.value() else {
-        return Ok(None);
+        return Ok((None, None));
     };
     if spec.quota.policy != asyncscale_api::QuotaPolicy::Share {
-        return Ok(None);
+        return Ok((None, None));
     }
     let allowed = desired::quota_instances(q).clamp(0, i64::from(u32::MAX)) as u32;
     // Nobody's cap goes above the quota.
@@ -392,6 +399,43 @@ async fn quota_share(
         backend.waiting_without_capacity(),
     );
     let (usage, waiting) = (usage?, waiting?);
+    let unread: Vec<String> = usage
+        .iter()
+        .filter(|h| h.resource_id != names.resource_id)
+        .filter_map(|h| {
+            let why = h.unread.as_ref()?;
+            let name = h.resource_id.split('/').nth(1).unwrap_or(&h.resource_id);
+            Some(format!("endpoint {name} ({why})"))
+        })
+        .collect();
+    // An unreadable endpoint's variants are unknown; where it is a peer's, the peer still shares
+    // (with the instances last known of it, none when never read), so the others' caps leave
+    // it its part.
+    let usage: Vec<Holding> = usage
+        .iter()
+        .flat_map(|h| {
+            let variants: Vec<Holding> = intent
+                .quota_peers
+                .iter()
+                .filter(|p| {
+                    h.unread.is_some()
+                        && h.resource_id.matches('/').count() == 1
+                        && p.resource_id
+                            .starts_with(&format!("{}/variant/", h.resource_id))
+                })
+                .map(|p| Holding {
+                    resource_id: p.resource_id.clone(),
+                    asynchronous: true,
+                    ..h.clone()
+                })
+                .collect();
+            if variants.is_empty() {
+                vec![h.clone()]
+            } else {
+                variants
+            }
+        })
+        .collect();
     let mut holders: Vec<Holder> = usage
         .iter()
         .map(|h| Holder {
@@ -424,50 +468,116 @@ async fn quota_share(
     }
     let split = share::split(allowed, &holders);
     let Some(&cap) = split.caps.get(&names.resource_id) else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let mut explanation = split.explain(&names.resource_id).unwrap_or_default();
     let mut min_unmet = split.min_unmet.contains(&names.resource_id);
     let mut cap = i32::try_from(cap).unwrap_or(i32::MAX);
     let now = in_aws.unwrap_or(0);
-    // Only where the sharing endpoints' maxCapacities together exceed what the quota leaves can
-    // one raise outrun another's lowering; elsewhere (a roomy quota) no target is read.
-    let contended = u64::from(split.elsewhere)
-        + holders
-            .iter()
-            .filter_map(|h| h.shared)
-            .map(|b| u64::from(b.max_capacity))
-            .sum::<u64>()
-        > u64::from(allowed);
-    if cap > now && contended {
+    let mut awaiting = Vec::new();
+    let mut guard = None;
+    let mut held = false;
+    if cap > now && !unread.is_empty() {
+        // What an unreadable endpoint holds may be anything: no room is certain.
+        explanation.push_str(&format!(
+            "; held at {now} for now: the instances of {} are unknown, and a raise could take instances they hold",
+            unread.join(", ")
+        ));
+        cap = now;
+        held = true;
+        min_unmet |= cap < spec.min_capacity;
+    } else if cap > now {
+        // Every raise reads what the others hold in AWS now: a lowering that failed, is slow,
+        // or was never made (another run's, another cluster's) keeps its instances reserved.
+        if mode == ConvergeMode::Apply {
+            guard = Some(raise_lock(&backend.place(), &spec.instance_type).await);
+        }
         let others: Vec<&Holder> = holders
             .iter()
             .filter(|h| h.shared.is_some() && h.resource_id != names.resource_id)
             .collect();
-        let ids: Vec<String> = others.iter().map(|h| h.resource_id.clone()).collect();
-        let maxes = backend.max_capacities(&ids).await?;
-        let committed = i64::from(split.elsewhere)
-            + others
+        // Peers without an endpoint are no holders, but a target of theirs in AWS reserves.
+        let mut ids: Vec<String> = others.iter().map(|h| h.resource_id.clone()).collect();
+        ids.extend(
+            intent
+                .quota_peers
                 .iter()
-                .zip(maxes)
-                .map(|(h, max)| i64::from(max.unwrap_or(0).max(h.instances as i32)))
-                .sum::<i64>();
+                .map(|p| p.resource_id.clone())
+                .filter(|id| !others.iter().any(|h| &h.resource_id == id)),
+        );
+        let maxes = backend.max_capacities(&ids).await?;
+        let mut committed = i64::from(split.elsewhere);
+        for (i, (id, max)) in ids.iter().zip(maxes).enumerate() {
+            let held = others.get(i).map_or(0, |h| h.instances as i32);
+            let share = split.caps.get(id).map_or(0, |c| *c as i32);
+            let reserved = max.unwrap_or(0).max(held);
+            // A plan reports what apply would do: apply writes the lowerings it holds for
+            // first (see the CLI), so the peers of one run count at their share there.
+            let reserved = match mode {
+                ConvergeMode::Plan if intent.run_peers_lower_first => reserved.min(share.max(held)),
+                _ => reserved,
+            };
+            if reserved > share {
+                awaiting.push((id.clone(), reserved, share));
+            }
+            committed += i64::from(reserved);
+        }
         let room = (i64::from(allowed) - committed).clamp(0, i64::from(i32::MAX)) as i32;
         if room < cap {
             cap = room.max(now);
+            held = true;
+            let waits: Vec<String> = awaiting
+                .iter()
+                .map(|(id, held, share)| {
+                    format!("{id} (MaxCapacity {held} in AWS, its share {share})")
+                })
+                .collect();
             explanation.push_str(&format!(
-                "; raised to {cap} for now: the other endpoints' MaxCapacity in AWS leaves no more until they are lowered"
+                "; held at {cap} for now, until AWS holds the lowering of {}",
+                if waits.is_empty() {
+                    "the other endpoints' MaxCapacity".to_string()
+                } else {
+                    waits.join(", ")
+                }
             ));
             min_unmet |= cap < spec.min_capacity;
+        } else {
+            awaiting.clear();
         }
     }
-    Ok(Some(QuotaShare {
-        cap,
-        in_use: split.in_use,
-        endpoints: split.endpoints,
-        explanation,
-        min_unmet,
-    }))
+    Ok((
+        Some(QuotaShare {
+            cap,
+            in_use: split.in_use,
+            endpoints: split.endpoints,
+            explanation,
+            min_unmet,
+            awaiting: awaiting.into_iter().map(|(id, _, _)| id).collect(),
+            held,
+        }),
+        guard,
+    ))
+}
+
+/// Held while a shared cap is raised: from reading the others' MaxCapacity until the raise is
+/// written and read back, so that two raises of one quota never take the same room.
+pub(crate) type RaiseGuard = tokio::sync::OwnedMutexGuard<()>;
+
+/// The lock of raises of one quota: account, region and instance type, in this process. Another
+/// process writing the same account (a second controller, a CLI run beside it) is not held by it;
+/// only one writer per account is supported.
+async fn raise_lock(place: &Place, instance_type: &str) -> RaiseGuard {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    type Locks = Mutex<HashMap<(Place, String), Arc<tokio::sync::Mutex<()>>>>;
+    static LOCKS: LazyLock<Locks> = LazyLock::new(Locks::default);
+    let lock = LOCKS
+        .lock()
+        .expect("raise locks")
+        .entry((place.clone(), instance_type.to_string()))
+        .or_default()
+        .clone();
+    lock.lock_owned().await
 }
 
 async fn decide_and_apply(

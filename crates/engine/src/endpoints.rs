@@ -32,12 +32,24 @@ pub async fn read_endpoint(
     Ok(EndpointReading::Found { endpoint, config })
 }
 
+/// Why an endpoint that ListEndpoints named counts as unreadable when DescribeEndpoint says it
+/// does not exist.
+pub const LISTED_NOT_FOUND: &str = "listed by ListEndpoints, then not found by DescribeEndpoint";
+
+/// What a scan of every endpoint of the account and region read.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    /// Each endpoint described, with its configuration (None: unreadable, or deleted).
+    pub endpoints: Vec<(EndpointState, Option<EndpointConfigState>)>,
+    /// Endpoints listed that could not be described for good (access denied to the name, say),
+    /// with why: their instances are unknown.
+    pub unreadable: Vec<(String, String)>,
+}
+
 /// Every endpoint of the account and region, described with its configuration: ListEndpoints,
-/// then one DescribeEndpoint and one DescribeEndpointConfig per endpoint. An endpoint deleted
-/// while the scan runs is left out.
-pub async fn scan_endpoints<B: AutoscalingBackend + ?Sized>(
-    backend: &B,
-) -> Result<Vec<(EndpointState, Option<EndpointConfigState>)>, AwsError> {
+/// then one DescribeEndpoint and one DescribeEndpointConfig per endpoint. One that cannot be
+/// described (deleted while the scan runs included) is named in `unreadable`.
+pub async fn scan_endpoints<B: AutoscalingBackend + ?Sized>(backend: &B) -> Result<Scan, AwsError> {
     let mut names = Vec::new();
     let mut next = None;
     loop {
@@ -48,17 +60,24 @@ pub async fn scan_endpoints<B: AutoscalingBackend + ?Sized>(
             None => break,
         }
     }
-    let described: Vec<Result<Option<_>, AwsError>> = futures::stream::iter(names)
+    type Described = Result<(EndpointState, Option<EndpointConfigState>), (String, String)>;
+    let described: Vec<Result<Option<Described>, AwsError>> = futures::stream::iter(names)
         .map(|name| async move {
-            // One that cannot be read for good (access denied to its name) is left out, not a
-            // failure of every resource's count: see the fleet view's sweep.
+            // One that cannot be read for good (access denied to its name) is not a failure of
+            // every resource's count, but its instances are unknown: named, so that no shared
+            // cap is raised on a count that may be short.
             let endpoint = match backend.describe_endpoint(&name).await {
                 Ok(Some(endpoint)) => endpoint,
-                Ok(None) => return Ok(None),
+                // Deleted since it was listed, or a wrong answer: which, only the next list
+                // says. Until then its instances are unknown, not none.
+                Ok(None) => {
+                    tracing::warn!(endpoint = %name, "SageMaker endpoint listed but not found when described: its instances are unknown until the next scan, so no shared instance cap is raised");
+                    return Ok(Some(Err((name, LISTED_NOT_FOUND.to_string()))));
+                }
                 Err(e) if e.class == ErrorClass::Recoverable => return Err(e),
                 Err(e) => {
-                    tracing::warn!(endpoint = %name, error = %e, "SageMaker endpoint left out of the instance count");
-                    return Ok(None);
+                    tracing::warn!(endpoint = %name, error = %e, "SageMaker endpoint unreadable: its instances are unknown, so no shared instance cap is raised until it can be read");
+                    return Ok(Some(Err((name, e.to_string()))));
                 }
             };
             let config = match backend.describe_endpoint_config(&endpoint.config_name).await {
@@ -69,17 +88,23 @@ pub async fn scan_endpoints<B: AutoscalingBackend + ?Sized>(
                     None
                 }
             };
-            Ok(Some((endpoint, config)))
+            Ok(Some(Ok((endpoint, config))))
         })
         .buffer_unordered(SCAN_CONCURRENCY)
         .collect()
         .await;
-    let mut endpoints = Vec::new();
+    let mut scan = Scan::default();
     for d in described {
-        endpoints.extend(d?);
+        match d? {
+            Some(Ok(endpoint)) => scan.endpoints.push(endpoint),
+            Some(Err(unread)) => scan.unreadable.push(unread),
+            None => {}
+        }
     }
-    endpoints.sort_by(|a, b| a.0.summary.name.cmp(&b.0.summary.name));
-    Ok(endpoints)
+    scan.endpoints
+        .sort_by(|a, b| a.0.summary.name.cmp(&b.0.summary.name));
+    scan.unreadable.sort();
+    Ok(scan)
 }
 
 /// The default [`AutoscalingBackend::instance_usage`]: a full scan.
@@ -87,11 +112,51 @@ pub async fn scan_usage<B: AutoscalingBackend + ?Sized>(
     backend: &B,
     instance_type: &str,
 ) -> Result<Vec<Holding>, AwsError> {
-    let endpoints = scan_endpoints(backend).await?;
-    Ok(holdings(
-        endpoints.iter().map(|(e, c)| (e, c.as_ref())),
-        instance_type,
-    ))
+    let scan = scan_endpoints(backend).await?;
+    Ok(scan_holdings(&scan, instance_type))
+}
+
+/// The holdings of `instance_type` in a scan, its unreadable endpoints included.
+pub fn scan_holdings(scan: &Scan, instance_type: &str) -> Vec<Holding> {
+    unreadable(
+        holdings(
+            scan.endpoints.iter().map(|(e, c)| (e, c.as_ref())),
+            instance_type,
+        ),
+        scan.unreadable
+            .iter()
+            .map(|(n, why)| (n.as_str(), why.as_str())),
+    )
+}
+
+/// Marks the holdings of endpoints that could not be described (`name`, why). Such an endpoint
+/// may hold any type, so one without a last known holding of this type gets one of no known
+/// instances: either way, the split knows a count may be short, and raises no cap on it.
+pub fn unreadable<'a>(
+    mut held: Vec<Holding>,
+    endpoints: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<Holding> {
+    for (name, why) in endpoints {
+        let prefix = format!("endpoint/{name}/variant/");
+        let mut known = false;
+        for h in held
+            .iter_mut()
+            .filter(|h| h.resource_id.starts_with(&prefix))
+        {
+            h.unread = Some(why.to_string());
+            known = true;
+        }
+        if !known {
+            held.push(Holding {
+                resource_id: format!("endpoint/{name}"),
+                instances: 0,
+                scaling_out: false,
+                asynchronous: false,
+                unread: Some(why.to_string()),
+            });
+        }
+    }
+    held
 }
 
 /// The variants of `endpoints` that run `instance_type`, and those whose configuration is unknown
@@ -118,6 +183,7 @@ pub fn holdings<'a>(
                 // Unknown: it may be; a resource on it keeps its share (a real-time endpoint's
                 // resource writes nothing and is known to be one).
                 asynchronous: config.is_none_or(|c| c.asynchronous),
+                unread: None,
             });
         }
     }

@@ -135,9 +135,15 @@ struct Picture {
     endpoints: HashMap<String, EndpointState>,
     /// Endpoint configurations by name (they never change once created).
     configs: HashMap<String, EndpointConfigState>,
+    /// Configurations that came from an earlier run's memory, not read by this view: read again
+    /// with any endpoint that moved (a name deleted and created again may mean another type).
+    recalled_configs: HashSet<String>,
     /// MaxCapacity of each target this view registered since the refresh that started before
     /// the write (None: deregistered).
     written_max: HashMap<String, Option<i32>>,
+    /// Endpoints the latest refresh listed but could not describe, with why: their last known
+    /// description (if any) stays in `endpoints`, and no shared cap is raised on their count.
+    unreadable: Vec<(String, String)>,
     /// Each instance type's holdings, computed once per refresh.
     usage: HashMap<String, Vec<Holding>>,
     /// The resources whose scale-from-zero alarm fires, computed once per refresh.
@@ -178,11 +184,16 @@ impl Picture {
     /// Each instance type's holdings, computed once per refresh.
     fn usage_of(&mut self, instance_type: &str) -> &[Holding] {
         if !self.usage.contains_key(instance_type) {
-            let usage = crate::endpoints::holdings(
-                self.endpoints
-                    .values()
-                    .map(|e| (e, self.configs.get(&e.config_name))),
-                instance_type,
+            let usage = crate::endpoints::unreadable(
+                crate::endpoints::holdings(
+                    self.endpoints
+                        .values()
+                        .map(|e| (e, self.configs.get(&e.config_name))),
+                    instance_type,
+                ),
+                self.unreadable
+                    .iter()
+                    .map(|(name, why)| (name.as_str(), why.as_str())),
             );
             self.usage.insert(instance_type.to_string(), usage);
         }
@@ -204,6 +215,14 @@ enum Part {
     Alarm,
 }
 
+/// The endpoints a refresh described, the configurations it read, and the endpoints it could
+/// not describe (with why).
+type SweptEndpoints = (
+    Vec<EndpointState>,
+    Vec<EndpointConfigState>,
+    Vec<(String, String)>,
+);
+
 /// What one refresh read.
 struct Sweep {
     started: Instant,
@@ -218,14 +237,28 @@ struct Sweep {
     activities_cut: bool,
     endpoints: Vec<EndpointState>,
     configs: Vec<EndpointConfigState>,
+    /// Endpoints listed that could not be described, with why.
+    unreadable: Vec<(String, String)>,
     /// None when the read failed or took too long: it serves only the on-call metrics, so it
     /// never fails or holds a refresh.
     backlog_above_target: Option<Arc<HashSet<String>>>,
 }
 
+/// What a view read of SageMaker's endpoints, kept between one-shot runs (the CLI's cache on
+/// disk): a run then describes only the endpoints whose ListEndpoints summary (status, last
+/// modified) moved, as the controller's refreshes do. Configurations never change under a name.
+/// A run may lose it at any time; it only saves reads.
+pub trait EndpointMemory: Send + Sync {
+    /// What was kept for `place`, if anything.
+    fn recall(&self, place: &Place) -> Option<(Vec<EndpointState>, Vec<EndpointConfigState>)>;
+    /// Keeps what a refresh of `place` read.
+    fn keep(&self, place: &Place, endpoints: &[&EndpointState], configs: &[&EndpointConfigState]);
+}
+
 pub struct FleetView {
     inner: Arc<dyn AutoscalingBackend>,
     config: FleetConfig,
+    memory: Option<Arc<dyn EndpointMemory>>,
     picture: Mutex<Picture>,
     /// Single flight: one refresh at a time; the others wait for it and use its result.
     refreshing: tokio::sync::Mutex<()>,
@@ -246,6 +279,7 @@ impl FleetView {
         Self {
             inner,
             config,
+            memory: None,
             picture: Mutex::new(Picture::default()),
             refreshing: tokio::sync::Mutex::new(()),
             changes,
@@ -255,6 +289,12 @@ impl FleetView {
     /// Resources whose AWS state a refresh found changed.
     pub fn changes(&self) -> broadcast::Receiver<FleetChange> {
         self.changes.subscribe()
+    }
+
+    /// A view that starts from what `memory` kept of its endpoints, and keeps what it reads.
+    pub fn remembering(mut self, memory: Arc<dyn EndpointMemory>) -> Self {
+        self.memory = Some(memory);
+        self
     }
 
     fn picture(&self) -> std::sync::MutexGuard<'_, Picture> {
@@ -308,9 +348,34 @@ impl FleetView {
                 return Err(error.clone());
             }
         }
+        if let Some(memory) = &self.memory {
+            let mut picture = self.picture();
+            if picture.targets_at.is_none()
+                && picture.endpoints.is_empty()
+                && let Some((endpoints, configs)) = memory.recall(&self.place())
+            {
+                picture.endpoints = endpoints
+                    .into_iter()
+                    .map(|e| (e.summary.name.clone(), e))
+                    .collect();
+                picture.recalled_configs = configs.iter().map(|c| c.name.clone()).collect();
+                picture.configs = configs.into_iter().map(|c| (c.name.clone(), c)).collect();
+            }
+        }
         match self.sweep().await {
             Ok(sweep) => {
                 self.install(sweep);
+                if let Some(memory) = &self.memory {
+                    let picture = self.picture();
+                    // An unreadable endpoint's last description is not kept as if read.
+                    let endpoints: Vec<&EndpointState> = picture
+                        .endpoints
+                        .values()
+                        .filter(|e| !picture.unreadable.iter().any(|(n, _)| *n == e.summary.name))
+                        .collect();
+                    let configs: Vec<&EndpointConfigState> = picture.configs.values().collect();
+                    memory.keep(&self.place(), &endpoints, &configs);
+                }
                 Ok(())
             }
             Err(error) => {
@@ -398,7 +463,7 @@ impl FleetView {
             },
         );
         let (activities, activities_complete, activities_cut) = activities?;
-        let (endpoints, configs) = endpoints?;
+        let (endpoints, configs, unreadable) = endpoints?;
         Ok(Sweep {
             started,
             targets: targets?,
@@ -410,6 +475,7 @@ impl FleetView {
             activities_cut,
             endpoints,
             configs,
+            unreadable,
             backlog_above_target: backlog,
         })
     }
@@ -418,9 +484,7 @@ impl FleetView {
     /// LastModifiedTime moved since the last refresh (an instance count changes only through an
     /// update, which moves both); DescribeEndpointConfig only for names not read before. A
     /// no-drift refresh of N endpoints costs ceil(N/100) calls.
-    async fn sweep_endpoints(
-        &self,
-    ) -> Result<(Vec<EndpointState>, Vec<EndpointConfigState>), AwsError> {
+    async fn sweep_endpoints(&self) -> Result<SweptEndpoints, AwsError> {
         let listed = all_pages(|next| self.inner.list_endpoints(next)).await?;
         let (known, known_configs): (HashMap<String, EndpointState>, HashSet<String>) = {
             let picture = self.picture();
@@ -430,7 +494,12 @@ impl FleetView {
                     .filter_map(|s| picture.endpoints.get(&s.name).filter(|e| e.summary == *s))
                     .map(|e| (e.summary.name.clone(), e.clone()))
                     .collect(),
-                picture.configs.keys().cloned().collect(),
+                picture
+                    .configs
+                    .keys()
+                    .filter(|name| !picture.recalled_configs.contains(*name))
+                    .cloned()
+                    .collect(),
             )
         };
         let to_describe: Vec<String> = listed
@@ -447,18 +516,25 @@ impl FleetView {
                 let (inner, known_configs) = (inner.clone(), known_configs.clone());
                 async move {
                     // An endpoint or configuration that cannot be read for good (access denied
-                    // to its name, say) is left out of the picture rather than failing every
-                    // resource of the account; the resource that scales it gets the error from
-                    // its own read.
+                    // to its name, say) does not fail every resource of the account; the
+                    // resource that scales it gets the error from its own read. Its instances
+                    // are unknown, though: it is named, its last description kept, and no
+                    // shared cap is raised until it can be read.
                     let endpoint = match with_page_retries(|| inner.describe_endpoint(&name)).await
                     {
                         Ok(Some(endpoint)) => endpoint,
-                        // Gone since it was listed: left out.
-                        Ok(None) => return Ok(None),
+                        // Deleted since it was listed, or a wrong answer: the next refresh's
+                        // list says which. Until then its instances are unknown, not none.
+                        Ok(None) => {
+                            return Ok(Some(Err((
+                                name,
+                                crate::endpoints::LISTED_NOT_FOUND.to_string(),
+                            ))));
+                        }
                         Err(e) if e.class == ErrorClass::Recoverable => return Err(e),
                         Err(e) => {
-                            tracing::warn!(endpoint = %name, error = %e, "SageMaker endpoint left out of the fleet view: its instances are not counted against its quota");
-                            return Ok(None);
+                            tracing::warn!(endpoint = %name, error = %e, "SageMaker endpoint unreadable: its instances are unknown, so no shared instance cap is raised until it can be read");
+                            return Ok(Some(Err((name, e.to_string()))));
                         }
                     };
                     let config = if known_configs.contains(&endpoint.config_name) {
@@ -477,18 +553,30 @@ impl FleetView {
                             }
                         }
                     };
-                    Ok(Some((endpoint, config)))
+                    Ok(Some(Ok((endpoint, config))))
                 }
             }
         })
         .await?;
         let mut endpoints: Vec<EndpointState> = known.into_values().collect();
         let mut configs = Vec::new();
-        for (endpoint, config) in described.into_iter().flatten() {
-            endpoints.push(endpoint);
-            configs.extend(config);
+        let mut unreadable = Vec::new();
+        for described in described.into_iter().flatten() {
+            match described {
+                Ok((endpoint, config)) => {
+                    endpoints.push(endpoint);
+                    configs.extend(config);
+                }
+                Err((name, why)) => {
+                    // The last description read stands for it: a failed read never lowers
+                    // the count of instances in use.
+                    endpoints.extend(self.picture().endpoints.get(&name).cloned());
+                    unreadable.push((name, why));
+                }
+            }
         }
-        Ok((endpoints, configs))
+        unreadable.sort();
+        Ok((endpoints, configs, unreadable))
     }
 
     /// Newest first, until `back_to` (inclusive), the end of the history or the page limit.
@@ -534,6 +622,12 @@ impl FleetView {
             .filter(|(_, w)| **w >= started)
             .map(|(key, _)| key.clone())
             .collect();
+        // Not drift: a part this view wrote before the refresh started and has not read since
+        // (the writer's read-back is still to come). The picture's entry predates the write, so
+        // the difference is that write; the reconcile that made it reads it back and acts on
+        // whatever else AWS shows, and waking it again would be for nothing.
+        let drift =
+            |picture: &Picture, part: Part, key: &String| !picture.needs_direct_read(part, key);
 
         let (targets, changed_targets) = merge_refresh(
             &picture.targets,
@@ -544,8 +638,13 @@ impl FleetView {
                 .collect(),
             &pinned,
         );
-        changed.extend(changed_targets);
+        changed.extend(
+            changed_targets
+                .into_iter()
+                .filter(|id| drift(&picture, Part::Target, id)),
+        );
 
+        let swept_policies = sweep.policies.is_some();
         if let Some(policies) = sweep.policies {
             let mut by_target: HashMap<String, Vec<ObservedPolicy>> = HashMap::new();
             for p in policies {
@@ -555,9 +654,12 @@ impl FleetView {
                     .push(p);
             }
             let (policies, changed_policies) = merge_refresh(&picture.policies, by_target, &pinned);
-            changed.extend(changed_policies);
+            changed.extend(
+                changed_policies
+                    .into_iter()
+                    .filter(|id| drift(&picture, Part::Policies, id)),
+            );
             picture.policies = policies;
-            picture.policies_at = Some(started);
         }
         if let Some(scheduled) = sweep.scheduled {
             let mut by_target: HashMap<String, Vec<ObservedScheduledAction>> = HashMap::new();
@@ -569,8 +671,16 @@ impl FleetView {
             }
             let (scheduled, changed_scheduled) =
                 merge_refresh(&picture.scheduled, by_target, &pinned);
-            changed.extend(changed_scheduled);
+            changed.extend(
+                changed_scheduled
+                    .into_iter()
+                    .filter(|id| drift(&picture, Part::Scheduled, id)),
+            );
             picture.scheduled = scheduled;
+        }
+        // Only now: the scheduled actions' changes are judged by when policies were swept before.
+        if swept_policies {
+            picture.policies_at = Some(started);
         }
 
         let (alarms, changed_alarms) = merge_refresh(
@@ -585,6 +695,7 @@ impl FleetView {
         changed.extend(
             changed_alarms
                 .iter()
+                .filter(|name| drift(&picture, Part::Alarm, name))
                 .filter_map(|name| ResourceNames::resource_id_of_alarm(name))
                 .map(str::to_string),
         );
@@ -628,6 +739,10 @@ impl FleetView {
             }
         }
         picture.endpoints = endpoints;
+        picture.unreadable = sweep.unreadable;
+        for config in &sweep.configs {
+            picture.recalled_configs.remove(&config.name);
+        }
         picture
             .configs
             .extend(sweep.configs.into_iter().map(|c| (c.name.clone(), c)));
@@ -919,10 +1034,25 @@ impl AutoscalingBackend for FleetView {
         }
         let result = self.inner.register_target(target, tags).await;
         self.wrote(&target.resource_id);
-        if result.is_ok() {
-            self.picture()
+        {
+            let mut picture = self.picture();
+            let max = if result.is_ok() {
+                target.max_capacity
+            } else {
+                // A failed write may still have landed (a timeout, a 500 after AWS acted): for
+                // the quota share it holds the higher of the two until a read says which.
+                let known = match picture.written_max.get(&target.resource_id) {
+                    Some(written) => *written,
+                    None => picture
+                        .targets
+                        .get(&target.resource_id)
+                        .map(|t| t.target.max_capacity),
+                };
+                known.map_or(target.max_capacity, |k| k.max(target.max_capacity))
+            };
+            picture
                 .written_max
-                .insert(target.resource_id.clone(), Some(target.max_capacity));
+                .insert(target.resource_id.clone(), Some(max));
         }
         if let Ok(arn) = &result {
             let mut picture = self.picture();
@@ -1236,6 +1366,7 @@ type ViewKey = (Option<AssumedRole>, String);
 pub struct FleetSource {
     inner: Arc<dyn BackendSource>,
     config: FleetConfig,
+    memory: Option<Arc<dyn EndpointMemory>>,
     views: Mutex<BTreeMap<ViewKey, Arc<FleetView>>>,
     changes: broadcast::Sender<FleetChange>,
 }
@@ -1245,6 +1376,7 @@ impl FleetSource {
         Self {
             inner,
             config,
+            memory: None,
             views: Mutex::new(BTreeMap::new()),
             changes: broadcast::channel(CHANGES_BUFFERED).0,
         }
@@ -1274,6 +1406,12 @@ impl FleetSource {
     pub fn changes(&self) -> broadcast::Receiver<FleetChange> {
         self.changes.subscribe()
     }
+
+    /// Views that start from what `memory` kept and keep what they read (see [`EndpointMemory`]).
+    pub fn remembering(mut self, memory: Arc<dyn EndpointMemory>) -> Self {
+        self.memory = Some(memory);
+        self
+    }
 }
 
 #[async_trait]
@@ -1288,11 +1426,11 @@ impl BackendSource for FleetSource {
         let view = views
             .entry(key)
             .or_insert_with(|| {
-                Arc::new(FleetView::reporting_to(
-                    backend,
-                    self.config,
-                    self.changes.clone(),
-                ))
+                let view = FleetView::reporting_to(backend, self.config, self.changes.clone());
+                Arc::new(match &self.memory {
+                    Some(memory) => view.remembering(memory.clone()),
+                    None => view,
+                })
             })
             .clone();
         Ok(view)

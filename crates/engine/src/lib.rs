@@ -17,6 +17,6 @@ pub use converge::{
     observe, quota_peers, remove,
 };
 pub use error::{AwsError, ErrorClass};
-pub use fleet::{FleetChange, FleetConfig, FleetSource, FleetStats, FleetView};
+pub use fleet::{EndpointMemory, FleetChange, FleetConfig, FleetSource, FleetStats, FleetView};
 pub use port::{AutoscalingBackend, Holding, Page, QuotaReading, Sighting};
 pub use source::{AssumedRole, BackendSource, Place, Placement, SingleBackend};

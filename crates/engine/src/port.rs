@@ -198,4 +198,8 @@ pub struct Holding {
     /// scaled by asyncscale, so only it can share a quota; a real-time one's instances are
     /// simply in use.
     pub asynchronous: bool,
+    /// Why the endpoint could not be described (access denied to its name, say), when it could
+    /// not: `instances` are then the last known (0 when never read), and what it holds may be
+    /// more. No shared cap is raised while one is unread; see [`crate::endpoints::unreadable`].
+    pub unread: Option<String>,
 }

@@ -4,12 +4,14 @@
 pub mod account;
 pub mod cbor;
 pub mod error;
+pub mod failures;
 pub mod model;
 pub mod quotas;
 pub mod rate_limits;
 pub mod sagemaker;
 pub mod server;
 pub mod sts;
+pub mod sweep;
 pub mod validation;
 
 pub use account::{

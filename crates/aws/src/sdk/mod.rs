@@ -247,6 +247,49 @@ impl SdkBackend {
         Ok(backend)
     }
 
+    /// The account the environment's own credentials act in (STS GetCallerIdentity, one call):
+    /// what tells two profiles apart where the account is otherwise unknown.
+    pub async fn caller_account(
+        options: &AwsOptions,
+        calls: &CallCounter,
+    ) -> Result<String, AwsError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = &options.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(url) = &options.endpoint_url {
+            loader = loader.endpoint_url(url.clone());
+        }
+        if let Some(credentials) = &options.credentials {
+            loader = loader.credentials_provider(credentials.clone());
+        }
+        let config = loader
+            .timeout_config(options.timeouts.sdk_config())
+            .load()
+            .await;
+        let answer = aws_sdk_sts::Client::new(&config)
+            .get_caller_identity()
+            .send()
+            .await;
+        match answer {
+            Ok(out) => {
+                calls.record("sts", "GetCallerIdentity", "ok");
+                out.account().map(str::to_string).ok_or_else(|| AwsError {
+                    class: ErrorClass::Recoverable,
+                    service: "sts",
+                    operation: "GetCallerIdentity",
+                    code: "response".into(),
+                    message: "STS answered GetCallerIdentity without an account".into(),
+                })
+            }
+            Err(err) => {
+                let error = to_aws_error("sts", "GetCallerIdentity", &err, &options.timeouts);
+                calls.record("sts", "GetCallerIdentity", error.class.as_str());
+                Err(error)
+            }
+        }
+    }
+
     /// A backend for a local AWS-compatible endpoint (such as `asyncscale sim serve`), signed with
     /// fixed credentials so that the environment's real ones never reach it.
     pub async fn for_local_endpoint(url: &str, calls: CallCounter) -> Result<Self, AwsError> {

@@ -44,6 +44,29 @@ impl SdkBackend {
         let failure = match &cached.failure {
             Some((failed_at, error)) if failed_at.elapsed() < QUOTA_RETRY_AFTER => error.clone(),
             _ => match self.resolve_quota(&name).await {
+                // An applied value once read is not expected to disappear (quotas are raised on
+                // request, not withdrawn): an answer without one, after one was read, is served
+                // as a failed read with the applied value kept, never as a raise to the default.
+                Ok(quota)
+                    if quota.source == QuotaSource::Default
+                        && cached
+                            .value
+                            .as_ref()
+                            .is_some_and(|(_, q)| q.source == QuotaSource::Applied) =>
+                {
+                    let error = AwsError::local(
+                        ErrorClass::Recoverable,
+                        "GetServiceQuota",
+                        "AppliedValueMissing",
+                        format!(
+                            "Service Quotas answered that {name} has no applied value, but one was read before; the applied value is kept"
+                        ),
+                    );
+                    let mut cache = self.quota_values.lock().expect("quota cache lock");
+                    let entry = cache.entry(name.clone()).or_default();
+                    entry.failure = Some((std::time::Instant::now(), error.clone()));
+                    error
+                }
                 Ok(quota) => {
                     let mut cache = self.quota_values.lock().expect("quota cache lock");
                     let entry = cache.entry(name).or_default();
@@ -79,15 +102,25 @@ impl SdkBackend {
     /// The quota code is found by name through ListServiceQuotas, then ListAWSDefaultServiceQuotas.
     pub(super) async fn resolve_quota(&self, name: &str) -> Result<Quota, AwsError> {
         let code = self.quota_code(name).await?;
-        let applied = self
-            .call(SQ, "GetServiceQuota", || {
+        let get_applied = || {
+            self.call(SQ, "GetServiceQuota", || {
                 self.quotas
                     .get_service_quota()
                     .service_code(QUOTA_SERVICE_CODE)
                     .quota_code(&code)
                     .send()
             })
-            .await;
+        };
+        let mut applied = get_applied().await;
+        // AWS's default may be above the applied value: one answer that there is no applied value
+        // is not enough to fall back to it. It is asked once more (an account whose quota was
+        // never changed pays one more call per quota read).
+        if applied
+            .as_ref()
+            .is_err_and(|e| e.class == ErrorClass::NotFound)
+        {
+            applied = get_applied().await;
+        }
         let (value, source) = match applied {
             Ok(out) => (out.quota().and_then(|q| q.value()), QuotaSource::Applied),
             Err(e) if e.class == ErrorClass::NotFound => {

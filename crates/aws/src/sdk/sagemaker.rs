@@ -9,7 +9,7 @@ use asyncscale_engine::Holding;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use asyncscale_engine::endpoints::{holdings, is_missing, list_waiting, scan_endpoints};
+use asyncscale_engine::endpoints::{Scan, is_missing, list_waiting, scan_endpoints, scan_holdings};
 
 use super::{SM, SdkBackend, next_token, rfc3339};
 use asyncscale_engine::{AwsError, Page};
@@ -22,7 +22,7 @@ const ENDPOINTS_PAGE: i32 = 100;
 /// own picture and never comes here.
 const ENDPOINT_SCAN_TTL: Duration = Duration::from_secs(30);
 
-pub(super) type EndpointScan = (Instant, Vec<(EndpointState, Option<EndpointConfigState>)>);
+pub(super) type EndpointScan = (Instant, Scan);
 
 impl SdkBackend {
     pub(super) async fn instance_usage(
@@ -37,10 +37,7 @@ impl SdkBackend {
                 &scan.insert((Instant::now(), endpoints)).1
             }
         };
-        Ok(holdings(
-            endpoints.iter().map(|(e, c)| (e, c.as_ref())),
-            instance_type,
-        ))
+        Ok(scan_holdings(endpoints, instance_type))
     }
 
     /// The resources whose scale-from-zero alarm fires, listed once per [`ENDPOINT_SCAN_TTL`]

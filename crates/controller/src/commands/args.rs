@@ -26,6 +26,14 @@ pub struct ManifestArgs {
     /// for a few.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub bulk_from: u32,
+    /// Where a bulk run keeps SageMaker's endpoint descriptions for the next (default
+    /// `$XDG_CACHE_HOME/asyncscale`, else `~/.cache/asyncscale`): a run then describes only the
+    /// endpoints that changed since. Losing it only costs reads.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Describe every endpoint again, and keep nothing for the next run.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -196,6 +204,16 @@ pub enum AwsTarget {
 }
 
 impl AwsArgs {
+    /// The AWS endpoint URL every call goes to, when one is given.
+    pub fn endpoint_url(&self) -> Option<&str> {
+        self.aws_endpoint.as_deref()
+    }
+
+    /// The region given with `--region`, if any.
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
     /// Where backends come from, and the in-process account to keep alive when simulated.
     /// With `strict_credentials` (one-shot commands), a configured credentials source that fails
     /// stops the command too; the controller only warns, as the source may recover (a Pod

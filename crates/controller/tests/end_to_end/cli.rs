@@ -545,7 +545,47 @@ fn invalid_manifests_fail_with_one_line_per_problem_and_no_aws_call() {
     let out = cli(&sim, &["plan", "-f", broken.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("broken.yaml: invalid YAML"),
+        stderr(&out).contains(&format!("{}:1:7: invalid YAML: ", broken.display())),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_schedule_that_never_runs_is_refused_and_one_whose_runs_are_past_is_warned_about() {
+    let sim = sim(&["ml.g4dn.xlarge=4"]);
+    let dir = tempdir::Dir::new("never-runs");
+    let with = |expression: &str| {
+        format!("{SDXL}  schedules:\n    - {{name: s, schedule: {expression}, minCapacity: 1}}\n")
+    };
+    let february = manifest(&dir, "february.yaml", &with("cron(0 8 31 2 ? *)"));
+    let out = cli(&sim, &["plan", "-f", february.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(
+        lines,
+        [format!(
+            "error: {}: document 1 (ml/sdxl): spec.schedules[0].schedule: cron(0 8 31 2 ? *) never runs: February has no 31st",
+            february.display()
+        )]
+    );
+    assert_eq!(total_calls(&sim.calls()), 0);
+
+    // Past only by the clock: said, and the plan goes on.
+    let past = manifest(&dir, "past.yaml", &with("cron(0 8 1 1 ? 2020)"));
+    let out = cli(&sim, &["plan", "-f", past.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "changes pending: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains(&format!(
+            "warning: {}: document 1 (ml/sdxl): spec.schedules[0].schedule: cron(0 8 1 1 ? 2020) never runs again: every run is in the past",
+            past.display()
+        )),
         "{}",
         stderr(&out)
     );
@@ -1453,21 +1493,42 @@ fn a_no_op_apply_of_many_resources_reads_aws_in_pages() {
     let spent = |op: &str| calls_of(&after, op) - calls_of(&before, op);
     assert_eq!(writes(&after), writes(&before), "no write");
     // 30 targets: 1 page; 60 policies: 6 pages of 10; 30 alarms: 1 page; activities: 1 page.
-    // SageMaker has no bulk read of instance counts or configurations: a one-shot run describes
+    // SageMaker has no bulk read of instance counts or configurations: the first run described
     // each of the account's 36 endpoints (30 here and the 6 every test account has) and its
-    // configuration once, after 1 page of ListEndpoints.
+    // configuration; this one lists them (1 page) and finds every description in the cache the
+    // first run left, unchanged since.
     assert_eq!(spent("DescribeScalableTargets"), 1);
     assert_eq!(spent("DescribeScalingPolicies"), 6);
     assert_eq!(spent("DescribeAlarms"), 1);
     assert_eq!(spent("DescribeScalingActivities"), 1);
     assert_eq!(spent("ListEndpoints"), 1);
-    assert_eq!(spent("DescribeEndpoint"), 36);
-    assert_eq!(spent("DescribeEndpointConfig"), 36);
+    assert_eq!(spent("DescribeEndpoint"), 0);
+    assert_eq!(spent("DescribeEndpointConfig"), 0);
     assert_eq!(
         spent("ListTagsForResource"),
         0,
         "nothing to write: no tags read"
     );
+    assert!(
+        stderr(&again).contains("36 from the cache of"),
+        "{}",
+        stderr(&again)
+    );
+    // An endpoint that moved (a new one, here) is described; the others are not.
+    declare_endpoint(&sim.addr, "ep-new", "ml.g4dn.xlarge");
+    let moved = cli(&sim, &["apply", "-f", file]);
+    assert!(moved.status.success(), "{}", stderr(&moved));
+    let after_moved = sim.calls();
+    let spent = |op: &str| calls_of(&after_moved, op) - calls_of(&after, op);
+    assert_eq!(spent("DescribeEndpoint"), 1);
+    assert_eq!(spent("DescribeEndpointConfig"), 1);
+    // Without the cache, every endpoint is described again.
+    let uncached = cli(&sim, &["apply", "-f", file, "--no-cache"]);
+    assert!(uncached.status.success(), "{}", stderr(&uncached));
+    let after = sim.calls();
+    let spent = |op: &str| calls_of(&after, op) - calls_of(&after_moved, op);
+    assert_eq!(spent("DescribeEndpoint"), 37);
+    assert_eq!(spent("DescribeEndpointConfig"), 37);
 
     // Per resource, the same no-op apply costs about four reads each.
     let per_resource = cli(&sim, &["apply", "-f", file, "--bulk-from", "1000"]);

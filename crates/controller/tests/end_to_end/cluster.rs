@@ -1685,3 +1685,117 @@ async fn resources_land_in_the_account_of_their_role_and_a_refused_role_holds_up
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Each shared target's MaxCapacity in the local endpoint, by endpoint name.
+fn shared_maxes(aws: &str) -> std::collections::BTreeMap<String, i64> {
+    let state: Value = serde_json::from_str(&http_get(aws, "/_sim/state").1).unwrap();
+    state["ScalableTargets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let id = t["ResourceId"].as_str().unwrap();
+            (
+                id.split('/').nth(1).unwrap().to_string(),
+                t["MaxCapacity"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The controller holds a raise until AWS holds the lowering that pays for it. a and b share a
+/// quota of 4 (maxCapacity 3 each: caps 2 and 2); b is lowered to 1 while its
+/// RegisterScalableTarget is refused. Before, a went 2 → 3 at its next resync and AWS allowed
+/// 3 + 2 = 5 for as long as the fault lasted, while b's status said 1. Now a stays at 2 and says
+/// whose lowering it waits for, b's status says what AWS holds, the failed write is in the log at
+/// warning level, and once the fault clears both settle with the quota never exceeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raise_waits_for_a_lowering_that_fails_and_status_says_what_aws_holds() {
+    let cluster = cluster("raise-waits").await;
+    let kubeconfig = cluster.admin.clone();
+    let aws = cluster.aws.clone();
+    for name in ["a-async", "b-async"] {
+        crate::support::declare_endpoint(&aws, name, "ml.g4dn.xlarge");
+    }
+    let pod = "asyncscale-raise-0";
+    let (_controller, metrics_addr) = cluster.controller(pod, &["--resync", "2s"]);
+    until(
+        "the controller to be ready",
+        Duration::from_secs(20),
+        || TcpStream::connect(&metrics_addr).is_ok() && http_get(&metrics_addr, "/readyz").0 == 200,
+    );
+    let dir = std::env::temp_dir().join(format!("asyncscale-raise-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let two = |a: u32, b: u32| {
+        format!(
+            "{}---\n{}",
+            example("a", "").replace("maxCapacity: 20", &format!("maxCapacity: {a}")),
+            example("b", "").replace("maxCapacity: 20", &format!("maxCapacity: {b}"))
+        )
+    };
+    let apply = apply_text(&kubeconfig, &dir, "ab.yaml", &two(3, 3));
+    assert!(apply.status.success(), "{}", stderr_of(&apply));
+    until("caps 2 and 2", Duration::from_secs(30), || {
+        shared_maxes(&aws) == [("a-async".to_string(), 2), ("b-async".to_string(), 2)].into()
+    });
+    // b's writes are refused from now on.
+    let fault = serde_json::json!({
+        "operation": "RegisterScalableTarget", "code": "ValidationException", "status": 400,
+        "message": "refused (injected)", "count": 0,
+        "inputHas": ["ResourceId", "endpoint/b-async/variant/AllTraffic"],
+    });
+    let (status, body) = http(&aws, "POST", "/_sim/faults", &[], &fault.to_string());
+    assert_eq!(status, 204, "{body}");
+    let apply = apply_text(&kubeconfig, &dir, "ab.yaml", &two(3, 1));
+    assert!(apply.status.success(), "{}", stderr_of(&apply));
+    // Five resyncs' worth, sampled: a never goes past 2 while b holds 2.
+    let sampled = Instant::now();
+    while sampled.elapsed() < Duration::from_secs(10) {
+        let maxes = shared_maxes(&aws);
+        assert!(
+            maxes.values().sum::<i64>() <= 4,
+            "over the quota: {maxes:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(shared_maxes(&aws)["a-async"], 2);
+    let a = aes_json(&kubeconfig, "a");
+    let clamp = a["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "QuotaClamped")
+        .unwrap()
+        .clone();
+    assert!(
+        clamp["message"]
+            .as_str()
+            .unwrap()
+            .contains("until AWS holds the lowering of endpoint/b-async/variant/AllTraffic"),
+        "{clamp}"
+    );
+    assert_eq!(a["status"]["effectiveMaxCapacity"], 2, "{a}");
+    let b = aes_json(&kubeconfig, "b");
+    assert_eq!(
+        b["status"]["effectiveMaxCapacity"], 2,
+        "what AWS holds, not what failed to be written: {b}"
+    );
+    let logs = std::fs::read_to_string(controller_log(pod)).unwrap();
+    assert!(
+        logs.lines().any(|l| l.contains("\"WARN\"")
+            && l.contains("AWS write failed")
+            && l.contains("ml/b")),
+        "{logs}"
+    );
+    // The fault clears: b is lowered, then a raised, never over the quota.
+    let (status, _) = http(&aws, "DELETE", "/_sim/faults", &[], "");
+    assert_eq!(status, 204);
+    until("caps 3 and 1", Duration::from_secs(40), || {
+        let maxes = shared_maxes(&aws);
+        assert!(
+            maxes.values().sum::<i64>() <= 4,
+            "over the quota: {maxes:?}"
+        );
+        maxes == [("a-async".to_string(), 3), ("b-async".to_string(), 1)].into()
+    });
+}

@@ -7,6 +7,7 @@ mod accounts;
 mod cli;
 mod cluster;
 mod deploy;
+mod quota_sweep;
 mod reconciler;
 mod simulation;
 mod support;

@@ -191,7 +191,7 @@ async fn two_endpoints_sharing_a_quota_never_fail_and_drain_sooner_than_clamped(
     );
     assert!(
         shared.applied[0].iter().any(|c| c
-            .contains("MaxCapacity 2 (0 of 4 in use by 2 endpoints; this endpoint may grow to 2)")),
+            .contains("MaxCapacity 2 (0 of 4 in use by 2 endpoints; 2 more reserved by the other sharing endpoints' caps; this endpoint may grow to 2)")),
         "{:?}",
         shared.applied[0]
     );

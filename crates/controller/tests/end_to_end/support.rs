@@ -108,6 +108,12 @@ pub(crate) fn cli_against(url: &str, args: &[&str]) -> std::process::Output {
         .env("AWS_CONFIG_FILE", "/nonexistent")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        // The bulk runs' endpoint cache, out of the user's own (one per test process; each local
+        // endpoint's file is its own).
+        .env(
+            "XDG_CACHE_HOME",
+            std::env::temp_dir().join(format!("asyncscale-test-cache-{}", std::process::id())),
+        )
         .output()
         .unwrap()
 }

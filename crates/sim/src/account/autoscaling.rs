@@ -125,6 +125,8 @@ impl Account {
             }
         };
         let created = self.here.targets.get(&key).map_or_else(now, |t| t.created);
+        self.max_capacity_writes
+            .push((region.to_string(), key.1.clone(), Some(new_max)));
         self.here.targets.insert(
             key,
             Target {
@@ -171,6 +173,8 @@ impl Account {
             .targets
             .remove(&key)
             .ok_or_else(|| Self::no_target(&key))?;
+        self.max_capacity_writes
+            .push((self.region.clone(), key.1.clone(), None));
         let names: Vec<String> = self
             .here
             .policies

@@ -179,6 +179,14 @@ pub struct Fault {
     /// for one of two DescribeAlarms reads; any request when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_has: Option<(String, serde_json::Value)>,
+    /// Let this many matching requests through first: the fault hits the one after them (a
+    /// failure at one position of a run).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub after: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Answers a share of all requests with one of the passing errors AWS answers at times: the
@@ -260,7 +268,14 @@ impl Fault {
             count: 0,
             delay_seconds: 0.0,
             input_has: None,
+            after: 0,
         }
+    }
+
+    /// Only after `count` matching requests were let through.
+    pub fn after(mut self, count: u32) -> Self {
+        self.after = count;
+        self
     }
 
     /// Answers with the AWS error `code` and HTTP `status`.
@@ -335,6 +350,9 @@ pub struct Account {
     next_id: u64,
     /// Requests answered, by service and operation.
     pub calls: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Every change of a scalable target's MaxCapacity, in order: region, resource id, and the
+    /// new value (None: deregistered). What a test replays to check a bound at every moment.
+    pub max_capacity_writes: Vec<(String, String, Option<i64>)>,
     /// Bumped by every request that may change configuration, so the scaling model re-reads it.
     pub(crate) config_version: u64,
     /// The `config_version` of the latest change to each endpoint's configuration, by region and
@@ -580,6 +598,10 @@ impl Account {
                     .as_ref()
                     .is_none_or(|(field, value)| input.get(field) == Some(value))
         })?;
+        if self.faults[index].after > 0 {
+            self.faults[index].after -= 1;
+            return None;
+        }
         let fault = self.faults[index].clone();
         if fault.count == 1 {
             self.faults.remove(index);
