@@ -310,27 +310,29 @@ pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
     }
 }
 
-/// Waits for this machine's other writing runs against the same AWS endpoint and default region;
-/// the turn ends when the file is dropped. None when no lock file can be had (said on stderr).
+/// Waits for this machine's other writing runs against the same AWS endpoint (AWS's own, or one
+/// URL however spelt; any region, as resources may name theirs); the turn ends when the file is
+/// dropped. None when no lock file can be had (said on stderr).
 async fn take_turn(args: &ManifestArgs) -> Option<std::fs::File> {
     let dir = args
         .cache_dir
         .clone()
         .or_else(DiskEndpointCache::default_dir)?;
-    let key: String = format!(
-        "{}_{}",
-        args.aws.endpoint_url().unwrap_or("aws"),
-        args.aws.region().unwrap_or("default")
-    )
-    .chars()
-    .map(|c| {
-        if c.is_ascii_alphanumeric() || c == '-' {
-            c
-        } else {
-            '_'
-        }
-    })
-    .collect();
+    let key: String = args
+        .aws
+        .endpoint_url()
+        .map_or("aws".to_string(), |url| {
+            url.trim_end_matches('/').to_ascii_lowercase()
+        })
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let path = dir.join(format!("apply-{key}.lock"));
     let file = std::fs::create_dir_all(&dir).and_then(|()| {
         std::fs::OpenOptions::new()
@@ -446,6 +448,7 @@ async fn converge_one(
         "applied": report.applied,
         "status": report.status,
         "awaitingLowerings": awaiting,
+        "raiseHeld": share.is_some_and(|s| s.held),
     });
     Outcome {
         text,

@@ -353,9 +353,13 @@ fn quota_condition(input: &StatusInput<'_>) -> Cond {
         .observed
         .and_then(|o| o.target.as_ref())
         .map(|t| t.target.max_capacity);
+    let registered = input.observed.is_none_or(|o| o.target.is_some());
     let target_max = |meant: i64| match in_aws {
         Some(held) if i64::from(held) != meant => format!(
             "the scalable target's MaxCapacity is to be {meant} (AWS holds {held} until that is written)"
+        ),
+        None if !registered => format!(
+            "the scalable target's MaxCapacity is to be {meant} (it is not registered in AWS yet)"
         ),
         _ => format!("the scalable target's MaxCapacity is {meant}"),
     };

@@ -209,11 +209,6 @@ impl AwsArgs {
         self.aws_endpoint.as_deref()
     }
 
-    /// The region given with `--region`, if any.
-    pub fn region(&self) -> Option<&str> {
-        self.region.as_deref()
-    }
-
     /// Where backends come from, and the in-process account to keep alive when simulated.
     /// With `strict_credentials` (one-shot commands), a configured credentials source that fails
     /// stops the command too; the controller only warns, as the source may recover (a Pod
