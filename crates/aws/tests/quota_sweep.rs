@@ -11,7 +11,6 @@
 //! is queued and the scaling model runs: no activity fails on the quota. The table is written to
 //! `target/quota-sweep-controller.txt`.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +26,10 @@ use asyncscale_engine::{
 };
 use asyncscale_sim::SimServer;
 use asyncscale_sim::failures::Failure;
-use asyncscale_sim::sweep::{SCENARIOS, Scenario, Start, manifest, traffic};
+use asyncscale_sim::sweep::{
+    Injected, SCENARIOS, Scenario, Start, cases_of, label, manifest, operations_between, run_cases,
+    traffic,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 const PARALLEL: usize = 32;
@@ -125,8 +127,6 @@ async fn prepared(scenario: &Scenario) -> SimServer {
     server
 }
 
-type Injected = (String, String, u32, Failure);
-
 async fn case(scenario: &'static Scenario, fault: Option<Injected>) -> (String, Vec<String>) {
     let server = prepared(scenario).await;
     let quota = scenario.quota();
@@ -165,10 +165,7 @@ async fn case(scenario: &'static Scenario, fault: Option<Injected>) -> (String, 
             break reports;
         }
     };
-    let label = match &fault {
-        Some((_, op, pos, failure)) => format!("{op} #{} {}", pos + 1, failure.label()),
-        None => "no fault".to_string(),
-    };
+    let label = label(&fault);
     let (mut violations, allowed, writes) = start.judge(&server, quota);
     if allowed > quota {
         violations.push(format!(
@@ -210,10 +207,6 @@ async fn case(scenario: &'static Scenario, fault: Option<Injected>) -> (String, 
             "VIOLATED"
         },
     );
-    let violations = violations
-        .into_iter()
-        .map(|v| format!("{}: {label}: {v}", scenario.name))
-        .collect();
     (line, violations)
 }
 
@@ -225,68 +218,27 @@ async fn operations(scenario: &Scenario) -> Vec<(String, String, u64)> {
     tokio::time::sleep(REFRESH).await;
     round(&view, &specs(scenario.after)).await;
     let after = server.account.lock().unwrap().calls.clone();
-    let mut ops = Vec::new();
-    for (service, by_op) in &after {
-        for (op, n) in by_op {
-            let was = before.get(service).and_then(|m| m.get(op)).copied();
-            let made = n - was.unwrap_or(0);
-            if made > 0 {
-                ops.push((service.clone(), op.clone(), made));
-            }
-        }
-    }
-    ops
+    operations_between(&before, &after)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_quota_share_holds_under_every_single_failure_of_the_controllers_reconciles() {
-    // SWEEP_ONLY=text runs the cases whose label or scenario contains it (to look at one).
-    let only = std::env::var("SWEEP_ONLY").ok();
     let mut cases = Vec::new();
     for scenario in SCENARIOS {
-        cases.push((scenario, None));
-        for (service, op, count) in operations(scenario).await {
-            for position in 0..count as u32 {
-                for failure in Failure::all(HELD_SECONDS) {
-                    cases.push((
-                        scenario,
-                        Some((service.clone(), op.clone(), position, failure)),
-                    ));
-                }
-            }
-        }
+        cases.extend(cases_of(
+            scenario,
+            &operations(scenario).await,
+            HELD_SECONDS,
+        ));
     }
-    cases.retain(|(scenario, fault): &(&Scenario, Option<Injected>)| {
-        only.as_ref().is_none_or(|only| {
-            let label = fault.as_ref().map_or("no fault".to_string(), |f| {
-                format!("{} #{} {}", f.1, f.2 + 1, f.3.label())
-            });
-            scenario.name.contains(only.as_str()) || label.contains(only.as_str())
-        })
-    });
     let total = cases.len();
-    let slots = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
-    let mut running = tokio::task::JoinSet::new();
-    for (i, (scenario, fault)) in cases.into_iter().enumerate() {
-        let slots = slots.clone();
-        running.spawn(async move {
-            let _slot = slots.acquire().await.unwrap();
-            (i, case(scenario, fault).await)
-        });
-    }
-    let mut results = Vec::new();
-    while let Some(done) = running.join_next().await {
-        results.push(done.unwrap());
-    }
-    results.sort_by_key(|(i, _)| *i);
-    let mut table = String::from(
+    let (table, violations) = run_cases(
+        cases,
+        PARALLEL,
         "| scenario | failure (operation, its n-th call in the first round, how) | MaxCapacity writes | allowed/quota settled | activities failed on the quota | settled in | invariant |\n|---|---|---|---|---|---|---|\n",
-    );
-    let mut violations = Vec::new();
-    for (_, (line, found)) in results {
-        writeln!(table, "{line}").unwrap();
-        violations.extend(found);
-    }
+        |(scenario, fault)| case(scenario, fault),
+    )
+    .await;
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
     let _ = std::fs::write(target.join("quota-sweep-controller.txt"), &table);
     assert!(

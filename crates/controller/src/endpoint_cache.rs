@@ -71,18 +71,21 @@ impl DiskEndpointCache {
             self.aws_endpoint.as_deref().unwrap_or("aws"),
             place.region
         );
-        let key: String = key
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        Some(self.dir.join(format!("endpoints-{key}.json")))
+        Some(self.dir.join(format!("endpoints-{}.json", file_key(&key))))
     }
+}
+
+/// `text` as a file name's part: letters, digits and `-` kept, the rest `_`.
+pub fn file_key(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn now_s() -> u64 {

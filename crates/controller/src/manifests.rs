@@ -318,21 +318,11 @@ async fn take_turn(args: &ManifestArgs) -> Option<std::fs::File> {
         .cache_dir
         .clone()
         .or_else(DiskEndpointCache::default_dir)?;
-    let key: String = args
-        .aws
-        .endpoint_url()
-        .map_or("aws".to_string(), |url| {
+    let key = crate::endpoint_cache::file_key(
+        &args.aws.endpoint_url().map_or("aws".to_string(), |url| {
             url.trim_end_matches('/').to_ascii_lowercase()
-        })
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+        }),
+    );
     let path = dir.join(format!("apply-{key}.lock"));
     let file = std::fs::create_dir_all(&dir).and_then(|()| {
         std::fs::OpenOptions::new()

@@ -260,3 +260,103 @@ pub fn traffic(server: &SimServer, requests: f64, seconds: f64) -> usize {
     }
     failed(server) - before
 }
+
+/// A failure of the `position`-th call (from 0) of an operation of a service.
+pub type Injected = (String, String, u32, crate::failures::Failure);
+
+/// One case: a scenario, and the failure injected in its run (None: the run without one).
+pub type Case = (&'static Scenario, Option<Injected>);
+
+/// How a case is named in the table: "RegisterScalableTarget #2 500", or "no fault".
+pub fn label(fault: &Option<Injected>) -> String {
+    match fault {
+        Some((_, op, pos, failure)) => format!("{op} #{} {}", pos + 1, failure.label()),
+        None => "no fault".to_string(),
+    }
+}
+
+/// The operations made between two of the account's counts of requests answered
+/// ([`crate::Account::calls`]), by service, and how often.
+pub fn operations_between(
+    before: &BTreeMap<String, BTreeMap<String, u64>>,
+    after: &BTreeMap<String, BTreeMap<String, u64>>,
+) -> Vec<(String, String, u64)> {
+    let mut ops = Vec::new();
+    for (service, by_op) in after {
+        for (op, n) in by_op {
+            let was = before.get(service).and_then(|m| m.get(op)).copied();
+            let made = n - was.unwrap_or(0);
+            if made > 0 {
+                ops.push((service.clone(), op.clone(), made));
+            }
+        }
+    }
+    ops
+}
+
+/// The cases of one scenario: its run without a fault, then each of `operations` failed at each
+/// position in each way.
+pub fn cases_of(
+    scenario: &'static Scenario,
+    operations: &[(String, String, u64)],
+    held_seconds: f64,
+) -> Vec<Case> {
+    let mut cases = vec![(scenario, None)];
+    for (service, op, count) in operations {
+        for position in 0..*count as u32 {
+            for failure in crate::failures::Failure::all(held_seconds) {
+                cases.push((
+                    scenario,
+                    Some((service.clone(), op.clone(), position, failure)),
+                ));
+            }
+        }
+    }
+    cases
+}
+
+/// Runs `case` for each of `cases`, `parallel` at once (`SWEEP_ONLY=text` keeps the cases whose
+/// scenario or label contains it). Each case answers its line of the table and the violations
+/// it found. Returns the table under `header`, and every violation, named by scenario and case.
+pub async fn run_cases<F, Fut>(
+    mut cases: Vec<Case>,
+    parallel: usize,
+    header: &str,
+    case: F,
+) -> (String, Vec<String>)
+where
+    F: Fn(Case) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = (String, Vec<String>)> + Send + 'static,
+{
+    if let Ok(only) = std::env::var("SWEEP_ONLY") {
+        cases.retain(|c| c.0.name.contains(&only) || label(&c.1).contains(&only));
+    }
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel));
+    let mut running = tokio::task::JoinSet::new();
+    for (i, c) in cases.into_iter().enumerate() {
+        let (slots, case) = (slots.clone(), case.clone());
+        running.spawn(async move {
+            let _slot = slots.acquire().await.expect("open semaphore");
+            let (name, tag) = (c.0.name, label(&c.1));
+            let (line, found) = case(c).await;
+            let found: Vec<String> = found
+                .into_iter()
+                .map(|v| format!("{name}: {tag}: {v}"))
+                .collect();
+            (i, line, found)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(done) = running.join_next().await {
+        results.push(done.expect("a case panicked"));
+    }
+    results.sort_by_key(|(i, _, _)| *i);
+    let mut table = header.to_string();
+    let mut violations = Vec::new();
+    for (_, line, found) in results {
+        table.push_str(&line);
+        table.push('\n');
+        violations.extend(found);
+    }
+    (table, violations)
+}

@@ -215,20 +215,7 @@ impl SdkBackend {
         role: Option<&AssumedRole>,
         calls: CallCounter,
     ) -> Result<Self, AwsError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(region) = &options.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let Some(url) = &options.endpoint_url {
-            loader = loader.endpoint_url(url.clone());
-        }
-        if let Some(credentials) = &options.credentials {
-            loader = loader.credentials_provider(credentials.clone());
-        }
-        let mut config = loader
-            .timeout_config(options.timeouts.sdk_config())
-            .load()
-            .await;
+        let mut config = sdk_config(options).await;
         if let Some(role) = role {
             let session =
                 role::RoleSession::new(&config, role.clone(), calls.clone(), options.timeouts);
@@ -253,20 +240,7 @@ impl SdkBackend {
         options: &AwsOptions,
         calls: &CallCounter,
     ) -> Result<String, AwsError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(region) = &options.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let Some(url) = &options.endpoint_url {
-            loader = loader.endpoint_url(url.clone());
-        }
-        if let Some(credentials) = &options.credentials {
-            loader = loader.credentials_provider(credentials.clone());
-        }
-        let config = loader
-            .timeout_config(options.timeouts.sdk_config())
-            .load()
-            .await;
+        let config = sdk_config(options).await;
         let answer = aws_sdk_sts::Client::new(&config)
             .get_caller_identity()
             .send()
@@ -458,6 +432,25 @@ fn backoff(attempt: u32) -> Duration {
         .unwrap_or_default()
         .subsec_nanos();
     Duration::from_millis(base / 2 + u64::from(nanos) % (base / 2 + 1))
+}
+
+/// The SDK's configuration for `options`: the default chain, with the region, endpoint,
+/// credentials and timeouts they set.
+async fn sdk_config(options: &AwsOptions) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &options.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(url) = &options.endpoint_url {
+        loader = loader.endpoint_url(url.clone());
+    }
+    if let Some(credentials) = &options.credentials {
+        loader = loader.credentials_provider(credentials.clone());
+    }
+    loader
+        .timeout_config(options.timeouts.sdk_config())
+        .load()
+        .await
 }
 
 fn to_aws_error<E>(

@@ -14,12 +14,14 @@
 //!
 //! The table of what ran is written to `target/quota-sweep-cli.txt`.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use asyncscale_sim::SimServer;
 use asyncscale_sim::failures::Failure;
-use asyncscale_sim::sweep::{SCENARIOS, Scenario, Start, manifest, traffic};
+use asyncscale_sim::sweep::{
+    Injected, SCENARIOS, Scenario, Start, cases_of, label, manifest, operations_between, run_cases,
+    traffic,
+};
 
 use crate::support::cli_against;
 
@@ -97,9 +99,6 @@ async fn apply(
     .unwrap()
 }
 
-/// A failure of the `position`-th call (from 0) of an operation of a service.
-type Injected = (String, String, u32, Failure);
-
 /// One case: its line of the table, and the violations it found.
 async fn case(
     scenario: &'static Scenario,
@@ -118,10 +117,7 @@ async fn case(
     if let Some((_, _, _, Failure::Held(seconds))) = &fault {
         tokio::time::sleep(std::time::Duration::from_secs_f64(*seconds)).await;
     }
-    let label = match &fault {
-        Some((_, op, pos, failure)) => format!("{op} #{} {}", pos + 1, failure.label()),
-        None => "no fault".to_string(),
-    };
+    let label = label(&fault);
     let (mut violations, allowed, writes) = start.judge(&server, quota);
     if out.status.success() && allowed > quota {
         violations.push(format!(
@@ -142,10 +138,6 @@ async fn case(
             "VIOLATED"
         },
     );
-    let violations = violations
-        .into_iter()
-        .map(|v| format!("{}: {label}: {v}", scenario.name))
-        .collect();
     (line, violations)
 }
 
@@ -157,58 +149,31 @@ async fn operations(scenario: &Scenario, tag: &str) -> Vec<(String, String, u64)
     let out = apply(&server, &dir, "after.yaml", SETUP_TIMEOUT).await;
     assert!(out.status.success(), "{}", scenario.name);
     let after = server.account.lock().unwrap().calls.clone();
-    let mut ops = Vec::new();
-    for (service, by_op) in &after {
-        for (op, n) in by_op {
-            let was = before.get(service).and_then(|m| m.get(op)).copied();
-            let made = n - was.unwrap_or(0);
-            if made > 0 {
-                ops.push((service.clone(), op.clone(), made));
-            }
-        }
-    }
-    ops
+    operations_between(&before, &after)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_quota_share_holds_under_every_single_failure_of_a_cli_run() {
     let mut cases = Vec::new();
     for (s, scenario) in SCENARIOS.iter().enumerate() {
-        cases.push((scenario, None));
-        for (service, op, count) in operations(scenario, &format!("{s}-ops")).await {
-            for position in 0..count as u32 {
-                for failure in Failure::all(HELD_SECONDS) {
-                    cases.push((
-                        scenario,
-                        Some((service.clone(), op.clone(), position, failure)),
-                    ));
-                }
-            }
-        }
+        let operations = operations(scenario, &format!("{s}-ops")).await;
+        cases.extend(cases_of(scenario, &operations, HELD_SECONDS));
     }
     let total = cases.len();
-    let slots = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
-    let mut running = tokio::task::JoinSet::new();
-    for (i, (scenario, fault)) in cases.into_iter().enumerate() {
-        let slots = slots.clone();
-        running.spawn(async move {
-            let _slot = slots.acquire().await.unwrap();
-            (i, case(scenario, fault, format!("case-{i}")).await)
-        });
-    }
-    let mut results = Vec::new();
-    while let Some(done) = running.join_next().await {
-        results.push(done.unwrap());
-    }
-    results.sort_by_key(|(i, _)| *i);
-    let mut table = String::from(
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (table, violations) = run_cases(
+        cases,
+        PARALLEL,
         "| scenario | failure (operation, its n-th call, how) | MaxCapacity writes | exit | allowed/quota at the end | activities failed on the quota | invariant |\n|---|---|---|---|---|---|---|\n",
-    );
-    let mut violations = Vec::new();
-    for (_, (line, found)) in results {
-        writeln!(table, "{line}").unwrap();
-        violations.extend(found);
-    }
+        move |(scenario, fault)| {
+            let tag = format!(
+                "case-{}",
+                next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
+            case(scenario, fault, tag)
+        },
+    )
+    .await;
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
     let _ = std::fs::write(target.join("quota-sweep-cli.txt"), &table);
     assert!(
