@@ -166,7 +166,7 @@ def test_the_dashboard_loads_from_a_configmap_the_grafana_sidecar_finds():
             elif source == "__expr__":
                 assert target["type"] == "math", panel["title"]
             else:
-                # SageMaker's own per-endpoint metrics (aws-semantics.md §1), through CloudWatch.
+                # SageMaker's own per-endpoint metrics (docs/aws-behaviour.md §1), through CloudWatch.
                 assert source == "${cloudwatch}", panel["title"]
                 assert target["namespace"] == "AWS/SageMaker"
                 assert target["metricName"] in {

@@ -123,7 +123,7 @@ KNOWN_MOTO_DEVIATIONS = {
     "statistic not in the enum": f"{API}/API_CustomizedMetricSpecification.html: Statistic is an enum",
     "predefined metric of another service": f"{API}/API_PredefinedMetricSpecification.html: each metric type names the service it is for",
     "aggregation not in the enum": f"{API}/API_StepScalingPolicyConfiguration.html: MetricAggregationType is Average, Minimum or Maximum",
-    "positive upper bound without an open step": "aws-semantics.md §3: 'at most one null upper bound (required if any upper bound is positive)'",
+    "positive upper bound without an open step": "docs/aws-behaviour.md §3: 'at most one null upper bound (required if any upper bound is positive)'",
     "policy on an unregistered target": f"{API}/API_PutScalingPolicy.html: ObjectNotFoundException when the target does not exist",
     "policies page too large": f"{API}/API_DescribeScalingPolicies.html: MaxResults 1-10",
     "scheduled action with a malformed schedule": f"{API}/API_PutScheduledAction.html: Schedule supports at(...), rate(...) and cron(...) expressions",
@@ -144,7 +144,7 @@ KNOWN_MOTO_DEVIATIONS = {
     "alarm page too large": f"{CW_API}/API_DescribeAlarms.html: MaxRecords 1-100",
     "51 tags": f"{CW_API}/API_TagResource.html: 'You can associate as many as 50 tags with a CloudWatch resource'",
     "list tags": "follows from '51 tags': moto kept the 51 tags it should have refused",
-    "delete a missing alarm": "aws-semantics.md §4.3: DeleteAlarms answers ResourceNotFound (HTTP 404) for names that do not exist",
+    "delete a missing alarm": "docs/aws-behaviour.md §4.3: DeleteAlarms answers ResourceNotFound (HTTP 404) for names that do not exist",
     "describe alarm": f"{CW_API}/API_PutMetricAlarm.html: 'When this operation creates an alarm, the alarm state is immediately set to INSUFFICIENT_DATA' (moto: OK)",
 }
 

@@ -30,7 +30,7 @@ pub const VARIANT_NAME_IMMUTABLE: CelRule = CelRule {
 };
 
 /// CloudWatch also takes 10, 20 and 30 s periods, but SageMaker publishes HasBacklogWithoutCapacity
-/// once a minute (aws-semantics.md §1.2): an alarm with a shorter period sees mostly missing data.
+/// once a minute (docs/aws-behaviour.md §1.2): an alarm with a shorter period sees mostly missing data.
 pub const ALARM_PERIOD: CelRule = CelRule {
     path: "spec.scaleFromZero.periodSeconds",
     cel: "self % 60 == 0",

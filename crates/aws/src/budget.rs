@@ -1,7 +1,7 @@
 //! The request budget: a token bucket per AWS API, region and account, shared by every backend
 //! of a process, so that bursts of reconciles wait for their turn instead of being throttled.
 //!
-//! AWS's request limits are per account, region and API (aws-semantics.md §2.6, §4.5, §5.3), so
+//! AWS's request limits are per account, region and API (docs/aws-behaviour.md §2.6, §4.5, §5.3), so
 //! there is one bucket per (region, service, operation). A read never takes a write's token: the
 //! writes of CloudWatch and Service Quotas have buckets of their own, as in AWS. A throttle that
 //! still happens (another client of the account spent the budget) is retried by the SDK with
@@ -42,7 +42,7 @@ pub struct ApiSelector {
 /// request the network delays then cannot arrive in the same instant as the next one and push
 /// AWS's bucket over.
 pub const DEFAULT_RATES: &[(&str, &str, ApiRate)] = &[
-    // CloudWatch, per Region (aws-semantics.md §4.5): DescribeAlarms 9 TPS, PutMetricAlarm and
+    // CloudWatch, per Region (docs/aws-behaviour.md §4.5): DescribeAlarms 9 TPS, PutMetricAlarm and
     // DeleteAlarms 3 TPS. The tag calls have no published figure: the lowest documented rate.
     ("cloudwatch", "DescribeAlarms", ApiRate::new(9.0, 8)),
     ("cloudwatch", "PutMetricAlarm", ApiRate::new(3.0, 2)),

@@ -1,6 +1,6 @@
 //! spec (+ quota) → the AWS configuration asyncscale wants.
 //!
-//! The configuration follows the SageMaker guide for async endpoints (aws-semantics.md §1.4):
+//! The configuration follows the SageMaker guide for async endpoints (docs/aws-behaviour.md §1.4):
 //! target tracking on ApproximateBacklogSizePerInstance, plus, while minCapacity is 0, a
 //! ChangeInCapacity step policy driven by an alarm on HasBacklogWithoutCapacity (trap 1). The
 //! maximum is clamped to the instance quota, because AWS fails a scale-out past the quota whole

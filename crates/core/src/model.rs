@@ -203,7 +203,7 @@ pub struct ScalingActivity {
     pub start_time: String,
 }
 
-/// The text AWS puts in a scaling activity that the instance quota blocked (aws-semantics.md §5.4).
+/// The text AWS puts in a scaling activity that the instance quota blocked (docs/aws-behaviour.md §5.4).
 const QUOTA_EXCEEDED_MARKER: &str = "account-level service limit";
 
 /// AWS's cause of an activity a scheduled action started: `scheduled action name <name> was

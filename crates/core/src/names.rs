@@ -110,7 +110,7 @@ impl ResourceNames {
     }
 
     /// The resource id of the AlarmHigh that AWS creates for a target-tracking policy
-    /// (`TargetTracking-<resource id>-AlarmHigh-<uuid>`, aws-semantics.md §2.7): in ALARM, the
+    /// (`TargetTracking-<resource id>-AlarmHigh-<uuid>`, docs/aws-behaviour.md §2.7): in ALARM, the
     /// backlog per instance is above the target and the policy asks for more instances.
     pub fn resource_id_of_alarm_high(alarm: &str) -> Option<&str> {
         let (id, _uuid) = alarm

@@ -3,7 +3,7 @@
 //! Order matters to AWS: the scalable target exists before its policies (PutScalingPolicy on an
 //! unregistered target fails with ObjectNotFoundException), and the step policy exists before the
 //! alarm that names its ARN. On removal our alarm goes first: AWS deletes a step policy's alarm
-//! action but never the alarm itself (aws-semantics.md §2.4). An in-sync world gives an empty plan,
+//! action but never the alarm itself (docs/aws-behaviour.md §2.4). An in-sync world gives an empty plan,
 //! and only resources asyncscale owns ever appear in a plan.
 
 use std::fmt;
@@ -269,7 +269,7 @@ pub fn plan_apply(
                     desired.owner.id()
                 ),
             );
-            // PutMetricAlarm ignores tags on update (aws-semantics.md §4.1): tag an existing alarm.
+            // PutMetricAlarm ignores tags on update (docs/aws-behaviour.md §4.1): tag an existing alarm.
             if let Some(alarm) = &observed.alarm {
                 push_alarm_adoption(&mut plan, alarm, &desired.owner);
             }
@@ -596,7 +596,7 @@ fn push_create_policy(plan: &mut Plan, want: &ScalingPolicy, what: &str) {
 /// The changes that remove what asyncscale owns for this endpoint variant, or, with
 /// `deletionPolicy: Retain`, that release it (asyncscale's tags removed, configuration left) so
 /// that another resource may adopt it. Deregistering the target would also delete other tools'
-/// policies on it (aws-semantics.md §2.4), so when foreign policies exist asyncscale deletes only
+/// policies on it (docs/aws-behaviour.md §2.4), so when foreign policies exist asyncscale deletes only
 /// its own policies and hands the target back untagged and no longer suspended.
 pub fn plan_delete(
     names: &ResourceNames,

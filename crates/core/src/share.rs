@@ -1,6 +1,6 @@
 //! One instance quota shared by every endpoint that uses its instance type (trap 2 across a
 //! fleet). The quota is per account, region and instance type, and AWS fails a scale-out past it
-//! whole: "utilization + delta > limit" fails, there is no partial scale-out (aws-semantics.md
+//! whole: "utilization + delta > limit" fails, there is no partial scale-out (docs/aws-behaviour.md
 //! §5.4). Clamping each endpoint's MaxCapacity to the whole quota lets two endpoints each ask
 //! for the same free instances, and both fail for as long as they ask.
 //!

@@ -21,7 +21,7 @@ const ACTIVITIES_TO_READ: i32 = 5;
 
 /// Waits before retrying a change that AWS answered with "not found" right after the target was
 /// registered in the same plan: "there might be a brief delay until the operation achieves
-/// eventual consistency ... The typical strategy is to retry the request" (aws-semantics.md §2.1).
+/// eventual consistency ... The typical strategy is to retry the request" (docs/aws-behaviour.md §2.1).
 /// 0.25 + 0.5 + 1 + 2 + 4 s: under 8 s in all.
 const EVENTUAL_CONSISTENCY_WAITS: [Duration; 5] = [
     Duration::from_millis(250),

@@ -4,7 +4,7 @@
 //! same [`AutoscalingBackend`] port, serving single-resource reads from the picture and passing
 //! writes through.
 //!
-//! Costs (aws-semantics.md §2.3, §4.2): DescribeScalableTargets 50 a page, DescribeAlarms 100 a
+//! Costs (docs/aws-behaviour.md §2.3, §4.2): DescribeScalableTargets 50 a page, DescribeAlarms 100 a
 //! page (by asyncscale's name prefix), DescribeScalingActivities 50 a page, newest first, read
 //! only back to what the previous refresh saw; DescribeScalingPolicies allows only 10 a page,
 //! which at two policies per endpoint would cost 0.2 calls per endpoint by itself, so policies

@@ -159,7 +159,7 @@ pub trait AutoscalingBackend: Send + Sync {
         crate::endpoints::list_waiting(self).await
     }
     /// The resource ids whose target-tracking AlarmHigh (the alarm AWS creates for the policy,
-    /// aws-semantics.md §2.7) is in ALARM: the backlog per instance is above the target and the
+    /// docs/aws-behaviour.md §2.7) is in ALARM: the backlog per instance is above the target and the
     /// policy asks for more instances. Only the on-call metrics use it (an endpoint held at a cap
     /// the quota lowered, with backlog, cannot grow). One DescribeAlarms filtered to the alarms
     /// in ALARM, so one page for the account in the usual case; the controller's fleet view reads

@@ -1,4 +1,4 @@
-//! CBOR for the Smithy RPC v2 CBOR protocol (aws-semantics.md §6.2): requests are decoded with
+//! CBOR for the Smithy RPC v2 CBOR protocol (docs/aws-behaviour.md §6.2): requests are decoded with
 //! ciborium into JSON values; responses are encoded here, so that doubles always travel as
 //! 64-bit floats and timestamps as tag 1 (epoch seconds), which the SDK decoders require.
 

@@ -2,7 +2,7 @@
 
 use crate::error::SimError;
 
-/// Quota codes seen in real accounts (aws-semantics.md §5.2). Other names get a stable made-up
+/// Quota codes seen in real accounts (docs/aws-behaviour.md §5.2). Other names get a stable made-up
 /// code of the same form, so clients must look codes up by name, as asyncscale does.
 const KNOWN_CODES: &[(&str, &str)] = &[
     ("ml.g4dn.xlarge for endpoint usage", "L-B67CFA0C"),
@@ -159,7 +159,7 @@ const USAGES: &[&str] = &[
 ];
 
 /// AWS's default for a quota. ASSUMPTION: defaults differ by account and region and are not
-/// published as a table; many are 0 (aws-semantics.md §5.2). Here: `ml.g4dn.xlarge for endpoint
+/// published as a table; many are 0 (docs/aws-behaviour.md §5.2). Here: `ml.g4dn.xlarge for endpoint
 /// usage` is 4 (DESIGN.md, the field report), small CPU types 2, everything else 0, so that a
 /// client cannot assume a usable default.
 fn default_value(instance_type: &str, usage: &str) -> f64 {

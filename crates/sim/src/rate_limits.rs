@@ -1,6 +1,6 @@
 //! Per-API request rate limits, enforced the way AWS enforces them: per account, region and
 //! operation, a request over the rate is refused at once with the service's throttling error
-//! (aws-semantics.md §2.5, §4.5, §5.3), never queued.
+//! (docs/aws-behaviour.md §2.5, §4.5, §5.3), never queued.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;

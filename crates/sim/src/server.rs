@@ -5,7 +5,7 @@
 //! - CloudWatch over Smithy RPC v2 CBOR (`POST /service/GraniteServiceVersion20100801/operation/<Op>`),
 //!   as aws-sdk-cloudwatch 1.140 and botocore 1.43 send it, and over AWS JSON 1.0,
 //!
-//! with AWS's error shapes (aws-semantics.md §6.2), plus admin routes under `/_sim/` for tests:
+//! with AWS's error shapes (docs/aws-behaviour.md §6.2), plus admin routes under `/_sim/` for tests:
 //! - `GET /_sim/state`: every scalable target, policy (with configuration) and alarm (with tags);
 //! - `GET /_sim/calls`: requests answered, by service and operation;
 //! - `GET /_sim/throttles`: of those, the ones refused for the request rate (`sim serve

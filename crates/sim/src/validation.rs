@@ -1,6 +1,6 @@
 //! The input validation AWS applies before it looks at any state, for the calls the local endpoint
 //! serves. Enum sets and length limits are those of the API models (botocore `service-2.json` of
-//! application-autoscaling 2016-02-06 and cloudwatch 2010-08-01, aws-semantics.md §2, §4); the
+//! application-autoscaling 2016-02-06 and cloudwatch 2010-08-01, docs/aws-behaviour.md §2, §4); the
 //! messages follow the shape AWS gives its model constraint errors ("1 validation error detected:
 //! Value 'x' at 'field' failed to satisfy constraint: ...").
 //!
@@ -318,7 +318,7 @@ pub fn target_tracking(namespace: &str, c: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Step bounds beyond what the interval checks in the account cover (aws-semantics.md §3): a
+/// Step bounds beyond what the interval checks in the account cover (docs/aws-behaviour.md §3): a
 /// positive upper bound needs a step with a null upper bound, a negative lower bound one with a
 /// null lower bound.
 pub fn step_bounds_reach_infinity(steps: &[Value]) -> Result<(), ApiError> {

@@ -5,7 +5,7 @@
 //! per-service variables) and `--aws-endpoint` point every client at an AWS-compatible endpoint.
 //! The SDK's standard retry mode retries throttling and transient errors; on top of that the
 //! adapter retries what the SDK does not: ConcurrentUpdateException and CloudWatch throttling
-//! wrapped in FailedResourceAccessException (aws-semantics.md §6.3).
+//! wrapped in FailedResourceAccessException (docs/aws-behaviour.md §6.3).
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;

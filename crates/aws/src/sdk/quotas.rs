@@ -98,7 +98,7 @@ impl SdkBackend {
 }
 
 impl SdkBackend {
-    /// GetServiceQuota; on NoSuchResourceException, GetAWSDefaultServiceQuota (aws-semantics.md §5.1).
+    /// GetServiceQuota; on NoSuchResourceException, GetAWSDefaultServiceQuota (docs/aws-behaviour.md §5.1).
     /// The quota code is found by name through ListServiceQuotas, then ListAWSDefaultServiceQuotas.
     pub(super) async fn resolve_quota(&self, name: &str) -> Result<Quota, AwsError> {
         let code = self.quota_code(name).await?;

@@ -1,4 +1,4 @@
-//! Application Auto Scaling (aws-semantics.md §2): scalable targets, scaling policies (with the
+//! Application Auto Scaling (docs/aws-behaviour.md §2): scalable targets, scaling policies (with the
 //! alarms target tracking creates), scaling activities and target tags.
 
 use serde_json::{Map, Value, json};
@@ -57,7 +57,7 @@ impl Account {
     }
 
     pub(super) fn no_target(key: &TargetKey) -> ApiError {
-        // [OBS] message from aws-semantics.md §2.2.
+        // [OBS] message from docs/aws-behaviour.md §2.2.
         ApiError::new(
             "ObjectNotFoundException",
             format!(

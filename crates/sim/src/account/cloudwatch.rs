@@ -1,4 +1,4 @@
-//! CloudWatch metric alarms (aws-semantics.md §4): create or overwrite, describe, delete, state
+//! CloudWatch metric alarms (docs/aws-behaviour.md §4): create or overwrite, describe, delete, state
 //! and tags.
 
 use serde_json::{Map, Value, json};

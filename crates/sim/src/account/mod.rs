@@ -2,7 +2,7 @@
 //! Service Quotas, with AWS's validation and error shapes. Each operation takes and returns the
 //! JSON shapes of the AWS API (botocore service models), so every wire protocol shares it.
 //!
-//! Behaviour follows ../shared/reference/aws-semantics.md; the section is cited at each rule.
+//! Behaviour follows docs/aws-behaviour.md; the section is cited at each rule.
 //! Where AWS does not document a behaviour the choice is marked ASSUMPTION.
 //!
 //! One file per service, as the API references group the calls: [`autoscaling`] (Application
@@ -372,7 +372,7 @@ pub struct Account {
     pub virtual_now: Option<f64>,
 }
 
-/// Target tracking's AWS-created alarms, as observed (aws-semantics.md §2.7).
+/// Target tracking's AWS-created alarms, as observed (docs/aws-behaviour.md §2.7).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TargetTrackingAlarms {
     pub high_periods: u32,

@@ -12,7 +12,7 @@ use super::*;
 use crate::validation;
 
 /// The Application Auto Scaling quotas page: 200 scheduled actions per scalable target
-/// (aws-semantics.md §2).
+/// (docs/aws-behaviour.md §2).
 const PER_TARGET: usize = 200;
 
 #[derive(Debug, Clone)]
@@ -332,7 +332,7 @@ impl Account {
     }
 
     /// "Deregistering a scalable target deletes the scaling policies and the scheduled actions
-    /// that are associated with it" (aws-semantics.md §2.4).
+    /// that are associated with it" (docs/aws-behaviour.md §2.4).
     pub(super) fn delete_scheduled_actions_of(&mut self, key: &TargetKey) {
         self.here.scheduled.retain(|(k, _), _| k != key);
     }

@@ -1,4 +1,4 @@
-//! Service Quotas for SageMaker (aws-semantics.md §5): applied values and AWS's defaults.
+//! Service Quotas for SageMaker (docs/aws-behaviour.md §5): applied values and AWS's defaults.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! CloudWatch metric alarm evaluation (aws-semantics.md §4.4): M of N datapoints, an evaluation
+//! CloudWatch metric alarm evaluation (docs/aws-behaviour.md §4.4): M of N datapoints, an evaluation
 //! range wider than N, the four TreatMissingData behaviours and the premature-alarm rule.
 
 use std::collections::VecDeque;

@@ -1,5 +1,5 @@
 //! Every choice the simulator makes where AWS documents nothing, in one place, with the value
-//! used and where the guess comes from (../shared/reference/aws-semantics.md, "§"). Change a
+//! used and where the guess comes from (docs/aws-behaviour.md, "§"). Change a
 //! value here, or through `asyncscale simulate --assume NAME=VALUE`, to see what it changes.
 //!
 //! Also assumed, and not adjustable:

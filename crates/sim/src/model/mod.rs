@@ -1,6 +1,6 @@
 //! The scaling model: a virtual clock that replays load through SageMaker's queue metrics,
 //! CloudWatch's alarm rules and Application Auto Scaling's policies, against the configuration
-//! held in the simulated [`Account`]. Every rule cites aws-semantics.md; every guess is in
+//! held in the simulated [`Account`]. Every rule cites docs/aws-behaviour.md; every guess is in
 //! [`assumptions`].
 
 pub mod alarm;

@@ -1,4 +1,4 @@
-//! How each policy kind computes a new capacity (aws-semantics.md §2.7 target tracking, §3 step
+//! How each policy kind computes a new capacity (docs/aws-behaviour.md §2.7 target tracking, §3 step
 //! scaling). Pure functions; the world decides when they run and which result wins.
 
 use super::assumptions::Assumptions;
