@@ -70,6 +70,30 @@ async fn a_backend_per_role_acts_in_the_roles_account_and_a_refusal_is_held() {
         (in_account("111111111111"), in_account("123456789012")),
         (1, 0)
     );
+    // The endpoint's call log says who made the write: the session's key, and behind it the
+    // key that assumed the role (a soak's one-writer check relies on it).
+    let log = sim.log_since(0);
+    let write = log
+        .iter()
+        .find(|e| e.operation == "RegisterScalableTarget")
+        .expect("the write is logged");
+    assert!(write.write && write.error.is_none());
+    assert!(
+        write.key.as_deref().unwrap().starts_with("ASIA"),
+        "{write:?}"
+    );
+    assert_eq!(write.source_key.as_deref(), Some("AKIDTEST"));
+    assert_eq!(write.account, "111111111111");
+    assert_eq!(
+        write.names,
+        "ResourceId=endpoint/e/variant/AllTraffic MinCapacity=0 MaxCapacity=2"
+    );
+    assert!(write.answered_at >= write.received_at);
+    let assume = log.iter().find(|e| e.operation == "AssumeRole").unwrap();
+    assert_eq!(
+        (assume.key.as_deref(), assume.account.as_str()),
+        (Some("AKIDTEST"), "123456789012")
+    );
 
     // Refused: STS's words, and the same error again without asking STS.
     let refused = pool.backend(&in_role(REFUSED)).await.err().unwrap();

@@ -2,6 +2,7 @@
 //! CloudWatch alarms and Service Quotas behind a local AWS-compatible endpoint (`sim serve`).
 
 pub mod account;
+pub mod call_log;
 pub mod cbor;
 pub mod error;
 pub mod failures;

@@ -6,7 +6,8 @@
 //!   as aws-sdk-cloudwatch 1.140 and botocore 1.43 send it, and over AWS JSON 1.0,
 //!
 //! with AWS's error shapes (docs/aws-behaviour.md §6.2), plus admin routes under `/_sim/` for tests:
-//! - `GET /_sim/state`: every scalable target, policy (with configuration) and alarm (with tags);
+//! - `GET /_sim/state`: every scalable target, policy (with configuration), alarm (with tags),
+//!   scheduled action, and the failed scaling activities;
 //! - `GET /_sim/calls`: requests answered, by service and operation;
 //! - `GET /_sim/throttles`: of those, the ones refused for the request rate (`sim serve
 //!   --rate-limits aws`, `--rate-limit`), by service and operation;
@@ -19,7 +20,11 @@
 //!   them first: `{"operation": "GetServiceQuota", "code": "TooManyRequestsException",
 //!   "status": 400, "count": 1, "delaySeconds": 0, "service": "service-quotas"}` (`count` 0: until
 //!   cleared; no `code`: only the delay; `"inputHas": ["StateValue", "ALARM"]`: only requests
-//!   with that input field); `GET` lists them, `DELETE` clears them;
+//!   with that input field; `"holdSeconds": 120`: every request for the operation in the next
+//!   120 s is answered when they are over); `GET` lists them, `DELETE` clears them;
+//! - `GET /_sim/log?since=SEQ&limit=N`: every request answered after SEQ, with the access key
+//!   (and, for assumed-role sessions, the key that assumed the role) that signed it, when it
+//!   arrived and was answered, and what it named ([`crate::call_log`]);
 //! - `GET /_sim/state?region=R`: the state of one region (default us-east-1);
 //! - `POST /_sim/roles`: `{"arn": "arn:aws:iam::222222222222:role/x", "externalId": "id"}`
 //!   declares a role that AssumeRole grants (from then on only declared ones; `externalId`
@@ -31,6 +36,8 @@
 //! and, to drive the scaling model with the configuration real clients put there:
 //! - `POST /_sim/endpoints`: declare an endpoint, `{"endpoint": "sdxl-async", "variant": "AllTraffic",
 //!   "instanceType": "ml.g4dn.xlarge", "throughputPerMinute": 6, "instances": 0}`;
+//! - `DELETE /_sim/endpoints?endpoint=NAME`: delete an endpoint (its scalable target is
+//!   deregistered, as AWS does);
 //! - `POST /_sim/requests`: queue requests now, `{"endpoint": "sdxl-async", "count": 5}`;
 //! - `POST /_sim/advance`: move the virtual clock, `{"seconds": 600}`;
 //! - `GET /_sim/endpoints`: each endpoint's backlog, desired and in-service instances, alarm states.
@@ -50,6 +57,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::account::{ACCOUNT_ID, Account, Activity, ApiError, DEFAULT_REGION, Fault, QuotaTable};
+use crate::call_log::{CallLog, Entry};
 use crate::cbor;
 use crate::model::assumptions::Assumptions;
 use crate::model::{EndpointSpec, World};
@@ -74,6 +82,7 @@ struct Shared {
     roles: Arc<Mutex<Roles>>,
     /// What a new account starts with.
     quotas: QuotaTable,
+    log: Arc<Mutex<CallLog>>,
 }
 
 impl Shared {
@@ -117,6 +126,40 @@ impl Shared {
             Some(id) => self.tenant(&id),
             None => self.own.clone(),
         }
+    }
+
+    /// Logs one answered request (see [`crate::call_log`]).
+    #[allow(clippy::too_many_arguments)]
+    fn log_call(
+        &self,
+        headers: &HeaderMap,
+        received_at: f64,
+        account: &SharedAccount,
+        service: &str,
+        operation: &str,
+        input: &Value,
+        error: Option<&ApiError>,
+    ) {
+        let key = access_key_id(headers);
+        let source_key = key.as_deref().and_then(|k| {
+            let roles = self.roles.lock().expect("roles lock");
+            roles.sessions.get(k).and_then(|s| s.source_key.clone())
+        });
+        let account = account.lock().expect("account lock").id.clone();
+        self.log.lock().expect("log lock").push(Entry {
+            seq: 0,
+            received_at,
+            answered_at: crate::account::now(),
+            key,
+            source_key,
+            account,
+            region: region(headers),
+            service: service.to_string(),
+            operation: operation.to_string(),
+            write: !crate::call_log::is_read(operation),
+            error: error.map(|e| e.code.clone()),
+            names: crate::call_log::names_of(input),
+        });
     }
 
     fn all_tenants(&self) -> Vec<Tenant> {
@@ -181,6 +224,15 @@ impl SimServer {
 
     /// The simulated account `id` (twelve digits), created on first use; the caller's own is
     /// [`crate::account::ACCOUNT_ID`].
+    /// The requests answered after `seq` ([`crate::call_log`]; `GET /_sim/log`).
+    pub fn log_since(&self, seq: u64) -> Vec<Entry> {
+        self.shared
+            .log
+            .lock()
+            .expect("log lock")
+            .since(seq, usize::MAX)
+    }
+
     pub fn tenant(&self, id: &str) -> Tenant {
         self.shared.tenant(id)
     }
@@ -222,6 +274,7 @@ pub async fn start_with_clock(
         others: Arc::default(),
         roles: Arc::default(),
         quotas,
+        log: Arc::default(),
     };
     let roles = shared.roles.clone();
     let app_shared = shared.clone();
@@ -276,12 +329,15 @@ fn router(shared: Shared) -> Router {
         )
         .route(
             "/_sim/endpoints",
-            post(admin_declare_endpoint).get(admin_endpoints),
+            post(admin_declare_endpoint)
+                .get(admin_endpoints)
+                .delete(admin_delete_endpoint),
         )
         .route("/_sim/requests", post(admin_enqueue))
         .route("/_sim/advance", post(admin_advance))
         .route("/_sim/roles", post(admin_declare_role))
         .route("/_sim/sessions", get(admin_sessions))
+        .route("/_sim/log", get(admin_log))
         .with_state(shared)
 }
 
@@ -453,7 +509,8 @@ async fn json_protocols(State(shared): State<Shared>, headers: HeaderMap, body: 
             }
         }
     };
-    match run(
+    let received_at = crate::account::now();
+    let result = run(
         &account,
         &world,
         service,
@@ -461,8 +518,17 @@ async fn json_protocols(State(shared): State<Shared>, headers: HeaderMap, body: 
         &input,
         &region(&headers),
     )
-    .await
-    {
+    .await;
+    shared.log_call(
+        &headers,
+        received_at,
+        &account,
+        service,
+        operation,
+        &input,
+        result.as_ref().err(),
+    );
+    match result {
         Ok(output) => {
             let content_type = format!("application/x-amz-json-{json_version}");
             ([(header::CONTENT_TYPE, content_type)], output.to_string()).into_response()
@@ -490,6 +556,7 @@ async fn security_token_service(shared: &Shared, headers: &HeaderMap, body: &[u8
     let operation = input.get("Action").cloned().unwrap_or_default();
     let caller = shared.tenant_of(headers);
     let as_json = json!(input);
+    let received_at = crate::account::now();
     if let Err(e) = admit(
         &caller.account,
         "sts",
@@ -499,6 +566,15 @@ async fn security_token_service(shared: &Shared, headers: &HeaderMap, body: &[u8
     )
     .await
     {
+        shared.log_call(
+            headers,
+            received_at,
+            &caller.account,
+            "sts",
+            &operation,
+            &as_json,
+            Some(&e),
+        );
         return error(&e);
     }
     caller
@@ -514,6 +590,15 @@ async fn security_token_service(shared: &Shared, headers: &HeaderMap, body: &[u8
             .lock()
             .expect("roles lock")
             .handle(&operation, &input, key.as_deref(), now);
+    shared.log_call(
+        headers,
+        received_at,
+        &caller.account,
+        "sts",
+        &operation,
+        &as_json,
+        result.as_ref().err(),
+    );
     match result {
         Ok(body) => xml(StatusCode::OK, body),
         Err(e) => error(&e),
@@ -539,6 +624,24 @@ async fn admin_declare_role(State(shared): State<Shared>, body: Bytes) -> Respon
         .expect("roles lock")
         .declare(arn.to_string(), external_id);
     StatusCode::NO_CONTENT.into_response()
+}
+
+async fn admin_log(
+    State(shared): State<Shared>,
+    axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
+) -> Response {
+    let since = query.get("since").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let limit = query
+        .get("limit")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
+    let log = shared.log.lock().expect("log lock");
+    let body = json!({"dropped": log.dropped, "entries": log.since(since, limit)});
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn admin_sessions(State(shared): State<Shared>) -> Response {
@@ -593,10 +696,11 @@ async fn cloudwatch_cbor(
     body: Bytes,
 ) -> Response {
     let Tenant { account, world } = shared.tenant_of(&headers);
+    let received_at = crate::account::now();
     let result = match cbor::decode(&body) {
         Err(e) => Err(ApiError::new("SerializationException", e.to_string())),
         Ok(input) => {
-            run(
+            let result = run(
                 &account,
                 &world,
                 "cloudwatch",
@@ -604,7 +708,17 @@ async fn cloudwatch_cbor(
                 &input,
                 &region(&headers),
             )
-            .await
+            .await;
+            shared.log_call(
+                &headers,
+                received_at,
+                &account,
+                "cloudwatch",
+                &operation,
+                &input,
+                result.as_ref().err(),
+            );
+            result
         }
     };
     let (status, body, error) = match result {
@@ -714,13 +828,23 @@ async fn admin_set_quotas(Tenant { account, .. }: Tenant, body: Bytes) -> Respon
 
 async fn admin_add_fault(Tenant { account, .. }: Tenant, body: Bytes) -> Response {
     match serde_json::from_slice::<Fault>(&body) {
-        Ok(fault) if fault.code.is_none() && fault.delay_seconds <= 0.0 => {
-            bad_request("a fault needs a code (an AWS error to answer) or delaySeconds".into())
+        Ok(fault)
+            if fault.code.is_none() && fault.delay_seconds <= 0.0 && fault.hold_seconds <= 0.0 =>
+        {
+            bad_request(
+                "a fault needs a code (an AWS error to answer), delaySeconds or holdSeconds".into(),
+            )
         }
-        Ok(fault) if !(0.0..=3600.0).contains(&fault.delay_seconds) => {
-            bad_request("delaySeconds must be between 0 and 3600".into())
+        Ok(fault)
+            if !(0.0..=3600.0).contains(&fault.delay_seconds)
+                || !(0.0..=3600.0).contains(&fault.hold_seconds) =>
+        {
+            bad_request("delaySeconds and holdSeconds must be between 0 and 3600".into())
         }
-        Ok(fault) => {
+        Ok(mut fault) => {
+            if fault.hold_seconds > 0.0 {
+                fault.hold_until = Some(crate::account::now() + fault.hold_seconds);
+            }
             account.lock().expect("account lock").faults.push(fault);
             StatusCode::NO_CONTENT.into_response()
         }
@@ -798,6 +922,37 @@ async fn admin_declare_endpoint(shared: Tenant, body: Bytes) -> Response {
         return bad_request(format!("endpoint {endpoint} is already declared"));
     }
     world.add_endpoint(spec);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `DELETE /_sim/endpoints?endpoint=NAME`: the endpoint is deleted, as DeleteEndpoint does:
+/// Application Auto Scaling deregisters its scalable target (with the target's policies and
+/// scheduled actions) without telling anyone; CloudWatch alarms stay
+/// (https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-delete-with-scaling.html).
+async fn admin_delete_endpoint(
+    shared: Tenant,
+    axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
+) -> Response {
+    let Some(endpoint) = query.get("endpoint") else {
+        return bad_request("endpoint=NAME is required".into());
+    };
+    let mut world = shared.world.lock().expect("world lock");
+    let Some(resource_id) = world.remove_endpoint(endpoint) else {
+        return (StatusCode::NOT_FOUND, format!("no endpoint {endpoint:?}")).into_response();
+    };
+    let region = world.region.clone();
+    let mut account = shared.account.lock().expect("account lock");
+    // Not registered is fine: the endpoint had no scaling.
+    let _ = account.handle(
+        "application-autoscaling",
+        "DeregisterScalableTarget",
+        &json!({
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": resource_id,
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+        }),
+        &region,
+    );
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -47,6 +47,8 @@ pub struct Session {
     pub external_id: Option<String>,
     /// Epoch seconds.
     pub expiration: i64,
+    /// The access key that assumed the role (who is behind the session's requests).
+    pub source_key: Option<String>,
 }
 
 impl Session {
@@ -68,6 +70,7 @@ impl Session {
             "roleSessionName": self.session_name,
             "externalId": self.external_id,
             "expiration": self.expiration,
+            "sourceKey": self.source_key,
         })
     }
 }
@@ -212,6 +215,7 @@ impl Roles {
             session_name: session_name.clone(),
             external_id,
             expiration: now + duration,
+            source_key: caller.map(str::to_string),
         };
         let body = format!(
             "<Credentials><AccessKeyId>{access_key_id}</AccessKeyId><SecretAccessKey>simulated-secret-{}</SecretAccessKey><SessionToken>simulated-session-token-{}</SessionToken><Expiration>{}</Expiration></Credentials><AssumedRoleUser><AssumedRoleId>AROASIMULATED:{}</AssumedRoleId><Arn>{}</Arn></AssumedRoleUser>",

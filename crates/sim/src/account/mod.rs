@@ -183,6 +183,18 @@ pub struct Fault {
     /// failure at one position of a run).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub after: u32,
+    /// Hold every matching request for this long from when the fault is added: requests that
+    /// arrive meanwhile are answered when it ends (an operation hung for a while, then healthy
+    /// again). The fault removes itself then; `count` does not apply.
+    #[serde(default, skip_serializing_if = "is_no_time")]
+    pub hold_seconds: f64,
+    /// When a hold ends, epoch seconds (set when the fault is added).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_until: Option<f64>,
+}
+
+fn is_no_time(seconds: &f64) -> bool {
+    *seconds == 0.0
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -269,6 +281,8 @@ impl Fault {
             delay_seconds: 0.0,
             input_has: None,
             after: 0,
+            hold_seconds: 0.0,
+            hold_until: None,
         }
     }
 
@@ -591,6 +605,9 @@ impl Account {
         operation: &str,
         input: &serde_json::Value,
     ) -> Option<Fault> {
+        let now = now();
+        self.faults
+            .retain(|f| f.hold_until.is_none_or(|until| until > now));
         let index = self.faults.iter().position(|f| {
             f.operation == operation
                 && f.service.as_deref().is_none_or(|s| s == service)
@@ -602,7 +619,12 @@ impl Account {
             self.faults[index].after -= 1;
             return None;
         }
-        let fault = self.faults[index].clone();
+        let mut fault = self.faults[index].clone();
+        if let Some(until) = fault.hold_until {
+            // Answered when the hold ends, whatever else the fault says.
+            fault.delay_seconds = fault.delay_seconds.max(until - now);
+            return Some(fault);
+        }
         if fault.count == 1 {
             self.faults.remove(index);
         } else if fault.count > 1 {
@@ -788,7 +810,14 @@ impl Account {
             .values()
             .map(scheduled::ScheduledAction::described)
             .collect();
-        json!({ "ScalableTargets": targets, "ScalingPolicies": policies, "MetricAlarms": alarms, "ScheduledActions": scheduled })
+        // Only the failed ones: what a check of "no scale-out failed for the quota" reads.
+        let failed: Vec<&Activity> = self
+            .here
+            .activities
+            .iter()
+            .filter(|a| a.status_code == "Failed")
+            .collect();
+        json!({ "ScalableTargets": targets, "ScalingPolicies": policies, "MetricAlarms": alarms, "ScheduledActions": scheduled, "FailedActivities": failed })
     }
 }
 
@@ -933,5 +962,44 @@ mod changed_endpoint_tests {
         let seen = account.config_version;
         register(&mut account);
         assert!(account.changed_since("a", seen) && !account.changed_since("b", seen));
+    }
+}
+
+#[cfg(test)]
+mod hold_tests {
+    use super::{Account, Fault, QuotaTable, now};
+
+    /// A hold answers every request of its window when the window ends, then lifts itself.
+    #[test]
+    fn a_hold_delays_until_its_end_then_removes_itself() {
+        let mut account = Account::new(QuotaTable::default());
+        let until = now() + 0.3;
+        account.faults.push(Fault {
+            hold_seconds: 0.3,
+            hold_until: Some(until),
+            ..Fault::on("PutMetricAlarm")
+        });
+        let input = serde_json::json!({});
+        let first = account
+            .take_fault("cloudwatch", "PutMetricAlarm", &input)
+            .expect("held");
+        assert!(first.delay_seconds > 0.2 && first.delay_seconds <= 0.3);
+        assert!(first.error().is_none(), "a hold only delays");
+        let second = account
+            .take_fault("cloudwatch", "PutMetricAlarm", &input)
+            .expect("still held: a hold is not used up by a request");
+        assert!(second.delay_seconds <= first.delay_seconds);
+        assert!(
+            account
+                .take_fault("cloudwatch", "DescribeAlarms", &input)
+                .is_none()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(350));
+        assert!(
+            account
+                .take_fault("cloudwatch", "PutMetricAlarm", &input)
+                .is_none()
+        );
+        assert!(account.faults.is_empty(), "the ended hold is gone");
     }
 }

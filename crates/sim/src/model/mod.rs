@@ -328,6 +328,18 @@ impl World {
             .collect()
     }
 
+    /// Removes an endpoint (DeleteEndpoint); its resource id, if it had one, for the caller to
+    /// deregister (AWS deregisters a deleted endpoint's scalable targets).
+    pub fn remove_endpoint(&mut self, name: &str) -> Option<String> {
+        let index = self
+            .endpoints
+            .iter()
+            .position(|e| e.spec.endpoint == name)?;
+        let removed = self.endpoints.remove(index);
+        self.seen_config_version = u64::MAX;
+        Some(removed.resource_id)
+    }
+
     pub fn endpoint_mut(&mut self, name: &str) -> Option<&mut EndpointSim> {
         self.endpoints.iter_mut().find(|e| e.spec.endpoint == name)
     }
