@@ -61,8 +61,47 @@ pub struct ControlPlane {
     /// A kubeconfig for an administrator (group `system:masters`).
     pub admin: PathBuf,
     // Dropped (killed) before `dir` is removed: the API server first, then etcd.
-    _apiserver: Process,
-    _etcd: Process,
+    apiserver: Process,
+    etcd: Process,
+    etcd_args: Vec<String>,
+    etcd_client: String,
+    apiserver_args: Vec<String>,
+}
+
+/// Starts etcd (its log appended to, so that restarts keep what came before) and waits for it.
+fn spawn_etcd(dir: &Path, args: &[String], client: &str) -> Process {
+    let etcd = Process(
+        Command::new(tool("etcd"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(append(&dir.join("etcd.log")))
+            .spawn()
+            .expect("start etcd"),
+    );
+    until("etcd", Duration::from_secs(30), || {
+        try_http(client, "GET", "/health")
+            .is_some_and(|(status, body)| status == 200 && body.contains("true"))
+    });
+    etcd
+}
+
+fn spawn_apiserver(dir: &Path, args: &[String]) -> Process {
+    Process(
+        Command::new(tool("kube-apiserver"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(append(&dir.join("apiserver.log")))
+            .spawn()
+            .expect("start kube-apiserver"),
+    )
+}
+
+fn append(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
 }
 
 impl Drop for ControlPlane {
@@ -137,59 +176,44 @@ impl ControlPlane {
         write(&dir.join("sa.pub"), &sa_key.public_key_pem());
 
         let (client, peer) = (free_port(), free_port());
-        let etcd = Process(
-            Command::new(tool("etcd"))
-                .args([
-                    "--name=test",
-                    &format!("--data-dir={}", dir.join("etcd").display()),
-                    &format!("--listen-client-urls=http://127.0.0.1:{client}"),
-                    &format!("--advertise-client-urls=http://127.0.0.1:{client}"),
-                    &format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
-                    &format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
-                    &format!("--initial-cluster=test=http://127.0.0.1:{peer}"),
-                    "--unsafe-no-fsync=true",
-                    "--log-level=warn",
-                ])
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(dir.join("etcd.log")).unwrap())
-                .spawn()
-                .expect("start etcd"),
-        );
-        until("etcd", Duration::from_secs(30), || {
-            try_http(&format!("127.0.0.1:{client}"), "GET", "/health")
-                .is_some_and(|(status, body)| status == 200 && body.contains("true"))
-        });
+        let etcd_args: Vec<String> = vec![
+            "--name=test".into(),
+            format!("--data-dir={}", dir.join("etcd").display()),
+            format!("--listen-client-urls=http://127.0.0.1:{client}"),
+            format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+            format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+            format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+            format!("--initial-cluster=test=http://127.0.0.1:{peer}"),
+            "--unsafe-no-fsync=true".into(),
+            "--log-level=warn".into(),
+        ];
+        let etcd_client = format!("127.0.0.1:{client}");
+        let etcd = spawn_etcd(&dir, &etcd_args, &etcd_client);
 
         let secure = free_port();
         let server = format!("https://127.0.0.1:{secure}");
         let path = |f: &str| dir.join(f).display().to_string();
-        let apiserver = Process(
-            Command::new(tool("kube-apiserver"))
-                .args([
-                    format!("--etcd-servers=http://127.0.0.1:{client}"),
-                    "--bind-address=127.0.0.1".into(),
-                    format!("--secure-port={secure}"),
-                    // Required, never connected to: documentation ranges (RFC 5737).
-                    "--advertise-address=192.0.2.10".into(),
-                    "--service-cluster-ip-range=198.51.100.0/24".into(),
-                    format!("--cert-dir={}", path("certs")),
-                    format!("--tls-cert-file={}", path("serving.crt")),
-                    format!("--tls-private-key-file={}", path("serving.key")),
-                    format!("--client-ca-file={}", path("ca.crt")),
-                    "--service-account-issuer=https://kubernetes.default.svc".into(),
-                    format!("--service-account-key-file={}", path("sa.pub")),
-                    format!("--service-account-signing-key-file={}", path("sa.key")),
-                    "--authorization-mode=RBAC".into(),
-                    // No controller-manager creates default service accounts.
-                    "--disable-admission-plugins=ServiceAccount".into(),
-                    "--allow-privileged=true".into(),
-                    "--v=1".into(),
-                ])
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(dir.join("apiserver.log")).unwrap())
-                .spawn()
-                .expect("start kube-apiserver"),
-        );
+        let apiserver_args: Vec<String> = vec![
+            format!("--etcd-servers=http://127.0.0.1:{client}"),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={secure}"),
+            // Required, never connected to: documentation ranges (RFC 5737).
+            "--advertise-address=192.0.2.10".into(),
+            "--service-cluster-ip-range=198.51.100.0/24".into(),
+            format!("--cert-dir={}", path("certs")),
+            format!("--tls-cert-file={}", path("serving.crt")),
+            format!("--tls-private-key-file={}", path("serving.key")),
+            format!("--client-ca-file={}", path("ca.crt")),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            format!("--service-account-key-file={}", path("sa.pub")),
+            format!("--service-account-signing-key-file={}", path("sa.key")),
+            "--authorization-mode=RBAC".into(),
+            // No controller-manager creates default service accounts.
+            "--disable-admission-plugins=ServiceAccount".into(),
+            "--allow-privileged=true".into(),
+            "--v=1".into(),
+        ];
+        let apiserver = spawn_apiserver(&dir, &apiserver_args);
         let admin = dir.join("admin.kubeconfig");
         write(
             &admin,
@@ -207,12 +231,13 @@ impl ControlPlane {
             dir,
             server,
             admin,
-            _apiserver: apiserver,
-            _etcd: etcd,
+            apiserver,
+            etcd,
+            etcd_args,
+            etcd_client,
+            apiserver_args,
         };
-        until("kube-apiserver /readyz", Duration::from_secs(90), || {
-            plane.kubectl(&["get", "--raw", "/readyz"]).status.success()
-        });
+        plane.wait_ready();
         until("the default namespace", Duration::from_secs(30), || {
             plane
                 .kubectl(&["get", "namespace", "default"])
@@ -220,6 +245,31 @@ impl ControlPlane {
                 .success()
         });
         plane
+    }
+
+    fn wait_ready(&self) {
+        until("kube-apiserver /readyz", Duration::from_secs(90), || {
+            self.kubectl(&["get", "--raw", "/readyz"]).status.success()
+        });
+    }
+
+    /// Kills etcd (SIGKILL), keeps it down for `down`, and starts it again on the same data
+    /// directory and ports, as a crashed etcd member comes back. Returns once it is healthy.
+    pub fn restart_etcd(&mut self, down: Duration) {
+        let _ = self.etcd.0.kill();
+        let _ = self.etcd.0.wait();
+        std::thread::sleep(down);
+        self.etcd = spawn_etcd(&self.dir, &self.etcd_args, &self.etcd_client);
+    }
+
+    /// Kills kube-apiserver (SIGKILL), keeps it down for `down`, and starts it again on the same
+    /// port. Returns once it is ready.
+    pub fn restart_apiserver(&mut self, down: Duration) {
+        let _ = self.apiserver.0.kill();
+        let _ = self.apiserver.0.wait();
+        std::thread::sleep(down);
+        self.apiserver = spawn_apiserver(&self.dir, &self.apiserver_args);
+        self.wait_ready();
     }
 
     /// `kubectl` as the administrator.
