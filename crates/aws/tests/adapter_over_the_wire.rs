@@ -411,6 +411,68 @@ async fn a_failed_quota_refresh_serves_the_last_value_read() {
     assert_eq!(aws.calls().count(|op| op == "GetServiceQuota"), gets);
 }
 
+/// The quota is read once per instance type at each re-read, whoever asks: the reconciles that
+/// find it expired together share one GetServiceQuota, and a quota at AWS's default (no applied
+/// value, already answered twice) is not asked twice again. Counted by the local endpoint.
+#[tokio::test]
+async fn a_quota_re_read_is_one_call_per_quota_however_many_reconciles_ask() {
+    let quotas =
+        asyncscale_sim::quota_table(&["ml.g4dn.xlarge=4".into()], &["ml.g5.xlarge=2".into()])
+            .unwrap();
+    let (server, aws) = setup(quotas).await;
+    let ttl = std::time::Duration::from_millis(300);
+    let aws = aws.with_quota_ttl(ttl);
+    let answered = |operation: &str| {
+        server.account.lock().unwrap().calls["service-quotas"]
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
+    };
+    let (applied, default) = ("ml.g4dn.xlarge", "ml.g5.xlarge");
+    for instance_type in [applied, default] {
+        let reading = aws.instance_quota(instance_type).await;
+        assert!(
+            matches!(reading.lookup, QuotaLookup::Known(_)),
+            "{reading:?}"
+        );
+    }
+    // The first read of a quota without an applied value asks twice before taking the default.
+    assert_eq!(answered("GetServiceQuota"), 1 + 2);
+    assert_eq!(answered("GetAWSDefaultServiceQuota"), 1);
+
+    tokio::time::sleep(ttl).await;
+    // Each read takes a moment, as over a real network, so that the readers overlap.
+    server.account.lock().unwrap().faults.push(
+        asyncscale_sim::Fault::on("GetServiceQuota")
+            .times(2)
+            .delayed(0.2),
+    );
+    let readings = tokio::join!(
+        aws.instance_quota(applied),
+        aws.instance_quota(default),
+        aws.instance_quota(applied),
+        aws.instance_quota(default),
+        aws.instance_quota(applied),
+        aws.instance_quota(default),
+    );
+    let readings = [
+        readings.0, readings.1, readings.2, readings.3, readings.4, readings.5,
+    ];
+    for reading in &readings {
+        assert!(
+            matches!(&reading.lookup, QuotaLookup::Known(q) if q.value == 4.0 || q.value == 2.0),
+            "{reading:?}"
+        );
+        assert!(reading.error.is_none());
+    }
+    assert_eq!(
+        answered("GetServiceQuota"),
+        3 + 2,
+        "one GetServiceQuota per quota at the re-read"
+    );
+    assert_eq!(answered("GetAWSDefaultServiceQuota"), 1 + 1);
+}
+
 /// The fleet view's bulk reads: every target, policy and alarm of the namespace across pages
 /// (50, 10 and 100 a page), and activities newest first with their resource ids.
 #[tokio::test]
@@ -534,4 +596,67 @@ async fn no_credentials_is_one_line_and_no_aws_call() {
     );
     assert_eq!(calls.total(), 0, "never sent, never counted");
     assert!(server.account.lock().unwrap().calls.is_empty());
+}
+
+/// The write fence is asked as each attempt is sent, not only before the call: a replica that
+/// loses its leadership while AWS answers the first attempt with a 500 sends no retry (the
+/// SDK's own retry, inside one call).
+#[tokio::test]
+async fn a_write_is_fenced_at_each_attempt_not_only_before_the_call() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let (server, plain) = setup(QuotaTable::default()).await;
+    let leading = Arc::new(AtomicBool::new(true));
+    let flag = leading.clone();
+    let fence = asyncscale_engine::Fence::new(move || {
+        if flag.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err("this replica no longer leads")
+        }
+    });
+    let backend = Arc::new(plain.with_write_fence(fence));
+    let registers = || {
+        server
+            .log_since(0)
+            .iter()
+            .filter(|e| e.operation == "RegisterScalableTarget")
+            .count()
+    };
+    // The first attempt is answered a second late with a 500, which the SDK retries.
+    server
+        .account
+        .lock()
+        .unwrap()
+        .faults
+        .push(asyncscale_sim::Fault {
+            delay_seconds: 1.0,
+            ..asyncscale_sim::Fault::on("RegisterScalableTarget")
+                .failing("InternalServiceException", 500)
+                .times(1)
+        });
+    let call = tokio::spawn({
+        let backend = backend.clone();
+        async move { backend.register_target(&target(0, 4), None).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    leading.store(false, Ordering::SeqCst);
+    let error = call.await.unwrap().unwrap_err();
+    assert_eq!(error.code, "NotLeader", "{error}");
+    assert_eq!(registers(), 1, "the retry was not sent");
+    assert!(
+        server.account.lock().unwrap().snapshot("us-east-1")["ScalableTargets"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // Reads are not fenced.
+    assert!(backend.describe_target(RID).await.is_ok());
+
+    // Leading again: the write goes through.
+    leading.store(true, Ordering::SeqCst);
+    backend.register_target(&target(0, 4), None).await.unwrap();
+    assert_eq!(registers(), 2);
 }

@@ -482,8 +482,8 @@ async fn the_fleet_view_reads_a_new_endpoint_and_skips_an_unreadable_one() {
 }
 
 /// A refresh that hangs (a slow ListEndpoints) does not let the old picture pass for a fresh one:
-/// past two intervals and a grace, reads fail until it ends (the break-test's repro kept Ready
-/// on a picture 146 s old).
+/// once it has run an interval and a grace, reads fail until it ends (the break-test's repro kept
+/// Ready on a picture 146 s old).
 #[tokio::test]
 async fn a_hung_refresh_makes_reads_fail_once_the_picture_is_overdue() {
     let (server, backend) = account(8).await;
@@ -520,6 +520,45 @@ async fn a_hung_refresh_makes_reads_fail_once_the_picture_is_overdue() {
         refreshing.await.unwrap().is_ok(),
         "the refresh ends and serves"
     );
+}
+
+/// After an idle spell longer than the overdue bound (a standby that takes the Lease back), the
+/// first refresh has just started when the other reconciles read: they wait for it, and AWS is
+/// not reported unreachable for a picture that is old only because nobody asked.
+#[tokio::test]
+async fn a_refresh_that_just_started_after_an_idle_spell_is_waited_for_not_overdue() {
+    let (server, backend) = account(8).await;
+    server.declare_endpoint("e0", "AllTraffic", "ml.g4dn.xlarge");
+    let every = Duration::from_millis(200);
+    let view = Arc::new(FleetView::new(
+        Arc::new(backend),
+        FleetConfig {
+            refresh_every: every,
+            policy_refresh_every: 1,
+            read_backlog_alarms: false,
+        },
+    ));
+    assert!(view.describe_endpoint("e0").await.unwrap().is_some());
+    // Idle past two intervals and the least grace (5.4 s): no read, no refresh.
+    tokio::time::sleep(Duration::from_millis(5600)).await;
+    // The refresh the next read starts takes a second (a slow ListEndpoints, not a hung one).
+    server.account.lock().unwrap().faults.push(
+        asyncscale_sim::Fault::on("ListEndpoints")
+            .times(1)
+            .delayed(1.0),
+    );
+    let refreshing = tokio::spawn({
+        let view = view.clone();
+        async move { view.describe_endpoint("e0").await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let read = view.describe_endpoint("e0").await;
+    assert!(
+        matches!(read, Ok(Some(_))),
+        "waits for the refresh that just started: {read:?}"
+    );
+    assert_eq!(view.stats().refreshes, 2, "and reads what it found");
+    assert!(refreshing.await.unwrap().is_ok());
 }
 
 /// Raising one endpoint's minimum moves the split, but its raise waits for the other's

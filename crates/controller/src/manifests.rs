@@ -126,7 +126,7 @@ pub async fn run(args: ManifestArgs, verb: Verb) -> ExitCode {
         }
     };
     let calls = CallCounter::default();
-    let (backends, simulated) = match args.aws.connect(calls.clone(), true).await {
+    let (backends, simulated) = match args.aws.connect(calls.clone(), true, Fence::open()).await {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");

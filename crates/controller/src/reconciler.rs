@@ -43,6 +43,8 @@ pub enum Error {
     /// A recoverable AWS error; the reconcile already counted the failure and chose when to retry.
     #[error("{error}")]
     Aws { error: AwsError, retry_in: Duration },
+    /// Adding or removing the finalizer failed (kube's helper); what apply and cleanup fail
+    /// with is unwrapped to its own kind by [`reconcile`].
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("AsyncEndpointScaling without a namespace")]
@@ -61,14 +63,20 @@ impl Error {
 
     /// When the reconcile already counted this failure and chose its retry (an AWS error).
     pub fn retry_in(&self) -> Option<Duration> {
-        use kube::runtime::finalizer::Error as F;
         match self {
             Error::Aws { retry_in, .. } => Some(*retry_in),
-            Error::Finalizer(inner) => match inner.as_ref() {
-                F::ApplyFailed(e) | F::CleanupFailed(e) => e.retry_in(),
-                _ => None,
-            },
             _ => None,
+        }
+    }
+
+    /// kube's finalizer helper wraps what apply and cleanup return: the log and the `kind` label
+    /// name that cause (an API outage, AWS), not the finalizer, which only its own patch failing
+    /// is about.
+    fn from_finalizer(error: kube::runtime::finalizer::Error<Error>) -> Self {
+        use kube::runtime::finalizer::Error as F;
+        match error {
+            F::ApplyFailed(e) | F::CleanupFailed(e) => e,
+            other => Error::Finalizer(Box::new(other)),
         }
     }
 
@@ -276,6 +284,21 @@ impl Context {
         }
     }
 
+    /// A term of leadership starts: nothing remembered of the visits of an earlier term may make
+    /// this one skip an object. A reconcile aborted with the Lease left its object looking
+    /// visited (its status write remembered, not due before the reconcile timeout), and the
+    /// readings of the metrics went with the Lease, so every object is reconciled afresh. When
+    /// AWS was last read for an object is kept: it is about AWS, not about the term.
+    pub fn begin_term(&self) {
+        let now = Instant::now();
+        let mut visits = self.last_visits.lock().expect("visits lock");
+        visits.retain(|_, visit| visit.last_good.is_some());
+        for visit in visits.values_mut() {
+            visit.resource_versions.clear();
+            visit.next_due = now;
+        }
+    }
+
     fn forget(&self, obj: &AsyncEndpointScaling) {
         if let Some(uid) = obj.uid() {
             self.last_visits.lock().expect("visits lock").remove(&uid);
@@ -329,7 +352,7 @@ pub async fn reconcile(obj: Arc<AsyncEndpointScaling>, ctx: Arc<Context>) -> Res
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    .map_err(Error::from_finalizer);
     if result.is_err() {
         ctx.metrics.reconciled("error", started);
     }
@@ -343,6 +366,8 @@ async fn apply(
 ) -> Result<Action, Error> {
     let started = Instant::now();
     let key = key(&obj);
+    // At debug: a soak checks from it that no resource goes a resync without a visit.
+    tracing::debug!(resource = %key, "reconciling");
     let previous = obj.status.clone();
     // API conventions: conditions appear on the first visit, even as Unknown (kube-rs.md §5.1, §5.2).
     if previous

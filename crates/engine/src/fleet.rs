@@ -52,9 +52,9 @@ const PAGE_WAITS: [Duration; 3] = [
 ];
 /// Changes a slow listener may fall behind by before it misses some (and waits for resyncs).
 const CHANGES_BUFFERED: usize = 4096;
-/// How much longer than two refresh intervals (one more, within these bounds) a refresh may take
-/// before the picture it would replace no longer stands for the present. The least leaves room
-/// for a failed page's retries (0.5 + 1 + 2 s).
+/// How much longer than a refresh interval (one more, within these bounds) a refresh may run
+/// before reads stop waiting for it or serving the picture it would replace. The least leaves
+/// room for a failed page's retries (0.5 + 1 + 2 s).
 const REFRESH_GRACE: Duration = Duration::from_secs(30);
 const REFRESH_GRACE_MIN: Duration = Duration::from_secs(5);
 /// Endpoint and configuration descriptions a refresh reads at once (the request budget paces
@@ -152,6 +152,8 @@ struct Picture {
     /// (None: that read failed, or none was made).
     backlog_above_target: Option<Arc<HashSet<String>>>,
     failed: Option<(Instant, AwsError)>,
+    /// When the refresh under way took the single flight (None: no refresh is under way).
+    refresh_started: Option<Instant>,
     failed_refreshes: u64,
     backlog_reads_failed: u64,
     last_refresh_took: Option<Duration>,
@@ -255,6 +257,29 @@ pub trait EndpointMemory: Send + Sync {
     fn keep(&self, place: &Place, endpoints: &[&EndpointState], configs: &[&EndpointConfigState]);
 }
 
+/// The single flight of refreshes, held: readers that find it taken judge the refresh under way
+/// by when it was taken; the mark goes with the guard, also when the holder is cancelled.
+struct InFlight<'a> {
+    view: &'a FleetView,
+    _guard: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl<'a> InFlight<'a> {
+    fn take(view: &'a FleetView, guard: tokio::sync::MutexGuard<'a, ()>) -> Self {
+        view.picture().refresh_started = Some(Instant::now());
+        Self {
+            view,
+            _guard: guard,
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.view.picture().refresh_started = None;
+    }
+}
+
 pub struct FleetView {
     inner: Arc<dyn AutoscalingBackend>,
     config: FleetConfig,
@@ -301,44 +326,72 @@ impl FleetView {
         self.picture.lock().expect("fleet view lock")
     }
 
+    /// How long a refresh may run before the picture it would replace no longer stands for the
+    /// present (a refresh starts once the picture is one interval old).
+    fn refresh_overdue_after(&self) -> Duration {
+        let every = self.config.refresh_every;
+        every + every.clamp(REFRESH_GRACE_MIN, REFRESH_GRACE)
+    }
+
     /// Refreshes the picture when it is older than the refresh interval (once, whoever asks).
     async fn ensure_fresh(&self) -> Result<(), AwsError> {
-        if self.picture().fresh(self.config.refresh_every) {
-            return Ok(());
-        }
+        let refreshes_seen = {
+            let picture = self.picture();
+            if picture.fresh(self.config.refresh_every) {
+                return Ok(());
+            }
+            picture.refreshes
+        };
         // While another reconcile refreshes, the others go on with the picture there is (a
         // policy sweep of a large fleet takes seconds at AWS's rates); only the first refresh,
         // with no picture yet, is waited for.
-        let _single_flight = match self.refreshing.try_lock() {
+        let guard = match self.refreshing.try_lock() {
             Ok(guard) => guard,
             // After a failed refresh the old picture is no good observation: wait for the retry.
             Err(_) if self.picture().targets_at.is_some() && self.picture().failed.is_none() => {
-                // A refresh that hangs (a slow API, a lost connection) must not let an old
-                // picture pass for a fresh one: past the bound, reads fail like a failed refresh.
-                let age = self.picture().targets_at.map(|at| at.elapsed());
-                let overdue = self.config.refresh_every * 2
-                    + self
-                        .config
-                        .refresh_every
-                        .clamp(REFRESH_GRACE_MIN, REFRESH_GRACE);
-                return match age {
-                    Some(age) if age > overdue => Err(AwsError::local(
-                        ErrorClass::Recoverable,
-                        "FleetRefresh",
-                        "RefreshOverdue",
-                        format!(
-                            "the picture of AWS is {}s old: the refresh under way has not finished (an AWS API is slow or unreachable)",
-                            age.as_secs()
-                        ),
-                    )),
-                    _ => Ok(()),
+                let (age, running) = {
+                    let picture = self.picture();
+                    (
+                        picture.targets_at.map_or(Duration::MAX, |at| at.elapsed()),
+                        // Between taking the flight and saying so: it just started.
+                        picture
+                            .refresh_started
+                            .map_or(Duration::ZERO, |at| at.elapsed()),
+                    )
                 };
+                let bound = self.refresh_overdue_after();
+                if age <= self.config.refresh_every + bound {
+                    return Ok(());
+                }
+                // Too old to stand for the present (after an idle spell, a standby's turn, or a
+                // refresh that hangs): wait for the refresh under way, but only as long as a
+                // refresh may run. Its running time judges it, not the picture's age: one that
+                // just started after a long idle spell is not overdue.
+                let left = bound.saturating_sub(running);
+                match tokio::time::timeout(left, self.refreshing.lock()).await {
+                    Ok(guard) => guard,
+                    Err(_) => {
+                        return Err(AwsError::local(
+                            ErrorClass::Recoverable,
+                            "FleetRefresh",
+                            "RefreshOverdue",
+                            format!(
+                                "the refresh of AWS under way has run for {}s without finishing, and the picture of AWS is {}s old (an AWS API is slow or unreachable)",
+                                (running + left).as_secs(),
+                                age.as_secs()
+                            ),
+                        ));
+                    }
+                }
             }
             Err(_) => self.refreshing.lock().await,
         };
+        let _single_flight = InFlight::take(self, guard);
         {
             let picture = self.picture();
-            if picture.fresh(self.config.refresh_every) {
+            // A refresh that ended while this read waited for it serves, even if it took longer
+            // than an interval.
+            if picture.fresh(self.config.refresh_every) || picture.refreshes > refreshes_seen {
                 return Ok(());
             }
             // Waited behind a refresh that failed: its error, not another attempt.

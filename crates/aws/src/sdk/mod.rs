@@ -25,6 +25,7 @@ use asyncscale_core::*;
 
 mod autoscaling;
 mod cloudwatch;
+mod fence;
 mod quotas;
 mod role;
 mod sagemaker;
@@ -34,7 +35,8 @@ use quotas::{CachedQuota, QUOTA_TTL};
 use sagemaker::EndpointScan;
 
 use asyncscale_engine::{
-    AssumedRole, AutoscalingBackend, AwsError, CallCounter, ErrorClass, Holding, Page, QuotaReading,
+    AssumedRole, AutoscalingBackend, AwsError, CallCounter, ErrorClass, Fence, Holding, Page,
+    QuotaReading,
 };
 
 use crate::budget::RequestBudget;
@@ -146,6 +148,9 @@ pub struct AwsOptions {
     pub default_role: Option<AssumedRole>,
     /// Fixed credentials instead of the default chain's (a local endpoint's).
     pub credentials: Option<aws_credential_types::Credentials>,
+    /// Asked right before every attempt of every write is sent (see [`fence`]): a controller
+    /// replica's leadership. Open for the CLI.
+    pub write_fence: Fence,
 }
 
 /// Bounds on every AWS call, so that a hung endpoint or connection becomes a recoverable error
@@ -184,12 +189,15 @@ pub struct SdkBackend {
     quotas: sq::Client,
     sagemaker: sm::Client,
     calls: CallCounter,
+    write_fence: Fence,
     /// Quota codes by quota name, found once per process by listing (paginated).
     quota_codes: Mutex<BTreeMap<String, String>>,
     /// Quota values by quota name, re-read after [`QUOTA_TTL`]: every resource of an instance type
     /// shares one, and Service Quotas allows 5 GetServiceQuota calls a second (§5.3). A failed
     /// refresh keeps the last value: an unknown quota must never lift a clamp.
     quota_values: Mutex<BTreeMap<String, CachedQuota>>,
+    /// One read of each quota at a time, by quota name.
+    quota_reads: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Endpoint configurations by name: they never change once created.
     endpoint_configs: Mutex<BTreeMap<String, EndpointConfigState>>,
     /// The latest scan of every endpoint, for [`ENDPOINT_SCAN_TTL`]; one scan at a time.
@@ -227,7 +235,9 @@ impl SdkBackend {
                 .identity_cache(IdentityCache::no_cache())
                 .build();
         }
-        let mut backend = Self::from_config(&config, calls)?.with_budget(options.budget.clone());
+        let mut backend = Self::from_config(&config, calls)?
+            .with_budget(options.budget.clone())
+            .with_write_fence(options.write_fence.clone());
         backend.timeouts = options.timeouts;
         backend.account = role.and_then(AssumedRole::account).map(str::to_string);
         backend.budget_place = backend.place().to_string();
@@ -301,8 +311,10 @@ impl SdkBackend {
             quotas: sq::Client::new(config),
             sagemaker: sm::Client::new(config),
             calls,
+            write_fence: Fence::open(),
             quota_codes: Mutex::new(BTreeMap::new()),
             quota_values: Mutex::new(BTreeMap::new()),
+            quota_reads: Mutex::new(BTreeMap::new()),
             endpoint_configs: Mutex::new(BTreeMap::new()),
             endpoint_scan: tokio::sync::Mutex::new(None),
             waiting: tokio::sync::Mutex::new(None),
@@ -333,6 +345,28 @@ impl SdkBackend {
     /// How long a quota value is used before it is read again (5 minutes unless changed).
     pub fn with_quota_ttl(mut self, ttl: Duration) -> Self {
         self.quota_ttl = ttl;
+        self
+    }
+
+    /// Sends no write unless `fence` allows it, asked at every attempt right before it is sent
+    /// (the writers are Application Auto Scaling and CloudWatch; the other two only read).
+    pub fn with_write_fence(mut self, fence: Fence) -> Self {
+        let at_transmit = || fence::FenceAtTransmit(fence.clone());
+        self.autoscaling = aas::Client::from_conf(
+            self.autoscaling
+                .config()
+                .to_builder()
+                .interceptor(at_transmit())
+                .build(),
+        );
+        self.cloudwatch = cw::Client::from_conf(
+            self.cloudwatch
+                .config()
+                .to_builder()
+                .interceptor(at_transmit())
+                .build(),
+        );
+        self.write_fence = fence;
         self
     }
 
@@ -378,12 +412,22 @@ impl SdkBackend {
                     ),
                 });
             }
+            // The budget may have waited past the renew deadline: ask again (and the SDK's
+            // interceptor asks once more at each attempt).
+            let write = fence::is_write(operation);
+            if write {
+                self.write_fence.check()?;
+            }
             match send().await {
                 Ok(output) => {
                     self.calls.record(service, operation, "ok");
                     return Ok(output);
                 }
                 Err(err) => {
+                    // Refused at transmit (or leadership lost meanwhile): that is the story.
+                    if write {
+                        self.write_fence.check()?;
+                    }
                     let error = to_aws_error(service, operation, &err, &self.timeouts);
                     // Never sent: not an AWS call, and nothing to retry.
                     if error.code == "NoCredentials" {

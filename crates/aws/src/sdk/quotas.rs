@@ -1,7 +1,7 @@
 //! Service Quotas through the SDK: the instance quota of a type, found by name, cached, and kept
 //! when a refresh fails (an unknown quota must never lift a clamp).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use asyncscale_core::*;
 
@@ -19,88 +19,126 @@ const QUOTA_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// A quota as last read, and the latest failure to read it.
 #[derive(Debug, Clone, Default)]
 pub(super) struct CachedQuota {
-    value: Option<(std::time::Instant, Quota)>,
-    failure: Option<(std::time::Instant, AwsError)>,
+    value: Option<(Instant, Quota)>,
+    failure: Option<(Instant, AwsError)>,
 }
 
 impl SdkBackend {
     pub(super) async fn instance_quota(&self, instance_type: &str) -> QuotaReading {
         let name = quota_name(instance_type);
-        let cached = self
-            .quota_values
+        let asked = Instant::now();
+        if let Some(reading) = self.cached_quota_reading(&name, asked) {
+            return reading;
+        }
+        // One read per quota at a time: the reconciles that find it expired together (a resync
+        // of several endpoints of a type) share it instead of each asking Service Quotas.
+        let flight = self
+            .quota_reads
             .lock()
             .expect("quota cache lock")
-            .get(&name)
+            .entry(name.clone())
+            .or_default()
+            .clone();
+        let _flight = flight.lock().await;
+        if let Some(reading) = self.cached_quota_reading(&name, asked) {
+            return reading;
+        }
+        let cached = self.cached_quota(&name);
+        let default_known = cached
+            .value
+            .as_ref()
+            .is_some_and(|(_, q)| q.source == QuotaSource::Default);
+        let failure = match self.resolve_quota(&name, default_known).await {
+            // An applied value once read is not expected to disappear (quotas are raised on
+            // request, not withdrawn): an answer without one, after one was read, is served
+            // as a failed read with the applied value kept, never as a raise to the default.
+            Ok(quota)
+                if quota.source == QuotaSource::Default
+                    && cached
+                        .value
+                        .as_ref()
+                        .is_some_and(|(_, q)| q.source == QuotaSource::Applied) =>
+            {
+                AwsError::local(
+                    ErrorClass::Recoverable,
+                    "GetServiceQuota",
+                    "AppliedValueMissing",
+                    format!(
+                        "Service Quotas answered that {name} has no applied value, but one was read before; the applied value is kept"
+                    ),
+                )
+            }
+            Ok(quota) => {
+                let mut cache = self.quota_values.lock().expect("quota cache lock");
+                let entry = cache.entry(name).or_default();
+                entry.value = Some((Instant::now(), quota.clone()));
+                entry.failure = None;
+                return QuotaReading {
+                    lookup: QuotaLookup::Known(quota),
+                    error: None,
+                };
+            }
+            Err(error) => error,
+        };
+        self.quota_values
+            .lock()
+            .expect("quota cache lock")
+            .entry(name.clone())
+            .or_default()
+            .failure = Some((Instant::now(), failure.clone()));
+        failed_reading(name, cached.value, failure)
+    }
+
+    fn cached_quota(&self, name: &str) -> CachedQuota {
+        self.quota_values
+            .lock()
+            .expect("quota cache lock")
+            .get(name)
             .cloned()
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    /// What the cache answers without asking Service Quotas: a value younger than the TTL, a
+    /// failure younger than its hold, or whatever a read that ended after `asked` found (the
+    /// read this caller waited for).
+    fn cached_quota_reading(&self, name: &str, asked: Instant) -> Option<QuotaReading> {
+        let cached = self.cached_quota(name);
         if let Some((read_at, quota)) = &cached.value
-            && read_at.elapsed() < self.quota_ttl
+            && (read_at.elapsed() < self.quota_ttl || *read_at >= asked)
         {
-            return QuotaReading {
+            return Some(QuotaReading {
                 lookup: QuotaLookup::Known(quota.clone()),
                 error: None,
-            };
+            });
         }
-        let failure = match &cached.failure {
-            Some((failed_at, error)) if failed_at.elapsed() < QUOTA_RETRY_AFTER => error.clone(),
-            _ => match self.resolve_quota(&name).await {
-                // An applied value once read is not expected to disappear (quotas are raised on
-                // request, not withdrawn): an answer without one, after one was read, is served
-                // as a failed read with the applied value kept, never as a raise to the default.
-                Ok(quota)
-                    if quota.source == QuotaSource::Default
-                        && cached
-                            .value
-                            .as_ref()
-                            .is_some_and(|(_, q)| q.source == QuotaSource::Applied) =>
-                {
-                    let error = AwsError::local(
-                        ErrorClass::Recoverable,
-                        "GetServiceQuota",
-                        "AppliedValueMissing",
-                        format!(
-                            "Service Quotas answered that {name} has no applied value, but one was read before; the applied value is kept"
-                        ),
-                    );
-                    let mut cache = self.quota_values.lock().expect("quota cache lock");
-                    let entry = cache.entry(name.clone()).or_default();
-                    entry.failure = Some((std::time::Instant::now(), error.clone()));
-                    error
-                }
-                Ok(quota) => {
-                    let mut cache = self.quota_values.lock().expect("quota cache lock");
-                    let entry = cache.entry(name).or_default();
-                    entry.value = Some((std::time::Instant::now(), quota.clone()));
-                    entry.failure = None;
-                    return QuotaReading {
-                        lookup: QuotaLookup::Known(quota),
-                        error: None,
-                    };
-                }
-                Err(error) => {
-                    let mut cache = self.quota_values.lock().expect("quota cache lock");
-                    let entry = cache.entry(name.clone()).or_default();
-                    entry.failure = Some((std::time::Instant::now(), error.clone()));
-                    error
-                }
-            },
-        };
-        let reason = failure.to_string();
-        let lookup = match cached.value {
-            Some((_, quota)) => QuotaLookup::Stale { quota, reason },
-            None => QuotaLookup::Unknown { name, reason },
-        };
-        QuotaReading {
-            lookup,
-            error: Some(failure),
-        }
+        let (failed_at, error) = cached.failure?;
+        (failed_at.elapsed() < QUOTA_RETRY_AFTER || failed_at >= asked)
+            .then(|| failed_reading(name.to_string(), cached.value, error))
+    }
+}
+
+/// A failed read: the last value read, if any, served as stale.
+fn failed_reading(name: String, last: Option<(Instant, Quota)>, error: AwsError) -> QuotaReading {
+    let reason = error.to_string();
+    let lookup = match last {
+        Some((_, quota)) => QuotaLookup::Stale { quota, reason },
+        None => QuotaLookup::Unknown { name, reason },
+    };
+    QuotaReading {
+        lookup,
+        error: Some(error),
     }
 }
 
 impl SdkBackend {
     /// GetServiceQuota; on NoSuchResourceException, GetAWSDefaultServiceQuota (docs/aws-behaviour.md §5.1).
     /// The quota code is found by name through ListServiceQuotas, then ListAWSDefaultServiceQuotas.
-    pub(super) async fn resolve_quota(&self, name: &str) -> Result<Quota, AwsError> {
+    /// `default_known`: the last read found no applied value, so one more such answer is no news.
+    pub(super) async fn resolve_quota(
+        &self,
+        name: &str,
+        default_known: bool,
+    ) -> Result<Quota, AwsError> {
         let code = self.quota_code(name).await?;
         let get_applied = || {
             self.call(SQ, "GetServiceQuota", || {
@@ -113,11 +151,12 @@ impl SdkBackend {
         };
         let mut applied = get_applied().await;
         // AWS's default may be above the applied value: one answer that there is no applied value
-        // is not enough to fall back to it. It is asked once more (an account whose quota was
-        // never changed pays one more call per quota read).
-        if applied
-            .as_ref()
-            .is_err_and(|e| e.class == ErrorClass::NotFound)
+        // is not enough to fall back to it. It is asked once more, unless the last read already
+        // took two such answers as the truth (then each re-read asks once).
+        if !default_known
+            && applied
+                .as_ref()
+                .is_err_and(|e| e.class == ErrorClass::NotFound)
         {
             applied = get_applied().await;
         }

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use asyncscale_aws::{
     ApiRate, ApiSelector, AwsOptions, AwsTimeouts, RequestBudget, SdkBackendPool,
 };
-use asyncscale_engine::{AssumedRole, BackendSource, CallCounter, SingleBackend};
+use asyncscale_engine::{AssumedRole, BackendSource, CallCounter, Fence, SingleBackend};
 use asyncscale_sim::SimServer;
 
 #[derive(Args, Debug)]
@@ -212,11 +212,13 @@ impl AwsArgs {
     /// Where backends come from, and the in-process account to keep alive when simulated.
     /// With `strict_credentials` (one-shot commands), a configured credentials source that fails
     /// stops the command too; the controller only warns, as the source may recover (a Pod
-    /// Identity agent still starting).
+    /// Identity agent still starting). Every write any backend sends passes `fence` first, asked
+    /// right before it is sent (a replica's leadership; open for one-shot commands).
     pub async fn connect(
         &self,
         calls: CallCounter,
         strict_credentials: bool,
+        fence: Fence,
     ) -> Result<(Arc<dyn BackendSource>, Option<SimServer>), crate::simulate::SimulateError> {
         match self.target {
             AwsTarget::Aws => {
@@ -232,7 +234,11 @@ impl AwsArgs {
                         return Err(crate::simulate::SimulateError::Usage(problem.to_string()));
                     }
                 }
-                let mut pool = SdkBackendPool::new(self.options(), calls);
+                let options = AwsOptions {
+                    write_fence: fence,
+                    ..self.options()
+                };
+                let mut pool = SdkBackendPool::new(options, calls);
                 if !strict_credentials {
                     // The controller: a hung role must not hold reconcile slots.
                     pool = pool.with_build_wait(CONTROLLER_BUILD_WAIT);
@@ -241,6 +247,7 @@ impl AwsArgs {
             }
             AwsTarget::Simulated => {
                 let (server, backend) = crate::simulate::in_process_aws(&[], calls).await?;
+                let backend = backend.with_write_fence(fence);
                 tracing::info!(endpoint = %server.url(), "using an in-process simulated AWS account");
                 Ok((Arc::new(SingleBackend(Arc::new(backend))), Some(server)))
             }
@@ -251,6 +258,7 @@ impl AwsArgs {
         AwsOptions {
             default_role: self.default_role_arn.clone().map(AssumedRole::new),
             credentials: None,
+            write_fence: Fence::open(),
             region: self.region.clone(),
             endpoint_url: self.aws_endpoint.clone(),
             timeouts: AwsTimeouts {

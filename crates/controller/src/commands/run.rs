@@ -129,9 +129,24 @@ async fn run_controller(args: RunArgs) -> Result<(), RunError> {
             instance: identity.clone(),
         },
     );
+    let lease = LeaseConfig {
+        name: args.lease_name.clone(),
+        namespace: args.lease_namespace.clone(),
+        identity: identity.clone(),
+        duration: args.lease_duration.max(Duration::from_secs(2)),
+    };
+    let leadership = Arc::new(Leadership::new(lease.renew_deadline()));
+    // With leader election, no write leaves this process unless this replica leads: checked
+    // before each change of a plan (the engine) and again as each attempt is sent (the SDK).
+    let fence = if args.leader_elect {
+        let leadership = leadership.clone();
+        Fence::new(move || leadership.check())
+    } else {
+        Fence::open()
+    };
     let (backends, _simulated) = args
         .aws
-        .connect(calls, false)
+        .connect(calls, false, fence.clone())
         .await
         .map_err(RunError::Aws)?;
     // One bulk-read picture of AWS per account and region, refreshed once per resync.
@@ -143,14 +158,7 @@ async fn run_controller(args: RunArgs) -> Result<(), RunError> {
             read_backlog_alarms: true,
         },
     ));
-    let lease = LeaseConfig {
-        name: args.lease_name.clone(),
-        namespace: args.lease_namespace.clone(),
-        identity: identity.clone(),
-        duration: args.lease_duration.max(Duration::from_secs(2)),
-    };
     metrics.watch_fleet(fleet.clone());
-    let leadership = Arc::new(Leadership::new(lease.renew_deadline()));
     let mut context = Context::new(
         client.clone(),
         fleet.clone(),
@@ -161,8 +169,7 @@ async fn run_controller(args: RunArgs) -> Result<(), RunError> {
     .with_reconcile_timeout(args.reconcile_timeout)
     .with_stale_after_resyncs(args.stale_after_resyncs);
     if args.leader_elect {
-        let leadership = leadership.clone();
-        context = context.with_fence(Fence::new(move || leadership.check()));
+        context = context.with_fence(fence);
     }
     let ctx = Arc::new(context);
 
@@ -227,6 +234,7 @@ async fn run_controller(args: RunArgs) -> Result<(), RunError> {
     ));
     let namespaces = args.namespaces.clone();
     let followed = follow_leadership(leading_rx, stop_rx.clone(), &metrics, &health, || {
+        ctx.begin_term();
         tokio::spawn(run_controllers(
             client.clone(),
             namespaces.clone(),

@@ -608,11 +608,13 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_within_the_lease_du
 }
 
 /// A TCP proxy in front of the API server for one replica. `cut` turns it into a black hole:
-/// open connections drop, new ones are accepted and never answered (a partition, not a refusal).
+/// open connections drop, new ones are accepted and never answered (a partition, not a refusal);
+/// `restore` ends it.
 struct Partition {
     addr: String,
     cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pipes: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    held: std::sync::Arc<std::sync::Mutex<Vec<tokio::net::TcpStream>>>,
     _accept: tokio::task::JoinHandle<()>,
 }
 
@@ -622,13 +624,13 @@ impl Partition {
         let addr = listener.local_addr().unwrap().to_string();
         let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let pipes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let accept = {
-            let (cut, pipes) = (cut.clone(), pipes.clone());
+            let (cut, pipes, held) = (cut.clone(), pipes.clone(), held.clone());
             tokio::spawn(async move {
-                let mut held = Vec::new();
                 while let Ok((mut client, _)) = listener.accept().await {
                     if cut.load(std::sync::atomic::Ordering::SeqCst) {
-                        held.push(client); // accepted, never answered
+                        held.lock().unwrap().push(client); // accepted, never answered
                         continue;
                     }
                     let upstream = upstream.clone();
@@ -644,6 +646,7 @@ impl Partition {
             addr,
             cut,
             pipes,
+            held,
             _accept: accept,
         }
     }
@@ -653,6 +656,12 @@ impl Partition {
         for pipe in self.pipes.lock().unwrap().drain(..) {
             pipe.abort();
         }
+    }
+
+    /// New connections reach the API server again; the ones held during the cut are closed.
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.held.lock().unwrap().clear();
     }
 }
 
@@ -774,6 +783,88 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_before_a_standby_tak
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = std::fs::remove_file(&manifest);
+}
+
+/// A resource applied just before its leader loses the Lease (the API server unreachable for a
+/// few seconds): the reconcile under way is aborted after its first status write, Ready Unknown.
+/// When the same replica takes the Lease back, the new term reconciles the resource at once; the
+/// aborted visit must not make it look visited and not due before the reconcile timeout (2
+/// minutes of "Reconciling", no EFFECTIVE-MAX, the resource missing from the metrics).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconcile_aborted_with_the_lease_is_redone_when_the_lease_comes_back() {
+    let cluster = cluster("lostterm").await;
+    let server = cluster
+        .plane
+        .server
+        .trim_start_matches("https://")
+        .to_string();
+    let partition = Partition::in_front_of(server).await;
+    let through_partition =
+        cluster
+            .plane
+            .kubeconfig_via("lostterm.kubeconfig", &cluster.kubeconfig, &partition.addr);
+    let flags = [
+        "--leader-elect",
+        "--lease-namespace",
+        "asyncscale-system",
+        "--lease-duration",
+        "4s",
+        "--reconcile-timeout",
+        "2m",
+    ];
+    let (_controller, addr) =
+        cluster.controller_through(&through_partition, "asyncscale-0", &flags);
+    until("the replica to lead", Duration::from_secs(20), || {
+        TcpStream::connect(&addr).is_ok() && metric(&addr, "asyncscale_leader") == Some(1.0)
+    });
+    // The reconcile's first AWS write is answered 8 s late: it is still under way when the
+    // Lease is lost.
+    let slow = r#"{"operation": "RegisterScalableTarget", "delaySeconds": 8, "count": 1}"#;
+    assert_eq!(http(&cluster.aws, "POST", "/_sim/faults", &[], slow).0, 204);
+    let dir = std::env::temp_dir();
+    let file = format!("asyncscale-e2e-lostterm-{}.yaml", std::process::id());
+    let apply = apply_text(&cluster.admin, &dir, &file, &example("sdxl", ""));
+    assert!(apply.status.success(), "{}", stderr_of(&apply));
+    let reason = |cluster: &Cluster| {
+        aes_json(&cluster.admin, "sdxl")["status"]["conditions"]
+            .as_array()
+            .and_then(|conditions| conditions.iter().find(|c| c["type"] == "Ready").cloned())
+            .map(|ready| (ready["status"].clone(), ready["reason"].clone()))
+    };
+    until("the first visit's status", Duration::from_secs(20), || {
+        reason(&cluster).is_some()
+    });
+    assert_eq!(reason(&cluster).unwrap().0, "Unknown", "still reconciling");
+
+    partition.cut();
+    until(
+        "the replica to lose the Lease",
+        Duration::from_secs(10),
+        || metric(&addr, "asyncscale_leader") == Some(0.0),
+    );
+    partition.restore();
+    until(
+        "the replica to take the Lease back",
+        Duration::from_secs(20),
+        || metric(&addr, "asyncscale_leader") == Some(1.0),
+    );
+    let regained = Instant::now();
+    // Far sooner than the reconcile timeout (2 minutes).
+    until("Ready in the new term", Duration::from_secs(30), || {
+        reason(&cluster).is_some_and(|(status, _)| status == "True")
+    });
+    let status = aes_json(&cluster.admin, "sdxl")["status"].clone();
+    assert_eq!(status["effectiveMaxCapacity"], 4, "{status}");
+    until(
+        "the resource in the metrics",
+        Duration::from_secs(10),
+        || metric(&addr, "asyncscale_managed_resources") == Some(1.0),
+    );
+    eprintln!(
+        "Ready {:.1} s after the Lease came back",
+        regained.elapsed().as_secs_f64()
+    );
+    let _ = std::fs::remove_file(dir.join(file));
 }
 
 fn stderr_of(o: &Output) -> String {

@@ -901,6 +901,58 @@ async fn a_finalizer_patch_refused_for_a_stale_cache_is_retried_at_once_without_
     );
 }
 
+/// An API server that answers every request as etcd being down does (503).
+fn api_server_without_etcd() -> kube::Client {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    tokio::spawn(async move {
+        while let Some((_request, respond)) = handle.next_request().await {
+            let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "etcdserver: request timed out", "reason": "ServiceUnavailable", "code": 503});
+            respond.send_response(
+                Response::builder()
+                    .status(503)
+                    .body(Body::from(serde_json::to_vec(&status).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    kube::Client::new(service, "default")
+}
+
+/// A failed reconcile is labelled by its cause (in the log's error and its `kind`), not as a
+/// finalizer error for going through kube's finalizer helper: an API outage is `kube_error`,
+/// AWS `aws_error`; only the finalizer's own patch failing is `finalizer_error`.
+#[tokio::test]
+async fn a_failed_reconcile_is_labelled_by_its_cause_not_as_a_finalizer_error() {
+    use asyncscale_controller::reconciler::Error;
+    // The API server is down: the first visit's status write fails.
+    let aws = sim().await;
+    let outage = context(api_server_without_etcd(), aws_at(&aws.url()).await);
+    let object = resource(json!({}), true, None);
+    let err = reconcile(Arc::new(object), outage).await.unwrap_err();
+    assert!(matches!(err, Error::Kube(_)), "{err:?}");
+    assert_eq!(err.metric_label(), "kube_error");
+    assert!(!err.to_string().contains("finalizer"), "{err}");
+    assert!(err.to_string().contains("etcdserver"), "{err}");
+
+    // AWS is unreachable: an AWS error, with the retry the reconcile chose.
+    let status = converge_once(&aws).await;
+    let object = resource(json!({}), true, Some(&status));
+    let (client, _api) = FakeApiServer::start(&object);
+    let unreachable = context(client, aws_at("http://127.0.0.1:9").await);
+    let err = reconcile(Arc::new(object), unreachable).await.unwrap_err();
+    assert_eq!(err.metric_label(), "aws_error", "{err}");
+    assert!(!err.to_string().contains("finalizer"), "{err}");
+    assert!(err.retry_in().is_some());
+
+    // Adding the finalizer fails: that one is the finalizer's.
+    let object = resource(json!({}), false, None);
+    let outage = context(api_server_without_etcd(), aws_at(&aws.url()).await);
+    let err = reconcile(Arc::new(object), outage).await.unwrap_err();
+    assert_eq!(err.metric_label(), "finalizer_error", "{err}");
+    assert!(err.to_string().contains("failed to add finalizer"), "{err}");
+}
+
 #[tokio::test]
 async fn a_target_whose_owner_uid_no_longer_exists_is_adopted_when_asked() {
     let aws = sim().await;
