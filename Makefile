@@ -4,7 +4,7 @@ PYTHON ?= python3
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/debug/asyncscale
 
-.PHONY: build demo demo-cluster bench-fleet bench-simulate test test-rust test-python test-lua python-deps lint crd deploy-base controlplane controlplane-replaces
+.PHONY: build demo demo-cluster bench-fleet bench-simulate soak test test-rust test-python test-lua test-soak python-deps lint crd deploy-base controlplane controlplane-replaces
 
 # The real Kubernetes control plane of the end-to-end tests, built from source (tests/controlplane):
 # kube-apiserver and etcd at the versions tests/controlplane/go.mod pins, Helm, the gopher-lua
@@ -77,7 +77,22 @@ bench-simulate:
 
 ## Every test: Rust unit, property, over-the-wire and CLI end-to-end tests, then boto3 against the
 ## local endpoint. Installs the Python test dependencies first when they are missing.
-test: build controlplane python-deps test-rust test-python test-lua
+test: build controlplane python-deps test-rust test-python test-lua test-soak
+
+## A soak (tests/soak/soak.py): the real control plane, two controller replicas with their own
+## AWS keys, the local endpoint at AWS's request rates and a faster clock, N resources (default
+## 300) under a random schedule of faults, restarts and churn from SEED, for SOAK_SECONDS (default
+## 3600); the invariants are checked every second, and any violation fails it. The table and an
+## SVG chart go to target/soak.
+SOAK_SECONDS ?= 3600
+SEED ?= 1
+SOAK_ENV = ASYNCSCALE_BIN=$(BIN) CONTROLPLANE_TOOL=$(TARGET_DIR)/debug/asyncscale-controlplane
+soak: build controlplane python-deps
+	$(SOAK_ENV) SOAK_SECONDS=$(SOAK_SECONDS) SEED=$(SEED) N=$(if $(filter-out file,$(origin N)),$(N),300) $(PYTHON) tests/soak/soak.py
+
+## The soak of `make test`: 3 minutes, 20 resources, every fault kind once.
+test-soak: build controlplane python-deps
+	$(SOAK_ENV) SOAK_SECONDS=180 N=20 SEED=1 SCHEDULE=compressed OUT=$(TARGET_DIR)/soak-short $(PYTHON) tests/soak/soak.py
 
 test-rust:
 	$(CARGO) test --workspace

@@ -1,0 +1,163 @@
+"""The soak's invariant checks (tests/soak/invariants.py) on made-up histories: each one must
+fire on the violation it exists for, and stay quiet on the history that is allowed."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "soak"))
+import invariants as inv  # noqa: E402
+
+RID = "endpoint/e1/variant/AllTraffic"
+
+
+def write(key, at, source=None, names=f"ResourceId={RID}"):
+    return {"key": key, "sourceKey": source, "answeredAt": at, "write": True,
+            "service": "application-autoscaling", "operation": "RegisterScalableTarget", "names": names}
+
+
+def test_one_writer_allows_the_holders_term_and_the_margin_and_nothing_after():
+    check = inv.OneWriter({"replica-a", "replica-b"}, lease_seconds=15)
+    check.lease_seen("replica-a", 100.0)
+    check.lease_seen("replica-a", 102.0)
+    assert check.calls([write("replica-a", 101.0), write("replica-a", 116.9)]) == []
+    late = check.calls([write("replica-a", 117.5)])
+    assert len(late) == 1 and "15.5s after its last renewal" in late[0].message
+    # A replica that never held the Lease, through a role session it assumed.
+    never = check.calls([write("ASIA1", 101.0, source="replica-b")])
+    assert len(never) == 1 and "replica-b" in never[0].message and "never held" in never[0].message
+    # Reads, STS and other keys are not the fence's business.
+    read = dict(write("replica-b", 101.0), write=False)
+    sts = dict(write("replica-b", 101.0), service="sts")
+    assert check.calls([read, sts, write("foreign-tool", 101.0)]) == []
+
+
+def test_one_writer_judges_each_write_by_the_renewal_before_it():
+    check = inv.OneWriter({"replica-a", "replica-b"}, lease_seconds=15)
+    check.lease_seen("replica-a", 100.0)
+    check.lease_seen("replica-a", 110.0)
+    check.lease_seen("replica-b", 130.0)
+    check.lease_seen("replica-a", 200.0)
+    # a's write at 120 is in a's term; b's at 131 in b's; a's at 140 after a's Lease expired.
+    assert check.calls([write("replica-a", 120.0), write("replica-b", 131.0)]) == []
+    assert len(check.calls([write("replica-a", 140.0)])) == 1
+
+
+def test_quota_share_fires_outside_windows_and_reports_windows():
+    check = inv.QuotaShare(window_limit=100, reaction_limit=50)
+    key = ("123456789012", "ml.g5.xlarge")
+    assert check.sums(0, {key: 10}, {key: 8}, {key: 2}) == []
+    over = check.sums(1, {key: 10}, {key: 9}, {key: 2})
+    assert len(over) == 1 and "MaxCapacity 9 + other endpoints' 2 instances > quota 10" in over[0].message
+    assert check.sums(2, {key: 10}, {key: 9}, {key: 2}) == [], "reported once per episode"
+    assert check.sums(3, {key: 10}, {key: 8}, {key: 2}) == []
+    # The soak lowers the quota: allowed until the limit, and the window is reported.
+    check.quota_lowered(*key, now=10)
+    assert check.sums(50, {key: 6}, {key: 8}, {key: 2}) == []
+    assert check.sums(60, {key: 6}, {key: 4}, {key: 2}) == []
+    assert check.windows == [("ml.g5.xlarge in 123456789012", 50)]
+    check.quota_lowered(*key, now=100)
+    late = check.sums(201, {key: 6}, {key: 8}, {key: 2})
+    assert len(late) == 1 and "after the lowered quota (limit 100s)" in late[0].message
+
+
+def test_quota_share_gives_other_endpoints_growth_a_reaction_window():
+    check = inv.QuotaShare(window_limit=100, reaction_limit=50)
+    key = ("123456789012", "ml.g5.xlarge")
+    assert check.sums(0, {key: 10}, {key: 8}, {key: 2}) == []
+    assert check.sums(1, {key: 10}, {key: 8}, {key: 3}) == [], "a new endpoint's instance"
+    assert check.sums(40, {key: 10}, {key: 7}, {key: 3}) == []
+    assert check.reactions == [("ml.g5.xlarge in 123456789012", 39)]
+    assert check.sums(41, {key: 10}, {key: 8}, {key: 3}) == [], "still within 50 s of the growth"
+    late = check.sums(52, {key: 10}, {key: 8}, {key: 3})
+    assert len(late) == 1 and "other endpoints' growth" in late[0].message
+
+
+def test_quota_failures_in_activities_fire_once_and_not_in_a_window():
+    check = inv.QuotaShare(window_limit=100, reaction_limit=50)
+    failed = [{"ActivityId": "a1", "ResourceId": RID, "StatusMessage": "Failed to set desired instance count: ResourceLimitExceeded: quota"}]
+    types = {RID: "ml.g5.xlarge"}
+    assert len(check.failed_activities(5, "123456789012", failed, types)) == 1
+    assert check.failed_activities(6, "123456789012", failed, types) == []
+    check.quota_lowered("123456789012", "ml.g5.xlarge", 7)
+    again = [dict(failed[0], ActivityId="a2")]
+    assert check.failed_activities(8, "123456789012", again, types) == []
+
+
+def resource(**kw):
+    base = dict(key="soak/r1", account="123456789012", endpoint="e1", instance_type="ml.g5.xlarge",
+                min_capacity=0, changed_at=0.0)
+    base.update(kw)
+    return inv.Resource(**base)
+
+
+def state(step=True, alarm=True, wired=True, target=True, tags=True):
+    arn = "arn:policy/step"
+    st = {"ScalableTargets": [], "ScalingPolicies": [
+        {"ResourceId": RID, "PolicyName": inv.TARGET_TRACKING_POLICY, "PolicyARN": "arn:tt"}], "MetricAlarms": []}
+    if target:
+        st["ScalableTargets"].append({"ResourceId": RID, "MaxCapacity": 2,
+                                      "Tags": {inv.MANAGED_BY_TAG: "asyncscale"} if tags else {}})
+    if step:
+        st["ScalingPolicies"].append({"ResourceId": RID, "PolicyName": inv.SCALE_FROM_ZERO_POLICY, "PolicyARN": arn})
+    if alarm:
+        st["MetricAlarms"].append({"AlarmName": inv.alarm_name(RID), "AlarmActions": [arn] if wired else []})
+    return {"123456789012": st}
+
+
+def test_trap_one_and_nothing_lost_wait_for_a_quiet_resync_then_fire():
+    check = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
+    r = resource()
+    assert check.state(100, 0, [r], state(), {"soak/r1": 2}) == []
+    assert check.state(20, 0, [r], state(wired=False), {"soak/r1": 2}) == [], "not settled yet"
+    unwired = check.state(100, 0, [r], state(wired=False), {"soak/r1": 2})
+    assert [v.invariant for v in unwired] == [inv.Ownership.trap1]
+    check = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
+    assert check.state(100, 0, [r], state(alarm=False), {"soak/r1": 0}) == [], "share 0: nothing to wake"
+    lost = check.state(100, 0, [r], state(target=False), {"soak/r1": 2})
+    assert inv.Ownership.lost in [v.invariant for v in lost]
+
+
+def test_nothing_left_two_resyncs_after_a_delete():
+    check = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
+    gone = resource(deleted_at=100.0)
+    assert check.state(150, 0, [gone], state(), {}) == []
+    left = check.state(171, 0, [gone], state(), {})
+    assert [v.invariant for v in left] == [inv.Ownership.left]
+    assert "scalable target" in left[0].message and "alarm" in left[0].message
+    clean = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
+    st = state(step=False, alarm=False, tags=False)
+    st["123456789012"]["ScalingPolicies"] = []
+    assert clean.state(171, 0, [gone], st, {}) == [], "an untagged target is not ours"
+
+
+def test_foreign_objects_touched_by_a_replica_fire():
+    check = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
+    touched = write("replica-a", 5.0, names=f"ResourceId={RID} PolicyName=foreign-step-1")
+    by_tool = write("foreign-tool", 5.0, names=f"ResourceId={RID} PolicyName=foreign-step-1")
+    assert len(check.calls([touched, by_tool])) == 1
+
+
+def test_recovery_and_visits_and_memory():
+    recovery = inv.Recovery(resync=30)
+    recovery.burst_ended(100)
+    assert recovery.ready(130, ["soak/r1"]) == []
+    assert len(recovery.ready(161, ["soak/r1"])) == 1
+    recovery.burst_ended(200)
+    assert recovery.ready(210, []) == [] and recovery.recoveries[-1] == 10
+
+    visits = inv.Visits(resync=30, grace=10)
+    visits.visited("soak/r1", 100)
+    assert visits.check(139, 0, {"soak/r1": 0}) == []
+    assert len(visits.check(141, 0, {"soak/r1": 0})) == 1
+    assert visits.check(141, 120, {"soak/r1": 0}) == [], "reported once"
+    fresh = inv.Visits(resync=30, grace=10)
+    assert fresh.check(141, 120, {"soak/r1": 0}) == [], "a fault ended at 120"
+
+    memory = inv.Memory(warmup=10, min_judged=100)
+    for t, rss in ((0, 50), (10, 100), (200, 105)):
+        memory.sample(1, "replica-a", 0, t, rss * 1_000_000)
+    for t, rss in ((0, 50), (10, 100), (200, 120)):
+        memory.sample(2, "replica-b", 0, t, rss * 1_000_000)
+    found, lines = memory.judge()
+    assert [v.message.split()[0] for v in found] == ["replica-b"]
+    assert len(lines) == 2
