@@ -582,6 +582,42 @@ async fn a_raise_waits_until_the_others_are_lowered() {
     raise_waits(&server, &view).await;
 }
 
+/// A resource being deleted no longer shares, but its target stays until its cleanup
+/// deregisters it: the share it frees is raised into only once that target is gone (a soak saw
+/// a raise 1.4 s before the deleted one's deregistration, one over the quota meanwhile).
+#[tokio::test]
+async fn a_raise_into_a_deleted_resources_share_waits_for_its_target_to_go() {
+    let (server, backend) = account(4).await;
+    declare(&server, &[("a", 0), ("b", 0)]);
+    let specs = vec![spec("a", ""), spec("b", "")];
+    for i in 0..2 {
+        let report = apply(&backend, &specs[i], &peers_in_one_place(&specs[i], &specs)).await;
+        assert_eq!(report.status.effective_max_capacity, Some(2));
+    }
+    // b is being deleted: a's share is now the whole quota, but b's MaxCapacity 2 is in AWS.
+    let here = asyncscale_engine::Place {
+        account: None,
+        region: "us-east-1".into(),
+    };
+    let departing =
+        asyncscale_engine::departing_quota_peers(&specs[0], &here, [(&specs[1], &here)]);
+    let a = apply(&backend, &specs[0], &departing).await;
+    let (_, clamped) = condition(&a, "QuotaClamped");
+    assert!(
+        clamped.contains("held at 2 for now, until AWS holds the lowering of endpoint/b/variant/AllTraffic (being deleted: MaxCapacity 2 in AWS until its target is deregistered)"),
+        "{clamped}"
+    );
+    assert_eq!(a.status.effective_max_capacity, Some(2));
+    // b's cleanup deregisters its target: a may take the whole quota.
+    backend
+        .deregister_target("endpoint/b/variant/AllTraffic")
+        .await
+        .unwrap();
+    let a = apply(&backend, &specs[0], &departing).await;
+    assert_eq!(a.outcome, SyncOutcome::InSync, "{:?}", a.status);
+    assert_eq!(a.status.effective_max_capacity, Some(4));
+}
+
 /// The peers of `spec` among `specs`, all in one account and region.
 fn peers_in_one_place(
     spec: &AsyncEndpointScalingSpec,

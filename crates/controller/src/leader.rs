@@ -333,6 +333,11 @@ where
             return Ok(());
         }
         task.abort();
+        // Abort only asks: the term's futures are dropped when the runtime next gets to them.
+        // The Lease can come back within milliseconds (a renewal that was merely late), and the
+        // fence asks "do we lead now?", not "in which term": a new term must not start while a
+        // reconcile of the old one can still pass the fence or record a visit after begin_term.
+        let _ = task.await;
         // What this replica saw as leader goes stale from now on: the new leader reports it.
         metrics.forget_readings();
         tracing::warn!("lost leadership: stopped reconciling");

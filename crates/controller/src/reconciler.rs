@@ -343,6 +343,7 @@ pub async fn reconcile(obj: Arc<AsyncEndpointScaling>, ctx: Arc<Context>) -> Res
         return Ok(Action::requeue(wait));
     }
     let api: Api<AsyncEndpointScaling> = Api::namespaced(ctx.client.clone(), &namespace);
+    let resource = key(&obj);
     // The finalizer comes first: nothing is created in AWS, nor written to status, before it is
     // there (kube's helper adds it and waits for the change to come back through the watch).
     let result = finalizer(&api, FINALIZER, obj, |event| async {
@@ -356,6 +357,13 @@ pub async fn reconcile(obj: Arc<AsyncEndpointScaling>, ctx: Arc<Context>) -> Res
     if result.is_err() {
         ctx.metrics.reconciled("error", started);
     }
+    // With "reconciling" (in apply), at debug: how long each visit took (a soak reads both).
+    tracing::debug!(
+        resource = %resource,
+        ok = result.is_ok(),
+        seconds = started.elapsed().as_secs_f64(),
+        "reconciled"
+    );
     result
 }
 
@@ -664,7 +672,7 @@ async fn watched_places(
     };
     ctx.watched()
         .into_iter()
-        .filter(|o| o.uid() != obj.uid() && o.meta().deletion_timestamp.is_none())
+        .filter(|o| o.uid() != obj.uid())
         .filter_map(|o| {
             let place = ctx
                 .backends
@@ -675,8 +683,9 @@ async fn watched_places(
 }
 
 /// The watched resources that share `obj`'s instance quota (from the watch cache; no AWS call).
-/// One being deleted, or with an invalid spec, writes nothing: its endpoint's instances count as
-/// in use, not shared.
+/// One with an invalid spec writes nothing: its endpoint's instances count as in use, not
+/// shared. One being deleted no longer shares, but departs: until its cleanup deregisters its
+/// target, that target's MaxCapacity stays reserved.
 fn quota_peers_of(
     obj: &AsyncEndpointScaling,
     obj_place: &Place,
@@ -685,14 +694,26 @@ fn quota_peers_of(
     if obj.spec.quota.policy != asyncscale_api::QuotaPolicy::Share {
         return Vec::new();
     }
-    asyncscale_engine::quota_peers(
-        &obj.spec,
-        obj_place,
+    let valid = || {
         others
             .iter()
             .filter(|(o, _)| asyncscale_api::validate_spec(&o.spec).is_ok())
+    };
+    let mut peers = asyncscale_engine::quota_peers(
+        &obj.spec,
+        obj_place,
+        valid()
+            .filter(|(o, _)| o.meta().deletion_timestamp.is_none())
             .map(|(o, place)| (&o.spec, place)),
-    )
+    );
+    peers.extend(asyncscale_engine::departing_quota_peers(
+        &obj.spec,
+        obj_place,
+        valid()
+            .filter(|(o, _)| o.meta().deletion_timestamp.is_some())
+            .map(|(o, place)| (&o.spec, place)),
+    ));
+    peers
 }
 
 fn younger_duplicate(
@@ -707,8 +728,10 @@ fn younger_duplicate(
     // Conflict from the ownership check. (Breaking the tie by name could name the other one
     // older than the owner AWS already has, and then both would be refused for good.)
     let created = |o: &AsyncEndpointScaling| o.meta().creation_timestamp.clone().map(|t| t.0);
+    // One being deleted hands the endpoint over.
     let (oldest, _) = others
         .iter()
+        .filter(|(o, _)| o.meta().deletion_timestamp.is_none())
         .filter(|(o, place)| place == obj_place && variant(o) == variant(obj))
         .min_by_key(|(o, _)| (created(o), o.namespace(), o.name_any()))?;
     (created(oldest) < created(obj)).then(|| {

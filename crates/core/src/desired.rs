@@ -72,8 +72,11 @@ pub enum MaxSource {
     /// weakens what is in AWS).
     KeptWhileQuotaUnknown,
     /// The quota has never been read and the target does not exist yet: its first registration
-    /// uses maxCapacity as written.
+    /// uses maxCapacity as written (quota.policy Clamp).
     SpecWhileQuotaUnknown,
+    /// The same under Share: the first registration takes minCapacity only, as this endpoint's
+    /// share of an unknown quota is unknown.
+    MinWhileQuotaUnknown,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -196,6 +199,13 @@ pub fn desire(
                 });
             }
             (kept, MaxSource::KeptWhileQuotaUnknown)
+        }
+        // A share of an unknown quota is unknown: a first registration under Share takes no
+        // more than minCapacity until the quota is read (a soak saw one registered at its
+        // maxCapacity while GetServiceQuota failed, one over the quota for 8 s). Clamp promises
+        // no split, so maxCapacity as written stands there.
+        (true, None, None) if spec.quota.policy == QuotaPolicy::Share => {
+            (spec.min_capacity.max(0), MaxSource::MinWhileQuotaUnknown)
         }
         (true, None, None) => (spec.max_capacity, MaxSource::SpecWhileQuotaUnknown),
     };

@@ -313,6 +313,9 @@ fn quota_condition(input: &StatusInput<'_>) -> Cond {
             Some((MaxSource::SpecWhileQuotaUnknown, _)) => format!(
                 "the scalable target is registered with maxCapacity {max} as written until the quota can be read"
             ),
+            Some((MaxSource::MinWhileQuotaUnknown, min)) => format!(
+                "the scalable target is registered with MaxCapacity {min} (minCapacity) until the quota can be read: its share of an unknown quota is unknown"
+            ),
             _ => "nothing is changed on account of it".to_string(),
         };
         return Cond::new(
@@ -488,9 +491,12 @@ fn ready_condition(synced: &Cond, healthy: &Cond, quota: &Cond, input: &StatusIn
     }
     // A first registration with maxCapacity as written may be past the quota (trap 2): until the
     // quota is read, whether the endpoint can scale is not known.
-    let unchecked = input
-        .desired
-        .is_some_and(|d| d.max_source == MaxSource::SpecWhileQuotaUnknown);
+    let unchecked = input.desired.is_some_and(|d| {
+        matches!(
+            d.max_source,
+            MaxSource::SpecWhileQuotaUnknown | MaxSource::MinWhileQuotaUnknown
+        )
+    });
     if unchecked {
         return quota.as_kind(ConditionType::Ready, ConditionStatus::Unknown);
     }

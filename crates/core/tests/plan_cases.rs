@@ -242,16 +242,26 @@ fn unknown_quota_or_ignore_policy_keeps_max_capacity() {
         name: "q".into(),
         reason: "AccessDenied".into(),
     };
+    // Under Share (the default) a first registration takes minCapacity only: a share of an
+    // unknown quota is unknown.
+    let shared = desire(
+        &AsyncEndpointScalingSpec::sdxl(),
+        &owner(),
+        &unknown,
+        None,
+        None,
+    )
+    .unwrap();
     assert_eq!(
-        desire(
-            &AsyncEndpointScalingSpec::sdxl(),
-            &owner(),
-            &unknown,
-            None,
-            None
-        )
-        .unwrap()
-        .effective_max,
+        (shared.effective_max, shared.max_source),
+        (0, MaxSource::MinWhileQuotaUnknown)
+    );
+    // Clamp promises no split: maxCapacity as written until the quota is read.
+    let clamp = spec(&BASIC.replace("maxCapacity: 20", "maxCapacity: 20, quota: {policy: Clamp}"));
+    assert_eq!(
+        desire(&clamp, &owner(), &unknown, None, None)
+            .unwrap()
+            .effective_max,
         20
     );
     let ignoring = spec(&BASIC.replace(

@@ -101,6 +101,10 @@ pub struct Intent<'a> {
 pub struct QuotaPeer {
     pub resource_id: String,
     pub bounds: Bounds,
+    /// Being deleted: it no longer shares, but its scalable target stays until its cleanup
+    /// deregisters it, and Application Auto Scaling may scale it to its MaxCapacity until then;
+    /// a raise waits for that (see [`departing_quota_peers`]).
+    pub departing: bool,
 }
 
 /// The bounds a spec puts on its endpoint's share.
@@ -133,12 +137,30 @@ pub fn quota_peers<'s>(
         .map(|(other, _)| QuotaPeer {
             resource_id: ResourceNames::new(&other.endpoint_name, &other.variant_name).resource_id,
             bounds: share_bounds(other),
+            departing: false,
         })
         .filter(|p| p.resource_id != me)
         .collect();
     peers.sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
     peers.dedup_by(|a, b| a.resource_id == b.resource_id);
     peers
+}
+
+/// The resources among `others` being deleted that shared `spec`'s quota: departing peers. A
+/// soak caught the gap they leave: a raise paid by a deleted resource's share went out 1.4 s
+/// before the deleted one's target was deregistered, over the quota meanwhile.
+pub fn departing_quota_peers<'s>(
+    spec: &AsyncEndpointScalingSpec,
+    place: &Place,
+    others: impl IntoIterator<Item = (&'s AsyncEndpointScalingSpec, &'s Place)>,
+) -> Vec<QuotaPeer> {
+    quota_peers(spec, place, others)
+        .into_iter()
+        .map(|p| QuotaPeer {
+            departing: true,
+            ..p
+        })
+        .collect()
 }
 
 /// When a reconcile reads the scalable target's owner tags (ListTagsForResource).
@@ -388,9 +410,8 @@ async fn quota_share(
         max_capacity: b.max_capacity.min(allowed),
         ..b
     };
-    let mut bounds: BTreeMap<&str, Bounds> = intent
-        .quota_peers
-        .iter()
+    let sharing = || intent.quota_peers.iter().filter(|p| !p.departing);
+    let mut bounds: BTreeMap<&str, Bounds> = sharing()
         .map(|p| (p.resource_id.as_str(), within(p.bounds)))
         .collect();
     bounds.insert(&names.resource_id, within(share_bounds(spec)));
@@ -414,9 +435,7 @@ async fn quota_share(
     let usage: Vec<Holding> = usage
         .iter()
         .flat_map(|h| {
-            let variants: Vec<Holding> = intent
-                .quota_peers
-                .iter()
+            let variants: Vec<Holding> = sharing()
                 .filter(|p| {
                     h.unread.is_some()
                         && h.resource_id.matches('/').count() == 1
@@ -475,6 +494,8 @@ async fn quota_share(
     let mut cap = i32::try_from(cap).unwrap_or(i32::MAX);
     let now = in_aws.unwrap_or(0);
     let mut awaiting = Vec::new();
+    // Departing peers whose target still reserves (id, MaxCapacity in AWS).
+    let mut departing: Vec<(String, i32)> = Vec::new();
     let mut guard = None;
     let mut held = false;
     if cap > now && !unread.is_empty() {
@@ -499,14 +520,35 @@ async fn quota_share(
         // Peers without an endpoint are no holders, but a target of theirs in AWS reserves.
         let mut ids: Vec<String> = others.iter().map(|h| h.resource_id.clone()).collect();
         ids.extend(
-            intent
-                .quota_peers
-                .iter()
+            sharing()
                 .map(|p| p.resource_id.clone())
                 .filter(|id| !others.iter().any(|h| &h.resource_id == id)),
         );
-        let maxes = backend.max_capacities(&ids).await?;
+        let shared_ids = ids.len();
+        // A departing peer's instances count as in use already (elsewhere); what AAS may still
+        // scale its target to above them is reserved too, until the target is gone.
+        ids.extend(
+            intent
+                .quota_peers
+                .iter()
+                .filter(|p| p.departing)
+                .map(|p| p.resource_id.clone()),
+        );
+        let mut maxes = backend.max_capacities(&ids).await?;
+        let departing_maxes = maxes.split_off(shared_ids.min(maxes.len()));
         let mut committed = i64::from(split.elsewhere);
+        for (id, max) in ids[shared_ids..].iter().zip(departing_maxes) {
+            let held = holders
+                .iter()
+                .find(|h| &h.resource_id == id)
+                .map_or(0, |h| h.instances as i32);
+            let max = max.unwrap_or(0);
+            if max > held {
+                committed += i64::from(max - held);
+                departing.push((id.clone(), max));
+            }
+        }
+        let ids = &ids[..shared_ids];
         for (i, (id, max)) in ids.iter().zip(maxes).enumerate() {
             let held = others.get(i).map_or(0, |h| h.instances as i32);
             let share = split.caps.get(id).map_or(0, |c| *c as i32);
@@ -531,6 +573,9 @@ async fn quota_share(
                 .map(|(id, held, share)| {
                     format!("{id} (MaxCapacity {held} in AWS, its share {share})")
                 })
+                .chain(departing.iter().map(|(id, held)| {
+                    format!("{id} (being deleted: MaxCapacity {held} in AWS until its target is deregistered)")
+                }))
                 .collect();
             explanation.push_str(&format!(
                 "; held at {cap} for now, until AWS holds the lowering of {}",
@@ -543,6 +588,7 @@ async fn quota_share(
             min_unmet |= cap < spec.min_capacity;
         } else {
             awaiting.clear();
+            departing.clear();
         }
     }
     Ok((
@@ -552,7 +598,11 @@ async fn quota_share(
             endpoints: split.endpoints,
             explanation,
             min_unmet,
-            awaiting: awaiting.into_iter().map(|(id, _, _)| id).collect(),
+            awaiting: awaiting
+                .into_iter()
+                .map(|(id, _, _)| id)
+                .chain(departing.into_iter().map(|(id, _)| id))
+                .collect(),
             held,
         }),
         guard,

@@ -442,10 +442,11 @@ impl FleetView {
 
     async fn sweep(&self) -> Result<Sweep, AwsError> {
         let started = Instant::now();
-        let (refreshes, newest_known, oldest_open) = {
+        let (refreshes, policies_at, newest_known, oldest_open) = {
             let picture = self.picture();
             (
                 picture.refreshes,
+                picture.policies_at,
                 picture
                     .activities
                     .values()
@@ -461,7 +462,14 @@ impl FleetView {
                     .min(),
             )
         };
-        let sweep_policies = refreshes % u64::from(self.config.policy_refresh_every.max(1)) == 0;
+        // Every n-th refresh; and whenever the policies read last are older than n intervals:
+        // after a long idle spell (a standby that leads again) the count says nothing of age,
+        // and a soak saw a replica take the Lease back after 15 minutes of standby and rewrite
+        // the policies of every resource created meanwhile, missing from its old picture.
+        let every = self.config.policy_refresh_every.max(1);
+        let policies_old = policies_at
+            .is_none_or(|at| started.duration_since(at) > self.config.refresh_every * every);
+        let sweep_policies = refreshes % u64::from(every) == 0 || policies_old;
         let inner = &self.inner;
         let (targets, policies, scheduled, alarms, activities, endpoints, backlog) = tokio::join!(
             all_pages(|next| inner.list_targets(next)),

@@ -14,7 +14,7 @@ pub mod source;
 pub use calls::{CallCounter, CallKey};
 pub use converge::{
     ConvergeMode, ConvergeReport, Fence, Intent, OwnershipCheck, QuotaPeer, RemoveReport, converge,
-    observe, quota_peers, remove,
+    departing_quota_peers, observe, quota_peers, remove,
 };
 pub use error::{AwsError, ErrorClass};
 pub use fleet::{EndpointMemory, FleetChange, FleetConfig, FleetSource, FleetStats, FleetView};

@@ -909,7 +909,7 @@ fn a_failed_quota_read_never_lifts_the_clamp() {
 }
 
 #[test]
-fn with_the_quota_unknown_a_first_registration_uses_max_capacity_as_written() {
+fn with_the_quota_unknown_a_first_registration_under_share_takes_min_capacity_only() {
     let sim = sim(&["ml.g4dn.xlarge=4"]);
     let dir = tempdir::Dir::new("quota-first");
     let file = manifest(&dir, "sdxl.yaml", SDXL);
@@ -920,9 +920,11 @@ fn with_the_quota_unknown_a_first_registration_uses_max_capacity_as_written() {
         Some(1),
         "the quota is still to be read"
     );
-    assert_eq!(sim.target_max(), 20);
+    // Its share of a quota it cannot read is unknown: no more than minCapacity (0) meanwhile.
+    assert_eq!(sim.target_max(), 0);
     assert!(
-        stdout(&apply).contains("registered with maxCapacity 20 as written"),
+        stdout(&apply)
+            .contains("registered with MaxCapacity 0 (minCapacity) until the quota can be read"),
         "{}",
         stdout(&apply)
     );
