@@ -359,3 +359,43 @@ def test_a_role_session_acts_in_the_roles_account(endpoint):
     with pytest.raises(botocore.exceptions.ClientError) as err:
         sts.assume_role(RoleArn="arn:aws:iam::222222222222:role/asyncscale", RoleSessionName="has space")
     assert err.value.response["Error"]["Code"] == "ValidationError"
+
+
+def test_admin_routes_refuse_nonsense_naming_the_field(endpoint):
+    """The soak's admin routes: a log cursor that does not parse is refused (read as 0 it would
+    hand back the whole log as new), a hold's length is checked with its field named, and a
+    hold ends when holdSeconds says, whatever holdUntil the request carries."""
+    import json
+    import time
+    import urllib.error
+    import urllib.request
+
+    def call(method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(endpoint + path, data=data, method=method)
+        try:
+            with urllib.request.urlopen(request) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    aas = client("application-autoscaling", endpoint)
+    aas.describe_scalable_targets(ServiceNamespace="sagemaker")
+    for query, field in (("since=abc", "since"), ("since=-1", "since"), ("limit=x", "limit")):
+        status, text = call("GET", f"/_sim/log?{query}")
+        assert status == 400 and field in text, (query, text)
+    status, text = call("GET", "/_sim/log?since=999999")
+    assert status == 200 and json.loads(text)["entries"] == []
+    assert len(json.loads(call("GET", "/_sim/log?since=0")[1])["entries"]) == 1
+
+    status, text = call("POST", "/_sim/faults", {"operation": "DescribeAlarms", "holdSeconds": -5})
+    assert status == 400 and "holdSeconds is -5" in text
+    status, text = call("POST", "/_sim/faults", {"operation": "DescribeAlarms", "code": "Throttling", "delaySeconds": 4000})
+    assert status == 400 and "delaySeconds is 4000" in text
+    status, _ = call("POST", "/_sim/faults", {"operation": "DescribeAlarms", "holdSeconds": 1, "holdUntil": 9e15})
+    assert status == 204
+    faults = json.loads(call("GET", "/_sim/faults")[1])
+    assert faults[0]["holdUntil"] < time.time() + 5
+
+    assert call("DELETE", "/_sim/endpoints")[0] == 400
+    assert call("DELETE", "/_sim/endpoints?endpoint=nope")[0] == 404

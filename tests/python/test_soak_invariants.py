@@ -98,9 +98,18 @@ def state(step=True, alarm=True, wired=True, target=True, tags=True):
         st["ScalableTargets"].append({"ResourceId": RID, "MaxCapacity": 2,
                                       "Tags": {inv.MANAGED_BY_TAG: "asyncscale"} if tags else {}})
     if step:
-        st["ScalingPolicies"].append({"ResourceId": RID, "PolicyName": inv.SCALE_FROM_ZERO_POLICY, "PolicyARN": arn})
+        st["ScalingPolicies"].append({
+            "ResourceId": RID, "PolicyName": inv.SCALE_FROM_ZERO_POLICY, "PolicyARN": arn,
+            "PolicyType": "StepScaling", "Configuration": {
+                "AdjustmentType": "ChangeInCapacity", "MetricAggregationType": "Average", "Cooldown": 300,
+                "StepAdjustments": [{"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 1}]}})
     if alarm:
-        st["MetricAlarms"].append({"AlarmName": inv.alarm_name(RID), "AlarmActions": [arn] if wired else []})
+        st["MetricAlarms"].append({
+            "AlarmName": inv.alarm_name(RID), "AlarmActions": [arn] if wired else [],
+            "ActionsEnabled": True, "Namespace": "AWS/SageMaker", "MetricName": "HasBacklogWithoutCapacity",
+            "Dimensions": [{"Name": "EndpointName", "Value": "e1"}], "Statistic": "Average", "Period": 60,
+            "EvaluationPeriods": 2, "DatapointsToAlarm": 2, "Threshold": 1.0,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold", "TreatMissingData": "missing"})
     return {"123456789012": st}
 
 
@@ -147,11 +156,22 @@ def test_recovery_and_visits_and_memory():
 
     visits = inv.Visits(resync=30, grace=10)
     visits.visited("soak/r1", 100)
+    visits.finished("soak/r1", 100)
     assert visits.check(139, 0, {"soak/r1": 0}) == []
     assert len(visits.check(141, 0, {"soak/r1": 0})) == 1
     assert visits.check(141, 120, {"soak/r1": 0}) == [], "reported once"
     fresh = inv.Visits(resync=30, grace=10)
     assert fresh.check(141, 120, {"soak/r1": 0}) == [], "a fault ended at 120"
+    # A long visit is not a missing one, until it runs past the longest a visit may take.
+    slow = inv.Visits(resync=30, grace=10, longest=130)
+    slow.visited("soak/r1", 100)
+    assert slow.check(200, 0, {"soak/r1": 0}) == []
+    slow.finished("soak/r1", 200)
+    assert slow.check(239, 0, {"soak/r1": 0}) == []
+    assert len(slow.check(241, 0, {"soak/r1": 0})) == 1
+    hung = inv.Visits(resync=30, grace=10, longest=130)
+    hung.visited("soak/r1", 100)
+    assert len(hung.check(231, 0, {"soak/r1": 0})) == 1
 
     memory = inv.Memory(warmup=10, min_judged=100)
     for t, rss in ((0, 50), (10, 100), (200, 105)):
@@ -161,3 +181,118 @@ def test_recovery_and_visits_and_memory():
     found, lines = memory.judge()
     assert [v.message.split()[0] for v in found] == ["replica-b"]
     assert len(lines) == 2
+
+
+def held(key, received, answered):
+    return dict(write(key, answered), receivedAt=received)
+
+
+def test_one_writer_catches_a_standby_that_took_the_lease_early():
+    # b took the Lease 3 s after a's renewal (a's still had 12 s to run): by a's own renewals
+    # alone a's write at 108 is inside its term, but b held the Lease then: two writers.
+    check = inv.OneWriter({"replica-a", "replica-b"}, lease_seconds=15)
+    check.lease_seen("replica-a", 100.0)
+    check.lease_seen("replica-b", 103.0)
+    both = check.calls([write("replica-a", 108.0), write("replica-b", 108.5)])
+    assert [v.message.split("'")[0].split()[-1] for v in both] == ["replica-a"]
+    assert "5.0s after replica-b renewed the Lease" in both[0].message
+    assert "holder then: replica-b" in both[0].message
+
+
+def test_one_writer_waits_for_the_lease_to_be_read_after_a_write():
+    # b acquires at 130 and writes at 130.2; the harness's last read of the Lease was asked at
+    # 130.1 (before the acquisition was seen): judged now, b would look as if it never held it.
+    check = inv.OneWriter({"replica-a", "replica-b"}, lease_seconds=15)
+    check.lease_seen("replica-a", 100.0)
+    assert check.calls([write("replica-b", 130.2)], observed_until=130.1) == []
+    assert len(check.pending) == 1
+    check.lease_seen("replica-b", 130.0)
+    assert check.calls([], observed_until=131.0) == [] and check.pending == []
+    # A write by nobody's holder is still reported once the Lease was read after it.
+    assert check.calls([write("replica-a", 150.0)], observed_until=149.0) == []
+    assert len(check.calls([], observed_until=151.0)) == 1
+
+
+def test_one_writer_excuses_only_a_hold_that_outlived_a_stopped_replica():
+    check = inv.OneWriter({"replica-a", "replica-b"}, lease_seconds=15)
+    check.lease_seen("replica-a", 100.0)
+    check.lease_seen("replica-b", 116.0)
+    # Sent at 104 within a's term, held by the endpoint until 125, a stopped from 105 to 125.
+    check.paused("replica-a", 105.0)
+    check.resumed("replica-a", 125.0)
+    assert check.calls([held("replica-a", 104.0, 125.0)]) == []
+    assert len(check.held_while_paused) == 1 and "while it was stopped" in check.held_while_paused[0]
+    # The same hold with a running replica: it could have given up at the deadline.
+    running = inv.OneWriter({"replica-a", "replica-b"}, lease_seconds=15)
+    running.lease_seen("replica-a", 100.0)
+    assert len(running.calls([held("replica-a", 109.0, 119.0)])) == 1
+    # Sent after the Lease expired, or after the renew deadline (the fence should have stopped
+    # it): no excuse, stopped or not.
+    late = check.calls([held("replica-a", 117.0, 118.0), held("replica-a", 112.0, 120.0)])
+    assert len(late) == 2
+
+
+def test_trap_one_checks_what_the_alarm_watches_and_schedules_to_zero():
+    check = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
+    st = state()
+    st["123456789012"]["MetricAlarms"][0]["Dimensions"] = [{"Name": "EndpointName", "Value": "e2"}]
+    wrong = check.state(100, 0, [resource()], st, {"soak/r1": 2})
+    assert len(wrong) == 1 and "endpoint 'e2', not 'e1'" in wrong[0].message
+    check = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
+    st = state()
+    st["123456789012"]["MetricAlarms"][0]["MetricName"] = "ApproximateBacklogSizePerInstance"
+    assert len(check.state(100, 0, [resource()], st, {"soak/r1": 2})) == 1
+    # minCapacity 1 with a schedule to 0 needs the wiring too.
+    check = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
+    scheduled = resource(min_capacity=1, zero_by_schedule=True)
+    assert len(check.state(100, 0, [scheduled], state(step=False), {"soak/r1": 2})) == 1
+    assert check.state(100, 0, [resource(min_capacity=1)], state(step=False), {"soak/r1": 2}) == []
+
+
+def test_trap_one_without_a_status_judges_the_targets_max_capacity():
+    check = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
+    # No effectiveMaxCapacity in status (never written): the target's MaxCapacity 2 counts.
+    assert len(check.state(100, 0, [resource()], state(alarm=False), {})) == 1
+    assert len(check.state(100, 0, [resource(key="soak/r2")], state(alarm=False), {"soak/r2": None})) == 1
+
+
+def test_a_deleted_resource_stuck_in_the_api_server_is_reported():
+    check = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
+    gone = resource(deleted_at=100.0)
+    clean = {"123456789012": {"ScalableTargets": [], "ScalingPolicies": [], "MetricAlarms": []}}
+    assert check.state(171, 0, [gone], clean, {}, present=set()) == []
+    stuck = check.state(171, 0, [gone], clean, {}, present={"r1"})
+    assert [v.invariant for v in stuck] == [inv.Ownership.left] and "finalizer" in stuck[0].message
+
+
+def test_quota_failures_are_recognised_in_aws_wording():
+    check = inv.QuotaShare(window_limit=100, reaction_limit=50)
+    message = ("Failed to set desired instance count to 20. Reason: The account-level service limit "
+               "'ml.g5.xlarge for endpoint usage' is 4 Instances, with current utilization of 1 Instances")
+    failed = [{"ActivityId": "a1", "ResourceId": RID, "StatusMessage": message}]
+    assert len(check.failed_activities(5, "123456789012", failed, {RID: "ml.g5.xlarge"})) == 1
+
+
+def test_coverage_reports_a_soak_that_could_not_look():
+    coverage = inv.Coverage(converge_limit=100, blind_limit=30)
+    assert coverage.round(0, False, False, True, False) == []
+    never = coverage.round(101, False, False, True, False)
+    assert [v.invariant for v in never] == [inv.Coverage.converged]
+    assert coverage.round(102, True, False, True, False) == []
+    # Blind outside faults past the limit; a fault (the API server restarted) is not counted.
+    assert coverage.round(110, True, True, False, False) == []
+    assert coverage.round(120, True, False, False, False) == []
+    assert [v.invariant for v in coverage.round(151, True, False, False, False)] == [inv.Coverage.looked]
+    assert [v.invariant for v in coverage.finish(200)] == [inv.Coverage.armed]
+    armed = inv.Coverage(converge_limit=100, blind_limit=30)
+    for t in (0, 1, 2):
+        armed.round(t, True, False, True, True)
+    assert armed.armed_seconds == 2 and armed.finish(3) == []
+
+
+def test_a_quota_dip_makes_only_its_types_resources_wait():
+    check = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
+    lost = state(target=False)
+    # The dip of this type ended at 90: not settled at 100; settled at 131.
+    assert check.state(100, 0, [resource()], lost, {"soak/r1": 2}, quiet_by_key={"soak/r1": 90}) == []
+    assert len(check.state(131, 0, [resource()], lost, {"soak/r1": 2}, quiet_by_key={"soak/r1": 90})) == 1

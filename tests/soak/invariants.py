@@ -38,12 +38,28 @@ class OneWriter:
     """No AWS write is made with the keys of a replica that did not hold the Lease.
 
     A write answered at `t` with replica R's key (or with a session R assumed) is allowed when
-    the Lease, as R last renewed it at `r <= t`, named R and had not expired: `t <= r + lease`.
-    R itself stops writing at `r + renew_deadline` (two thirds of the lease); the rest of the
-    lease, a third of it (5 s of 15 s), is the margin for a write sent before that deadline and
-    answered after it. A standby may take the Lease only after `r + lease`, so a write inside the
-    margin never overlaps another holder's term.
+    the Lease as last renewed at `r <= t`, by whichever replica, names R, and had not expired:
+    `t <= r + lease`. Judging by R's own last renewal alone would let a standby that took the
+    Lease early (before R's had expired) and R write side by side. R itself stops writing at
+    `r + renew_deadline` (two thirds of the lease); the rest of the lease, a third of it (5 s of
+    15 s), is the margin for a write sent before that deadline and answered after it. A standby
+    may take the Lease only after `r + lease`, so a write inside the margin never overlaps
+    another holder's term.
+
+    The Lease is read by polling, so a renewal is seen a little after it happened: a write is
+    judged only once the Lease has been read after it was answered (`observed_until`); until
+    then it waits in `pending` (a new leader's first write would otherwise look like a write by
+    a replica that never held it).
+
+    One history is outside a replica's hands: a write it sent before its renew deadline that the
+    endpoint held (an injected hang) and answered past the Lease while the harness had the
+    replica stopped (SIGSTOP): a stopped process cannot give up on a request. Those are listed
+    in `held_while_paused`, not reported as violations; anything else answered past the Lease
+    is, and so is a write that arrived after the renew deadline (the fence let it through).
     """
+
+    # The time a request takes from the fence's check to the endpoint's clock.
+    SENT_SLACK = 0.5
 
     name = "one writer"
 
@@ -52,7 +68,13 @@ class OneWriter:
         self.lease = lease_seconds
         # replica -> sorted renew times seen while it was the holder.
         self.renewals: dict[str, list[float]] = defaultdict(list)
+        # Every renewal seen, by anyone: sorted (renew time, holder).
+        self.timeline: list[tuple[float, str]] = []
         self.holder_at: list[tuple[float, str]] = []
+        self.pending: list[dict] = []
+        # replica -> [(stopped at, continued at or None)]
+        self.stopped: dict[str, list[tuple[float, float | None]]] = defaultdict(list)
+        self.held_while_paused: list[str] = []
         self.writes_checked = 0
 
     def lease_seen(self, holder: str, renew_time: float) -> None:
@@ -61,8 +83,19 @@ class OneWriter:
             times.append(renew_time)
         elif renew_time not in times:
             bisect.insort(times, renew_time)
+        else:
+            return
+        bisect.insort(self.timeline, (renew_time, holder))
         if not self.holder_at or self.holder_at[-1][1] != holder:
             self.holder_at.append((renew_time, holder))
+
+    def paused(self, replica: str, at: float) -> None:
+        self.stopped[replica].append((at, None))
+
+    def resumed(self, replica: str, at: float) -> None:
+        spans = self.stopped[replica]
+        if spans and spans[-1][1] is None:
+            spans[-1] = (spans[-1][0], at)
 
     def replica_of(self, entry: dict) -> str | None:
         for key in (entry.get("key"), entry.get("sourceKey")):
@@ -70,33 +103,75 @@ class OneWriter:
                 return key
         return None
 
-    def calls(self, entries: list[dict]) -> list[Violation]:
+    def _lease_at(self, t: float) -> tuple[float, str] | None:
+        i = bisect.bisect_right(self.timeline, (t, "\U0010ffff"))
+        return self.timeline[i - 1] if i else None
+
+    def _was_stopped(self, replica: str, start: float, end: float) -> bool:
+        return any(
+            a <= end and (b is None or b >= start) for (a, b) in self.stopped.get(replica, [])
+        )
+
+    def calls(self, entries: list[dict], observed_until: float = float("inf")) -> list[Violation]:
+        """Judges the replicas' writes answered up to `observed_until` (when the Lease was last
+        read: later renewals may not be seen yet); later ones wait for a later call."""
         found = []
-        for e in entries:
+        waiting = []
+        for e in self.pending + entries:
             # STS hands out credentials; it changes nothing asyncscale is fenced for.
             if not e.get("write") or e.get("service") == "sts":
                 continue
             replica = self.replica_of(e)
             if replica is None:
                 continue
-            self.writes_checked += 1
-            t = e["answeredAt"]
-            times = self.renewals.get(replica, [])
-            i = bisect.bisect_right(times, t)
-            last = times[i - 1] if i else None
-            if last is not None and t <= last + self.lease:
+            if e["answeredAt"] > observed_until:
+                waiting.append(e)
                 continue
-            holder = next((h for (at, h) in reversed(self.holder_at) if at <= t), "nobody")
-            since = f"{t - last:.1f}s after its last renewal" if last is not None else "never held"
-            found.append(
-                Violation(
-                    self.name,
-                    t,
-                    f"{e['service']} {e['operation']} {e.get('names', '')} answered with "
-                    f"{replica}'s keys, {since} (Lease {self.lease:.0f}s; holder then: {holder})",
-                )
-            )
+            self.writes_checked += 1
+            violation = self._judge(e, replica)
+            if violation is not None:
+                found.append(violation)
+        self.pending = waiting
         return found
+
+    def _judge(self, e: dict, replica: str) -> Violation | None:
+        t = e["answeredAt"]
+        lease = self._lease_at(t)
+        if lease is not None and lease[1] == replica and t <= lease[0] + self.lease:
+            return None
+        times = self.renewals.get(replica, [])
+        i = bisect.bisect_right(times, t)
+        last = times[i - 1] if i else None
+        what = f"{e['service']} {e['operation']} {e.get('names', '')}"
+        received = e.get("receivedAt", t)
+        sent_in_term = self._lease_at(received)
+        if (
+            sent_in_term is not None
+            and sent_in_term[1] == replica
+            and received <= sent_in_term[0] + self.lease * 2 / 3 + self.SENT_SLACK
+            and self._was_stopped(replica, received, t)
+        ):
+            self.held_while_paused.append(
+                f"{what} by {replica}: received {received - sent_in_term[0]:.1f}s and answered "
+                f"{t - sent_in_term[0]:.1f}s after its last renewal, while it was stopped"
+            )
+            return None
+        holder = lease[1] if lease is not None else "nobody"
+        if last is None:
+            since = "never held"
+        elif lease is not None and lease[1] != replica:
+            since = (
+                f"{t - last:.1f}s after its last renewal, {t - lease[0]:.1f}s after {lease[1]} "
+                f"renewed the Lease"
+            )
+        else:
+            since = f"{t - last:.1f}s after its last renewal"
+        return Violation(
+            self.name,
+            t,
+            f"{what} answered with {replica}'s keys, {since} (Lease {self.lease:.0f}s; "
+            f"holder then: {holder})",
+        )
 
 
 class QuotaShare:
@@ -186,7 +261,10 @@ class QuotaShare:
                 continue
             self.seen_failures.add(ident)
             message = a.get("StatusMessage") or ""
-            if "quota" not in message.lower() and "ResourceLimitExceeded" not in message:
+            # AWS's wording: "The account-level service limit '<type> for endpoint usage' is N
+            # Instances ..." (the word quota comes only in its advice at the end).
+            lowered = message.lower()
+            if not any(w in lowered for w in ("quota", "service limit", "resourcelimitexceeded")):
                 continue
             key = (account, type_of.get(a.get("ResourceId", ""), "?"))
             if key in self.open_since or now - self.reaction_since.get(key, float("-inf")) <= self.reaction_limit:
@@ -213,6 +291,12 @@ class Resource:
     changed_at: float  # created, edited, or its endpoint re-created
     deleted_at: float | None = None
     endpoint_missing: bool = False
+    # A schedule lowers MinCapacity to 0 at times: trap 1 applies as at minCapacity 0.
+    zero_by_schedule: bool = False
+    # The harness removed its endpoint once the resource was gone.
+    endpoint_removed: bool = False
+    # metadata.generation as last seen: a new one is an edit (changed_at moves).
+    generation: int | None = None
 
     @property
     def resource_id(self) -> str:
@@ -223,10 +307,14 @@ class Ownership:
     """Nothing lost, nothing left, foreign objects untouched, and trap 1:
 
     - a live resource, quiet for a resync, has its scalable target and target-tracking policy;
-      at minCapacity 0 also the step policy and the alarm whose action is that policy (trap 1);
-    - two resyncs after a resource is gone from the API server, nothing of asyncscale's for its
-      endpoint is left in AWS (target tagged as ours, our policies, our alarm), unless another
-      live resource now names that endpoint;
+      when it may reach zero instances (minCapacity 0, or a schedule to 0) and its share is
+      above 0, also the step policy (ChangeInCapacity, a step from 0 that adds instances) and
+      the alarm on its endpoint's HasBacklogWithoutCapacity (>= 1, actions enabled) whose
+      action is that policy (trap 1): an alarm that exists but watches another endpoint or
+      another metric wakes nothing;
+    - two resyncs after a resource is deleted, it is gone from the API server (its finalizer
+      finished) and nothing of asyncscale's for its endpoint is left in AWS (target tagged as
+      ours, our policies, our alarm), unless another live resource now names that endpoint;
     - no write by a replica names a policy or scheduled action the soak made as a foreign tool.
     """
 
@@ -255,10 +343,17 @@ class Ownership:
         resources: list[Resource],
         states: dict[str, dict],
         effective_max: dict[str, int | None],
+        present: set[str] | None = None,
+        quiet_by_key: dict[str, float] | None = None,
     ) -> list[Violation]:
-        """`quiet_since`: when the last fault ended (now while one is on); `states`: the
-        endpoint's /_sim/state by account; `effective_max`: status.effectiveMaxCapacity by key."""
+        """`quiet_since`: when the last fault that disturbs every resource ended (now while
+        one is on); `quiet_by_key`: the same for faults that disturb some resources only (a
+        quota lowered: those of its type); `states`: the endpoint's /_sim/state by account;
+        `effective_max`: status.effectiveMaxCapacity by key (missing or None: the target's
+        MaxCapacity in AWS is judged instead); `present`: the names the API server still
+        lists (None: not known this round)."""
         found = []
+        overall = quiet_since
         live_ids = {
             (r.account, r.resource_id) for r in resources if r.deleted_at is None
         }
@@ -270,6 +365,7 @@ class Ownership:
             }
             alarms = {a["AlarmName"]: a for a in st.get("MetricAlarms", [])}
             rid = r.resource_id
+            quiet_since = max(overall, (quiet_by_key or {}).get(r.key, overall))
             if r.deleted_at is None:
                 settled = max(r.changed_at, quiet_since) + self.resync + self.grace
                 if now < settled or r.endpoint_missing:
@@ -291,26 +387,31 @@ class Ownership:
                         f"{r.key} ({rid} in {r.account}) has no {', '.join(missing)} "
                         f"{now - max(r.changed_at, quiet_since):.0f}s after its last change or fault",
                     )
-                if r.min_capacity == 0 and effective_max.get(r.key) not in (None, 0):
-                    step = policies.get((rid, SCALE_FROM_ZERO_POLICY))
-                    alarm = alarms.get(alarm_name(rid))
-                    wired = (
-                        step is not None
-                        and alarm is not None
-                        and step.get("PolicyARN") in (alarm.get("AlarmActions") or [])
+                share = effective_max.get(r.key)
+                if share is None and rid in targets:
+                    # No status to read it from (a status never written is no excuse).
+                    share = targets[rid].get("MaxCapacity")
+                if (r.min_capacity == 0 or r.zero_by_schedule) and share not in (None, 0):
+                    what = scale_from_zero_fault(
+                        r.endpoint,
+                        policies.get((rid, SCALE_FROM_ZERO_POLICY)),
+                        alarms.get(alarm_name(rid)),
                     )
-                    if not wired:
-                        what = (
-                            "no step policy" if step is None
-                            else "no alarm" if alarm is None
-                            else "an alarm whose actions do not name the step policy"
-                        )
+                    if what is not None:
+                        at = "at minCapacity 0" if r.min_capacity == 0 else "with a schedule to 0"
                         found += self._once(
                             self.trap1, r.key, now,
-                            f"{r.key} ({rid} in {r.account}) at minCapacity 0 has {what}",
+                            f"{r.key} ({rid} in {r.account}) {at} has {what}",
                         )
             else:
                 if now < max(r.deleted_at, quiet_since) + 2 * self.resync + self.grace:
+                    continue
+                if present is not None and r.key.split("/", 1)[1] in present:
+                    found += self._once(
+                        self.left, r.key + "#object", now,
+                        f"{r.key} was deleted {now - r.deleted_at:.0f}s ago and is still in the "
+                        "API server: its finalizer has not finished",
+                    )
                     continue
                 if (r.account, rid) in live_ids:
                     continue
@@ -352,6 +453,46 @@ class Ownership:
                             )
                         )
         return found
+
+
+def scale_from_zero_fault(endpoint: str, step: dict | None, alarm: dict | None) -> str | None:
+    """What keeps an endpoint at zero instances from scaling out (trap 1), or None when the
+    step policy and its alarm are wired as DESIGN.md says."""
+    if step is None:
+        return "no step policy"
+    if alarm is None:
+        return "no alarm"
+    if step.get("PolicyARN") not in (alarm.get("AlarmActions") or []):
+        return "an alarm whose actions do not name the step policy"
+    if alarm.get("ActionsEnabled") is False:
+        return "an alarm with its actions disabled"
+    if alarm.get("MetricName") != "HasBacklogWithoutCapacity" or alarm.get("Namespace") != "AWS/SageMaker":
+        return f"an alarm on {alarm.get('Namespace')} {alarm.get('MetricName')}, not AWS/SageMaker HasBacklogWithoutCapacity"
+    dimensions = {d.get("Name"): d.get("Value") for d in alarm.get("Dimensions") or []}
+    if dimensions.get("EndpointName") != endpoint:
+        return f"an alarm on endpoint {dimensions.get('EndpointName')!r}, not {endpoint!r}"
+    try:
+        threshold = float(alarm.get("Threshold"))
+    except (TypeError, ValueError):
+        threshold = None
+    if alarm.get("ComparisonOperator") != "GreaterThanOrEqualToThreshold" or threshold != 1.0:
+        return (
+            f"an alarm that fires at {alarm.get('ComparisonOperator')} {alarm.get('Threshold')}, "
+            "not GreaterThanOrEqualToThreshold 1"
+        )
+    config = step.get("Configuration") or {}
+    if step.get("PolicyType") not in (None, "StepScaling") or config.get("AdjustmentType") != "ChangeInCapacity":
+        return (
+            f"a step policy of type {step.get('PolicyType')} adjusting by "
+            f"{config.get('AdjustmentType')}, not StepScaling by ChangeInCapacity"
+        )
+    adds = any(
+        (s.get("MetricIntervalLowerBound") or 0) <= 0 and (s.get("ScalingAdjustment") or 0) >= 1
+        for s in config.get("StepAdjustments") or []
+    )
+    if not adds:
+        return "a step policy with no step from 0 that adds an instance"
+    return None
 
 
 class Recovery:
@@ -398,26 +539,47 @@ class Recovery:
 
 class Visits:
     """No stuck resource: while nothing disturbs the cluster, each live resource is reconciled
-    at least once a resync (plus a grace for the requeue's own delay)."""
+    at least once a resync (plus a grace for the requeue's own delay), counted from the end of
+    its last visit: a visit may itself take long (after a takeover the new leader reads the
+    whole account before the first write); one that runs past `longest` is stuck too."""
 
     name = "no stuck resource"
 
-    def __init__(self, resync: float, grace: float):
+    def __init__(self, resync: float, grace: float, longest: float = 130.0):
         self.limit = resync + grace
+        self.longest = longest
         self.last: dict[str, float] = {}
+        self.running: dict[str, float] = {}  # key -> when the visit in progress started
         self.reported: set[str] = set()
 
     def visited(self, key: str, at: float) -> None:
+        """A visit started."""
+        self.running[key] = at
         if at > self.last.get(key, 0.0):
             self.last[key] = at
             self.reported.discard(key)
+
+    def finished(self, key: str, at: float) -> None:
+        self.running.pop(key, None)
+        if at > self.last.get(key, 0.0):
+            self.last[key] = at
 
     def check(self, now: float, quiet_since: float, live: dict[str, float]) -> list[Violation]:
         """`live`: key -> when it was created (or last changed)."""
         found = []
         for key, since in live.items():
+            if key in self.reported:
+                continue
+            running = self.running.get(key)
+            if running is not None:
+                if now - max(running, quiet_since) > self.longest:
+                    self.reported.add(key)
+                    found.append(
+                        Violation(self.name, now, f"{key}: a visit has run for {now - running:.0f}s")
+                    )
+                continue
             start = max(quiet_since, since, self.last.get(key, 0.0))
-            if now - start > self.limit and key not in self.reported:
+            if now - start > self.limit:
                 self.reported.add(key)
                 last = self.last.get(key)
                 found.append(
@@ -466,3 +628,76 @@ class Memory:
                     Violation(self.name, t1, f"{label} RSS grew {growth:.1%} over {t1 - t0:.0f}s")
                 )
         return found, lines
+
+
+class Coverage:
+    """What the checks above could not see. The ones that wait for a quiet spell (nothing
+    lost, trap 1, nothing left, recovery, no stuck resource) look only once the fleet first
+    converged and a resync after each fault, and nothing looks while the harness cannot read
+    the API server; a soak in which they never looked would pass on nothing. So:
+
+    - the fleet must converge (every resource Ready at once) within `converge_limit` of the
+      first round;
+    - outside faults, the harness must not fail to read the API server and the endpoint for
+      longer than `blind_limit`;
+    - the quiet checks must have been armed at some point (`finish`).
+    """
+
+    converged = "fleet converged"
+    looked = "harness could look"
+    armed = "quiet checks armed"
+
+    def __init__(self, converge_limit: float, blind_limit: float):
+        self.converge_limit = converge_limit
+        self.blind_limit = blind_limit
+        self.started: float | None = None
+        self.converged_at: float | None = None
+        self.blind_since: float | None = None
+        self.last_round: float | None = None
+        self.armed_seconds = 0.0
+        self.reported: set[str] = set()
+
+    def round(self, now: float, converged: bool, fault_on: bool, looked: bool, armed: bool) -> list[Violation]:
+        found = []
+        if self.started is None:
+            self.started = now
+        if converged and self.converged_at is None:
+            self.converged_at = now
+        if (
+            self.converged_at is None
+            and now - self.started > self.converge_limit
+            and self.converged not in self.reported
+        ):
+            self.reported.add(self.converged)
+            found.append(Violation(
+                self.converged, now,
+                f"the fleet was never all Ready at once in {now - self.started:.0f}s (limit "
+                f"{self.converge_limit:.0f}s): the checks that wait for it have seen nothing",
+            ))
+        if looked or fault_on:
+            self.blind_since = None
+            self.reported.discard(self.looked)
+        else:
+            if self.blind_since is None:
+                self.blind_since = now
+            if now - self.blind_since > self.blind_limit and self.looked not in self.reported:
+                self.reported.add(self.looked)
+                found.append(Violation(
+                    self.looked, now,
+                    f"the harness could not read the API server or the endpoint for "
+                    f"{now - self.blind_since:.0f}s with no fault on (limit {self.blind_limit:.0f}s)",
+                ))
+        if armed and self.last_round is not None:
+            self.armed_seconds += now - self.last_round
+        self.last_round = now
+        return found
+
+    def finish(self, now: float) -> list[Violation]:
+        if self.armed_seconds > 0 or self.armed in self.reported:
+            return []
+        self.reported.add(self.armed)
+        return [Violation(
+            self.armed, now,
+            "nothing lost, trap 1, nothing left and no stuck resource never got a quiet resync "
+            "to look in (faults back to back, or the fleet never converged): they saw nothing",
+        )]

@@ -44,6 +44,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -61,24 +62,65 @@ REPLICAS = ["replica-a", "replica-b"]
 LEASE_SECONDS = 15.0
 FOREIGN = "foreign-"
 NAMESPACE = "soak"
+# The invariant of the harness's own troubles: a fault it could not lift, the endpoint or the
+# control plane gone, a restart that never came back.
+HARNESS = "harness in control"
+# A controller replica that exited without the harness stopping it.
+CRASH = "no replica crash"
+# The least time between two faults of the compressed schedule.
+MIN_STEP = 3.0
 
 
 def env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+class ConfigError(Exception):
+    """A setting the soak cannot run with; the message names it and says what it takes."""
+
+
+def number(name: str, default: str, what: str, example: str, least: float | None, whole: bool = False):
+    text = env(name, default).strip()
+    try:
+        value = int(text) if whole else float(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or (least is not None and value < least):
+        kind = "a whole number" if whole else "a number of seconds" if "SECONDS" in name else "a number"
+        bound = "" if least is None else f" of at least {least:g}"
+        raise ConfigError(f"{name}={text!r}: {what} must be {kind}{bound} (e.g. {name}={example})")
+    return value
+
+
 class Config:
+    # How long each fault keeps the fleet disturbed, at most (a restart: down, then start-up).
     def __init__(self) -> None:
-        self.seconds = float(env("SOAK_SECONDS", "3600"))
-        self.n = int(env("N", "300"))
-        self.seed = int(env("SEED", "1"))
-        self.compressed = env("SCHEDULE", "random") == "compressed"
-        self.resync = float(env("RESYNC_SECONDS", "20" if self.compressed else "30"))
-        self.time_scale = float(env("TIME_SCALE", "10"))
+        schedule = env("SCHEDULE", "random").strip()
+        if schedule not in ("random", "compressed"):
+            raise ConfigError(
+                f"SCHEDULE={schedule!r}: the fault schedule is `random` (faults at random, for a "
+                "soak of 12 minutes or more) or `compressed` (every fault kind once, for minutes)"
+            )
+        self.compressed = schedule == "compressed"
+        self.seconds = number("SOAK_SECONDS", "3600", "the soak's length", "3600", 1)
+        self.n = number("N", "300", "the number of resources", "300", 1, whole=True)
+        # Any integer: it only seeds the schedule, the fleet and the churn.
+        self.seed = number("SEED", "1", "the seed of the fleet, the schedule and the churn", "1", None, whole=True)
+        self.resync = number("RESYNC_SECONDS", "20" if self.compressed else "30",
+                             "the controllers' resync", "30", 5)
+        self.time_scale = number("TIME_SCALE", "10", "the endpoint's clock speed-up", "10", 1)
         self.bin = env("ASYNCSCALE_BIN", str(ROOT / "target/debug/asyncscale"))
         self.controlplane = env(
             "CONTROLPLANE_TOOL", str(ROOT / "target/debug/asyncscale-controlplane")
         )
+        for name, path in (("ASYNCSCALE_BIN", self.bin), ("CONTROLPLANE_TOOL", self.controlplane)):
+            if not os.access(path, os.X_OK):
+                raise ConfigError(
+                    f"{name}={path}: no executable there; build it first (`make build`, which "
+                    f"`make soak` runs) or point {name} at one"
+                )
+        if shutil.which("kubectl") is None:
+            raise ConfigError("kubectl is not on PATH: the soak applies the CRD with it")
         self.out = Path(env("OUT", str(ROOT / "target/soak")))
         self.grace = 10.0
         # Fault lengths: the issue's in a full soak, shorter when compressed into minutes.
@@ -89,6 +131,32 @@ class Config:
         self.dip_seconds = 30.0 if short else 420.0
         self.recreate_gap = 10.0 if short else 20.0
         self.churn_per_minute = 0.10
+        # Before the first fault, for the fleet to converge; after the last one ends, for the
+        # final recovery and the quiet checks.
+        self.warm = 2 * self.resync if self.compressed else 5 * self.resync
+        self.tail = 3 * self.resync
+        shortest = self.shortest_soak()
+        if self.seconds < shortest:
+            hint = "" if self.compressed else " (or SCHEDULE=compressed, with shorter faults)"
+            raise ConfigError(
+                f"SOAK_SECONDS={self.seconds:g} is too short for SCHEDULE={schedule}: the warm-up "
+                f"({self.warm:g}s), every fault kind once and {self.tail:g}s of quiet after the last "
+                f"one take at least {shortest:.0f}s; set SOAK_SECONDS={math.ceil(shortest)} or more{hint}"
+            )
+
+    def fault_seconds(self, kind: str) -> float:
+        """How long a fault of `kind` disturbs the fleet, at most (a restart: down, then up)."""
+        return {
+            "kill-leader": 5.0, "pause-leader": self.pause_seconds, "apiserver-restart": 25.0,
+            "etcd-restart": 30.0, "aws-burst": self.burst_seconds, "aws-hang": self.hang_seconds,
+            "quota-dip": self.dip_seconds, "endpoint-recreate": self.recreate_gap,
+            "foreign-policy": 0.0,
+        }[kind]
+
+    def shortest_soak(self) -> float:
+        # Every kind once, MIN_STEP apart, the longest last (the schedule's densest packing).
+        longest = max(self.fault_seconds(k) for k in Soak.KINDS)
+        return self.warm + MIN_STEP * (len(Soak.KINDS) - 1) + longest + self.tail
 
 
 def log(t0: float, message: str) -> None:
@@ -96,15 +164,26 @@ def log(t0: float, message: str) -> None:
 
 
 def micro_time(text: str | None) -> float | None:
+    """An RFC 3339 time (a Lease's MicroTime, a log line's timestamp) as epoch seconds; None
+    when there is none or it does not parse (one odd line must not cost a round of checks)."""
     if not text:
         return None
-    text = text.rstrip("Z")
-    fmt = "%Y-%m-%dT%H:%M:%S.%f" if "." in text else "%Y-%m-%dT%H:%M:%S"
-    return (
-        datetime.datetime.strptime(text, fmt)
-        .replace(tzinfo=datetime.timezone.utc)
-        .timestamp()
-    )
+    text = text.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    head, dot, rest = text.partition(".")
+    if dot:
+        # Python reads at most microseconds: nanoseconds are cut to six digits.
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        rest = rest[:min(digits, 6)] + rest[digits:]
+        text = head + "." + rest
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed.timestamp()
 
 
 class Kube:
@@ -119,9 +198,11 @@ class Kube:
         self.context = ssl.create_default_context(cafile=cluster["certificate-authority"])
         self.context.load_cert_chain(user["client-certificate"], user["client-key"])
 
-    def call(self, method: str, path: str, body: object = None, content_type: str = "application/json"):
-        # Short: a round of checks must not wait long on an API server that is down.
-        conn = http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=2)
+    def call(self, method: str, path: str, body: object = None, content_type: str = "application/json",
+             timeout: float = 2.0):
+        # Short for reads: a round of checks must not wait long on an API server that is down.
+        # Changes (churn) take `timeout` longer: one that times out may still have been made.
+        conn = http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=timeout)
         try:
             data = None if body is None else json.dumps(body).encode()
             conn.request(method, path, body=data, headers={"Content-Type": content_type})
@@ -179,6 +260,11 @@ class Replica:
         self.offset = 0
         self.started = 0.0
         self.metrics_port = free_port()
+        # The harness killed it and has not started it again yet (a kill-leader fault).
+        self.down_on_purpose = False
+        self.stopped_on_purpose = False
+        self.reported_exit: int | None = None
+        self.crashes = 0
 
     def start(self) -> None:
         c = self.soak.config
@@ -197,10 +283,18 @@ class Replica:
             "--aws-endpoint", self.soak.aws.url, "--region", "us-east-1",
             "--metrics-addr", f"127.0.0.1:{self.metrics_port}", "--namespace", NAMESPACE,
         ]
-        self.proc = subprocess.Popen(
-            args, env=environment, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab")
-        )
+        with open(self.log_path, "ab") as stderr:
+            self.proc = subprocess.Popen(args, env=environment, stdout=subprocess.DEVNULL, stderr=stderr)
         self.started = time.time()
+        self.down_on_purpose = False
+        self.soak.procs_started.append(self.proc)
+
+    def tail(self, lines: int = 2) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return ""
+        return " | ".join(line[:300] for line in text)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -245,11 +339,34 @@ def free_port() -> int:
 class Soak:
     def __init__(self, config: Config):
         self.config = config
+        # The fleet and the fault schedule, drawn before anything runs: the same for a SEED.
         self.rng = random.Random(config.seed)
+        # Churn and traffic draw as the run goes (how many depends on timing): streams of their
+        # own, so that they do not shift each other or the schedule.
+        self.churn_rng = random.Random(f"{config.seed}/churn")
+        self.traffic_rng = random.Random(f"{config.seed}/traffic")
         self.work = Path(tempfile.mkdtemp(prefix="asyncscale-soak-"))
         self.kubeconfig = self.work / "kubeconfig"
         self.t0 = time.time()
         self.procs: list[subprocess.Popen] = []
+        # Every replica process ever started (kill-leader starts new ones), for the cleanup.
+        self.procs_started: list[subprocess.Popen] = []
+        self.replicas: dict[str, Replica] = {}
+        self.controlplane: subprocess.Popen | None = None
+        self.timers: list[tuple[float, object]] = []
+        self.pending_restarts: list[tuple[str, int, int, float]] = []
+        # Creates and deletes whose answer the harness did not get (the API server down, a
+        # timeout): whether they happened is read from the API server's list.
+        self.unsure_creates: dict[str, dict] = {}
+        self.unsure_deletes: dict[str, float] = {}
+        self.lease_read_at = 0.0  # when the last successful read of the Lease was asked
+        self.fleet_created_at = 0.0
+        self.armed = False
+        self.last_disturbance_end = 0.0
+        # Faults that disturb the resources of one (account, instance type) only: which, and
+        # when the last one of each scope ended.
+        self.fault_scope: dict[int, tuple[str, str]] = {}
+        self.scope_quiet: dict[tuple[str, str], float] = {}
         self.resources: dict[str, inv.Resource] = {}
         self.specs: dict[str, dict] = {}
         self.foreign_endpoints: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -287,6 +404,11 @@ class Soak:
         self.ownership = inv.Ownership(c.resync, c.grace, set(REPLICAS), FOREIGN)
         self.recovery = inv.Recovery(c.resync)
         self.visits = inv.Visits(c.resync, c.grace)
+        # Creating N resources at AWS's rates (3 alarms a second) takes about N/3 s, and the
+        # churn and faults that start after the warm-up slow it: a generous bound, a second each.
+        self.coverage = inv.Coverage(
+            converge_limit=c.warm + c.n + 4 * c.resync, blind_limit=2 * c.resync + c.grace
+        )
         warmup = 60.0 if c.compressed else 300.0
         self.memory = inv.Memory(warmup=warmup, min_judged=600.0)
 
@@ -294,11 +416,11 @@ class Soak:
 
     def start_processes(self) -> None:
         c = self.config
-        self.controlplane = subprocess.Popen(
-            [c.controlplane, "--kubeconfig", str(self.kubeconfig)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-            stderr=open(self.controlplane_log, "wb"), text=True,
-        )
+        with open(self.controlplane_log, "wb") as stderr:
+            self.controlplane = subprocess.Popen(
+                [c.controlplane, "--kubeconfig", str(self.kubeconfig)],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+            )
         self.procs.append(self.controlplane)
         aws_log = self.work / "aws.log"
         quotas: list[str] = []
@@ -311,20 +433,23 @@ class Soak:
                 quota = math.ceil(1.5 * managed) + 2 + 2
                 self.quotas[(account, t)] = quota
                 self.base_quotas[(account, t)] = quota
-        self.sim = subprocess.Popen(
-            [
-                c.bin, "sim", "serve", "--listen", "127.0.0.1:0", "--time-scale", str(c.time_scale),
-                "--rate-limits", "aws", "--rate-limit", "application-autoscaling:*=10/10",
-                "--rate-limit", "sagemaker:*=10/10",
-            ],
-            stdout=subprocess.DEVNULL, stderr=open(aws_log, "wb"),
-        )
+        with open(aws_log, "wb") as stderr:
+            self.sim = subprocess.Popen(
+                [
+                    c.bin, "sim", "serve", "--listen", "127.0.0.1:0", "--time-scale", str(c.time_scale),
+                    "--rate-limits", "aws", "--rate-limit", "application-autoscaling:*=10/10",
+                    "--rate-limit", "sagemaker:*=10/10",
+                ],
+                stdout=subprocess.DEVNULL, stderr=stderr,
+            )
         self.procs.append(self.sim)
-        url = wait_for(aws_log, "listening on", 60, lambda line: line.split("listening on")[1].split()[0])
+        url = wait_for(aws_log, "listening on", 60, lambda line: line.split("listening on")[1].split()[0],
+                       process=self.sim)
         if not url.startswith("http"):
             url = "http://" + url
         self.aws = Aws(url.rstrip("/"))
-        wait_for(self.controlplane_log, "control plane ready", 180)
+        wait_for(self.controlplane_log, "control plane ready", 180, process=self.controlplane)
+        self.controlplane_dir = controlplane_dir(self.kubeconfig)
         self.kube = Kube(self.kubeconfig)
         for account in (OWN, OTHER):
             applied = {t: self.quotas[(account, t)] for t in TYPES}
@@ -338,37 +463,68 @@ class Soak:
             r.start()
 
     def cleanup(self) -> None:
-        for r in getattr(self, "replicas", {}).values():
-            if r.alive():
-                r.proc.send_signal(signal.SIGCONT)
-                r.proc.kill()
-                r.proc.wait()
-        for p in reversed(self.procs):
+        """Stops everything the soak started, whatever state the run ended in: the replicas (a
+        stopped one is continued first, or it would never die), the endpoint, then the control
+        plane, which stops etcd and kube-apiserver and removes its directory itself; SIGKILL
+        only when it does not, and then what it left is removed here."""
+        for p in self.procs_started:
             if p.poll() is None:
-                p.terminate()
                 try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
+                    p.send_signal(signal.SIGCONT)
                     p.kill()
+                except ProcessLookupError:
+                    pass
+                p.wait()
+        for p in reversed(self.procs):
+            if p.poll() is not None:
+                continue
+            p.terminate()
+            # The control plane answers SIGTERM only between commands, and a restart takes
+            # its downtime plus a start-up (up to a minute and a half for kube-apiserver).
+            patience = 150 if p is self.controlplane else 30
+            try:
+                p.wait(timeout=patience)
+            except subprocess.TimeoutExpired:
+                log(self.t0, f"cleanup: pid {p.pid} ignored SIGTERM for {patience}s; SIGKILL")
+                p.kill()
+                p.wait()
+        if self.controlplane is not None and self.controlplane.stdin is not None:
+            try:
+                self.controlplane.stdin.close()
+            except OSError:
+                pass
+        leftover = getattr(self, "controlplane_dir", None)
+        if leftover is not None and leftover.exists():
+            # Killed before it could clean up: its etcd and kube-apiserver (their command lines
+            # name this directory, which is this control plane's alone) and the directory.
+            for pid in processes_naming(str(leftover)):
+                log(self.t0, f"cleanup: stopping pid {pid}, left running by the control plane")
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            shutil.rmtree(leftover, ignore_errors=True)
+            log(self.t0, f"cleanup: removed {leftover}, left by the control plane")
 
     # ---- the fleet -------------------------------------------------------------------------
 
     def plan_fleet(self) -> None:
         self.initial = [self.new_resource_plan() for _ in range(self.config.n)]
 
-    def new_resource_plan(self) -> dict:
+    def new_resource_plan(self, rng: random.Random | None = None) -> dict:
+        rng = rng or self.rng
         self.next_name += 1
         i = self.next_name
-        account = OTHER if self.rng.random() < 0.2 else OWN
+        account = OTHER if rng.random() < 0.2 else OWN
         return {
             "name": f"r{i:04d}",
             "endpoint": f"soak-{i:04d}",
             "account": account,
             "type": TYPES[i % len(TYPES)],
-            "min": 0 if self.rng.random() < 0.75 else 1,
-            "max": self.rng.choice([2, 3, 4]),
-            "target": self.rng.choice([3, 5, 8]),
-            "schedules": self.rng.random() < 0.1,
+            "min": 0 if rng.random() < 0.75 else 1,
+            "max": rng.choice([2, 3, 4]),
+            "target": rng.choice([3, 5, 8]),
+            "schedules": rng.random() < 0.1,
         }
 
     def manifest(self, plan: dict) -> dict:
@@ -408,19 +564,30 @@ class Soak:
         # reaction window; re-creating an endpoint behind its back does that on purpose).
         self.declare_endpoint(plan["account"], plan["endpoint"], plan["type"], 0)
         try:
-            status, body = self.kube.call("POST", self.kube.aes_path(), self.manifest(plan))
-        except OSError as e:
-            log(self.t0, f"churn: create {plan['name']} failed ({e}); its endpoint stays unmanaged")
+            status, body = self.kube.call("POST", self.kube.aes_path(), self.manifest(plan), timeout=10)
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            # It may have been made all the same: the API server's list tells (observe).
+            self.unsure_creates[plan["name"]] = dict(plan, asked_at=time.time())
+            log(self.t0, f"churn: create {plan['name']} got no answer ({e}); the API server's list will tell")
             return False
+        if status >= 500:
+            self.unsure_creates[plan["name"]] = dict(plan, asked_at=time.time())
         if status not in (200, 201):
             log(self.t0, f"churn: create {plan['name']} answered {status}: {str(body)[:200]}")
             return False
+        self.adopt(plan, time.time())
+        return True
+
+    def adopt(self, plan: dict, at: float) -> None:
+        """`plan` is in the API server (created at `at`): the checks follow it from now on."""
+        self.unsure_creates.pop(plan["name"], None)
+        plan = {k: v for k, v in plan.items() if k != "asked_at"}
         self.specs[plan["name"]] = plan
         self.resources[plan["name"]] = inv.Resource(
             key=f"{NAMESPACE}/{plan['name']}", account=plan["account"], endpoint=plan["endpoint"],
-            instance_type=plan["type"], min_capacity=plan["min"], changed_at=time.time(),
+            instance_type=plan["type"], min_capacity=plan["min"], changed_at=at,
+            zero_by_schedule=plan["schedules"],
         )
-        return True
 
     def plant_foreign_endpoints(self) -> None:
         for account in (OWN, OTHER):
@@ -435,18 +602,31 @@ class Soak:
         "kill-leader", "pause-leader", "apiserver-restart", "etcd-restart", "aws-burst",
         "aws-hang", "quota-dip", "endpoint-recreate", "foreign-policy",
     ]
+    # The faults that keep asyncscale from reading or writing for every resource: while one is
+    # on, and a resync after, the quiet checks wait. The others touch a few resources, and only
+    # those wait: a quota dip (seven minutes in a full soak) those of its type, a re-created
+    # endpoint its resource (Resource.changed_at); a foreign policy none (asyncscale must leave
+    # it be and say so). Counting them as disturbing everything left the quiet checks blind
+    # for most of an hour.
+    DISTURBING = {"kill-leader", "pause-leader", "apiserver-restart", "etcd-restart", "aws-burst", "aws-hang"}
 
-    def schedule(self, start: float, end: float) -> list[tuple[float, str]]:
+    def schedule(self, start: float, over_by: float) -> list[tuple[float, str]]:
+        """When each fault starts: from `start` on, each one over by `over_by` at its longest
+        (Config.fault_seconds), so that the quiet after the last one is really quiet; Config
+        refuses a SOAK_SECONDS too short for that."""
         c = self.config
-        if c.compressed or end - start < 20 * len(self.KINDS):
-            # Too short for a random schedule: every kind once, in a random order.
-            end = max(end, start + 10 * len(self.KINDS))
+        latest = over_by - max(c.fault_seconds(k) for k in self.KINDS)
+        if c.compressed or latest - start < 20 * len(self.KINDS):
+            # Too short for a random schedule: every kind once, in a random order, as far apart
+            # as the time allows (each must be over by `over_by`).
             kinds = list(self.KINDS)
             self.rng.shuffle(kinds)
-            step = (end - start) / len(kinds)
+            step = min(
+                (over_by - c.fault_seconds(k) - start) / i for i, k in enumerate(kinds) if i
+            )
             return [(start + i * step, k) for i, k in enumerate(kinds)]
         events, t = [], start
-        while t < end:
+        while t < latest:
             kind = self.rng.choice(self.KINDS)
             events.append((t, kind))
             # Now and then two faults together (a leader killed during a burst, say).
@@ -454,7 +634,7 @@ class Soak:
         # Every kind at least once.
         missing = [k for k in self.KINDS if k not in {k2 for _, k2 in events}]
         for k in missing:
-            events.append((self.rng.uniform(start, end), k))
+            events.append((self.rng.uniform(start, latest), k))
         return sorted(events)
 
     def fault_begin(self, kind: str) -> int:
@@ -467,10 +647,17 @@ class Soak:
         return ident
 
     def fault_end(self, ident: int) -> None:
+        if ident not in self.faults_on:
+            return
         kind, started = self.faults_on.pop(ident)
         now = time.time()
         self.fault_spans.append((kind, started, now))
         self.last_fault_end = now
+        if kind in self.DISTURBING:
+            self.last_disturbance_end = now
+        scope = self.fault_scope.pop(ident, None)
+        if scope is not None:
+            self.scope_quiet[scope] = now
         log(self.t0, f"fault over: {kind} ({now - started:.0f}s)")
         if not self.faults_on and self.converged:
             self.recovery.burst_ended(now)
@@ -478,10 +665,28 @@ class Soak:
     def later(self, seconds: float, action) -> None:
         self.timers.append((time.time() + seconds, action))
 
+    def undo(self, ident: int, what: str, action, tries: int = 30) -> None:
+        """Ends fault `ident` by `action` (lifting it), retried every 2 s while the harness's
+        own call fails (an API server down, the endpoint busy): a fault that never ends would
+        leave the quiet checks blind for the rest of the soak. The fault counts as over even
+        when it cannot be lifted, and that is a violation."""
+        try:
+            action()
+        except (OSError, http.client.HTTPException, ValueError, KeyError) as e:
+            if tries > 1:
+                log(self.t0, f"chaos: {what} failed ({e!r}); again in 2s")
+                self.later(2, lambda: self.undo(ident, what, action, tries - 1))
+                return
+            self.violations.append(inv.Violation(
+                HARNESS, time.time(), f"could not {what} after 30 tries ({e!r}): the fault stays on"))
+        self.fault_end(ident)
+
     def leader(self) -> Replica | None:
         return self.replicas.get(self.holder) if self.holder else None
 
     def inject(self, kind: str) -> None:
+        """Starts one fault. The way it ends is set up before anything that may fail (a call
+        the fault itself hangs or refuses): a fault half made still ends."""
         c = self.config
         t0 = self.t0
         if kind == "kill-leader":
@@ -491,14 +696,10 @@ class Soak:
                 return
             ident = self.fault_begin(kind)
             log(t0, f"chaos: SIGKILL {r.name} (the leader); back in 5s")
+            r.down_on_purpose = True
+            self.later(5, lambda r=r, ident=ident: self.undo(ident, f"start {r.name}", r.start))
             r.proc.kill()
             r.proc.wait()
-
-            def back(r=r, ident=ident):
-                r.start()
-                self.fault_end(ident)
-
-            self.later(5, back)
         elif kind == "pause-leader":
             r = self.leader()
             if r is None or not r.alive():
@@ -506,35 +707,49 @@ class Soak:
                 return
             ident = self.fault_begin(kind)
             log(t0, f"chaos: SIGSTOP {r.name} (the leader) for {c.pause_seconds:.0f}s, past the {LEASE_SECONDS:.0f}s Lease")
-            r.proc.send_signal(signal.SIGSTOP)
+            proc = r.proc
 
-            def resume(r=r, ident=ident):
-                if r.alive():
-                    r.proc.send_signal(signal.SIGCONT)
+            def resume(r=r, proc=proc):
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGCONT)
+                r.stopped_on_purpose = False
+                with self.lock:
+                    self.one_writer.resumed(r.name, time.time())
                 log(t0, f"chaos: SIGCONT {r.name}")
-                self.fault_end(ident)
 
-            self.later(c.pause_seconds, resume)
+            self.later(c.pause_seconds, lambda ident=ident: self.undo(ident, "continue the leader", resume))
+            r.stopped_on_purpose = True
+            with self.lock:
+                self.one_writer.paused(r.name, time.time())
+            proc.send_signal(signal.SIGSTOP)
         elif kind in ("apiserver-restart", "etcd-restart"):
             which = kind.split("-")[0]
             down = 5 if which == "apiserver" else 12
             ident = self.fault_begin(kind)
             log(t0, f"chaos: {which} killed, back in {down}s")
-            self.pending_restart = (which, ident, self.count_in_log(f"{which} up"))
-            self.controlplane.stdin.write(f"restart {which} {down}\n")
-            self.controlplane.stdin.flush()
+            # The control plane runs its commands one after the other: this one is done at the
+            # `up` after those of the restarts of the same kind still queued before it.
+            queued = sum(1 for p in self.pending_restarts if p[0] == which)
+            self.pending_restarts.append(
+                (which, ident, self.count_in_log(f"{which} up") + queued + 1, time.time()))
+            try:
+                self.controlplane.stdin.write(f"restart {which} {down}\n")
+                self.controlplane.stdin.flush()
+            except (OSError, ValueError):
+                self.pending_restarts.pop()
+                self.fault_end(ident)
+                raise
         elif kind == "aws-burst":
             ident = self.fault_begin(kind)
             log(t0, f"chaos: AWS answers 30 % of requests with errors for {c.burst_seconds:.0f}s")
-            for account in (OWN, OTHER):
-                self.aws.call("POST", "/_sim/fault-rate", {"rate": 0.3, "seed": self.rng.randrange(1 << 30)}, account=account)
 
-            def calm(ident=ident):
+            def calm():
                 for account in (OWN, OTHER):
                     self.aws.call("POST", "/_sim/fault-rate", {"rate": 0}, account=account)
-                self.fault_end(ident)
 
-            self.later(c.burst_seconds, calm)
+            self.later(c.burst_seconds, lambda ident=ident: self.undo(ident, "end the error burst", calm))
+            for account in (OWN, OTHER):
+                self.aws.call("POST", "/_sim/fault-rate", {"rate": 0.3, "seed": self.rng.randrange(1 << 30)}, account=account)
         elif kind == "aws-hang":
             service, operation = self.rng.choice([
                 ("cloudwatch", "PutMetricAlarm"), ("cloudwatch", "DescribeAlarms"),
@@ -545,71 +760,75 @@ class Soak:
             ])
             ident = self.fault_begin(kind)
             log(t0, f"chaos: {service} {operation} hangs for {c.hang_seconds:.0f}s")
+            # A hold lifts itself when its time is up.
+            self.later(c.hang_seconds, lambda ident=ident: self.fault_end(ident))
             for account in (OWN, OTHER):
                 self.aws.call("POST", "/_sim/faults", {"service": service, "operation": operation, "holdSeconds": c.hang_seconds}, account=account)
-            self.later(c.hang_seconds, lambda ident=ident: self.fault_end(ident))
         elif kind == "quota-dip":
             account, t = self.rng.choice(sorted(self.quotas))
             use = self.instances_in_use(account, t)
             lowered = max(0, use - 1)
             ident = self.fault_begin(kind)
+            self.fault_scope[ident] = (account, t)
             log(t0, f"chaos: quota of {t} in {account} lowered {self.quotas[(account, t)]} -> {lowered} (in use {use}) for {c.dip_seconds:.0f}s")
-            self.quotas[(account, t)] = lowered
+
+            def restore(account=account, t=t):
+                self.aws.call("POST", "/_sim/quotas", {"applied": {t: self.base_quotas[(account, t)]}}, account=account)
+                self.quotas[(account, t)] = self.base_quotas[(account, t)]
+                log(t0, f"chaos: quota of {t} in {account} back to {self.base_quotas[(account, t)]}")
+
+            self.later(c.dip_seconds, lambda ident=ident: self.undo(ident, "restore the quota", restore))
             self.quota.quota_lowered(account, t, time.time())
             self.aws.call("POST", "/_sim/quotas", {"applied": {t: lowered}}, account=account)
-
-            def restore(account=account, t=t, ident=ident):
-                self.quotas[(account, t)] = self.base_quotas[(account, t)]
-                self.aws.call("POST", "/_sim/quotas", {"applied": {t: self.base_quotas[(account, t)]}}, account=account)
-                log(t0, f"chaos: quota of {t} in {account} back to {self.base_quotas[(account, t)]}")
-                self.fault_end(ident)
-
-            self.later(c.dip_seconds, restore)
+            self.quotas[(account, t)] = lowered
         elif kind == "endpoint-recreate":
             live = [r for r in self.resources.values() if r.deleted_at is None and not r.endpoint_missing]
             if not live:
+                log(t0, "chaos: endpoint-recreate skipped (no live resource)")
                 return
             r = self.rng.choice(live)
             ident = self.fault_begin(kind)
             log(t0, f"chaos: endpoint {r.endpoint} ({r.key}) deleted behind asyncscale's back; re-created in {c.recreate_gap:.0f}s")
-            self.aws.call("DELETE", f"/_sim/endpoints?endpoint={r.endpoint}", account=r.account)
-            r.endpoint_missing = True
-            r.changed_at = time.time()
 
-            def recreate(r=r, ident=ident):
+            def recreate(r=r):
                 # A real endpoint starts with an instance.
                 self.declare_endpoint(r.account, r.endpoint, r.instance_type, 1)
                 r.endpoint_missing = False
                 r.changed_at = time.time()
                 log(t0, f"chaos: endpoint {r.endpoint} re-created")
-                self.fault_end(ident)
 
-            self.later(c.recreate_gap, recreate)
+            r.endpoint_missing = True
+            r.changed_at = time.time()
+            self.later(c.recreate_gap, lambda ident=ident: self.undo(ident, f"re-create endpoint {r.endpoint}", recreate))
+            self.aws.call("DELETE", f"/_sim/endpoints?endpoint={urllib.parse.quote(r.endpoint)}", account=r.account)
         elif kind == "foreign-policy":
             live = [
                 r for r in self.resources.values()
                 if r.deleted_at is None and r.account == OWN and not r.endpoint_missing
             ]
             if not live:
+                log(t0, "chaos: foreign-policy skipped (no live resource)")
                 return
             r = self.rng.choice(live)
             n = self.faults_by_kind[kind] + 1
             ident = self.fault_begin(kind)
-            policy = f"{FOREIGN}step-{n}"
-            action = f"{FOREIGN}nightly-{n}"
-            target = {"ServiceNamespace": "sagemaker", "ResourceId": r.resource_id,
-                      "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}
-            s1, _ = self.aws.aws("AnyScaleFrontendService.PutScalingPolicy", {
-                **target, "PolicyName": policy, "PolicyType": "StepScaling",
-                "StepScalingPolicyConfiguration": {
-                    "AdjustmentType": "ChangeInCapacity", "Cooldown": 60,
-                    "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}],
-                }}, key="foreign-tool")
-            s2, _ = self.aws.aws("AnyScaleFrontendService.PutScheduledAction", {
-                **target, "ScheduledActionName": action, "Schedule": "cron(0 3 * * ? *)",
-                "ScalableTargetAction": {"MinCapacity": 0}}, key="foreign-tool")
-            log(t0, f"chaos: a foreign tool put policy {policy} ({s1}) and scheduled action {action} ({s2}) on {r.resource_id} ({r.key})")
-            self.fault_end(ident)
+            try:
+                policy = f"{FOREIGN}step-{n}"
+                action = f"{FOREIGN}nightly-{n}"
+                target = {"ServiceNamespace": "sagemaker", "ResourceId": r.resource_id,
+                          "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}
+                s1, _ = self.aws.aws("AnyScaleFrontendService.PutScalingPolicy", {
+                    **target, "PolicyName": policy, "PolicyType": "StepScaling",
+                    "StepScalingPolicyConfiguration": {
+                        "AdjustmentType": "ChangeInCapacity", "Cooldown": 60,
+                        "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}],
+                    }}, key="foreign-tool")
+                s2, _ = self.aws.aws("AnyScaleFrontendService.PutScheduledAction", {
+                    **target, "ScheduledActionName": action, "Schedule": "cron(0 3 * * ? *)",
+                    "ScalableTargetAction": {"MinCapacity": 0}}, key="foreign-tool")
+                log(t0, f"chaos: a foreign tool put policy {policy} ({s1}) and scheduled action {action} ({s2}) on {r.resource_id} ({r.key})")
+            finally:
+                self.fault_end(ident)
 
     def count_in_log(self, text: str) -> int:
         try:
@@ -636,46 +855,51 @@ class Soak:
     # ---- churn and traffic -----------------------------------------------------------------
 
     def churn(self) -> None:
-        live = [name for name, r in self.resources.items() if r.deleted_at is None]
-        choice = self.rng.random()
-        if choice < 1 / 3 or len(live) < self.config.n * 0.8:
-            plan = self.new_resource_plan()
+        rng = self.churn_rng
+        live = [name for name, r in self.resources.items()
+                if r.deleted_at is None and name not in self.unsure_deletes]
+        choice = rng.random()
+        if choice < 1 / 3 or len(live) < self.config.n * 0.8 or not live:
+            plan = self.new_resource_plan(rng)
             if self.create(plan):
                 self.ops["create"] += 1
                 log(self.t0, f"churn: created {plan['name']} ({plan['type']}, {plan['account']}, min {plan['min']} max {plan['max']})")
             return
-        name = self.rng.choice(live)
+        name = rng.choice(live)
         r = self.resources[name]
         if choice < 2 / 3 and len(live) > self.config.n * 0.8:
             try:
-                status, _ = self.kube.call("DELETE", self.kube.aes_path(name))
-            except OSError as e:
-                log(self.t0, f"churn: delete {name} failed ({e})")
+                status, _ = self.kube.call("DELETE", self.kube.aes_path(name), timeout=10)
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                # Made or not, the API server's list tells (observe).
+                self.unsure_deletes[name] = time.time()
+                log(self.t0, f"churn: delete {name} got no answer ({e}); the API server's list will tell")
                 return
             if status in (200, 202):
                 r.deleted_at = time.time()
                 self.ops["delete"] += 1
                 log(self.t0, f"churn: deleted {name}")
+            elif status >= 500:
+                self.unsure_deletes[name] = time.time()
             return
         plan = self.specs[name]
-        field = self.rng.choice(["min", "max", "target"])
+        field = rng.choice(["min", "max", "target"])
         if field == "min":
             plan["min"] = 1 - plan["min"]
         elif field == "max":
-            plan["max"] = self.rng.choice([v for v in (2, 3, 4) if v != plan["max"]])
+            plan["max"] = rng.choice([v for v in (2, 3, 4) if v != plan["max"]])
         else:
-            plan["target"] = self.rng.choice([v for v in (3, 5, 8) if v != plan["target"]])
+            plan["target"] = rng.choice([v for v in (3, 5, 8) if v != plan["target"]])
         patch = {"spec": {"minCapacity": plan["min"], "maxCapacity": plan["max"],
                           "targetTracking": {"targetValue": plan["target"]}}}
         try:
             status, _ = self.kube.call("PATCH", self.kube.aes_path(name), patch,
-                                       content_type="application/merge-patch+json")
-        except OSError as e:
-            log(self.t0, f"churn: edit {name} failed ({e})")
+                                       content_type="application/merge-patch+json", timeout=10)
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            # Whether it applied, the object's generation tells (observe).
+            log(self.t0, f"churn: edit {name} got no answer ({e})")
             return
         if status == 200:
-            r.min_capacity = plan["min"]
-            r.changed_at = time.time()
             self.ops["edit"] += 1
             log(self.t0, f"churn: edited {name}: min {plan['min']} max {plan['max']} target {plan['target']}")
 
@@ -688,17 +912,18 @@ class Soak:
         for r in self.resources.values():
             if r.deleted_at is not None or r.endpoint_missing:
                 continue
-            phase = (hash(r.endpoint) % 1000) / 1000.0
+            # crc32, not hash(): the same phase in every run (str hashes are salted per process).
+            phase = (zlib.crc32(r.endpoint.encode()) % 1000) / 1000.0
             level = math.sin(2 * math.pi * (now / day + phase))
             if level <= 0.2:
                 continue
             per_minute = 24.0 * level
             mean = per_minute * sim_seconds / 60.0
-            count = poisson(self.rng, mean)
+            count = poisson(self.traffic_rng, mean)
             if count:
                 try:
                     self.aws.call("POST", "/_sim/requests", {"endpoint": r.endpoint, "count": count}, account=r.account)
-                except urllib.error.HTTPError:
+                except (OSError, http.client.HTTPException):
                     pass
 
     # ---- observation -----------------------------------------------------------------------
@@ -707,6 +932,7 @@ class Soak:
         path = "/apis/coordination.k8s.io/v1/namespaces/default/leases/asyncscale-leader"
         while not self.stop:
             try:
+                asked = time.time()
                 status, lease = self.kube.call("GET", path)
                 if status == 200:
                     spec = lease.get("spec", {})
@@ -723,29 +949,104 @@ class Soak:
                             self.holder = holder
                             self.one_writer.lease_seen(holder, renewed)
                             self.lease_seen_at = time.time()
+                    with self.lock:
+                        # Every renewal made before `asked` is in what was read.
+                        self.lease_read_at = asked
             except (OSError, ValueError, http.client.HTTPException):
                 pass
+            except Exception as e:  # noqa: BLE001
+                # A thread that dies here leaves the one-writer check without renewals: every
+                # later write would look unfenced. Say so and go on.
+                log(self.t0, f"lease watch: {e!r}")
             time.sleep(0.2)
 
-    def observe(self, now: float) -> None:
-        found: list[inv.Violation] = []
-        # The call log: who wrote what, when.
+    def read_call_log(self) -> list[dict]:
+        """The endpoint's call log since the last read, judged page by page as it comes (a page
+        read is never lost to a later page failing)."""
         entries: list[dict] = []
         while True:
             page = self.aws.call("GET", f"/_sim/log?since={self.log_seq}&limit=20000")
-            entries += page["entries"]
-            if not page["entries"]:
+            batch = page["entries"]
+            if not batch:
                 break
-            self.log_seq = page["entries"][-1]["seq"]
-            if len(page["entries"]) < 20000:
-                break
-        if entries:
-            # The history, for reading a violation afterwards.
+            if batch[0]["seq"] > self.log_seq + 1:
+                # The log is bounded: what fell out of it before it was read was never judged.
+                lost = batch[0]["seq"] - self.log_seq - 1
+                self.violations.append(inv.Violation(
+                    HARNESS, time.time(),
+                    f"{lost} call log entries were dropped before the harness read them "
+                    f"(dropped in all: {page.get('dropped')}): the one-writer check never saw them"))
+            self.log_seq = batch[-1]["seq"]
             with open(self.work / "calls.jsonl", "a") as f:
-                f.writelines(json.dumps(e) + "\n" for e in entries)
-        with self.lock:
-            found += self.one_writer.calls(entries)
-        found += self.ownership.calls(entries)
+                f.writelines(json.dumps(e) + "\n" for e in batch)
+            with self.lock:
+                found = self.one_writer.calls(batch, observed_until=self.lease_read_at)
+            found += self.ownership.calls(batch)
+            self.report_found(found)
+            entries += batch
+            if len(batch) < 20000:
+                break
+        return entries
+
+    def report_found(self, found: list[inv.Violation]) -> None:
+        for v in found:
+            print(v.line(self.t0), flush=True)
+        self.violations += found
+
+    def follow_listing(self, now: float, present: dict[str, dict]) -> None:
+        """Brings the harness's picture of the resources in line with the API server's: creates
+        and deletes that got no answer, edits (a new generation), deletions seen as they happen."""
+        for name, plan in list(self.unsure_creates.items()):
+            if name in present:
+                log(self.t0, f"churn: create {name} had been made after all")
+                self.adopt(plan, now)
+                self.ops["create"] += 1
+            elif now - plan["asked_at"] > 2 * self.config.resync:
+                del self.unsure_creates[name]
+        for name, asked_at in list(self.unsure_deletes.items()):
+            r = self.resources.get(name)
+            item = present.get(name)
+            if r is None:
+                del self.unsure_deletes[name]
+            elif item is None or item["metadata"].get("deletionTimestamp"):
+                log(self.t0, f"churn: delete {name} had been made after all")
+                r.deleted_at = asked_at
+                self.ops["delete"] += 1
+                del self.unsure_deletes[name]
+            elif now - asked_at > 10:
+                # Still there, not being deleted: the delete never arrived.
+                del self.unsure_deletes[name]
+        for name, r in self.resources.items():
+            item = present.get(name)
+            if r.deleted_at is not None or item is None:
+                if r.deleted_at is None and item is None and name not in self.unsure_deletes:
+                    log(self.t0, f"{r.key} is gone from the API server, deleted by no one the soak knows")
+                    r.deleted_at = now
+                continue
+            meta = item["metadata"]
+            if meta.get("deletionTimestamp"):
+                r.deleted_at = r.deleted_at or now
+                continue
+            generation = meta.get("generation")
+            if generation != r.generation:
+                spec = item.get("spec") or {}
+                if r.generation is not None:
+                    r.changed_at = now
+                r.generation = generation
+                r.min_capacity = spec.get("minCapacity", r.min_capacity)
+                r.zero_by_schedule = any(
+                    s.get("minCapacity") == 0 for s in spec.get("schedules") or []
+                )
+
+    def observe(self, now: float) -> None:
+        found: list[inv.Violation] = []
+        # The clocks of "within a resync" start once the first fleet converged (creating N
+        # resources at once takes longer than a resync at AWS's rates, 3 alarms a second) and
+        # once the last fault that disturbs every resource is over.
+        disturbed = any(kind in self.DISTURBING for kind, _ in self.faults_on.values())
+        quiet_since = now if disturbed or not self.converged else max(self.last_disturbance_end, self.converged_at)
+        # The call log: who wrote what, when.
+        entries = self.read_call_log()
         quiet = (
             self.converged
             and not self.faults_on
@@ -785,28 +1086,48 @@ class Soak:
                 json.dump({"states": states, "quotas": {f"{a}/{t}": q for (a, t), q in self.quotas.items()},
                            "types": {a: self.endpoint_types(a) for a in (OWN, OTHER)}}, f)
         found += over
-        # The clocks of "within a resync" start once the first fleet converged: creating N
-        # resources at once takes longer than a resync at AWS's rates (3 alarms a second).
-        quiet_since = now if self.faults_on or not self.converged else max(self.last_fault_end, self.converged_at)
+        # The controllers' logs: visits and failures (read before the checks of visits, so that
+        # a visit of the last second counts).
+        for replica in self.replicas.values():
+            for line in replica.new_lines():
+                fields = line.get("fields", {})
+                message = fields.get("message", "")
+                at = micro_time(line.get("timestamp")) or now
+                if message == "reconciling" and fields.get("resource"):
+                    self.visits.visited(fields["resource"], at)
+                elif message == "reconciled" and fields.get("resource"):
+                    self.visits.finished(fields["resource"], at)
+                elif message == "reconcile failed":
+                    self.reconcile_errors[fields.get("kind", "?")] += 1
         # The resources, as the API server has them.
         try:
             status, listing = self.kube.call("GET", self.kube.aes_path())
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException, ValueError):
             status, listing = 0, None
         ready, total = 0, 0
         if status == 200:
             present = {item["metadata"]["name"]: item for item in listing["items"]}
-            effective, not_ready = {}, []
+            self.follow_listing(now, present)
+            scoped_on = {self.fault_scope[i] for i in self.faults_on if i in self.fault_scope}
+            quiet_by_key = {
+                r.key: now if (r.account, r.instance_type) in scoped_on
+                else self.scope_quiet.get((r.account, r.instance_type), 0.0)
+                for r in self.resources.values()
+            }
+            effective, not_ready, unready_required = {}, [], 0
             for name, r in self.resources.items():
                 item = present.get(name)
                 if r.deleted_at is not None:
-                    if item is None and not getattr(r, "endpoint_removed", False):
+                    if item is None and not r.endpoint_removed:
                         # Gone (the finalizer ran): its endpoint leaves the account too.
-                        r.endpoint_removed = True
                         try:
-                            self.aws.call("DELETE", f"/_sim/endpoints?endpoint={r.endpoint}", account=r.account)
-                        except urllib.error.HTTPError:
-                            pass
+                            self.aws.call("DELETE", f"/_sim/endpoints?endpoint={urllib.parse.quote(r.endpoint)}",
+                                          account=r.account)
+                            r.endpoint_removed = True
+                        except urllib.error.HTTPError as e:
+                            r.endpoint_removed = e.code == 404
+                        except (OSError, http.client.HTTPException):
+                            pass  # again next round
                     continue
                 if item is None:
                     continue
@@ -818,41 +1139,65 @@ class Soak:
                     for c in status_.get("conditions", [])
                 )
                 ready += is_ready
-                if not is_ready and not r.endpoint_missing and now - r.changed_at > self.config.resync + self.config.grace:
+                settled = now - r.changed_at > self.config.resync + self.config.grace
+                if not is_ready and (r.changed_at <= self.fleet_created_at or settled):
+                    # The first fleet all of it; churn's resources once they had a resync.
+                    unready_required += 1
+                if not is_ready and not r.endpoint_missing and settled:
                     not_ready.append(r.key)
-            if not self.converged and ready == total == len(present):
+            if not self.converged and self.fleet_created_at and unready_required == 0:
                 self.converged = True
                 self.converged_at = now
                 self.recovery.burst_ended(now)
                 log(self.t0, f"fleet: all {total} resources Ready")
-            found += self.ownership.state(now, quiet_since, list(self.resources.values()), states, effective)
+            found += self.ownership.state(now, quiet_since, list(self.resources.values()), states, effective,
+                                          present=set(present), quiet_by_key=quiet_by_key)
             found += self.recovery.ready(now, not_ready)
             live = {
-                r.key: r.changed_at for r in self.resources.values()
+                r.key: max(r.changed_at, quiet_by_key[r.key]) for r in self.resources.values()
                 if r.deleted_at is None and r.key.split("/")[1] in present
             }
             found += self.visits.check(now, quiet_since, live)
             if quiet:
                 self.quiet_endpoint_seconds += len(live)
-        # The controllers' logs: visits and failures.
-        for replica in self.replicas.values():
-            for line in replica.new_lines():
-                fields = line.get("fields", {})
-                message = fields.get("message", "")
-                at = micro_time(line.get("timestamp")) or now
-                if message == "reconciling" and fields.get("resource"):
-                    self.visits.visited(fields["resource"], at)
-                elif message == "reconcile failed":
-                    self.reconcile_errors[fields.get("kind", "?")] += 1
+            # The Lease read too: without it the one-writer check waits (Coverage counts that).
+            self.looked = time.time() - self.lease_read_at < 10
+            self.armed = self.converged and now >= quiet_since + self.config.resync + self.config.grace
         rss = [self.replicas[n].rss() for n in REPLICAS]
         for name, value in zip(REPLICAS, rss):
             r = self.replicas[name]
             if value is not None:
                 self.memory.sample(r.proc.pid, name, r.started, now, value)
         self.series.append((now, ready, total, *(v / 1e6 if v else None for v in rss), len(self.faults_on)))
-        for v in found:
-            print(v.line(self.t0), flush=True)
-        self.violations += found
+        self.report_found(found)
+
+    def check_processes(self) -> None:
+        """A replica that exited without the harness stopping it crashed (a violation; it is
+        started again, as its Deployment would); without the endpoint or the control plane the
+        soak cannot go on."""
+        now = time.time()
+        for r in self.replicas.values():
+            if r.proc is None or r.down_on_purpose or r.proc.poll() is None:
+                continue
+            if r.reported_exit == r.proc.pid:
+                continue
+            r.reported_exit = r.proc.pid
+            r.crashes += 1
+            # Started again as its Deployment would, after a back-off (one that cannot start at
+            # all must not be restarted, and reported, every second).
+            delay = min(60.0, 2.0 ** r.crashes)
+            self.report_found([inv.Violation(
+                CRASH, now,
+                f"{r.name} (pid {r.proc.pid}) exited with status {r.proc.returncode} "
+                f"{now - r.started:.0f}s after it started, not stopped by the soak; started again in "
+                f"{delay:.0f}s; its log ends: {r.tail()}")])
+            r.down_on_purpose = True
+            self.later(delay, lambda r=r: self.guard(f"start {r.name}", r.start))
+        for what, p in (("the local AWS endpoint", self.sim), ("the control plane", self.controlplane)):
+            if p is not None and p.poll() is not None:
+                self.report_found([inv.Violation(
+                    HARNESS, now, f"{what} (pid {p.pid}) exited with status {p.returncode}: the soak stops")])
+                raise SoakAborted(f"{what} exited")
 
     # ---- the run ---------------------------------------------------------------------------
 
@@ -861,71 +1206,127 @@ class Soak:
         self.plan_fleet()
         log(self.t0, f"soak: {c.seconds:.0f}s, N={c.n}, SEED={c.seed}, resync {c.resync:.0f}s, "
                      f"time scale {c.time_scale:g}, work dir {self.work}")
-        self.start_processes()
-        self.plant_foreign_endpoints()
-        threading.Thread(target=self.watch_lease, daemon=True).start()
-        created = sum(self.create(p) for p in self.initial)
-        log(self.t0, f"fleet: {created} resources created; quotas {dict((f'{t}@{a[-3:]}', q) for (a, t), q in self.quotas.items())}")
-        self.timers: list[tuple[float, object]] = []
-        self.pending_restart = None
-        start = time.time()
-        end = self.t0 + c.seconds
-        # Warm-up: a resync for the fleet to converge before the first fault; the last two
-        # resyncs are quiet, for the final recovery.
-        warm = 2 * c.resync if c.compressed else 5 * c.resync
-        # The last fault (a quota dip is the longest) ends three resyncs before the end.
-        events = self.schedule(start + warm, end - 3 * c.resync - c.dip_seconds)
-        log(self.t0, "chaos schedule: " + ", ".join(f"{e - self.t0:.0f}s {k}" for e, k in events))
-        churn_every = 60.0 / max(1e-9, c.churn_per_minute * c.n)
-        next_churn = start + warm
-        next_traffic = start
+        outcome = "interrupted"
         try:
-            while time.time() < end:
-                tick = time.time()
-                while events and events[0][0] <= tick:
-                    _, kind = events.pop(0)
-                    self.guard(f"chaos {kind}", lambda kind=kind: self.inject(kind))
-                for due, action in [t for t in self.timers if t[0] <= tick]:
-                    self.timers.remove((due, action))
-                    self.guard("chaos", action)
-                if self.pending_restart:
-                    which, ident, before = self.pending_restart
-                    if self.count_in_log(f"{which} up") > before:
-                        self.pending_restart = None
-                        self.fault_end(ident)
-                if tick >= next_churn and tick < end - 3 * c.resync:
-                    self.guard("churn", self.churn)
-                    next_churn += churn_every
-                if tick >= next_traffic:
-                    self.guard("traffic", lambda: self.traffic(2.0))
-                    next_traffic += 2.0
-                try:
-                    self.observe(tick)
-                    self.checks += 1
-                except (OSError, http.client.HTTPException, ValueError) as e:
-                    log(self.t0, f"observe: {e}")
-                self.check_seconds.append(time.time() - tick)
-                time.sleep(max(0.0, 1.0 - (time.time() - tick)))
-            for due, action in sorted(self.timers, key=lambda t: t[0]):
-                self.guard("chaos", action)
+            self.start_processes()
+            self.plant_foreign_endpoints()
+            threading.Thread(target=self.watch_lease, daemon=True).start()
+            created = sum(self.create(p) for p in self.initial)
+            self.fleet_created_at = time.time()
+            log(self.t0, f"fleet: {created} resources created; quotas {dict((f'{t}@{a[-3:]}', q) for (a, t), q in self.quotas.items())}")
+            self.loop()
             self.self_check()
+            outcome = "done"
+        except SoakAborted as e:
+            outcome = f"aborted: {e}"
+        except StartFailed as e:
+            outcome = f"could not start: {e}"
+            log(self.t0, outcome)
         finally:
             self.stop = True
-            self.report()
-            self.cleanup()
-        failed = bool(self.counted_violations())
-        if failed or os.environ.get("KEEP"):
-            print(f"kept for reading: {self.work} (the replicas' logs, calls.jsonl, lease.jsonl)", flush=True)
-        else:
-            shutil.rmtree(self.work, ignore_errors=True)
+            # A second Ctrl-C or SIGTERM must not cut the cleanup short (processes left behind).
+            previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                try:
+                    self.cleanup()
+                finally:
+                    self.report(outcome)
+                    failed = bool(self.counted_violations()) or outcome != "done"
+                    if failed or os.environ.get("KEEP"):
+                        print(f"kept for reading: {self.work} (the replicas' logs, calls.jsonl, lease.jsonl)", flush=True)
+                    else:
+                        shutil.rmtree(self.work, ignore_errors=True)
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
         return 1 if failed else 0
+
+    def loop(self) -> None:
+        c = self.config
+        # The first fleet converges before the clock starts: a fault during its creation would
+        # leave the checks that wait for a converged fleet nothing to look at, and how long
+        # creation takes depends on the machine (a busy CI runner), not on the schedule.
+        deadline = time.time() + max(c.warm, 180.0)
+        while not self.converged and time.time() < deadline:
+            tick = time.time()
+            self.check_processes()
+            try:
+                self.observe(tick)
+                self.checks += 1
+            except (OSError, http.client.HTTPException, ValueError, KeyError) as e:
+                log(self.t0, f"observe: {e!r}")
+            time.sleep(max(0.0, 1.0 - (time.time() - tick)))
+        start = time.time()
+        # SOAK_SECONDS count from here: the start-up (a minute, on a busy machine) takes none of
+        # the time the schedule was planned for.
+        end = start + c.seconds
+        # Warm-up before the first fault, for the fleet to converge; every fault over
+        # `tail` (three resyncs) before the end, for the final recovery and the quiet checks.
+        events = self.schedule(start + c.warm, end - c.tail)
+        log(self.t0, "chaos schedule: " + ", ".join(f"{e - self.t0:.0f}s {k}" for e, k in events))
+        churn_every = 60.0 / (c.churn_per_minute * c.n)
+        next_churn = start + c.warm
+        next_traffic = start
+        while time.time() < end:
+            tick = time.time()
+            self.check_processes()
+            while events and events[0][0] <= tick:
+                _, kind = events.pop(0)
+                self.guard(f"chaos {kind}", lambda kind=kind: self.inject(kind))
+            self.run_timers(tick)
+            self.follow_restarts(tick)
+            if tick >= next_churn and tick < end - c.tail:
+                self.guard("churn", self.churn)
+                next_churn += churn_every
+            if tick >= next_traffic:
+                self.guard("traffic", lambda: self.traffic(2.0))
+                next_traffic += 2.0
+            self.looked = False
+            try:
+                self.observe(tick)
+                self.checks += 1
+            except (OSError, http.client.HTTPException, ValueError, KeyError) as e:
+                log(self.t0, f"observe: {e!r}")
+            self.report_found(self.coverage.round(
+                tick, self.converged, bool(self.faults_on), self.looked, self.armed and self.looked))
+            self.check_seconds.append(time.time() - tick)
+            time.sleep(max(0.0, 1.0 - (time.time() - tick)))
+        # Faults still on (none should be: the schedule ends them `tail` before the end).
+        while self.timers:
+            self.run_timers(float("inf"))
+        deadline = time.time() + 180
+        while self.pending_restarts and time.time() < deadline:
+            self.follow_restarts(time.time())
+            time.sleep(0.5)
+        self.follow_restarts(float("inf"))
+        self.report_found(self.coverage.finish(time.time()))
+
+    def run_timers(self, now: float) -> None:
+        for due, action in sorted([t for t in self.timers if t[0] <= now], key=lambda t: t[0]):
+            self.timers.remove((due, action))
+            self.guard("chaos", action)
+
+    def follow_restarts(self, now: float) -> None:
+        """A restart ends when the control plane says `… up`; one that never does (the control
+        plane stuck, a command it refused) ends after 150 s as a violation, not never."""
+        for pending in list(self.pending_restarts):
+            which, ident, done_at, asked = pending
+            if self.count_in_log(f"{which} up") >= done_at:
+                self.pending_restarts.remove(pending)
+                self.fault_end(ident)
+            elif now - asked > 150:
+                self.pending_restarts.remove(pending)
+                self.report_found([inv.Violation(
+                    HARNESS, time.time(),
+                    f"{which} did not come back {time.time() - asked:.0f}s after its restart (see {self.controlplane_log})")])
+                self.fault_end(ident)
 
     def guard(self, what: str, action) -> None:
         """The harness's own calls meet the faults it injects (a hung operation, an API server
         down): one that fails is logged and the soak goes on."""
         try:
             action()
-        except (OSError, http.client.HTTPException, ValueError, KeyError) as e:
+        except (OSError, http.client.HTTPException, ValueError, KeyError, IndexError) as e:
             log(self.t0, f"{what}: the harness's own call failed: {e!r}")
 
     def self_check(self) -> None:
@@ -933,12 +1334,10 @@ class Soak:
         that does not hold the Lease must be reported. It is then left out of the verdict."""
         standby = next((n for n in REPLICAS if n != self.holder), REPLICAS[1])
         before = len(self.violations)
-        self.aws.aws("AnyScaleFrontendService.PutScalingPolicy", {
-            "ServiceNamespace": "sagemaker", "ResourceId": "endpoint/soak-self-check/variant/AllTraffic",
-            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "PolicyName": "self-check",
-            "PolicyType": "StepScaling"}, key=standby)
-        time.sleep(1.0)
-        self.observe(time.time())
+        try:
+            self.self_check_write(standby)
+        except (OSError, http.client.HTTPException, ValueError, KeyError) as e:
+            log(self.t0, f"self-check: could not run ({e!r})")
         fired = [v for v in self.violations[before:] if v.invariant == inv.OneWriter.name and "self-check" in v.message]
         self.self_check_ok = bool(fired)
         for v in fired:
@@ -947,20 +1346,33 @@ class Soak:
             f"fired on a write signed with {standby}'s keys (the standby): it can fail" if fired
             else "did NOT fire on a write signed with the standby's keys: the checks are blind"))
 
+    def self_check_write(self, standby: str) -> None:
+        self.aws.aws("AnyScaleFrontendService.PutScalingPolicy", {
+            "ServiceNamespace": "sagemaker", "ResourceId": "endpoint/soak-self-check/variant/AllTraffic",
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount", "PolicyName": "self-check",
+            "PolicyType": "StepScaling"}, key=standby)
+        time.sleep(1.0)
+        self.observe(time.time())
+        # Whatever still waits for a later read of the Lease is judged now, on what was seen.
+        with self.lock:
+            self.report_found(self.one_writer.calls([]))
+
     def counted_violations(self) -> list[inv.Violation]:
         extra = [] if getattr(self, "self_check_ok", False) else [inv.Violation("self-check", time.time(), "the one-writer check did not fire")]
         return self.violations + extra
 
     # ---- the report ------------------------------------------------------------------------
 
-    def report(self) -> None:
+    def report(self, outcome: str = "done") -> None:
         c = self.config
         c.out.mkdir(parents=True, exist_ok=True)
         memory_violations, memory_lines = self.memory.judge()
         self.violations += memory_violations
         names = [inv.OneWriter.name, inv.QuotaShare.name, inv.Ownership.trap1, inv.Ownership.lost,
                  inv.Ownership.left, inv.Ownership.foreign, inv.Recovery.name, inv.Visits.name,
-                 inv.Memory.name]
+                 inv.Memory.name, CRASH, inv.Coverage.converged, inv.Coverage.looked,
+                 inv.Coverage.armed, HARNESS]
+        held = self.one_writer.held_while_paused
         by_invariant = Counter(v.invariant for v in self.counted_violations())
         per_resync = (
             self.quiet_calls / (self.quiet_endpoint_seconds / c.resync)
@@ -969,6 +1381,7 @@ class Soak:
         lines = [
             f"# Soak: {c.seconds:.0f} s, N={c.n}, SEED={c.seed}, resync {c.resync:.0f} s, time scale {c.time_scale:g}",
             "",
+            *([] if outcome == "done" else [f"**The soak did not finish ({outcome}): what follows covers the part that ran.**", ""]),
             "| faults injected | count |", "|---|---|",
             *[f"| {k} | {self.faults_by_kind.get(k, 0)} |" for k in self.KINDS],
             f"| churn (create / edit / delete) | {self.ops['create']} / {self.ops['edit']} / {self.ops['delete']} |",
@@ -981,7 +1394,14 @@ class Soak:
             f"server and the logs, every check) took {percentile(self.check_seconds, 0.5):.2f} s "
             f"at the median, {percentile(self.check_seconds, 0.99):.2f} s at p99",
             f"- one-writer check: {self.one_writer.writes_checked} writes by the replicas checked against the Lease; "
-            f"margin {LEASE_SECONDS - LEASE_SECONDS * 2 / 3:.0f} s (the Lease's {LEASE_SECONDS:.0f} s less the renew deadline's {LEASE_SECONDS * 2 / 3:.0f} s)",
+            f"margin {LEASE_SECONDS - LEASE_SECONDS * 2 / 3:.0f} s (the Lease's {LEASE_SECONDS:.0f} s less the renew deadline's {LEASE_SECONDS * 2 / 3:.0f} s)"
+            + (f"; {len(self.one_writer.pending)} left unjudged (answered after the last read of the Lease)" if self.one_writer.pending else ""),
+            f"- writes sent within the Lease but answered past it, held by an injected hang while the harness had the "
+            f"replica stopped (no violation: a stopped process cannot give up on a request): {len(held)}"
+            + "".join(f"\n  - {h}" for h in held[:10]),
+            f"- the quiet checks (nothing lost, trap 1, nothing left, no stuck resource) were armed for "
+            f"{self.coverage.armed_seconds:.0f} s of the run; the fleet first converged "
+            + (f"{self.coverage.converged_at - self.t0:.0f} s in" if self.coverage.converged_at else "never"),
             f"- longest recovery after a burst: {self.recovery.longest:.0f} s (limit {self.recovery.limit:.0f} s; {len(self.recovery.recoveries)} bursts)",
             "- quota windows opened by the soak's own lowering: "
             + (", ".join(f"{w} {s:.0f} s" for w, s in self.quota.windows) or "none closed"),
@@ -1071,7 +1491,15 @@ def poisson(rng: random.Random, mean: float) -> int:
         k += 1
 
 
-def wait_for(path: Path, text: str, seconds: float, parse=None):
+class SoakAborted(Exception):
+    """The soak cannot go on (the endpoint or the control plane is gone)."""
+
+
+class StartFailed(Exception):
+    """A process of the soak did not start; the message says which and where its log is."""
+
+
+def wait_for(path: Path, text: str, seconds: float, parse=None, process: subprocess.Popen | None = None):
     deadline = time.time() + seconds
     while time.time() < deadline:
         try:
@@ -1080,8 +1508,38 @@ def wait_for(path: Path, text: str, seconds: float, parse=None):
                     return parse(line) if parse else line
         except OSError:
             pass
+        if process is not None and process.poll() is not None:
+            raise StartFailed(
+                f"{process.args[0]} exited with status {process.returncode} before {text!r}; its log: {path}"
+            )
         time.sleep(0.2)
-    raise SystemExit(f"timed out waiting for {text!r} in {path}")
+    raise StartFailed(f"timed out after {seconds:.0f}s waiting for {text!r} in {path}")
+
+
+def controlplane_dir(kubeconfig: Path) -> Path | None:
+    """The control plane's own directory: where the kubeconfig's certificate authority is."""
+    try:
+        config = yaml.safe_load(kubeconfig.read_text())
+        found = Path(config["clusters"][0]["cluster"]["certificate-authority"]).parent
+    except (OSError, KeyError, IndexError, TypeError, yaml.YAMLError):
+        return None
+    # Only a directory the control plane made for itself (crates/controlplane): never remove,
+    # nor stop the processes naming, anything broader.
+    return found if found.name.startswith("asyncscale-controlplane-") else None
+
+
+def processes_naming(text: str) -> list[int]:
+    """The pids whose command line contains `text` (a directory unique to one run)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if text.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
 
 
 def kubectl(kubeconfig: Path, *args: str) -> None:
@@ -1090,9 +1548,19 @@ def kubectl(kubeconfig: Path, *args: str) -> None:
 
 
 def main() -> int:
-    soak = Soak(Config())
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    return soak.run()
+    try:
+        config = Config()
+    except ConfigError as e:
+        print(f"soak: {e}", file=sys.stderr)
+        return 2
+    # SIGTERM and SIGHUP stop the soak as Ctrl-C does: the cleanup runs, the report is written.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda number, _: sys.exit(128 + number))
+    soak = Soak(config)
+    try:
+        return soak.run()
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -256,18 +256,39 @@ impl ControlPlane {
     /// Kills etcd (SIGKILL), keeps it down for `down`, and starts it again on the same data
     /// directory and ports, as a crashed etcd member comes back. Returns once it is healthy.
     pub fn restart_etcd(&mut self, down: Duration) {
-        let _ = self.etcd.0.kill();
-        let _ = self.etcd.0.wait();
+        self.kill_etcd();
         std::thread::sleep(down);
-        self.etcd = spawn_etcd(&self.dir, &self.etcd_args, &self.etcd_client);
+        self.start_etcd();
     }
 
     /// Kills kube-apiserver (SIGKILL), keeps it down for `down`, and starts it again on the same
     /// port. Returns once it is ready.
     pub fn restart_apiserver(&mut self, down: Duration) {
+        self.kill_apiserver();
+        std::thread::sleep(down);
+        self.start_apiserver();
+    }
+
+    /// The first half of [`Self::restart_etcd`], for a caller that waits out the downtime
+    /// itself (and may stop meanwhile: dropping the plane then is fine).
+    pub fn kill_etcd(&mut self) {
+        let _ = self.etcd.0.kill();
+        let _ = self.etcd.0.wait();
+    }
+
+    /// The second half of [`Self::restart_etcd`]: etcd again, on the same data; once healthy.
+    pub fn start_etcd(&mut self) {
+        self.etcd = spawn_etcd(&self.dir, &self.etcd_args, &self.etcd_client);
+    }
+
+    /// The first half of [`Self::restart_apiserver`].
+    pub fn kill_apiserver(&mut self) {
         let _ = self.apiserver.0.kill();
         let _ = self.apiserver.0.wait();
-        std::thread::sleep(down);
+    }
+
+    /// The second half of [`Self::restart_apiserver`]: kube-apiserver again; once ready.
+    pub fn start_apiserver(&mut self) {
         self.apiserver = spawn_apiserver(&self.dir, &self.apiserver_args);
         self.wait_ready();
     }

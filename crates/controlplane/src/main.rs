@@ -9,6 +9,8 @@
 
 use std::process::ExitCode;
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -28,8 +30,9 @@ async fn main() -> ExitCode {
         "control plane ready at {}: kubeconfig {kubeconfig}",
         plane.server
     );
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+    // Streams, not one-off futures: a signal that comes while a command runs waits in them.
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
     let (tx, mut commands) = tokio::sync::mpsc::unbounded_channel::<String>();
     // Standard input is read on a thread of its own: tokio's stdin would keep the runtime alive.
     std::thread::spawn(move || {
@@ -41,9 +44,13 @@ async fn main() -> ExitCode {
     });
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
             _ = term.recv() => break,
-            Some(line) = commands.recv() => command(&mut plane, &line),
+            Some(line) = commands.recv() => {
+                if command(&mut plane, &line, &mut term, &mut interrupt).await == Next::Stop {
+                    break;
+                }
+            }
         }
     }
     drop(plane);
@@ -51,22 +58,51 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// One command from standard input (see the module's comment).
-fn command(plane: &mut asyncscale_controlplane::ControlPlane, line: &str) {
+#[derive(PartialEq, Eq)]
+enum Next {
+    Continue,
+    /// A signal came during a command: stop (the plane is dropped, which kills what runs).
+    Stop,
+}
+
+/// One command from standard input (see the module's comment). The downtime of a restart is
+/// waited out here, answering SIGTERM and Ctrl-C meanwhile: a test harness stopping during a
+/// long outage must not have to kill this process, which would leave etcd, kube-apiserver and
+/// the directory behind. (Starting again is not interruptible: up to 90 s for kube-apiserver.)
+async fn command(
+    plane: &mut asyncscale_controlplane::ControlPlane,
+    line: &str,
+    term: &mut Signal,
+    interrupt: &mut Signal,
+) -> Next {
     let words: Vec<&str> = line.split_whitespace().collect();
-    let down = |text: &str| {
-        text.parse::<f64>()
-            .ok()
-            .filter(|s| (0.0..=3600.0).contains(s))
-    };
     match words.as_slice() {
-        ["restart", which @ ("etcd" | "apiserver"), seconds] if down(seconds).is_some() => {
-            let down = std::time::Duration::from_secs_f64(down(seconds).unwrap_or_default());
+        ["restart", which @ ("etcd" | "apiserver"), seconds] => {
+            let Some(down) = seconds
+                .parse::<f64>()
+                .ok()
+                .filter(|s| (0.0..=3600.0).contains(s))
+            else {
+                eprintln!(
+                    "error: {line:?}: SECONDS is how long {which} stays down, a number from 0 to 3600 (e.g. `restart {which} 10`)"
+                );
+                return Next::Continue;
+            };
             eprintln!("{which} down");
             if *which == "etcd" {
-                plane.restart_etcd(down);
+                plane.kill_etcd();
             } else {
-                plane.restart_apiserver(down);
+                plane.kill_apiserver();
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs_f64(down)) => {}
+                _ = interrupt.recv() => return Next::Stop,
+                _ = term.recv() => return Next::Stop,
+            }
+            if *which == "etcd" {
+                plane.start_etcd();
+            } else {
+                plane.start_apiserver();
             }
             eprintln!("{which} up");
         }
@@ -75,4 +111,5 @@ fn command(plane: &mut asyncscale_controlplane::ControlPlane, line: &str) {
             "error: unknown command {line:?}: expected `restart etcd SECONDS` or `restart apiserver SECONDS`"
         ),
     }
+    Next::Continue
 }

@@ -630,11 +630,25 @@ async fn admin_log(
     State(shared): State<Shared>,
     axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
 ) -> Response {
-    let since = query.get("since").and_then(|s| s.parse().ok()).unwrap_or(0);
-    let limit = query
-        .get("limit")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000);
+    // A since= that does not parse must not read as 0 (the whole log, as if nothing was seen).
+    let number = |field: &str, default: u64| {
+        match query.get(field) {
+        None => Ok(default),
+        Some(text) => text.parse::<u64>().map_err(|_| {
+            format!(
+                "{field}={text:?}: expected a whole number of at least 0 (since: the last seq read, 0 for the start; limit: how many entries at most)"
+            )
+        }),
+    }
+    };
+    let since = match number("since", 0) {
+        Ok(since) => since,
+        Err(refused) => return bad_request(refused),
+    };
+    let limit = match number("limit", 10_000) {
+        Ok(limit) => usize::try_from(limit).unwrap_or(usize::MAX),
+        Err(refused) => return bad_request(refused),
+    };
     let log = shared.log.lock().expect("log lock");
     let body = json!({"dropped": log.dropped, "entries": log.since(since, limit)});
     (
@@ -827,29 +841,33 @@ async fn admin_set_quotas(Tenant { account, .. }: Tenant, body: Bytes) -> Respon
 }
 
 async fn admin_add_fault(Tenant { account, .. }: Tenant, body: Bytes) -> Response {
-    match serde_json::from_slice::<Fault>(&body) {
-        Ok(fault)
-            if fault.code.is_none() && fault.delay_seconds <= 0.0 && fault.hold_seconds <= 0.0 =>
-        {
-            bad_request(
-                "a fault needs a code (an AWS error to answer), delaySeconds or holdSeconds".into(),
-            )
+    let mut fault = match serde_json::from_slice::<Fault>(&body) {
+        Ok(fault) => fault,
+        Err(e) => return bad_request(format!("invalid fault: {e}")),
+    };
+    // Each bound named with the value given: "between 0 and 3600" alone leaves the reader to
+    // guess which field was wrong.
+    for (field, seconds) in [
+        ("delaySeconds", fault.delay_seconds),
+        ("holdSeconds", fault.hold_seconds),
+    ] {
+        if !(0.0..=3600.0).contains(&seconds) {
+            return bad_request(format!(
+                "{field} is {seconds}: it must be between 0 and 3600 (seconds)"
+            ));
         }
-        Ok(fault)
-            if !(0.0..=3600.0).contains(&fault.delay_seconds)
-                || !(0.0..=3600.0).contains(&fault.hold_seconds) =>
-        {
-            bad_request("delaySeconds and holdSeconds must be between 0 and 3600".into())
-        }
-        Ok(mut fault) => {
-            if fault.hold_seconds > 0.0 {
-                fault.hold_until = Some(crate::account::now() + fault.hold_seconds);
-            }
-            account.lock().expect("account lock").faults.push(fault);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => bad_request(format!("invalid fault: {e}")),
     }
+    if fault.code.is_none() && fault.delay_seconds == 0.0 && fault.hold_seconds == 0.0 {
+        return bad_request(
+            "a fault needs a code (an AWS error to answer), delaySeconds or holdSeconds".into(),
+        );
+    }
+    // When a hold ends is the endpoint's to set, from holdSeconds: a holdUntil in the request
+    // would make a hold without the 3600 s bound, or one that never lifts.
+    fault.hold_until =
+        (fault.hold_seconds > 0.0).then(|| crate::account::now() + fault.hold_seconds);
+    account.lock().expect("account lock").faults.push(fault);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// `{"rate": 0.3, "seed": 1}`: answer that share of all requests with passing errors (0: none).
