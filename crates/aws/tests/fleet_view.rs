@@ -355,6 +355,54 @@ async fn a_refresh_after_an_idle_spell_sweeps_the_policies_whatever_the_count() 
     assert_eq!(policies.len(), 1, "{policies:?}");
 }
 
+/// A view told to forget its policies (a new term of leadership) sweeps them at its next
+/// refresh, however far the next scheduled sweep is.
+#[tokio::test]
+async fn forgotten_policies_are_swept_at_the_next_refresh() {
+    let server = asyncscale_sim::start(
+        "127.0.0.1:0".parse().unwrap(),
+        asyncscale_sim::quota_table(&["ml.g4dn.xlarge=8".to_string()], &[]).unwrap(),
+    )
+    .await
+    .unwrap();
+    let view = FleetView::new(
+        Arc::new(
+            backend_at(&server.url())
+                .await
+                .with_budget(RequestBudget::unlimited()),
+        ),
+        FleetConfig {
+            refresh_every: Duration::from_millis(100),
+            policy_refresh_every: 1000,
+            read_backlog_alarms: false,
+        },
+    );
+    let other = backend_at(&server.url())
+        .await
+        .with_budget(RequestBudget::unlimited());
+    let rid = ResourceNames::new("ep-000", "AllTraffic").resource_id;
+    assert_eq!(view.describe_policies(&rid).await.unwrap(), vec![]);
+    let unknown = QuotaLookup::Unknown {
+        name: "q".into(),
+        reason: "test".into(),
+    };
+    let d = desire(&spec(0), &owner(0), &unknown, None, None).unwrap();
+    other
+        .register_target(&d.target, Some(&owner(0).tags()))
+        .await
+        .unwrap();
+    other.put_policy(&d.target_tracking).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        view.describe_policies(&rid).await.unwrap(),
+        vec![],
+        "no sweep due"
+    );
+    view.forget_policies();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(view.describe_policies(&rid).await.unwrap().len(), 1);
+}
+
 /// A deletion reads AWS itself: a policy another tool added since the last policy sweep keeps
 /// the target alive (only asyncscale's own policies and alarm go).
 #[tokio::test]

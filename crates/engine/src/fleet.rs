@@ -851,6 +851,13 @@ impl FleetView {
         }
     }
 
+    /// The policies (and scheduled actions) read so far are not to be trusted: the next refresh
+    /// sweeps them. For a replica that leads again after a standby, whose picture is as old as
+    /// its last term (a soak saw one point an alarm at a step policy re-created meanwhile).
+    pub fn forget_policies(&self) {
+        self.picture().policies_at = None;
+    }
+
     pub fn stats(&self) -> FleetStats {
         let picture = self.picture();
         FleetStats {
@@ -1461,6 +1468,13 @@ impl FleetSource {
             }
         }
         by_place
+    }
+
+    /// [`FleetView::forget_policies`] for every view: a new term of leadership starts.
+    pub fn forget_policies(&self) {
+        for view in self.views.lock().expect("fleet views lock").values() {
+            view.forget_policies();
+        }
     }
 
     /// Changes found by any view's refresh.

@@ -235,6 +235,7 @@ async fn run_controller(args: RunArgs) -> Result<(), RunError> {
     let namespaces = args.namespaces.clone();
     let followed = follow_leadership(leading_rx, stop_rx.clone(), &metrics, &health, || {
         ctx.begin_term();
+        fleet.forget_policies();
         tokio::spawn(run_controllers(
             client.clone(),
             namespaces.clone(),
