@@ -307,58 +307,11 @@ async fn a_refresh_without_a_policy_sweep_keeps_written_policies_read_directly()
     assert_eq!(policies.len(), 1, "{policies:?}");
 }
 
-/// Policies are swept every n-th refresh, and also whenever the last sweep is older than n
-/// intervals: a view idle for long (a standby that leads again) does not serve the policies it
-/// read before its idle spell as if they were current.
-#[tokio::test]
-async fn a_refresh_after_an_idle_spell_sweeps_the_policies_whatever_the_count() {
-    let server = asyncscale_sim::start(
-        "127.0.0.1:0".parse().unwrap(),
-        asyncscale_sim::quota_table(&["ml.g4dn.xlarge=8".to_string()], &[]).unwrap(),
-    )
-    .await
-    .unwrap();
-    let view_backend = backend_at(&server.url())
-        .await
-        .with_budget(RequestBudget::unlimited());
-    // Another replica: writes this view does not know of.
-    let other = backend_at(&server.url())
-        .await
-        .with_budget(RequestBudget::unlimited());
-    let view = FleetView::new(
-        Arc::new(view_backend),
-        FleetConfig {
-            refresh_every: Duration::from_millis(100),
-            policy_refresh_every: 3,
-            read_backlog_alarms: false,
-        },
-    );
-    let rid = ResourceNames::new("ep-000", "AllTraffic").resource_id;
-    assert_eq!(view.describe_policies(&rid).await.unwrap(), vec![]);
-    let spec = spec(0);
-    let unknown = QuotaLookup::Unknown {
-        name: "q".into(),
-        reason: "test".into(),
-    };
-    let d = desire(&spec, &owner(0), &unknown, None, None).unwrap();
-    other
-        .register_target(&d.target, Some(&owner(0).tags()))
-        .await
-        .unwrap();
-    other.put_policy(&d.target_tracking).await.unwrap();
-    // The next refresh, soon after the sweep, does not sweep (by design: one in three)...
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(view.describe_policies(&rid).await.unwrap(), vec![]);
-    // ...but after more than three intervals without one, the next refresh sweeps.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let policies = view.describe_policies(&rid).await.unwrap();
-    assert_eq!(policies.len(), 1, "{policies:?}");
-}
-
-/// A view told to forget its policies (a new term of leadership) sweeps them at its next
-/// refresh, however far the next scheduled sweep is.
-#[tokio::test]
-async fn forgotten_policies_are_swept_at_the_next_refresh() {
+/// A fleet view that swept the policies (none yet), then a policy written by another replica
+/// that the view does not know of.
+async fn a_policy_written_by_another_replica(
+    policy_refresh_every: u32,
+) -> (SimServer, FleetView, String) {
     let server = asyncscale_sim::start(
         "127.0.0.1:0".parse().unwrap(),
         asyncscale_sim::quota_table(&["ml.g4dn.xlarge=8".to_string()], &[]).unwrap(),
@@ -373,13 +326,10 @@ async fn forgotten_policies_are_swept_at_the_next_refresh() {
         ),
         FleetConfig {
             refresh_every: Duration::from_millis(100),
-            policy_refresh_every: 1000,
+            policy_refresh_every,
             read_backlog_alarms: false,
         },
     );
-    let other = backend_at(&server.url())
-        .await
-        .with_budget(RequestBudget::unlimited());
     let rid = ResourceNames::new("ep-000", "AllTraffic").resource_id;
     assert_eq!(view.describe_policies(&rid).await.unwrap(), vec![]);
     let unknown = QuotaLookup::Unknown {
@@ -387,11 +337,38 @@ async fn forgotten_policies_are_swept_at_the_next_refresh() {
         reason: "test".into(),
     };
     let d = desire(&spec(0), &owner(0), &unknown, None, None).unwrap();
+    // Another replica: writes this view does not know of.
+    let other = backend_at(&server.url())
+        .await
+        .with_budget(RequestBudget::unlimited());
     other
         .register_target(&d.target, Some(&owner(0).tags()))
         .await
         .unwrap();
     other.put_policy(&d.target_tracking).await.unwrap();
+    (server, view, rid)
+}
+
+/// Policies are swept every n-th refresh, and also whenever the last sweep is older than n
+/// intervals: a view idle for long (a standby that leads again) does not serve the policies it
+/// read before its idle spell as if they were current.
+#[tokio::test]
+async fn a_refresh_after_an_idle_spell_sweeps_the_policies_whatever_the_count() {
+    let (_server, view, rid) = a_policy_written_by_another_replica(3).await;
+    // The next refresh, soon after the sweep, does not sweep (by design: one in three)...
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(view.describe_policies(&rid).await.unwrap(), vec![]);
+    // ...but after more than three intervals without one, the next refresh sweeps.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let policies = view.describe_policies(&rid).await.unwrap();
+    assert_eq!(policies.len(), 1, "{policies:?}");
+}
+
+/// A view told to forget its policies (a new term of leadership) sweeps them at its next
+/// refresh, however far the next scheduled sweep is.
+#[tokio::test]
+async fn forgotten_policies_are_swept_at_the_next_refresh() {
+    let (_server, view, rid) = a_policy_written_by_another_replica(1000).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(
         view.describe_policies(&rid).await.unwrap(),
