@@ -72,6 +72,22 @@ def test_quota_share_gives_other_endpoints_growth_a_reaction_window():
     assert len(late) == 1 and "other endpoints' growth" in late[0].message
 
 
+def test_a_reaction_window_excuses_the_growth_only_and_waits_out_disturbances():
+    check = inv.QuotaShare(window_limit=100, reaction_limit=50)
+    key = ("123456789012", "ml.g5.xlarge")
+    assert check.sums(0, {key: 10}, {key: 8}, {key: 2}) == []
+    assert check.sums(1, {key: 10}, {key: 8}, {key: 3}) == [], "growth: excused"
+    # A leader change until 40 s: the limit counts from then.
+    assert check.sums(80, {key: 10}, {key: 8}, {key: 3}, quiet_since=40) == []
+    assert len(check.sums(91, {key: 10}, {key: 8}, {key: 3}, quiet_since=40)) == 1
+    # A raise of asyncscale's own inside the window is not excused.
+    check = inv.QuotaShare(window_limit=100, reaction_limit=50)
+    assert check.sums(0, {key: 10}, {key: 8}, {key: 2}) == []
+    assert check.sums(1, {key: 10}, {key: 8}, {key: 3}) == []
+    raised = check.sums(2, {key: 10}, {key: 9}, {key: 3})
+    assert len(raised) == 1 and "caps alone are past the quota" in raised[0].message
+
+
 def test_quota_failures_in_activities_fire_once_and_not_in_a_window():
     check = inv.QuotaShare(window_limit=100, reaction_limit=50)
     failed = [{"ActivityId": "a1", "ResourceId": RID, "StatusMessage": "Failed to set desired instance count: ResourceLimitExceeded: quota"}]

@@ -184,9 +184,13 @@ class QuotaShare:
       and the resyncs that follow);
     - other endpoints' instances grow (an endpoint created with its initial instance, one
       re-created behind asyncscale's back): asyncscale sees it at the next refresh of its
-      picture and lowers the caps at the resync after, so a sum over the quota within
-      `reaction_limit` of the last growth is allowed (how long each lasted is reported).
-    A sum over the quota outside these windows, or a window past its limit, is a violation."""
+      picture and lowers the caps at the resync after, so a sum over the quota is allowed for
+      `reaction_limit` after the growth, or after the last disturbance that keeps asyncscale from
+      reacting (an outage, a leader change, AWS failing), whichever is later. Only the growth
+      is excused: meanwhile the managed caps must still fit what the quota left before it (a
+      raise of asyncscale's own in the window is a violation at once).
+    A sum over the quota outside these windows, or a window past its limit, is a violation;
+    how long each window lasted is reported."""
 
     name = "no quota over-commit"
 
@@ -200,6 +204,8 @@ class QuotaShare:
         self.open_since: dict[tuple[str, str], float] = {}
         self.reaction_since: dict[tuple[str, str], float] = {}
         self.previous_other: dict[tuple[str, str], int] = {}
+        # What other endpoints held before the growth that opened a reaction window.
+        self.baseline: dict[tuple[str, str], int] = {}
         self.seen_failures: set[str] = set()
         self.over: set[tuple[str, str]] = set()
 
@@ -212,6 +218,7 @@ class QuotaShare:
         quotas: dict[tuple[str, str], int],
         managed_max: dict[tuple[str, str], int],
         other_use: dict[tuple[str, str], int],
+        quiet_since: float | None = None,
     ) -> list[Violation]:
         found = []
         for key, quota in quotas.items():
@@ -219,21 +226,40 @@ class QuotaShare:
             total = managed + others
             what = f"{key[1]} in {key[0]}"
             # The first look is the baseline, not growth.
-            if others > self.previous_other.get(key, others):
+            previous = self.previous_other.get(key, others)
+            if others > previous:
                 # Each growth gives asyncscale the reaction limit from then on.
                 self.reaction_since[key] = now
+                self.baseline.setdefault(key, previous)
+            if key in self.baseline:
+                self.baseline[key] = min(self.baseline[key], others)
             self.previous_other[key] = others
             if key in self.open_since and total <= quota:
                 self.windows.append((what, now - self.open_since.pop(key)))
             if total <= quota:
                 if key in self.over_since:
                     self.reactions.append((what, now - self.over_since.pop(key)))
+                self.baseline.pop(key, None)
                 self.over.discard(key)
                 continue
             sums = f"MaxCapacity {managed} + other endpoints' {others} instances > quota {quota}"
+            reacting_since = max(self.reaction_since.get(key, float("-inf")), quiet_since or float("-inf"))
             if key in self.open_since:
                 since, limit, why = self.open_since[key], self.window_limit, "the lowered quota"
-            elif now - self.reaction_since.get(key, float("-inf")) <= self.reaction_limit:
+            elif key in self.baseline and now - reacting_since <= self.reaction_limit:
+                before = self.baseline[key]
+                if managed + before > quota and key not in self.over:
+                    # Not the growth's doing: the caps alone are past what was left before it.
+                    self.over.add(key)
+                    found.append(
+                        Violation(
+                            self.name,
+                            now,
+                            f"{what}: MaxCapacity {managed} + the {before} instances other "
+                            f"endpoints held before they grew > quota {quota} (asyncscale's caps "
+                            f"alone are past the quota)",
+                        )
+                    )
                 self.over_since.setdefault(key, now)
                 continue
             elif key in self.reaction_since:
@@ -496,12 +522,13 @@ def scale_from_zero_fault(endpoint: str, step: dict | None, alarm: dict | None) 
 
 
 class Recovery:
-    """After the last fault of a burst ends, every resource is Ready within two resyncs."""
+    """After the last fault of a burst ends, every resource is Ready within two resyncs (plus the
+    grace the other checks allow for a requeue and a round of checks)."""
 
     name = "recovery"
 
-    def __init__(self, resync: float):
-        self.limit = 2 * resync
+    def __init__(self, resync: float, grace: float = 0.0):
+        self.limit = 2 * resync + grace
         self.waiting_since: float | None = None
         self.longest = 0.0
         self.recoveries: list[float] = []

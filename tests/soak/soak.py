@@ -402,7 +402,7 @@ class Soak:
             reaction_limit=2 * c.resync + c.grace,
         )
         self.ownership = inv.Ownership(c.resync, c.grace, set(REPLICAS), FOREIGN)
-        self.recovery = inv.Recovery(c.resync)
+        self.recovery = inv.Recovery(c.resync, c.grace)
         self.visits = inv.Visits(c.resync, c.grace)
         # Creating N resources at AWS's rates (3 alarms a second) takes about N/3 s, and the
         # churn and faults that start after the warm-up slow it: a generous bound, a second each.
@@ -1079,7 +1079,7 @@ class Soak:
                     other_use[key] += e["inService"] + e["starting"]
             type_of = {f"endpoint/{name}/variant/AllTraffic": t for name, t in types.items()}
             found += self.quota.failed_activities(now, account, st.get("FailedActivities", []), type_of)
-        over = self.quota.sums(now, dict(self.quotas), managed_max, other_use)
+        over = self.quota.sums(now, dict(self.quotas), managed_max, other_use, quiet_since=quiet_since)
         if over:
             # The evidence: every target and endpoint of the accounts at that moment.
             with open(self.work / f"quota-violation-{now - self.t0:.0f}s.json", "w") as f:
