@@ -88,6 +88,20 @@ def test_a_reaction_window_excuses_the_growth_only_and_waits_out_disturbances():
     assert len(raised) == 1 and "caps alone are past the quota" in raised[0].message
 
 
+def test_a_quota_failure_that_started_in_a_reaction_window_is_the_growths():
+    check = inv.QuotaShare(window_limit=100, reaction_limit=50)
+    key = ("123456789012", "ml.g5.xlarge")
+    types = {RID: "ml.g5.xlarge"}
+    check.sums(0, {key: 10}, {key: 8}, {key: 2})
+    check.sums(10, {key: 10}, {key: 8}, {key: 3})  # growth: a window opens at 10
+    check.sums(30, {key: 10}, {key: 7}, {key: 3})  # lowered: it closes at 30
+    failed = {"ResourceId": RID, "StatusMessage": "The account-level service limit is 10"}
+    # Seen a round after the window closed: the growth's; seen later: asyncscale's.
+    inside = check.failed_activities(31, "123456789012", [dict(failed, ActivityId="a")], types)
+    after = check.failed_activities(45, "123456789012", [dict(failed, ActivityId="b")], types)
+    assert inside == [] and len(after) == 1
+
+
 def test_quota_failures_in_activities_fire_once_and_not_in_a_window():
     check = inv.QuotaShare(window_limit=100, reaction_limit=50)
     failed = [{"ActivityId": "a1", "ResourceId": RID, "StatusMessage": "Failed to set desired instance count: ResourceLimitExceeded: quota"}]

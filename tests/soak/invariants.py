@@ -206,6 +206,9 @@ class QuotaShare:
         self.previous_other: dict[tuple[str, str], int] = {}
         # What other endpoints held before the growth that opened a reaction window.
         self.baseline: dict[tuple[str, str], int] = {}
+        # Every reaction window, as (start, end); end None while open: a scaling activity that
+        # started inside one failed for the growth.
+        self.spans: dict[tuple[str, str], list[list[float | None]]] = {}
         self.seen_failures: set[str] = set()
         self.over: set[tuple[str, str]] = set()
 
@@ -231,6 +234,9 @@ class QuotaShare:
                 # Each growth gives asyncscale the reaction limit from then on.
                 self.reaction_since[key] = now
                 self.baseline.setdefault(key, previous)
+                spans = self.spans.setdefault(key, [])
+                if not spans or spans[-1][1] is not None:
+                    spans.append([now, None])
             if key in self.baseline:
                 self.baseline[key] = min(self.baseline[key], others)
             self.previous_other[key] = others
@@ -240,6 +246,9 @@ class QuotaShare:
                 if key in self.over_since:
                     self.reactions.append((what, now - self.over_since.pop(key)))
                 self.baseline.pop(key, None)
+                for span in self.spans.get(key, []):
+                    if span[1] is None:
+                        span[1] = now
                 self.over.discard(key)
                 continue
             sums = f"MaxCapacity {managed} + other endpoints' {others} instances > quota {quota}"
@@ -293,7 +302,13 @@ class QuotaShare:
             if not any(w in lowered for w in ("quota", "service limit", "resourcelimitexceeded")):
                 continue
             key = (account, type_of.get(a.get("ResourceId", ""), "?"))
-            if key in self.open_since or now - self.reaction_since.get(key, float("-inf")) <= self.reaction_limit:
+            # When it was seen (within a round of being recorded): its StartTime is on the
+            # model's clock, which runs faster than the wall's.
+            if key in self.open_since or any(
+                start <= now <= (end + 2.0 if end is not None else now)
+                for start, end in self.spans.get(key, [])
+            ):
+                # Within a window: the growth's (or the lowered quota's) doing, not asyncscale's.
                 continue
             found.append(
                 Violation(
