@@ -640,7 +640,16 @@ async fn a_write_is_fenced_at_each_attempt_not_only_before_the_call() {
         let backend = backend.clone();
         async move { backend.register_target(&target(0, 4), None).await }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // Leadership is lost once the first attempt has reached AWS (the fault is taken as the
+    // request arrives), a second before its answer and the retry.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !server.account.lock().unwrap().faults.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first attempt never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     leading.store(false, Ordering::SeqCst);
     let error = call.await.unwrap().unwrap_err();
     assert_eq!(error.code, "NotLeader", "{error}");

@@ -618,6 +618,53 @@ async fn a_raise_into_a_deleted_resources_share_waits_for_its_target_to_go() {
     assert_eq!(a.status.effective_max_capacity, Some(4));
 }
 
+/// An endpoint deleted behind asyncscale's back (its target goes with it, as in AWS) keeps its
+/// share while its resource lives. It comes back holding an instance (SageMaker creates none with
+/// fewer), so a raise of the others into its room put the caps over the quota once it returned,
+/// for as long as reading it took (the soak found it while SageMaker reads hung).
+#[tokio::test]
+async fn an_endpoint_deleted_by_hand_keeps_its_share_while_its_resource_lives() {
+    let (server, backend) = account(4).await;
+    declare(&server, &[("a", 0), ("b", 0)]);
+    let specs = vec![spec("a", ""), spec("b", "")];
+    for s in &specs {
+        let report = apply(&backend, s, &peers_in_one_place(s, &specs)).await;
+        assert_eq!(report.status.effective_max_capacity, Some(2));
+    }
+    server.world.lock().unwrap().remove_endpoint("b");
+    backend
+        .deregister_target("endpoint/b/variant/AllTraffic")
+        .await
+        .unwrap();
+    // A later run, past the endpoint scan's cache.
+    let backend = backend_at(&server.url())
+        .await
+        .with_budget(RequestBudget::unlimited());
+    let a = apply(&backend, &specs[0], &peers_in_one_place(&specs[0], &specs)).await;
+    assert_eq!(a.outcome, SyncOutcome::InSync, "{:?}", a.status);
+    assert_eq!(
+        a.status.effective_max_capacity,
+        Some(2),
+        "b's part stays b's: {:?}",
+        a.status
+    );
+    let held = backend
+        .max_capacities(&["endpoint/a/variant/AllTraffic".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(held, [Some(2)], "no raise reached AWS");
+
+    // b is created again with an instance: a's cap and b's instance fit the quota, and b's
+    // resource takes its part back without waiting for anyone.
+    declare(&server, &[("b", 1)]);
+    let backend = backend_at(&server.url())
+        .await
+        .with_budget(RequestBudget::unlimited());
+    let b = apply(&backend, &specs[1], &peers_in_one_place(&specs[1], &specs)).await;
+    assert_eq!(b.outcome, SyncOutcome::InSync, "{:?}", b.status);
+    assert_eq!(b.status.effective_max_capacity, Some(2));
+}
+
 /// The peers of `spec` among `specs`, all in one account and region.
 fn peers_in_one_place(
     spec: &AsyncEndpointScalingSpec,

@@ -354,12 +354,15 @@ async fn a_policy_written_by_another_replica(
 /// read before its idle spell as if they were current.
 #[tokio::test]
 async fn a_refresh_after_an_idle_spell_sweeps_the_policies_whatever_the_count() {
-    let (_server, view, rid) = a_policy_written_by_another_replica(3).await;
-    // The next refresh, soon after the sweep, does not sweep (by design: one in three)...
+    // One sweep in 30 refreshes: 3 s apart, far more than a slow machine stretches the first
+    // sleep by.
+    let (_server, view, rid) = a_policy_written_by_another_replica(30).await;
+    // The next refresh, soon after the sweep, does not sweep (by design: one in thirty)...
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(view.describe_policies(&rid).await.unwrap(), vec![]);
-    // ...but after more than three intervals without one, the next refresh sweeps.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // ...but after more than thirty intervals without one, the next refresh sweeps, whatever
+    // the count (two refreshes so far).
+    tokio::time::sleep(Duration::from_millis(3200)).await;
     let policies = view.describe_policies(&rid).await.unwrap();
     assert_eq!(policies.len(), 1, "{policies:?}");
 }

@@ -467,6 +467,21 @@ async fn quota_share(
             has_backlog: h.scaling_out || waiting.contains(&h.resource_id),
         })
         .collect();
+    // A peer whose endpoint is missing (not created yet, or deleted behind asyncscale's back)
+    // still shares: the endpoint comes back holding instances (SageMaker creates one with at
+    // least one), so the others' caps leave it its part until its resource is deleted. Giving
+    // that part away would put the caps over the quota the moment the endpoint returns, for as
+    // long as reading it takes.
+    for peer in sharing() {
+        if !holders.iter().any(|h| h.resource_id == peer.resource_id) {
+            holders.push(Holder {
+                resource_id: peer.resource_id.clone(),
+                instances: 0,
+                shared: bounds.get(peer.resource_id.as_str()).copied(),
+                has_backlog: waiting.contains(&peer.resource_id),
+            });
+        }
+    }
     // This endpoint, read just now, even when the picture of the account predates it.
     if !holders.iter().any(|h| h.resource_id == names.resource_id) {
         let held = match endpoint {
@@ -517,13 +532,9 @@ async fn quota_share(
             .iter()
             .filter(|h| h.shared.is_some() && h.resource_id != names.resource_id)
             .collect();
-        // Peers without an endpoint are no holders, but a target of theirs in AWS reserves.
+        // Every sharing peer is a holder (one without an endpoint holds none, but a target of
+        // its in AWS still reserves).
         let mut ids: Vec<String> = others.iter().map(|h| h.resource_id.clone()).collect();
-        ids.extend(
-            sharing()
-                .map(|p| p.resource_id.clone())
-                .filter(|id| !others.iter().any(|h| &h.resource_id == id)),
-        );
         let shared_ids = ids.len();
         // A departing peer's instances count as in use already (elsewhere); what AAS may still
         // scale its target to above them is reserved too, until the target is gone.
