@@ -434,6 +434,29 @@ async fn a_resource_that_cannot_scale_its_endpoint_takes_no_share() {
     );
 }
 
+/// Nor does one on an endpoint of another instance type, or on a variant the endpoint does not
+/// have: their endpoints exist, so they keep no share for a return either.
+#[tokio::test]
+async fn a_resource_on_another_type_or_a_missing_variant_takes_no_share() {
+    let (server, backend) = account(4).await;
+    server.declare_endpoint("sdxl", "AllTraffic", "ml.g4dn.xlarge");
+    server.declare_endpoint("big", "AllTraffic", "ml.g5.xlarge");
+    let specs = [
+        spec("sdxl", ""),
+        spec("big", ""),
+        spec("sdxl", ", variantName: Nope"),
+    ];
+    let peers = peers_in_one_place(&specs[0], &specs);
+    assert_eq!(peers.len(), 2);
+    let report = apply(&backend, &specs[0], &peers).await;
+    assert_eq!(
+        report.status.effective_max_capacity,
+        Some(4),
+        "{:?}",
+        report.status
+    );
+}
+
 /// An endpoint created after the last refresh is read directly, not reported missing; an
 /// unrelated endpoint whose configuration cannot be read is left out of the picture instead of
 /// failing every resource (both from the break-test).
@@ -481,6 +504,18 @@ async fn the_fleet_view_reads_a_new_endpoint_and_skips_an_unreadable_one() {
     assert!(view.describe_endpoint("late").await.unwrap().is_some());
 }
 
+/// A fleet view of `backend` that refreshes (and sweeps the policies) every `every`.
+fn refreshing_every(backend: SdkBackend, every: Duration) -> Arc<FleetView> {
+    Arc::new(FleetView::new(
+        Arc::new(backend),
+        FleetConfig {
+            refresh_every: every,
+            policy_refresh_every: 1,
+            read_backlog_alarms: false,
+        },
+    ))
+}
+
 /// A refresh that hangs (a slow ListEndpoints) does not let the old picture pass for a fresh one:
 /// once it has run an interval and a grace, reads fail until it ends (the break-test's repro kept
 /// Ready on a picture 146 s old).
@@ -489,14 +524,7 @@ async fn a_hung_refresh_makes_reads_fail_once_the_picture_is_overdue() {
     let (server, backend) = account(8).await;
     server.declare_endpoint("e0", "AllTraffic", "ml.g4dn.xlarge");
     let every = Duration::from_millis(200);
-    let view = Arc::new(FleetView::new(
-        Arc::new(backend),
-        FleetConfig {
-            refresh_every: every,
-            policy_refresh_every: 1,
-            read_backlog_alarms: false,
-        },
-    ));
+    let view = refreshing_every(backend, every);
     assert!(view.describe_endpoint("e0").await.unwrap().is_some());
     server.account.lock().unwrap().faults.push(
         asyncscale_sim::Fault::on("ListEndpoints")
@@ -530,14 +558,7 @@ async fn a_refresh_that_just_started_after_an_idle_spell_is_waited_for_not_overd
     let (server, backend) = account(8).await;
     server.declare_endpoint("e0", "AllTraffic", "ml.g4dn.xlarge");
     let every = Duration::from_millis(200);
-    let view = Arc::new(FleetView::new(
-        Arc::new(backend),
-        FleetConfig {
-            refresh_every: every,
-            policy_refresh_every: 1,
-            read_backlog_alarms: false,
-        },
-    ));
+    let view = refreshing_every(backend, every);
     assert!(view.describe_endpoint("e0").await.unwrap().is_some());
     // Idle past two intervals and the least grace (5.4 s): no read, no refresh.
     tokio::time::sleep(Duration::from_millis(5600)).await;

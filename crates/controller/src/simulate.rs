@@ -183,6 +183,7 @@ fn share_quotas(
                 instances: e.desired,
                 shared: bounds.get(&e.resource_id).copied(),
                 has_backlog: e.backlog > 0.0,
+                prospective: false,
             });
     }
     for (instance_type, instances) in &world.other_usage {
@@ -194,6 +195,7 @@ fn share_quotas(
                 instances: *instances,
                 shared: None,
                 has_backlog: false,
+                prospective: false,
             });
     }
     let held = world.max_capacities();

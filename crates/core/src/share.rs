@@ -32,6 +32,12 @@ pub struct Holder {
     pub shared: Option<Bounds>,
     /// It has requests waiting (or its scale-out alarm fires): first for a leftover instance.
     pub has_backlog: bool,
+    /// Its endpoint does not exist (not created yet, or deleted by hand) but its resource shares:
+    /// it holds nothing and keeps its part for when the endpoint comes back. SageMaker creates an
+    /// endpoint with at least one instance, so its floor is one (at most its maxCapacity; its
+    /// own minCapacity protects nothing before its target exists), granted only after every
+    /// existing endpoint's minimum, and it gets a leftover instance last.
+    pub prospective: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +52,10 @@ pub struct Split {
     pub quota: u32,
     /// Instances held by every endpoint of the type.
     pub in_use: u32,
-    /// Endpoints sharing the quota.
+    /// Endpoints sharing the quota (the existing ones: not the prospective).
     pub endpoints: usize,
+    /// The prospective holders' resource ids: their endpoints do not exist.
+    pub prospective: BTreeSet<String>,
     /// Instances held by endpoints that do not share it.
     pub elsewhere: u32,
     /// Instances held by the endpoints sharing it.
@@ -85,9 +93,22 @@ impl Split {
             .filter(|(id, _)| id.as_str() != resource_id)
             .map(|(id, cap)| cap.saturating_sub(self.held.get(id).copied().unwrap_or(0)))
             .sum();
+        let absent: Vec<&str> = self
+            .prospective
+            .iter()
+            .filter(|id| id.as_str() != resource_id && self.caps.get(*id).is_some_and(|c| *c > 0))
+            .map(String::as_str)
+            .collect();
+        let absent = match absent.as_slice() {
+            [] => String::new(),
+            ids => format!(
+                " (including {}, whose endpoint does not exist: its resource keeps a share until it is deleted)",
+                ids.join(", ")
+            ),
+        };
         let reserved = match reserved {
             0 => String::new(),
-            n => format!("; {n} more reserved by the other sharing endpoints' caps"),
+            n => format!("; {n} more reserved by the other sharing endpoints' caps{absent}"),
         };
         Some(format!(
             "{} of {} {in_use}{reserved}; this endpoint may grow to {cap}",
@@ -107,8 +128,9 @@ pub fn split(quota: u32, holders: &[Holder]) -> Split {
     let available = quota.saturating_sub(unshared);
     // What each sharing endpoint holds stays its own. A minimum above that asks for instances, as
     // a scale-out does: granted in resource id order while what is held and granted fits.
+    // Existing endpoints' minimums first: a prospective holder's floor waits for them.
     let mut sharing: Vec<&Holder> = holders.iter().filter(|h| h.shared.is_some()).collect();
-    sharing.sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
+    sharing.sort_by(|a, b| (a.prospective, &a.resource_id).cmp(&(b.prospective, &b.resource_id)));
     let held_by_sharing: u32 = sharing.iter().map(|h| h.instances).sum();
     // Instances held above a maxCapacity are being scaled in by AWS: counted as the level counts
     // them (up to the maxCapacity), so a minimum granted now stays granted as they go.
@@ -125,13 +147,16 @@ pub fn split(quota: u32, holders: &[Holder]) -> Split {
         .map(|h| {
             let b = h.shared.expect("sharing");
             let held = h.instances.min(b.max_capacity);
-            let wanted = h.instances.max(b.min_capacity).min(b.max_capacity);
+            let min = if h.prospective { 1 } else { b.min_capacity };
+            let wanted = h.instances.max(min).min(b.max_capacity);
             let demand = u64::from(wanted.saturating_sub(held));
             let floor = if demand == 0 || committed + demand <= u64::from(available) {
                 committed += demand;
                 wanted
             } else {
-                min_unmet.insert(h.resource_id.clone());
+                if !h.prospective {
+                    min_unmet.insert(h.resource_id.clone());
+                }
                 held
             };
             (h, floor, b.max_capacity)
@@ -156,7 +181,11 @@ pub fn split(quota: u32, holders: &[Holder]) -> Split {
     let level = low;
     let mut leftover = u64::from(available).saturating_sub(sum_at(level));
     shared.sort_by(|a, b| {
-        (!a.0.has_backlog, &a.0.resource_id).cmp(&(!b.0.has_backlog, &b.0.resource_id))
+        (a.0.prospective, !a.0.has_backlog, &a.0.resource_id).cmp(&(
+            b.0.prospective,
+            !b.0.has_backlog,
+            &b.0.resource_id,
+        ))
     });
     let caps = shared
         .iter()
@@ -173,7 +202,15 @@ pub fn split(quota: u32, holders: &[Holder]) -> Split {
     Split {
         quota,
         in_use,
-        endpoints: holders.iter().filter(|h| h.shared.is_some()).count(),
+        endpoints: holders
+            .iter()
+            .filter(|h| h.shared.is_some() && !h.prospective)
+            .count(),
+        prospective: holders
+            .iter()
+            .filter(|h| h.shared.is_some() && h.prospective)
+            .map(|h| h.resource_id.clone())
+            .collect(),
         elsewhere: unshared,
         held_by_sharing,
         caps,
@@ -200,6 +237,7 @@ mod tests {
                 max_capacity: max,
             }),
             has_backlog: false,
+            prospective: false,
         }
     }
 
@@ -209,6 +247,7 @@ mod tests {
             instances,
             shared: None,
             has_backlog: false,
+            prospective: false,
         }
     }
 
@@ -302,6 +341,60 @@ mod tests {
         assert_eq!(split.min_unmet.iter().collect::<Vec<_>>(), ["m2"]);
     }
 
+    fn prospective(id: &str, min: u32, max: u32) -> Holder {
+        Holder {
+            prospective: true,
+            ..shared(id, 0, min, max)
+        }
+    }
+
+    /// An endpoint that does not exist keeps one instance for when it comes back (SageMaker
+    /// creates none with fewer), after every existing endpoint's minimum; its own minimum asks
+    /// for nothing, and the explanation names it.
+    #[test]
+    fn a_missing_endpoint_keeps_one_instance_after_the_existing_minimums() {
+        let split = split(
+            4,
+            &[
+                prospective("endpoint/aaa-typo/variant/AllTraffic", 2, 4),
+                shared("endpoint/llm/variant/AllTraffic", 1, 1, 4),
+                shared("endpoint/ocr/variant/AllTraffic", 0, 2, 4),
+            ],
+        );
+        assert!(split.min_unmet.is_empty(), "{split:?}");
+        assert_eq!(
+            split.caps.values().copied().collect::<Vec<_>>(),
+            [1, 1, 2],
+            "aaa-typo, llm, ocr"
+        );
+        assert_eq!(
+            split.endpoints, 2,
+            "the missing one is not counted as sharing"
+        );
+        assert_eq!(
+            split.explain("endpoint/llm/variant/AllTraffic").unwrap(),
+            "1 of 4 in use by 2 endpoints; 3 more reserved by the other sharing endpoints' caps (including endpoint/aaa-typo/variant/AllTraffic, whose endpoint does not exist: its resource keeps a share until it is deleted); this endpoint may grow to 1"
+        );
+    }
+
+    /// The instance it keeps comes before a leftover for an existing endpoint: when it comes
+    /// back with one, the caps still fit.
+    #[test]
+    fn a_missing_endpoint_comes_back_within_the_caps() {
+        let split = split(
+            4,
+            &[
+                shared("a", 3, 0, 4),
+                shared("b", 0, 0, 4),
+                prospective("x", 0, 4),
+            ],
+        );
+        assert_eq!(split.caps.values().copied().collect::<Vec<_>>(), [3, 0, 1]);
+        // With room, it takes its part of the level like any endpoint, and no leftover.
+        let split = super::split(7, &[shared("a", 0, 0, 4), prospective("x", 0, 4)]);
+        assert_eq!(split.caps.values().copied().collect::<Vec<_>>(), [4, 3]);
+    }
+
     #[test]
     fn a_cap_is_never_above_max_capacity_and_what_one_cannot_use_goes_to_the_others() {
         let split = split(10, &[shared("a", 0, 0, 1), shared("b", 0, 0, 20)]);
@@ -324,6 +417,7 @@ mod tests {
                         max_capacity: min + extra,
                     }),
                     has_backlog: backlog,
+                    prospective: false,
                 })
                 .collect()
         })
@@ -373,6 +467,27 @@ mod tests {
                         prop_assert!(cap_a + 1 >= cap_b, "{} {} {:?}", cap_a, cap_b, split);
                     }
                 }
+            }
+        }
+
+        /// A missing endpoint's resource takes no existing endpoint's minimum, and the caps with
+        /// it fit wherever they fit without it.
+        #[test]
+        fn a_missing_endpoint_takes_no_minimum(quota in 0u32..40, holders in holders(), max in 0u32..6) {
+            let without = split(quota, &holders);
+            let mut with = holders.clone();
+            with.push(Holder {
+                resource_id: "endpoint/missing/variant/AllTraffic".into(),
+                instances: 0,
+                shared: Some(Bounds { min_capacity: 3.min(max), max_capacity: max }),
+                has_backlog: true,
+                prospective: true,
+            });
+            let with = split(quota, &with);
+            prop_assert_eq!(&with.min_unmet, &without.min_unmet);
+            let unshared: u32 = holders.iter().filter(|h| h.shared.is_none()).map(|h| h.instances).sum();
+            if unshared + without.caps.values().sum::<u32>() <= quota {
+                prop_assert!(unshared + with.caps.values().sum::<u32>() <= quota, "{:?}", with);
             }
         }
 

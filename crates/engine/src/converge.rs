@@ -465,20 +465,29 @@ async fn quota_share(
                 .copied()
                 .filter(|_| h.asynchronous),
             has_backlog: h.scaling_out || waiting.contains(&h.resource_id),
+            prospective: false,
         })
         .collect();
     // A peer whose endpoint is missing (not created yet, or deleted behind asyncscale's back)
-    // still shares: the endpoint comes back holding instances (SageMaker creates one with at
-    // least one), so the others' caps leave it its part until its resource is deleted. Giving
-    // that part away would put the caps over the quota the moment the endpoint returns, for as
-    // long as reading it takes.
+    // still shares, prospectively: the endpoint comes back holding an instance (SageMaker
+    // creates none with fewer), so the others' caps leave it one until its resource is deleted.
+    // Giving that away would put the caps over the quota the moment the endpoint returns, for
+    // as long as reading it takes. A peer whose endpoint exists without its variant cannot
+    // scale it and takes none (every listed variant is a holding, of this type or not).
     for peer in sharing() {
-        if !holders.iter().any(|h| h.resource_id == peer.resource_id) {
+        let endpoint = peer.resource_id.split('/').nth(1).unwrap_or_default();
+        let variants = format!("endpoint/{endpoint}/variant/");
+        let listed = holders.iter().any(|h| {
+            h.resource_id.starts_with(&variants) || h.resource_id == format!("endpoint/{endpoint}")
+        });
+        if !listed {
             holders.push(Holder {
                 resource_id: peer.resource_id.clone(),
                 instances: 0,
                 shared: bounds.get(peer.resource_id.as_str()).copied(),
-                has_backlog: waiting.contains(&peer.resource_id),
+                // A deleted endpoint's alarm may still fire: no claim on a leftover instance.
+                has_backlog: false,
+                prospective: true,
             });
         }
     }
@@ -498,6 +507,7 @@ async fn quota_share(
             instances: held,
             shared: bounds.get(names.resource_id.as_str()).copied(),
             has_backlog: waiting.contains(&names.resource_id),
+            prospective: false,
         });
     }
     let split = share::split(allowed, &holders);

@@ -160,7 +160,7 @@ pub fn unreadable<'a>(
 }
 
 /// The variants of `endpoints` that run `instance_type`, and those whose configuration is unknown
-/// (unreadable or deleted), which may.
+/// (unreadable or deleted), which may; every other variant too, holding none of it.
 pub fn holdings<'a>(
     endpoints: impl IntoIterator<Item = (&'a EndpointState, Option<&'a EndpointConfigState>)>,
     instance_type: &str,
@@ -171,13 +171,24 @@ pub fn holdings<'a>(
             // An endpoint whose configuration cannot be read may use any type: its instances
             // count against every quota, never shared (counting them nowhere could let a share
             // exceed the quota).
+            let resource_id = ResourceNames::new(&endpoint.summary.name, &variant.name).resource_id;
             if config.is_some_and(|c| c.instance_type(&variant.name) != Some(instance_type)) {
+                // Of another type: it holds none of this one and can share none of it, but it
+                // exists (a resource on a missing endpoint keeps a share; one on this variant
+                // cannot scale it and takes none).
+                held.push(Holding {
+                    resource_id,
+                    instances: 0,
+                    scaling_out: false,
+                    asynchronous: false,
+                    unread: None,
+                });
                 continue;
             }
             let current = variant.current_instances.unwrap_or(0).max(0);
             let desired = variant.desired_instances.unwrap_or(current).max(0);
             held.push(Holding {
-                resource_id: ResourceNames::new(&endpoint.summary.name, &variant.name).resource_id,
+                resource_id,
                 instances: current.max(desired) as u32,
                 scaling_out: desired > current,
                 // Unknown: it may be; a resource on it keeps its share (a real-time endpoint's
@@ -258,8 +269,19 @@ mod tests {
         let unknown = endpoint("unknown", 3, 3);
         let all = [(&known, Some(&config)), (&unknown, None)];
         let g4dn = holdings(all, "ml.g4dn.xlarge");
-        assert_eq!(g4dn.len(), 1);
-        assert_eq!((g4dn[0].instances, g4dn[0].asynchronous), (3, true));
+        let of = |held: &[Holding]| -> Vec<(String, u32, bool)> {
+            held.iter()
+                .map(|h| (h.resource_id.clone(), h.instances, h.asynchronous))
+                .collect()
+        };
+        // The known g5 endpoint is there, holding no g4dn and sharing none.
+        assert_eq!(
+            of(&g4dn),
+            [
+                ("endpoint/known/variant/AllTraffic".to_string(), 0, false),
+                ("endpoint/unknown/variant/AllTraffic".to_string(), 3, true),
+            ]
+        );
         let g5 = holdings(all, "ml.g5.xlarge");
         assert_eq!(g5.len(), 2);
         assert!(g5[0].scaling_out && g5[0].asynchronous && g5[0].instances == 2);

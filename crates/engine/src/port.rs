@@ -184,7 +184,8 @@ pub struct Sighting {
     pub backlog_above_target: Option<bool>,
 }
 
-/// One endpoint variant holding instances of an instance type.
+/// One endpoint variant holding instances of an instance type (none, for a variant of another
+/// type: listed so that its endpoint is known to exist).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holding {
     /// `endpoint/<endpoint>/variant/<variant>`.
@@ -194,9 +195,9 @@ pub struct Holding {
     pub instances: u32,
     /// Desired above current: it is scaling out.
     pub scaling_out: bool,
-    /// Its configuration is asynchronous, or could not be read: only such an endpoint can be
-    /// scaled by asyncscale, so only it can share a quota; a real-time one's instances are
-    /// simply in use.
+    /// Its configuration is asynchronous, or could not be read, and it runs the instance type:
+    /// only such a variant can be scaled by asyncscale within this quota, so only it can share
+    /// it; a real-time one's instances are simply in use.
     pub asynchronous: bool,
     /// Why the endpoint could not be described (access denied to its name, say), when it could
     /// not: `instances` are then the last known (0 when never read), and what it holds may be

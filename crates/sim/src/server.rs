@@ -557,39 +557,28 @@ async fn security_token_service(shared: &Shared, headers: &HeaderMap, body: &[u8
     let caller = shared.tenant_of(headers);
     let as_json = json!(input);
     let received_at = crate::account::now();
-    if let Err(e) = admit(
+    let admitted = admit(
         &caller.account,
         "sts",
         &operation,
         &as_json,
         &region(headers),
     )
-    .await
-    {
-        shared.log_call(
-            headers,
-            received_at,
-            &caller.account,
-            "sts",
-            &operation,
-            &as_json,
-            Some(&e),
-        );
-        return error(&e);
-    }
-    caller
-        .account
-        .lock()
-        .expect("account lock")
-        .record_call("sts", &operation);
-    let now = crate::account::now() as i64;
-    let key = access_key_id(headers);
-    let result =
+    .await;
+    let result = admitted.and_then(|()| {
+        caller
+            .account
+            .lock()
+            .expect("account lock")
+            .record_call("sts", &operation);
+        let now = crate::account::now() as i64;
+        let key = access_key_id(headers);
         shared
             .roles
             .lock()
             .expect("roles lock")
-            .handle(&operation, &input, key.as_deref(), now);
+            .handle(&operation, &input, key.as_deref(), now)
+    });
     shared.log_call(
         headers,
         received_at,
