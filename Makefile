@@ -76,8 +76,11 @@ bench-simulate:
 	ASYNCSCALE_RELEASE_BIN=$(TARGET_DIR)/release/asyncscale scripts/bench-simulate.sh $(if $(filter command line,$(origin N)),$(N),1000)
 
 ## Every test: Rust unit, property, over-the-wire and CLI end-to-end tests, then boto3 against the
-## local endpoint. Installs the Python test dependencies first when they are missing.
+## local endpoint, the Argo CD health check and the 3-minute soak. Installs the Python test
+## dependencies first when they are missing.
 test: build controlplane python-deps test-rust test-python test-lua test-soak
+# One after another even under -j: the soak's time limits assume the machine is its own.
+.NOTPARALLEL: test
 
 ## A soak (tests/soak/soak.py): the real control plane, two controller replicas with their own
 ## AWS keys, the local endpoint at AWS's request rates and a faster clock, N resources (default

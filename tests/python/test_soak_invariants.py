@@ -88,6 +88,27 @@ def test_a_reaction_window_excuses_the_growth_only_and_waits_out_disturbances():
     assert len(raised) == 1 and "caps alone are past the quota" in raised[0].message
 
 
+def test_a_managed_endpoint_that_comes_back_is_no_growth():
+    check = inv.QuotaShare(window_limit=100, reaction_limit=50)
+    key = ("123456789012", "ml.g5.xlarge")
+    assert check.sums(0, {key: 10}, {key: 8}, {key: 2}) == []
+    # Its resource kept an instance for it: the caps must already leave room.
+    check.endpoint_returns(*key, now=5)
+    assert check.sums(6, {key: 10}, {key: 8}, {key: 3}) != [], "no reaction window"
+    check = inv.QuotaShare(window_limit=100, reaction_limit=50)
+    assert check.sums(0, {key: 10}, {key: 7}, {key: 2}) == []
+    check.endpoint_returns(*key, now=5)
+    assert check.sums(6, {key: 10}, {key: 7}, {key: 3}) == [], "it fits"
+    # Another endpoint's growth beside it still gets its window.
+    assert check.sums(7, {key: 10}, {key: 7}, {key: 4}) == []
+    # A return never seen as growth (its target registered between two looks) is forgotten.
+    check = inv.QuotaShare(window_limit=100, reaction_limit=50)
+    assert check.sums(0, {key: 10}, {key: 8}, {key: 2}) == []
+    check.endpoint_returns(*key, now=5)
+    assert check.sums(6, {key: 10}, {key: 8}, {key: 2}) == []
+    assert check.sums(60, {key: 10}, {key: 8}, {key: 3}) == [], "later growth: a window"
+
+
 def test_a_quota_failure_that_started_in_a_reaction_window_is_the_growths():
     check = inv.QuotaShare(window_limit=100, reaction_limit=50)
     key = ("123456789012", "ml.g5.xlarge")
@@ -174,6 +195,13 @@ def test_foreign_objects_touched_by_a_replica_fire():
     touched = write("replica-a", 5.0, names=f"ResourceId={RID} PolicyName=foreign-step-1")
     by_tool = write("foreign-tool", 5.0, names=f"ResourceId={RID} PolicyName=foreign-step-1")
     assert len(check.calls([touched, by_tool])) == 1
+    # Deregistering a target that holds them deletes them too.
+    deregister = dict(write("replica-a", 6.0, names=f"ResourceId={RID}"), operation="DeregisterScalableTarget")
+    assert check.calls([deregister]) == [], "nothing foreign on it"
+    check.foreign_planted(RID)
+    assert len(check.calls([deregister])) == 1
+    check.foreign_gone(RID)
+    assert check.calls([deregister]) == [], "the soak deleted its endpoint: AWS took them"
 
 
 def test_recovery_and_visits_and_memory():
@@ -318,6 +346,26 @@ def test_coverage_reports_a_soak_that_could_not_look():
     for t in (0, 1, 2):
         armed.round(t, True, False, True, True)
     assert armed.armed_seconds == 2 and armed.finish(3) == []
+
+
+def test_coverage_wants_the_quiet_checks_after_the_last_fault():
+    coverage = inv.Coverage(converge_limit=100, blind_limit=30)
+    for t in range(0, 40):
+        coverage.round(t, True, False, True, True)
+    coverage.fault_ended()
+    # Armed long before the last fault, for 10 s after it: a resync of 20 s was needed.
+    for t in range(40, 51):
+        coverage.round(t, True, False, True, t >= 41)
+    found = coverage.finish(51, after_last_fault=20)
+    assert [v.invariant for v in found] == [inv.Coverage.armed]
+    assert "only 10s after the last fault" in found[0].message
+    fresh = inv.Coverage(converge_limit=100, blind_limit=30)
+    for t in range(0, 25):
+        fresh.round(t, True, False, True, True)
+    fresh.fault_ended()
+    for t in range(25, 47):
+        fresh.round(t, True, False, True, True)
+    assert fresh.finish(47, after_last_fault=20) == []
 
 
 def test_a_quota_dip_makes_only_its_types_resources_wait():

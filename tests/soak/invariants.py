@@ -188,7 +188,9 @@ class QuotaShare:
       `reaction_limit` after the growth, or after the last disturbance that keeps asyncscale from
       reacting (an outage, a leader change, AWS failing), whichever is later. Only the growth
       is excused: meanwhile the managed caps must still fit what the quota left before it (a
-      raise of asyncscale's own in the window is a violation at once).
+      raise of asyncscale's own in the window is a violation at once). An endpoint of a live
+      resource that comes back with one instance (`endpoint_returns`) is no such growth: its
+      resource kept an instance for it, so the sum must fit at once.
     A sum over the quota outside these windows, or a window past its limit, is a violation;
     how long each window lasted is reported."""
 
@@ -211,6 +213,14 @@ class QuotaShare:
         self.spans: dict[tuple[str, str], list[list[float | None]]] = {}
         self.seen_failures: set[str] = set()
         self.over: set[tuple[str, str]] = set()
+        # Endpoints of live resources re-created with one instance, not yet seen as growth:
+        # when each came back.
+        self.returns: dict[tuple[str, str], list[float]] = {}
+
+    def endpoint_returns(self, account: str, instance_type: str, now: float) -> None:
+        """An endpoint of a live resource came back with one instance: its resource kept one
+        for it, so that instance is no growth to react to."""
+        self.returns.setdefault((account, instance_type), []).append(now)
 
     def quota_lowered(self, account: str, instance_type: str, now: float) -> None:
         self.open_since.setdefault((account, instance_type), now)
@@ -230,6 +240,14 @@ class QuotaShare:
             what = f"{key[1]} in {key[0]}"
             # The first look is the baseline, not growth.
             previous = self.previous_other.get(key, others)
+            # A return not seen as growth within the reaction limit (its target registered
+            # between two looks) is forgotten: it excuses nothing later.
+            returns = [t for t in self.returns.get(key, []) if now - t <= self.reaction_limit]
+            if others > previous and returns:
+                returned = min(len(returns), others - previous)
+                returns = returns[returned:]
+                previous += returned
+            self.returns[key] = returns
             if others > previous:
                 # Each growth gives asyncscale the reaction limit from then on.
                 self.reaction_since[key] = now
@@ -356,7 +374,8 @@ class Ownership:
     - two resyncs after a resource is deleted, it is gone from the API server (its finalizer
       finished) and nothing of asyncscale's for its endpoint is left in AWS (target tagged as
       ours, our policies, our alarm), unless another live resource now names that endpoint;
-    - no write by a replica names a policy or scheduled action the soak made as a foreign tool.
+    - no write by a replica names a policy or scheduled action the soak made as a foreign tool,
+      nor deregisters a target that holds one (AWS would delete them with it).
     """
 
     lost = "nothing lost"
@@ -369,6 +388,8 @@ class Ownership:
         self.grace = grace
         self.replicas = replicas
         self.foreign_prefix = foreign_prefix
+        # Targets the soak put foreign objects on, still holding them.
+        self.foreign_targets: set[str] = set()
         self.reported: set[tuple[str, str]] = set()
 
     def _once(self, invariant: str, key: str, now: float, message: str) -> list[Violation]:
@@ -475,6 +496,14 @@ class Ownership:
                     )
         return found
 
+    def foreign_planted(self, resource_id: str) -> None:
+        """The soak, as a foreign tool, put a policy and a scheduled action on this target."""
+        self.foreign_targets.add(resource_id)
+
+    def foreign_gone(self, resource_id: str) -> None:
+        """The soak deleted the endpoint: AWS took the target and what it held."""
+        self.foreign_targets.discard(resource_id)
+
     def calls(self, entries: list[dict]) -> list[Violation]:
         found = []
         for e in entries:
@@ -483,6 +512,17 @@ class Ownership:
             if e.get("key") not in self.replicas and e.get("sourceKey") not in self.replicas:
                 continue
             names = e.get("names", "")
+            if e.get("operation") == "DeregisterScalableTarget" and not e.get("error") and any(
+                f"ResourceId={rid}" in names.split() for rid in self.foreign_targets
+            ):
+                found.append(
+                    Violation(
+                        self.foreign,
+                        e["answeredAt"],
+                        f"DeregisterScalableTarget by {e.get('key')} of a target holding a foreign "
+                        f"tool's policy and scheduled action (AWS deletes them with it): {names}",
+                    )
+                )
             for field in ("PolicyName=", "ScheduledActionName="):
                 for word in names.split():
                     if word.startswith(field + self.foreign_prefix):
@@ -682,7 +722,8 @@ class Coverage:
       first round;
     - outside faults, the harness must not fail to read the API server and the endpoint for
       longer than `blind_limit`;
-    - the quiet checks must have been armed at some point (`finish`).
+    - the quiet checks must have been armed at some point, and for `after_last_fault` seconds
+      after the last fault ended (`finish`): the faults are what they must see the end of.
     """
 
     converged = "fleet converged"
@@ -697,7 +738,12 @@ class Coverage:
         self.blind_since: float | None = None
         self.last_round: float | None = None
         self.armed_seconds = 0.0
+        # Armed since the last fault ended (None: no fault yet).
+        self.armed_after: float | None = None
         self.reported: set[str] = set()
+
+    def fault_ended(self) -> None:
+        self.armed_after = 0.0
 
     def round(self, now: float, converged: bool, fault_on: bool, looked: bool, armed: bool) -> list[Violation]:
         found = []
@@ -731,15 +777,21 @@ class Coverage:
                 ))
         if armed and self.last_round is not None:
             self.armed_seconds += now - self.last_round
+            if self.armed_after is not None:
+                self.armed_after += now - self.last_round
         self.last_round = now
         return found
 
-    def finish(self, now: float) -> list[Violation]:
-        if self.armed_seconds > 0 or self.armed in self.reported:
+    def finish(self, now: float, after_last_fault: float = 0.0) -> list[Violation]:
+        if self.armed in self.reported:
+            return []
+        if self.armed_seconds <= 0:
+            why = ("nothing lost, trap 1, nothing left and no stuck resource never got a quiet "
+                   "resync to look in (faults back to back, or the fleet never converged): they saw nothing")
+        elif self.armed_after is not None and self.armed_after < after_last_fault:
+            why = (f"the quiet checks looked only {self.armed_after:.0f}s after the last fault ended "
+                   f"(need {after_last_fault:.0f}s): what it left behind was not judged")
+        else:
             return []
         self.reported.add(self.armed)
-        return [Violation(
-            self.armed, now,
-            "nothing lost, trap 1, nothing left and no stuck resource never got a quiet resync "
-            "to look in (faults back to back, or the fleet never converged): they saw nothing",
-        )]
+        return [Violation(self.armed, now, why)]

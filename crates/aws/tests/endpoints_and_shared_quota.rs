@@ -639,6 +639,53 @@ async fn a_raise_into_a_deleted_resources_share_waits_for_its_target_to_go() {
     assert_eq!(a.status.effective_max_capacity, Some(4));
 }
 
+/// The read of a departing peer's MaxCapacity failing in each way AWS fails, once or on every
+/// attempt: the raise into its share waits (or the reconcile fails), and never lands while the
+/// peer's target still reserves.
+#[tokio::test]
+async fn a_failed_read_of_a_departing_peers_target_raises_nothing() {
+    for failure in asyncscale_sim::failures::Failure::all(2.5) {
+        let (server, backend) = account(4).await;
+        declare(&server, &[("a", 0), ("b", 0)]);
+        let specs = vec![spec("a", ""), spec("b", "")];
+        for s in &specs {
+            apply(&backend, s, &peers_in_one_place(s, &specs)).await;
+        }
+        let here = asyncscale_engine::Place {
+            account: None,
+            region: "us-east-1".into(),
+        };
+        let departing =
+            asyncscale_engine::departing_quota_peers(&specs[0], &here, [(&specs[1], &here)]);
+        // Only the read of b's target fails; a's own reads go through.
+        server.account.lock().unwrap().faults.push(
+            failure
+                .fault("application-autoscaling", "DescribeScalableTargets", 0)
+                .when(
+                    "ResourceIds",
+                    serde_json::json!(["endpoint/b/variant/AllTraffic"]),
+                ),
+        );
+        let a = apply(&backend, &specs[0], &departing).await;
+        server.account.lock().unwrap().faults.clear();
+        let held = backend_at(&server.url())
+            .await
+            .max_capacities(&[
+                "endpoint/a/variant/AllTraffic".to_string(),
+                "endpoint/b/variant/AllTraffic".to_string(),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            held,
+            [Some(2), Some(2)],
+            "{}: a raised past b's reservation: {:?}",
+            failure.label(),
+            a.status
+        );
+    }
+}
+
 /// An endpoint deleted behind asyncscale's back (its target goes with it, as in AWS) keeps its
 /// share while its resource lives. It comes back holding an instance (SageMaker creates none with
 /// fewer), so a raise of the others into its room put the caps over the quota once it returned,
@@ -661,7 +708,10 @@ async fn an_endpoint_deleted_by_hand_keeps_its_share_while_its_resource_lives() 
     let backend = backend_at(&server.url())
         .await
         .with_budget(RequestBudget::unlimited());
-    let a = apply(&backend, &specs[0], &peers_in_one_place(&specs[0], &specs)).await;
+    // b had its target (its status says so): established, it keeps its part.
+    let mut peers = peers_in_one_place(&specs[0], &specs);
+    peers[0].established = true;
+    let a = apply(&backend, &specs[0], &peers).await;
     assert_eq!(a.outcome, SyncOutcome::InSync, "{:?}", a.status);
     assert_eq!(
         a.status.effective_max_capacity,
@@ -684,6 +734,20 @@ async fn an_endpoint_deleted_by_hand_keeps_its_share_while_its_resource_lives() 
     let b = apply(&backend, &specs[1], &peers_in_one_place(&specs[1], &specs)).await;
     assert_eq!(b.outcome, SyncOutcome::InSync, "{:?}", b.status);
     assert_eq!(b.status.effective_max_capacity, Some(2));
+}
+
+/// A brand-new resource whose endpoint is not in the picture yet keeps nothing: its own
+/// reconcile reads the endpoint soon, and keeping a share for every creation would move every
+/// cap of the quota twice (the soak saw a new resource starve while they moved).
+#[tokio::test]
+async fn a_new_resource_whose_endpoint_was_never_read_keeps_nothing() {
+    let (server, backend) = account(4).await;
+    declare(&server, &[("a", 0)]);
+    let specs = vec![spec("a", ""), spec("b", "")];
+    let peers = peers_in_one_place(&specs[0], &specs);
+    assert!(!peers[0].established);
+    let a = apply(&backend, &specs[0], &peers).await;
+    assert_eq!(a.status.effective_max_capacity, Some(4), "{:?}", a.status);
 }
 
 /// The peers of `spec` among `specs`, all in one account and region.

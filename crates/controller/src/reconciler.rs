@@ -713,6 +713,22 @@ fn quota_peers_of(
             .filter(|(o, _)| o.meta().deletion_timestamp.is_some())
             .map(|(o, place)| (&o.spec, place)),
     ));
+    // Which peers have had their endpoint in hand, or found it missing (see QuotaPeer).
+    let established: std::collections::HashSet<String> = valid()
+        .filter(|(o, _)| {
+            o.status.as_ref().is_some_and(|s| {
+                s.scalable_target.is_some()
+                    || s.conditions.iter().any(|c| c.reason == "EndpointNotFound")
+            })
+        })
+        .map(|(o, _)| {
+            asyncscale_core::ResourceNames::new(&o.spec.endpoint_name, &o.spec.variant_name)
+                .resource_id
+        })
+        .collect();
+    for peer in &mut peers {
+        peer.established = established.contains(&peer.resource_id);
+    }
     peers
 }
 
@@ -1049,5 +1065,72 @@ mod tests {
         assert_eq!(backoff_delay(20, 1.0), Duration::from_secs(300));
         assert_eq!(backoff_delay(1, 0.0), Duration::from_secs_f64(2.5));
         assert!(backoff_delay(4, 0.3) < backoff_delay(4, 0.9));
+    }
+
+    fn resource(
+        endpoint: &str,
+        status: Option<asyncscale_api::AsyncEndpointScalingStatus>,
+    ) -> AsyncEndpointScaling {
+        let yaml = format!(
+            "apiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {{name: {endpoint}, namespace: ml, uid: uid-{endpoint}}}\nspec: {{endpointName: {endpoint}, instanceType: ml.g4dn.xlarge, maxCapacity: 4, targetTracking: {{targetValue: 5}}}}\n"
+        );
+        let mut r = asyncscale_api::parse_manifests("t.yaml", &yaml)
+            .unwrap()
+            .remove(0)
+            .resource;
+        r.status = status;
+        r
+    }
+
+    /// A peer whose status shows its target, or that its endpoint was found missing, is
+    /// established (its missing endpoint keeps a share); a brand-new one is not.
+    #[test]
+    fn peers_with_a_target_or_a_missing_endpoint_in_their_status_are_established() {
+        use asyncscale_api::{AsyncEndpointScalingStatus, OwnedTargetStatus};
+        let place = Place {
+            account: None,
+            region: "us-east-1".into(),
+        };
+        let with_target = AsyncEndpointScalingStatus {
+            scalable_target: Some(OwnedTargetStatus {
+                resource_id: "endpoint/b/variant/AllTraffic".into(),
+                arn: None,
+            }),
+            ..Default::default()
+        };
+        let not_found = AsyncEndpointScalingStatus {
+            conditions: vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: "Synced".into(),
+                status: "False".into(),
+                reason: "EndpointNotFound".into(),
+                message: String::new(),
+                observed_generation: None,
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ),
+            }],
+            ..Default::default()
+        };
+        let others: Vec<(Arc<AsyncEndpointScaling>, Place)> = [
+            resource("b", Some(with_target)),
+            resource("c", Some(not_found)),
+            resource("d", None),
+        ]
+        .into_iter()
+        .map(|r| (Arc::new(r), place.clone()))
+        .collect();
+        let peers = quota_peers_of(&resource("a", None), &place, &others);
+        let established: Vec<(&str, bool)> = peers
+            .iter()
+            .map(|p| (p.resource_id.as_str(), p.established))
+            .collect();
+        assert_eq!(
+            established,
+            [
+                ("endpoint/b/variant/AllTraffic", true),
+                ("endpoint/c/variant/AllTraffic", true),
+                ("endpoint/d/variant/AllTraffic", false),
+            ]
+        );
     }
 }

@@ -102,7 +102,7 @@ impl Split {
         let absent = match absent.as_slice() {
             [] => String::new(),
             ids => format!(
-                " (including {}, whose endpoint does not exist: its resource keeps a share until it is deleted)",
+                " (including {}, whose endpoint does not exist: its resource keeps a share for its return until the resource is deleted)",
                 ids.join(", ")
             ),
         };
@@ -373,7 +373,7 @@ mod tests {
         );
         assert_eq!(
             split.explain("endpoint/llm/variant/AllTraffic").unwrap(),
-            "1 of 4 in use by 2 endpoints; 3 more reserved by the other sharing endpoints' caps (including endpoint/aaa-typo/variant/AllTraffic, whose endpoint does not exist: its resource keeps a share until it is deleted); this endpoint may grow to 1"
+            "1 of 4 in use by 2 endpoints; 3 more reserved by the other sharing endpoints' caps (including endpoint/aaa-typo/variant/AllTraffic, whose endpoint does not exist: its resource keeps a share for its return until the resource is deleted); this endpoint may grow to 1"
         );
     }
 

@@ -105,6 +105,12 @@ pub struct QuotaPeer {
     /// deregisters it, and Application Auto Scaling may scale it to its MaxCapacity until then;
     /// a raise waits for that (see [`departing_quota_peers`]).
     pub departing: bool,
+    /// Its endpoint has been in its hands, or found missing, by its own reconcile (its status
+    /// shows a scalable target, or EndpointNotFound): only then does its endpoint, missing from
+    /// the picture of the account, keep a share for its return. A brand-new resource whose
+    /// endpoint the picture lacks yet is left out until read, or every creation would move
+    /// every cap of its quota twice.
+    pub established: bool,
 }
 
 /// The bounds a spec puts on its endpoint's share.
@@ -138,6 +144,7 @@ pub fn quota_peers<'s>(
             resource_id: ResourceNames::new(&other.endpoint_name, &other.variant_name).resource_id,
             bounds: share_bounds(other),
             departing: false,
+            established: false,
         })
         .filter(|p| p.resource_id != me)
         .collect();
@@ -468,13 +475,13 @@ async fn quota_share(
             prospective: false,
         })
         .collect();
-    // A peer whose endpoint is missing (not created yet, or deleted behind asyncscale's back)
-    // still shares, prospectively: the endpoint comes back holding an instance (SageMaker
+    // An established peer whose endpoint is missing (deleted behind asyncscale's back, or
+    // never created) still shares, prospectively: the endpoint comes back holding an instance (SageMaker
     // creates none with fewer), so the others' caps leave it one until its resource is deleted.
     // Giving that away would put the caps over the quota the moment the endpoint returns, for
     // as long as reading it takes. A peer whose endpoint exists without its variant cannot
     // scale it and takes none (every listed variant is a holding, of this type or not).
-    for peer in sharing() {
+    for peer in sharing().filter(|p| p.established) {
         let endpoint = peer.resource_id.split('/').nth(1).unwrap_or_default();
         let variants = format!("endpoint/{endpoint}/variant/");
         let listed = holders.iter().any(|h| {
