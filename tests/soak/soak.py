@@ -370,12 +370,13 @@ class Soak:
         self.last_disturbance_end = 0.0
         # Faults that disturb the resources of one (account, instance type) only: which, and
         # when the last one of each scope ended.
-        # A leader killed and started again is cold: it reads the whole account, then proves
-        # each resource's ownership (a ListTagsForResource each, at Application Auto Scaling's
-        # rate), before its first pass is over. That pass is a disturbance of its own
-        # ("cold-start"), over once every live resource was reconciled after the start, or
-        # after COLD_START_LIMIT; each one's length is reported.
+        # A new leader (one that took the Lease over, or a killed one started again) is cold: it
+        # reads the whole account, then proves each resource's ownership (a ListTagsForResource
+        # each, at Application Auto Scaling's rate), before its first pass is over. That pass is
+        # a disturbance of its own ("cold-start"), over once every live resource was reconciled
+        # after the start, or after COLD_START_LIMIT; each one's length is reported.
         self.cold: dict[int, tuple[float, set[str]]] = {}
+        self.takeover_at: float | None = None  # set by the Lease's watcher, under self.lock
         self.cold_starts: list[float] = []
         self.fault_scope: dict[int, tuple[str, str]] = {}
         self.scope_quiet: dict[tuple[str, str], float] = {}
@@ -685,6 +686,15 @@ class Soak:
         if not self.faults_on and self.converged:
             self.recovery.burst_ended(now)
 
+    def begin_cold(self, since: float) -> None:
+        """A new leader's first pass starts (see `cold`); one still running ends here."""
+        for ident, (started, _) in list(self.cold.items()):
+            del self.cold[ident]
+            self.cold_starts.append(since - started)
+            self.fault_end(ident)
+        ident = self.fault_begin("cold-start")
+        self.cold[ident] = (since, {x.key for x in self.resources.values() if x.deleted_at is None})
+
     def later(self, seconds: float, action) -> None:
         self.timers.append((time.time() + seconds, action))
 
@@ -723,8 +733,7 @@ class Soak:
 
             def restart(r=r):
                 r.start()
-                cold = self.fault_begin("cold-start")
-                self.cold[cold] = (time.time(), {x.key for x in self.resources.values() if x.deleted_at is None})
+                self.begin_cold(time.time())
 
             self.later(5, lambda ident=ident: self.undo(ident, f"start {r.name}", restart))
             r.proc.kill()
@@ -976,6 +985,8 @@ class Soak:
                         with self.lock:
                             if holder != self.holder:
                                 log(self.t0, f"lease: {holder} holds the Lease")
+                                if self.holder is not None:
+                                    self.takeover_at = time.time()
                             if renewed != self.last_renewed:
                                 self.last_renewed = renewed
                                 with open(self.work / "lease.jsonl", "a") as f:
@@ -1136,6 +1147,10 @@ class Soak:
                             pending.discard(fields["resource"])
                 elif message == "reconcile failed":
                     self.reconcile_errors[fields.get("kind", "?")] += 1
+        with self.lock:
+            takeover, self.takeover_at = self.takeover_at, None
+        if takeover is not None and self.converged:
+            self.begin_cold(takeover)
         for ident, (since, pending) in list(self.cold.items()):
             pending.intersection_update(x.key for x in self.resources.values() if x.deleted_at is None)
             if not pending or now - since > COLD_START_LIMIT:
@@ -1479,7 +1494,7 @@ class Soak:
             f"{self.coverage.armed_seconds:.0f} s of the run; the fleet first converged "
             + (f"{self.coverage.converged_at - self.t0:.0f} s in" if self.coverage.converged_at else "never"),
             f"- longest recovery after a burst: {self.recovery.longest:.0f} s (limit {self.recovery.limit:.0f} s; {len(self.recovery.recoveries)} bursts)",
-            f"- a killed leader's cold start (started again until every live resource was reconciled once): "
+            f"- a new leader's cold start (from its takeover or restart until every live resource was reconciled once): "
             + (", ".join(f"{x:.0f} s" for x in self.cold_starts) or "none") + f" (limit {COLD_START_LIMIT:.0f} s)",
             "- quota windows opened by the soak's own lowering: "
             + (", ".join(f"{w} {s:.0f} s" for w, s in self.quota.windows) or "none closed"),

@@ -713,14 +713,12 @@ fn quota_peers_of(
             .filter(|(o, _)| o.meta().deletion_timestamp.is_some())
             .map(|(o, place)| (&o.spec, place)),
     ));
-    // Which peers have had their endpoint in hand, or found it missing (see QuotaPeer).
+    // Which peers have been reconciled once (see QuotaPeer): their first reconcile read their
+    // endpoint, into the picture when it exists; whatever their later outcomes (a failed read,
+    // a role not assumed), they stay so, or a share kept for a missing endpoint would come and
+    // go with them.
     let established: std::collections::HashSet<String> = valid()
-        .filter(|(o, _)| {
-            o.status.as_ref().is_some_and(|s| {
-                s.scalable_target.is_some()
-                    || s.conditions.iter().any(|c| c.reason == "EndpointNotFound")
-            })
-        })
+        .filter(|(o, place)| place == obj_place && reconciled_once(o))
         .map(|(o, _)| {
             asyncscale_core::ResourceNames::new(&o.spec.endpoint_name, &o.spec.variant_name)
                 .resource_id
@@ -730,6 +728,16 @@ fn quota_peers_of(
         peer.established = established.contains(&peer.resource_id);
     }
     peers
+}
+
+/// Its status says a reconcile has run (Ready is there, and not the "reading AWS" of a
+/// resource not reconciled yet).
+fn reconciled_once(o: &AsyncEndpointScaling) -> bool {
+    o.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.reason != "Reconciling")
+    })
 }
 
 fn younger_duplicate(
@@ -1068,41 +1076,23 @@ mod tests {
     }
 
     fn resource(
+        name: &str,
         endpoint: &str,
-        status: Option<asyncscale_api::AsyncEndpointScalingStatus>,
+        region: &str,
+        ready: Option<&str>,
     ) -> AsyncEndpointScaling {
         let yaml = format!(
-            "apiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {{name: {endpoint}, namespace: ml, uid: uid-{endpoint}}}\nspec: {{endpointName: {endpoint}, instanceType: ml.g4dn.xlarge, maxCapacity: 4, targetTracking: {{targetValue: 5}}}}\n"
+            "apiVersion: asyncscale.io/v1alpha1\nkind: AsyncEndpointScaling\nmetadata: {{name: {name}, namespace: ml, uid: uid-{name}}}\nspec: {{endpointName: {endpoint}, region: {region}, instanceType: ml.g4dn.xlarge, maxCapacity: 4, targetTracking: {{targetValue: 5}}}}\n"
         );
         let mut r = asyncscale_api::parse_manifests("t.yaml", &yaml)
             .unwrap()
             .remove(0)
             .resource;
-        r.status = status;
-        r
-    }
-
-    /// A peer whose status shows its target, or that its endpoint was found missing, is
-    /// established (its missing endpoint keeps a share); a brand-new one is not.
-    #[test]
-    fn peers_with_a_target_or_a_missing_endpoint_in_their_status_are_established() {
-        use asyncscale_api::{AsyncEndpointScalingStatus, OwnedTargetStatus};
-        let place = Place {
-            account: None,
-            region: "us-east-1".into(),
-        };
-        let with_target = AsyncEndpointScalingStatus {
-            scalable_target: Some(OwnedTargetStatus {
-                resource_id: "endpoint/b/variant/AllTraffic".into(),
-                arn: None,
-            }),
-            ..Default::default()
-        };
-        let not_found = AsyncEndpointScalingStatus {
+        r.status = ready.map(|reason| asyncscale_api::AsyncEndpointScalingStatus {
             conditions: vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-                type_: "Synced".into(),
-                status: "False".into(),
-                reason: "EndpointNotFound".into(),
+                type_: "Ready".into(),
+                status: if reason == "Ready" { "True" } else { "False" }.into(),
+                reason: reason.into(),
                 message: String::new(),
                 observed_generation: None,
                 last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -1110,16 +1100,43 @@ mod tests {
                 ),
             }],
             ..Default::default()
+        });
+        r
+    }
+
+    /// A peer reconciled once is established (its missing endpoint keeps a share), whatever
+    /// its outcome since; a brand-new one is not, nor one elsewhere.
+    #[test]
+    fn peers_reconciled_once_are_established() {
+        let place = |region: &str| Place {
+            account: None,
+            region: region.into(),
         };
         let others: Vec<(Arc<AsyncEndpointScaling>, Place)> = [
-            resource("b", Some(with_target)),
-            resource("c", Some(not_found)),
-            resource("d", None),
+            // Its role could not be assumed since: still established.
+            (
+                resource("b", "b", "us-east-1", Some("RoleNotAssumed")),
+                "us-east-1",
+            ),
+            (
+                resource("c", "c", "us-east-1", Some("Reconciling")),
+                "us-east-1",
+            ),
+            (resource("d", "d", "us-east-1", None), "us-east-1"),
+            // The same endpoint name in another region says nothing of d's.
+            (
+                resource("d-west", "d", "us-west-2", Some("Ready")),
+                "us-west-2",
+            ),
         ]
         .into_iter()
-        .map(|r| (Arc::new(r), place.clone()))
+        .map(|(r, region)| (Arc::new(r), place(region)))
         .collect();
-        let peers = quota_peers_of(&resource("a", None), &place, &others);
+        let peers = quota_peers_of(
+            &resource("a", "a", "us-east-1", None),
+            &place("us-east-1"),
+            &others,
+        );
         let established: Vec<(&str, bool)> = peers
             .iter()
             .map(|p| (p.resource_id.as_str(), p.established))
@@ -1128,7 +1145,7 @@ mod tests {
             established,
             [
                 ("endpoint/b/variant/AllTraffic", true),
-                ("endpoint/c/variant/AllTraffic", true),
+                ("endpoint/c/variant/AllTraffic", false),
                 ("endpoint/d/variant/AllTraffic", false),
             ]
         );

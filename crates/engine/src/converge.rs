@@ -105,11 +105,10 @@ pub struct QuotaPeer {
     /// deregisters it, and Application Auto Scaling may scale it to its MaxCapacity until then;
     /// a raise waits for that (see [`departing_quota_peers`]).
     pub departing: bool,
-    /// Its endpoint has been in its hands, or found missing, by its own reconcile (its status
-    /// shows a scalable target, or EndpointNotFound): only then does its endpoint, missing from
-    /// the picture of the account, keep a share for its return. A brand-new resource whose
-    /// endpoint the picture lacks yet is left out until read, or every creation would move
-    /// every cap of its quota twice.
+    /// It has been reconciled once (its status says so), so its own read of its endpoint is
+    /// behind it: only then does its endpoint, missing from the picture of the account, keep a
+    /// share for its return. A brand-new resource whose endpoint the picture lacks yet is left
+    /// out until read, or every creation would move every cap of its quota twice.
     pub established: bool,
 }
 
