@@ -204,6 +204,17 @@ def test_foreign_objects_touched_by_a_replica_fire():
     assert check.calls([deregister]) == [], "the soak deleted its endpoint: AWS took them"
 
 
+def test_a_resource_waiting_for_the_others_lowering_gets_a_resync_more():
+    check = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
+    fresh = inv.Resource(key="soak/r1", account="123456789012", endpoint="e", instance_type="ml.g5.xlarge",
+                         min_capacity=1, changed_at=100.0)
+    empty = {"123456789012": {"ScalableTargets": [], "ScalingPolicies": [], "MetricAlarms": []}}
+    assert check.state(141, 0, [fresh], empty, {}, waiting={"soak/r1"}) == []
+    assert len(check.state(171, 0, [fresh], empty, {}, waiting={"soak/r1"})) == 1
+    other = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
+    assert len(other.state(141, 0, [fresh], empty, {})) == 1
+
+
 def test_recovery_and_visits_and_memory():
     recovery = inv.Recovery(resync=30)
     recovery.burst_ended(100)

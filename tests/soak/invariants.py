@@ -407,13 +407,17 @@ class Ownership:
         effective_max: dict[str, int | None],
         present: set[str] | None = None,
         quiet_by_key: dict[str, float] | None = None,
+        waiting: set[str] | None = None,
     ) -> list[Violation]:
         """`quiet_since`: when the last fault that disturbs every resource ended (now while
         one is on); `quiet_by_key`: the same for faults that disturb some resources only (a
         quota lowered: those of its type); `states`: the endpoint's /_sim/state by account;
         `effective_max`: status.effectiveMaxCapacity by key (missing or None: the target's
         MaxCapacity in AWS is judged instead); `present`: the names the API server still
-        lists (None: not known this round)."""
+        lists (None: not known this round); `waiting`: the keys whose Ready says
+        WaitingForQuota: a minimum that needs instances the others' caps hold waits for their
+        lowering, made at each one's next visit (within a resync), so those are judged a resync
+        later."""
         found = []
         overall = quiet_since
         live_ids = {
@@ -430,6 +434,8 @@ class Ownership:
             quiet_since = max(overall, (quiet_by_key or {}).get(r.key, overall))
             if r.deleted_at is None:
                 settled = max(r.changed_at, quiet_since) + self.resync + self.grace
+                if r.key in (waiting or ()):
+                    settled += self.resync
                 if now < settled or r.endpoint_missing:
                     # Reported once per change: a later change may repair what was lost.
                     self.reported.discard((self.lost, r.key))

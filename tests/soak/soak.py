@@ -1175,6 +1175,7 @@ class Soak:
                 for r in self.resources.values()
             }
             effective, not_ready, unready_required = {}, [], 0
+            waiting: set[str] = set()
             for name, r in self.resources.items():
                 item = present.get(name)
                 if r.deleted_at is not None:
@@ -1194,6 +1195,9 @@ class Soak:
                 total += 1
                 status_ = item.get("status") or {}
                 effective[r.key] = status_.get("effectiveMaxCapacity")
+                if any(c.get("type") == "Ready" and c.get("reason") == "WaitingForQuota"
+                       for c in status_.get("conditions", [])):
+                    waiting.add(r.key)
                 is_ready = any(
                     c.get("type") == "Ready" and c.get("status") == "True"
                     for c in status_.get("conditions", [])
@@ -1211,7 +1215,7 @@ class Soak:
                 self.recovery.burst_ended(now)
                 log(self.t0, f"fleet: all {total} resources Ready")
             found += self.ownership.state(now, quiet_since, list(self.resources.values()), states, effective,
-                                          present=set(present), quiet_by_key=quiet_by_key)
+                                          present=set(present), quiet_by_key=quiet_by_key, waiting=waiting)
             found += self.recovery.ready(now, not_ready)
             live = {
                 r.key: max(r.changed_at, quiet_by_key[r.key]) for r in self.resources.values()

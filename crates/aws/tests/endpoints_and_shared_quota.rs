@@ -425,7 +425,10 @@ async fn a_resource_that_cannot_scale_its_endpoint_takes_no_share() {
     });
     let specs = [spec("sdxl", ""), spec("rt", "")];
     let peers = peers_in_one_place(&specs[0], &specs);
-    let report = apply(&backend, &specs[0], &peers).await;
+    takes_the_whole_quota(apply(&backend, &specs[0], &peers).await);
+}
+
+fn takes_the_whole_quota(report: ConvergeReport) {
     assert_eq!(
         report.status.effective_max_capacity,
         Some(4),
@@ -446,15 +449,13 @@ async fn a_resource_on_another_type_or_a_missing_variant_takes_no_share() {
         spec("big", ""),
         spec("sdxl", ", variantName: Nope"),
     ];
-    let peers = peers_in_one_place(&specs[0], &specs);
+    let mut peers = peers_in_one_place(&specs[0], &specs);
     assert_eq!(peers.len(), 2);
-    let report = apply(&backend, &specs[0], &peers).await;
-    assert_eq!(
-        report.status.effective_max_capacity,
-        Some(4),
-        "{:?}",
-        report.status
-    );
+    // Both reconciled before: a missing endpoint of theirs would keep a share.
+    for peer in &mut peers {
+        peer.established = true;
+    }
+    takes_the_whole_quota(apply(&backend, &specs[0], &peers).await);
 }
 
 /// An endpoint created after the last refresh is read directly, not reported missing; an
