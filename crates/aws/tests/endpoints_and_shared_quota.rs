@@ -751,6 +751,25 @@ async fn a_new_resource_whose_endpoint_was_never_read_keeps_nothing() {
     assert_eq!(a.status.effective_max_capacity, Some(4), "{:?}", a.status);
 }
 
+/// A peer that takes no share (its endpoint not read yet) still reserves what its target in AWS
+/// holds: a raise waits for that target, whatever the split says.
+#[tokio::test]
+async fn a_peer_without_a_share_still_reserves_its_targets_max_capacity() {
+    let (server, backend) = account(4).await;
+    declare(&server, &[("a", 0), ("b", 0)]);
+    let specs = vec![spec("a", ""), spec("b", "")];
+    for s in &specs {
+        apply(&backend, s, &peers_in_one_place(s, &specs)).await;
+    }
+    // b's endpoint is gone from the listing, its target (MaxCapacity 2) is not.
+    server.world.lock().unwrap().remove_endpoint("b");
+    let backend = backend_at(&server.url())
+        .await
+        .with_budget(RequestBudget::unlimited());
+    let a = apply(&backend, &specs[0], &peers_in_one_place(&specs[0], &specs)).await;
+    assert_eq!(a.status.effective_max_capacity, Some(2), "{:?}", a.status);
+}
+
 /// The peers of `spec` among `specs`, all in one account and region.
 fn peers_in_one_place(
     spec: &AsyncEndpointScalingSpec,

@@ -482,10 +482,11 @@ async fn quota_share(
     // scale it and takes none (every listed variant is a holding, of this type or not).
     for peer in sharing().filter(|p| p.established) {
         let endpoint = peer.resource_id.split('/').nth(1).unwrap_or_default();
-        let variants = format!("endpoint/{endpoint}/variant/");
-        let listed = holders.iter().any(|h| {
-            h.resource_id.starts_with(&variants) || h.resource_id == format!("endpoint/{endpoint}")
-        });
+        let unread = format!("endpoint/{endpoint}");
+        let variants = format!("{unread}/variant/");
+        let listed = holders
+            .iter()
+            .any(|h| h.resource_id.starts_with(&variants) || h.resource_id == unread);
         if !listed {
             holders.push(Holder {
                 resource_id: peer.resource_id.clone(),
@@ -548,9 +549,14 @@ async fn quota_share(
             .iter()
             .filter(|h| h.shared.is_some() && h.resource_id != names.resource_id)
             .collect();
-        // Every sharing peer is a holder (one without an endpoint holds none, but a target of
-        // its in AWS still reserves).
+        // Peers that are no holders (an endpoint not read yet, or real-time) still reserve what
+        // a target of theirs in AWS holds.
         let mut ids: Vec<String> = others.iter().map(|h| h.resource_id.clone()).collect();
+        ids.extend(
+            sharing()
+                .map(|p| p.resource_id.clone())
+                .filter(|id| !others.iter().any(|h| &h.resource_id == id)),
+        );
         let shared_ids = ids.len();
         // A departing peer's instances count as in use already (elsewhere); what AAS may still
         // scale its target to above them is reserved too, until the target is gone.
