@@ -694,11 +694,12 @@ fn quota_peers_of(
     if obj.spec.quota.policy != asyncscale_api::QuotaPolicy::Share {
         return Vec::new();
     }
-    let valid = || {
-        others
-            .iter()
-            .filter(|(o, _)| asyncscale_api::validate_spec(&o.spec).is_ok())
-    };
+    // Validated once: this runs on every reconcile, over every watched resource.
+    let valid: Vec<&(Arc<AsyncEndpointScaling>, Place)> = others
+        .iter()
+        .filter(|(o, _)| asyncscale_api::validate_spec(&o.spec).is_ok())
+        .collect();
+    let valid = || valid.iter().copied();
     let mut peers = asyncscale_engine::quota_peers(
         &obj.spec,
         obj_place,
