@@ -18,7 +18,7 @@ use asyncscale_core::status::{
 };
 use asyncscale_engine::{
     AutoscalingBackend, AwsError, BackendSource, ConvergeMode, ConvergeReport, ErrorClass, Fence,
-    Intent, OwnershipCheck, Place, Placement, converge, remove,
+    FleetChange, Intent, OwnershipCheck, Place, Placement, converge, remove,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
@@ -27,6 +27,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
+use tokio::sync::broadcast;
 
 use crate::identity::{owner_of, wants_adoption};
 use crate::metrics::{InstanceTypeLabels, Metrics, ResourceReading};
@@ -103,6 +104,12 @@ struct LastVisit {
     next_due: Instant,
     /// When AWS was last read successfully for this object.
     last_good: Option<Instant>,
+    /// When another resource's held raise last asked for this object's reconcile (see
+    /// [`Context::awaited`]).
+    nudged: Option<Instant>,
+    /// A nudge not yet taken by a reconcile: the next one is a full one, even when a reconcile
+    /// that was running as the nudge came has since set the next resync.
+    nudge_pending: bool,
 }
 
 /// Own writes remembered per object: a reconcile writes at most two statuses (the first visit's
@@ -139,6 +146,11 @@ pub struct Context {
     /// By object UID.
     last_visits: Mutex<HashMap<String, LastVisit>>,
     stores: Mutex<Vec<WatchedStore>>,
+    /// Peers whose lowering a held raise waits for (see [`Context::awaited`]).
+    awaited: broadcast::Sender<FleetChange>,
+    /// When each awaited peer was last sent: a raise looking again every few seconds sends it
+    /// once a resync, not at every look (each send is a scan of the watch caches).
+    awaited_sent: Mutex<HashMap<(Place, String), Instant>>,
 }
 
 impl Context {
@@ -162,6 +174,8 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             last_visits: Mutex::new(HashMap::new()),
             stores: Mutex::new(Vec::new()),
+            awaited: broadcast::channel(AWAITED_BUFFERED).0,
+            awaited_sent: Mutex::new(HashMap::new()),
         }
     }
 
@@ -246,6 +260,8 @@ impl Context {
             // Not due before the reconcile in progress records its outcome.
             next_due: Instant::now() + self.reconcile_timeout,
             last_good: None,
+            nudged: None,
+            nudge_pending: false,
         });
         if let Some(next_in) = next_in {
             visit.next_due = Instant::now() + next_in;
@@ -266,8 +282,12 @@ impl Context {
     /// due yet, how long until it is: the reconcile then makes no AWS call.
     fn not_due_for(&self, obj: &AsyncEndpointScaling) -> Option<Duration> {
         let uid = obj.uid()?;
-        let visits = self.last_visits.lock().expect("visits lock");
-        let last = visits.get(&uid)?;
+        let mut visits = self.last_visits.lock().expect("visits lock");
+        let last = visits.get_mut(&uid)?;
+        // A nudge is taken by the reconcile starting now; one that comes during it is kept.
+        if std::mem::take(&mut last.nudge_pending) {
+            return None;
+        }
         let same = obj
             .resource_version()
             .is_some_and(|rv| last.resource_versions.contains(&rv));
@@ -282,6 +302,63 @@ impl Context {
         if let Some(visit) = self.last_visits.lock().expect("visits lock").get_mut(uid) {
             visit.next_due = Instant::now();
         }
+    }
+
+    /// The peers a held raise waits for: each lowers its MaxCapacity to its share at its next
+    /// reconcile, and until then the raise, or a new endpoint's minCapacity, waits. Without a
+    /// nudge that is the peer's resync away (a minute by default).
+    pub fn awaited(&self) -> broadcast::Receiver<FleetChange> {
+        self.awaited.subscribe()
+    }
+
+    fn await_lowerings(&self, place: &Place, resource_ids: &[String]) {
+        let now = Instant::now();
+        let mut sent = self.awaited_sent.lock().expect("awaited lock");
+        sent.retain(|_, at| now.duration_since(*at) < self.resync);
+        for resource_id in resource_ids {
+            let key = (place.clone(), resource_id.clone());
+            if sent.contains_key(&key) {
+                continue;
+            }
+            sent.insert(key, now);
+            // Without a receiver (no controller running yet) the resync does it.
+            let _ = self.awaited.send(FleetChange {
+                place: place.clone(),
+                resource_id: resource_id.clone(),
+            });
+        }
+    }
+
+    /// Whether a raise's wait for `obj`'s lowering makes it due now. At most once a resync per
+    /// object, and never within its backoff: a peer whose lowering keeps failing, or that has
+    /// nothing to lower (its picture does not show the newcomer yet), costs at most one more
+    /// reconcile a resync, however many raises wait for it and however often they look again.
+    pub fn nudge(&self, obj: &AsyncEndpointScaling) -> bool {
+        let Some(uid) = obj.uid() else { return false };
+        if self
+            .failures
+            .lock()
+            .expect("backoff lock")
+            .contains_key(&key(obj))
+        {
+            return false;
+        }
+        let mut visits = self.last_visits.lock().expect("visits lock");
+        let Some(visit) = visits.get_mut(&uid) else {
+            // Never visited: its first reconcile is on its way anyway.
+            return false;
+        };
+        let now = Instant::now();
+        if visit
+            .nudged
+            .is_some_and(|at| now.duration_since(at) < self.resync)
+        {
+            return false;
+        }
+        visit.nudged = Some(now);
+        visit.nudge_pending = true;
+        visit.next_due = now;
+        true
     }
 
     /// A term of leadership starts: nothing remembered of the visits of an earlier term may make
@@ -494,11 +571,14 @@ async fn apply(
     }
     // A raise held until the others' lowerings show in AWS is tried again soon, not at the
     // resync: those lowerings are other resources' reconciles, seconds away.
+    // A minimum that waits (nothing decided) looks again soon only when lowerings are awaited.
     let awaiting = report
-        .desired
+        .share
         .as_ref()
-        .and_then(|d| d.share.as_ref())
-        .is_some_and(|s| s.held);
+        .is_some_and(|s| s.held && (report.desired.is_some() || !s.awaiting.is_empty()));
+    if let Some(share) = &report.share {
+        ctx.await_lowerings(&backend.place(), &share.awaiting);
+    }
     match (&report.outcome, report.error) {
         // Recoverable AWS errors (and a quota never read) back off.
         (SyncOutcome::InvalidSpec(_), _) => {
@@ -566,9 +646,8 @@ fn metrics_reading(
     });
     let at_cap = instances.zip(effective_max).is_some_and(|(i, m)| i >= m);
     let quota_full = in_use.zip(quota).is_some_and(|(u, q)| u >= q);
-    let min_unmet = desired
-        .and_then(|d| d.share.as_ref())
-        .is_some_and(|s| s.min_unmet);
+    // From the share itself: a minimum that waits decides nothing (no `desired`).
+    let min_unmet = report.share.as_ref().is_some_and(|s| s.min_unmet);
     ResourceReading {
         scope: InstanceTypeLabels {
             account: backend.account().unwrap_or_default().to_string(),
@@ -657,6 +736,9 @@ const DUPLICATE_RECHECK: Duration = Duration::from_secs(5);
 /// How soon a raise held for other endpoints' lowerings is tried again (each lowering is its own
 /// resource's reconcile; a failed one keeps it held, and each try reads no more than the picture).
 const RAISE_RECHECK: Duration = Duration::from_secs(5);
+
+/// Awaited lowerings not yet turned into reconciles; more are dropped (the resync does them).
+const AWAITED_BUFFERED: usize = 1024;
 
 /// Where each watched resource's calls land (from the watch cache and the controller's
 /// configuration; no AWS call): resources in one account and region share its quotas, and two

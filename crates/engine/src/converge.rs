@@ -199,6 +199,9 @@ pub struct ConvergeReport {
     pub outcome: SyncOutcome,
     pub status: AsyncEndpointScalingStatus,
     pub desired: Option<Desired>,
+    /// This endpoint's share of its instance quota as worked out this reconcile, also when
+    /// nothing was decided because minCapacity does not fit it (quota policy Share only).
+    pub share: Option<QuotaShare>,
     /// AWS as last read (after the changes, when some were made).
     pub observed: Option<Observed>,
     /// The SageMaker endpoint as read before planning.
@@ -279,6 +282,7 @@ pub async fn converge(
         outcome: SyncOutcome::InSync,
         status: AsyncEndpointScalingStatus::default(),
         desired: None,
+        share: None,
         observed: None,
         endpoint: None,
         error: None,
@@ -332,6 +336,9 @@ pub async fn converge(
                         }),
                 };
                 report.endpoint = Some(endpoint);
+                if let Ok((share, _)) = &share {
+                    report.share = share.clone();
+                }
                 match share {
                     Err(outcome) => report.outcome = outcome,
                     Ok((Some(share), _)) if share.min_unmet => {
@@ -523,6 +530,9 @@ async fn quota_share(
     };
     let mut explanation = split.explain(&names.resource_id).unwrap_or_default();
     let mut min_unmet = split.min_unmet.contains(&names.resource_id);
+    // A minimum the share itself cannot meet waits for instances to be released, not for the
+    // others' lowerings: none awaited (the controller then waits for the resync, not 5 s).
+    let share_short = min_unmet;
     let mut cap = i32::try_from(cap).unwrap_or(i32::MAX);
     let now = in_aws.unwrap_or(0);
     let mut awaiting = Vec::new();
@@ -623,6 +633,10 @@ async fn quota_share(
             awaiting.clear();
             departing.clear();
         }
+    }
+    if share_short {
+        awaiting.clear();
+        departing.clear();
     }
     Ok((
         Some(QuotaShare {

@@ -283,8 +283,10 @@ async fn run_controllers(
         let controller = Controller::for_stream(objects, store.clone())
             .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
         // Drift a refresh of the fleet view finds is repaired now, not at the next resync.
-        let controller =
-            controller.reconcile_on(changed_resources(fleet.changes(), store.clone(), ctx.clone()));
+        let controller = controller
+            .reconcile_on(changed_resources(fleet.changes(), store.clone(), ctx.clone(), Why::AwsChanged))
+            // A raise held for others' lowerings has them made now (see Context::awaited).
+            .reconcile_on(changed_resources(ctx.awaited(), store.clone(), ctx.clone(), Why::LoweringAwaited));
         let synced = Arc::new(AtomicBool::new(false));
         stores.push(WatchedStore {
             store: store.clone(),
@@ -337,11 +339,21 @@ fn forget_unread_metadata(obj: &mut AsyncEndpointScaling) {
     }
 }
 
-/// The resources managing each endpoint variant whose AWS state a refresh found changed.
+/// Why a resource named by a [`FleetChange`] is reconciled now.
+#[derive(Clone, Copy)]
+enum Why {
+    /// A refresh of the fleet view found its AWS state changed.
+    AwsChanged,
+    /// Another resource's raise waits for its lowering (rate-limited: [`Context::nudge`]).
+    LoweringAwaited,
+}
+
+/// The resources managing each endpoint variant named by `changes` (see [`Why`]).
 fn changed_resources(
     changes: broadcast::Receiver<FleetChange>,
     store: Store<AsyncEndpointScaling>,
     ctx: Arc<Context>,
+    why: Why,
 ) -> impl futures::Stream<Item = ObjectRef<AsyncEndpointScaling>> + Send + 'static {
     futures::stream::unfold(changes, |mut changes| async move {
         loop {
@@ -369,12 +381,16 @@ fn changed_resources(
                         asyncscale_api::role_account(role) == change.place.account.as_deref()
                     })
             })
-            .map(|obj| {
-                if let Some(uid) = &obj.metadata.uid {
-                    ctx.aws_changed(uid);
+            .filter(|obj| match why {
+                Why::AwsChanged => {
+                    if let Some(uid) = &obj.metadata.uid {
+                        ctx.aws_changed(uid);
+                    }
+                    true
                 }
-                ObjectRef::from_obj(obj.as_ref())
+                Why::LoweringAwaited => ctx.nudge(obj),
             })
+            .map(|obj| ObjectRef::from_obj(obj.as_ref()))
             .collect();
         futures::stream::iter(refs)
     })

@@ -1890,3 +1890,67 @@ async fn a_raise_waits_for_a_lowering_that_fails_and_status_says_what_aws_holds(
         maxes == [("a-async".to_string(), 3), ("b-async".to_string(), 1)].into()
     });
 }
+
+/// A new endpoint's minCapacity waits for another endpoint's lowering, and that lowering is made
+/// at once, not at the other's resync. a shares a quota of 4 alone (cap 4); b arrives asking for
+/// minCapacity 1, which only fits once a's MaxCapacity in AWS comes down to its share. b's
+/// reconcile holds (nothing is written for b while a still holds 4) and asks for a's reconcile;
+/// a lowers, and b's recheck a few seconds later registers b. With a resync of five minutes,
+/// b waited for a's resync before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_endpoints_minimum_has_the_lowering_it_waits_for_made_at_once() {
+    let cluster = cluster("awaited").await;
+    let kubeconfig = cluster.admin.clone();
+    let aws = cluster.aws.clone();
+    for name in ["a-async", "b-async"] {
+        crate::support::declare_endpoint(&aws, name, "ml.g4dn.xlarge");
+    }
+    let pod = "asyncscale-awaited-0";
+    let (_controller, metrics_addr) = cluster.controller(pod, &["--resync", "300s"]);
+    until(
+        "the controller to be ready",
+        Duration::from_secs(20),
+        || TcpStream::connect(&metrics_addr).is_ok() && http_get(&metrics_addr, "/readyz").0 == 200,
+    );
+    let dir = std::env::temp_dir().join(format!("asyncscale-awaited-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let a = example("a", "").replace("maxCapacity: 20", "maxCapacity: 4");
+    let apply = apply_text(&kubeconfig, &dir, "a.yaml", &a);
+    assert!(apply.status.success(), "{}", stderr_of(&apply));
+    until(
+        "a alone takes the whole quota",
+        Duration::from_secs(30),
+        || shared_maxes(&aws) == [("a-async".to_string(), 4)].into(),
+    );
+    let b = example("b", ", minCapacity: 1").replace("maxCapacity: 20", "maxCapacity: 4");
+    let apply = apply_text(&kubeconfig, &dir, "b.yaml", &b);
+    assert!(apply.status.success(), "{}", stderr_of(&apply));
+    let asked = Instant::now();
+    until(
+        "b registered beside a lowered a",
+        Duration::from_secs(30),
+        || {
+            let maxes = shared_maxes(&aws);
+            assert!(
+                maxes.values().sum::<i64>() <= 4,
+                "over the quota: {maxes:?}"
+            );
+            maxes.len() == 2 && maxes["a-async"] < 4 && maxes["b-async"] >= 1
+        },
+    );
+    let waited = asked.elapsed();
+    let ready = kubectl(
+        &kubeconfig,
+        &[
+            "wait",
+            "-n",
+            "ml",
+            "aes/b",
+            "--for=condition=Ready",
+            "--timeout=20s",
+        ],
+    );
+    assert!(ready.status.success(), "{}", stderr_of(&ready));
+    eprintln!("b registered {waited:?} after it was applied (resync 300 s)");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1511,3 +1511,129 @@ async fn the_quota_metrics_show_backlog_that_the_quota_keeps_from_growing() {
         assert!(text.contains(&line), "{line} missing in\n{text}");
     }
 }
+
+/// A raise's wait for a peer's lowering makes the peer due at once, but costs at most one more
+/// reconcile of it a resync, and none within its backoff: many raises looking again every few
+/// seconds, or a peer whose lowering keeps failing, add no load on AWS beyond that.
+#[tokio::test]
+async fn a_peer_awaited_by_a_raise_is_nudged_at_most_once_a_resync_and_never_in_backoff() {
+    let aws = sim().await;
+    let status = converge_once(&aws).await;
+    let object = resource(json!({}), true, Some(&status));
+    let (client, _api) = FakeApiServer::start(&object);
+    let ctx = context(client, aws_at(&aws.url()).await);
+    assert!(
+        !ctx.nudge(&object),
+        "never visited: its first reconcile is coming anyway"
+    );
+    reconcile(Arc::new(object.clone()), ctx.clone())
+        .await
+        .unwrap();
+    // The object as this controller last saw it: not due, no AWS call.
+    let calls = aws_calls(&aws);
+    reconcile(Arc::new(object.clone()), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(aws_calls(&aws), calls, "not due");
+    assert!(ctx.nudge(&object), "visited, then awaited: due now");
+    assert!(
+        !ctx.nudge(&object),
+        "a second wait within the resync adds nothing"
+    );
+    // The nudge makes the next reconcile a full one, and only the next.
+    reconcile(Arc::new(object.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let nudged = aws_calls(&aws);
+    assert!(nudged > calls, "the nudged reconcile reads AWS");
+    reconcile(Arc::new(object.clone()), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(aws_calls(&aws), nudged, "taken once");
+
+    // A peer in backoff is left to it.
+    aws.account.lock().unwrap().faults.push(
+        asyncscale_sim::Fault::on("GetServiceQuota").failing("TooManyRequestsException", 400),
+    );
+    let failing = resource(json!({}), true, Some(&status));
+    let (client, _api) = FakeApiServer::start(&failing);
+    let ctx = context(client, aws_at(&aws.url()).await);
+    let err = reconcile(Arc::new(failing.clone()), ctx.clone())
+        .await
+        .unwrap_err();
+    assert!(err.retry_in().is_some(), "backs off: {err}");
+    assert!(!ctx.nudge(&failing), "in backoff: no nudge");
+}
+
+/// A nudge that comes while the peer's own reconcile is running is not lost: that reconcile
+/// may have read the others before the newcomer came, and its end sets the next visit a resync
+/// away; the reconcile the nudge queued must still be a full one.
+#[tokio::test]
+async fn a_nudge_during_a_running_reconcile_makes_the_next_one_full() {
+    let aws = sim().await;
+    let status = converge_once(&aws).await;
+    let object = resource(json!({}), true, Some(&status));
+    let (client, _api) = FakeApiServer::start(&object);
+    let ctx = context(client, aws_at(&aws.url()).await);
+    reconcile(Arc::new(object.clone()), ctx.clone())
+        .await
+        .unwrap();
+    aws.account.lock().unwrap().faults.push(
+        asyncscale_sim::Fault::on("DescribeScalableTargets")
+            .delayed(1.0)
+            .times(1),
+    );
+    ctx.aws_changed(object.metadata.uid.as_deref().unwrap());
+    let running = tokio::spawn(reconcile(Arc::new(object.clone()), ctx.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!running.is_finished(), "held in AWS");
+    assert!(ctx.nudge(&object), "awaited while running");
+    running.await.unwrap().unwrap();
+    let calls = aws_calls(&aws);
+    reconcile(Arc::new(object.clone()), ctx.clone())
+        .await
+        .unwrap();
+    assert!(aws_calls(&aws) > calls, "the queued reconcile reads AWS");
+}
+
+/// A minimum the quota cannot grant counts as blocked by the quota even with nothing decided
+/// (Ready False `WaitingForQuota`): another endpoint holds all 4 instances, and this one asks
+/// for minCapacity 1.
+#[tokio::test]
+async fn a_minimum_waiting_for_the_quota_counts_as_blocked() {
+    let aws = sim().await;
+    aws.world.lock().unwrap().add_endpoint(EndpointSpec {
+        initial_instances: 4,
+        ..EndpointSpec::idle("other-async", "AllTraffic", "ml.g4dn.xlarge")
+    });
+    let backend = aws_at(&aws.url()).await;
+    let calls = backend.calls().clone();
+    let fleet = FleetSource::new(
+        Arc::new(SingleBackend(backend)),
+        FleetConfig {
+            refresh_every: Duration::from_millis(200),
+            policy_refresh_every: 1,
+            read_backlog_alarms: true,
+        },
+    );
+    let object = resource(json!({"minCapacity": 1}), true, None);
+    let (client, api) = FakeApiServer::start(&object);
+    let ctx = context_over(client, Arc::new(fleet), calls);
+    reconcile(Arc::new(object.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let patch = api
+        .seen()
+        .into_iter()
+        .rev()
+        .find(Seen::is_status_patch)
+        .expect("a status");
+    assert_eq!(
+        condition(&patch.body["status"], "Ready")["reason"],
+        "WaitingForQuota"
+    );
+    let labels = r#"{account="",region="us-east-1",instance_type="ml.g4dn.xlarge"}"#;
+    let text = ctx.metrics.encode();
+    let line = format!("asyncscale_endpoints_blocked_by_quota{labels} 1");
+    assert!(text.contains(&line), "{line} missing in\n{text}");
+}
