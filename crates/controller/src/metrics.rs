@@ -664,6 +664,7 @@ mod tests {
             cause: String::new(),
             status_message: Some(message.into()),
             start_time: start_time.into(),
+            end_time: Some(start_time.into()),
         }
     }
 

@@ -80,6 +80,7 @@ named! {
         QuotaExceeded,
         ScalingActivityFailed,
         LastActivityOk,
+        EarlierActivityFailed,
     }
 }
 

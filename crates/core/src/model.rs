@@ -201,6 +201,8 @@ pub struct ScalingActivity {
     pub status_message: Option<String>,
     /// RFC 3339.
     pub start_time: String,
+    /// RFC 3339; set once the activity has finished (Successful, Failed, Cancelled).
+    pub end_time: Option<String>,
 }
 
 /// The text AWS puts in a scaling activity that the instance quota blocked (docs/aws-behaviour.md §5.4).
@@ -210,12 +212,24 @@ const QUOTA_EXCEEDED_MARKER: &str = "account-level service limit";
 /// triggered` (Application Auto Scaling User Guide, "Scheduled scaling", describe-scaling-activities).
 const SCHEDULED_CAUSE: (&str, &str) = ("scheduled action name ", " was triggered");
 
+/// AWS's cause of an activity an alarm started: `monitor alarm <alarm> in state ALARM triggered
+/// policy <policy>` (Application Auto Scaling User Guide, describe-scaling-activities examples).
+const ALARM_CAUSE: (&str, &str) = ("monitor alarm ", " in state ALARM triggered policy ");
+
 impl ScalingActivity {
     /// The scheduled action that started this activity, if one did.
     pub fn scheduled_action(&self) -> Option<&str> {
         self.cause
             .strip_prefix(SCHEDULED_CAUSE.0)?
             .strip_suffix(SCHEDULED_CAUSE.1)
+    }
+
+    /// Whether an alarm started this activity (its policy asked for the change): the alarm asks
+    /// again while it stays in ALARM.
+    pub fn alarm_triggered(&self) -> bool {
+        self.cause
+            .strip_prefix(ALARM_CAUSE.0)
+            .is_some_and(|rest| rest.contains(ALARM_CAUSE.1))
     }
 
     /// A Failed activity that the account's instance quota stopped (SageMaker's

@@ -186,7 +186,7 @@ pub fn compute_status(
     }
     let synced = synced_condition(&input.outcome);
     let quota = quota_condition(input);
-    let healthy = scaling_condition(input.observed);
+    let healthy = scaling_condition(input.observed, input.spec, now);
     let ready = ready_condition(&synced, &healthy, &quota, input);
     let fresh = [ready, synced, quota, healthy]
         .into_iter()
@@ -437,7 +437,26 @@ fn quota_condition(input: &StatusInput<'_>) -> Cond {
     }
 }
 
-fn scaling_condition(observed: Option<&Observed>) -> Cond {
+/// How long the newest activity, when it failed, still says an endpoint cannot scale. While
+/// the alarm that asked for instances stays in ALARM, Application Auto Scaling is asked again
+/// once a minute (CloudWatch User Guide, "Alarm actions": alarms with Auto Scaling actions keep
+/// invoking them once per minute in the state), and a retry adds a newer activity, failed or
+/// not. A failure with nothing newer after the longest scale-out cooldown and two more minutes
+/// means nothing asks for instances any more: it is history, not the endpoint's state, and
+/// keeping Ready False for it would last until the next burst, however long after.
+fn failure_current_for(spec: &AsyncEndpointScalingSpec) -> i64 {
+    let cooldown = spec
+        .target_tracking
+        .scale_out_cooldown_seconds
+        .max(spec.scale_from_zero.cooldown_seconds);
+    i64::from(cooldown.max(0)) + 120
+}
+
+fn scaling_condition(
+    observed: Option<&Observed>,
+    spec: &AsyncEndpointScalingSpec,
+    now: &Time,
+) -> Cond {
     let Some(observed) = observed else {
         return Cond::new(
             ConditionType::ScalingHealthy,
@@ -458,6 +477,27 @@ fn scaling_condition(observed: Option<&Observed>) -> Cond {
                 .status_message
                 .clone()
                 .unwrap_or_else(|| a.description.clone());
+            // Only an alarm's activity is asked for again; a scheduled action's or a minimum's
+            // failure stays the state until something newer. Counted from when it ended (a
+            // scale-out may run for minutes before it fails); not ended, or unreadable: current.
+            let ended = a
+                .end_time
+                .as_deref()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+            let current_for = failure_current_for(spec);
+            if a.alarm_triggered()
+                && let Some(ended) = ended
+                && now.0.as_second() - ended.as_second() > current_for
+            {
+                return Cond::new(
+                    ConditionType::ScalingHealthy,
+                    ConditionStatus::True,
+                    Reason::EarlierActivityFailed,
+                    format!(
+                        "the newest scaling activity failed at {ended}, more than {current_for}s ago, and none followed: nothing asks for instances now (while an alarm asks, Application Auto Scaling tries again every minute). It failed with: {message}"
+                    ),
+                );
+            }
             let reason = if a.failed_on_quota() {
                 Reason::QuotaExceeded
             } else {
@@ -738,6 +778,7 @@ mod tests {
             cause: "monitor alarm X in state ALARM triggered policy Y".into(),
             status_message: Some(message.into()),
             start_time: "2026-11-27T10:00:00Z".into(),
+            end_time: Some("2026-11-27T10:00:00Z".into()),
         }
     }
 
@@ -828,6 +869,7 @@ mod tests {
             cause: "scheduled action name asyncscale-up was triggered".into(),
             status_message: None,
             start_time: at.into(),
+            end_time: Some(at.into()),
         };
         // Newest first: a failed run, a run of this action, a run of an older one of the name.
         observed.activities = vec![
@@ -869,6 +911,76 @@ mod tests {
             let healthy = find(&status, ConditionType::ScalingHealthy).unwrap();
             assert_eq!(healthy.reason, "QuotaExceeded", "{message}");
             assert_eq!(healthy.message, message);
+        }
+    }
+
+    /// A quota failure is the endpoint's state while something still asks (Application Auto
+    /// Scaling retries every minute), and history once the longest scale-out cooldown and two
+    /// minutes have passed with no newer activity: Ready comes back without waiting for the next
+    /// burst, and the message keeps AWS's words.
+    #[test]
+    fn a_failure_nothing_followed_for_long_is_history_not_the_state() {
+        let mut observed = Observed::empty();
+        observed.activities.push(activity("Failed", QUOTA_MESSAGE));
+        let failed_at = "2026-11-27T10:00:00Z"
+            .parse::<Timestamp>()
+            .unwrap()
+            .as_second();
+        // Default cooldowns: 300 s, so 420 s in all.
+        let at = |after: i64| run(&observed, SyncOutcome::InSync, None, failed_at + after);
+        for (after, ready, reason) in [
+            (60, "False", "QuotaExceeded"),
+            (420, "False", "QuotaExceeded"),
+            (421, "True", "EarlierActivityFailed"),
+        ] {
+            let status = at(after);
+            let healthy = find(&status, ConditionType::ScalingHealthy).unwrap();
+            assert_eq!(
+                healthy.reason, reason,
+                "{after}s after: {}",
+                healthy.message
+            );
+            let ready_now = find(&status, ConditionType::Ready).unwrap();
+            assert_eq!(
+                ready_now.status, ready,
+                "{after}s after: {}",
+                ready_now.message
+            );
+            if reason == "EarlierActivityFailed" {
+                assert!(
+                    healthy.message.contains(QUOTA_MESSAGE),
+                    "{}",
+                    healthy.message
+                );
+                assert!(
+                    healthy.message.contains("more than 420s ago"),
+                    "{}",
+                    healthy.message
+                );
+            }
+        }
+        // Counted from when it ended: a scale-out that ran ten minutes before failing is news.
+        let mut slow = activity("Failed", QUOTA_MESSAGE);
+        slow.end_time = Some("2026-11-27T10:10:00Z".into());
+        let mut observed = Observed::empty();
+        observed.activities.push(slow);
+        let status = run(&observed, SyncOutcome::InSync, None, failed_at + 600 + 60);
+        assert_eq!(find(&status, ConditionType::Ready).unwrap().status, "False");
+        // Not ended (or not said when), or not asked for by an alarm: nothing asks again, and
+        // the failure stays the state until something newer.
+        for change in [
+            (|a: &mut ScalingActivity| a.end_time = None) as fn(&mut ScalingActivity),
+            |a| a.end_time = Some("yesterday".into()),
+            |a| a.cause = "scheduled action name asyncscale-up was triggered".into(),
+            |a| a.cause = "minimum capacity was set to 2".into(),
+        ] {
+            let mut failed = activity("Failed", QUOTA_MESSAGE);
+            change(&mut failed);
+            let mut observed = Observed::empty();
+            observed.activities.push(failed.clone());
+            let status = run(&observed, SyncOutcome::InSync, None, failed_at + 3600);
+            let healthy = find(&status, ConditionType::ScalingHealthy).unwrap();
+            assert_eq!(healthy.reason, "QuotaExceeded", "{failed:?}");
         }
     }
 

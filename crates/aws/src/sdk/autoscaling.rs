@@ -343,6 +343,7 @@ fn activity_from_sdk(a: &aas::types::ScalingActivity) -> ScalingActivity {
         cause: a.cause().to_string(),
         status_message: a.status_message().map(str::to_string),
         start_time: rfc3339(a.start_time()),
+        end_time: a.end_time().map(rfc3339),
     }
 }
 
