@@ -222,6 +222,13 @@ def test_recovery_and_visits_and_memory():
     assert len(recovery.ready(161, ["soak/r1"])) == 1
     recovery.burst_ended(200)
     assert recovery.ready(210, []) == [] and recovery.recoveries[-1] == 10
+    # A quota dip's endpoints are excused for a while: they hold the recovery open, and are
+    # judged once the excuse ends.
+    recovery.burst_ended(300)
+    assert recovery.ready(400, ["soak/r1"], frozenset({"soak/r1"})) == []
+    assert recovery.waiting_since == 300, "still waiting for r1"
+    late = recovery.ready(401, ["soak/r1"])
+    assert len(late) == 1 and "101s after" in late[0].message
 
     visits = inv.Visits(resync=30, grace=10)
     visits.visited("soak/r1", 100)
@@ -250,6 +257,34 @@ def test_recovery_and_visits_and_memory():
     found, lines = memory.judge()
     assert [v.message.split()[0] for v in found] == ["replica-b"]
     assert len(lines) == 2
+
+
+def test_memory_judges_each_role_on_its_own():
+    # A standby that takes the Lease steps up (it now keeps what reconciles keep); growth
+    # while leading is judged from the leading stretch's own warm-up.
+    memory = inv.Memory(warmup=10, min_judged=100)
+    for t, rss, leading in ((0, 50, False), (10, 50, False), (200, 51, False), (210, 80, True),
+                            (220, 80, True), (400, 82, True)):
+        memory.sample(1, "replica-a", 0, t, rss * 1_000_000, leading=leading)
+    found, lines = memory.judge()
+    assert found == []
+    assert [line.split(" (pid")[0] for line in lines] == ["replica-a (standby)", "replica-a (leading)"]
+    # A leak while leading still counts.
+    memory.sample(1, "replica-a", 0, 600, 95 * 1_000_000, leading=True)
+    found, _ = memory.judge()
+    assert [v.message.split(" RSS")[0] for v in found] == ["replica-a (leading)"]
+    # Each term of leadership is compared with the first: a leak of a few % per term adds up.
+    terms = inv.Memory(warmup=10, min_judged=100)
+    t = 0
+    for term in range(4):
+        for rss in (50, 50):
+            terms.sample(2, "replica-b", 0, t, rss * 1_000_000, leading=False)
+            t += 20
+        for rss in (80 + 4 * term, 80 + 4 * term):
+            terms.sample(2, "replica-b", 0, t, rss * 1_000_000, leading=True)
+            t += 20
+    found, _ = terms.judge()
+    assert [v.message.split(" RSS")[0] for v in found] == ["replica-b (leading)"]
 
 
 def held(key, received, answered):

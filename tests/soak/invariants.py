@@ -602,7 +602,9 @@ class Recovery:
     def burst_started(self) -> None:
         self.waiting_since = None
 
-    def ready(self, now: float, not_ready: list[str]) -> list[Violation]:
+    def ready(self, now: float, not_ready: list[str], excused: frozenset[str] = frozenset()) -> list[Violation]:
+        """`excused`: resources of `not_ready` allowed to be so for now (a quota dip's aftermath):
+        they keep the recovery open, and count against its limit once no longer excused."""
         if self.waiting_since is None:
             return []
         waited = now - self.waiting_since
@@ -611,15 +613,16 @@ class Recovery:
             self.longest = max(self.longest, waited)
             self.waiting_since = None
             return []
-        if waited > self.limit and not self.reported:
+        late = [k for k in not_ready if k not in excused]
+        if waited > self.limit and late and not self.reported:
             self.reported = True
             self.longest = max(self.longest, waited)
             return [
                 Violation(
                     self.name,
                     now,
-                    f"{len(not_ready)} resource(s) not Ready {waited:.0f}s after the last fault "
-                    f"ended (limit {self.limit:.0f}s): {', '.join(sorted(not_ready)[:5])}",
+                    f"{len(late)} resource(s) not Ready {waited:.0f}s after the last fault "
+                    f"ended (limit {self.limit:.0f}s): {', '.join(sorted(late)[:5])}",
                 )
             ]
         return []
@@ -683,7 +686,13 @@ class Visits:
 
 
 class Memory:
-    """Controller RSS after warm-up grows less than `limit` (10 %) over a process's life."""
+    """Controller RSS after warm-up grows less than `limit` (10 %) in each role of a process.
+
+    A standby holds the watch cache only; once it leads it also builds what reconciles keep (the
+    endpoint picture, metrics readings, Event series, AWS connections), so its RSS steps up at a
+    takeover without anything leaking. So a process is judged per role: from its first sample
+    in the role (past the warm-up of that stretch) to its last in the role, across all its
+    stretches of it, so that a leak of each term of leadership adds up and shows."""
 
     name = "memory"
 
@@ -691,17 +700,27 @@ class Memory:
         self.warmup = warmup
         self.min_judged = min_judged
         self.limit = limit
-        # pid -> (label, started, [(t, rss)])
-        self.samples: dict[int, tuple[str, float, list[tuple[float, int]]]] = {}
+        # (pid, leading) -> (label, [(t, rss)]) past each stretch's warm-up
+        self.samples: dict[tuple[int, bool], tuple[str, list[tuple[float, int]]]] = {}
+        # pid -> (role, when its current stretch began)
+        self.stretch: dict[int, tuple[bool, float]] = {}
 
-    def sample(self, pid: int, label: str, started: float, now: float, rss: int) -> None:
-        entry = self.samples.setdefault(pid, (label, started, []))
-        entry[2].append((now, rss))
+    def sample(
+        self, pid: int, label: str, started: float, now: float, rss: int, leading: bool = False
+    ) -> None:
+        role, since = self.stretch.get(pid, (leading, started))
+        if role != leading:
+            since = now
+        self.stretch[pid] = (leading, since)
+        entry = self.samples.setdefault(
+            (pid, leading), (f"{label} ({'leading' if leading else 'standby'})", [])
+        )
+        if now - since >= self.warmup:
+            entry[1].append((now, rss))
 
     def judge(self) -> tuple[list[Violation], list[str]]:
         found, lines = [], []
-        for pid, (label, started, samples) in self.samples.items():
-            warm = [(t, r) for (t, r) in samples if t - started >= self.warmup]
+        for (pid, _), (label, warm) in self.samples.items():
             if len(warm) < 2:
                 continue
             (t0, r0), (t1, r1) = warm[0], warm[-1]

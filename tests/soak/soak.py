@@ -72,6 +72,17 @@ MIN_STEP = 3.0
 # How long a restarted leader's first pass may take before the quiet checks judge it (see
 # Soak.cold): at N = 300 and AWS's rates it took about a minute.
 COLD_START_LIMIT = 180.0
+# How long after a quota dip its endpoints may still be not Ready by design, before the recovery
+# check's own limit: the controller re-reads a quota every 300 s, so a share the dip took to 0
+# comes back only then; and a scale-out that failed on the lowered quota stays the endpoint's
+# state (ScalingHealthy QuotaExceeded) until a newer activity, or for the longest scale-out
+# cooldown (300 s by default) plus 120 s when none comes (the demand was met or went away).
+DIP_AFTERMATH = 420.0
+# A resource whose Ready is False for a scale-out AWS failed on the quota is not judged by the
+# recovery check at all: the controller tells a failure that still matters from an old one by
+# the activity's end time, and the endpoint's clock runs TIME_SCALE times ahead of the wall,
+# so in the soak every failure looks recent. Every quota failure is judged by the quota check
+# instead (a violation outside a dip or a growth's reaction window).
 
 
 def env(name: str, default: str) -> str:
@@ -1175,6 +1186,7 @@ class Soak:
                 for r in self.resources.values()
             }
             effective, not_ready, unready_required = {}, [], 0
+            excused: set[str] = set()
             waiting: set[str] = set()
             for name, r in self.resources.items():
                 item = present.get(name)
@@ -1202,6 +1214,9 @@ class Soak:
                     c.get("type") == "Ready" and c.get("status") == "True"
                     for c in status_.get("conditions", [])
                 )
+                ready_reason = next(
+                    (c.get("reason") for c in status_.get("conditions", []) if c.get("type") == "Ready"), None
+                )
                 ready += is_ready
                 settled = now - r.changed_at > self.config.resync + self.config.grace
                 if not is_ready and (r.changed_at <= self.fleet_created_at or settled):
@@ -1209,6 +1224,11 @@ class Soak:
                     unready_required += 1
                 if not is_ready and not r.endpoint_missing and settled:
                     not_ready.append(r.key)
+                    # Judged a recovery limit after the dip's aftermath: it shows at the next visit.
+                    aftermath = DIP_AFTERMATH + self.recovery.limit
+                    dipped = now - self.scope_quiet.get((r.account, r.instance_type), -aftermath) < aftermath
+                    if dipped or ready_reason == "QuotaExceeded":
+                        excused.add(r.key)
             if not self.converged and self.fleet_created_at and unready_required == 0:
                 self.converged = True
                 self.converged_at = now
@@ -1216,7 +1236,7 @@ class Soak:
                 log(self.t0, f"fleet: all {total} resources Ready")
             found += self.ownership.state(now, quiet_since, list(self.resources.values()), states, effective,
                                           present=set(present), quiet_by_key=quiet_by_key, waiting=waiting)
-            found += self.recovery.ready(now, not_ready)
+            found += self.recovery.ready(now, not_ready, frozenset(excused))
             live = {
                 r.key: max(r.changed_at, quiet_by_key[r.key]) for r in self.resources.values()
                 if r.deleted_at is None and r.key.split("/")[1] in present
@@ -1231,7 +1251,7 @@ class Soak:
         for name, value in zip(REPLICAS, rss):
             r = self.replicas[name]
             if value is not None:
-                self.memory.sample(r.proc.pid, name, r.started, now, value)
+                self.memory.sample(r.proc.pid, name, r.started, now, value, leading=name == self.holder)
         self.series.append((now, ready, total, *(v / 1e6 if v else None for v in rss), len(self.faults_on)))
         self.report_found(found)
 
