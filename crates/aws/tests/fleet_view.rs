@@ -697,3 +697,78 @@ async fn two_roles_in_one_account_are_one_place_in_the_stats() {
     assert_eq!(stats.refreshes, 3);
     assert!(stats.age.unwrap() < Duration::from_millis(300), "{stats:?}");
 }
+
+/// A listing paged while an item of an earlier page is removed can skip one: with a token that
+/// counts items (the local endpoint's, and nothing AWS documents rules it out), the first item
+/// of the next page moves back onto the page already read. A soak saw it: a target missing from
+/// the picture counted as no cap, and a raise put the caps over the quota. The view reads what
+/// vanished before taking it for gone: the skipped target keeps its MaxCapacity, the one really
+/// deregistered is gone, and the skipped endpoint keeps its place in the instance count.
+#[tokio::test]
+async fn a_target_or_endpoint_a_paged_listing_skips_is_read_not_dropped() {
+    // Refreshed every 3 s: the checks below read the picture this refresh makes, not another.
+    let (server, calls, view) = setup_with(Duration::from_secs(3), 101).await;
+    converge_all(&view, 60).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let rid = |i: usize| ResourceNames::new(&format!("ep-{i:03}"), "AllTraffic").resource_id;
+    // Targets are listed 50 a page by resource id, endpoints 100 a page newest first: the second
+    // pages are held while ep-010's endpoint is deleted (AWS deregisters its target with it),
+    // which moves ep-050 and ep-000 onto the first pages, already read.
+    for (operation, token) in [
+        ("DescribeScalableTargets", "50"),
+        ("ListEndpoints", "sim-endpoints-100"),
+    ] {
+        server.account.lock().unwrap().faults.push(
+            Fault::on(operation)
+                .when("NextToken", serde_json::json!(token))
+                .delayed(1.0)
+                .times(1),
+        );
+    }
+    let refreshes = view.stats().refreshes;
+    let refreshing = tokio::spawn({
+        let view = view.clone();
+        async move { view.list_endpoints(None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let removed = server.world.lock().unwrap().remove_endpoint("ep-010");
+    assert_eq!(removed, Some(rid(10)));
+    let _ = server.account.lock().unwrap().handle(
+        "application-autoscaling",
+        "DeregisterScalableTarget",
+        &serde_json::json!({"ServiceNamespace": "sagemaker", "ResourceId": rid(10),
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}),
+        "us-east-1",
+    );
+    let reads_before = count(&calls, "DescribeScalableTargets");
+    refreshing.await.unwrap().unwrap();
+    let left: Vec<String> = server
+        .account
+        .lock()
+        .unwrap()
+        .faults
+        .iter()
+        .map(|f| format!("{} {:?}", f.operation, f.input_has))
+        .collect();
+    assert!(left.is_empty(), "both pages were held: {left:?}");
+    let maxes = view.max_capacities(&[rid(50)]).await.unwrap();
+    assert_eq!(
+        maxes,
+        vec![Some(4)],
+        "ep-050, skipped by the listing, keeps its cap"
+    );
+    let usage = view.instance_usage("ml.g4dn.xlarge").await.unwrap();
+    assert!(
+        usage.iter().any(|h| h.resource_id == rid(0)),
+        "ep-000 skipped by the listing"
+    );
+    assert_eq!(
+        view.stats().refreshes,
+        refreshes + 1,
+        "one refresh made the picture"
+    );
+    // The held page, and one direct read for the one target that vanished (ep-010, gone since,
+    // was on the page read before it went; the next refresh drops it).
+    let reads = count(&calls, "DescribeScalableTargets") - reads_before;
+    assert!((1..=2).contains(&reads), "{reads} reads");
+}

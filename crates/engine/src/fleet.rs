@@ -525,9 +525,11 @@ impl FleetView {
         );
         let (activities, activities_complete, activities_cut) = activities?;
         let (endpoints, configs, unreadable) = endpoints?;
+        let mut targets = targets?;
+        self.confirm_vanished_targets(&mut targets).await?;
         Ok(Sweep {
             started,
-            targets: targets?,
+            targets,
             policies: policies?,
             scheduled: scheduled?,
             alarms: alarms?,
@@ -541,12 +543,81 @@ impl FleetView {
         })
     }
 
+    /// Targets the picture had that the listing did not show, unless this view deregistered
+    /// them, are read one by one before they are taken for gone. A listing is paged, and what
+    /// a page token means when items are removed meanwhile is not documented: with a token
+    /// that counts items, a target deregistered from an earlier page moves the next page's
+    /// first one back onto the page already read, and it is listed nowhere. A soak saw exactly
+    /// that: a target missing from the picture counted as no cap, and a raise put the caps one
+    /// over the quota. Usually none vanish, so this costs nothing; an endpoint deleted behind
+    /// asyncscale's back costs one DescribeScalableTargets.
+    async fn confirm_vanished_targets(
+        &self,
+        targets: &mut Vec<ObservedTarget>,
+    ) -> Result<(), AwsError> {
+        let vanished: Vec<ObservedTarget> = {
+            let picture = self.picture();
+            let listed: HashSet<&str> = targets
+                .iter()
+                .map(|t| t.target.resource_id.as_str())
+                .collect();
+            picture
+                .targets
+                .values()
+                .filter(|t| !listed.contains(t.target.resource_id.as_str()))
+                .filter(|t| picture.written_max.get(&t.target.resource_id) != Some(&None))
+                .cloned()
+                .collect()
+        };
+        for old in vanished {
+            let id = &old.target.resource_id;
+            match with_page_retries(|| self.inner.describe_target(id)).await {
+                Ok(Some(found)) => {
+                    tracing::debug!(resource = %id, "a target the listing skipped is still registered");
+                    targets.push(found);
+                }
+                Ok(None) => {}
+                Err(e) if e.class == ErrorClass::Recoverable => return Err(e),
+                // Unreadable for good: what was known stands (its cap stays reserved).
+                Err(_) => targets.push(old),
+            }
+        }
+        Ok(())
+    }
+
     /// ListEndpoints (100 a page); DescribeEndpoint only for the endpoints whose status or
     /// LastModifiedTime moved since the last refresh (an instance count changes only through an
     /// update, which moves both); DescribeEndpointConfig only for names not read before. A
     /// no-drift refresh of N endpoints costs ceil(N/100) calls.
     async fn sweep_endpoints(&self) -> Result<SweptEndpoints, AwsError> {
-        let listed = all_pages(|next| self.inner.list_endpoints(next)).await?;
+        let mut listed = all_pages(|next| self.inner.list_endpoints(next)).await?;
+        // As for targets (see `confirm_vanished_targets`): an endpoint the picture had that the
+        // listing skipped would take its instances out of every quota's count. Each is read
+        // before it is taken for gone; one still there is listed as its description says.
+        let vanished: Vec<String> = {
+            let picture = self.picture();
+            let names: HashSet<&str> = listed.iter().map(|s| s.name.as_str()).collect();
+            picture
+                .endpoints
+                .keys()
+                .filter(|name| !names.contains(name.as_str()))
+                .cloned()
+                .collect()
+        };
+        for name in vanished {
+            match with_page_retries(|| self.inner.describe_endpoint(&name)).await {
+                Ok(Some(endpoint)) => listed.push(endpoint.summary),
+                Ok(None) => {}
+                Err(e) if e.class == ErrorClass::Recoverable => return Err(e),
+                // Unreadable for good: listed, so that its last description stands for it.
+                Err(_) => listed.extend(
+                    self.picture()
+                        .endpoints
+                        .get(&name)
+                        .map(|e| e.summary.clone()),
+                ),
+            }
+        }
         let (known, known_configs): (HashMap<String, EndpointState>, HashSet<String>) = {
             let picture = self.picture();
             (
