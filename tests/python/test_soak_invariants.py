@@ -204,13 +204,18 @@ def test_foreign_objects_touched_by_a_replica_fire():
     assert check.calls([deregister]) == [], "the soak deleted its endpoint: AWS took them"
 
 
-def test_a_resource_waiting_for_the_others_lowering_gets_a_resync_more():
+def test_a_resource_waiting_for_the_quota_is_judged_a_resync_after_its_wait():
     check = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
     fresh = inv.Resource(key="soak/r1", account="123456789012", endpoint="e", instance_type="ml.g5.xlarge",
                          min_capacity=1, changed_at=100.0)
     empty = {"123456789012": {"ScalableTargets": [], "ScalingPolicies": [], "MetricAlarms": []}}
+    # Minutes of waiting for instances others hold: nothing is written, nothing is lost.
     assert check.state(141, 0, [fresh], empty, {}, waiting={"soak/r1"}) == []
-    assert len(check.state(171, 0, [fresh], empty, {}, waiting={"soak/r1"})) == 1
+    assert check.state(300, 0, [fresh], empty, {}, waiting={"soak/r1"}) == []
+    # Out of the wait, it has a resync (and the grace) to register.
+    assert check.state(339, 0, [fresh], empty, {}) == []
+    late = check.state(341, 0, [fresh], empty, {})
+    assert len(late) == 1 and "41s after its last change, fault or wait for the quota" in late[0].message
     other = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
     assert len(other.state(141, 0, [fresh], empty, {})) == 1
 

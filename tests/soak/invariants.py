@@ -391,6 +391,8 @@ class Ownership:
         # Targets the soak put foreign objects on, still holding them.
         self.foreign_targets: set[str] = set()
         self.reported: set[tuple[str, str]] = set()
+        # When each resource was last seen WaitingForQuota.
+        self.last_waiting: dict[str, float] = {}
 
     def _once(self, invariant: str, key: str, now: float, message: str) -> list[Violation]:
         if (invariant, key) in self.reported:
@@ -415,9 +417,9 @@ class Ownership:
         `effective_max`: status.effectiveMaxCapacity by key (missing or None: the target's
         MaxCapacity in AWS is judged instead); `present`: the names the API server still
         lists (None: not known this round); `waiting`: the keys whose Ready says
-        WaitingForQuota: a minimum that needs instances the others' caps hold waits for their
-        lowering, made at each one's next visit (within a resync), so those are judged a resync
-        later."""
+        WaitingForQuota: nothing is written for a minimum that does not fit (it waits for
+        instances other endpoints hold, which only their own scale-in releases, or for their
+        caps' lowerings), so those are judged a resync after they were last seen waiting."""
         found = []
         overall = quiet_since
         live_ids = {
@@ -433,9 +435,10 @@ class Ownership:
             rid = r.resource_id
             quiet_since = max(overall, (quiet_by_key or {}).get(r.key, overall))
             if r.deleted_at is None:
-                settled = max(r.changed_at, quiet_since) + self.resync + self.grace
                 if r.key in (waiting or ()):
-                    settled += self.resync
+                    self.last_waiting[r.key] = now
+                since = max(r.changed_at, quiet_since, self.last_waiting.get(r.key, float("-inf")))
+                settled = since + self.resync + self.grace
                 if now < settled or r.endpoint_missing:
                     # Reported once per change: a later change may repair what was lost.
                     self.reported.discard((self.lost, r.key))
@@ -453,7 +456,7 @@ class Ownership:
                     found += self._once(
                         self.lost, r.key, now,
                         f"{r.key} ({rid} in {r.account}) has no {', '.join(missing)} "
-                        f"{now - max(r.changed_at, quiet_since):.0f}s after its last change or fault",
+                        f"{now - since:.0f}s after its last change, fault or wait for the quota",
                     )
                 share = effective_max.get(r.key)
                 if share is None and rid in targets:

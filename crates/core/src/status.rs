@@ -439,11 +439,11 @@ fn quota_condition(input: &StatusInput<'_>) -> Cond {
 
 /// How long the newest activity, when it failed, still says an endpoint cannot scale. While
 /// the alarm that asked for instances stays in ALARM, Application Auto Scaling is asked again
-/// once a minute (CloudWatch User Guide, "Alarm actions": alarms with Auto Scaling actions keep
-/// invoking them once per minute in the state), and a retry adds a newer activity, failed or
-/// not. A failure with nothing newer after the longest scale-out cooldown and two more minutes
-/// means nothing asks for instances any more: it is history, not the endpoint's state, and
-/// keeping Ready False for it would last until the next burst, however long after.
+/// (docs/aws-behaviour.md §4.6: an alarm repeats Auto Scaling actions while it stays in the
+/// state), and a retry adds a newer activity, failed or not. A failure with nothing newer after
+/// the longest scale-out cooldown and two more minutes means nothing asks for instances any
+/// more: it is history, not the endpoint's state, and keeping Ready False for it would last
+/// until the next burst, however long after.
 fn failure_current_for(spec: &AsyncEndpointScalingSpec) -> i64 {
     let cooldown = spec
         .target_tracking

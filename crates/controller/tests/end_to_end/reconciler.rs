@@ -1522,18 +1522,15 @@ async fn a_peer_awaited_by_a_raise_is_nudged_at_most_once_a_resync_and_never_in_
     let object = resource(json!({}), true, Some(&status));
     let (client, _api) = FakeApiServer::start(&object);
     let ctx = context(client, aws_at(&aws.url()).await);
+    let visit = || reconcile(Arc::new(object.clone()), ctx.clone());
     assert!(
         !ctx.nudge(&object),
         "never visited: its first reconcile is coming anyway"
     );
-    reconcile(Arc::new(object.clone()), ctx.clone())
-        .await
-        .unwrap();
+    visit().await.unwrap();
     // The object as this controller last saw it: not due, no AWS call.
     let calls = aws_calls(&aws);
-    reconcile(Arc::new(object.clone()), ctx.clone())
-        .await
-        .unwrap();
+    visit().await.unwrap();
     assert_eq!(aws_calls(&aws), calls, "not due");
     assert!(ctx.nudge(&object), "visited, then awaited: due now");
     assert!(
@@ -1541,14 +1538,10 @@ async fn a_peer_awaited_by_a_raise_is_nudged_at_most_once_a_resync_and_never_in_
         "a second wait within the resync adds nothing"
     );
     // The nudge makes the next reconcile a full one, and only the next.
-    reconcile(Arc::new(object.clone()), ctx.clone())
-        .await
-        .unwrap();
+    visit().await.unwrap();
     let nudged = aws_calls(&aws);
     assert!(nudged > calls, "the nudged reconcile reads AWS");
-    reconcile(Arc::new(object.clone()), ctx.clone())
-        .await
-        .unwrap();
+    visit().await.unwrap();
     assert_eq!(aws_calls(&aws), nudged, "taken once");
 
     // A peer in backoff is left to it.
