@@ -707,68 +707,82 @@ async fn two_roles_in_one_account_are_one_place_in_the_stats() {
 #[tokio::test]
 async fn a_target_or_endpoint_a_paged_listing_skips_is_read_not_dropped() {
     // Refreshed every 3 s: the checks below read the picture this refresh makes, not another.
-    let (server, calls, view) = setup_with(Duration::from_secs(3), 101).await;
+    let (server, calls, view) = setup_with(Duration::from_secs(3), 102).await;
     converge_all(&view, 60).await;
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let rid = |i: usize| ResourceNames::new(&format!("ep-{i:03}"), "AllTraffic").resource_id;
+    let delete_endpoint = |i: usize| {
+        let removed = server
+            .world
+            .lock()
+            .unwrap()
+            .remove_endpoint(&format!("ep-{i:03}"));
+        assert_eq!(removed, Some(rid(i)));
+        // AWS deregisters the target of a deleted endpoint.
+        let _ = server.account.lock().unwrap().handle(
+            "application-autoscaling",
+            "DeregisterScalableTarget",
+            &serde_json::json!({"ServiceNamespace": "sagemaker", "ResourceId": rid(i),
+                "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}),
+            "us-east-1",
+        );
+    };
+    // Gone before the refresh: it vanishes from the listing, is read, and is dropped.
+    delete_endpoint(20);
     // Targets are listed 50 a page by resource id, endpoints 100 a page newest first: the second
-    // pages are held while ep-010's endpoint is deleted (AWS deregisters its target with it),
-    // which moves ep-050 and ep-000 onto the first pages, already read.
-    for (operation, token) in [
+    // pages are held while ep-010 is deleted, which moves ep-051 and ep-000 onto the first
+    // pages, already read.
+    let held = [
         ("DescribeScalableTargets", "50"),
         ("ListEndpoints", "sim-endpoints-100"),
-    ] {
+    ];
+    for (operation, token) in held {
         server.account.lock().unwrap().faults.push(
             Fault::on(operation)
                 .when("NextToken", serde_json::json!(token))
-                .delayed(1.0)
+                .delayed(2.0)
                 .times(1),
         );
     }
     let refreshes = view.stats().refreshes;
+    let reads_before = count(&calls, "DescribeScalableTargets");
     let refreshing = tokio::spawn({
         let view = view.clone();
         async move { view.list_endpoints(None).await }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let removed = server.world.lock().unwrap().remove_endpoint("ep-010");
-    assert_eq!(removed, Some(rid(10)));
-    let _ = server.account.lock().unwrap().handle(
-        "application-autoscaling",
-        "DeregisterScalableTarget",
-        &serde_json::json!({"ServiceNamespace": "sagemaker", "ResourceId": rid(10),
-            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}),
-        "us-east-1",
-    );
-    let reads_before = count(&calls, "DescribeScalableTargets");
+    // Both second pages asked for (so both first pages read), and held.
+    let asked = std::time::Instant::now();
+    while !server.account.lock().unwrap().faults.is_empty() {
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "the second pages were never asked for"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    delete_endpoint(10);
     refreshing.await.unwrap().unwrap();
-    let left: Vec<String> = server
-        .account
-        .lock()
-        .unwrap()
-        .faults
-        .iter()
-        .map(|f| format!("{} {:?}", f.operation, f.input_has))
-        .collect();
-    assert!(left.is_empty(), "both pages were held: {left:?}");
-    let maxes = view.max_capacities(&[rid(50)]).await.unwrap();
+    assert_eq!(
+        view.stats().refreshes,
+        refreshes + 1,
+        "one refresh made the picture"
+    );
+    let maxes = view.max_capacities(&[rid(51), rid(20)]).await.unwrap();
     assert_eq!(
         maxes,
-        vec![Some(4)],
-        "ep-050, skipped by the listing, keeps its cap"
+        vec![Some(4), None],
+        "ep-051 skipped by the listing keeps its cap; ep-020 is gone"
     );
     let usage = view.instance_usage("ml.g4dn.xlarge").await.unwrap();
     assert!(
         usage.iter().any(|h| h.resource_id == rid(0)),
         "ep-000 skipped by the listing"
     );
-    assert_eq!(
-        view.stats().refreshes,
-        refreshes + 1,
-        "one refresh made the picture"
+    assert!(
+        !usage.iter().any(|h| h.resource_id == rid(20)),
+        "ep-020 gone"
     );
-    // The held page, and one direct read for the one target that vanished (ep-010, gone since,
-    // was on the page read before it went; the next refresh drops it).
+    // Both pages, and one direct read for each target that vanished (ep-051, ep-020); ep-010,
+    // gone since, was on the page read before it went (the next refresh drops it).
     let reads = count(&calls, "DescribeScalableTargets") - reads_before;
-    assert!((1..=2).contains(&reads), "{reads} reads");
+    assert_eq!(reads, 2 + 2, "{reads} reads");
 }

@@ -555,23 +555,44 @@ impl FleetView {
         &self,
         targets: &mut Vec<ObservedTarget>,
     ) -> Result<(), AwsError> {
-        let vanished: Vec<ObservedTarget> = {
+        let (vanished, known): (Vec<String>, HashMap<String, ObservedTarget>) = {
             let picture = self.picture();
             let listed: HashSet<&str> = targets
                 .iter()
                 .map(|t| t.target.resource_id.as_str())
                 .collect();
-            picture
+            // What the picture had, and what this view registered that no read has brought
+            // into it yet (its cap is only in `written_max`); not what this view deregistered.
+            let ids: HashSet<&String> = picture
                 .targets
-                .values()
-                .filter(|t| !listed.contains(t.target.resource_id.as_str()))
-                .filter(|t| picture.written_max.get(&t.target.resource_id) != Some(&None))
-                .cloned()
-                .collect()
+                .keys()
+                .chain(
+                    picture
+                        .written_max
+                        .iter()
+                        .filter(|(_, max)| max.is_some())
+                        .map(|(id, _)| id),
+                )
+                .filter(|id| !listed.contains(id.as_str()))
+                .filter(|id| picture.written_max.get(*id) != Some(&None))
+                .collect();
+            let known = ids
+                .iter()
+                .filter_map(|id| picture.targets.get(*id).map(|t| ((*id).clone(), t.clone())))
+                .collect();
+            (ids.into_iter().cloned().collect(), known)
         };
-        for old in vanished {
-            let id = &old.target.resource_id;
-            match with_page_retries(|| self.inner.describe_target(id)).await {
+        let inner = self.inner.clone();
+        let read = describe_all(vanished, move |id| {
+            let inner = inner.clone();
+            async move {
+                let found = with_page_retries(|| inner.describe_target(&id)).await;
+                Ok::<_, AwsError>((id, found))
+            }
+        })
+        .await?;
+        for (id, found) in read {
+            match found {
                 Ok(Some(found)) => {
                     tracing::debug!(resource = %id, "a target the listing skipped is still registered");
                     targets.push(found);
@@ -579,7 +600,7 @@ impl FleetView {
                 Ok(None) => {}
                 Err(e) if e.class == ErrorClass::Recoverable => return Err(e),
                 // Unreadable for good: what was known stands (its cap stays reserved).
-                Err(_) => targets.push(old),
+                Err(_) => targets.extend(known.get(&id).cloned()),
             }
         }
         Ok(())
@@ -604,18 +625,29 @@ impl FleetView {
                 .cloned()
                 .collect()
         };
-        for name in vanished {
-            match with_page_retries(|| self.inner.describe_endpoint(&name)).await {
+        let inner = self.inner.clone();
+        let read = describe_all(vanished, move |name| {
+            let inner = inner.clone();
+            async move {
+                let found = with_page_retries(|| inner.describe_endpoint(&name)).await;
+                Ok::<_, AwsError>((name, found))
+            }
+        })
+        .await?;
+        let mut vanished_unreadable = Vec::new();
+        for (name, found) in read {
+            match found {
                 Ok(Some(endpoint)) => listed.push(endpoint.summary),
                 Ok(None) => {}
                 Err(e) if e.class == ErrorClass::Recoverable => return Err(e),
-                // Unreadable for good: listed, so that its last description stands for it.
-                Err(_) => listed.extend(
-                    self.picture()
-                        .endpoints
-                        .get(&name)
-                        .map(|e| e.summary.clone()),
-                ),
+                // Unreadable for good: its last description stands for it, and it is named
+                // unreadable, so that no shared cap is raised on its count.
+                Err(e) => {
+                    if let Some(old) = self.picture().endpoints.get(&name) {
+                        listed.push(old.summary.clone());
+                    }
+                    vanished_unreadable.push((name, e.to_string()));
+                }
             }
         }
         let (known, known_configs): (HashMap<String, EndpointState>, HashSet<String>) = {
@@ -707,6 +739,7 @@ impl FleetView {
                 }
             }
         }
+        unreadable.extend(vanished_unreadable);
         unreadable.sort();
         Ok((endpoints, configs, unreadable))
     }
