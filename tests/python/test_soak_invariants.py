@@ -216,6 +216,12 @@ def test_a_resource_waiting_for_the_quota_is_judged_a_resync_after_its_wait():
     assert check.state(339, 0, [fresh], empty, {}) == []
     late = check.state(341, 0, [fresh], empty, {})
     assert len(late) == 1 and "41s after its last change, fault or wait for the quota" in late[0].message
+    # Waiting with a target (a share of 0: MaxCapacity 0) is no excuse for a lost policy.
+    shared_out = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
+    rid = "endpoint/e/variant/AllTraffic"
+    target_only = {"123456789012": {"ScalableTargets": [{"ResourceId": rid, "MaxCapacity": 0}],
+                                    "ScalingPolicies": [], "MetricAlarms": []}}
+    assert len(shared_out.state(141, 0, [fresh], target_only, {}, waiting={"soak/r1"})) == 1
     other = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
     assert len(other.state(141, 0, [fresh], empty, {})) == 1
 

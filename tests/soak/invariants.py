@@ -419,7 +419,8 @@ class Ownership:
         lists (None: not known this round); `waiting`: the keys whose Ready says
         WaitingForQuota: nothing is written for a minimum that does not fit (it waits for
         instances other endpoints hold, which only their own scale-in releases, or for their
-        caps' lowerings), so those are judged a resync after they were last seen waiting."""
+        caps' lowerings), so those without a target are judged a resync after they were last
+        seen waiting."""
         found = []
         overall = quiet_since
         live_ids = {
@@ -435,7 +436,9 @@ class Ownership:
             rid = r.resource_id
             quiet_since = max(overall, (quiet_by_key or {}).get(r.key, overall))
             if r.deleted_at is None:
-                if r.key in (waiting or ()):
+                # Waiting with nothing written; a share of 0 still has its target (MaxCapacity
+                # 0) and policy, and those are judged.
+                if r.key in (waiting or ()) and rid not in targets:
                     self.last_waiting[r.key] = now
                 since = max(r.changed_at, quiet_since, self.last_waiting.get(r.key, float("-inf")))
                 settled = since + self.resync + self.grace
