@@ -1426,12 +1426,12 @@ async fn two_resources_created_in_the_same_second_leave_one_owner() {
     );
 }
 
-/// Issue 12: the on-call metrics of reconciles through the controller's fleet view. Another
-/// endpoint holds all 4 instances of the quota, so this one's share is 0; its requests then wait
-/// with no instance: it has backlog, the quota keeps it from growing, nothing is left to grant,
-/// and the scale-out AWS refused on the quota is counted once however often it is seen.
-#[tokio::test]
-async fn the_quota_metrics_show_backlog_that_the_quota_keeps_from_growing() {
+/// How often the fleet views of [`quota_held_by_another`] refresh.
+const FLEET_REFRESH: Duration = Duration::from_millis(200);
+
+/// The local endpoint with another endpoint, not managed, holding all 4 instances of the quota,
+/// and a fleet view over it (as the controller reconciles), with its call counter.
+async fn quota_held_by_another() -> (SimServer, FleetSource, CallCounter) {
     let aws = sim().await;
     aws.world.lock().unwrap().add_endpoint(EndpointSpec {
         initial_instances: 4,
@@ -1439,15 +1439,25 @@ async fn the_quota_metrics_show_backlog_that_the_quota_keeps_from_growing() {
     });
     let backend = aws_at(&aws.url()).await;
     let calls = backend.calls().clone();
-    let every = Duration::from_millis(200);
     let fleet = FleetSource::new(
         Arc::new(SingleBackend(backend)),
         FleetConfig {
-            refresh_every: every,
+            refresh_every: FLEET_REFRESH,
             policy_refresh_every: 1,
             read_backlog_alarms: true,
         },
     );
+    (aws, fleet, calls)
+}
+
+/// The on-call metrics of reconciles through the controller's fleet view. Another
+/// endpoint holds all 4 instances of the quota, so this one's share is 0; its requests then wait
+/// with no instance: it has backlog, the quota keeps it from growing, nothing is left to grant,
+/// and the scale-out AWS refused on the quota is counted once however often it is seen.
+#[tokio::test]
+async fn the_quota_metrics_show_backlog_that_the_quota_keeps_from_growing() {
+    let (aws, fleet, calls) = quota_held_by_another().await;
+    let every = FLEET_REFRESH;
     let mut object = resource(json!({}), true, None);
     let (client, _api) = FakeApiServer::start(&object);
     let ctx = context_over(client, Arc::new(fleet), calls);
@@ -1594,21 +1604,7 @@ async fn a_nudge_during_a_running_reconcile_makes_the_next_one_full() {
 /// for minCapacity 1.
 #[tokio::test]
 async fn a_minimum_waiting_for_the_quota_counts_as_blocked() {
-    let aws = sim().await;
-    aws.world.lock().unwrap().add_endpoint(EndpointSpec {
-        initial_instances: 4,
-        ..EndpointSpec::idle("other-async", "AllTraffic", "ml.g4dn.xlarge")
-    });
-    let backend = aws_at(&aws.url()).await;
-    let calls = backend.calls().clone();
-    let fleet = FleetSource::new(
-        Arc::new(SingleBackend(backend)),
-        FleetConfig {
-            refresh_every: Duration::from_millis(200),
-            policy_refresh_every: 1,
-            read_backlog_alarms: true,
-        },
-    );
+    let (_aws, fleet, calls) = quota_held_by_another().await;
     let object = resource(json!({"minCapacity": 1}), true, None);
     let (client, api) = FakeApiServer::start(&object);
     let ctx = context_over(client, Arc::new(fleet), calls);
