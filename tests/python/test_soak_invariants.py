@@ -256,6 +256,19 @@ def test_recovery_and_visits_and_memory():
     slow.finished("soak/r1", 200)
     assert slow.check(239, 0, {"soak/r1": 0}) == []
     assert len(slow.check(241, 0, {"soak/r1": 0})) == 1
+    # A failed visit is due when the controller said it would retry, if that is later (the
+    # CI soak at fba6796: four failures in an AWS burst, the next try 39.5 s later).
+    backing_off = inv.Visits(resync=20, grace=10)
+    backing_off.visited("soak/r1", 100)
+    backing_off.finished("soak/r1", 100)
+    backing_off.failed("soak/r1", 100, 39.5)
+    assert backing_off.check(149, 0, {"soak/r1": 0}) == []
+    assert len(backing_off.check(150, 0, {"soak/r1": 0})) == 1
+    retried = inv.Visits(resync=20, grace=10)
+    retried.failed("soak/r1", 100, 39.5)
+    retried.visited("soak/r1", 140)
+    retried.finished("soak/r1", 140)
+    assert len(retried.check(171, 0, {"soak/r1": 0})) == 1, "the retry came: a resync again"
     hung = inv.Visits(resync=30, grace=10, longest=130)
     hung.visited("soak/r1", 100)
     assert len(hung.check(231, 0, {"soak/r1": 0})) == 1

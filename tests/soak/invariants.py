@@ -638,20 +638,32 @@ class Visits:
     """No stuck resource: while nothing disturbs the cluster, each live resource is reconciled
     at least once a resync (plus a grace for the requeue's own delay), counted from the end of
     its last visit: a visit may itself take long (after a takeover the new leader reads the
-    whole account before the first write); one that runs past `longest` is stuck too."""
+    whole account before the first write); one that runs past `longest` is stuck too. A visit
+    that failed is due again when the controller said it would retry (its backoff, 5 s
+    doubling, logged with the failure), if that is later: four failures in a row during an AWS
+    burst put the next try 40 s away, past a resync of 20 s, by design."""
 
     name = "no stuck resource"
 
     def __init__(self, resync: float, grace: float, longest: float = 130.0):
         self.limit = resync + grace
+        self.grace = grace
         self.longest = longest
         self.last: dict[str, float] = {}
         self.running: dict[str, float] = {}  # key -> when the visit in progress started
         self.reported: set[str] = set()
+        # key -> when the controller said it would try again after a failed visit
+        self.retry_at: dict[str, float] = {}
+
+    def failed(self, key: str, at: float, retry_in: float) -> None:
+        """A visit failed; the controller retries it `retry_in` seconds later."""
+        self.retry_at[key] = max(self.retry_at.get(key, 0.0), at + retry_in)
 
     def visited(self, key: str, at: float) -> None:
         """A visit started."""
         self.running[key] = at
+        if self.retry_at.get(key, float("inf")) <= at:
+            self.retry_at.pop(key)
         if at > self.last.get(key, 0.0):
             self.last[key] = at
             self.reported.discard(key)
@@ -676,7 +688,8 @@ class Visits:
                     )
                 continue
             start = max(quiet_since, since, self.last.get(key, 0.0))
-            if now - start > self.limit:
+            due = max(start + self.limit, self.retry_at.get(key, 0.0) + self.grace)
+            if now > due:
                 self.reported.add(key)
                 last = self.last.get(key)
                 found.append(

@@ -1167,6 +1167,8 @@ class Soak:
                             pending.discard(fields["resource"])
                 elif message == "reconcile failed":
                     self.reconcile_errors[fields.get("kind", "?")] += 1
+                    if fields.get("resource") and fields.get("retry_in_s") is not None:
+                        self.visits.failed(fields["resource"], at, float(fields["retry_in_s"]))
         with self.lock:
             takeover, self.takeover_at = self.takeover_at, None
         if takeover is not None and self.converged:
