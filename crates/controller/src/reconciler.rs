@@ -18,13 +18,13 @@ use asyncscale_core::status::{
 };
 use asyncscale_engine::{
     AutoscalingBackend, AwsError, BackendSource, ConvergeMode, ConvergeReport, ErrorClass, Fence,
-    FleetChange, Intent, OwnershipCheck, Place, Placement, converge, remove,
+    Intent, OwnershipCheck, Place, Placement, converge, remove,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -146,11 +146,8 @@ pub struct Context {
     /// By object UID.
     last_visits: Mutex<HashMap<String, LastVisit>>,
     stores: Mutex<Vec<WatchedStore>>,
-    /// Peers whose lowering a held raise waits for (see [`Context::awaited`]).
-    awaited: broadcast::Sender<FleetChange>,
-    /// When each awaited peer was last sent: a raise looking again every few seconds sends it
-    /// once a resync, not at every look (each send is a scan of the watch caches).
-    awaited_sent: Mutex<HashMap<(Place, String), Instant>>,
+    /// Peers whose lowering a held raise waits for, nudged (see [`Context::awaited`]).
+    awaited: broadcast::Sender<ObjectRef<AsyncEndpointScaling>>,
 }
 
 impl Context {
@@ -175,7 +172,6 @@ impl Context {
             last_visits: Mutex::new(HashMap::new()),
             stores: Mutex::new(Vec::new()),
             awaited: broadcast::channel(AWAITED_BUFFERED).0,
-            awaited_sent: Mutex::new(HashMap::new()),
         }
     }
 
@@ -307,25 +303,15 @@ impl Context {
     /// The peers a held raise waits for: each lowers its MaxCapacity to its share at its next
     /// reconcile, and until then the raise, or a new endpoint's minCapacity, waits. Without a
     /// nudge that is the peer's resync away (a minute by default).
-    pub fn awaited(&self) -> broadcast::Receiver<FleetChange> {
+    pub fn awaited(&self) -> broadcast::Receiver<ObjectRef<AsyncEndpointScaling>> {
         self.awaited.subscribe()
     }
 
-    fn await_lowerings(&self, place: &Place, resource_ids: &[String]) {
-        let now = Instant::now();
-        let mut sent = self.awaited_sent.lock().expect("awaited lock");
-        sent.retain(|_, at| now.duration_since(*at) < self.resync);
-        for resource_id in resource_ids {
-            let key = (place.clone(), resource_id.clone());
-            if sent.contains_key(&key) {
-                continue;
-            }
-            sent.insert(key, now);
+    /// Asks for the reconcile of each of `peers` that [`Context::nudge`] lets through.
+    fn await_lowerings<'a>(&self, peers: impl Iterator<Item = &'a AsyncEndpointScaling>) {
+        for peer in peers.filter(|peer| self.nudge(peer)) {
             // Without a receiver (no controller running yet) the resync does it.
-            let _ = self.awaited.send(FleetChange {
-                place: place.clone(),
-                resource_id: resource_id.clone(),
-            });
+            let _ = self.awaited.send(ObjectRef::from_obj(peer));
         }
     }
 
@@ -357,7 +343,6 @@ impl Context {
         }
         visit.nudged = Some(now);
         visit.nudge_pending = true;
-        visit.next_due = now;
         true
     }
 
@@ -576,8 +561,20 @@ async fn apply(
         .share
         .as_ref()
         .is_some_and(|s| s.held && (report.desired.is_some() || !s.awaiting.is_empty()));
-    if let Some(share) = &report.share {
-        ctx.await_lowerings(&backend.place(), &share.awaiting);
+    if let Some(share) = report.share.as_ref().filter(|s| !s.awaiting.is_empty()) {
+        // The awaited peers, found in the watch cache as read for this reconcile, in its place.
+        ctx.await_lowerings(
+            others
+                .iter()
+                .filter(|(o, p)| {
+                    *p == place
+                        && share.awaiting.contains(
+                            &ResourceNames::new(&o.spec.endpoint_name, &o.spec.variant_name)
+                                .resource_id,
+                        )
+                })
+                .map(|(o, _)| o.as_ref()),
+        );
     }
     match (&report.outcome, report.error) {
         // Recoverable AWS errors (and a quota never read) back off.

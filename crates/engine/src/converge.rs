@@ -634,10 +634,6 @@ async fn quota_share(
             departing.clear();
         }
     }
-    if share_short {
-        awaiting.clear();
-        departing.clear();
-    }
     Ok((
         Some(QuotaShare {
             cap,
@@ -645,11 +641,16 @@ async fn quota_share(
             endpoints: split.endpoints,
             explanation,
             min_unmet,
-            awaiting: awaiting
-                .into_iter()
-                .map(|(id, _, _)| id)
-                .chain(departing.into_iter().map(|(id, _)| id))
-                .collect(),
+            // Nothing awaited for a minimum that lowerings cannot make fit.
+            awaiting: if share_short {
+                Vec::new()
+            } else {
+                awaiting
+                    .into_iter()
+                    .map(|(id, _, _)| id)
+                    .chain(departing.into_iter().map(|(id, _)| id))
+                    .collect()
+            },
             held,
         }),
         guard,

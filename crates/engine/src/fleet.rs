@@ -582,15 +582,12 @@ impl FleetView {
                 .collect();
             (ids.into_iter().cloned().collect(), known)
         };
-        let inner = self.inner.clone();
-        let read = describe_all(vanished, move |id| {
-            let inner = inner.clone();
-            async move {
-                let found = with_page_retries(|| inner.describe_target(&id)).await;
-                Ok::<_, AwsError>((id, found))
-            }
-        })
-        .await?;
+        let inner = &self.inner;
+        let read = read_each(
+            vanished,
+            |id| async move { inner.describe_target(&id).await },
+        )
+        .await;
         for (id, found) in read {
             match found {
                 Ok(Some(found)) => {
@@ -625,15 +622,11 @@ impl FleetView {
                 .cloned()
                 .collect()
         };
-        let inner = self.inner.clone();
-        let read = describe_all(vanished, move |name| {
-            let inner = inner.clone();
-            async move {
-                let found = with_page_retries(|| inner.describe_endpoint(&name)).await;
-                Ok::<_, AwsError>((name, found))
-            }
+        let inner = &self.inner;
+        let read = read_each(vanished, |name| async move {
+            inner.describe_endpoint(&name).await
         })
-        .await?;
+        .await;
         let mut vanished_unreadable = Vec::new();
         for (name, found) in read {
             match found {
@@ -1061,6 +1054,25 @@ where
         .await
         .into_iter()
         .collect()
+}
+
+/// Reads each of `names` on its own, [`DESCRIBE_CONCURRENCY`] at a time, each retried as a page
+/// is; every answer comes back with its name, a failure included, for the caller to weigh.
+async fn read_each<T, F, Fut>(names: Vec<String>, read: F) -> Vec<(String, Result<T, AwsError>)>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<T, AwsError>>,
+{
+    use futures::StreamExt;
+    let read = &read;
+    futures::stream::iter(names)
+        .map(|name| async move {
+            let answer = with_page_retries(|| read(name.clone())).await;
+            (name, answer)
+        })
+        .buffer_unordered(DESCRIBE_CONCURRENCY)
+        .collect()
+        .await
 }
 
 /// Every page, each retried on its own when it fails recoverably.

@@ -284,9 +284,9 @@ async fn run_controllers(
             .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
         // Drift a refresh of the fleet view finds is repaired now, not at the next resync.
         let controller = controller
-            .reconcile_on(changed_resources(fleet.changes(), store.clone(), ctx.clone(), Why::AwsChanged))
+            .reconcile_on(changed_resources(fleet.changes(), store.clone(), ctx.clone()))
             // A raise held for others' lowerings has them made now (see Context::awaited).
-            .reconcile_on(changed_resources(ctx.awaited(), store.clone(), ctx.clone(), Why::LoweringAwaited));
+            .reconcile_on(awaited_resources(ctx.awaited(), store.clone()));
         let synced = Arc::new(AtomicBool::new(false));
         stores.push(WatchedStore {
             store: store.clone(),
@@ -339,33 +339,13 @@ fn forget_unread_metadata(obj: &mut AsyncEndpointScaling) {
     }
 }
 
-/// Why a resource named by a [`FleetChange`] is reconciled now.
-#[derive(Clone, Copy)]
-enum Why {
-    /// A refresh of the fleet view found its AWS state changed.
-    AwsChanged,
-    /// Another resource's raise waits for its lowering (rate-limited: [`Context::nudge`]).
-    LoweringAwaited,
-}
-
-/// The resources managing each endpoint variant named by `changes` (see [`Why`]).
+/// The resources managing each endpoint variant whose AWS state a refresh found changed.
 fn changed_resources(
     changes: broadcast::Receiver<FleetChange>,
     store: Store<AsyncEndpointScaling>,
     ctx: Arc<Context>,
-    why: Why,
 ) -> impl futures::Stream<Item = ObjectRef<AsyncEndpointScaling>> + Send + 'static {
-    futures::stream::unfold(changes, |mut changes| async move {
-        loop {
-            match changes.recv().await {
-                Ok(change) => return Some((change, changes)),
-                // Missed changes are found by the resync.
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
-    .flat_map(move |change| {
+    received(changes).flat_map(move |change| {
         let refs: Vec<_> = store
             .state()
             .iter()
@@ -381,17 +361,38 @@ fn changed_resources(
                         asyncscale_api::role_account(role) == change.place.account.as_deref()
                     })
             })
-            .filter(|obj| match why {
-                Why::AwsChanged => {
-                    if let Some(uid) = &obj.metadata.uid {
-                        ctx.aws_changed(uid);
-                    }
-                    true
+            .map(|obj| {
+                if let Some(uid) = &obj.metadata.uid {
+                    ctx.aws_changed(uid);
                 }
-                Why::LoweringAwaited => ctx.nudge(obj),
+                ObjectRef::from_obj(obj.as_ref())
             })
-            .map(|obj| ObjectRef::from_obj(obj.as_ref()))
             .collect();
         futures::stream::iter(refs)
+    })
+}
+
+/// The resources another resource's held raise waits for, already let through by
+/// `Context::nudge`; those of this controller's watch only.
+fn awaited_resources(
+    awaited: broadcast::Receiver<ObjectRef<AsyncEndpointScaling>>,
+    store: Store<AsyncEndpointScaling>,
+) -> impl futures::Stream<Item = ObjectRef<AsyncEndpointScaling>> + Send + 'static {
+    received(awaited).filter(move |object| futures::future::ready(store.get(object).is_some()))
+}
+
+/// What a broadcast channel carries, as a stream; what a slow reader missed is left to the
+/// resync.
+fn received<T: Clone + Send + 'static>(
+    receiver: broadcast::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(item) => return Some((item, receiver)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
     })
 }

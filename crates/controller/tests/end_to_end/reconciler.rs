@@ -245,14 +245,15 @@ fn aws_calls(server: &SimServer) -> u64 {
 }
 
 /// The Synced condition of the last status the reconciler wrote.
-fn last_synced(api: &FakeApiServer) -> Value {
+/// The condition `kind` of the last status patch.
+fn last_condition(api: &FakeApiServer, kind: &str) -> Value {
     let patch = api
         .seen()
         .into_iter()
         .rev()
         .find(Seen::is_status_patch)
         .expect("a status patch");
-    condition(&patch.body["status"], "Synced").clone()
+    condition(&patch.body["status"], kind).clone()
 }
 
 fn condition<'a>(status: &'a Value, kind: &str) -> &'a Value {
@@ -595,7 +596,7 @@ async fn an_invalid_spec_is_reported_without_touching_aws() {
         "waits for a spec change"
     );
     assert_eq!(aws_calls(&aws), 0);
-    let synced = &last_synced(&api);
+    let synced = &last_condition(&api, "Synced");
     assert_eq!(synced["reason"], "InvalidSpec");
     assert!(
         synced["message"]
@@ -660,7 +661,7 @@ async fn the_younger_of_two_resources_for_one_variant_is_refused_before_any_aws_
         Action::requeue(Duration::from_secs(5)),
         "checked again within seconds, not at the next resync"
     );
-    let synced = &last_synced(&api);
+    let synced = &last_condition(&api, "Synced");
     assert_eq!(synced["reason"], "Conflict");
     assert!(
         synced["message"]
@@ -724,7 +725,7 @@ async fn one_endpoint_name_in_two_regions_is_not_a_duplicate() {
     ));
     ctx.watch_stores(vec![store_of(&[&older, &younger])]);
     reconcile(Arc::new(younger), ctx).await.unwrap();
-    let synced = &last_synced(&api);
+    let synced = &last_condition(&api, "Synced");
     assert_ne!(synced["reason"], "Conflict", "{synced}");
     assert!(
         aws_calls(&aws) > 0,
@@ -971,7 +972,7 @@ async fn a_target_whose_owner_uid_no_longer_exists_is_adopted_when_asked() {
     reconcile(Arc::new(object.clone()), ctx.clone())
         .await
         .unwrap();
-    let synced = &last_synced(&api);
+    let synced = &last_condition(&api, "Synced");
     assert_eq!(
         synced["reason"], "Conflict",
         "a different UID is another owner"
@@ -1235,14 +1236,9 @@ async fn a_failed_quota_read_backs_off_and_writes_nothing() {
         aws.account.lock().unwrap().snapshot("us-east-1")["ScalableTargets"][0]["MaxCapacity"]
             .clone();
     assert_eq!(max, 4, "the clamp holds");
-    let patch = api
-        .seen()
-        .into_iter()
-        .rev()
-        .find(Seen::is_status_patch)
-        .expect("status says the quota is unknown");
+    // Status says the quota is unknown.
     assert_eq!(
-        condition(&patch.body["status"], "QuotaClamped")["reason"],
+        last_condition(&api, "QuotaClamped")["reason"],
         "QuotaUnknown"
     );
 }
@@ -1408,7 +1404,7 @@ async fn two_resources_created_in_the_same_second_leave_one_owner() {
             let ctx = context(client, aws_at(&url).await);
             ctx.watch_stores(vec![store_of(&[&both[0], &both[1]])]);
             reconcile(Arc::new(object), ctx).await.unwrap();
-            last_synced(&api)
+            last_condition(&api, "Synced")
         }
     };
     let first = synced_after_reconcile(&owner).await;
@@ -1611,16 +1607,7 @@ async fn a_minimum_waiting_for_the_quota_counts_as_blocked() {
     reconcile(Arc::new(object.clone()), ctx.clone())
         .await
         .unwrap();
-    let patch = api
-        .seen()
-        .into_iter()
-        .rev()
-        .find(Seen::is_status_patch)
-        .expect("a status");
-    assert_eq!(
-        condition(&patch.body["status"], "Ready")["reason"],
-        "WaitingForQuota"
-    );
+    assert_eq!(last_condition(&api, "Ready")["reason"], "WaitingForQuota");
     let labels = r#"{account="",region="us-east-1",instance_type="ml.g4dn.xlarge"}"#;
     let text = ctx.metrics.encode();
     let line = format!("asyncscale_endpoints_blocked_by_quota{labels} 1");
