@@ -706,32 +706,131 @@ async fn two_roles_in_one_account_are_one_place_in_the_stats() {
 /// deregistered is gone, and the skipped endpoint keeps its place in the instance count.
 #[tokio::test]
 async fn a_target_or_endpoint_a_paged_listing_skips_is_read_not_dropped() {
-    // Refreshed every 3 s: the checks below read the picture this refresh makes, not another.
+    let skipped = refresh_skipping(Vec::new()).await;
+    let (view, rid) = (
+        &skipped.view,
+        ResourceNames::new("ep-051", "AllTraffic").resource_id,
+    );
+    skipped.refreshed.as_ref().unwrap();
+    assert_eq!(
+        view.stats().refreshes,
+        skipped.refreshes_before + 1,
+        "one refresh made the picture"
+    );
+    let gone = ResourceNames::new("ep-020", "AllTraffic").resource_id;
+    let maxes = view.max_capacities(&[rid, gone.clone()]).await.unwrap();
+    assert_eq!(
+        maxes,
+        vec![Some(4), None],
+        "ep-051 skipped by the listing keeps its cap; ep-020 is gone"
+    );
+    let usage = view.instance_usage("ml.g4dn.xlarge").await.unwrap();
+    let endpoint_0 = ResourceNames::new("ep-000", "AllTraffic").resource_id;
+    assert!(
+        usage.iter().any(|h| h.resource_id == endpoint_0),
+        "ep-000 skipped by the listing"
+    );
+    assert!(!usage.iter().any(|h| h.resource_id == gone), "ep-020 gone");
+    // Both pages, and one direct read for each target that vanished (ep-051, ep-020); ep-010,
+    // gone since, was on the page read before it went (the next refresh drops it).
+    let reads = count(&skipped.calls, "DescribeScalableTargets") - skipped.reads_before;
+    assert_eq!(reads, 2 + 2, "{reads} reads");
+}
+
+/// Each way the direct read of a skipped target or endpoint can fail, alone: the refresh fails
+/// (and the picture before it stands) or the last known entry is kept. Never is the skipped
+/// target read as no cap, nor the skipped endpoint's instances as none, however the refresh
+/// ended. A "not found" from SageMaker is its answer, not a failure: with the listing it says
+/// the endpoint is gone.
+#[tokio::test]
+async fn a_failed_read_of_a_skipped_target_or_endpoint_never_drops_it() {
+    use asyncscale_sim::failures::Failure;
+    let target = ResourceNames::new("ep-051", "AllTraffic").resource_id;
+    let endpoint = ResourceNames::new("ep-000", "AllTraffic").resource_id;
+    for failure in Failure::all(2.5) {
+        let skipped = refresh_skipping(vec![
+            failure
+                .fault("application-autoscaling", "DescribeScalableTargets", 0)
+                .when("ResourceIds", serde_json::json!([target])),
+            failure
+                .fault("sagemaker", "DescribeEndpoint", 0)
+                .when("EndpointName", serde_json::json!("ep-000")),
+        ])
+        .await;
+        let label = failure.label();
+        let view = &skipped.view;
+        let unfired: Vec<String> = skipped
+            .server
+            .account
+            .lock()
+            .unwrap()
+            .faults
+            .iter()
+            .map(|f| f.operation.clone())
+            .collect();
+        assert!(
+            unfired.is_empty(),
+            "{label}: the direct reads met their faults: {unfired:?}"
+        );
+        // Asked right away, and again once another refresh could have come.
+        for _ in 0..2 {
+            // An error is a failed refresh: nothing is read as gone.
+            if let Ok(maxes) = view.max_capacities(std::slice::from_ref(&target)).await {
+                assert_eq!(maxes, vec![Some(4)], "{label}: the cap stands");
+            }
+            if let Ok(usage) = view.instance_usage("ml.g4dn.xlarge").await {
+                assert!(
+                    usage.iter().any(|h| h.resource_id == endpoint) || failure == Failure::NotFound,
+                    "{label}: the instances stand"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(3100)).await;
+        }
+        eprintln!(
+            "{label}: refresh {:?}",
+            skipped.refreshed.as_ref().map(|_| ())
+        );
+    }
+}
+
+/// What [`refresh_skipping`] leaves.
+struct Skipped {
+    server: SimServer,
+    calls: CallCounter,
+    view: Arc<FleetView>,
+    refreshes_before: u64,
+    reads_before: u64,
+    /// The skipping refresh's own outcome.
+    refreshed: Result<(), asyncscale_engine::AwsError>,
+}
+
+/// A fleet view over 60 targets and 102 endpoints whose next refresh lists them while ep-010
+/// is deleted between two pages, so that the listings skip ep-051's target and ep-000's
+/// endpoint (token that counts items: targets 50 a page by resource id, endpoints 100 a page
+/// newest first); ep-020 was deleted before that refresh. `faults` are armed for it.
+async fn refresh_skipping(faults: Vec<Fault>) -> Skipped {
+    // Refreshed every 3 s: the checks read the picture this refresh makes, not another.
     let (server, calls, view) = setup_with(Duration::from_secs(3), 102).await;
     converge_all(&view, 60).await;
     tokio::time::sleep(Duration::from_millis(3100)).await;
-    let rid = |i: usize| ResourceNames::new(&format!("ep-{i:03}"), "AllTraffic").resource_id;
     let delete_endpoint = |i: usize| {
+        let rid = ResourceNames::new(&format!("ep-{i:03}"), "AllTraffic").resource_id;
         let removed = server
             .world
             .lock()
             .unwrap()
             .remove_endpoint(&format!("ep-{i:03}"));
-        assert_eq!(removed, Some(rid(i)));
+        assert_eq!(removed, Some(rid.clone()));
         // AWS deregisters the target of a deleted endpoint.
         let _ = server.account.lock().unwrap().handle(
             "application-autoscaling",
             "DeregisterScalableTarget",
-            &serde_json::json!({"ServiceNamespace": "sagemaker", "ResourceId": rid(i),
+            &serde_json::json!({"ServiceNamespace": "sagemaker", "ResourceId": rid,
                 "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}),
             "us-east-1",
         );
     };
-    // Gone before the refresh: it vanishes from the listing, is read, and is dropped.
     delete_endpoint(20);
-    // Targets are listed 50 a page by resource id, endpoints 100 a page newest first: the second
-    // pages are held while ep-010 is deleted, which moves ep-051 and ep-000 onto the first
-    // pages, already read.
     let held = [
         ("DescribeScalableTargets", "50"),
         ("ListEndpoints", "sim-endpoints-100"),
@@ -744,45 +843,37 @@ async fn a_target_or_endpoint_a_paged_listing_skips_is_read_not_dropped() {
                 .times(1),
         );
     }
-    let refreshes = view.stats().refreshes;
+    let refreshes_before = view.stats().refreshes;
     let reads_before = count(&calls, "DescribeScalableTargets");
     let refreshing = tokio::spawn({
         let view = view.clone();
-        async move { view.list_endpoints(None).await }
+        async move { view.list_endpoints(None).await.map(|_| ()) }
     });
     // Both second pages asked for (so both first pages read), and held.
     let asked = std::time::Instant::now();
-    while !server.account.lock().unwrap().faults.is_empty() {
+    while server
+        .account
+        .lock()
+        .unwrap()
+        .faults
+        .iter()
+        .any(|f| f.delay_seconds == 2.0)
+    {
         assert!(
             asked.elapsed() < Duration::from_secs(10),
             "the second pages were never asked for"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    server.account.lock().unwrap().faults.extend(faults);
     delete_endpoint(10);
-    refreshing.await.unwrap().unwrap();
-    assert_eq!(
-        view.stats().refreshes,
-        refreshes + 1,
-        "one refresh made the picture"
-    );
-    let maxes = view.max_capacities(&[rid(51), rid(20)]).await.unwrap();
-    assert_eq!(
-        maxes,
-        vec![Some(4), None],
-        "ep-051 skipped by the listing keeps its cap; ep-020 is gone"
-    );
-    let usage = view.instance_usage("ml.g4dn.xlarge").await.unwrap();
-    assert!(
-        usage.iter().any(|h| h.resource_id == rid(0)),
-        "ep-000 skipped by the listing"
-    );
-    assert!(
-        !usage.iter().any(|h| h.resource_id == rid(20)),
-        "ep-020 gone"
-    );
-    // Both pages, and one direct read for each target that vanished (ep-051, ep-020); ep-010,
-    // gone since, was on the page read before it went (the next refresh drops it).
-    let reads = count(&calls, "DescribeScalableTargets") - reads_before;
-    assert_eq!(reads, 2 + 2, "{reads} reads");
+    let refreshed = refreshing.await.unwrap();
+    Skipped {
+        server,
+        calls,
+        view,
+        refreshes_before,
+        reads_before,
+        refreshed,
+    }
 }
