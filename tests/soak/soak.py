@@ -1122,11 +1122,12 @@ class Soak:
                 1 for e in entries if e.get("key") in REPLICAS or e.get("sourceKey") in REPLICAS
             )
         # AWS's state, per account.
-        states, managed_max, other_use = {}, Counter(), Counter()
+        states, all_endpoints, managed_max, other_use = {}, {}, Counter(), Counter()
         for account in (OWN, OTHER):
             st = self.aws.call("GET", "/_sim/state", account=account)
             states[account] = st
             endpoints = self.aws.call("GET", "/_sim/endpoints", account=account)["endpoints"]
+            all_endpoints[account] = endpoints
             types = self.endpoint_types(account)
             managed_ids = {
                 t["ResourceId"]: t["MaxCapacity"]
@@ -1148,7 +1149,7 @@ class Soak:
         if over:
             # The evidence: every target and endpoint of the accounts at that moment.
             with open(self.work / f"quota-violation-{now - self.t0:.0f}s.json", "w") as f:
-                json.dump({"states": states, "quotas": {f"{a}/{t}": q for (a, t), q in self.quotas.items()},
+                json.dump({"states": states, "endpoints": all_endpoints, "quotas": {f"{a}/{t}": q for (a, t), q in self.quotas.items()},
                            "types": {a: self.endpoint_types(a) for a in (OWN, OTHER)}}, f)
         found += over
         # The controllers' logs: visits and failures (read before the checks of visits, so that
@@ -1542,10 +1543,12 @@ class Soak:
             f"- reconcile failures logged, by kind: {dict(self.reconcile_errors) or 'none'}",
         ]
         total = len(self.counted_violations())
-        lines += ["", f"**{total} violation(s).**"]
+        # The violations again, last, with their count: a CI log often keeps only its tail.
+        found = [v.line(self.t0) for v in self.counted_violations()]
+        lines += ["", *found, *([""] if found else []), f"**{total} violation(s).**"]
         text = "\n".join(lines)
         print("\n" + text, flush=True)
-        (c.out / "report.md").write_text(text + "\n\n" + "\n".join(v.line(self.t0) for v in self.counted_violations()) + "\n")
+        (c.out / "report.md").write_text(text + "\n")
         (c.out / "soak.svg").write_text(self.chart())
         print(f"report: {c.out / 'report.md'}, chart: {c.out / 'soak.svg'}", flush=True)
 

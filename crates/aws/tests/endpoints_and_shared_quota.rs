@@ -59,6 +59,16 @@ async fn apply(
     spec: &AsyncEndpointScalingSpec,
     peers: &[QuotaPeer],
 ) -> ConvergeReport {
+    apply_with(backend, spec, peers, None).await
+}
+
+/// As `apply`, with the peers as they are when a raise holds the quota's lock.
+async fn apply_with(
+    backend: &dyn AutoscalingBackend,
+    spec: &AsyncEndpointScalingSpec,
+    peers: &[QuotaPeer],
+    peers_now: Option<&(dyn Fn() -> Vec<QuotaPeer> + Send + Sync)>,
+) -> ConvergeReport {
     let intent = Intent {
         spec,
         owner: Owner {
@@ -72,6 +82,7 @@ async fn apply(
         observation_stale: false,
         ownership_check: OwnershipCheck::Always,
         quota_peers: peers,
+        peers_now,
         run_peers_lower_first: false,
     };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
@@ -768,6 +779,43 @@ async fn a_peer_without_a_share_still_reserves_its_targets_max_capacity() {
         .with_budget(RequestBudget::unlimited());
     let a = apply(&backend, &specs[0], &peers_in_one_place(&specs[0], &specs)).await;
     assert_eq!(a.status.effective_max_capacity, Some(2), "{:?}", a.status);
+}
+
+/// A resource created while another's reconcile ran (after that reconcile read its peers) and
+/// raised its target since: the other's raise counts its MaxCapacity, read again under the
+/// quota's lock. A soak saw the peers read 3 s before the raise, at a controller's start: the
+/// later resource's 2 were not reserved, and the caps stood at 15 of 13 until the next lowerings.
+#[tokio::test]
+async fn a_peer_created_during_a_reconcile_is_counted_by_its_raise() {
+    let (server, backend) = account(6).await;
+    declare(&server, &[("a", 0), ("b", 0), ("c", 0)]);
+    let specs = vec![spec("a", ""), spec("b", ""), spec("c", "")];
+    // a and b are the resources there are; c's endpoint exists, its resource does not yet.
+    let first = &specs[..2];
+    let a = apply(&backend, &specs[0], &peers_in_one_place(&specs[0], first)).await;
+    assert_eq!(a.status.effective_max_capacity, Some(3));
+    // b's reconcile reads its peers (a alone), then c is created and raised (into what is left
+    // beside a's 3: 2, its share of three)...
+    let b_peers = peers_in_one_place(&specs[1], first);
+    let c = apply(&backend, &specs[2], &peers_in_one_place(&specs[2], &specs)).await;
+    assert_eq!(c.status.effective_max_capacity, Some(2));
+    // ... and b's raise comes: only 1 is left, and the reason names c.
+    let now = || peers_in_one_place(&specs[1], &specs);
+    let b = apply_with(&backend, &specs[1], &b_peers, Some(&now)).await;
+    assert_eq!(b.status.effective_max_capacity, Some(1), "{:?}", b.status);
+    let (_, clamped) = condition(&b, "QuotaClamped");
+    assert!(
+        clamped.contains("endpoint/c/variant/AllTraffic (created meanwhile: MaxCapacity 2 in AWS)"),
+        "{clamped}"
+    );
+    let state = server.account.lock().unwrap().snapshot("us-east-1");
+    let sum: i64 = state["ScalableTargets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["MaxCapacity"].as_i64().unwrap())
+        .sum();
+    assert_eq!(sum, 6, "{state}");
 }
 
 /// The peers of `spec` among `specs`, all in one account and region.

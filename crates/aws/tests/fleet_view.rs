@@ -98,6 +98,7 @@ async fn converge_all(view: &FleetView, n: usize) -> Vec<SyncOutcome> {
             observation_stale: false,
             ownership_check: OwnershipCheck::Always,
             quota_peers: &[],
+            peers_now: None,
             run_peers_lower_first: false,
         };
         let report = converge(view, &intent, ConvergeMode::Apply, None, &now).await;

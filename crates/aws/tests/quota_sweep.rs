@@ -76,6 +76,7 @@ async fn round(view: &FleetView, specs: &[AsyncEndpointScalingSpec]) -> Vec<Conv
             observation_stale: false,
             ownership_check: OwnershipCheck::Always,
             quota_peers: &peers,
+            peers_now: None,
             run_peers_lower_first: false,
         };
         let now = Time(k8s_openapi::jiff::Timestamp::now());

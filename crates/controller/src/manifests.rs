@@ -384,6 +384,7 @@ async fn converge_one(
             OwnershipCheck::Always
         },
         quota_peers,
+        peers_now: None,
         run_peers_lower_first: true,
     };
     let mode = if verb == Verb::Plan {

@@ -466,7 +466,7 @@ async fn apply(
     // Two resources for one endpoint variant would overwrite each other: the younger waits.
     let place = backend.place();
     // Read from the watch cache once for both checks.
-    let others = watched_places(ctx, &obj, &place).await;
+    let (others, default_region) = watched_places(ctx, &obj, &place).await;
     if let Some(message) = younger_duplicate(&obj, &place, &others) {
         let outcome = SyncOutcome::Conflict(message);
         let written =
@@ -481,6 +481,13 @@ async fn apply(
     }
     let departed = |uid: &str| ctx.departed(uid);
     let peers = quota_peers_of(&obj, &place, &others);
+    let peers_now = || {
+        quota_peers_of(
+            &obj,
+            &place,
+            &watched_in(ctx, &obj, default_region.as_deref()),
+        )
+    };
     let intent = Intent {
         spec: &obj.spec,
         owner: owner_of(&obj),
@@ -493,6 +500,7 @@ async fn apply(
         observation_stale: ctx.observation_stale(&obj),
         ownership_check: OwnershipCheck::Always,
         quota_peers: &peers,
+        peers_now: Some(&peers_now),
         run_peers_lower_first: false,
     };
     let started_at = now();
@@ -744,18 +752,29 @@ async fn watched_places(
     ctx: &Context,
     obj: &AsyncEndpointScaling,
     obj_place: &Place,
-) -> Vec<(Arc<AsyncEndpointScaling>, Place)> {
+) -> (Vec<(Arc<AsyncEndpointScaling>, Place)>, Option<String>) {
     let default_region = match obj.spec.region {
         None => Some(obj_place.region.clone()),
         Some(_) => ctx.backends.default_region().await,
     };
+    let others = watched_in(ctx, obj, default_region.as_deref());
+    (others, default_region)
+}
+
+/// The other watched resources and where each writes, `default_region` standing for an unset
+/// `region` (from the watch cache; no call).
+fn watched_in(
+    ctx: &Context,
+    obj: &AsyncEndpointScaling,
+    default_region: Option<&str>,
+) -> Vec<(Arc<AsyncEndpointScaling>, Place)> {
     ctx.watched()
         .into_iter()
         .filter(|o| o.uid() != obj.uid())
         .filter_map(|o| {
             let place = ctx
                 .backends
-                .place_of(&Placement::of(&o.spec), default_region.as_deref())?;
+                .place_of(&Placement::of(&o.spec), default_region)?;
             Some((o, place))
         })
         .collect()

@@ -344,6 +344,7 @@ pub async fn simulate(options: SimulationOptions) -> Result<SimulationResult, Si
             observation_stale: false,
             ownership_check: OwnershipCheck::Always,
             quota_peers: &peers,
+            peers_now: None,
             run_peers_lower_first: false,
         };
         let report = converge(&backend, &intent, ConvergeMode::Apply, None, &now).await;

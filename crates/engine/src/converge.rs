@@ -91,6 +91,11 @@ pub struct Intent<'a> {
     /// (quota.policy Share, same account, region and instance type). Every endpoint of the type
     /// that is not among them, nor this one, counts as instances in use.
     pub quota_peers: &'a [QuotaPeer],
+    /// The quota peers as they are now, asked again when a raise holds the quota's lock: a
+    /// resource created while this reconcile ran (the controller's watch cache changes under a
+    /// long reconcile) may have registered its target since `quota_peers` was read, and that
+    /// MaxCapacity is reserved too. None where the peers cannot change during a run (the CLI).
+    pub peers_now: Option<&'a (dyn Fn() -> Vec<QuotaPeer> + Send + Sync)>,
     /// The quota peers are applied in the same run, which writes every lowering before the
     /// raises it pays for (the CLI): a plan then counts them at their share, as apply will.
     pub run_peers_lower_first: bool,
@@ -536,8 +541,9 @@ async fn quota_share(
     let mut cap = i32::try_from(cap).unwrap_or(i32::MAX);
     let now = in_aws.unwrap_or(0);
     let mut awaiting = Vec::new();
-    // Departing peers whose target still reserves (id, MaxCapacity in AWS).
-    let mut departing: Vec<(String, i32)> = Vec::new();
+    // Departing peers, and peers that came during this reconcile, whose target still reserves
+    // (id, MaxCapacity in AWS, came late).
+    let mut departing: Vec<(String, i32, bool)> = Vec::new();
     let mut guard = None;
     let mut held = false;
     if cap > now && !unread.is_empty() {
@@ -577,10 +583,24 @@ async fn quota_share(
                 .filter(|p| p.departing)
                 .map(|p| p.resource_id.clone()),
         );
+        let departing_ids = ids.len();
+        // Peers that came after `quota_peers` was read: asked again now that this raise holds
+        // the lock, so that every raise of theirs is in AWS or in the view's writes. Their
+        // endpoints' instances count as in use (elsewhere), as a departing peer's do.
+        if guard.is_some()
+            && let Some(peers_now) = intent.peers_now
+        {
+            let late: Vec<String> = peers_now()
+                .into_iter()
+                .map(|p| p.resource_id)
+                .filter(|id| id != &names.resource_id && !ids.contains(id))
+                .collect();
+            ids.extend(late);
+        }
         let mut maxes = backend.max_capacities(&ids).await?;
-        let departing_maxes = maxes.split_off(shared_ids.min(maxes.len()));
+        let reserving_maxes = maxes.split_off(shared_ids.min(maxes.len()));
         let mut committed = i64::from(split.elsewhere);
-        for (id, max) in ids[shared_ids..].iter().zip(departing_maxes) {
+        for (i, (id, max)) in ids[shared_ids..].iter().zip(reserving_maxes).enumerate() {
             let held = holders
                 .iter()
                 .find(|h| &h.resource_id == id)
@@ -588,7 +608,7 @@ async fn quota_share(
             let max = max.unwrap_or(0);
             if max > held {
                 committed += i64::from(max - held);
-                departing.push((id.clone(), max));
+                departing.push((id.clone(), max, shared_ids + i >= departing_ids));
             }
         }
         let ids = &ids[..shared_ids];
@@ -616,8 +636,12 @@ async fn quota_share(
                 .map(|(id, held, share)| {
                     format!("{id} (MaxCapacity {held} in AWS, its share {share})")
                 })
-                .chain(departing.iter().map(|(id, held)| {
-                    format!("{id} (being deleted: MaxCapacity {held} in AWS until its target is deregistered)")
+                .chain(departing.iter().map(|(id, held, late)| {
+                    if *late {
+                        format!("{id} (created meanwhile: MaxCapacity {held} in AWS)")
+                    } else {
+                        format!("{id} (being deleted: MaxCapacity {held} in AWS until its target is deregistered)")
+                    }
                 }))
                 .collect();
             explanation.push_str(&format!(
@@ -648,7 +672,7 @@ async fn quota_share(
                 awaiting
                     .into_iter()
                     .map(|(id, _, _)| id)
-                    .chain(departing.into_iter().map(|(id, _)| id))
+                    .chain(departing.into_iter().map(|(id, _, _)| id))
                     .collect()
             },
             held,

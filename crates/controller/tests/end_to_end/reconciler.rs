@@ -1613,3 +1613,70 @@ async fn a_minimum_waiting_for_the_quota_counts_as_blocked() {
     let line = format!("asyncscale_endpoints_blocked_by_quota{labels} 1");
     assert!(text.contains(&line), "{line} missing in\n{text}");
 }
+
+/// A resource created while another's reconcile runs, and raised meanwhile, is counted by that
+/// reconcile's raise: the peers are read from the watch cache again when the raise holds the
+/// quota's lock, not only at the start (a soak saw a reconcile read its peers 3 s before its
+/// raise at a controller's start, and the caps stood two over the quota until the lowerings).
+#[tokio::test]
+async fn a_peer_created_during_a_reconcile_is_counted_by_its_raise() {
+    use asyncscale_engine::AutoscalingBackend;
+    let aws = sim().await;
+    aws.declare_endpoint("late-async", "AllTraffic", "ml.g4dn.xlarge");
+    let object = created_at(resource(json!({}), true, None), 0, "uid-b", "b");
+    let late = created_at(
+        resource(json!({"endpointName": "late-async"}), true, None),
+        60,
+        "uid-late",
+        "late",
+    );
+    let (client, _api) = FakeApiServer::start(&object);
+    let backend = aws_at(&aws.url()).await;
+    let ctx = context(client, backend.clone());
+    let (store, mut writer) = reflector::store::<AsyncEndpointScaling>();
+    writer.apply_watcher_event(&watcher::Event::Apply(object.clone()));
+    ctx.watch_stores(vec![WatchedStore {
+        store,
+        synced: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        all_namespaces: true,
+    }]);
+    // b's reconcile reads its peers (none), then waits on AWS...
+    aws.account.lock().unwrap().faults.push(
+        asyncscale_sim::Fault::on("DescribeScalableTargets")
+            .delayed(1.0)
+            .times(1),
+    );
+    let running = tokio::spawn(reconcile(Arc::new(object.clone()), ctx.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!running.is_finished(), "held in AWS");
+    // ... while the newcomer comes into the watch cache and raises its target to 2 of the 4.
+    writer.apply_watcher_event(&watcher::Event::Apply(late.clone()));
+    backend
+        .register_target(
+            &asyncscale_core::ScalableTarget {
+                resource_id: "endpoint/late-async/variant/AllTraffic".into(),
+                min_capacity: 0,
+                max_capacity: 2,
+                suspended: Default::default(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    running.await.unwrap().unwrap();
+    let state = aws.account.lock().unwrap().snapshot("us-east-1");
+    let max_of = |endpoint: &str| {
+        state["ScalableTargets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["ResourceId"] == format!("endpoint/{endpoint}/variant/AllTraffic"))
+            .map(|t| t["MaxCapacity"].as_i64().unwrap())
+    };
+    assert_eq!(max_of("late-async"), Some(2));
+    assert_eq!(
+        max_of("sdxl-async"),
+        Some(2),
+        "the newcomer's 2 are reserved: {state}"
+    );
+}
