@@ -788,24 +788,39 @@ async fn a_peer_without_a_share_still_reserves_its_targets_max_capacity() {
 #[tokio::test]
 async fn a_peer_created_during_a_reconcile_is_counted_by_its_raise() {
     let (server, backend) = account(6).await;
-    declare(&server, &[("a", 0), ("b", 0), ("c", 0)]);
+    late_peer_is_counted(&server, &backend).await;
+    // The same through a fleet view, which knows c's MaxCapacity from its own write.
+    let (server, backend) = account(6).await;
+    let view = FleetView::new(
+        Arc::new(backend),
+        FleetConfig {
+            refresh_every: Duration::from_secs(3600),
+            policy_refresh_every: 1,
+            read_backlog_alarms: false,
+        },
+    );
+    late_peer_is_counted(&server, &view).await;
+}
+
+async fn late_peer_is_counted(server: &SimServer, backend: &dyn AutoscalingBackend) {
+    declare(server, &[("a", 0), ("b", 0), ("c", 0)]);
     let specs = vec![spec("a", ""), spec("b", ""), spec("c", "")];
     // a and b are the resources there are; c's endpoint exists, its resource does not yet.
     let first = &specs[..2];
-    let a = apply(&backend, &specs[0], &peers_in_one_place(&specs[0], first)).await;
+    let a = apply(backend, &specs[0], &peers_in_one_place(&specs[0], first)).await;
     assert_eq!(a.status.effective_max_capacity, Some(3));
     // b's reconcile reads its peers (a alone), then c is created and raised (into what is left
     // beside a's 3: 2, its share of three)...
     let b_peers = peers_in_one_place(&specs[1], first);
-    let c = apply(&backend, &specs[2], &peers_in_one_place(&specs[2], &specs)).await;
+    let c = apply(backend, &specs[2], &peers_in_one_place(&specs[2], &specs)).await;
     assert_eq!(c.status.effective_max_capacity, Some(2));
     // ... and b's raise comes: only 1 is left, and the reason names c.
     let now = || peers_in_one_place(&specs[1], &specs);
-    let b = apply_with(&backend, &specs[1], &b_peers, Some(&now)).await;
+    let b = apply_with(backend, &specs[1], &b_peers, Some(&now)).await;
     assert_eq!(b.status.effective_max_capacity, Some(1), "{:?}", b.status);
     let (_, clamped) = condition(&b, "QuotaClamped");
     assert!(
-        clamped.contains("endpoint/c/variant/AllTraffic (created meanwhile: MaxCapacity 2 in AWS)"),
+        clamped.contains("endpoint/c/variant/AllTraffic (new to this quota during this reconcile: MaxCapacity 2 in AWS"),
         "{clamped}"
     );
     let state = server.account.lock().unwrap().snapshot("us-east-1");

@@ -792,9 +792,15 @@ fn quota_peers_of(
     if obj.spec.quota.policy != asyncscale_api::QuotaPolicy::Share {
         return Vec::new();
     }
-    // Validated once: this runs on every reconcile, over every watched resource.
+    // Validated once, and only those of this quota: this runs on every reconcile (and again
+    // on every raise), over every watched resource.
     let valid: Vec<&(Arc<AsyncEndpointScaling>, Place)> = others
         .iter()
+        .filter(|(o, place)| {
+            place == obj_place
+                && o.spec.instance_type == obj.spec.instance_type
+                && o.spec.quota.policy == asyncscale_api::QuotaPolicy::Share
+        })
         .filter(|(o, _)| asyncscale_api::validate_spec(&o.spec).is_ok())
         .collect();
     let valid = || valid.iter().copied();

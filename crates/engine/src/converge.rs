@@ -1,7 +1,7 @@
 //! observe → plan → apply → status, against any backend. The CLI's `plan`/`apply`/`delete` and
 //! the in-cluster reconciler run exactly this.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -576,31 +576,31 @@ async fn quota_share(
         let shared_ids = ids.len();
         // A departing peer's instances count as in use already (elsewhere); what AAS may still
         // scale its target to above them is reserved too, until the target is gone.
-        ids.extend(
-            intent
-                .quota_peers
-                .iter()
-                .filter(|p| p.departing)
-                .map(|p| p.resource_id.clone()),
-        );
-        let departing_ids = ids.len();
+        // Whether each of those came during this reconcile (below), by position after the
+        // sharing ones.
+        let mut came_late: Vec<bool> = Vec::new();
+        for p in intent.quota_peers.iter().filter(|p| p.departing) {
+            ids.push(p.resource_id.clone());
+            came_late.push(false);
+        }
         // Peers that came after `quota_peers` was read: asked again now that this raise holds
         // the lock, so that every raise of theirs is in AWS or in the view's writes. Their
         // endpoints' instances count as in use (elsewhere), as a departing peer's do.
         if guard.is_some()
             && let Some(peers_now) = intent.peers_now
         {
-            let late: Vec<String> = peers_now()
-                .into_iter()
-                .map(|p| p.resource_id)
-                .filter(|id| id != &names.resource_id && !ids.contains(id))
-                .collect();
-            ids.extend(late);
+            let known: HashSet<String> = ids.iter().cloned().collect();
+            for p in peers_now() {
+                if p.resource_id != names.resource_id && !known.contains(&p.resource_id) {
+                    ids.push(p.resource_id);
+                    came_late.push(!p.departing);
+                }
+            }
         }
         let mut maxes = backend.max_capacities(&ids).await?;
         let reserving_maxes = maxes.split_off(shared_ids.min(maxes.len()));
         let mut committed = i64::from(split.elsewhere);
-        for (i, (id, max)) in ids[shared_ids..].iter().zip(reserving_maxes).enumerate() {
+        for ((id, max), late) in ids[shared_ids..].iter().zip(reserving_maxes).zip(came_late) {
             let held = holders
                 .iter()
                 .find(|h| &h.resource_id == id)
@@ -608,7 +608,7 @@ async fn quota_share(
             let max = max.unwrap_or(0);
             if max > held {
                 committed += i64::from(max - held);
-                departing.push((id.clone(), max, shared_ids + i >= departing_ids));
+                departing.push((id.clone(), max, late));
             }
         }
         let ids = &ids[..shared_ids];
@@ -638,7 +638,7 @@ async fn quota_share(
                 })
                 .chain(departing.iter().map(|(id, held, late)| {
                     if *late {
-                        format!("{id} (created meanwhile: MaxCapacity {held} in AWS)")
+                        format!("{id} (new to this quota during this reconcile: MaxCapacity {held} in AWS; shared from the next one)")
                     } else {
                         format!("{id} (being deleted: MaxCapacity {held} in AWS until its target is deregistered)")
                     }

@@ -244,7 +244,6 @@ fn aws_calls(server: &SimServer) -> u64 {
         .sum()
 }
 
-/// The Synced condition of the last status the reconciler wrote.
 /// The condition `kind` of the last status patch.
 fn last_condition(api: &FakeApiServer, kind: &str) -> Value {
     let patch = api
@@ -1630,7 +1629,7 @@ async fn a_peer_created_during_a_reconcile_is_counted_by_its_raise() {
         "uid-late",
         "late",
     );
-    let (client, _api) = FakeApiServer::start(&object);
+    let (client, api) = FakeApiServer::start(&object);
     let backend = aws_at(&aws.url()).await;
     let ctx = context(client, backend.clone());
     let (store, mut writer) = reflector::store::<AsyncEndpointScaling>();
@@ -1647,7 +1646,10 @@ async fn a_peer_created_during_a_reconcile_is_counted_by_its_raise() {
             .times(1),
     );
     let running = tokio::spawn(reconcile(Arc::new(object.clone()), ctx.clone()));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Its first AWS calls come after it read the watch cache (the held one counts when answered).
+    while aws_calls(&aws) == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(!running.is_finished(), "held in AWS");
     // ... while the newcomer comes into the watch cache and raises its target to 2 of the 4.
     writer.apply_watcher_event(&watcher::Event::Apply(late.clone()));
@@ -1678,5 +1680,12 @@ async fn a_peer_created_during_a_reconcile_is_counted_by_its_raise() {
         max_of("sdxl-async"),
         Some(2),
         "the newcomer's 2 are reserved: {state}"
+    );
+    let clamped = last_condition(&api, "QuotaClamped");
+    assert!(
+        clamped["message"].as_str().unwrap().contains(
+            "endpoint/late-async/variant/AllTraffic (new to this quota during this reconcile"
+        ),
+        "{clamped}"
     );
 }
