@@ -60,6 +60,25 @@ def test_quota_share_fires_outside_windows_and_reports_windows():
     assert len(late) == 1 and "after the lowered quota (limit 100s)" in late[0].message
 
 
+def test_a_lowering_window_stays_open_until_the_controller_can_have_read_the_quota():
+    check = inv.QuotaShare(window_limit=500, reaction_limit=50, learn_limit=360)
+    key = ("222222222222", "ml.g5.xlarge")
+    assert check.sums(0, {key: 30}, {key: 26}, {key: 2}) == []
+    check.quota_lowered(*key, now=10)
+    # A delete brings the sum under the lowered quota: the window is reported...
+    assert check.sums(60, {key: 28}, {key: 26}, {key: 2}) == []
+    assert check.windows == [("ml.g5.xlarge in 222222222222", 50)]
+    # ... but a raise into what the old value left, before the controller's next read of the
+    # quota, is no violation.
+    assert check.sums(160, {key: 28}, {key: 28}, {key: 2}) == []
+    assert check.sums(300, {key: 28}, {key: 26}, {key: 2}) == []
+    assert check.windows == [("ml.g5.xlarge in 222222222222", 50)], "reported once"
+    # Once it could have read it, the window closes at the first fit, and a raise counts.
+    assert check.sums(371, {key: 28}, {key: 26}, {key: 2}) == []
+    over = check.sums(372, {key: 28}, {key: 27}, {key: 2})
+    assert len(over) == 1 and "> quota 28" in over[0].message
+
+
 def test_quota_share_gives_other_endpoints_growth_a_reaction_window():
     check = inv.QuotaShare(window_limit=100, reaction_limit=50)
     key = ("123456789012", "ml.g5.xlarge")

@@ -181,7 +181,11 @@ class QuotaShare:
     Two kinds of moment are outside asyncscale's hands, and each opens a window that lasts until
     the sum fits again (every window's length is reported):
     - the soak lowers a quota below what is in use (limit `window_limit`: the quota re-read
-      and the resyncs that follow);
+      and the resyncs that follow). The window stays open for `learn_limit` even once the sum
+      fits: until the controller's next read of the quota it knows only the old value, and a
+      raise into the room that value leaves is all it can do (the hour at 8cee1a6: churn had
+      brought the sum under the lowered quota, the harness closed the window, and a raise
+      into the old value's room was judged as an over-commit 156 s after the lowering);
     - other endpoints' instances grow (an endpoint created with its initial instance, one
       re-created behind asyncscale's back): asyncscale sees it at the next refresh of its
       picture and lowers the caps at the resync after, so a sum over the quota is allowed for
@@ -196,10 +200,13 @@ class QuotaShare:
 
     name = "no quota over-commit"
 
-    def __init__(self, window_limit: float, reaction_limit: float):
+    def __init__(self, window_limit: float, reaction_limit: float, learn_limit: float = 0.0):
         self.window_limit = window_limit
         self.reaction_limit = reaction_limit
-        self.windows: list[tuple[str, float]] = []  # closed lowering windows: (what, seconds)
+        self.learn_limit = learn_limit
+        # Lowering windows whose sum has fitted once: reported then, open until `learn_limit`.
+        self.fitted: set[tuple[str, str]] = set()
+        self.windows: list[tuple[str, float]] = []  # lowering windows until they fit: (what, seconds)
         # Over-commits inside a reaction window, once they closed: (what, seconds over).
         self.reactions: list[tuple[str, float]] = []
         self.over_since: dict[tuple[str, str], float] = {}
@@ -223,7 +230,12 @@ class QuotaShare:
         self.returns.setdefault((account, instance_type), []).append(now)
 
     def quota_lowered(self, account: str, instance_type: str, now: float) -> None:
-        self.open_since.setdefault((account, instance_type), now)
+        key = (account, instance_type)
+        if key in self.fitted:
+            # A new lowering while the last one's window waited out its learning time.
+            self.fitted.discard(key)
+            self.open_since[key] = now
+        self.open_since.setdefault(key, now)
 
     def sums(
         self,
@@ -259,7 +271,12 @@ class QuotaShare:
                 self.baseline[key] = min(self.baseline[key], others)
             self.previous_other[key] = others
             if key in self.open_since and total <= quota:
-                self.windows.append((what, now - self.open_since.pop(key)))
+                if key not in self.fitted:
+                    self.fitted.add(key)
+                    self.windows.append((what, now - self.open_since[key]))
+                if now - self.open_since[key] >= self.learn_limit:
+                    self.open_since.pop(key)
+                    self.fitted.discard(key)
             if total <= quota:
                 if key in self.over_since:
                     self.reactions.append((what, now - self.over_since.pop(key)))

@@ -428,6 +428,7 @@ class Soak:
         self.quota = inv.QuotaShare(
             window_limit=c.dip_seconds + 300 + 2 * c.resync + c.grace,
             reaction_limit=2 * c.resync + c.grace,
+            learn_limit=300 + 2 * c.resync + c.grace,
         )
         self.ownership = inv.Ownership(c.resync, c.grace, set(REPLICAS), FOREIGN)
         self.recovery = inv.Recovery(c.resync, c.grace)
