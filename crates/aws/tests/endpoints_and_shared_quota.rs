@@ -476,14 +476,7 @@ async fn a_resource_on_another_type_or_a_missing_variant_takes_no_share() {
 async fn the_fleet_view_reads_a_new_endpoint_and_skips_an_unreadable_one() {
     let (server, backend) = account(8).await;
     server.declare_endpoint("e0", "AllTraffic", "ml.g4dn.xlarge");
-    let view = FleetView::new(
-        Arc::new(backend),
-        FleetConfig {
-            refresh_every: Duration::from_secs(3600),
-            policy_refresh_every: 1,
-            read_backlog_alarms: false,
-        },
-    );
+    let view = unrefreshed_view(backend);
     assert_eq!(
         apply(&view, &spec("e0", ""), &[]).await.outcome,
         SyncOutcome::InSync
@@ -604,14 +597,7 @@ async fn a_raise_waits_until_the_others_are_lowered() {
     // The same through a fleet view, which knows the others' MaxCapacity from its picture and
     // its own writes, without reading AWS.
     let (server, backend) = account(4).await;
-    let view = FleetView::new(
-        Arc::new(backend),
-        FleetConfig {
-            refresh_every: Duration::from_secs(3600),
-            policy_refresh_every: 1,
-            read_backlog_alarms: false,
-        },
-    );
+    let view = unrefreshed_view(backend);
     raise_waits(&server, &view).await;
 }
 
@@ -791,14 +777,7 @@ async fn a_peer_created_during_a_reconcile_is_counted_by_its_raise() {
     late_peer_is_counted(&server, &backend).await;
     // The same through a fleet view, which knows c's MaxCapacity from its own write.
     let (server, backend) = account(6).await;
-    let view = FleetView::new(
-        Arc::new(backend),
-        FleetConfig {
-            refresh_every: Duration::from_secs(3600),
-            policy_refresh_every: 1,
-            read_backlog_alarms: false,
-        },
-    );
+    let view = unrefreshed_view(backend);
     late_peer_is_counted(&server, &view).await;
 }
 
@@ -831,6 +810,19 @@ async fn late_peer_is_counted(server: &SimServer, backend: &dyn AutoscalingBacke
         .map(|t| t["MaxCapacity"].as_i64().unwrap())
         .sum();
     assert_eq!(sum, 6, "{state}");
+}
+
+/// A fleet view that refreshes once: it knows the others' MaxCapacity from that picture and its
+/// own writes, without reading AWS again.
+fn unrefreshed_view(backend: SdkBackend) -> FleetView {
+    FleetView::new(
+        Arc::new(backend),
+        FleetConfig {
+            refresh_every: Duration::from_secs(3600),
+            policy_refresh_every: 1,
+            read_backlog_alarms: false,
+        },
+    )
 }
 
 /// The peers of `spec` among `specs`, all in one account and region.
