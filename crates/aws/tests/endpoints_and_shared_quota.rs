@@ -812,6 +812,58 @@ async fn late_peer_is_counted(server: &SimServer, backend: &dyn AutoscalingBacke
     assert_eq!(sum, 6, "{state}");
 }
 
+/// The read of a late peer's MaxCapacity failing in each way AWS fails (throttled, 500, access
+/// denied, not found, held past the call timeout): the raise that needs it goes no further than
+/// what is known to be free, and never over the quota.
+#[tokio::test]
+async fn a_failed_read_of_a_late_peers_target_raises_nothing() {
+    for failure in asyncscale_sim::failures::Failure::all(2.5) {
+        let (server, backend) = account(6).await;
+        declare(&server, &[("a", 0), ("b", 0), ("c", 0)]);
+        let specs = vec![spec("a", ""), spec("b", ""), spec("c", "")];
+        let first = &specs[..2];
+        apply(&backend, &specs[0], &peers_in_one_place(&specs[0], first)).await;
+        let b_peers = peers_in_one_place(&specs[1], first);
+        apply(&backend, &specs[2], &peers_in_one_place(&specs[2], &specs)).await;
+        let fault = failure
+            .fault("application-autoscaling", "DescribeScalableTargets", 0)
+            .when(
+                "ResourceIds",
+                serde_json::json!(["endpoint/c/variant/AllTraffic"]),
+            );
+        let count = fault.count;
+        server.account.lock().unwrap().faults.push(fault);
+        let now = || peers_in_one_place(&specs[1], &specs);
+        let b = apply_with(&backend, &specs[1], &b_peers, Some(&now)).await;
+        let left = server
+            .account
+            .lock()
+            .unwrap()
+            .faults
+            .first()
+            .map(|f| f.count);
+        server.account.lock().unwrap().faults.clear();
+        assert!(
+            left.is_none_or(|left| left < count),
+            "{}: the late read met its fault",
+            failure.label()
+        );
+        let state = server.account.lock().unwrap().snapshot("us-east-1");
+        let sum: i64 = state["ScalableTargets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["MaxCapacity"].as_i64().unwrap())
+            .sum();
+        assert!(
+            sum <= 6,
+            "{}: caps {sum} of 6: {:?}",
+            failure.label(),
+            b.status
+        );
+    }
+}
+
 /// A fleet view that refreshes once: it knows the others' MaxCapacity from that picture and its
 /// own writes, without reading AWS again.
 fn unrefreshed_view(backend: SdkBackend) -> FleetView {
