@@ -823,7 +823,7 @@ fn quota_peers_of(
     // a role not assumed), they stay so, or a share kept for a missing endpoint would come and
     // go with them.
     let established: std::collections::HashSet<String> = valid()
-        .filter(|(o, place)| place == obj_place && reconciled_once(o))
+        .filter(|(o, _)| reconciled_once(o))
         .map(|(o, _)| {
             asyncscale_core::ResourceNames::new(&o.spec.endpoint_name, &o.spec.variant_name)
                 .resource_id

@@ -575,40 +575,47 @@ async fn quota_share(
         );
         let shared_ids = ids.len();
         // A departing peer's instances count as in use already (elsewhere); what AAS may still
-        // scale its target to above them is reserved too, until the target is gone.
-        // Whether each of those came during this reconcile (below), by position after the
-        // sharing ones.
-        let mut came_late: Vec<bool> = Vec::new();
-        for p in intent.quota_peers.iter().filter(|p| p.departing) {
-            ids.push(p.resource_id.clone());
-            came_late.push(false);
-        }
+        // scale its target to above them is reserved too, until the target is gone. Reserving
+        // peers: (id, came during this reconcile).
+        let mut reserving: Vec<(String, bool)> = intent
+            .quota_peers
+            .iter()
+            .filter(|p| p.departing)
+            .map(|p| (p.resource_id.clone(), false))
+            .collect();
         // Peers that came after `quota_peers` was read: asked again now that this raise holds
         // the lock, so that every raise of theirs is in AWS or in the view's writes. Their
         // endpoints' instances count as in use (elsewhere), as a departing peer's do.
         if guard.is_some()
             && let Some(peers_now) = intent.peers_now
         {
-            let known: HashSet<String> = ids.iter().cloned().collect();
-            for p in peers_now() {
-                if p.resource_id != names.resource_id && !known.contains(&p.resource_id) {
-                    ids.push(p.resource_id);
-                    came_late.push(!p.departing);
-                }
-            }
+            let known: HashSet<String> = ids
+                .iter()
+                .chain(reserving.iter().map(|(id, _)| id))
+                .cloned()
+                .collect();
+            reserving.extend(
+                peers_now()
+                    .into_iter()
+                    .filter(|p| {
+                        p.resource_id != names.resource_id && !known.contains(&p.resource_id)
+                    })
+                    .map(|p| (p.resource_id, !p.departing)),
+            );
         }
+        ids.extend(reserving.iter().map(|(id, _)| id.clone()));
         let mut maxes = backend.max_capacities(&ids).await?;
         let reserving_maxes = maxes.split_off(shared_ids.min(maxes.len()));
         let mut committed = i64::from(split.elsewhere);
-        for ((id, max), late) in ids[shared_ids..].iter().zip(reserving_maxes).zip(came_late) {
+        for ((id, late), max) in reserving.into_iter().zip(reserving_maxes) {
             let held = holders
                 .iter()
-                .find(|h| &h.resource_id == id)
+                .find(|h| h.resource_id == id)
                 .map_or(0, |h| h.instances as i32);
             let max = max.unwrap_or(0);
             if max > held {
                 committed += i64::from(max - held);
-                departing.push((id.clone(), max, late));
+                departing.push((id, max, late));
             }
         }
         let ids = &ids[..shared_ids];
