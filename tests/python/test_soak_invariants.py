@@ -302,6 +302,20 @@ def test_recovery_and_visits_and_memory():
     assert len(lines) == 2
 
 
+def test_memory_judges_what_the_process_allocates_not_its_executables_pages():
+    # The executable's pages map in as code paths first run: file-backed growth is shown, not
+    # judged; anonymous growth is.
+    memory = inv.Memory(warmup=10, min_judged=100)
+    for t, anon, file in ((10, 40, 30), (200, 41, 45)):
+        memory.sample(1, "replica-a", 0, t, anon * 1_000_000, file=file * 1_000_000)
+    found, lines = memory.judge()
+    assert found == []
+    assert "file-backed, not judged: 30.0 to 45.0 MB" in lines[0]
+    memory.sample(1, "replica-a", 0, 300, 45 * 1_000_000, file=45 * 1_000_000)
+    found, _ = memory.judge()
+    assert [v.message for v in found] == ["replica-a (standby) anonymous RSS grew 12.5% over 290s"]
+
+
 def test_memory_judges_each_role_on_its_own():
     # A standby that takes the Lease steps up (it now keeps what reconciles keep); growth
     # while leading is judged from the leading stretch's own warm-up.
@@ -315,7 +329,7 @@ def test_memory_judges_each_role_on_its_own():
     # A leak while leading still counts.
     memory.sample(1, "replica-a", 0, 600, 95 * 1_000_000, leading=True)
     found, _ = memory.judge()
-    assert [v.message.split(" RSS")[0] for v in found] == ["replica-a (leading)"]
+    assert [v.message.split(" anonymous RSS")[0] for v in found] == ["replica-a (leading)"]
     # Each term of leadership is compared with the first: a leak of a few % per term adds up.
     terms = inv.Memory(warmup=10, min_judged=100)
     t = 0
@@ -327,7 +341,7 @@ def test_memory_judges_each_role_on_its_own():
             terms.sample(2, "replica-b", 0, t, rss * 1_000_000, leading=True)
             t += 20
     found, _ = terms.judge()
-    assert [v.message.split(" RSS")[0] for v in found] == ["replica-b (leading)"]
+    assert [v.message.split(" anonymous RSS")[0] for v in found] == ["replica-b (leading)"]
 
 
 def held(key, received, answered):

@@ -722,7 +722,9 @@ class Visits:
 
 
 class Memory:
-    """Controller RSS after warm-up grows less than `limit` (10 %) in each role of a process.
+    """Controller anonymous RSS (RssAnon: what it allocates; not the executable's pages, which
+    map in as code paths first run) after warm-up grows less than `limit` (10 %) in each role of
+    a process.
 
     A standby holds the watch cache only; once it leads it also builds what reconciles keep (the
     endpoint picture, metrics readings, Event series, AWS connections), so its RSS steps up at a
@@ -736,13 +738,20 @@ class Memory:
         self.warmup = warmup
         self.min_judged = min_judged
         self.limit = limit
-        # (pid, leading) -> (label, [(t, rss)]) past each stretch's warm-up
-        self.samples: dict[tuple[int, bool], tuple[str, list[tuple[float, int]]]] = {}
+        # (pid, leading) -> (label, [(t, anonymous rss, file-backed rss)]) past each stretch's warm-up
+        self.samples: dict[tuple[int, bool], tuple[str, list[tuple[float, int, int | None]]]] = {}
         # pid -> (role, when its current stretch began)
         self.stretch: dict[int, tuple[bool, float]] = {}
 
     def sample(
-        self, pid: int, label: str, started: float, now: float, rss: int, leading: bool = False
+        self,
+        pid: int,
+        label: str,
+        started: float,
+        now: float,
+        rss: int,
+        leading: bool = False,
+        file: int | None = None,
     ) -> None:
         role, since = self.stretch.get(pid, (leading, started))
         if role != leading:
@@ -752,23 +761,28 @@ class Memory:
             (pid, leading), (f"{label} ({'leading' if leading else 'standby'})", [])
         )
         if now - since >= self.warmup:
-            entry[1].append((now, rss))
+            entry[1].append((now, rss, file))
 
     def judge(self) -> tuple[list[Violation], list[str]]:
         found, lines = [], []
         for (pid, _), (label, warm) in self.samples.items():
             if len(warm) < 2:
                 continue
-            (t0, r0), (t1, r1) = warm[0], warm[-1]
+            (t0, r0, f0), (t1, r1, f1) = warm[0], warm[-1]
             growth = (r1 - r0) / r0 if r0 else 0.0
             judged = t1 - t0 >= self.min_judged
+            files = (
+                f" (file-backed, not judged: {f0 / 1e6:.1f} to {f1 / 1e6:.1f} MB)"
+                if f0 is not None and f1 is not None
+                else ""
+            )
             lines.append(
-                f"{label} (pid {pid}): RSS {r0 / 1e6:.1f} MB after warm-up, {r1 / 1e6:.1f} MB "
-                f"{t1 - t0:.0f}s later ({growth:+.1%}){'' if judged else ', too short to judge'}"
+                f"{label} (pid {pid}): anonymous RSS {r0 / 1e6:.1f} MB after warm-up, {r1 / 1e6:.1f} MB "
+                f"{t1 - t0:.0f}s later ({growth:+.1%}){files}{'' if judged else ', too short to judge'}"
             )
             if judged and growth > self.limit:
                 found.append(
-                    Violation(self.name, t1, f"{label} RSS grew {growth:.1%} over {t1 - t0:.0f}s")
+                    Violation(self.name, t1, f"{label} anonymous RSS grew {growth:.1%} over {t1 - t0:.0f}s")
                 )
         return found, lines
 

@@ -319,16 +319,25 @@ class Replica:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def rss(self) -> int | None:
+    def rss(self) -> tuple[int, int] | None:
+        """Resident memory: anonymous (RssAnon: heap, stacks) and file-backed (RssFile). Only
+        the first can leak. The second is mostly the executable's own pages, mapped in as code
+        paths first run (a debug build's text is over 100 MB): it grows as rare paths (faults,
+        failovers) run, with no allocation at all: a heap profile of a leader under churn saw its
+        live heap flat at 13 to 14 MB while its RSS grew by 10 MB."""
         if not self.alive():
             return None
+        found = {}
         try:
             for line in open(f"/proc/{self.proc.pid}/status"):
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
+                key, _, value = line.partition(":")
+                if key in ("RssAnon", "RssFile"):
+                    found[key] = int(value.split()[0]) * 1024
+        except (OSError, ValueError):
             return None
-        return None
+        if len(found) < 2:
+            return None
+        return found["RssAnon"], found["RssFile"]
 
     def new_lines(self) -> list[dict]:
         try:
@@ -1260,11 +1269,14 @@ class Soak:
             # The Lease read too: without it the one-writer check waits (Coverage counts that).
             self.looked = time.time() - self.lease_read_at < 10
             self.armed = self.converged and now >= quiet_since + self.config.resync + self.config.grace
-        rss = [self.replicas[n].rss() for n in REPLICAS]
-        for name, value in zip(REPLICAS, rss):
+        read = [self.replicas[n].rss() for n in REPLICAS]
+        for name, value in zip(REPLICAS, read):
             r = self.replicas[name]
             if value is not None:
-                self.memory.sample(r.proc.pid, name, r.started, now, value, leading=name == self.holder)
+                self.memory.sample(
+                    r.proc.pid, name, r.started, now, value[0], leading=name == self.holder, file=value[1]
+                )
+        rss = [value[0] if value else None for value in read]
         self.series.append((now, ready, total, *(v / 1e6 if v else None for v in rss), len(self.faults_on)))
         self.report_found(found)
 
@@ -1567,7 +1579,7 @@ class Soak:
         parts = [
             f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-family='sans-serif' font-size='11'>",
             f"<rect width='{width}' height='{height}' fill='white'/>",
-            f"<text x='{left}' y='18' font-size='13'>asyncscale soak: resources Ready, faults, controller RSS (SEED {self.config.seed}, N {self.config.n})</text>",
+            f"<text x='{left}' y='18' font-size='13'>asyncscale soak: resources Ready, faults, controller anonymous RSS (SEED {self.config.seed}, N {self.config.n})</text>",
         ]
         colors = {"kill-leader": "#d62728", "pause-leader": "#ff7f0e", "apiserver-restart": "#9467bd",
                   "etcd-restart": "#8c564b", "aws-burst": "#e377c2", "aws-hang": "#7f7f7f",

@@ -11,7 +11,7 @@ use asyncscale_core::status::SyncOutcome;
 use asyncscale_core::*;
 use asyncscale_engine::{
     AutoscalingBackend, BackendSource, CallCounter, ConvergeMode, Fence, FleetConfig, FleetView,
-    Intent, OwnershipCheck, converge,
+    Held, Intent, OwnershipCheck, converge,
 };
 use asyncscale_sim::{Fault, SimServer};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -877,4 +877,117 @@ async fn refresh_skipping(faults: Vec<Fault>) -> Skipped {
         reads_before,
         refreshed,
     }
+}
+
+/// A scaling activity of `endpoint`'s variant, as AWS lists it.
+fn add_activity(server: &SimServer, endpoint: &str, description: &str) {
+    let activity: asyncscale_sim::account::Activity = serde_json::from_value(serde_json::json!({
+        "ResourceId": ResourceNames::new(endpoint, "AllTraffic").resource_id,
+        "Description": description,
+        "StatusCode": "Successful",
+    }))
+    .unwrap();
+    let tenant = server.tenant(asyncscale_sim::account::ACCOUNT_ID);
+    tenant.account.lock().unwrap().add_activity(activity);
+}
+
+/// DeleteEndpoint behind asyncscale's back: AWS deregisters the endpoint's scalable target.
+async fn delete_endpoint(server: &SimServer, endpoint: &str) {
+    let tenant = server.tenant(asyncscale_sim::account::ACCOUNT_ID);
+    tenant.world.lock().unwrap().remove_endpoint(endpoint);
+    let rid = ResourceNames::new(endpoint, "AllTraffic").resource_id;
+    backend_at(&server.url())
+        .await
+        .deregister_target(&rid)
+        .await
+        .unwrap();
+}
+
+/// A fleet that churns for days must not grow the picture: what belonged to targets and
+/// endpoints gone from AWS (their activities, tags, configurations) is forgotten by the next
+/// refreshes. A target registered again by someone else then has its older history read once,
+/// as AWS still lists it.
+#[tokio::test]
+async fn what_deleted_endpoints_leave_is_forgotten_and_read_again_if_they_come_back() {
+    let every = Duration::from_millis(200);
+    let (server, _calls, view) = setup_with(every, 3).await;
+    converge_all(&view, 3).await;
+    for endpoint in ["ep-000", "ep-001", "ep-002"] {
+        add_activity(&server, endpoint, "Setting desired instance count to 1.");
+    }
+    let refreshed = |view: &FleetView| view.stats().refreshes;
+    let next_refresh = async |view: &FleetView| {
+        let from = refreshed(view);
+        while refreshed(view) < from + 1 {
+            tokio::time::sleep(every / 4).await;
+            // A reconcile's read is what starts a refresh.
+            let _ = view.describe_endpoint("ep-000").await;
+        }
+    };
+    next_refresh(&view).await;
+    let held = view.stats().held;
+    assert_eq!(
+        (
+            held.targets,
+            held.activity_histories,
+            held.endpoints,
+            held.configs
+        ),
+        (3, 3, 3, 3),
+        "{held:?}"
+    );
+    assert_eq!(
+        held.tags, 3,
+        "the owner tags read by the first pass: {held:?}"
+    );
+
+    delete_endpoint(&server, "ep-001").await;
+    delete_endpoint(&server, "ep-002").await;
+    // A configuration outlives its endpoint by one refresh (a reconcile may have read it for an
+    // endpoint the refresh could not list yet).
+    next_refresh(&view).await;
+    next_refresh(&view).await;
+    let held = view.stats().held;
+    assert_eq!(
+        held,
+        Held {
+            targets: 1,
+            activity_histories: 1,
+            tags: 1,
+            endpoints: 1,
+            configs: 1
+        }
+    );
+
+    // ep-001 comes back, and someone registers its target by hand: AWS still lists the old
+    // activity, and so does the view, with one direct read, then from the picture.
+    server.declare_endpoint("ep-001", "AllTraffic", "ml.g4dn.xlarge");
+    let rid = ResourceNames::new("ep-001", "AllTraffic").resource_id;
+    let mut target = view
+        .describe_target(&ResourceNames::new("ep-000", "AllTraffic").resource_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .target;
+    target.resource_id = rid.clone();
+    backend_at(&server.url())
+        .await
+        .register_target(&target, None)
+        .await
+        .unwrap();
+    next_refresh(&view).await;
+    // The refreshes' sweeps name no resource; a direct read names it.
+    let direct_reads = || {
+        server
+            .log_since(0)
+            .iter()
+            .filter(|e| e.operation == "DescribeScalingActivities")
+            .filter(|e| e.names.contains(&rid))
+            .count()
+    };
+    let read = view.recent_activities(&rid, 10).await.unwrap();
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert_eq!(direct_reads(), 1);
+    assert_eq!(view.recent_activities(&rid, 10).await.unwrap(), read);
+    assert_eq!(direct_reads(), 1, "then from the picture");
 }

@@ -301,6 +301,15 @@ impl QuotaMetrics {
         if let Some(oldest) = recent.iter().filter_map(started).min() {
             seen.retain(|_, at| *at >= oldest);
         }
+        // A target with nothing counted holds no entry (a fleet that churns would keep one
+        // for every target it ever had).
+        if seen.is_empty() {
+            counted.remove(&(
+                scope.account.clone(),
+                scope.region.clone(),
+                target.to_string(),
+            ));
+        }
     }
 
     /// Before a scrape: failures held for a series an earlier scrape has shown now count.
@@ -740,6 +749,24 @@ mod tests {
         metrics.resource_reading("ml/a", None, &[]);
         metrics.resource_reading("ml/b", None, &[]);
         assert!(!metrics.encode().contains(labels));
+    }
+
+    /// A churning fleet reads thousands of targets over days: only those with failures still in
+    /// their read history keep an entry.
+    #[test]
+    fn targets_with_nothing_counted_keep_nothing() {
+        let metrics = Metrics::new(CallCounter::default());
+        let now = Timestamp::now().to_string();
+        for i in 0..100 {
+            let target = format!("endpoint/e{i}/variant/AllTraffic");
+            metrics.quota.count_failures(&g4dn(), &target, &[]);
+        }
+        let failed = activity("f1", "account-level service limit", &now);
+        metrics
+            .quota
+            .count_failures(&g4dn(), "endpoint/f/variant/AllTraffic", &[failed]);
+        let kept = metrics.quota.counted.lock().unwrap();
+        assert_eq!(kept.len(), 1, "{kept:?}");
     }
 
     /// A failed activity counts once however many reconciles see it, by reason (after its series

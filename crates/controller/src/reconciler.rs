@@ -1,7 +1,7 @@
 //! The reconciler: the same observe → plan → apply → status path as `asyncscale apply`, plus the
 //! finalizer, server-side-applied status, Events, metrics and per-object backoff.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -352,12 +352,32 @@ impl Context {
     /// readings of the metrics went with the Lease, so every object is reconciled afresh. When
     /// AWS was last read for an object is kept: it is about AWS, not about the term.
     pub fn begin_term(&self) {
-        let now = Instant::now();
+        // Objects deleted while another replica led were never forgotten here: once every
+        // watch cache has synced, what none of them holds is gone (or out of this
+        // controller's namespaces).
+        let watched: Option<(HashSet<String>, HashSet<String>)> = {
+            let stores = self.stores.lock().expect("stores lock");
+            (!stores.is_empty() && stores.iter().all(|s| s.synced.load(Ordering::SeqCst))).then(
+                || {
+                    let objects: Vec<_> = stores.iter().flat_map(|s| s.store.state()).collect();
+                    (
+                        objects.iter().filter_map(|o| o.uid()).collect(),
+                        objects.iter().map(|o| key(o)).collect(),
+                    )
+                },
+            )
+        };
         let mut visits = self.last_visits.lock().expect("visits lock");
-        visits.retain(|_, visit| visit.last_good.is_some());
-        for visit in visits.values_mut() {
-            visit.resource_versions.clear();
-            visit.next_due = now;
+        visits_for_new_term(
+            &mut visits,
+            watched.as_ref().map(|(uids, _)| uids),
+            Instant::now(),
+        );
+        if let Some((_, keys)) = &watched {
+            self.failures
+                .lock()
+                .expect("backoff lock")
+                .retain(|k, _| keys.contains(k));
         }
     }
 
@@ -365,6 +385,10 @@ impl Context {
         if let Some(uid) = obj.uid() {
             self.last_visits.lock().expect("visits lock").remove(&uid);
         }
+        self.failures
+            .lock()
+            .expect("backoff lock")
+            .remove(&key(obj));
     }
 
     /// Every resource in the watch caches.
@@ -385,6 +409,21 @@ impl Context {
                 .iter()
                 .flat_map(|s| s.store.state())
                 .any(|o| o.uid().as_deref() == Some(uid))
+    }
+}
+
+/// What a new term keeps of the visits (see [`Context::begin_term`]): when AWS was last read,
+/// for the objects still watched (`watched`: their UIDs, None when a cache has not synced).
+fn visits_for_new_term(
+    visits: &mut HashMap<String, LastVisit>,
+    watched: Option<&HashSet<String>>,
+    now: Instant,
+) {
+    visits
+        .retain(|uid, visit| visit.last_good.is_some() && watched.is_none_or(|w| w.contains(uid)));
+    for visit in visits.values_mut() {
+        visit.resource_versions.clear();
+        visit.next_due = now;
     }
 }
 
@@ -1169,6 +1208,36 @@ fn outcome_label(outcome: &SyncOutcome) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A replica that stood by while objects were deleted forgets them when it leads again; a
+    /// cache not synced yet forgets nothing on a guess.
+    #[test]
+    fn a_new_term_keeps_the_last_good_reads_of_watched_objects_only() {
+        let now = Instant::now();
+        let visit = |good: bool| LastVisit {
+            resource_versions: vec!["7".into()],
+            next_due: now + Duration::from_secs(60),
+            last_good: good.then_some(now),
+            nudged: None,
+            nudge_pending: false,
+        };
+        let visits = || {
+            HashMap::from([
+                ("watched".to_string(), visit(true)),
+                ("never-read".to_string(), visit(false)),
+                ("deleted-meanwhile".to_string(), visit(true)),
+            ])
+        };
+        let mut kept = visits();
+        let watched = HashSet::from(["watched".to_string(), "never-read".to_string()]);
+        visits_for_new_term(&mut kept, Some(&watched), now);
+        assert_eq!(kept.keys().collect::<Vec<_>>(), ["watched"]);
+        assert!(kept["watched"].resource_versions.is_empty());
+        assert_eq!(kept["watched"].next_due, now);
+        let mut unsynced = visits();
+        visits_for_new_term(&mut unsynced, None, now);
+        assert_eq!(unsynced.len(), 2);
+    }
 
     #[test]
     fn backoff_doubles_from_five_seconds_to_a_five_minute_cap_with_jitter() {

@@ -97,6 +97,18 @@ pub struct FleetStats {
     pub last_refresh_took: Option<Duration>,
     /// Since the start of the refresh the picture comes from (None: never refreshed).
     pub age: Option<Duration>,
+    pub held: Held,
+}
+
+/// How much the picture holds: what churn must not grow (each is bounded by what AWS holds now).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    pub targets: usize,
+    /// Resources whose newest activities are kept.
+    pub activity_histories: usize,
+    pub tags: usize,
+    pub endpoints: usize,
+    pub configs: usize,
 }
 
 /// A resource whose AWS state changed between two refreshes (by hand, by another tool, by a
@@ -119,21 +131,32 @@ struct Picture {
     /// writes, which mark their resource, never by themselves).
     scheduled: HashMap<String, Vec<ObservedScheduledAction>>,
     alarms: HashMap<String, ObservedAlarm>,
-    /// Newest first.
+    /// Newest first; only of resources with a target (AWS keeps a deregistered target's
+    /// history, but nothing here asks for it, and a fleet that churns would keep it for ever).
     activities: HashMap<String, Vec<ScalingActivity>>,
+    /// The newest activity read so far, of any resource: the next sweep reads back to it. Kept
+    /// apart from `activities` so that forgetting a deregistered target's history does not send
+    /// the sweep back over it.
+    activities_newest: Option<Timestamp>,
     /// A sweep reached the end of the history: a resource with no entry has no activity.
     activities_complete: bool,
     /// Resources whose newest activities are known without the sweep being complete.
     activities_known: HashSet<String>,
+    /// Targets that appeared with no history in the picture: registered again by someone else
+    /// after their history was forgotten, their older activities are read directly once.
+    activities_unknown: HashSet<String>,
     /// Writes not yet covered by a refresh, by resource id (target, policies) and by alarm name
     /// (the two never look alike: `endpoint/…` and `asyncscale-…`).
     written: HashMap<String, Instant>,
     /// When the latest direct read of a part of a resource started.
     read_directly: HashMap<(Part, String), Instant>,
-    tags: HashMap<String, Tags>,
+    /// Target tags by ARN, with when they were kept (a target registered during a refresh is
+    /// not in it, and its tags stay until the next one).
+    tags: HashMap<String, (Tags, Instant)>,
     /// Every SageMaker endpoint of the account and region, described, by name.
     endpoints: HashMap<String, EndpointState>,
-    /// Endpoint configurations by name (they never change once created).
+    /// Endpoint configurations by name (they never change once created), of the endpoints
+    /// listed now or at the refresh before.
     configs: HashMap<String, EndpointConfigState>,
     /// Configurations that came from an earlier run's memory, not read by this view: read again
     /// with any endpoint that moved (a name deleted and created again may mean another type).
@@ -447,12 +470,7 @@ impl FleetView {
             (
                 picture.refreshes,
                 picture.policies_at,
-                picture
-                    .activities
-                    .values()
-                    .filter_map(|list| list.first())
-                    .filter_map(start_time)
-                    .max(),
+                picture.activities_newest,
                 picture
                     .activities
                     .values()
@@ -866,6 +884,8 @@ impl FleetView {
         for (id, read) in by_resource {
             let list = picture.activities.entry(id.clone()).or_default();
             if merge_activities(list, read) {
+                let newest = list.first().and_then(start_time);
+                picture.activities_newest = picture.activities_newest.max(newest);
                 with_new_activity.insert(id);
             }
         }
@@ -896,6 +916,18 @@ impl FleetView {
                 }
             }
         }
+        // Configurations of the endpoints listed now or before (a reconcile may have read one
+        // for an endpoint created after this refresh listed): the others' are forgotten.
+        let referenced: HashSet<String> = endpoints
+            .values()
+            .chain(picture.endpoints.values())
+            .map(|e| e.config_name.clone())
+            .chain(sweep.configs.iter().map(|c| c.name.clone()))
+            .collect();
+        picture.configs.retain(|name, _| referenced.contains(name));
+        picture
+            .recalled_configs
+            .retain(|name| referenced.contains(name));
         picture.endpoints = endpoints;
         picture.unreadable = sweep.unreadable;
         for config in &sweep.configs {
@@ -914,6 +946,23 @@ impl FleetView {
         picture.backlog_above_target = sweep.backlog_above_target;
         // Writes this refresh saw are in its targets; later ones stay.
         picture.written_max.retain(|id, _| pinned.contains(id));
+        // What belongs to targets gone from AWS is forgotten with them, unless this view wrote
+        // them since the refresh started (its own reads of them stand).
+        let present = |id: &String| targets.contains_key(id) || pinned.contains(id);
+        if !first {
+            for id in targets.keys() {
+                if !picture.targets.contains_key(id) && !picture.activities.contains_key(id) {
+                    picture.activities_unknown.insert(id.clone());
+                }
+            }
+        }
+        picture.activities.retain(|id, _| present(id));
+        picture.activities_known.retain(|id| present(id));
+        picture.activities_unknown.retain(|id| present(id));
+        let arns: HashSet<&String> = targets.values().filter_map(|t| t.arn.as_ref()).collect();
+        picture
+            .tags
+            .retain(|arn, (_, kept)| arns.contains(arn) || *kept >= started);
         picture.targets = targets;
         picture.alarms = alarms;
         picture.targets_at = Some(started);
@@ -963,6 +1012,13 @@ impl FleetView {
             backlog_reads_failed: picture.backlog_reads_failed,
             last_refresh_took: picture.last_refresh_took,
             age: picture.targets_at.map(|at| at.elapsed()),
+            held: Held {
+                targets: picture.targets.len(),
+                activity_histories: picture.activities.len(),
+                tags: picture.tags.len(),
+                endpoints: picture.endpoints.len(),
+                configs: picture.configs.len(),
+            },
         }
     }
 
@@ -1177,11 +1233,13 @@ impl AutoscalingBackend for FleetView {
     }
 
     async fn target_tags(&self, arn: &str) -> Result<Tags, AwsError> {
-        if let Some(tags) = self.picture().tags.get(arn) {
+        if let Some((tags, _)) = self.picture().tags.get(arn) {
             return Ok(tags.clone());
         }
         let tags = self.inner.target_tags(arn).await?;
-        self.picture().tags.insert(arn.to_string(), tags.clone());
+        self.picture()
+            .tags
+            .insert(arn.to_string(), (tags.clone(), Instant::now()));
         Ok(tags)
     }
 
@@ -1242,7 +1300,9 @@ impl AutoscalingBackend for FleetView {
             let mut picture = self.picture();
             match tags {
                 // A target that did not exist has exactly the tags it was created with.
-                Some(tags) if confirmed_new => picture.tags.insert(arn.clone(), tags.clone()),
+                Some(tags) if confirmed_new => picture
+                    .tags
+                    .insert(arn.clone(), (tags.clone(), Instant::now())),
                 _ => picture.tags.remove(arn),
             };
         }
@@ -1390,8 +1450,9 @@ impl AutoscalingBackend for FleetView {
         self.ensure_fresh().await?;
         {
             let picture = self.picture();
-            let known =
-                picture.activities_complete || picture.activities_known.contains(resource_id);
+            let known = (picture.activities_complete
+                || picture.activities_known.contains(resource_id))
+                && !picture.activities_unknown.contains(resource_id);
             if known && !picture.needs_direct_read(Part::Activities, resource_id) {
                 let mut list = picture
                     .activities
@@ -1411,7 +1472,10 @@ impl AutoscalingBackend for FleetView {
             .entry(resource_id.to_string())
             .or_default();
         merge_activities(list, read.clone());
+        let newest = list.first().and_then(start_time);
+        picture.activities_newest = picture.activities_newest.max(newest);
         picture.activities_known.insert(resource_id.to_string());
+        picture.activities_unknown.remove(resource_id);
         Ok(read)
     }
 
@@ -1578,6 +1642,13 @@ impl FleetSource {
             sum.refreshes += stats.refreshes;
             sum.failed_refreshes += stats.failed_refreshes;
             sum.backlog_reads_failed += stats.backlog_reads_failed;
+            sum.held = Held {
+                targets: sum.held.targets + stats.held.targets,
+                activity_histories: sum.held.activity_histories + stats.held.activity_histories,
+                tags: sum.held.tags + stats.held.tags,
+                endpoints: sum.held.endpoints + stats.held.endpoints,
+                configs: sum.held.configs + stats.held.configs,
+            };
             if stats.age.is_some() && sum.age.is_none_or(|age| stats.age < Some(age)) {
                 sum.age = stats.age;
                 sum.last_refresh_took = stats.last_refresh_took;

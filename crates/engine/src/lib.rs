@@ -17,6 +17,8 @@ pub use converge::{
     departing_quota_peers, observe, quota_peers, remove,
 };
 pub use error::{AwsError, ErrorClass};
-pub use fleet::{EndpointMemory, FleetChange, FleetConfig, FleetSource, FleetStats, FleetView};
+pub use fleet::{
+    EndpointMemory, FleetChange, FleetConfig, FleetSource, FleetStats, FleetView, Held,
+};
 pub use port::{AutoscalingBackend, Holding, Page, QuotaReading, Sighting};
 pub use source::{AssumedRole, BackendSource, Place, Placement, SingleBackend};
