@@ -260,6 +260,15 @@ def test_recovery_and_visits_and_memory():
     late = recovery.ready(401, ["soak/r1"])
     assert len(late) == 1 and "101s after" in late[0].message
 
+
+def test_the_recovery_judged_ends_when_the_resources_not_excused_are_ready():
+    recovery = inv.Recovery(resync=30)
+    recovery.burst_ended(0)
+    assert recovery.ready(20, ["soak/r1", "soak/r2"], frozenset({"soak/r2"})) == []
+    assert recovery.ready(30, ["soak/r2"], frozenset({"soak/r2"})) == []
+    assert recovery.ready(90, []) == []
+    assert (recovery.longest, recovery.longest_all) == (30, 90)
+
     visits = inv.Visits(resync=30, grace=10)
     visits.visited("soak/r1", 100)
     visits.finished("soak/r1", 100)

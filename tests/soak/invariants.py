@@ -614,13 +614,18 @@ class Recovery:
     def __init__(self, resync: float, grace: float = 0.0):
         self.limit = 2 * resync + grace
         self.waiting_since: float | None = None
+        # What the limit judges: until every resource not excused was Ready.
         self.longest = 0.0
+        # Until every resource was Ready, the excused ones too (not judged).
+        self.longest_all = 0.0
         self.recoveries: list[float] = []
         self.reported = False
+        self.cleared = False
 
     def burst_ended(self, now: float) -> None:
         self.waiting_since = now
         self.reported = False
+        self.cleared = False
 
     def burst_started(self) -> None:
         self.waiting_since = None
@@ -631,12 +636,17 @@ class Recovery:
         if self.waiting_since is None:
             return []
         waited = now - self.waiting_since
+        late = [k for k in not_ready if k not in excused]
+        if not late and not self.cleared:
+            self.cleared = True
+            self.longest = max(self.longest, waited)
         if not not_ready:
             self.recoveries.append(waited)
-            self.longest = max(self.longest, waited)
+            self.longest_all = max(self.longest_all, waited)
             self.waiting_since = None
             return []
-        late = [k for k in not_ready if k not in excused]
+        if late:
+            self.cleared = False
         if waited > self.limit and late and not self.reported:
             self.reported = True
             self.longest = max(self.longest, waited)

@@ -1542,7 +1542,8 @@ class Soak:
             f"- the quiet checks (nothing lost, trap 1, nothing left, no stuck resource) were armed for "
             f"{self.coverage.armed_seconds:.0f} s of the run; the fleet first converged "
             + (f"{self.coverage.converged_at - self.t0:.0f} s in" if self.coverage.converged_at else "never"),
-            f"- longest recovery after a burst: {self.recovery.longest:.0f} s (limit {self.recovery.limit:.0f} s; {len(self.recovery.recoveries)} bursts)",
+            f"- longest recovery after a burst: {self.recovery.longest:.0f} s (limit {self.recovery.limit:.0f} s; {len(self.recovery.recoveries)} bursts); "
+            f"with the resources a quota dip excused, not judged: {self.recovery.longest_all:.0f} s",
             f"- a new leader's cold start (from its takeover or restart until every live resource was reconciled once): "
             + (", ".join(f"{x:.0f} s" for x in self.cold_starts) or "none") + f" (limit {COLD_START_LIMIT:.0f} s)",
             "- quota windows opened by the soak's own lowering: "
