@@ -260,15 +260,6 @@ def test_recovery_and_visits_and_memory():
     late = recovery.ready(401, ["soak/r1"])
     assert len(late) == 1 and "101s after" in late[0].message
 
-
-def test_the_recovery_judged_ends_when_the_resources_not_excused_are_ready():
-    recovery = inv.Recovery(resync=30)
-    recovery.burst_ended(0)
-    assert recovery.ready(20, ["soak/r1", "soak/r2"], frozenset({"soak/r2"})) == []
-    assert recovery.ready(30, ["soak/r2"], frozenset({"soak/r2"})) == []
-    assert recovery.ready(90, []) == []
-    assert (recovery.longest, recovery.longest_all) == (30, 90)
-
     visits = inv.Visits(resync=30, grace=10)
     visits.visited("soak/r1", 100)
     visits.finished("soak/r1", 100)
@@ -301,7 +292,7 @@ def test_the_recovery_judged_ends_when_the_resources_not_excused_are_ready():
     hung.visited("soak/r1", 100)
     assert len(hung.check(231, 0, {"soak/r1": 0})) == 1
 
-    memory = inv.Memory(warmup=10, min_judged=100)
+    memory = inv.Memory(warmup=10, min_judged=100, window=1)
     for t, rss in ((0, 50), (10, 100), (200, 105)):
         memory.sample(1, "replica-a", 0, t, rss * 1_000_000)
     for t, rss in ((0, 50), (10, 100), (200, 120)):
@@ -311,10 +302,35 @@ def test_the_recovery_judged_ends_when_the_resources_not_excused_are_ready():
     assert len(lines) == 2
 
 
+def test_the_recovery_judged_ends_when_the_resources_not_excused_are_ready():
+    recovery = inv.Recovery(resync=30)
+    recovery.burst_ended(0)
+    assert recovery.ready(20, ["soak/r1", "soak/r2"], frozenset({"soak/r2"})) == []
+    assert recovery.ready(30, ["soak/r2"], frozenset({"soak/r2"})) == []
+    assert recovery.ready(90, []) == []
+    assert (recovery.longest, recovery.longest_all) == (30, 90)
+
+
+def test_memory_judges_the_trend_not_one_step_of_the_allocator():
+    # RssAnon moves by about 3 MB both ways from one minute to the next: the medians of the
+    # windows at each end see through a step that does not last; steady growth still shows.
+    memory = inv.Memory(warmup=0, min_judged=600, window=300)
+    for t in range(0, 1801, 10):
+        step = 3 if t % 60 >= 40 else 0
+        memory.sample(1, "replica-a", 0, t, (30 + step) * 1_000_000, leading=True)
+        memory.sample(2, "replica-b", 0, t, (30 + step + t / 300) * 1_000_000, leading=True)
+    # One sample at each end would judge +13 %.
+    memory.sample(1, "replica-a", 0, 1810, 34 * 1_000_000, leading=True)
+    found, lines = memory.judge()
+    assert "+0.0%" in lines[0], lines
+    assert [v.message.split(" (")[0] for v in found] == ["replica-b"], lines
+    assert "medians of 300 s at each end" in lines[0]
+
+
 def test_memory_judges_what_the_process_allocates_not_its_executables_pages():
     # The executable's pages map in as code paths first run: file-backed growth is shown, not
     # judged; anonymous growth is.
-    memory = inv.Memory(warmup=10, min_judged=100)
+    memory = inv.Memory(warmup=10, min_judged=100, window=1)
     for t, anon, file in ((10, 40, 30), (200, 41, 45)):
         memory.sample(1, "replica-a", 0, t, anon * 1_000_000, file=file * 1_000_000)
     found, lines = memory.judge()
@@ -328,7 +344,7 @@ def test_memory_judges_what_the_process_allocates_not_its_executables_pages():
 def test_memory_judges_each_role_on_its_own():
     # A standby that takes the Lease steps up (it now keeps what reconciles keep); growth
     # while leading is judged from the leading stretch's own warm-up.
-    memory = inv.Memory(warmup=10, min_judged=100)
+    memory = inv.Memory(warmup=10, min_judged=100, window=1)
     for t, rss, leading in ((0, 50, False), (10, 50, False), (200, 51, False), (210, 80, True),
                             (220, 80, True), (400, 82, True)):
         memory.sample(1, "replica-a", 0, t, rss * 1_000_000, leading=leading)
@@ -340,7 +356,7 @@ def test_memory_judges_each_role_on_its_own():
     found, _ = memory.judge()
     assert [v.message.split(" anonymous RSS")[0] for v in found] == ["replica-a (leading)"]
     # Each term of leadership is compared with the first: a leak of a few % per term adds up.
-    terms = inv.Memory(warmup=10, min_judged=100)
+    terms = inv.Memory(warmup=10, min_judged=100, window=1)
     t = 0
     for term in range(4):
         for rss in (50, 50):
