@@ -903,6 +903,26 @@ async fn delete_endpoint(server: &SimServer, endpoint: &str) {
         .unwrap();
 }
 
+/// Waits for the view's next refresh (a reconcile's read is what starts one).
+async fn next_refresh(view: &FleetView, every: Duration) {
+    let from = view.stats().refreshes;
+    while view.stats().refreshes < from + 1 {
+        tokio::time::sleep(every / 4).await;
+        let _ = view.describe_endpoint("ep-000").await;
+    }
+}
+
+/// The direct reads of `resource_id`'s activities since `mark` (a refresh's sweep names no
+/// resource).
+fn direct_activity_reads(server: &SimServer, mark: u64, resource_id: &str) -> usize {
+    server
+        .log_since(mark)
+        .iter()
+        .filter(|e| e.operation == "DescribeScalingActivities")
+        .filter(|e| e.names.contains(resource_id))
+        .count()
+}
+
 /// A fleet that churns for days must not grow the picture: what belonged to targets and
 /// endpoints gone from AWS (their activities, tags, configurations) is forgotten by the next
 /// refreshes. A target registered again by someone else then has its older history read once,
@@ -915,16 +935,7 @@ async fn what_deleted_endpoints_leave_is_forgotten_and_read_again_if_they_come_b
     for endpoint in ["ep-000", "ep-001", "ep-002"] {
         add_activity(&server, endpoint, "Setting desired instance count to 1.");
     }
-    let refreshed = |view: &FleetView| view.stats().refreshes;
-    let next_refresh = async |view: &FleetView| {
-        let from = refreshed(view);
-        while refreshed(view) < from + 1 {
-            tokio::time::sleep(every / 4).await;
-            // A reconcile's read is what starts a refresh.
-            let _ = view.describe_endpoint("ep-000").await;
-        }
-    };
-    next_refresh(&view).await;
+    next_refresh(&view, every).await;
     let held = view.stats().held;
     assert_eq!(
         (
@@ -943,21 +954,32 @@ async fn what_deleted_endpoints_leave_is_forgotten_and_read_again_if_they_come_b
 
     delete_endpoint(&server, "ep-001").await;
     delete_endpoint(&server, "ep-002").await;
-    // A configuration outlives its endpoint by one refresh (a reconcile may have read it for an
-    // endpoint the refresh could not list yet).
-    next_refresh(&view).await;
-    next_refresh(&view).await;
-    let held = view.stats().held;
-    assert_eq!(
-        held,
-        Held {
-            targets: 1,
-            activity_histories: 1,
-            tags: 1,
-            endpoints: 1,
-            configs: 1
-        }
-    );
+    // ep-002's resource still reconciles (its status shows the last activity, which AWS still
+    // lists); ep-001's is gone too. A configuration outlives its endpoint by one refresh (a
+    // reconcile may have read it for an endpoint the refresh could not list yet), and a
+    // history is kept while it is asked for.
+    let ep2 = ResourceNames::new("ep-002", "AllTraffic").resource_id;
+    let settled = Held {
+        targets: 1,
+        activity_histories: 2,
+        tags: 1,
+        endpoints: 1,
+        configs: 1,
+    };
+    let mut refreshes = 0;
+    while view.stats().held != settled {
+        next_refresh(&view, every).await;
+        let read = view.recent_activities(&ep2, 10).await.unwrap();
+        assert_eq!(read.len(), 1, "still listed by AWS, still shown: {read:?}");
+        refreshes += 1;
+        assert!(refreshes < 30, "{:?}", view.stats().held);
+    }
+    // Once nothing asks for it, ep-002's history goes too.
+    while view.stats().held.activity_histories > 1 {
+        next_refresh(&view, every).await;
+        refreshes += 1;
+        assert!(refreshes < 60, "{:?}", view.stats().held);
+    }
 
     // ep-001 comes back, and someone registers its target by hand: AWS still lists the old
     // activity, and so does the view, with one direct read, then from the picture.
@@ -975,19 +997,32 @@ async fn what_deleted_endpoints_leave_is_forgotten_and_read_again_if_they_come_b
         .register_target(&target, None)
         .await
         .unwrap();
-    next_refresh(&view).await;
-    // The refreshes' sweeps name no resource; a direct read names it.
-    let direct_reads = || {
-        server
-            .log_since(0)
-            .iter()
-            .filter(|e| e.operation == "DescribeScalingActivities")
-            .filter(|e| e.names.contains(&rid))
-            .count()
-    };
+    next_refresh(&view, every).await;
+    let mark = server.log_since(0).last().map_or(0, |e| e.seq);
+    let direct_reads = || direct_activity_reads(&server, mark, &rid);
     let read = view.recent_activities(&rid, 10).await.unwrap();
     assert_eq!(read.len(), 1, "{read:?}");
     assert_eq!(direct_reads(), 1);
     assert_eq!(view.recent_activities(&rid, 10).await.unwrap(), read);
     assert_eq!(direct_reads(), 1, "then from the picture");
+}
+
+/// In an account with more history than a first sweep reads (it is never complete), a resource
+/// without a target (its endpoint deleted, or its target not registered yet) asks for its
+/// activities at every reconcile: one direct read, then the picture, for as long as it asks.
+#[tokio::test]
+async fn a_resource_without_a_target_reads_its_history_once_however_often_it_asks() {
+    let every = Duration::from_millis(200);
+    let (server, _calls, view) = setup_with(every, 1).await;
+    // 22 pages of another resource's history: the first sweep stops at 20.
+    for _ in 0..1100 {
+        add_activity(&server, "busy", "Setting desired instance count to 2.");
+    }
+    let rid = ResourceNames::new("ep-000", "AllTraffic").resource_id;
+    let mark = server.log_since(0).last().map_or(0, |e| e.seq);
+    for _ in 0..6 {
+        assert_eq!(view.recent_activities(&rid, 10).await.unwrap(), []);
+        next_refresh(&view, every).await;
+    }
+    assert_eq!(direct_activity_reads(&server, mark, &rid), 1);
 }

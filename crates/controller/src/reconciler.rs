@@ -352,9 +352,10 @@ impl Context {
     /// readings of the metrics went with the Lease, so every object is reconciled afresh. When
     /// AWS was last read for an object is kept: it is about AWS, not about the term.
     pub fn begin_term(&self) {
-        // Objects deleted while another replica led were never forgotten here: once every
-        // watch cache has synced, what none of them holds is gone (or out of this
-        // controller's namespaces).
+        // Objects deleted while another replica led were never forgotten here: what none of
+        // the watch caches holds is gone (or out of this controller's namespaces). The caches
+        // are still the last term's (this term's start after), so an object deleted during
+        // this standby goes at the next term: bounded, and never a live object on a guess.
         let watched: Option<(HashSet<String>, HashSet<String>)> = {
             let stores = self.stores.lock().expect("stores lock");
             (!stores.is_empty() && stores.iter().all(|s| s.synced.load(Ordering::SeqCst))).then(

@@ -41,6 +41,11 @@ const ACTIVITIES_KEPT: usize = 10;
 /// Pages of activities the first refresh reads (50 each) before it stops and leaves the
 /// resources it did not reach to a direct read; later refreshes read only what is new.
 const FIRST_SWEEP_PAGES: usize = 20;
+/// A resource's activities asked for within this many refresh intervals are kept even without
+/// a target: its reconciles ask at every resync, and reading them again at each would cost one
+/// call a resync (an account with more history than a sweep reads is never complete).
+const ASKED_KEPT_REFRESHES: u32 = 3;
+
 /// Pages of new activities one refresh reads at most (2,500 activities since the last refresh).
 const SWEEP_PAGES: usize = 50;
 /// Extra attempts for a page that failed recoverably (after the SDK's own retries): one failed
@@ -131,9 +136,12 @@ struct Picture {
     /// writes, which mark their resource, never by themselves).
     scheduled: HashMap<String, Vec<ObservedScheduledAction>>,
     alarms: HashMap<String, ObservedAlarm>,
-    /// Newest first; only of resources with a target (AWS keeps a deregistered target's
-    /// history, but nothing here asks for it, and a fleet that churns would keep it for ever).
+    /// Newest first; of resources with a target, or asked for lately (a resource whose target
+    /// is gone or not registered yet still shows its last activity). AWS keeps a deregistered
+    /// target's history, but a fleet that churns would keep it here for ever.
     activities: HashMap<String, Vec<ScalingActivity>>,
+    /// When each resource's activities were last asked for (see [`ASKED_KEPT_REFRESHES`]).
+    activities_asked: HashMap<String, Instant>,
     /// The newest activity read so far, of any resource: the next sweep reads back to it. Kept
     /// apart from `activities` so that forgetting a deregistered target's history does not send
     /// the sweep back over it.
@@ -819,6 +827,19 @@ impl FleetView {
                 .into_iter()
                 .filter(|id| drift(&picture, Part::Target, id)),
         );
+        // Targets new to the picture whose history it forgot (or never had): whatever this
+        // sweep brings of it is only what is new.
+        let new_without_history: Vec<String> = if first {
+            Vec::new()
+        } else {
+            targets
+                .keys()
+                .filter(|id| {
+                    !picture.targets.contains_key(*id) && !picture.activities.contains_key(*id)
+                })
+                .cloned()
+                .collect()
+        };
 
         let swept_policies = sweep.policies.is_some();
         if let Some(policies) = sweep.policies {
@@ -947,15 +968,15 @@ impl FleetView {
         // Writes this refresh saw are in its targets; later ones stay.
         picture.written_max.retain(|id, _| pinned.contains(id));
         // What belongs to targets gone from AWS is forgotten with them, unless this view wrote
-        // them since the refresh started (its own reads of them stand).
-        let present = |id: &String| targets.contains_key(id) || pinned.contains(id);
-        if !first {
-            for id in targets.keys() {
-                if !picture.targets.contains_key(id) && !picture.activities.contains_key(id) {
-                    picture.activities_unknown.insert(id.clone());
-                }
-            }
-        }
+        // them since the refresh started (its own reads of them stand) or a reconcile still asks.
+        let asked_since = started
+            .checked_sub(self.config.refresh_every * ASKED_KEPT_REFRESHES)
+            .unwrap_or(started);
+        picture.activities_asked.retain(|_, at| *at >= asked_since);
+        let asked: HashSet<String> = picture.activities_asked.keys().cloned().collect();
+        let present =
+            |id: &String| targets.contains_key(id) || pinned.contains(id) || asked.contains(id);
+        picture.activities_unknown.extend(new_without_history);
         picture.activities.retain(|id, _| present(id));
         picture.activities_known.retain(|id| present(id));
         picture.activities_unknown.retain(|id| present(id));
@@ -1449,7 +1470,10 @@ impl AutoscalingBackend for FleetView {
         let keep = usize::try_from(max).unwrap_or(0).min(ACTIVITIES_KEPT);
         self.ensure_fresh().await?;
         {
-            let picture = self.picture();
+            let mut picture = self.picture();
+            picture
+                .activities_asked
+                .insert(resource_id.to_string(), Instant::now());
             let known = (picture.activities_complete
                 || picture.activities_known.contains(resource_id))
                 && !picture.activities_unknown.contains(resource_id);
