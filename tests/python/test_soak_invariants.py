@@ -311,6 +311,35 @@ def test_the_recovery_judged_ends_when_the_resources_not_excused_are_ready():
     assert (recovery.longest, recovery.longest_all) == (30, 90)
 
 
+def test_memory_judges_a_standby_after_leading_apart_and_leaders_once_warm():
+    # What a term of leadership builds stays when the replica stands by again; it fills over
+    # the first minutes of leading, counted across terms.
+    memory = inv.Memory(warmup=10, min_judged=500, window=60, lead_warmup=600)
+    mb = 1_000_000
+    for t in range(0, 200, 10):
+        memory.sample(1, "replica-a", 0, t, 5 * mb)
+    for t in range(200, 400, 10):
+        memory.sample(1, "replica-a", 0, t, (5 + (t - 200) // 8) * mb, leading=True)
+    for t in range(400, 3000, 10):
+        memory.sample(1, "replica-a", 0, t, 30 * mb)
+    for t in range(3000, 4000, 10):
+        memory.sample(1, "replica-a", 0, t, min(34, 30 + (t - 3000) // 50) * mb, leading=True)
+    found, lines = memory.judge()
+    assert found == [], lines
+    assert [line.split(" (pid")[0] for line in lines] == [
+        "replica-a (standby)",
+        "replica-a (leading)",
+        "replica-a (standby after leading)",
+    ]
+    assert "not judged" in lines[2], "it had led 200 s only when it stood by"
+    assert memory.judged() == 1, "the leading role; the first standby was too short"
+    # Growth once warm is a leak.
+    for t in range(4000, 5000, 10):
+        memory.sample(1, "replica-a", 0, t, (34 + (t - 4000) // 100) * mb, leading=True)
+    found, _ = memory.judge()
+    assert [v.message.split(" anonymous")[0] for v in found] == ["replica-a (leading)"]
+
+
 def test_memory_judges_the_trend_not_one_step_of_the_allocator():
     # RssAnon moves by about 3 MB both ways from one minute to the next: the medians of the
     # windows at each end see through a step that does not last; steady growth still shows.

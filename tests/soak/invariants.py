@@ -734,31 +734,45 @@ class Visits:
 
 class Memory:
     """Controller anonymous RSS (RssAnon: what it allocates; not the executable's pages, which
-    map in as code paths first run) after warm-up grows less than `limit` (10 %) in each role of
-    a process.
+    map in as code paths first run) grows less than `limit` (10 %) in each role of a process.
 
     A standby holds the watch cache only; once it leads it also builds what reconciles keep (the
-    endpoint picture, metrics readings, Event series, AWS connections), so its RSS steps up at a
-    takeover without anything leaking. So a process is judged per role: from its first samples
-    in the role (past the warm-up of that stretch) to its last in the role, across all its
-    stretches of it, so that a leak of each term of leadership adds up and shows.
+    endpoint picture, metrics readings, Event series, AWS connections), and keeps it when it
+    stands by again (to lead again from it). That state fills over the first minutes of leading:
+    in the hour at 901dcb4 (300 resources) leaders rose to about 34 MB over about ten minutes of
+    leading, counted across terms, and stayed there (a replica that had led 9 minutes stood by
+    for 37 minutes at 33.8 to 34.0 MB, and leading 4 more minutes added 0.2 MB). So the roles
+    are three, each judged on its own: standby before ever leading, leading, and standby after
+    leading; the last two only once the process has led `lead_warmup` seconds in all. Within a
+    role, from its first samples (past the warm-up of each stretch) to its last, across all its
+    stretches, so that a leak of each term of leadership adds up and shows.
 
     Each end is the median of the samples within `window` seconds of it: the allocator moves
-    RssAnon in steps of about 3 MB both ways from one minute to the next (seen in the hour at
-    901dcb4, a leader at 29.5, 32.5, 29.7, 32.8 MB), a tenth of a 30 MB process, so one sample
-    at each end would judge a step, not a trend."""
+    RssAnon in steps of about 3 MB both ways from one minute to the next (a leader at 29.5,
+    32.5, 29.7, 32.8 MB), a tenth of a 30 MB process, so one sample at each end would judge a
+    step, not a trend."""
 
     name = "memory"
 
-    def __init__(self, warmup: float, min_judged: float, limit: float = 0.10, window: float = 300.0):
+    def __init__(
+        self,
+        warmup: float,
+        min_judged: float,
+        limit: float = 0.10,
+        window: float = 300.0,
+        lead_warmup: float = 0.0,
+    ):
         self.warmup = warmup
         self.min_judged = min_judged
         self.limit = limit
         self.window = window
-        # (pid, leading) -> (label, [(t, anonymous rss, file-backed rss)]) past each stretch's warm-up
-        self.samples: dict[tuple[int, bool], tuple[str, list[tuple[float, int, int | None]]]] = {}
-        # pid -> (role, when its current stretch began)
+        self.lead_warmup = lead_warmup
+        # (pid, role) -> (label, [(t, anonymous rss, file-backed rss)]) past the warm-ups
+        self.samples: dict[tuple[int, str], tuple[str, list[tuple[float, int, int | None]]]] = {}
+        # pid -> (leading, when its current stretch began)
         self.stretch: dict[int, tuple[bool, float]] = {}
+        # pid -> (seconds led in all, the last sample's time)
+        self.led: dict[int, tuple[float, float]] = {}
 
     def sample(
         self,
@@ -774,16 +788,22 @@ class Memory:
         if role != leading:
             since = now
         self.stretch[pid] = (leading, since)
-        entry = self.samples.setdefault(
-            (pid, leading), (f"{label} ({'leading' if leading else 'standby'})", [])
-        )
-        if now - since >= self.warmup:
+        led, last = self.led.get(pid, (0.0, now))
+        if leading and role:
+            led += now - last
+        self.led[pid] = (led, now)
+        has_led = leading or led > 0
+        name = "leading" if leading else "standby after leading" if has_led else "standby"
+        entry = self.samples.setdefault((pid, name), (f"{label} ({name})", []))
+        warm = now - since >= self.warmup and (not has_led or led >= self.lead_warmup)
+        if warm:
             entry[1].append((now, rss, file))
 
     def judge(self) -> tuple[list[Violation], list[str]]:
         found, lines = [], []
         for (pid, _), (label, warm) in self.samples.items():
             if len(warm) < 2:
+                lines.append(f"{label} (pid {pid}): not judged (no sample past the warm-ups)")
                 continue
             t0, t1 = warm[0][0], warm[-1][0]
             first = [w for w in warm if w[0] <= t0 + self.window]
@@ -807,6 +827,14 @@ class Memory:
                     Violation(self.name, t1, f"{label} anonymous RSS grew {growth:.1%} over {t1 - t0:.0f}s")
                 )
         return found, lines
+
+    def judged(self) -> int:
+        """How many (process, role) were judged: a long soak in which none was says so."""
+        return sum(
+            1
+            for _, warm in self.samples.values()
+            if len(warm) >= 2 and warm[-1][0] - warm[0][0] >= self.min_judged
+        )
 
 
 class Coverage:

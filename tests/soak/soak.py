@@ -448,7 +448,9 @@ class Soak:
             converge_limit=c.warm + c.n + 4 * c.resync, blind_limit=2 * c.resync + c.grace
         )
         warmup = 60.0 if c.compressed else 300.0
-        self.memory = inv.Memory(warmup=warmup, min_judged=600.0)
+        self.memory = inv.Memory(
+            warmup=warmup, min_judged=600.0, lead_warmup=60.0 if c.compressed else 600.0
+        )
 
     # ---- processes -------------------------------------------------------------------------
 
@@ -1553,6 +1555,7 @@ class Soak:
             + (f"{max(s for _, s in self.quota.reactions):.0f} s" if self.quota.reactions else "-")
             + f" (limit {self.quota.reaction_limit:.0f} s)",
             f"- AWS calls per endpoint per resync outside the bursts (churn included): {per_resync:.2f}",
+            f"- memory: {self.memory.judged()} (replica, role) judged over ten minutes or more",
             *[f"- {line}" for line in memory_lines],
             f"- reconcile failures logged, by kind: {dict(self.reconcile_errors) or 'none'}",
         ]
