@@ -75,6 +75,29 @@ def test_every_fault_is_over_before_the_quiet_tail(settings, seed):
     assert all(t + config.fault_seconds(k) <= config.seconds - config.tail for t, k in events)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_an_hour_leaves_a_leader_a_spell_with_nothing_that_moves_the_lease(settings, seed):
+    settings.setenv("SCHEDULE", "random")
+    settings.setenv("SOAK_SECONDS", "3600")
+    config = soak.Config()
+    bare = soak.Soak.__new__(soak.Soak)
+    bare.config = config
+    bare.rng = random.Random(seed)
+    events = bare.schedule(config.warm, config.seconds - config.tail)
+    a, b = bare.leader_spell
+    assert b - a == pytest.approx(soak.LEADER_SPELL)
+    moving = [(t, k) for t, k in events if k in soak.LEASE_MOVING]
+    assert moving, "the other faults still move it"
+    assert all(t + config.fault_seconds(k) < a or t > b for t, k in moving), (a, b, moving)
+    assert set(soak.Soak.KINDS) <= {k for _, k in events}
+    # Too short for one: none, and nothing changes.
+    settings.setenv("SOAK_SECONDS", "1200")
+    short = soak.Config()
+    bare.config = short
+    bare.schedule(short.warm, short.seconds - short.tail)
+    assert bare.leader_spell is None
+
+
 def test_times_parse_with_nanoseconds_and_offsets():
     assert soak.micro_time("2026-12-07T04:25:46.123456789Z") == pytest.approx(
         soak.micro_time("2026-12-07T04:25:46.123456Z"))

@@ -69,6 +69,14 @@ HARNESS = "harness in control"
 CRASH = "no replica crash"
 # The least time between two faults of the compressed schedule.
 MIN_STEP = 3.0
+# The faults after which another replica may hold the Lease: an etcd or kube-apiserver restart
+# longer than the renew deadline moves it too.
+LEASE_MOVING = {"kill-leader", "pause-leader", "apiserver-restart", "etcd-restart"}
+# A random schedule half as long again or more leaves one spell this long with no fault that moves
+# the Lease (the others go on): the memory check judges a leader only once it has led ten
+# minutes, then for ten more past its stretch's warm-up, and in the hour at 901dcb4 no term
+# lasted that long (3 to 11 minutes), so a leader's memory was never judged.
+LEADER_SPELL = 1500.0
 # How long a restarted leader's first pass may take before the quiet checks judge it (see
 # Soak.cold): at N = 300 and AWS's rates it took about a minute.
 COLD_START_LIMIT = 180.0
@@ -669,22 +677,43 @@ class Soak:
         if c.compressed or latest - start < 20 * len(self.KINDS):
             # Too short for a random schedule: every kind once, in a random order, as far apart
             # as the time allows (each must be over by `over_by`).
+            self.leader_spell = None
             kinds = list(self.KINDS)
             self.rng.shuffle(kinds)
             step = min(
                 (over_by - c.fault_seconds(k) - start) / i for i, k in enumerate(kinds) if i
             )
             return [(start + i * step, k) for i, k in enumerate(kinds)]
+        self.leader_spell = None
+        if latest - start >= 1.5 * LEADER_SPELL:
+            a = self.rng.uniform(start, latest - LEADER_SPELL)
+            self.leader_spell = (a, a + LEADER_SPELL)
+
+        def moves_the_lease_in_the_spell(t: float, kind: str) -> bool:
+            spell = self.leader_spell
+            return (
+                spell is not None
+                and kind in LEASE_MOVING
+                and t <= spell[1]
+                and t + c.fault_seconds(kind) >= spell[0]
+            )
+
+        quiet_kinds = [k for k in self.KINDS if k not in LEASE_MOVING]
         events, t = [], start
         while t < latest:
             kind = self.rng.choice(self.KINDS)
+            if moves_the_lease_in_the_spell(t, kind):
+                kind = self.rng.choice(quiet_kinds)
             events.append((t, kind))
             # Now and then two faults together (a leader killed during a burst, say).
             t += self.rng.uniform(10, 40) if self.rng.random() < 0.25 else self.rng.uniform(60, 180)
         # Every kind at least once.
         missing = [k for k in self.KINDS if k not in {k2 for _, k2 in events}]
         for k in missing:
-            events.append((self.rng.uniform(start, latest), k))
+            t = self.rng.uniform(start, latest)
+            while moves_the_lease_in_the_spell(t, k):
+                t = self.rng.uniform(start, latest)
+            events.append((t, k))
         return sorted(events)
 
     def fault_begin(self, kind: str) -> int:
@@ -1375,6 +1404,9 @@ class Soak:
         # `tail` (three resyncs) before the end, for the final recovery and the quiet checks.
         events = self.schedule(start + c.warm, end - c.tail)
         log(self.t0, "chaos schedule: " + ", ".join(f"{e - self.t0:.0f}s {k}" for e, k in events))
+        if self.leader_spell:
+            a, b = (x - self.t0 for x in self.leader_spell)
+            log(self.t0, f"chaos schedule: nothing moves the Lease from {a:.0f}s to {b:.0f}s (a leader's memory is judged there)")
         churn_every = 60.0 / (c.churn_per_minute * c.n)
         next_churn = start + c.warm
         next_traffic = start
@@ -1555,7 +1587,12 @@ class Soak:
             + (f"{max(s for _, s in self.quota.reactions):.0f} s" if self.quota.reactions else "-")
             + f" (limit {self.quota.reaction_limit:.0f} s)",
             f"- AWS calls per endpoint per resync outside the bursts (churn included): {per_resync:.2f}",
-            f"- memory: {self.memory.judged()} (replica, role) judged over ten minutes or more",
+            f"- memory: {self.memory.judged()} (replica, role) judged over ten minutes or more"
+            + (
+                f"; no fault moved the Lease from {self.leader_spell[0] - self.t0:.0f} s to {self.leader_spell[1] - self.t0:.0f} s"
+                if getattr(self, "leader_spell", None)
+                else ""
+            ),
             *[f"- {line}" for line in memory_lines],
             f"- reconcile failures logged, by kind: {dict(self.reconcile_errors) or 'none'}",
         ]
