@@ -103,3 +103,13 @@ def test_times_parse_with_nanoseconds_and_offsets():
         soak.micro_time("2026-12-07T04:25:46.123456Z"))
     assert soak.micro_time("2026-12-07T04:25:46+00:00") == soak.micro_time("2026-12-07T04:25:46Z")
     assert soak.micro_time("not a time") is None
+
+
+def test_a_self_check_that_did_not_run_is_not_counted_as_blind():
+    bare = soak.Soak.__new__(soak.Soak)
+    bare.violations = []
+    assert bare.counted_violations() == [], "interrupted before it: the run fails as interrupted"
+    bare.self_check_ok = False
+    assert [v.invariant for v in bare.counted_violations()] == ["self-check"]
+    bare.self_check_ok = True
+    assert bare.counted_violations() == []
