@@ -802,13 +802,7 @@ async fn late_peer_is_counted(server: &SimServer, backend: &dyn AutoscalingBacke
         clamped.contains("endpoint/c/variant/AllTraffic (new to this quota during this reconcile: MaxCapacity 2 in AWS"),
         "{clamped}"
     );
-    let state = server.account.lock().unwrap().snapshot("us-east-1");
-    let sum: i64 = state["ScalableTargets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["MaxCapacity"].as_i64().unwrap())
-        .sum();
+    let (sum, state) = caps_sum(server);
     assert_eq!(sum, 6, "{state}");
 }
 
@@ -848,13 +842,7 @@ async fn a_failed_read_of_a_late_peers_target_raises_nothing() {
             "{}: the late read met its fault",
             failure.label()
         );
-        let state = server.account.lock().unwrap().snapshot("us-east-1");
-        let sum: i64 = state["ScalableTargets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["MaxCapacity"].as_i64().unwrap())
-            .sum();
+        let (sum, _) = caps_sum(&server);
         assert!(
             sum <= 6,
             "{}: caps {sum} of 6: {:?}",
@@ -989,4 +977,16 @@ async fn each_sagemaker_read_failing_alone_writes_nothing() {
         let after = server.account.lock().unwrap().snapshot("us-east-1")["ScalableTargets"].clone();
         assert_eq!(before, after, "{operation} {code}: AWS unchanged");
     }
+}
+
+/// The sum of every target's MaxCapacity in AWS, with the account's state for the message.
+fn caps_sum(server: &asyncscale_sim::SimServer) -> (i64, serde_json::Value) {
+    let state = server.account.lock().unwrap().snapshot("us-east-1");
+    let sum = state["ScalableTargets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["MaxCapacity"].as_i64().unwrap())
+        .sum();
+    (sum, state)
 }
