@@ -647,8 +647,9 @@ async fn apply(
         }
         _ => {
             ctx.succeeded(&key);
-            ctx.visited(&obj, written, ctx.resync);
-            Ok(Action::requeue(ctx.resync))
+            let resync = resync_delay(ctx.resync, jitter_fraction());
+            ctx.visited(&obj, written, resync);
+            Ok(Action::requeue(resync))
         }
     }
 }
@@ -1005,6 +1006,14 @@ pub fn backoff_delay(failures: u32, jitter: f64) -> Duration {
     Duration::from_secs_f64(base.min(300.0) * (0.5 + 0.5 * jitter.clamp(0.0, 1.0)))
 }
 
+/// The resync, spread over ±10 %. Resources created or converged together would otherwise stay
+/// due together for ever: every resync a herd of hundreds of reconciles at once, and the last of
+/// them late by the time the first ones take. Spread evenly around the resync, the AWS calls per
+/// resource per resync stay the same on average, and the herd spreads a little more each round.
+pub fn resync_delay(resync: Duration, jitter: f64) -> Duration {
+    resync.mul_f64(0.9 + 0.2 * jitter.clamp(0.0, 1.0))
+}
+
 fn jitter_fraction() -> f64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1238,6 +1247,43 @@ mod tests {
         let mut unsynced = visits();
         visits_for_new_term(&mut unsynced, None, now);
         assert_eq!(unsynced.len(), 2);
+    }
+
+    #[test]
+    fn resyncs_spread_evenly_within_a_tenth_either_side() {
+        let resync = Duration::from_secs(300);
+        assert_eq!(resync_delay(resync, 0.0), Duration::from_secs(270));
+        assert_eq!(resync_delay(resync, 0.5), resync);
+        assert_eq!(resync_delay(resync, 1.0), Duration::from_secs(330));
+        // Out-of-range jitter cannot push a resync outside the band.
+        assert_eq!(resync_delay(resync, -3.0), Duration::from_secs(270));
+        assert_eq!(resync_delay(resync, 7.0), Duration::from_secs(330));
+        // Reconciles finishing together leave with different resyncs: the herd spreads out.
+        let spread: Vec<Duration> = (0..1000)
+            .map(|i| resync_delay(resync, f64::from(i) / 1000.0))
+            .collect();
+        let mean = spread.iter().map(Duration::as_secs_f64).sum::<f64>() / 1000.0;
+        assert!((mean - 300.0).abs() < 0.1, "mean {mean}");
+    }
+
+    #[test]
+    fn jitter_fractions_cover_the_unit_interval() {
+        let draws: Vec<f64> = (0..2000)
+            .map(|_| {
+                std::thread::sleep(Duration::from_micros(37));
+                jitter_fraction()
+            })
+            .collect();
+        assert!(draws.iter().all(|j| (0.0..1.0).contains(j)));
+        // Each tenth of the interval is drawn: no band of resync delays is left empty.
+        for tenth in 0..10 {
+            let lo = f64::from(tenth) / 10.0;
+            assert!(
+                draws.iter().any(|j| (lo..lo + 0.1).contains(j)),
+                "no draw in [{lo}, {})",
+                lo + 0.1
+            );
+        }
     }
 
     #[test]
