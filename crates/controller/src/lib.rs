@@ -10,6 +10,7 @@ pub mod events;
 pub mod identity;
 pub mod leader;
 pub mod manifests;
+pub mod memory;
 pub mod metrics;
 pub mod reconciler;
 pub mod shutdown;

@@ -199,6 +199,8 @@ async fn run_controller(args: RunArgs) -> Result<(), RunError> {
         }
     });
 
+    tokio::spawn(crate::memory::trim_periodically(crate::memory::TRIM_EVERY));
+
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
