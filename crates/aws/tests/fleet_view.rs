@@ -1026,3 +1026,92 @@ async fn a_resource_without_a_target_reads_its_history_once_however_often_it_ask
     }
     assert_eq!(direct_activity_reads(&server, mark, &rid), 1);
 }
+
+/// The direct read of a returning target's older history, failing alone in each way AWS fails
+/// (throttled and internal errors past the SDK's retries, refused, not found, an answer held
+/// past the call timeout): the reconcile that asked gets the error, nothing is taken as an
+/// empty history, and the next one reads it directly again and then keeps it.
+#[tokio::test]
+async fn a_failed_read_of_a_returning_targets_history_is_read_again_not_taken_as_empty() {
+    use asyncscale_aws::SdkBackend;
+    use asyncscale_aws::sdk::{AwsOptions, AwsTimeouts};
+    use asyncscale_sim::failures::Failure;
+
+    const HELD: f64 = 2.5;
+    let every = Duration::from_millis(200);
+    for failure in Failure::all(HELD) {
+        let (server, _calls, _) = setup_with(every, 2).await;
+        let options = AwsOptions {
+            region: Some("us-east-1".into()),
+            endpoint_url: Some(server.url()),
+            credentials: Some(aws_credential_types::Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            )),
+            // Shorter than a held answer.
+            timeouts: AwsTimeouts {
+                call: Duration::from_secs(1),
+                attempt: Duration::from_secs(1),
+            },
+            budget: RequestBudget::unlimited(),
+            ..AwsOptions::default()
+        };
+        let backend = SdkBackend::connect(&options, None, CallCounter::default())
+            .await
+            .unwrap();
+        let view = FleetView::new(
+            Arc::new(backend),
+            FleetConfig {
+                refresh_every: every,
+                policy_refresh_every: 1,
+                read_backlog_alarms: false,
+            },
+        );
+        converge_all(&view, 1).await;
+        // ep-001 scaled before (AWS lists it), then its target was registered by hand after
+        // the view's first refresh: the sweeps, which read only what is newer, never bring it.
+        add_activity(&server, "ep-001", "Setting desired instance count to 1.");
+        next_refresh(&view, every).await;
+        let rid = ResourceNames::new("ep-001", "AllTraffic").resource_id;
+        let mut target = view
+            .describe_target(&ResourceNames::new("ep-000", "AllTraffic").resource_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .target;
+        target.resource_id = rid.clone();
+        backend_at(&server.url())
+            .await
+            .register_target(&target, None)
+            .await
+            .unwrap();
+        next_refresh(&view, every).await;
+
+        let fault = failure
+            .fault("application-autoscaling", "DescribeScalingActivities", 0)
+            .when("ResourceId", serde_json::json!(rid));
+        server.account.lock().unwrap().faults.push(fault);
+        let mark = server.log_since(0).last().map_or(0, |e| e.seq);
+        let failed = view.recent_activities(&rid, 10).await;
+        assert!(failed.is_err(), "{}: {failed:?}", failure.label());
+        server.account.lock().unwrap().faults.clear();
+        if let Failure::Held(seconds) = failure {
+            tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+        }
+        let reads_after_failure = direct_activity_reads(&server, mark, &rid);
+        let read = view.recent_activities(&rid, 10).await.unwrap();
+        assert_eq!(read.len(), 1, "{}: {read:?}", failure.label());
+        assert_eq!(
+            direct_activity_reads(&server, mark, &rid),
+            reads_after_failure + 1,
+            "{}: read directly again",
+            failure.label()
+        );
+        assert_eq!(view.recent_activities(&rid, 10).await.unwrap(), read);
+        assert_eq!(
+            direct_activity_reads(&server, mark, &rid),
+            reads_after_failure + 1,
+            "{}: then from the picture",
+            failure.label()
+        );
+    }
+}
