@@ -199,8 +199,9 @@ def test_trap_one_and_nothing_lost_wait_for_a_quiet_resync_then_fire():
 def test_nothing_left_two_resyncs_after_a_delete():
     check = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
     gone = resource(deleted_at=100.0)
-    assert check.state(150, 0, [gone], state(), {}) == []
-    left = check.state(171, 0, [gone], state(), {})
+    # Two resyncs, each up to a tenth longer, and the grace: 176.
+    assert check.state(175, 0, [gone], state(), {}) == []
+    left = check.state(177, 0, [gone], state(), {})
     assert [v.invariant for v in left] == [inv.Ownership.left]
     assert "scalable target" in left[0].message and "alarm" in left[0].message
     clean = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
@@ -231,25 +232,26 @@ def test_a_resource_waiting_for_the_quota_is_judged_a_resync_after_its_wait():
     # Minutes of waiting for instances others hold: nothing is written, nothing is lost.
     assert check.state(141, 0, [fresh], empty, {}, waiting={"soak/r1"}) == []
     assert check.state(300, 0, [fresh], empty, {}, waiting={"soak/r1"}) == []
-    # Out of the wait, it has a resync (and the grace) to register.
-    assert check.state(339, 0, [fresh], empty, {}) == []
-    late = check.state(341, 0, [fresh], empty, {})
-    assert len(late) == 1 and "41s after its last change, fault or wait for the quota" in late[0].message
+    # Out of the wait, it has a resync (a tenth more at the longest, and the grace) to register.
+    assert check.state(342, 0, [fresh], empty, {}) == []
+    late = check.state(344, 0, [fresh], empty, {})
+    assert len(late) == 1 and "44s after its last change, fault or wait for the quota" in late[0].message
     # Waiting with a target (a share of 0: MaxCapacity 0) is no excuse for a lost policy.
     shared_out = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
     rid = "endpoint/e/variant/AllTraffic"
     target_only = {"123456789012": {"ScalableTargets": [{"ResourceId": rid, "MaxCapacity": 0}],
                                     "ScalingPolicies": [], "MetricAlarms": []}}
-    assert len(shared_out.state(141, 0, [fresh], target_only, {}, waiting={"soak/r1"})) == 1
+    assert len(shared_out.state(144, 0, [fresh], target_only, {}, waiting={"soak/r1"})) == 1
     other = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
-    assert len(other.state(141, 0, [fresh], empty, {})) == 1
+    assert len(other.state(144, 0, [fresh], empty, {})) == 1
 
 
 def test_recovery_and_visits_and_memory():
     recovery = inv.Recovery(resync=30)
     recovery.burst_ended(100)
-    assert recovery.ready(130, ["soak/r1"]) == []
-    assert len(recovery.ready(161, ["soak/r1"])) == 1
+    # Two resyncs of 30 s, each up to a tenth longer.
+    assert recovery.ready(166, ["soak/r1"]) == []
+    assert len(recovery.ready(167, ["soak/r1"])) == 1
     recovery.burst_ended(200)
     assert recovery.ready(210, []) == [] and recovery.recoveries[-1] == 10
     # A quota dip's endpoints are excused for a while: they hold the recovery open, and are
@@ -263,18 +265,19 @@ def test_recovery_and_visits_and_memory():
     visits = inv.Visits(resync=30, grace=10)
     visits.visited("soak/r1", 100)
     visits.finished("soak/r1", 100)
-    assert visits.check(139, 0, {"soak/r1": 0}) == []
-    assert len(visits.check(141, 0, {"soak/r1": 0})) == 1
-    assert visits.check(141, 120, {"soak/r1": 0}) == [], "reported once"
+    # A resync of 30 s moves by up to a tenth: due by 33 s, plus the grace.
+    assert visits.check(142, 0, {"soak/r1": 0}) == []
+    assert len(visits.check(144, 0, {"soak/r1": 0})) == 1
+    assert visits.check(144, 120, {"soak/r1": 0}) == [], "reported once"
     fresh = inv.Visits(resync=30, grace=10)
-    assert fresh.check(141, 120, {"soak/r1": 0}) == [], "a fault ended at 120"
+    assert fresh.check(144, 120, {"soak/r1": 0}) == [], "a fault ended at 120"
     # A long visit is not a missing one, until it runs past the longest a visit may take.
     slow = inv.Visits(resync=30, grace=10, longest=130)
     slow.visited("soak/r1", 100)
     assert slow.check(200, 0, {"soak/r1": 0}) == []
     slow.finished("soak/r1", 200)
-    assert slow.check(239, 0, {"soak/r1": 0}) == []
-    assert len(slow.check(241, 0, {"soak/r1": 0})) == 1
+    assert slow.check(242, 0, {"soak/r1": 0}) == []
+    assert len(slow.check(244, 0, {"soak/r1": 0})) == 1
     # A failed visit is due when the controller said it would retry, if that is later (the
     # CI soak at fba6796: four failures in an AWS burst, the next try 39.5 s later).
     backing_off = inv.Visits(resync=20, grace=10)
@@ -287,7 +290,8 @@ def test_recovery_and_visits_and_memory():
     retried.failed("soak/r1", 100, 39.5)
     retried.visited("soak/r1", 140)
     retried.finished("soak/r1", 140)
-    assert len(retried.check(171, 0, {"soak/r1": 0})) == 1, "the retry came: a resync again"
+    assert retried.check(171, 0, {"soak/r1": 0}) == []
+    assert len(retried.check(173, 0, {"soak/r1": 0})) == 1, "the retry came: a resync again"
     hung = inv.Visits(resync=30, grace=10, longest=130)
     hung.visited("soak/r1", 100)
     assert len(hung.check(231, 0, {"soak/r1": 0})) == 1
@@ -475,8 +479,8 @@ def test_a_deleted_resource_stuck_in_the_api_server_is_reported():
     check = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
     gone = resource(deleted_at=100.0)
     clean = {"123456789012": {"ScalableTargets": [], "ScalingPolicies": [], "MetricAlarms": []}}
-    assert check.state(171, 0, [gone], clean, {}, present=set()) == []
-    stuck = check.state(171, 0, [gone], clean, {}, present={"r1"})
+    assert check.state(177, 0, [gone], clean, {}, present=set()) == []
+    stuck = check.state(177, 0, [gone], clean, {}, present={"r1"})
     assert [v.invariant for v in stuck] == [inv.Ownership.left] and "finalizer" in stuck[0].message
 
 
@@ -528,6 +532,7 @@ def test_coverage_wants_the_quiet_checks_after_the_last_fault():
 def test_a_quota_dip_makes_only_its_types_resources_wait():
     check = inv.Ownership(resync=30, grace=10, replicas={"replica-a"}, foreign_prefix="foreign-")
     lost = state(target=False)
-    # The dip of this type ended at 90: not settled at 100; settled at 131.
+    # The dip of this type ended at 90: not settled at 100; settled at 133 (a resync, a tenth
+    # more, the grace).
     assert check.state(100, 0, [resource()], lost, {"soak/r1": 2}, quiet_by_key={"soak/r1": 90}) == []
-    assert len(check.state(131, 0, [resource()], lost, {"soak/r1": 2}, quiet_by_key={"soak/r1": 90})) == 1
+    assert len(check.state(134, 0, [resource()], lost, {"soak/r1": 2}, quiet_by_key={"soak/r1": 90})) == 1

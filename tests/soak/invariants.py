@@ -25,6 +25,15 @@ def alarm_name(resource_id: str) -> str:
     return f"asyncscale-{resource_id}-HasBacklogWithoutCapacity"
 
 
+
+# The controller moves each resync by up to a tenth of it (`RESYNC_SPREAD` in
+# crates/controller/src/reconciler.rs): the longest time between two resyncs.
+RESYNC_SPREAD = 0.1
+
+
+def longest_resync(resync: float) -> float:
+    return resync * (1 + RESYNC_SPREAD)
+
 @dataclasses.dataclass
 class Violation:
     invariant: str
@@ -459,7 +468,7 @@ class Ownership:
                 if r.key in (waiting or ()) and rid not in targets:
                     self.last_waiting[r.key] = now
                 since = max(r.changed_at, quiet_since, self.last_waiting.get(r.key, float("-inf")))
-                settled = since + self.resync + self.grace
+                settled = since + longest_resync(self.resync) + self.grace
                 if now < settled or r.endpoint_missing:
                     # Reported once per change: a later change may repair what was lost.
                     self.reported.discard((self.lost, r.key))
@@ -496,7 +505,7 @@ class Ownership:
                             f"{r.key} ({rid} in {r.account}) {at} has {what}",
                         )
             else:
-                if now < max(r.deleted_at, quiet_since) + 2 * self.resync + self.grace:
+                if now < max(r.deleted_at, quiet_since) + 2 * longest_resync(self.resync) + self.grace:
                     continue
                 if present is not None and r.key.split("/", 1)[1] in present:
                     found += self._once(
@@ -607,13 +616,14 @@ def scale_from_zero_fault(endpoint: str, step: dict | None, alarm: dict | None) 
 
 
 class Recovery:
-    """After the last fault of a burst ends, every resource is Ready within two resyncs (plus the
-    grace the other checks allow for a requeue and a round of checks)."""
+    """After the last fault of a burst ends, every resource is Ready within two resyncs (each up
+    to a tenth longer, see `longest_resync`; plus the grace the other checks allow for a requeue
+    and a round of checks)."""
 
     name = "recovery"
 
     def __init__(self, resync: float, grace: float = 0.0):
-        self.limit = 2 * resync + grace
+        self.limit = 2 * longest_resync(resync) + grace
         self.waiting_since: float | None = None
         # What the limit judges: until every resource not excused was Ready.
         self.longest = 0.0
@@ -664,8 +674,8 @@ class Recovery:
 
 class Visits:
     """No stuck resource: while nothing disturbs the cluster, each live resource is reconciled
-    at least once a resync (plus a grace for the requeue's own delay), counted from the end of
-    its last visit: a visit may itself take long (after a takeover the new leader reads the
+    at least once a resync (a tenth more at the longest, see `longest_resync`; plus a grace
+    for the requeue's own delay), counted from the end of its last visit: a visit may itself take long (after a takeover the new leader reads the
     whole account before the first write); one that runs past `longest` is stuck too. A visit
     that failed is due again when the controller said it would retry (its backoff, 5 s
     doubling, logged with the failure), if that is later: four failures in a row during an AWS
@@ -674,7 +684,7 @@ class Visits:
     name = "no stuck resource"
 
     def __init__(self, resync: float, grace: float, longest: float = 130.0):
-        self.limit = resync + grace
+        self.limit = longest_resync(resync) + grace
         self.grace = grace
         self.longest = longest
         self.last: dict[str, float] = {}

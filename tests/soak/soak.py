@@ -443,9 +443,9 @@ class Soak:
         self.one_writer = inv.OneWriter(set(REPLICAS), LEASE_SECONDS)
         # The quota is re-read every five minutes; then a resync to refresh, one to lower.
         self.quota = inv.QuotaShare(
-            window_limit=c.dip_seconds + 300 + 2 * c.resync + c.grace,
-            reaction_limit=2 * c.resync + c.grace,
-            learn_limit=300 + 2 * c.resync + c.grace,
+            window_limit=c.dip_seconds + 300 + 2 * inv.longest_resync(c.resync) + c.grace,
+            reaction_limit=2 * inv.longest_resync(c.resync) + c.grace,
+            learn_limit=300 + 2 * inv.longest_resync(c.resync) + c.grace,
         )
         self.ownership = inv.Ownership(c.resync, c.grace, set(REPLICAS), FOREIGN)
         self.recovery = inv.Recovery(c.resync, c.grace)
@@ -1271,7 +1271,7 @@ class Soak:
                     (c.get("reason") for c in status_.get("conditions", []) if c.get("type") == "Ready"), None
                 )
                 ready += is_ready
-                settled = now - r.changed_at > self.config.resync + self.config.grace
+                settled = now - r.changed_at > inv.longest_resync(self.config.resync) + self.config.grace
                 if not is_ready and (r.changed_at <= self.fleet_created_at or settled):
                     # The first fleet all of it; churn's resources once they had a resync.
                     unready_required += 1

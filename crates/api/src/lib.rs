@@ -5,6 +5,7 @@
 //! `x-kubernetes-validations`) so the API server rejects bad input, and in [`validate`] so the
 //! CLI rejects exactly the same input without a cluster. The CEL rules and their messages come
 //! from [`rules`], which both sides read.
+#![forbid(unsafe_code)]
 
 pub mod document;
 mod fixtures;

@@ -2,6 +2,7 @@
 //! Service Quotas through the official SDK crates, with call counting, retries of what the SDK
 //! does not retry, timeouts and the classification of AWS's error codes. Knows nothing of
 //! Kubernetes.
+#![forbid(unsafe_code)]
 
 pub mod budget;
 pub mod classify;

@@ -1033,31 +1033,13 @@ async fn a_resource_without_a_target_reads_its_history_once_however_often_it_ask
 /// empty history, and the next one reads it directly again and then keeps it.
 #[tokio::test]
 async fn a_failed_read_of_a_returning_targets_history_is_read_again_not_taken_as_empty() {
-    use asyncscale_aws::SdkBackend;
-    use asyncscale_aws::sdk::{AwsOptions, AwsTimeouts};
     use asyncscale_sim::failures::Failure;
 
     const HELD: f64 = 2.5;
     let every = Duration::from_millis(200);
     for failure in Failure::all(HELD) {
         let (server, _calls, _) = setup_with(every, 2).await;
-        let options = AwsOptions {
-            region: Some("us-east-1".into()),
-            endpoint_url: Some(server.url()),
-            credentials: Some(aws_credential_types::Credentials::new(
-                "AKIDTEST", "secret", None, None, "test",
-            )),
-            // Shorter than a held answer.
-            timeouts: AwsTimeouts {
-                call: Duration::from_secs(1),
-                attempt: Duration::from_secs(1),
-            },
-            budget: RequestBudget::unlimited(),
-            ..AwsOptions::default()
-        };
-        let backend = SdkBackend::connect(&options, None, CallCounter::default())
-            .await
-            .unwrap();
+        let backend = support::backend_with_timeout(&server.url(), Duration::from_secs(1)).await;
         let view = FleetView::new(
             Arc::new(backend),
             FleetConfig {
@@ -1089,10 +1071,23 @@ async fn a_failed_read_of_a_returning_targets_history_is_read_again_not_taken_as
         let fault = failure
             .fault("application-autoscaling", "DescribeScalingActivities", 0)
             .when("ResourceId", serde_json::json!(rid));
+        let times = fault.count;
         server.account.lock().unwrap().faults.push(fault);
         let mark = server.log_since(0).last().map_or(0, |e| e.seq);
         let failed = view.recent_activities(&rid, 10).await;
         assert!(failed.is_err(), "{}: {failed:?}", failure.label());
+        let left = server
+            .account
+            .lock()
+            .unwrap()
+            .faults
+            .first()
+            .map(|f| f.count);
+        assert!(
+            left.is_none_or(|n| n < times),
+            "{}: the direct read met its fault",
+            failure.label()
+        );
         server.account.lock().unwrap().faults.clear();
         if let Failure::Held(seconds) = failure {
             tokio::time::sleep(Duration::from_secs_f64(seconds)).await;

@@ -15,14 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use asyncscale_api::{AsyncEndpointScalingSpec, parse_manifests};
-use asyncscale_aws::sdk::{AwsOptions, AwsTimeouts};
-use asyncscale_aws::{RequestBudget, SdkBackend};
 use asyncscale_core::Adoption;
 use asyncscale_core::Owner;
 use asyncscale_core::status::SyncOutcome;
 use asyncscale_engine::{
-    CallCounter, ConvergeMode, ConvergeReport, Fence, FleetConfig, FleetView, Intent,
-    OwnershipCheck, Place, converge, quota_peers,
+    ConvergeMode, ConvergeReport, Fence, FleetConfig, FleetView, Intent, OwnershipCheck, Place,
+    converge, quota_peers,
 };
 use asyncscale_sim::SimServer;
 use asyncscale_sim::failures::Failure;
@@ -31,6 +29,8 @@ use asyncscale_sim::sweep::{
     traffic,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+mod support;
 
 const PARALLEL: usize = 32;
 const HELD_SECONDS: f64 = 2.5;
@@ -88,22 +88,7 @@ async fn round(view: &FleetView, specs: &[AsyncEndpointScalingSpec]) -> Vec<Conv
 /// A controller's fleet view over the local endpoint, with a call timeout shorter than a held
 /// answer.
 async fn view(server: &SimServer, call_timeout: Duration) -> FleetView {
-    let options = AwsOptions {
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(server.url()),
-        credentials: Some(aws_credential_types::Credentials::new(
-            "AKIDTEST", "secret", None, None, "test",
-        )),
-        timeouts: AwsTimeouts {
-            call: call_timeout,
-            attempt: call_timeout,
-        },
-        budget: RequestBudget::unlimited(),
-        ..AwsOptions::default()
-    };
-    let backend = SdkBackend::connect(&options, None, CallCounter::default())
-        .await
-        .unwrap();
+    let backend = support::backend_with_timeout(&server.url(), call_timeout).await;
     FleetView::new(
         Arc::new(backend),
         FleetConfig {

@@ -1,4 +1,5 @@
 //! `asyncscale`: autoscaling for SageMaker asynchronous inference endpoints.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 

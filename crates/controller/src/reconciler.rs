@@ -476,7 +476,8 @@ async fn apply(
 ) -> Result<Action, Error> {
     let started = Instant::now();
     let key = key(&obj);
-    // At debug: a soak checks from it that no resource goes a resync without a visit.
+    // At debug: a soak checks from it that no resource goes a resync (and its tenth of spread)
+    // without a visit.
     tracing::debug!(resource = %key, "reconciling");
     let previous = obj.status.clone();
     // API conventions: conditions appear on the first visit, even as Unknown (kube-rs.md §5.1, §5.2).
@@ -647,7 +648,8 @@ async fn apply(
         }
         _ => {
             ctx.succeeded(&key);
-            let resync = resync_delay(ctx.resync, jitter_fraction());
+            let uid = obj.uid().unwrap_or_else(|| key.clone());
+            let resync = resync_delay(ctx.resync, &uid, wall_clock());
             ctx.visited(&obj, written, resync);
             Ok(Action::requeue(resync))
         }
@@ -1006,12 +1008,45 @@ pub fn backoff_delay(failures: u32, jitter: f64) -> Duration {
     Duration::from_secs_f64(base.min(300.0) * (0.5 + 0.5 * jitter.clamp(0.0, 1.0)))
 }
 
-/// The resync, spread over ±10 %. Resources created or converged together would otherwise stay
-/// due together for ever: every resync a herd of hundreds of reconciles at once, and the last of
-/// them late by the time the first ones take. Spread evenly around the resync, the AWS calls per
-/// resource per resync stay the same on average, and the herd spreads a little more each round.
-pub fn resync_delay(resync: Duration, jitter: f64) -> Duration {
-    resync.mul_f64(0.9 + 0.2 * jitter.clamp(0.0, 1.0))
+/// How far one resync may move from `--resync`, as a fraction of it.
+pub const RESYNC_SPREAD: f64 = 0.1;
+
+/// The delay until a resource's next resync: `resync`, moved by at most [`RESYNC_SPREAD`]
+/// towards the resource's own phase in the resync period.
+///
+/// Resources created or converged together would otherwise stay due together for ever: every
+/// resync a herd of hundreds of reconciles at once, the last of them late. The phase comes from
+/// a hash of the resource's UID on the wall clock, so it is the same in every replica (a new
+/// leader keeps the spread) and the fleet spreads evenly over the period within five resyncs;
+/// once there, each resource is visited exactly every `resync`, and the AWS calls per resource
+/// per resync are what they were.
+pub fn resync_delay(resync: Duration, uid: &str, wall_clock: Duration) -> Duration {
+    let period = resync.as_secs_f64();
+    if period <= 0.0 {
+        return resync;
+    }
+    let phase = fnv1a(uid.as_bytes()) as f64 / u64::MAX as f64 * period;
+    let due = wall_clock.as_secs_f64() + period;
+    // From `due` to the nearest moment at the phase, in [-period/2, period/2).
+    let mut error = (phase - due).rem_euclid(period);
+    if error >= period / 2.0 {
+        error -= period;
+    }
+    let most = RESYNC_SPREAD * period;
+    Duration::from_secs_f64(period + error.clamp(-most, most))
+}
+
+/// FNV-1a: a hash that stays the same across builds and replicas (std's does not promise to).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn wall_clock() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 fn jitter_fraction() -> f64 {
@@ -1250,38 +1285,52 @@ mod tests {
     }
 
     #[test]
-    fn resyncs_spread_evenly_within_a_tenth_either_side() {
-        let resync = Duration::from_secs(300);
-        assert_eq!(resync_delay(resync, 0.0), Duration::from_secs(270));
-        assert_eq!(resync_delay(resync, 0.5), resync);
-        assert_eq!(resync_delay(resync, 1.0), Duration::from_secs(330));
-        // Out-of-range jitter cannot push a resync outside the band.
-        assert_eq!(resync_delay(resync, -3.0), Duration::from_secs(270));
-        assert_eq!(resync_delay(resync, 7.0), Duration::from_secs(330));
-        // Reconciles finishing together leave with different resyncs: the herd spreads out.
-        let spread: Vec<Duration> = (0..1000)
-            .map(|i| resync_delay(resync, f64::from(i) / 1000.0))
-            .collect();
-        let mean = spread.iter().map(Duration::as_secs_f64).sum::<f64>() / 1000.0;
-        assert!((mean - 300.0).abs() < 0.1, "mean {mean}");
+    fn resyncs_stay_within_a_tenth_of_the_resync() {
+        let resync = Duration::from_secs(60);
+        for i in 0..2000u64 {
+            let at = Duration::from_millis(1_796_000_000_000 + i * 7_919);
+            let delay = resync_delay(resync, &format!("uid-{i}"), at);
+            assert!(
+                (Duration::from_secs(54)..=Duration::from_secs(66)).contains(&delay),
+                "{delay:?}"
+            );
+        }
     }
 
+    /// 300 resources converged in the same instant: within five resyncs no tenth of the period
+    /// holds more than twice its share of their visits, where jitter alone (a random tenth
+    /// either way) would still have most of them within a few seconds of each other; and each
+    /// is then visited exactly once a resync.
     #[test]
-    fn jitter_fractions_cover_the_unit_interval() {
-        let draws: Vec<f64> = (0..2000)
-            .map(|_| {
-                std::thread::sleep(Duration::from_micros(37));
-                jitter_fraction()
-            })
+    fn a_herd_spreads_over_the_period_within_five_resyncs_and_stays_spread() {
+        let resync = Duration::from_secs(30);
+        let start = Duration::from_secs(1_796_000_000);
+        let mut next: Vec<(String, Duration)> = (0..300)
+            .map(|i| (format!("{i:08x}-5ca1-4e00-9000-0000000000{i:02}"), start))
             .collect();
-        assert!(draws.iter().all(|j| (0.0..1.0).contains(j)));
-        // Each tenth of the interval is drawn: no band of resync delays is left empty.
-        for tenth in 0..10 {
-            let lo = f64::from(tenth) / 10.0;
+        let spread = |next: &[(String, Duration)]| {
+            let mut tenths = [0usize; 10];
+            for (_, at) in next {
+                let into = at.as_secs_f64().rem_euclid(30.0);
+                tenths[(into / 3.0) as usize % 10] += 1;
+            }
+            tenths
+        };
+        for _ in 0..5 {
+            for (uid, at) in &mut next {
+                *at += resync_delay(resync, uid, *at);
+            }
+        }
+        let tenths = spread(&next);
+        assert!(
+            tenths.iter().all(|n| *n <= 60),
+            "visits per tenth of the period: {tenths:?}"
+        );
+        for (uid, at) in &next {
+            let delay = resync_delay(resync, uid, *at);
             assert!(
-                draws.iter().any(|j| (lo..lo + 0.1).contains(j)),
-                "no draw in [{lo}, {})",
-                lo + 0.1
+                delay.abs_diff(resync) < Duration::from_millis(1),
+                "{uid}: on its phase, {delay:?}"
             );
         }
     }

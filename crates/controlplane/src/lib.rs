@@ -6,6 +6,7 @@
 //!
 //! Network rule: everything listens on 127.0.0.1; the addresses kube-apiserver insists on
 //! (`--advertise-address`, the service range) are documentation ranges nothing connects to.
+#![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -6,6 +6,7 @@
 //! `restart etcd SECONDS` kills etcd and starts it again on the same data after that long;
 //! `restart apiserver SECONDS` does the same for kube-apiserver. Each answers on standard error
 //! with `etcd down`/`etcd up` (or `apiserver …`) when it happens.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 

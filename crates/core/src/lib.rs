@@ -6,6 +6,7 @@
 //! - [`share`]: one instance quota split between the endpoints that use its instance type.
 //!
 //! The AWS-shaped types in [`model`] are what the backend port speaks.
+#![forbid(unsafe_code)]
 
 pub mod conditions;
 pub mod desired;

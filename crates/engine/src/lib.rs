@@ -2,6 +2,7 @@
 //! backend that implements the [`port`]. The CLI (`plan`/`apply`/`delete`), the controller and
 //! `simulate` all run exactly this; the AWS SDK adapter (`asyncscale-aws`) and the simulated
 //! account sit behind the port. Knows nothing of Kubernetes clients or the AWS SDK.
+#![forbid(unsafe_code)]
 
 pub mod calls;
 pub mod converge;

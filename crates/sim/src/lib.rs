@@ -1,5 +1,6 @@
 //! A simulated AWS account for asyncscale: today the state and API of Application Auto Scaling,
 //! CloudWatch alarms and Service Quotas behind a local AWS-compatible endpoint (`sim serve`).
+#![forbid(unsafe_code)]
 
 pub mod account;
 pub mod call_log;

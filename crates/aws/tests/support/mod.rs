@@ -7,6 +7,7 @@ use aws_config::BehaviorVersion;
 use aws_sdk_applicationautoscaling::config::Credentials;
 
 /// The SDK adapter pointed at a local AWS-compatible endpoint, in us-east-1, with test credentials.
+#[allow(dead_code)] // not every test binary uses it
 pub(crate) async fn backend_at(url: &str) -> SdkBackend {
     backend_in(url, "us-east-1").await
 }
@@ -21,6 +22,31 @@ pub(crate) async fn backend_in(url: &str, region: &str) -> SdkBackend {
         .load()
         .await;
     SdkBackend::from_config(&config, CallCounter::default()).unwrap()
+}
+
+/// The adapter as the controller builds it, with a call timeout (each attempt's too) shorter
+/// than a held answer, and no request budget.
+#[allow(dead_code)] // not every test binary uses it
+pub(crate) async fn backend_with_timeout(
+    url: &str,
+    call_timeout: std::time::Duration,
+) -> SdkBackend {
+    use asyncscale_aws::RequestBudget;
+    use asyncscale_aws::sdk::{AwsOptions, AwsTimeouts};
+    let options = AwsOptions {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(url.to_string()),
+        credentials: Some(Credentials::new("AKIDTEST", "secret", None, None, "test")),
+        timeouts: AwsTimeouts {
+            call: call_timeout,
+            attempt: call_timeout,
+        },
+        budget: RequestBudget::unlimited(),
+        ..AwsOptions::default()
+    };
+    SdkBackend::connect(&options, None, CallCounter::default())
+        .await
+        .unwrap()
 }
 
 /// The configuration asyncscale wants for a resource with this `targetTracking` (YAML flow map),

@@ -52,7 +52,8 @@ pub struct RunArgs {
     namespaces: Vec<String>,
     #[command(flatten)]
     aws: AwsArgs,
-    /// How often each resource is re-read from AWS to repair drift (e.g. 60s, 5m).
+    /// How often each resource is re-read from AWS to repair drift (e.g. 60s, 5m). A resync
+    /// moves by up to a tenth of it, so that resources created together spread over the period.
     #[arg(long, default_value = "60s", value_parser = parse_resync)]
     resync: Duration,
     /// Reconcile only while holding the leader Lease, so that several replicas can run.
