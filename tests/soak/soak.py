@@ -36,6 +36,7 @@ import random
 import shutil
 import signal
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -302,7 +303,7 @@ class Replica:
             AWS_ACCESS_KEY_ID=self.name,
             AWS_SECRET_ACCESS_KEY="soak",
             AWS_EC2_METADATA_DISABLED="true",
-            RUST_LOG="info,asyncscale_controller::reconciler=debug",
+            RUST_LOG="info,asyncscale_controller::reconciler=debug,asyncscale_controller::memory=debug",
         )
         environment.pop("AWS_SESSION_TOKEN", None)
         args = [
@@ -431,6 +432,8 @@ class Soak:
         self.next_name = 0
         self.ops = Counter()
         self.reconcile_errors: Counter = Counter()
+        # How long each giving back of freed memory (malloc_trim) took, in ms.
+        self.trims_ms: list[int] = []
         self.quiet_calls = 0
         self.quiet_endpoint_seconds = 0.0
         self.controlplane_log = self.work / "controlplane.log"
@@ -1207,6 +1210,8 @@ class Soak:
                     for since, pending in self.cold.values():
                         if at >= since:
                             pending.discard(fields["resource"])
+                elif fields.get("took_ms") is not None and "freed memory" in message:
+                    self.trims_ms.append(int(fields["took_ms"]))
                 elif message == "reconcile failed":
                     self.reconcile_errors[fields.get("kind", "?")] += 1
                     if fields.get("resource") and fields.get("retry_in_s") is not None:
@@ -1597,6 +1602,9 @@ class Soak:
             ),
             *[f"- {line}" for line in memory_lines],
             f"- reconcile failures logged, by kind: {dict(self.reconcile_errors) or 'none'}",
+            "- freed memory given back (malloc_trim, once a minute): "
+            + (f"{len(self.trims_ms)} times, {statistics.median(self.trims_ms):.0f} ms at the median, "
+               f"{max(self.trims_ms)} ms at the longest" if self.trims_ms else "not logged"),
         ]
         total = len(self.counted_violations())
         # The violations again, last, with their count: a CI log often keeps only its tail.
