@@ -113,3 +113,13 @@ def test_a_self_check_that_did_not_run_is_not_counted_as_blind():
     assert [v.invariant for v in bare.counted_violations()] == ["self-check"]
     bare.self_check_ok = True
     assert bare.counted_violations() == []
+
+
+def test_the_report_shows_a_resync_herd_against_the_fleets_own_rate():
+    from collections import Counter
+    # 300 resources, resync 30 s: a herd puts all of them in one window of three.
+    herd = Counter({w: (300 if w % 3 == 0 else 0) for w in range(60)})
+    spread = Counter({w: 100 for w in range(60)})
+    assert soak.herd_line(herd, 30).endswith("median 0, largest 300")
+    assert soak.herd_line(spread, 30).endswith("median 100, largest 100")
+    assert "none logged" in soak.herd_line(Counter(), 30)

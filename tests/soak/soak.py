@@ -192,6 +192,19 @@ def log(t0: float, message: str) -> None:
     print(f"[{time.time() - t0:8.1f}s] {message}", flush=True)
 
 
+def herd_line(starts: Counter, resync: float) -> str:
+    """The spread of reconciles in the second half of the run, by 10-s window: the fleet's own
+    rate puts each window near the median; a resync herd shows as windows far above it."""
+    if not starts:
+        return "- reconciles per 10 s: none logged"
+    last = max(starts)
+    half = [starts.get(w, 0) for w in range(last // 2, last)]
+    if not half:
+        return "- reconciles per 10 s: too short a run"
+    return (f"- reconciles started per 10 s in the second half of the run (resync {resync:.0f} s): "
+            f"median {statistics.median(half):.0f}, largest {max(half)}")
+
+
 def micro_time(text: str | None) -> float | None:
     """An RFC 3339 time (a Lease's MicroTime, a log line's timestamp) as epoch seconds; None
     when there is none or it does not parse (one odd line must not cost a round of checks)."""
@@ -432,6 +445,8 @@ class Soak:
         self.next_name = 0
         self.ops = Counter()
         self.reconcile_errors: Counter = Counter()
+        # Reconciles started per 10 s of the run (by either replica): a resync herd shows here.
+        self.starts_per_10s: Counter = Counter()
         # How long each giving back of freed memory (malloc_trim) took, in ms.
         self.trims_ms: list[int] = []
         self.quiet_calls = 0
@@ -1205,6 +1220,7 @@ class Soak:
                 at = micro_time(line.get("timestamp")) or now
                 if message == "reconciling" and fields.get("resource"):
                     self.visits.visited(fields["resource"], at)
+                    self.starts_per_10s[int((at - self.t0) // 10)] += 1
                 elif message == "reconciled" and fields.get("resource"):
                     self.visits.finished(fields["resource"], at)
                     for since, pending in self.cold.values():
@@ -1602,6 +1618,7 @@ class Soak:
             ),
             *[f"- {line}" for line in memory_lines],
             f"- reconcile failures logged, by kind: {dict(self.reconcile_errors) or 'none'}",
+            herd_line(self.starts_per_10s, self.config.resync),
             "- freed memory given back (malloc_trim, once a minute): "
             + (f"{len(self.trims_ms)} times, {statistics.median(self.trims_ms):.0f} ms at the median, "
                f"{max(self.trims_ms)} ms at the longest" if self.trims_ms else "not logged"),

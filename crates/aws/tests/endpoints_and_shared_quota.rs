@@ -829,13 +829,7 @@ async fn a_failed_read_of_a_late_peers_target_raises_nothing() {
         server.account.lock().unwrap().faults.push(fault);
         let now = || peers_in_one_place(&specs[1], &specs);
         let b = apply_with(&backend, &specs[1], &b_peers, Some(&now)).await;
-        let left = server
-            .account
-            .lock()
-            .unwrap()
-            .faults
-            .first()
-            .map(|f| f.count);
+        let left = support::first_fault_left(&server);
         server.account.lock().unwrap().faults.clear();
         assert!(
             left.is_none_or(|left| left < count),

@@ -903,6 +903,22 @@ async fn delete_endpoint(server: &SimServer, endpoint: &str) {
         .unwrap();
 }
 
+/// Someone registers `resource_id`'s scalable target by hand, as ep-000's is, behind the view.
+async fn register_like_ep_000(server: &SimServer, view: &FleetView, resource_id: &str) {
+    let mut target = view
+        .describe_target(&ResourceNames::new("ep-000", "AllTraffic").resource_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .target;
+    target.resource_id = resource_id.to_string();
+    backend_at(&server.url())
+        .await
+        .register_target(&target, None)
+        .await
+        .unwrap();
+}
+
 /// Waits for the view's next refresh (a reconcile's read is what starts one).
 async fn next_refresh(view: &FleetView, every: Duration) {
     let from = view.stats().refreshes;
@@ -985,18 +1001,7 @@ async fn what_deleted_endpoints_leave_is_forgotten_and_read_again_if_they_come_b
     // activity, and so does the view, with one direct read, then from the picture.
     server.declare_endpoint("ep-001", "AllTraffic", "ml.g4dn.xlarge");
     let rid = ResourceNames::new("ep-001", "AllTraffic").resource_id;
-    let mut target = view
-        .describe_target(&ResourceNames::new("ep-000", "AllTraffic").resource_id)
-        .await
-        .unwrap()
-        .unwrap()
-        .target;
-    target.resource_id = rid.clone();
-    backend_at(&server.url())
-        .await
-        .register_target(&target, None)
-        .await
-        .unwrap();
+    register_like_ep_000(&server, &view, &rid).await;
     next_refresh(&view, every).await;
     let mark = server.log_since(0).last().map_or(0, |e| e.seq);
     let direct_reads = || direct_activity_reads(&server, mark, &rid);
@@ -1054,18 +1059,7 @@ async fn a_failed_read_of_a_returning_targets_history_is_read_again_not_taken_as
         add_activity(&server, "ep-001", "Setting desired instance count to 1.");
         next_refresh(&view, every).await;
         let rid = ResourceNames::new("ep-001", "AllTraffic").resource_id;
-        let mut target = view
-            .describe_target(&ResourceNames::new("ep-000", "AllTraffic").resource_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .target;
-        target.resource_id = rid.clone();
-        backend_at(&server.url())
-            .await
-            .register_target(&target, None)
-            .await
-            .unwrap();
+        register_like_ep_000(&server, &view, &rid).await;
         next_refresh(&view, every).await;
 
         let fault = failure
@@ -1076,15 +1070,8 @@ async fn a_failed_read_of_a_returning_targets_history_is_read_again_not_taken_as
         let mark = server.log_since(0).last().map_or(0, |e| e.seq);
         let failed = view.recent_activities(&rid, 10).await;
         assert!(failed.is_err(), "{}: {failed:?}", failure.label());
-        let left = server
-            .account
-            .lock()
-            .unwrap()
-            .faults
-            .first()
-            .map(|f| f.count);
         assert!(
-            left.is_none_or(|n| n < times),
+            support::first_fault_left(&server).is_none_or(|n| n < times),
             "{}: the direct read met its fault",
             failure.label()
         );

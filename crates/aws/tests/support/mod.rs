@@ -78,3 +78,15 @@ pub(crate) fn desired(target_tracking: &str) -> Desired {
     )
     .unwrap()
 }
+
+/// How many more requests the first injected fault still fails (None: it was used up).
+#[allow(dead_code)] // not every test binary uses it
+pub(crate) fn first_fault_left(server: &asyncscale_sim::SimServer) -> Option<u32> {
+    server
+        .account
+        .lock()
+        .unwrap()
+        .faults
+        .first()
+        .map(|f| f.count)
+}
