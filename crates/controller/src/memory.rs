@@ -45,8 +45,9 @@ pub async fn trim_periodically(every: Duration) {
         tick.tick().await;
         let started = std::time::Instant::now();
         let released = tokio::task::spawn_blocking(trim).await.unwrap_or(false);
-        let took_ms = started.elapsed().as_millis() as u64;
-        if started.elapsed() > SLOW_TRIM {
+        let took = started.elapsed();
+        let took_ms = took.as_millis() as u64;
+        if took > SLOW_TRIM {
             tracing::warn!(released, took_ms, "giving freed memory back took long");
         } else {
             tracing::debug!(released, took_ms, "freed memory given back");

@@ -1298,9 +1298,8 @@ mod tests {
     }
 
     /// 300 resources converged in the same instant: within five resyncs no tenth of the period
-    /// holds more than twice its share of their visits, where jitter alone (a random tenth
-    /// either way) would still have most of them within a few seconds of each other; and each
-    /// is then visited exactly once a resync.
+    /// holds more than twice its share of their visits (a tenth either way drawn from the clock,
+    /// tried first, left all 300 in one tenth); and each is then visited exactly once a resync.
     #[test]
     fn a_herd_spreads_over_the_period_within_five_resyncs_and_stays_spread() {
         let resync = Duration::from_secs(30);
