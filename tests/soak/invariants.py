@@ -577,7 +577,7 @@ class Ownership:
 
 def scale_from_zero_fault(endpoint: str, step: dict | None, alarm: dict | None) -> str | None:
     """What keeps an endpoint at zero instances from scaling out (trap 1), or None when the
-    step policy and its alarm are wired as DESIGN.md says."""
+    step policy and its alarm are wired as docs/aws-behaviour.md §1.4 says."""
     if step is None:
         return "no step policy"
     if alarm is None:

@@ -3,7 +3,7 @@
 
 use asyncscale_engine::ErrorClass;
 
-/// Codes that mean "slow down" (docs/aws-behaviour.md §6.3's throttling list, the ones these APIs use).
+/// Codes that mean "slow down" (docs/aws-behaviour.md §6.4's throttling list, the ones these APIs use).
 const THROTTLE_CODES: &[&str] = &[
     "Throttling",
     "ThrottlingException",
@@ -25,7 +25,7 @@ fn wraps_throttle(message: &str) -> bool {
     message.contains("Rate exceeded") || message.contains("Throttling")
 }
 
-/// Codes that mean "try again later" (docs/aws-behaviour.md §2.5, §4.5, §5.1, §6.3).
+/// Codes that mean "try again later" (docs/aws-behaviour.md §2.5, §4.9, §5.5, §6.4).
 const RECOVERABLE_CODES: &[&str] = &[
     "ConcurrentUpdateException",
     "ConcurrentModificationException",
@@ -49,7 +49,8 @@ const NOT_FOUND_CODES: &[&str] = &[
 /// Classifies an AWS error by code, HTTP status and message.
 ///
 /// CloudWatch throttling reaches Application Auto Scaling callers as FailedResourceAccessException
-/// "... Rate exceeded ..." (docs/aws-behaviour.md §2.5), which the SDK does not retry: recoverable.
+/// "... Rate exceeded ..." (docs/aws-behaviour.md §2.16), which the SDK does not retry (§6.4):
+/// recoverable.
 /// Any other FailedResourceAccessException (e.g. a missing cloudwatch:DescribeAlarms permission)
 /// needs a person: terminal. Application Auto Scaling's LimitExceededException is a real limit.
 pub fn classify(code: &str, message: &str, http_status: Option<u16>) -> ErrorClass {

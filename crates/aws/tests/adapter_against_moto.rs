@@ -69,7 +69,7 @@ async fn application_auto_scaling_calls_agree_with_moto() {
 
     assert_eq!(aws.describe_target(&rid).await.unwrap(), None);
     // moto 5.2 accepts a policy on an unregistered target, where AWS answers
-    // ObjectNotFoundException (docs/aws-behaviour.md §2.2); that rule is tested against the local endpoint.
+    // ObjectNotFoundException (docs/aws-behaviour.md §2.14); that rule is tested against the local endpoint.
 
     aws.register_target(&d.target, None).await.unwrap();
     let seen = aws
@@ -121,7 +121,7 @@ async fn application_auto_scaling_calls_agree_with_moto() {
     aws.deregister_target(&rid).await.unwrap();
     assert_eq!(aws.describe_target(&rid).await.unwrap(), None);
     // moto answers a second deregister with ValidationException where the AWS API reference
-    // documents ObjectNotFoundException (docs/aws-behaviour.md §2.5); the local endpoint follows AWS.
+    // documents ObjectNotFoundException (docs/aws-behaviour.md §2.14); the local endpoint follows AWS.
     assert!(aws.deregister_target(&rid).await.is_err());
     // AWS deletes a target's policies with it (docs/aws-behaviour.md §2.4); moto 5.2 keeps them, so
     // that rule, too, is tested against the local endpoint only.

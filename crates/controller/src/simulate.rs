@@ -68,7 +68,7 @@ fn setup_failure(outcome: &SyncOutcome) -> String {
     }
 }
 
-/// The hand-made configurations of the field report, to compare with asyncscale's.
+/// Setups made by hand that fall into the two traps (see the README), to compare with asyncscale's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Without {
     /// No step policy and alarm on HasBacklogWithoutCapacity (trap 1).

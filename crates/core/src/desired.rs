@@ -68,8 +68,8 @@ pub enum MaxSource {
     /// This endpoint's share of the instance quota lowered maxCapacity.
     Share,
     /// The quota has never been read: the existing MaxCapacity stays (or is lowered to
-    /// maxCapacity), so an unknown quota never lifts a clamp (DESIGN.md: missing information never
-    /// weakens what is in AWS).
+    /// maxCapacity), so an unknown quota never lifts a clamp (a rule of the house: missing
+    /// information never weakens what is in AWS).
     KeptWhileQuotaUnknown,
     /// The quota has never been read and the target does not exist yet: its first registration
     /// uses maxCapacity as written (quota.policy Clamp).

@@ -3,8 +3,8 @@
 //! Order matters to AWS: the scalable target exists before its policies (PutScalingPolicy on an
 //! unregistered target fails with ObjectNotFoundException), and the step policy exists before the
 //! alarm that names its ARN. On removal our alarm goes first: AWS deletes a step policy's alarm
-//! action but never the alarm itself (docs/aws-behaviour.md §2.4). An in-sync world gives an empty plan,
-//! and only resources asyncscale owns ever appear in a plan.
+//! action but never the alarm itself (docs/aws-behaviour.md §2.15, §2.4). An in-sync world gives
+//! an empty plan, and only resources asyncscale owns ever appear in a plan.
 
 use std::fmt;
 

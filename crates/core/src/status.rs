@@ -830,7 +830,7 @@ mod tests {
         compute_status(&input, previous, &at(now))
     }
 
-    /// AWS's newest wording (docs/aws-behaviour.md §5.4, the field report's) and the documentation's
+    /// AWS's newest wording (docs/aws-behaviour.md §5.4) and the documentation's
     /// older example both say the quota stopped a scale-out.
     #[test]
     fn a_schedule_shows_only_its_own_successful_runs() {

@@ -12,7 +12,8 @@ use asyncscale_core::plan::{Change, foreign_policies};
 use asyncscale_core::*;
 use proptest::prelude::*;
 
-/// A model of the AWS semantics the plan relies on (docs/aws-behaviour.md §2.1-2.4, §4.1):
+/// A model of the AWS semantics the plan relies on (docs/aws-behaviour.md §2.1-2.4, §2.14, §2.15,
+/// §2.18, §4.1, §4.8):
 /// policies need a registered target; deregistering a target deletes its policies; deleting a
 /// step policy removes it from alarm actions but keeps the alarm; PutScalingPolicy keeps the ARN
 /// of an existing policy; PutMetricAlarm overwrites the configuration and keeps the state.

@@ -158,9 +158,9 @@ const USAGES: &[&str] = &[
     "cluster usage",
 ];
 
-/// AWS's default for a quota. ASSUMPTION: defaults differ by account and region and are not
-/// published as a table; many are 0 (docs/aws-behaviour.md §5.2). Here: `ml.g4dn.xlarge for endpoint
-/// usage` is 4 (DESIGN.md, the field report), small CPU types 2, everything else 0, so that a
+/// AWS's default for a quota. ASSUMPTION: defaults differ by account and region, whatever the
+/// published table says; many are 0 (docs/aws-behaviour.md §5.6). Here: `ml.g4dn.xlarge for endpoint
+/// usage` is 4 (the quota the quick start's endpoint needs), small CPU types 2, everything else 0, so that a
 /// client cannot assume a usable default.
 fn default_value(instance_type: &str, usage: &str) -> f64 {
     let cpu = ["ml.t2.", "ml.t3.", "ml.m5.", "ml.c5."]

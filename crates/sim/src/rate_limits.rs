@@ -1,6 +1,6 @@
 //! Per-API request rate limits, enforced the way AWS enforces them: per account, region and
 //! operation, a request over the rate is refused at once with the service's throttling error
-//! (docs/aws-behaviour.md §2.5, §4.5, §5.3), never queued.
+//! (docs/aws-behaviour.md §2.5, §4.5, §4.9, §5.3, §5.5), never queued.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -175,9 +175,9 @@ impl RateLimits {
 }
 
 /// Each service's own throttling error: Application Auto Scaling's ThrottlingException "Rate
-/// exceeded" (§2.5), CloudWatch's Throttling "Rate exceeded" (§4.5, as AAS quotes it), Service
-/// Quotas' TooManyRequestsException "Due to throttling, the request was denied." (§5.2), and
-/// SageMaker's ThrottlingException (the error AWS's knowledge center names for SageMaker API
+/// exceeded" (§2.5), CloudWatch's Throttling "Rate exceeded" (§4.9, as AAS quotes it, §2.16),
+/// Service Quotas' TooManyRequestsException "Due to throttling, the request was denied." (§5.5),
+/// and SageMaker's ThrottlingException (the error AWS's knowledge center names for SageMaker API
 /// calls, "sagemaker-python-throttlingexception"); all 400.
 pub(crate) fn throttled(service: &str) -> ApiError {
     let (code, message) = match service {

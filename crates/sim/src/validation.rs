@@ -318,7 +318,7 @@ pub fn target_tracking(namespace: &str, c: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Step bounds beyond what the interval checks in the account cover (docs/aws-behaviour.md §3): a
+/// Step bounds beyond what the interval checks in the account cover (docs/aws-behaviour.md §3.1): a
 /// positive upper bound needs a step with a null upper bound, a negative lower bound one with a
 /// null lower bound.
 pub fn step_bounds_reach_infinity(steps: &[Value]) -> Result<(), ApiError> {

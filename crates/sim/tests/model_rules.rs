@@ -1,7 +1,8 @@
-//! Application Auto Scaling rules of the scaling model that asyncscale's later work relies on:
-//! capacity follows a change of MinCapacity or MaxCapacity at once (§2.1), several target-tracking
-//! policies scale in only together (§2.2), and an invocation that cannot scale leaves a not-scaled
-//! activity that only IncludeNotScaledActivities shows (§2.8).
+//! Application Auto Scaling rules of the scaling model that asyncscale's later work relies on
+//! (docs/aws-behaviour.md): capacity follows a change of MinCapacity or MaxCapacity at once
+//! (§2.13), several target-tracking policies scale in only together (§2.11), and an invocation
+//! that cannot scale leaves a not-scaled activity that only IncludeNotScaledActivities shows
+//! (§2.8).
 
 use asyncscale_sim::model::assumptions::Assumptions;
 use asyncscale_sim::model::{EndpointSpec, World};

@@ -32,7 +32,7 @@ pub struct SimulateArgs {
     /// Instances of a type that other endpoints already use, counted against the quota (repeatable).
     #[arg(long = "other-usage", value_name = "TYPE=N", value_parser = quota_flag)]
     other_usage: Vec<String>,
-    /// Run the hand-made configuration of the field report instead (repeatable).
+    /// Leave out a part of asyncscale's setup, as a setup made by hand often does (repeatable).
     #[arg(long, value_enum)]
     without: Vec<Without>,
     /// Time between two visits of the controller: the quota of the endpoints with quota.policy

@@ -851,7 +851,7 @@ fn iam_policy_grants_exactly_the_calls_asyncscale_makes() {
     assert!(unused.is_empty(), "granted but never called: {unused:?}");
 }
 
-// ---- When AWS fails, one call at a time (issue 13), through POST /_sim/faults ----
+// ---- When AWS fails, one call at a time, through POST /_sim/faults ----
 
 impl Sim {
     /// Answers the next `count` requests for `operation` with `code` (0: until cleared).
@@ -1634,7 +1634,7 @@ fn without_credentials_plan_says_how_to_fix_it_once_and_sends_nothing() {
     assert_eq!(sim.calls(), json!({}), "nothing reached the endpoint");
 }
 
-/// Issue 11 over the wire: a schedule becomes asyncscale's scheduled action (its maxCapacity held
+/// Schedules over the wire: a schedule becomes asyncscale's scheduled action (its maxCapacity held
 /// to the quota), a change updates it, a re-apply writes nothing, removing it deletes it, and
 /// another tool's scheduled action on the same target is never touched (nor deleted with the
 /// target: the target stays for it).

@@ -670,7 +670,7 @@ fn max_capacity_in_aws(aws: &str) -> Option<i64> {
     state["ScalableTargets"][0]["MaxCapacity"].as_i64()
 }
 
-/// Issue 15, item 1: a leader cut off from the API server while AWS stays reachable must stop
+/// A leader cut off from the API server while AWS stays reachable must stop
 /// writing before a standby may take the Lease; before the fix it kept reconciling its stale spec
 /// and AWS's MaxCapacity flapped between the two replicas' views.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -889,7 +889,7 @@ fn apply_text(
     kubectl(kubeconfig, &["apply", "-f", path.to_str().unwrap()])
 }
 
-/// Issue 8: the real API server refuses what the CLI refuses, with the same words, applies the
+/// The real API server refuses what the CLI refuses, with the same words, applies the
 /// schema's defaults, explains the type, and accepts the install manifests of both install paths.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_api_server_validates_defaults_and_accepts_the_install_manifests() {
@@ -1264,7 +1264,7 @@ async fn the_real_api_server_validates_defaults_and_accepts_the_install_manifest
     assert!(dry.status.success(), "{}", stderr_of(&dry));
 }
 
-/// Issue 8: RBAC is really exercised: with one verb taken from the ClusterRole, the controller
+/// RBAC is really exercised: with one verb taken from the ClusterRole, the controller
 /// fails visibly instead of passing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_status_patch_verb_the_controller_fails_visibly() {
@@ -1322,7 +1322,7 @@ async fn without_the_status_patch_verb_the_controller_fails_visibly() {
     assert!(logs.contains("forbidden"), "the log says why: {logs}");
 }
 
-/// Issue 8: the kustomize base is rendered from the Helm chart, so the two install paths cannot
+/// The kustomize base is rendered from the Helm chart, so the two install paths cannot
 /// drift; a stale copy fails here (regenerate with `make deploy-base`).
 #[test]
 fn the_kustomize_base_is_the_helm_charts_rendering() {
@@ -1339,7 +1339,7 @@ fn the_kustomize_base_is_the_helm_charts_rendering() {
     );
 }
 
-/// Issue 8: the Argo CD health check in Argo CD's own Lua VM (gopher-lua with the libraries Argo
+/// The Argo CD health check in Argo CD's own Lua VM (gopher-lua with the libraries Argo
 /// CD opens for a user script: no `string`, no `math`), on every documented case.
 #[test]
 fn the_argo_cd_health_check_passes_in_argo_cds_lua_vm() {
@@ -1373,7 +1373,7 @@ fn readme_install_commands() -> Vec<String> {
         .collect()
 }
 
-/// Issue 12: every README command of the install section works as written on a fresh cluster,
+/// Every README command of the install section works as written on a fresh cluster,
 /// once by the kustomize path and once by the Helm path (two fresh control planes: the two
 /// install the same objects). Nothing runs the Deployment here, so no finalizer holds the delete.
 #[test]
@@ -1427,7 +1427,7 @@ fn aes_json(kubeconfig: &std::path::Path, name: &str) -> Value {
     .unwrap()
 }
 
-/// Issue 11 through the controller: the schedules of a resource become scheduled actions (the
+/// Schedules through the controller: the schedules of a resource become scheduled actions (the
 /// scheduled maxCapacity held to the quota), status shows their next run, a run that AWS makes is
 /// seen through its scaling activity (status lastRun, a ScheduledActionRan Event) and never
 /// undone, and removing the schedules with kubectl deletes the actions and puts the spec's
@@ -1606,7 +1606,7 @@ async fn schedules_run_through_the_controller_and_are_never_undone() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Issue 11: one controller, many accounts. Resources land in the account of their role (or of
+/// One controller, many accounts. Resources land in the account of their role (or of
 /// --default-role-arn), each account with its own instance quota; the same endpoint name in two
 /// accounts is two endpoints; a role STS refuses shows in that resource's status with STS's
 /// words, holds up nothing else, and is retried with backoff until its trust policy is fixed.

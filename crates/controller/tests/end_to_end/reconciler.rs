@@ -605,7 +605,7 @@ async fn an_invalid_spec_is_reported_without_touching_aws() {
     );
 }
 
-// ---- The controller under partitions and hangs (issue 15) ----
+// ---- The controller under partitions and hangs ----
 
 use asyncscale_controller::reconciler::{WatchedStore, error_policy};
 use kube::runtime::controller::Action;

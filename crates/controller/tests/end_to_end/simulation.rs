@@ -1,4 +1,4 @@
-//! The field report's two traps, as acceptance tests of the scaling model: in-process through
+//! The two traps (see the README), as acceptance tests of the scaling model: in-process through
 //! `simulate()`, through the real `asyncscale simulate` CLI, and over the wire against
 //! `asyncscale sim serve` driven by the configuration `asyncscale apply` puts there.
 
@@ -568,8 +568,8 @@ fn contradictory_or_unbounded_simulation_flags_are_usage_errors() {
     }
 }
 
-/// AWS moves capacity into new bounds when RegisterScalableTarget returns (§2.1), and a raise past
-/// the quota fails whole, leaving the capacity where it was.
+/// AWS moves capacity into new bounds when RegisterScalableTarget returns (docs/aws-behaviour.md
+/// §2.13), and a raise past the quota fails whole, leaving the capacity where it was (§5.4).
 #[test]
 fn over_the_wire_new_bounds_move_capacity_when_the_call_returns() {
     let sim = Serve::start();
@@ -597,7 +597,7 @@ fn over_the_wire_new_bounds_move_capacity_when_the_call_returns() {
     assert_eq!(e["failedActivities"], 1, "{e}");
 }
 
-/// Issue 11's pre-warm: a schedule raises minCapacity to 1 ten minutes before a nightly burst,
+/// A scheduled pre-warm: a schedule raises minCapacity to 1 ten minutes before a nightly burst,
 /// and the first request is served with no provisioning wait; without it, the burst waits for
 /// an instance from zero. A second schedule lets the endpoint go back to zero after.
 #[tokio::test]

@@ -57,7 +57,7 @@ impl Account {
     }
 
     pub(super) fn no_target(key: &TargetKey) -> ApiError {
-        // [OBS] message from docs/aws-behaviour.md §2.2.
+        // [OBS] message from docs/aws-behaviour.md §2.14.
         ApiError::new(
             "ObjectNotFoundException",
             format!(
@@ -67,7 +67,7 @@ impl Account {
         )
     }
 
-    /// §2.1: idempotent upsert, partial update; min and max are required on creation.
+    /// §2.1, §2.13: idempotent upsert, partial update; min and max are required on creation.
     pub(super) fn register_scalable_target(&mut self, input: &Value, region: &str) -> ApiResult {
         let key = Self::target_key(input)?;
         let min = int(input, "MinCapacity");
@@ -190,8 +190,8 @@ impl Account {
         Ok(json!({}))
     }
 
-    /// §2.2: create or update by name; the ARN stays the same across updates (ASSUMPTION, as the
-    /// semantics file recommends). Target tracking creates AlarmHigh/AlarmLow (§2.7).
+    /// §2.2: create or update by name; the ARN stays the same across updates (ASSUMPTION, §2.18).
+    /// Target tracking creates AlarmHigh/AlarmLow (§2.7).
     pub(super) fn put_scaling_policy(&mut self, input: &Value, region: &str) -> ApiResult {
         let key = Self::target_key(input)?;
         let name = required(input, "PolicyName")?.to_string();
@@ -313,7 +313,8 @@ impl Account {
 
     /// The alarms AWS creates for a target-tracking policy, as observed (§2.7): AlarmHigh with
     /// GreaterThanThreshold at the target over 3 of 3 minutes, AlarmLow with LessThanThreshold at
-    /// 0.9 × target over 15 of 15 minutes. ASSUMPTION (§7.6): AlarmLow exists even with DisableScaleIn.
+    /// 0.9 × target over 15 of 15 minutes. ASSUMPTION (§2.7, §7.11): AlarmLow exists even with
+    /// DisableScaleIn.
     pub(super) fn create_target_tracking_alarms(
         &mut self,
         key: &TargetKey,
@@ -399,7 +400,7 @@ impl Account {
         names
     }
 
-    /// §2.4: deleting a step policy removes it from alarm actions but keeps the alarm; deleting a
+    /// §2.15: deleting a step policy removes it from alarm actions but keeps the alarm; deleting a
     /// target-tracking policy deletes the alarms AWS created for it.
     pub(super) fn remove_policy(&mut self, key: &TargetKey, name: &str) -> Option<Policy> {
         let policy = self
@@ -445,7 +446,7 @@ impl Account {
             .values()
             .filter(|p| p.target.0 == namespace && resource.is_none_or(|r| r == p.target.1) && dimension.is_none_or(|d| d == p.target.2) && (names.is_empty() || names.contains(&p.name)))
             .map(|p| {
-                // §2.3: a step policy lists the alarms whose actions name it (ASSUMPTION).
+                // §2.19: a step policy lists the alarms whose actions name it (ASSUMPTION).
                 let alarms: Vec<Value> = if p.policy_type == "StepScaling" {
                     self.here.alarms
                         .iter()
@@ -587,7 +588,7 @@ fn merge_suspended(existing: Option<&Value>, given: Option<&Value>) -> Value {
     merged
 }
 
-/// §3: bounds may not overlap or leave gaps, at most one null bound each side, AdjustmentType
+/// §3.1: bounds may not overlap or leave gaps, at most one null bound each side, AdjustmentType
 /// and StepAdjustments are required.
 fn validate_step_configuration(c: &Value) -> Result<(), ApiError> {
     let kind = s(c, "AdjustmentType").ok_or_else(|| {

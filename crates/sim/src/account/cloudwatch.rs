@@ -8,8 +8,8 @@ use super::*;
 use crate::validation;
 
 impl Account {
-    /// §4.1: create (state INSUFFICIENT_DATA, tags applied) or overwrite the whole configuration
-    /// (state kept, tags ignored).
+    /// §4.1, §4.8: create (state INSUFFICIENT_DATA, tags applied) or overwrite the whole
+    /// configuration (state kept, tags ignored).
     pub(super) fn put_metric_alarm(&mut self, input: &Value, region: &str) -> ApiResult {
         let name = required(input, "AlarmName")?.to_string();
         validation::length(CW, Some(&name), "alarmName", 1, 255)?;
@@ -302,7 +302,8 @@ impl Account {
         ))
     }
 
-    /// §4.3: up to 100 names; the ones that exist are deleted even when others do not.
+    /// §4.3: up to 100 names; the ones that exist are deleted even when others do not (ASSUMPTION:
+    /// the API reference says that on an error no alarm is deleted).
     pub(super) fn delete_alarms(&mut self, input: &Value, region: &str) -> ApiResult {
         let names = string_list(input, "AlarmNames");
         if names.len() > 100 {

@@ -12,7 +12,7 @@ use super::*;
 use crate::validation;
 
 /// The Application Auto Scaling quotas page: 200 scheduled actions per scalable target
-/// (docs/aws-behaviour.md §2).
+/// (docs/aws-behaviour.md §2.17).
 const PER_TARGET: usize = 200;
 
 #[derive(Debug, Clone)]
@@ -258,7 +258,7 @@ impl Account {
     /// Runs every scheduled action of the selected region due in `(from, to]` (epoch seconds):
     /// the scalable target takes the MinCapacity and/or MaxCapacity the action names, with a
     /// scaling activity whose cause names the action (User Guide, "Scheduled scaling"); the model
-    /// then moves capacity into the new bounds as for any change of them (§2.1). Not while the
+    /// then moves capacity into the new bounds as for any change of them (§2.13). Not while the
     /// target's ScheduledScalingSuspended is set. Returns the runs, for the model's records.
     pub fn run_scheduled_actions(&mut self, from: f64, to: f64) -> Vec<ScheduledRun> {
         let mut due: Vec<(f64, ScheduledAction)> = self

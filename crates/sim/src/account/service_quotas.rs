@@ -86,7 +86,7 @@ impl Account {
             .filter(|(_, _, code)| only.is_none_or(|o| o == code))
             .map(|(name, value, code)| self.quota_json(region, name, &code, *value))
             .collect();
-        // §5.1: MaxResults 1-100. ASSUMPTION: AWS's default page size is not documented; 100.
+        // §5.5: MaxResults 1-100. ASSUMPTION: AWS's default page size is not documented; 100.
         let (items, next) = page(items, input, "MaxResults", 100, 100)?;
         Ok(with_token(json!({ "Quotas": items }), next))
     }

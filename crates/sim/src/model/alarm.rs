@@ -63,7 +63,7 @@ impl MissingData {
             Some("breaching") => MissingData::Breaching,
             Some("notBreaching") => MissingData::NotBreaching,
             Some("ignore") => MissingData::Ignore,
-            _ => MissingData::Missing, // §4.1: the default when omitted
+            _ => MissingData::Missing, // §4.4: the default when omitted
         }
     }
 }

@@ -6,17 +6,17 @@
 //! - SageMaker publishes every queue metric every minute, at zero instances too (§1.2, §1.3);
 //!   alarms therefore see missing data only before the first datapoint.
 //! - Alarms are evaluated once a minute, high-resolution ones (period 10, 20 or 30 s) included,
-//!   over the datapoints completed by then (§4.4).
+//!   over the datapoints completed by then (§4.4, §4.10).
 //! - Target tracking's scale-out cooldown needs no rule of its own: the next scale-out starts from
-//!   the desired count, which already holds the previous one, and happens only if larger (§2.7).
+//!   the desired count, which already holds the previous one, and happens only if larger (§2.12).
 //! - Instances fail never; requests are processed in arrival order at a fixed rate per instance.
 
 use crate::error::SimError;
 
-/// See the field docs; `Assumptions::default()` holds the values the semantics file suggests.
+/// See the field docs; `Assumptions::default()` holds the values docs/aws-behaviour.md gives.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assumptions {
-    /// Seconds from a scale-out until a new instance is in service. §1.4: "several minutes" [DOC];
+    /// Seconds from a scale-out until a new instance is in service. §7.6: "several minutes" [DOC];
     /// one activity took about 7 minutes [OBS].
     pub provisioning_delay_s: f64,
     /// The simulation step. Metrics are published per minute (§1.2) and aggregated from these samples.
@@ -67,7 +67,7 @@ impl Assumptions {
             (
                 "provisioning_delay_s",
                 self.provisioning_delay_s.to_string(),
-                "§1.4: 'several minutes'; ~7 min observed",
+                "§7.6: 'several minutes'; ~7 min observed",
             ),
             (
                 "tick_s",

@@ -158,7 +158,7 @@ pub struct EndpointSim {
     policies: BTreeMap<String, PolicyRuntime>,
     /// The scale-out activity still in progress: its index in the account, and the count it sets.
     open_activity: Option<(usize, u32)>,
-    /// The scalable target's bounds when last seen, to act when they change (§2.1).
+    /// The scalable target's bounds when last seen, to act when they change (§2.13).
     bounds: Option<(u32, u32)>,
     /// The reason of the last not-scaled activity recorded, until the next scaling activity.
     last_not_scaled: Option<String>,
@@ -268,7 +268,7 @@ impl EndpointSim {
                 .or_insert_with(|| AlarmRuntime {
                     accumulator: Accumulator::default(),
                     points: VecDeque::new(),
-                    // §4.1: a new alarm starts in INSUFFICIENT_DATA.
+                    // §4.8: a new alarm starts in INSUFFICIENT_DATA.
                     state: AlarmState::InsufficientData,
                     period_s: alarm.period_s,
                 });
@@ -356,7 +356,7 @@ impl World {
 
     /// Takes in the configuration clients wrote since the last look, without moving the clock:
     /// the local endpoint calls it after each RegisterScalableTarget, so that capacity follows
-    /// new bounds when the call returns, as in AWS (§2.1).
+    /// new bounds when the call returns, as in AWS (§2.13).
     pub fn follow_configuration(&mut self, account: &mut Account) {
         account.select_region(&self.region);
         if account.config_version != self.seen_config_version {
@@ -486,8 +486,8 @@ impl World {
         }
     }
 
-    /// Once a minute: alarms are evaluated (§4.4 "evaluated every minute"), and alarms in ALARM
-    /// invoke their Auto Scaling actions (§2.7 "once per minute that the alarm remains").
+    /// Once a minute: alarms are evaluated (§4.10, a guess), and alarms in ALARM invoke their
+    /// Auto Scaling actions again for as long as they stay in ALARM (§4.6).
     fn minute(&mut self, account: &mut Account) {
         let now = self.now;
         let a = self.assumptions.clone();
@@ -548,7 +548,7 @@ impl World {
         }
     }
 
-    /// §2.1: when MinCapacity or MaxCapacity changes (or the target is registered), Application
+    /// §2.13: when MinCapacity or MaxCapacity changes (or the target is registered), Application
     /// Auto Scaling moves a capacity outside the new bounds inside them at once, with an activity
     /// whose cause says so ("minimum capacity was set to 110"). A raise past the instance quota
     /// fails whole, like any scale-out (§5.4, whose documented example is exactly this).
@@ -631,7 +631,7 @@ struct Candidate {
 }
 
 /// The policies the alarms invoked this minute each compute a capacity; the largest wins, for
-/// scale-out and for scale-in alike (§2.2 "precedence to the policy that provides the largest
+/// scale-out and for scale-in alike (§2.11 "precedence to the policy that provides the largest
 /// capacity"). A scale-out past the instance quota fails whole (§5.4).
 fn decide_and_scale(
     e: &mut EndpointSim,
@@ -666,7 +666,7 @@ fn decide_and_scale(
                     continue;
                 }
                 let runtime = e.policies.get(&tt.name).copied().unwrap_or_default();
-                // §2.7: scale-in waits for its cooldown.
+                // §2.12: scale-in waits for its cooldown.
                 if runtime
                     .last_scale_in
                     .is_some_and(|t| now - t < tt.scale_in_cooldown_s)
@@ -689,7 +689,7 @@ fn decide_and_scale(
                 } else {
                     e.in_service
                 };
-                // §3: during the cooldown after a scale-out, the capacity that scale-out added
+                // §2.12: during the cooldown after a scale-out, the capacity that scale-out added
                 // counts as current: the policy computes from the capacity before it.
                 let in_cooldown = runtime
                     .last_scale_out
@@ -758,7 +758,7 @@ fn decide_and_scale(
         not_scaled(e, "AlreadyAtMaxCapacity", target.max, &cause, at, account);
         return;
     }
-    // §2.2, "Multiple scaling policies": target tracking scales in only when every
+    // §2.11, "Multiple scaling policies": target tracking scales in only when every
     // target-tracking policy with scale-in enabled is ready to; step policies are not held back.
     let scale_in_enabled: Vec<&str> = e
         .setup
@@ -857,7 +857,7 @@ fn scale_out(
     if let Some(policy) = policy {
         let runtime = e.policies.entry(policy.to_string()).or_default();
         runtime.last_scale_out = Some((now, current, new));
-        // §2.7: a scale-out cuts every scale-in cooldown short.
+        // §2.12: a scale-out cuts every scale-in cooldown short.
         for r in e.policies.values_mut() {
             r.last_scale_in = None;
         }

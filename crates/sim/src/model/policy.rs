@@ -38,7 +38,7 @@ pub struct StepPolicy {
 }
 
 /// Scale-out: proportional, rounded up (§2.7 GUESS); from zero, max(1, ceil(metric / target))
-/// (§1.3 GUESS).
+/// (§1.3, §7.1 GUESS).
 pub fn target_tracking_out(current: u32, metric: f64, target: f64, a: &Assumptions) -> u32 {
     if target <= 0.0 {
         return current;
@@ -79,7 +79,7 @@ pub fn target_tracking_in(current: u32, metric: f64, target: f64, a: &Assumption
 }
 
 /// The step whose interval holds `delta` (metric − threshold). Above the threshold the lower
-/// bound is inclusive and the upper exclusive; below it, the other way round (§3).
+/// bound is inclusive and the upper exclusive; below it, the other way round (§3.2).
 pub fn matching_step(steps: &[Step], delta: f64) -> Option<&Step> {
     steps.iter().find(|s| {
         let lower = s.lower.unwrap_or(f64::NEG_INFINITY);
@@ -92,7 +92,7 @@ pub fn matching_step(steps: &[Step], delta: f64) -> Option<&Step> {
     })
 }
 
-/// §3: "Values greater than 1 are rounded down ... between 0 and 1 are rounded to 1 ... between 0
+/// §3.3: "Values greater than 1 are rounded down ... between 0 and 1 are rounded to 1 ... between 0
 /// and -1 are rounded to -1 ... less than -1 are rounded up", then MinAdjustmentMagnitude.
 pub fn percent_change(current: u32, percent: i64, min_magnitude: Option<i64>) -> i64 {
     let raw = f64::from(current) * percent as f64 / 100.0;
@@ -112,7 +112,7 @@ pub fn percent_change(current: u32, percent: i64, min_magnitude: Option<i64>) ->
 }
 
 /// The capacity a step policy asks for from `base` (the current capacity, or during a scale-out
-/// cooldown the capacity before that scale-out, §3).
+/// cooldown the capacity before that scale-out, §2.12).
 pub fn step_target(policy: &StepPolicy, base: u32, delta: f64) -> Option<i64> {
     let step = matching_step(&policy.steps, delta)?;
     Some(match policy.adjustment_type {
@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn documented_percent_examples() {
-        // §3 worked example: 10 → +10% → 11 → +30% → 14 → -10% → 13 → -30% → 10.
+        // §3.3 worked example: 10 → +10% → 11 → +30% → 14 → -10% → 13 → -30% → 10.
         assert_eq!(percent_change(10, 10, None), 1);
         assert_eq!(percent_change(11, 30, None), 3);
         assert_eq!(percent_change(14, -10, None), -1);

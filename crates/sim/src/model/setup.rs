@@ -144,7 +144,7 @@ pub fn extract(account: &Account, resource_id: &str, alarms: &[&str]) -> Setup {
                 name: policy.name.clone(),
                 arn: policy.arn.clone(),
                 target: f(c, "TargetValue").unwrap_or(0.0),
-                // §2.2: SageMaker's default cooldowns are 300 s.
+                // docs/aws-behaviour.md §2.12: SageMaker's default cooldowns are 300 s.
                 scale_in_cooldown_s: f(c, "ScaleInCooldown").unwrap_or(300.0),
                 scale_out_cooldown_s: f(c, "ScaleOutCooldown").unwrap_or(300.0),
                 disable_scale_in: c
@@ -177,7 +177,7 @@ pub fn extract(account: &Account, resource_id: &str, alarms: &[&str]) -> Setup {
                 arn: policy.arn.clone(),
                 adjustment_type,
                 steps,
-                cooldown_s: f(c, "Cooldown").unwrap_or(300.0), // §3: default 300
+                cooldown_s: f(c, "Cooldown").unwrap_or(300.0), // §2.12: default 300
                 min_adjustment_magnitude: c.get("MinAdjustmentMagnitude").and_then(Value::as_i64),
             });
         }
