@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use asyncscale_engine::{
-    AssumedRole, AutoscalingBackend, AwsError, BackendSource, CallCounter, ErrorClass, Placement,
+    AssumedRole, AutoscalingBackend, AwsError, BackendSource, CallCounter, ErrorClass, ErrorKind,
+    Placement,
 };
 
 use crate::sdk::{AwsOptions, SdkBackend};
@@ -139,7 +140,7 @@ fn still_building(role: Option<&AssumedRole>, why: &str) -> AwsError {
             class: ErrorClass::Recoverable,
             service: "sts",
             operation: "AssumeRole",
-            code: "timeout".into(),
+            kind: ErrorKind::RoleRefused(Box::new(ErrorKind::Timeout)),
             message: format!(
                 "could not assume the role {} with asyncscale's own credentials: AssumeRole: {why}",
                 role.arn
@@ -148,7 +149,7 @@ fn still_building(role: Option<&AssumedRole>, why: &str) -> AwsError {
         None => AwsError::local(
             ErrorClass::Recoverable,
             "LoadConfig",
-            "timeout",
+            ErrorKind::Timeout,
             format!("loading the AWS configuration (credentials, region): {why}"),
         ),
     }

@@ -3,7 +3,7 @@
 
 use asyncscale_aws::SdkBackend;
 use asyncscale_core::*;
-use asyncscale_engine::{AutoscalingBackend, CallCounter, ErrorClass};
+use asyncscale_engine::{AutoscalingBackend, CallCounter, ErrorClass, ErrorKind};
 
 mod support;
 use asyncscale_sim::{Activity, QuotaTable, SimServer};
@@ -76,16 +76,22 @@ async fn scalable_target_register_describe_tag_untag_deregister() {
 
     let bad = aws.register_target(&target(5, 2), None).await.unwrap_err();
     assert_eq!(
-        (bad.class, bad.code.as_str()),
-        (ErrorClass::Terminal, "ValidationException")
+        (bad.class, bad.kind),
+        (
+            ErrorClass::Terminal,
+            ErrorKind::Aws("ValidationException".into())
+        )
     );
 
     aws.deregister_target(RID).await.unwrap();
     assert_eq!(aws.describe_target(RID).await.unwrap(), None);
     let gone = aws.deregister_target(RID).await.unwrap_err();
     assert_eq!(
-        (gone.class, gone.code.as_str()),
-        (ErrorClass::NotFound, "ObjectNotFoundException")
+        (gone.class, gone.kind),
+        (
+            ErrorClass::NotFound,
+            ErrorKind::Aws("ObjectNotFoundException".into())
+        )
     );
 }
 
@@ -95,8 +101,11 @@ async fn policies_round_trip_exactly_and_keep_their_arn() {
     let d = desired("{targetValue: 7.5, disableScaleIn: true}");
     let orphan = aws.put_policy(&d.target_tracking).await.unwrap_err();
     assert_eq!(
-        (orphan.class, orphan.code.as_str()),
-        (ErrorClass::NotFound, "ObjectNotFoundException")
+        (orphan.class, orphan.kind),
+        (
+            ErrorClass::NotFound,
+            ErrorKind::Aws("ObjectNotFoundException".into())
+        )
     );
     assert!(
         orphan
@@ -196,16 +205,22 @@ async fn alarms_over_cbor_round_trip_keep_state_and_take_tags_only_on_create() {
     bad.period = 45;
     let err = aws.put_alarm(&bad, &Tags::new()).await.unwrap_err();
     assert_eq!(
-        (err.class, err.code.as_str()),
-        (ErrorClass::Terminal, "InvalidParameterValue")
+        (err.class, err.kind),
+        (
+            ErrorClass::Terminal,
+            ErrorKind::Aws("InvalidParameterValue".into())
+        )
     );
 
     aws.delete_alarm(&alarm.name).await.unwrap();
     assert_eq!(aws.describe_alarm(&alarm.name).await.unwrap(), None);
     let err = aws.delete_alarm(&alarm.name).await.unwrap_err();
     assert_eq!(
-        (err.class, err.code.as_str()),
-        (ErrorClass::NotFound, "ResourceNotFound")
+        (err.class, err.kind),
+        (
+            ErrorClass::NotFound,
+            ErrorKind::Aws("ResourceNotFound".into())
+        )
     );
 }
 
@@ -586,7 +601,7 @@ async fn no_credentials_is_one_line_and_no_aws_call() {
     let calls = CallCounter::default();
     let backend = SdkBackend::from_config(&config, calls.clone()).unwrap();
     let error = backend.describe_target(RID).await.unwrap_err();
-    assert_eq!(error.code, "NoCredentials");
+    assert_eq!(error.kind, ErrorKind::NoCredentials);
     assert_eq!(error.class, ErrorClass::Terminal);
     assert!(!error.message.contains('\n'), "{}", error.message);
     assert!(
@@ -652,7 +667,7 @@ async fn a_write_is_fenced_at_each_attempt_not_only_before_the_call() {
     }
     leading.store(false, Ordering::SeqCst);
     let error = call.await.unwrap().unwrap_err();
-    assert_eq!(error.code, "NotLeader", "{error}");
+    assert_eq!(error.kind, ErrorKind::NotLeader, "{error}");
     assert_eq!(registers(), 1, "the retry was not sent");
     assert!(
         server.account.lock().unwrap().snapshot("us-east-1")["ScalableTargets"]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use asyncscale_aws::{AwsOptions, SdkBackendPool};
 use asyncscale_core::{ScalableTarget, SuspendedState};
-use asyncscale_engine::{AssumedRole, BackendSource, CallCounter, Placement};
+use asyncscale_engine::{AssumedRole, BackendSource, CallCounter, ErrorKind, Placement};
 
 const GRANTED: &str = "arn:aws:iam::111111111111:role/asyncscale";
 const REFUSED: &str = "arn:aws:iam::333333333333:role/asyncscale";
@@ -98,7 +98,10 @@ async fn a_backend_per_role_acts_in_the_roles_account_and_a_refusal_is_held() {
     // Refused: STS's words, and the same error again without asking STS.
     let refused = pool.backend(&in_role(REFUSED)).await.err().unwrap();
     assert_eq!((refused.service, refused.operation), ("sts", "AssumeRole"));
-    assert_eq!(refused.code, "AccessDenied");
+    assert_eq!(
+        refused.kind,
+        ErrorKind::RoleRefused(Box::new(ErrorKind::Aws("AccessDenied".into())))
+    );
     assert!(
         refused.message.contains(&format!(
             "could not assume the role {REFUSED} with asyncscale's own credentials: AccessDenied: User: arn:aws:iam::123456789012:user/asyncscale-local is not authorized to perform: sts:AssumeRole on resource: {REFUSED}"

@@ -1,4 +1,4 @@
-//! SageMaker's own state in a reconcile (issue 10), over the wire against the local endpoint:
+//! SageMaker's own state in a reconcile, over the wire against the local endpoint:
 //! what a missing, misnamed or real-time endpoint does (nothing written, a clear reason), what
 //! status shows of the endpoint, and one instance quota shared between endpoints.
 
@@ -11,8 +11,8 @@ use asyncscale_core::conditions::Reason;
 use asyncscale_core::status::SyncOutcome;
 use asyncscale_core::{Adoption, Owner, ResourceNames};
 use asyncscale_engine::{
-    AutoscalingBackend, ConvergeMode, ConvergeReport, Fence, FleetConfig, FleetView, Intent,
-    OwnershipCheck, QuotaPeer, converge, quota_peers,
+    AutoscalingBackend, ConvergeMode, ConvergeReport, ErrorKind, Fence, FleetConfig, FleetView,
+    Intent, OwnershipCheck, QuotaPeer, converge, quota_peers,
 };
 use asyncscale_sim::SimServer;
 use asyncscale_sim::model::EndpointSpec;
@@ -548,7 +548,7 @@ async fn a_hung_refresh_makes_reads_fail_once_the_picture_is_overdue() {
     // ...past it (2 × 200 ms and the least grace, 5 s), reads fail.
     tokio::time::sleep(Duration::from_millis(5500)).await;
     let error = view.describe_endpoint("e0").await.unwrap_err();
-    assert_eq!(error.code, "RefreshOverdue", "{error}");
+    assert_eq!(error.kind, ErrorKind::RefreshOverdue, "{error}");
     assert!(
         refreshing.await.unwrap().is_ok(),
         "the refresh ends and serves"

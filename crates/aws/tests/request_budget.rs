@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use asyncscale_aws::{RequestBudget, SdkBackend};
-use asyncscale_engine::AutoscalingBackend;
+use asyncscale_engine::{AutoscalingBackend, ErrorKind};
 use asyncscale_sim::rate_limits::{RateLimit, RateLimits};
 use asyncscale_sim::{QuotaTable, SimServer};
 
@@ -151,7 +151,7 @@ async fn a_budget_slower_than_the_call_timeout_fails_the_call_instead_of_hanging
     let rid = "endpoint/e/variant/AllTraffic";
     aws.describe_target(rid).await.unwrap();
     let error = aws.describe_target(rid).await.unwrap_err();
-    assert_eq!(error.code, "RequestBudget");
+    assert_eq!(error.kind, ErrorKind::RequestBudget);
     assert_eq!(error.class, asyncscale_engine::ErrorClass::Recoverable);
     assert!(
         error.message.contains("--aws-call-timeout"),

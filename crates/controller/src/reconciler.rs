@@ -17,8 +17,8 @@ use asyncscale_core::status::{
     initial_status, same_ignoring_time,
 };
 use asyncscale_engine::{
-    AutoscalingBackend, AwsError, BackendSource, ConvergeMode, ConvergeReport, ErrorClass, Fence,
-    Intent, OwnershipCheck, Place, Placement, converge, remove,
+    AutoscalingBackend, AwsError, BackendSource, ConvergeMode, ConvergeReport, ErrorClass,
+    ErrorKind, Fence, Intent, OwnershipCheck, Place, Placement, converge, remove,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
@@ -480,7 +480,8 @@ async fn apply(
     // without a visit.
     tracing::debug!(resource = %key, "reconciling");
     let previous = obj.status.clone();
-    // API conventions: conditions appear on the first visit, even as Unknown (kube-rs.md §5.1, §5.2).
+    // Kubernetes' API conventions: conditions appear on the first visit, even as Unknown
+    // (https://github.com/kubernetes/community/blob/master/contributors/devel/sig-architecture/api-conventions.md#typical-status-properties).
     if previous
         .as_ref()
         .and_then(|s| find(s, ConditionType::Ready))
@@ -726,7 +727,7 @@ impl Context {
         let retry_in = self.failed(key);
         self.visited(obj, obj.resource_version(), retry_in);
         self.metrics.reconciled(
-            if error.code == "Timeout" {
+            if error.kind == ErrorKind::ReconcileTimeout {
                 "timeout"
             } else {
                 "error"
@@ -741,7 +742,7 @@ fn timed_out(limit: Duration) -> AwsError {
     AwsError::local(
         ErrorClass::Recoverable,
         "Reconcile",
-        "Timeout",
+        ErrorKind::ReconcileTimeout,
         format!(
             "the reconcile did not finish within {:?} (--reconcile-timeout); AWS may be slow or unreachable; retrying with backoff",
             limit

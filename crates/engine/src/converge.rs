@@ -12,7 +12,7 @@ use asyncscale_core::status::{StatusInput, SyncOutcome, compute_status};
 use asyncscale_core::*;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::error::{AwsError, ErrorClass};
+use crate::error::{AwsError, ErrorClass, ErrorKind};
 use crate::port::{AutoscalingBackend, Holding};
 use crate::source::Place;
 
@@ -55,7 +55,12 @@ impl Fence {
     pub fn check(&self) -> Result<(), AwsError> {
         match &self.0 {
             Some(permits) => permits().map_err(|why| {
-                AwsError::local(ErrorClass::Recoverable, "WriteFence", "NotLeader", why)
+                AwsError::local(
+                    ErrorClass::Recoverable,
+                    "WriteFence",
+                    ErrorKind::NotLeader,
+                    why,
+                )
             }),
             None => Ok(()),
         }
@@ -811,7 +816,7 @@ async fn decide_and_apply(
                         report.error = Some(AwsError::local(
                             ErrorClass::Recoverable,
                             "ReadBack",
-                            "ChangedDuringApply",
+                            ErrorKind::ChangedDuringApply,
                             message.clone(),
                         ));
                         report.outcome = SyncOutcome::ApplyFailed(message);

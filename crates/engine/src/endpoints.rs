@@ -227,13 +227,6 @@ pub fn firing<'a>(alarms: impl IntoIterator<Item = &'a ObservedAlarm>) -> HashSe
         .collect()
 }
 
-/// SageMaker's answer to a read of a missing endpoint or configuration: a ValidationException
-/// "Could not find endpoint "<arn>"." (or "endpoint configuration"), not a 404.
-pub fn is_missing(error: &AwsError) -> bool {
-    error.class == ErrorClass::NotFound
-        || (error.code == "ValidationException" && error.message.starts_with("Could not find"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,7 +32,7 @@ use asyncscale_core::{
     ScalingActivity, ScalingPolicy, ScheduledAction, Tags,
 };
 
-use crate::error::{AwsError, ErrorClass};
+use crate::error::{AwsError, ErrorClass, ErrorKind};
 use crate::port::{AutoscalingBackend, Holding, Page, QuotaReading, Sighting};
 use crate::source::{AssumedRole, BackendSource, Place, Placement};
 
@@ -405,7 +405,7 @@ impl FleetView {
                         return Err(AwsError::local(
                             ErrorClass::Recoverable,
                             "FleetRefresh",
-                            "RefreshOverdue",
+                            ErrorKind::RefreshOverdue,
                             format!(
                                 "the refresh of AWS under way has run for {}s without finishing, and the picture of AWS is {}s old (an AWS API is slow or unreachable)",
                                 (running + left).as_secs(),
@@ -1287,7 +1287,7 @@ impl AutoscalingBackend for FleetView {
                 return Err(AwsError::local(
                     ErrorClass::Recoverable,
                     "RegisterScalableTarget",
-                    "ChangedSinceRefresh",
+                    ErrorKind::ChangedSinceRefresh,
                     format!(
                         "scalable target {} was registered by someone else since the last refresh of AWS; reading it again before any change",
                         target.resource_id

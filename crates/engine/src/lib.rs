@@ -17,7 +17,7 @@ pub use converge::{
     ConvergeMode, ConvergeReport, Fence, Intent, OwnershipCheck, QuotaPeer, RemoveReport, converge,
     departing_quota_peers, observe, quota_peers, remove,
 };
-pub use error::{AwsError, ErrorClass};
+pub use error::{AwsError, ErrorClass, ErrorKind};
 pub use fleet::{
     EndpointMemory, FleetChange, FleetConfig, FleetSource, FleetStats, FleetView, Held,
 };

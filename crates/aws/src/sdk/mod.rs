@@ -5,7 +5,7 @@
 //! per-service variables) and `--aws-endpoint` point every client at an AWS-compatible endpoint.
 //! The SDK's standard retry mode retries throttling and transient errors; on top of that the
 //! adapter retries what the SDK does not: ConcurrentUpdateException and CloudWatch throttling
-//! wrapped in FailedResourceAccessException (docs/aws-behaviour.md §6.3).
+//! wrapped in FailedResourceAccessException (docs/aws-behaviour.md §6.3, §6.4, §2.16).
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -35,8 +35,8 @@ use quotas::{CachedQuota, QUOTA_TTL};
 use sagemaker::EndpointScan;
 
 use asyncscale_engine::{
-    AssumedRole, AutoscalingBackend, AwsError, CallCounter, ErrorClass, Fence, Holding, Page,
-    QuotaReading,
+    AssumedRole, AutoscalingBackend, AwsError, CallCounter, ErrorClass, ErrorKind, Fence, Holding,
+    Page, QuotaReading,
 };
 
 use crate::budget::RequestBudget;
@@ -262,7 +262,7 @@ impl SdkBackend {
                     class: ErrorClass::Recoverable,
                     service: "sts",
                     operation: "GetCallerIdentity",
-                    code: "response".into(),
+                    kind: ErrorKind::BadResponse,
                     message: "STS answered GetCallerIdentity without an account".into(),
                 })
             }
@@ -300,7 +300,7 @@ impl SdkBackend {
                 class: ErrorClass::Terminal,
                 service: "aws-config",
                 operation: "LoadConfig",
-                code: "NoRegion".into(),
+                kind: ErrorKind::NoRegion,
                 message:
                     "no AWS region: set spec.region, AWS_REGION, or a region in the AWS profile"
                         .into(),
@@ -405,7 +405,7 @@ impl SdkBackend {
                     class: ErrorClass::Recoverable,
                     service,
                     operation,
-                    code: "RequestBudget".into(),
+                    kind: ErrorKind::RequestBudget,
                     message: format!(
                         "waited {:?} (--aws-call-timeout) for the request budget of {service} {operation} (--aws-rate) without sending it",
                         self.timeouts.call
@@ -430,18 +430,18 @@ impl SdkBackend {
                     }
                     let error = to_aws_error(service, operation, &err, &self.timeouts);
                     // Never sent: not an AWS call, and nothing to retry.
-                    if error.code == "NoCredentials" {
+                    if error.kind == ErrorKind::NoCredentials {
                         return Err(error);
                     }
-                    let outcome = if is_throttle(&error.code, &error.message) {
+                    let outcome = if is_throttle(error.code(), &error.message) {
                         "throttled"
                     } else {
                         error.class.as_str()
                     };
                     self.calls.record(service, operation, outcome);
                     let sdk_did_not_retry = matches!(
-                        error.code.as_str(),
-                        "ConcurrentUpdateException" | "FailedResourceAccessException"
+                        error.kind.aws_code(),
+                        Some("ConcurrentUpdateException" | "FailedResourceAccessException")
                     );
                     if error.class == ErrorClass::Recoverable
                         && sdk_did_not_retry
@@ -515,48 +515,43 @@ where
             class: ErrorClass::Terminal,
             service,
             operation,
-            code: "NoCredentials".into(),
+            kind: ErrorKind::NoCredentials,
             message: NO_CREDENTIALS.into(),
         };
     }
-    let (code, message, status) = match err {
+    let (kind, message, class) = match err {
         SdkError::ServiceError(service_error) => {
             let inner = service_error.err();
-            (
-                inner.code().unwrap_or("Unknown").to_string(),
-                inner.message().unwrap_or("").to_string(),
-                Some(service_error.raw().status().as_u16()),
-            )
+            let code = inner.code().unwrap_or("Unknown");
+            let message = inner.message().unwrap_or("").to_string();
+            let class = classify(code, &message, Some(service_error.raw().status().as_u16()));
+            (ErrorKind::Aws(code.to_string()), message, class)
         }
         SdkError::TimeoutError(_) => (
-            "timeout".into(),
+            ErrorKind::Timeout,
             format!(
                 "AWS did not answer within the time allowed ({:?} an attempt, {:?} a call with retries; --aws-attempt-timeout, --aws-call-timeout)",
                 timeouts.attempt, timeouts.call
             ),
-            None,
+            ErrorClass::Recoverable,
         ),
-        SdkError::DispatchFailure(failure) => (
-            "dispatch".into(),
+        SdkError::DispatchFailure(_) => (
+            ErrorKind::Unreachable,
             format!("could not reach AWS: {}", source_chain(err)),
-            failure.is_io().then_some(503),
+            ErrorClass::Recoverable,
         ),
         SdkError::ResponseError(_) => (
-            "response".into(),
+            ErrorKind::BadResponse,
             format!("unreadable response: {}", source_chain(err)),
-            Some(502),
+            ErrorClass::Recoverable,
         ),
-        _ => ("construction".into(), source_chain(err), None),
-    };
-    let class = match code.as_str() {
-        "timeout" | "dispatch" | "response" => ErrorClass::Recoverable,
-        _ => classify(&code, &message, status),
+        _ => (ErrorKind::NotSent, source_chain(err), ErrorClass::Terminal),
     };
     AwsError {
         class,
         service,
         operation,
-        code,
+        kind,
         message,
     }
 }
@@ -576,7 +571,7 @@ fn build_error(operation: &'static str, e: impl std::fmt::Display) -> AwsError {
         class: ErrorClass::Terminal,
         service: "asyncscale",
         operation,
-        code: "BuildError".into(),
+        kind: ErrorKind::NotSent,
         message: e.to_string(),
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use asyncscale_core::*;
 
 use super::{SQ, SdkBackend};
-use asyncscale_engine::{AwsError, ErrorClass, QuotaReading};
+use asyncscale_engine::{AwsError, ErrorClass, ErrorKind, QuotaReading};
 
 const QUOTA_SERVICE_CODE: &str = "sagemaker";
 /// How long a quota value read from Service Quotas is used before it is read again. A raised
@@ -62,7 +62,7 @@ impl SdkBackend {
                 AwsError::local(
                     ErrorClass::Recoverable,
                     "GetServiceQuota",
-                    "AppliedValueMissing",
+                    ErrorKind::AppliedValueMissing,
                     format!(
                         "Service Quotas answered that {name} has no applied value, but one was read before; the applied value is kept"
                     ),
@@ -180,7 +180,7 @@ impl SdkBackend {
             AwsError::local(
                 ErrorClass::Recoverable,
                 "GetServiceQuota",
-                "NoValue",
+                ErrorKind::NoQuotaValue,
                 format!("Service Quotas returned no value for {name} ({code})"),
             )
         })?;
@@ -204,7 +204,7 @@ impl SdkBackend {
             AwsError::local(
                 ErrorClass::Terminal,
                 "ListServiceQuotas",
-                "NoSuchQuota",
+                ErrorKind::NoSuchQuota,
                 format!("no Service Quota named '{name}' in service {QUOTA_SERVICE_CODE}: check spec.instanceType"),
             )
         })?;

@@ -14,7 +14,7 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{self, ProvideCredentials};
 use aws_sdk_sts as sts;
 
-use asyncscale_engine::{AssumedRole, AwsError, CallCounter};
+use asyncscale_engine::{AssumedRole, AwsError, CallCounter, ErrorKind};
 
 use super::{AwsTimeouts, to_aws_error};
 use crate::classify::is_throttle;
@@ -91,7 +91,7 @@ impl RoleSession {
             }),
             Err(err) => {
                 let error = to_aws_error("sts", "AssumeRole", &err, &self.timeouts);
-                let outcome = if is_throttle(&error.code, &error.message) {
+                let outcome = if is_throttle(error.code(), &error.message) {
                     "throttled"
                 } else {
                     error.class.as_str()
@@ -106,7 +106,7 @@ impl RoleSession {
                 class: asyncscale_engine::ErrorClass::Recoverable,
                 service: "sts",
                 operation: "AssumeRole",
-                code: "response".into(),
+                kind: ErrorKind::BadResponse,
                 message: "STS answered AssumeRole without credentials".into(),
             }));
         };
@@ -120,8 +120,14 @@ impl RoleSession {
         AwsError {
             message: format!(
                 "could not assume the role {} with asyncscale's own credentials: {}: {}",
-                self.role.arn, error.code, error.message
+                self.role.arn,
+                error.code(),
+                error.message
             ),
+            kind: match error.kind {
+                refused @ ErrorKind::RoleRefused(_) => refused,
+                cause => ErrorKind::RoleRefused(Box::new(cause)),
+            },
             ..error
         }
     }

@@ -9,10 +9,10 @@ use asyncscale_engine::Holding;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use asyncscale_engine::endpoints::{Scan, is_missing, list_waiting, scan_endpoints, scan_holdings};
+use asyncscale_engine::endpoints::{Scan, list_waiting, scan_endpoints, scan_holdings};
 
 use super::{SM, SdkBackend, next_token, rfc3339};
-use asyncscale_engine::{AwsError, Page};
+use asyncscale_engine::{AwsError, ErrorClass, Page};
 
 /// ListEndpoints' largest page.
 const ENDPOINTS_PAGE: i32 = 100;
@@ -169,4 +169,12 @@ impl SdkBackend {
             next: next_token(out.next_token()),
         })
     }
+}
+
+/// SageMaker's answer to a read of a missing endpoint or configuration: a ValidationException
+/// "Could not find endpoint "<arn>"." (or "endpoint configuration"), not a 404.
+fn is_missing(error: &AwsError) -> bool {
+    error.class == ErrorClass::NotFound
+        || (error.kind.aws_code() == Some("ValidationException")
+            && error.message.starts_with("Could not find"))
 }
