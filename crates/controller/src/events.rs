@@ -22,6 +22,13 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 pub use kube::runtime::events::{Event, EventType};
 
+use asyncscale_api::{AsyncEndpointScaling, AsyncEndpointScalingStatus};
+use asyncscale_core::names::TARGET_TRACKING_POLICY;
+use asyncscale_core::notices::notices;
+use asyncscale_core::plan::{Change, PlannedChange};
+use asyncscale_core::status::SyncOutcome;
+use kube::{Resource, ResourceExt};
+
 /// How long a repeat still joins the earlier Event's series (kube-runtime's and client-go's
 /// figure, so that `kubectl describe` reads the same as for other controllers).
 const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
@@ -176,4 +183,86 @@ fn series_key(event: &Event, regarding: &ObjectReference) -> u64 {
         .map(|r| (&r.uid, &r.namespace, &r.name))
         .hash(&mut hasher);
     hasher.finish()
+}
+
+/// Longest Event note the API server takes.
+const MAX_NOTE: usize = 1024;
+
+impl EventPublisher {
+    /// Events are best effort: a failure to publish one never fails the reconcile.
+    pub async fn tell(
+        &self,
+        obj: &AsyncEndpointScaling,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) {
+        let mut note = note.to_string();
+        if note.len() > MAX_NOTE {
+            let mut cut = MAX_NOTE - 3;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+            note.push_str("...");
+        }
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.publish(&event, &obj.object_ref(&())).await {
+            let resource = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+            tracing::warn!(%resource, reason, error = %e, "could not publish an Event");
+        }
+    }
+
+    /// Events for what a user cares about in the new status ([`notices`] decides what is news).
+    pub async fn tell_status(
+        &self,
+        obj: &AsyncEndpointScaling,
+        previous: Option<&AsyncEndpointScalingStatus>,
+        status: &AsyncEndpointScalingStatus,
+        outcome: &SyncOutcome,
+    ) {
+        for notice in notices(previous, status, outcome) {
+            let type_ = if notice.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            self.tell(obj, type_, &notice.reason, notice.action, &notice.note)
+                .await;
+        }
+    }
+}
+
+/// The Event that tells a change applied to AWS.
+pub fn change_event(change: &PlannedChange) -> (&'static str, EventType) {
+    let reason = match &change.change {
+        Change::RegisterTarget { create: true, .. } => "ScalableTargetRegistered",
+        Change::RegisterTarget { create: false, .. } => "ScalableTargetUpdated",
+        Change::DeregisterTarget { .. } => "ScalableTargetDeregistered",
+        Change::TagTarget { .. } => "ScalableTargetAdopted",
+        Change::UntagTarget { .. } => "ScalableTargetReleased",
+        Change::TagAlarm { .. } => "AlarmAdopted",
+        Change::UntagAlarm { .. } => "AlarmReleased",
+        // Distinct reasons per policy, so that the Recorder does not fold them into one series.
+        Change::PutPolicy { policy } if policy.name == TARGET_TRACKING_POLICY => {
+            "TargetTrackingPolicyApplied"
+        }
+        Change::PutPolicy { .. } => "ScaleFromZeroPolicyApplied",
+        Change::DeletePolicy { name, .. } if name == TARGET_TRACKING_POLICY => {
+            "TargetTrackingPolicyDeleted"
+        }
+        Change::DeletePolicy { .. } => "ScaleFromZeroPolicyDeleted",
+        Change::PutAlarm { .. } => "AlarmApplied",
+        Change::DeleteAlarm { .. } => "AlarmDeleted",
+        Change::PutScheduledAction { .. } => "ScheduledActionApplied",
+        Change::DeleteScheduledAction { .. } => "ScheduledActionDeleted",
+    };
+    (reason, EventType::Normal)
 }
