@@ -8,18 +8,22 @@ pub mod calls;
 pub mod converge;
 pub mod endpoints;
 pub mod error;
+mod execute;
+pub mod fence;
 pub mod fleet;
+pub mod intent;
 pub mod port;
+pub mod share;
 pub mod source;
 
 pub use calls::{CallCounter, CallKey};
-pub use converge::{
-    ConvergeMode, ConvergeReport, Fence, Intent, OwnershipCheck, QuotaPeer, RemoveReport, converge,
-    departing_quota_peers, observe, quota_peers, remove,
-};
+pub use converge::{ConvergeReport, RemoveReport, converge, observe, remove};
 pub use error::{AwsError, ErrorClass, ErrorKind};
+pub use fence::Fence;
 pub use fleet::{
     EndpointMemory, FleetChange, FleetConfig, FleetSource, FleetStats, FleetView, Held,
 };
-pub use port::{AutoscalingBackend, Holding, Page, QuotaReading, Sighting};
-pub use source::{AssumedRole, BackendSource, Place, Placement, SingleBackend};
+pub use intent::{ConvergeMode, Intent, OwnershipCheck, QuotaPeer};
+pub use port::{AutoscalingBackend, Holding, Page, Place, QuotaReading, Sighting};
+pub use share::{departing_quota_peers, quota_peers};
+pub use source::{AssumedRole, BackendSource, Placement, SingleBackend};

@@ -1,6 +1,8 @@
 //! The backend port: what asyncscale needs from AWS, in asyncscale's own types. The SDK adapter
 //! implements it against AWS (or any AWS-compatible endpoint); tests and the simulator can too.
 
+use std::fmt;
+
 use async_trait::async_trait;
 
 use asyncscale_core::{
@@ -10,7 +12,6 @@ use asyncscale_core::{
 };
 
 use crate::error::AwsError;
-use crate::source::Place;
 
 /// An instance quota as the backend knows it, and the error of its latest read, if that failed.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,9 +132,8 @@ pub trait AutoscalingBackend: Send + Sync {
     /// The instances every endpoint variant of the account and region holds of `instance_type`
     /// (managed by asyncscale or not): what the shared quota is split against. Reads every
     /// endpoint and its configuration; the fleet view answers from its picture.
-    async fn instance_usage(&self, instance_type: &str) -> Result<Vec<Holding>, AwsError> {
-        crate::endpoints::scan_usage(self, instance_type).await
-    }
+    /// The SDK adapter reads them with `endpoints::scan_usage`.
+    async fn instance_usage(&self, instance_type: &str) -> Result<Vec<Holding>, AwsError>;
     /// Each scalable target's MaxCapacity as AWS holds it (None: not registered). A fleet view
     /// answers from its picture and its own writes, without reading AWS: deciding how far a
     /// shared cap may rise reads every other sharing endpoint's.
@@ -153,11 +153,10 @@ pub trait AutoscalingBackend: Send + Sync {
     /// scaling out, for the instances a shared quota leaves over; without this an endpoint held
     /// at MaxCapacity 0 by its share could never show that it needs one. Lists asyncscale's
     /// alarms; the fleet view answers from its picture.
+    /// The SDK adapter lists them with `endpoints::list_waiting`.
     async fn waiting_without_capacity(
         &self,
-    ) -> Result<std::sync::Arc<std::collections::HashSet<String>>, AwsError> {
-        crate::endpoints::list_waiting(self).await
-    }
+    ) -> Result<std::sync::Arc<std::collections::HashSet<String>>, AwsError>;
     /// The resource ids whose target-tracking AlarmHigh (the alarm AWS creates for the policy,
     /// docs/aws-behaviour.md §2.7) is in ALARM: the backlog per instance is above the target and the
     /// policy asks for more instances. Only the on-call metrics use it (an endpoint held at a cap
@@ -201,6 +200,23 @@ pub struct Holding {
     pub asynchronous: bool,
     /// Why the endpoint could not be described (access denied to its name, say), when it could
     /// not: `instances` are then the last known (0 when never read), and what it holds may be
-    /// more. No shared cap is raised while one is unread; see [`crate::endpoints::unreadable`].
+    /// more. No shared cap is raised while one is unread; see `endpoints::unreadable`.
     pub unread: Option<String>,
+}
+
+/// One account and region: what quotas, request rates and the fleet view are shared by.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Place {
+    /// The account of the role the calls act as; None: the controller's own credentials' account.
+    pub account: Option<String>,
+    pub region: String,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.account {
+            Some(account) => write!(f, "account {account}, {}", self.region),
+            None => f.write_str(&self.region),
+        }
+    }
 }

@@ -1,7 +1,6 @@
 //! Where backends come from: the backend for a resource's placement (its region, and the IAM
 //! role its calls act as).
 
-use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,7 +8,7 @@ use async_trait::async_trait;
 use asyncscale_api::AsyncEndpointScalingSpec;
 
 use crate::error::AwsError;
-use crate::port::AutoscalingBackend;
+use crate::port::{AutoscalingBackend, Place};
 
 /// An IAM role to act as, assumed through STS.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -57,23 +56,6 @@ impl Placement {
         Self {
             region: region.map(str::to_string),
             role: None,
-        }
-    }
-}
-
-/// One account and region: what quotas, request rates and the fleet view are shared by.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Place {
-    /// The account of the role the calls act as; None: the controller's own credentials' account.
-    pub account: Option<String>,
-    pub region: String,
-}
-
-impl fmt::Display for Place {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.account {
-            Some(account) => write!(f, "account {account}, {}", self.region),
-            None => f.write_str(&self.region),
         }
     }
 }
