@@ -4,6 +4,7 @@ pub mod apply;
 pub mod args;
 pub mod crd;
 pub mod delete;
+pub mod oneshot;
 pub mod plan;
 pub mod run;
 pub mod sim;

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use super::args::ManifestArgs;
-use crate::manifests::{self, Verb};
+use super::oneshot::{self, Verb};
 
 pub async fn run(args: ManifestArgs) -> ExitCode {
-    manifests::run(args, Verb::Plan).await
+    oneshot::run(args, Verb::Plan).await
 }
