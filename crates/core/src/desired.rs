@@ -10,7 +10,6 @@ use asyncscale_api::{AsyncEndpointScalingSpec, QuotaPolicy};
 
 use crate::model::*;
 use crate::names::{Owner, ResourceNames};
-use crate::scheduled::DesiredSchedule;
 
 /// What asyncscale wants AWS to hold for one endpoint variant.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +27,7 @@ pub struct Desired {
     pub max_source: MaxSource,
     /// This endpoint's share of the quota (quota.policy Share), when one was computed.
     pub share: Option<QuotaShare>,
-    /// The scheduled actions of `spec.schedules`; set by [`crate::scheduled::follow_schedules`],
+    /// The scheduled actions of `spec.schedules`; set by `scheduled::follow_schedules`,
     /// which also moves `target`'s capacities while schedules run.
     pub schedules: Vec<DesiredSchedule>,
 }
@@ -292,4 +291,17 @@ pub fn desire(
         share: share.cloned(),
         schedules: Vec::new(),
     })
+}
+
+/// One schedule of the spec as asyncscale applies it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredSchedule {
+    /// The schedule's name in the spec.
+    pub name: String,
+    pub action: ScheduledAction,
+    /// The quota (or the endpoint's share of it, or, with the quota unknown, the MaxCapacity it
+    /// holds) lowered the schedule's minCapacity in the action.
+    pub lowered_min: bool,
+    /// The same for maxCapacity.
+    pub lowered_max: bool,
 }

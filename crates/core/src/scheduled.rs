@@ -24,21 +24,8 @@ use jiff::tz::TimeZone;
 use asyncscale_api::schedule::Schedule;
 use asyncscale_api::{AsyncEndpointScalingSpec, QuotaPolicy, ScheduleSpec};
 
-use crate::desired::{Desired, quota_instances};
+use crate::desired::{Desired, DesiredSchedule, quota_instances};
 use crate::model::{Observed, QuotaLookup, ScheduledAction};
-
-/// One schedule of the spec as asyncscale applies it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DesiredSchedule {
-    /// The schedule's name in the spec.
-    pub name: String,
-    pub action: ScheduledAction,
-    /// The quota (or the endpoint's share of it, or, with the quota unknown, the MaxCapacity it
-    /// holds) lowered the schedule's minCapacity in the action.
-    pub lowered_min: bool,
-    /// The same for maxCapacity.
-    pub lowered_max: bool,
-}
 
 /// Sets `desired.schedules` from the spec, and the target's MinCapacity/MaxCapacity from the
 /// schedules (see the module documentation). `now` is the controller's clock.

@@ -12,7 +12,15 @@ use crate::desired::Desired;
 use crate::model::*;
 use asyncscale_api::DeletionPolicy;
 
-use crate::names::{OWNER_TAG, OWNER_TAG_KEYS, OWNER_UID_TAG, Owner, ResourceNames};
+use crate::names::{OWNER_TAG_KEYS, Owner, ResourceNames};
+
+mod fields;
+mod ownership;
+
+use fields::*;
+use ownership::conflict;
+use ownership::nobody_departs;
+pub use ownership::{Adoption, Ownership, ownership};
 
 /// Where a PutAlarm gets the ARN of the step policy it invokes.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,99 +133,6 @@ impl fmt::Display for Blocked {
             Blocked::Conflict(message) => f.write_str(message),
         }
     }
-}
-
-/// Who owns an existing scalable target (or alarm), according to its tags.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Ownership {
-    Ours,
-    /// Ours by name, but the tags lack our UID (written by the CLI, which has none): the UID tag
-    /// is added.
-    OursWithoutUid,
-    /// No asyncscale owner tag: set up by hand or by another tool, or released by a resource
-    /// deleted with `deletionPolicy: Retain`.
-    Unowned,
-    /// Another AsyncEndpointScaling: its tag value (`namespace/name`) and UID. A resource of the
-    /// same name but another UID is another resource (Kubernetes reuses names, never UIDs).
-    Other {
-        id: String,
-        uid: Option<String>,
-        /// The controller knows that no resource with that UID exists any more.
-        departed: bool,
-    },
-}
-
-impl Ownership {
-    pub fn is_ours(&self) -> bool {
-        matches!(self, Ownership::Ours | Ownership::OursWithoutUid)
-    }
-}
-
-/// How a resource may take over a scalable target that is not its own.
-#[derive(Clone, Copy)]
-pub struct Adoption<'a> {
-    /// The resource carries `asyncscale.io/adopt: "true"`.
-    pub requested: bool,
-    /// Whether the AsyncEndpointScaling with this UID is known to no longer exist. Only a
-    /// controller that sees every resource can tell; elsewhere the answer is false, never a guess.
-    pub departed: &'a (dyn Fn(&str) -> bool + Sync),
-}
-
-fn nobody_departs(_: &str) -> bool {
-    false
-}
-
-impl Adoption<'static> {
-    /// Adoption of unowned targets only (the CLI cannot tell whether another owner still exists).
-    pub fn new(requested: bool) -> Self {
-        Self {
-            requested,
-            departed: &nobody_departs,
-        }
-    }
-}
-
-pub fn ownership(tags: &Tags, owner: &Owner, departed: &dyn Fn(&str) -> bool) -> Ownership {
-    let id = tags.get(OWNER_TAG);
-    let uid = tags.get(OWNER_UID_TAG);
-    if id.is_none() && uid.is_none() {
-        return Ownership::Unowned;
-    }
-    let named_as_us = id.is_some_and(|id| *id == owner.tag_value());
-    let other = || Ownership::Other {
-        id: id.cloned().unwrap_or_default(),
-        uid: uid.cloned(),
-        departed: uid.is_some_and(|u| departed(u)),
-    };
-    match (&owner.uid, uid) {
-        (Some(mine), Some(theirs)) if mine == theirs => Ownership::Ours,
-        (Some(_), Some(_)) => other(),
-        (Some(_), None) if named_as_us => Ownership::OursWithoutUid,
-        (None, _) if named_as_us => Ownership::Ours,
-        _ => other(),
-    }
-}
-
-fn conflict(names: &ResourceNames, ownership: &Ownership) -> Blocked {
-    let adopt = asyncscale_api::ADOPT_ANNOTATION;
-    Blocked::Conflict(match ownership {
-        Ownership::Other {
-            id,
-            uid: Some(uid),
-            departed: true,
-        } => format!(
-            "scalable target {} is tagged as managed by the AsyncEndpointScaling {id} (uid {uid}), which no longer exists; to let this resource take it over, annotate it with {adopt}: \"true\"",
-            names.resource_id
-        ),
-        Ownership::Other { id, .. } => format!(
-            "scalable target {} is managed by the AsyncEndpointScaling {id}; only one resource may manage an endpoint variant",
-            names.resource_id
-        ),
-        _ => format!(
-            "scalable target {} already exists and is not managed by asyncscale (set up by hand or by another tool); to let asyncscale take it over, annotate the resource with {adopt}: \"true\"",
-            names.resource_id
-        ),
-    })
 }
 
 /// The changes that make AWS match `desired`. `adoption` says whether a target that is not ours
@@ -751,146 +666,4 @@ pub fn foreign_policies(names: &ResourceNames, observed: &Observed) -> Vec<Strin
         .filter(|p| !names.is_ours(&p.policy.name))
         .map(|p| p.policy.name.clone())
         .collect()
-}
-
-type Fields = Vec<(&'static str, String)>;
-
-/// A created resource's settings, leaving out what is unset or empty (and the long description).
-fn describe(fields: &Fields) -> String {
-    fields
-        .iter()
-        .filter(|(k, v)| !v.is_empty() && v != "(unset)" && *k != "description")
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn diff(have: &Fields, want: &Fields) -> String {
-    let changed: Vec<String> = want
-        .iter()
-        .filter_map(|(k, w)| {
-            let h = have
-                .iter()
-                .find(|(hk, _)| hk == k)
-                .map(|(_, v)| v.as_str())
-                .unwrap_or("(unset)");
-            (h != w).then(|| format!("{k} {h} → {w}"))
-        })
-        .collect();
-    if changed.is_empty() {
-        "configuration differs".to_string()
-    } else {
-        changed.join(", ")
-    }
-}
-
-fn opt<T: fmt::Display>(value: &Option<T>) -> String {
-    value
-        .as_ref()
-        .map_or_else(|| "(unset)".to_string(), ToString::to_string)
-}
-
-fn target_fields(t: &ScalableTarget) -> Fields {
-    let s = &t.suspended;
-    vec![
-        ("minCapacity", t.min_capacity.to_string()),
-        ("maxCapacity", t.max_capacity.to_string()),
-        (
-            "suspended",
-            format!(
-                "in={} out={} scheduled={}",
-                s.dynamic_scaling_in, s.dynamic_scaling_out, s.scheduled_scaling
-            ),
-        ),
-    ]
-}
-
-fn dimensions(dims: &[MetricDimension]) -> String {
-    dims.iter()
-        .map(|d| format!("{}={}", d.name, d.value))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn policy_fields(p: &ScalingPolicy) -> Fields {
-    match &p.config {
-        PolicyConfig::TargetTracking(tt) => {
-            let metric = tt.metric.as_ref().map_or_else(
-                || "(not a customized metric)".to_string(),
-                |m| {
-                    format!(
-                        "{}/{} [{}] {}",
-                        m.namespace,
-                        m.metric_name,
-                        dimensions(&m.dimensions),
-                        m.statistic
-                    )
-                },
-            );
-            vec![
-                ("metric", metric),
-                ("targetValue", tt.target_value.to_string()),
-                ("scaleInCooldown", opt(&tt.scale_in_cooldown)),
-                ("scaleOutCooldown", opt(&tt.scale_out_cooldown)),
-                ("disableScaleIn", tt.disable_scale_in.to_string()),
-            ]
-        }
-        PolicyConfig::Step(step) => {
-            let steps = step
-                .step_adjustments
-                .iter()
-                .map(|s| {
-                    format!(
-                        "metric-threshold in [{}, {}) → {:+}",
-                        s.lower_bound.map_or("-∞".to_string(), |b| b.to_string()),
-                        s.upper_bound.map_or("+∞".to_string(), |b| b.to_string()),
-                        s.scaling_adjustment
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            vec![
-                ("adjustmentType", opt(&step.adjustment_type)),
-                ("aggregation", opt(&step.metric_aggregation_type)),
-                ("cooldown", opt(&step.cooldown)),
-                (
-                    "minAdjustmentMagnitude",
-                    opt(&step.min_adjustment_magnitude),
-                ),
-                ("steps", steps),
-            ]
-        }
-        PolicyConfig::Other(kind) => vec![("type", kind.clone())],
-    }
-}
-
-fn alarm_fields(a: &MetricAlarm) -> Fields {
-    vec![
-        (
-            "metric",
-            format!(
-                "{}/{} [{}] {}",
-                a.namespace,
-                a.metric_name,
-                dimensions(&a.dimensions),
-                a.statistic
-            ),
-        ),
-        ("period", a.period.to_string()),
-        ("evaluationPeriods", a.evaluation_periods.to_string()),
-        ("datapointsToAlarm", opt(&a.datapoints_to_alarm)),
-        (
-            "condition",
-            format!("{} {}", a.comparison_operator, a.threshold),
-        ),
-        ("treatMissingData", opt(&a.treat_missing_data)),
-        ("actionsEnabled", a.actions_enabled.to_string()),
-        ("alarmActions", a.alarm_actions.join(",")),
-        ("okActions", a.ok_actions.join(",")),
-        (
-            "insufficientDataActions",
-            a.insufficient_data_actions.join(","),
-        ),
-        ("description", opt(&a.description)),
-    ]
 }
