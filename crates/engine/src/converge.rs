@@ -384,3 +384,36 @@ pub async fn remove(
     }
     report
 }
+
+/// The status of a resource whose AWS could not be read (no backend for its role, a duplicate
+/// refused, the reconcile timed out): `outcome` says why; with nothing observed, each condition
+/// keeps what `previous` said until the observation is stale, then turns Unknown.
+pub fn status_without_aws(
+    spec: &AsyncEndpointScalingSpec,
+    generation: Option<i64>,
+    outcome: SyncOutcome,
+    observation_stale: bool,
+    previous: Option<&AsyncEndpointScalingStatus>,
+    now: &Time,
+) -> AsyncEndpointScalingStatus {
+    let input = StatusInput {
+        generation,
+        spec,
+        quota: None,
+        desired: None,
+        observed: None,
+        endpoint: None,
+        outcome,
+        observation_stale,
+    };
+    compute_status(&input, previous, now)
+}
+
+/// The outcome of a resource whose backend could not be had: its role refused, or AWS not read.
+pub fn unreachable_outcome(error: &AwsError) -> SyncOutcome {
+    if error.is_role_refusal() {
+        SyncOutcome::RoleNotAssumed(error.message.clone())
+    } else {
+        SyncOutcome::ObserveFailed(error.message.clone())
+    }
+}

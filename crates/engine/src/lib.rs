@@ -17,7 +17,10 @@ pub mod share;
 pub mod source;
 
 pub use calls::{CallCounter, CallKey};
-pub use converge::{ConvergeReport, RemoveReport, converge, observe, remove};
+pub use converge::{
+    ConvergeReport, RemoveReport, converge, observe, remove, status_without_aws,
+    unreachable_outcome,
+};
 pub use error::{AwsError, ErrorClass, ErrorKind};
 pub use fence::Fence;
 pub use fleet::{

@@ -12,11 +12,12 @@ use asyncscale_api::{
 };
 use asyncscale_aws::SdkBackend;
 use asyncscale_core::conditions::{ConditionType, Reason};
-use asyncscale_core::status::{StatusInput, SyncOutcome, compute_status};
+use asyncscale_core::status::SyncOutcome;
 use asyncscale_core::{Adoption, ResourceNames};
 use asyncscale_engine::{
     AutoscalingBackend, AwsError, BackendSource, CallCounter, ConvergeMode, Fence, FleetConfig,
     FleetSource, Intent, OwnershipCheck, Placement, QuotaPeer, converge, quota_peers, remove,
+    status_without_aws, unreachable_outcome,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -427,22 +428,11 @@ fn unreachable_one(
             "error": error.message,
         })
     } else {
-        let outcome = if error.is_role_refusal() {
-            SyncOutcome::RoleNotAssumed(error.message.clone())
-        } else {
-            SyncOutcome::ObserveFailed(error.message.clone())
-        };
-        let status = compute_status(
-            &StatusInput {
-                generation: resource.metadata.generation,
-                spec: &resource.spec,
-                quota: None,
-                desired: None,
-                observed: None,
-                endpoint: None,
-                outcome,
-                observation_stale: true,
-            },
+        let status = status_without_aws(
+            &resource.spec,
+            resource.metadata.generation,
+            unreachable_outcome(error),
+            true,
             resource.status.as_ref(),
             now,
         );

@@ -16,12 +16,11 @@ use asyncscale_api::{AsyncEndpointScaling, AsyncEndpointScalingStatus, FINALIZER
 use asyncscale_core::names::ResourceNames;
 use asyncscale_core::plan::Adoption;
 use asyncscale_core::status::{
-    ConditionType, StatusInput, SyncOutcome, compute_status, deletion_failed_status, find,
-    initial_status,
+    ConditionType, SyncOutcome, deletion_failed_status, find, initial_status,
 };
 use asyncscale_engine::{
     AwsError, BackendSource, ConvergeMode, ErrorClass, ErrorKind, Fence, Intent, OwnershipCheck,
-    Placement, converge, remove,
+    Placement, converge, remove, status_without_aws, unreachable_outcome,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
@@ -236,7 +235,7 @@ async fn apply(
             // A role STS refuses is this resource's problem alone: say so in its status, and
             // retry with backoff (the trust policy may be fixed at any time).
             if error.is_role_refusal() {
-                let outcome = SyncOutcome::RoleNotAssumed(error.message.clone());
+                let outcome = unreachable_outcome(&error);
                 let written =
                     report_without_aws(ctx, api, &obj, previous.as_ref(), &outcome, false).await?;
                 ctx.wrote(&obj, written);
@@ -438,17 +437,11 @@ async fn report_without_aws(
     outcome: &SyncOutcome,
     observation_stale: bool,
 ) -> Result<Option<String>, Error> {
-    let status = compute_status(
-        &StatusInput {
-            generation: obj.meta().generation,
-            spec: &obj.spec,
-            quota: None,
-            desired: None,
-            observed: None,
-            endpoint: None,
-            outcome: outcome.clone(),
-            observation_stale,
-        },
+    let status = status_without_aws(
+        &obj.spec,
+        obj.meta().generation,
+        outcome.clone(),
+        observation_stale,
         previous,
         &now(),
     );
