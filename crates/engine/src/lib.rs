@@ -13,6 +13,7 @@ pub mod fence;
 pub mod fleet;
 pub mod intent;
 pub mod port;
+pub mod reading;
 pub mod share;
 pub mod source;
 
@@ -28,5 +29,6 @@ pub use fleet::{
 };
 pub use intent::{ConvergeMode, Intent, OwnershipCheck, QuotaPeer};
 pub use port::{AutoscalingBackend, Holding, Page, Place, QuotaReading, Sighting};
+pub use reading::{OnCallReading, on_call_reading};
 pub use share::{departing_quota_peers, quota_peers};
 pub use source::{AssumedRole, BackendSource, Placement, SingleBackend};

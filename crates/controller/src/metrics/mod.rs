@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use asyncscale_core::ScalingActivity;
-use asyncscale_engine::{CallCounter, FleetSource};
+use asyncscale_engine::{CallCounter, FleetSource, OnCallReading};
 use k8s_openapi::jiff::Timestamp;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
@@ -37,7 +37,8 @@ pub struct InstanceTypeLabels {
     pub instance_type: String,
 }
 
-/// What one resource's latest reconcile saw, for the per-instance-type metrics.
+/// What one resource's latest reconcile saw, for the per-instance-type metrics (the engine's
+/// `OnCallReading`, with its scope as labels).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ResourceReading {
     pub scope: InstanceTypeLabels,
@@ -60,6 +61,27 @@ pub struct ResourceReading {
     /// Since when requests have waited with no instance (the scale-from-zero alarm's state
     /// change; None while it is not in ALARM).
     pub waiting_since: Option<Timestamp>,
+}
+
+impl From<OnCallReading> for ResourceReading {
+    fn from(r: OnCallReading) -> Self {
+        Self {
+            scope: InstanceTypeLabels {
+                account: r.account.unwrap_or_default(),
+                region: r.region,
+                instance_type: r.instance_type,
+            },
+            target: r.target,
+            clamped: r.clamped,
+            quota: r.quota,
+            in_use: r.in_use,
+            instances: r.instances,
+            effective_max: r.effective_max,
+            backlog: r.backlog,
+            blocked_by_quota: r.blocked_by_quota,
+            waiting_since: r.waiting_since,
+        }
+    }
 }
 
 pub struct Metrics {

@@ -1,10 +1,9 @@
 //! The reconciler: the same observe → plan → apply → status path as `asyncscale apply` (the
 //! engine's `converge`), plus what only Kubernetes needs: the finalizer, status by server-side
-//! apply (`status_patch`), Events, metrics (`readings`), when each object is due and its backoff
+//! apply (`status_patch`), Events, metrics, when each object is due and its backoff
 //! (`visits`), and what the watch caches say of the other resources (`peers`).
 
 mod peers;
-mod readings;
 mod status_patch;
 mod visits;
 
@@ -20,7 +19,7 @@ use asyncscale_core::status::{
 };
 use asyncscale_engine::{
     AwsError, BackendSource, ConvergeMode, ErrorClass, ErrorKind, Fence, Intent, OwnershipCheck,
-    Placement, converge, remove, status_without_aws, unreachable_outcome,
+    Placement, converge, on_call_reading, remove, status_without_aws, unreachable_outcome,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
@@ -39,7 +38,6 @@ pub use status_patch::{FIELD_MANAGER, last_applied_status};
 pub use visits::{RESYNC_SPREAD, backoff_delay, resync_delay};
 
 use peers::{AWAITED_BUFFERED, quota_peers_of, watched_in, watched_places, younger_duplicate};
-use readings::metrics_reading;
 use status_patch::{patch_status, write_status_if_changed};
 use visits::{LastVisit, wall_clock};
 
@@ -327,7 +325,7 @@ async fn apply(
     }
     ctx.metrics.resource_reading(
         &key,
-        Some(metrics_reading(&obj, &report, backend.as_ref())),
+        Some(on_call_reading(&obj.spec, &report, backend.as_ref()).into()),
         report
             .observed
             .as_ref()
