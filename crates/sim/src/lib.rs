@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod aws_error;
 pub mod call_log;
 pub mod cbor;
 pub mod error;

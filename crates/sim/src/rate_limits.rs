@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use crate::account::ApiError;
+use crate::aws_error::ApiError;
 
 /// A sustained rate (requests a second) and the bucket size.
 #[derive(Debug, Clone, Copy, PartialEq)]

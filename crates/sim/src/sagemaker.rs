@@ -27,7 +27,8 @@
 
 use serde_json::{Value, json};
 
-use crate::account::{ApiError, ApiResult, partition, required};
+use crate::account::{partition, required};
+use crate::aws_error::{ApiError, ApiResult};
 use crate::model::{EndpointSim, World};
 
 pub fn handle(

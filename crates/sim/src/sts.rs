@@ -20,7 +20,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::account::{ACCOUNT_ID, ApiError};
+use crate::account::ACCOUNT_ID;
+use crate::aws_error::ApiError;
 
 /// STS's XML namespace, in every answer.
 const NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";

@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 
-use crate::account::ApiError;
+use crate::aws_error::ApiError;
 
 pub const SERVICE_NAMESPACES: &[&str] = &[
     "ecs",

@@ -3,8 +3,11 @@
 
 use serde_json::{Map, Value, json};
 
+use super::arn::{alarm_arn, partition, region_of};
+use super::input::{AAS, int, lower_first, page, required, s, string_list, with_token};
+use super::state::{Account, Activity, Alarm, Policy, Target, TargetKey, now};
 use super::tags::{TagProblem, aas_tags, check_tags};
-use super::*;
+use crate::aws_error::{ApiError, ApiResult};
 use crate::validation;
 
 /// ServiceNamespace and (when given) ScalableDimension against their enums: a typo is refused,

@@ -3,8 +3,11 @@
 
 use serde_json::{Map, Value, json};
 
+use super::arn::alarm_arn;
+use super::input::{CW, int, page, required, s, string_list, with_token};
+use super::state::{Account, Alarm, now};
 use super::tags::{check_tags, cw_tags};
-use super::*;
+use crate::aws_error::{ApiError, ApiResult};
 use crate::validation;
 
 impl Account {

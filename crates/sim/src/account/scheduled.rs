@@ -8,55 +8,15 @@
 
 use serde_json::{Value, json};
 
-use super::*;
+use super::arn::partition;
+use super::input::{AAS, page, required, s, string_list, with_token};
+use super::state::{Account, Activity, ScheduledAction, TargetKey};
+use crate::aws_error::{ApiError, ApiResult};
 use crate::validation;
 
 /// The Application Auto Scaling quotas page: 200 scheduled actions per scalable target
 /// (docs/aws-behaviour.md §2.17).
 const PER_TARGET: usize = 200;
-
-#[derive(Debug, Clone)]
-pub(crate) struct ScheduledAction {
-    pub(crate) target: TargetKey,
-    pub(crate) name: String,
-    arn: String,
-    schedule: String,
-    timezone: Option<String>,
-    start: Option<f64>,
-    end: Option<f64>,
-    min: Option<i64>,
-    max: Option<i64>,
-    created: f64,
-}
-
-impl ScheduledAction {
-    /// As DescribeScheduledActions shows it (and `/_sim/state`).
-    pub(crate) fn described(&self) -> Value {
-        let mut target_action = json!({});
-        if let Some(min) = self.min {
-            target_action["MinCapacity"] = json!(min);
-        }
-        if let Some(max) = self.max {
-            target_action["MaxCapacity"] = json!(max);
-        }
-        let mut v = json!({
-            "ScheduledActionName": self.name, "ScheduledActionARN": self.arn,
-            "ServiceNamespace": self.target.0, "ResourceId": self.target.1,
-            "ScalableDimension": self.target.2, "Schedule": self.schedule,
-            "ScalableTargetAction": target_action, "CreationTime": self.created,
-        });
-        if let Some(timezone) = &self.timezone {
-            v["Timezone"] = json!(timezone);
-        }
-        if let Some(start) = self.start {
-            v["StartTime"] = json!(start);
-        }
-        if let Some(end) = self.end {
-            v["EndTime"] = json!(end);
-        }
-        v
-    }
-}
 
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new("ValidationException", message)
@@ -406,6 +366,7 @@ fn first_run_in(action: &ScheduledAction, from: f64, to: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::account::state::QuotaTable;
 
     #[test]
     fn schedules_take_the_documented_forms_only() {

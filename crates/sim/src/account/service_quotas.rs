@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::*;
+use super::arn::partition;
+use super::input::{page, required, s, with_token};
+use super::state::Account;
+use crate::aws_error::{ApiError, ApiResult};
 use crate::quotas::known_quota_code;
 
 impl Account {

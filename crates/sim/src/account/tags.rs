@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{ApiError, s};
+use super::input::s;
+use crate::aws_error::ApiError;
 
 /// Application Auto Scaling's tag map (`{"key": "value"}`).
 pub(super) fn aas_tags(input: &Value) -> Result<BTreeMap<String, String>, ApiError> {

@@ -11,6 +11,7 @@
 //!   the desired count, which already holds the previous one, and happens only if larger (§2.12).
 //! - Instances fail never; requests are processed in arrival order at a fixed rate per instance.
 
+use crate::account::TargetTrackingAlarms;
 use crate::error::SimError;
 
 /// See the field docs; `Assumptions::default()` holds the values docs/aws-behaviour.md gives.
@@ -56,6 +57,17 @@ impl Default for Assumptions {
             step_counts_desired_capacity: true,
             scale_in_is_immediate: true,
             scale_in_rounds_up: true,
+        }
+    }
+}
+
+impl Default for TargetTrackingAlarms {
+    fn default() -> Self {
+        let a = Assumptions::default();
+        Self {
+            high_periods: a.alarm_high_periods,
+            low_periods: a.alarm_low_periods,
+            low_ratio: a.alarm_low_ratio,
         }
     }
 }

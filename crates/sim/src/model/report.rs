@@ -5,8 +5,9 @@ use crate::error::SimError;
 
 use serde::Serialize;
 
+use super::World;
+use super::endpoint::EndpointSim;
 use super::setup::{Action, Metric, Setup};
-use super::{EndpointSim, World};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FailedActivity {
