@@ -257,3 +257,42 @@ fn a_flag_that_does_not_exist_is_caught() {
         ]
     );
 }
+
+/// The relative links of a page (`](path)` or `](path#anchor)`), by target path.
+fn relative_links(page: &str) -> Vec<String> {
+    page.match_indices("](")
+        .filter_map(|(at, _)| {
+            let rest = &page[at + 2..];
+            let target = &rest[..rest.find(')')?];
+            let path = target.split('#').next().unwrap_or("");
+            let external = target.contains("://") || target.starts_with("mailto:");
+            (!external && !path.is_empty()).then(|| path.to_string())
+        })
+        .collect()
+}
+
+/// Every file or folder a page links to exists: a page cannot keep pointing at a file that moved.
+#[test]
+fn every_relative_link_of_the_docs_points_at_something_that_exists() {
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for (page, text) in pages() {
+        let dir = root().join(&page).parent().unwrap().to_path_buf();
+        for link in relative_links(&text) {
+            checked += 1;
+            if !dir.join(&link).exists() {
+                broken.push(format!("{page}: {link}"));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "links to nothing:\n{}",
+        broken.join("\n")
+    );
+    assert!(checked > 50, "only {checked} links found");
+    assert_eq!(
+        relative_links("[a](../x.rs#f) [b](https://e.com/y) [c](#here) [d](docs/z.md)"),
+        ["../x.rs", "docs/z.md"]
+    );
+}
