@@ -1,5 +1,5 @@
 # Build: docker build -t ghcr.io/asyncscale/asyncscale:v0.1.0 .
-FROM rust:1.95-bookworm AS build
+FROM rust:1.95.0-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p asyncscale \

@@ -4,6 +4,8 @@ PYTHON ?= python3
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/debug/asyncscale
 
+.DEFAULT_GOAL := build
+
 .PHONY: help build demo demo-cluster bench-fleet bench-simulate soak test test-rust test-python test-lua test-soak python-deps lint crd deploy-base controlplane controlplane-replaces
 
 # The real Kubernetes control plane of the end-to-end tests, built from source (tests/controlplane):
@@ -80,7 +82,8 @@ bench-fleet: controlplane
 
 ## Time and memory of `asyncscale simulate` for 1,000 endpoints over 24 simulated hours.
 ## `asyncscale simulate` of N endpoints (default 1000) sharing one quota for 24 simulated hours,
-## through the CLI: wall time and peak RSS.
+## through the CLI: wall time and peak RSS; then the model alone (cargo bench); fails when the CLI
+## takes more than MAX_RATIO (default 4.5) times the model's time.
 bench-simulate:
 	$(CARGO) build --release --bin asyncscale
 	ASYNCSCALE_RELEASE_BIN=$(TARGET_DIR)/release/asyncscale scripts/bench-simulate.sh $(if $(filter command line,$(origin N)),$(N),1000)

@@ -39,6 +39,8 @@ pub enum ErrorKind {
     BadResponse,
     /// The request could not be built, so it was never sent.
     NotSent,
+    /// The SDK refused to construct or serialise the request (never sent).
+    Construction,
     /// No credentials of the controller's own were found; nothing was sent.
     NoCredentials,
     /// No AWS region is configured.
@@ -75,6 +77,7 @@ impl ErrorKind {
             ErrorKind::Unreachable => "dispatch",
             ErrorKind::BadResponse => "response",
             ErrorKind::NotSent => "BuildError",
+            ErrorKind::Construction => "construction",
             ErrorKind::NoCredentials => "NoCredentials",
             ErrorKind::NoRegion => "NoRegion",
             ErrorKind::RequestBudget => "RequestBudget",
@@ -87,6 +90,14 @@ impl ErrorKind {
             ErrorKind::NotLeader => "NotLeader",
             ErrorKind::ChangedDuringApply => "ChangedDuringApply",
             ErrorKind::ReconcileTimeout => "Timeout",
+        }
+    }
+
+    /// What went wrong underneath a role refusal (the kind itself otherwise).
+    pub fn cause(&self) -> &ErrorKind {
+        match self {
+            ErrorKind::RoleRefused(cause) => cause.cause(),
+            other => other,
         }
     }
 

@@ -429,7 +429,7 @@ impl SdkBackend {
                     }
                     let error = to_aws_error(service, operation, &err, &self.timeouts);
                     // Never sent: not an AWS call, and nothing to retry.
-                    if error.kind == ErrorKind::NoCredentials {
+                    if *error.kind.cause() == ErrorKind::NoCredentials {
                         return Err(error);
                     }
                     let outcome = if is_throttle(error.code(), &error.message) {
@@ -544,7 +544,11 @@ where
             format!("unreadable response: {}", source_chain(err)),
             ErrorClass::Recoverable,
         ),
-        _ => (ErrorKind::NotSent, source_chain(err), ErrorClass::Terminal),
+        _ => (
+            ErrorKind::Construction,
+            source_chain(err),
+            ErrorClass::Terminal,
+        ),
     };
     AwsError {
         class,

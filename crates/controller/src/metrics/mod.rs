@@ -173,8 +173,8 @@ impl Metrics {
     }
 }
 
-/// One metric family read at scrape time: its descriptor, then each series (none is fine: the
-/// family is still described).
+/// One metric family read at scrape time, described as the registry describes its own (help
+/// ending in "."); a family without series is left out, as the registry leaves out an empty one.
 fn family<L, M>(
     encoder: &mut DescriptorEncoder<'_>,
     name: &'static str,
@@ -186,7 +186,12 @@ where
     L: EncodeLabelSet,
     M: EncodeMetric + Default,
 {
-    let mut metric = encoder.encode_descriptor(name, help, unit, M::default().metric_type())?;
+    let series: Vec<(L, M)> = series.into_iter().collect();
+    if series.is_empty() {
+        return Ok(());
+    }
+    let help = format!("{help}.");
+    let mut metric = encoder.encode_descriptor(name, &help, unit, M::default().metric_type())?;
     for (labels, value) in series {
         value.encode(metric.encode_family(&labels)?)?;
     }
@@ -201,13 +206,36 @@ fn single<M: EncodeMetric>(
     metric: M,
 ) -> std::fmt::Result {
     let metric_type = metric.metric_type();
-    metric.encode(encoder.encode_descriptor(name, help, None, metric_type)?)
+    let help = format!("{help}.");
+    metric.encode(encoder.encode_descriptor(name, &help, None, metric_type)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// Read at scrape time, a family reads as the registry's own do: its help ends in ".", and a
+    /// family without series is left out.
+    #[test]
+    fn collected_families_are_described_as_registered_ones_and_empty_ones_left_out() {
+        let calls = CallCounter::default();
+        let metrics = Metrics::new(calls.clone());
+        let text = metrics.encode();
+        assert!(!text.contains("asyncscale_aws_calls"), "{text}");
+        assert!(text.contains("# HELP asyncscale_leader 1 while"), "{text}");
+        calls.record("sagemaker", "ListEndpoints", "ok");
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                "# HELP asyncscale_aws_calls AWS API requests by service, operation and outcome.\n"
+            ),
+            "{text}"
+        );
+        for help in text.lines().filter(|l| l.starts_with("# HELP ")) {
+            assert!(help.ends_with('.'), "{help}");
+        }
+    }
 
     #[test]
     fn throttles_and_budget_waits_are_exported_by_api_and_only_added_once() {
