@@ -129,13 +129,13 @@ pub(crate) async fn quota_share(
     let usage: Vec<Holding> = usage
         .iter()
         .flat_map(|h| {
+            // Only an unreadable endpoint (no variant in its id) stands for its peers' variants.
+            if h.unread.is_none() || h.resource_id.matches('/').count() != 1 {
+                return vec![h.clone()];
+            }
+            let prefix = format!("{}/variant/", h.resource_id);
             let variants: Vec<Holding> = sharing()
-                .filter(|p| {
-                    h.unread.is_some()
-                        && h.resource_id.matches('/').count() == 1
-                        && p.resource_id
-                            .starts_with(&format!("{}/variant/", h.resource_id))
-                })
+                .filter(|p| p.resource_id.starts_with(&prefix))
                 .map(|p| Holding {
                     resource_id: p.resource_id.clone(),
                     asynchronous: true,
@@ -168,14 +168,16 @@ pub(crate) async fn quota_share(
     // Giving that away would put the caps over the quota the moment the endpoint returns, for
     // as long as reading it takes. A peer whose endpoint exists without its variant cannot
     // scale it and takes none (every listed variant is a holding, of this type or not).
+    // The endpoints the holders name (`endpoint/NAME` or `endpoint/NAME/variant/…`; SageMaker's
+    // names hold no "/"): one lookup per peer, not a scan of every holder.
+    let endpoint_of = |id: &str| id.split('/').nth(1).unwrap_or_default().to_string();
+    let mut listed: HashSet<String> = holders
+        .iter()
+        .map(|h| endpoint_of(&h.resource_id))
+        .collect();
     for peer in sharing().filter(|p| p.established) {
-        let endpoint = peer.resource_id.split('/').nth(1).unwrap_or_default();
-        let unread = format!("endpoint/{endpoint}");
-        let variants = format!("{unread}/variant/");
-        let listed = holders
-            .iter()
-            .any(|h| h.resource_id.starts_with(&variants) || h.resource_id == unread);
-        if !listed {
+        let endpoint = endpoint_of(&peer.resource_id);
+        if listed.insert(endpoint) {
             holders.push(Holder {
                 resource_id: peer.resource_id.clone(),
                 instances: 0,
@@ -244,10 +246,11 @@ pub(crate) async fn quota_share(
         // Peers that are no holders (an endpoint not read yet, or real-time) still reserve what
         // a target of theirs in AWS holds.
         let mut ids: Vec<String> = others.iter().map(|h| h.resource_id.clone()).collect();
+        let holding: HashSet<&str> = others.iter().map(|h| h.resource_id.as_str()).collect();
         ids.extend(
             sharing()
                 .map(|p| p.resource_id.clone())
-                .filter(|id| !others.iter().any(|h| &h.resource_id == id)),
+                .filter(|id| !holding.contains(id.as_str())),
         );
         let shared_ids = ids.len();
         // A departing peer's instances count as in use already (elsewhere); what AAS may still

@@ -2,7 +2,7 @@
 //! actions, tags and scaling activities; its quotas, faults and request rates; and the changes the
 //! scaling model reads from it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
@@ -232,12 +232,26 @@ impl Account {
     }
 
     /// Whether the configuration of `endpoint` (in the selected region) changed after `version`.
+    #[cfg(test)]
     pub(crate) fn changed_since(&self, endpoint: &str, version: u64) -> bool {
         self.changed_unattributed > version
             || self
                 .changed_endpoints
                 .get(&(self.region.clone(), endpoint.to_string()))
                 .is_some_and(|at| *at > version)
+    }
+
+    /// The endpoints (in the selected region) whose configuration changed after `version`; None
+    /// when a change not attributed to an endpoint may concern any of them. One pass over the
+    /// changes, for a caller that asks of every endpoint at each write.
+    pub(crate) fn endpoints_changed_since(&self, version: u64) -> Option<HashSet<&str>> {
+        (self.changed_unattributed <= version).then(|| {
+            self.changed_endpoints
+                .iter()
+                .filter(|((region, _), at)| *region == self.region && **at > version)
+                .map(|((_, endpoint), _)| endpoint.as_str())
+                .collect()
+        })
     }
 
     /// Makes `region` the one `here` holds.

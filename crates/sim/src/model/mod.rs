@@ -106,14 +106,22 @@ impl World {
             // Only the endpoints whose configuration changed since the last look (all of them
             // the first time): a fleet's setup writes one endpoint at a time.
             let seen = self.seen_config_version;
+            let changed = (seen != u64::MAX)
+                .then(|| account.endpoints_changed_since(seen))
+                .flatten();
             let stale: Vec<usize> = (0..self.endpoints.len())
                 .filter(|&i| {
-                    seen == u64::MAX
-                        || account.changed_since(&self.endpoints[i].spec.endpoint, seen)
+                    changed
+                        .as_ref()
+                        .is_none_or(|c| c.contains(self.endpoints[i].spec.endpoint.as_str()))
                 })
                 .collect();
             if !stale.is_empty() {
-                let alarms = setup::alarms_by_endpoint(account);
+                let names: std::collections::BTreeSet<&str> = stale
+                    .iter()
+                    .map(|&i| self.endpoints[i].spec.endpoint.as_str())
+                    .collect();
+                let alarms = setup::alarms_by_endpoint(account, &names);
                 for i in stale {
                     let e = &mut self.endpoints[i];
                     let on_endpoint = alarms.get(e.spec.endpoint.as_str());

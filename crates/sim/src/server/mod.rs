@@ -157,7 +157,7 @@ pub async fn start_with_clock(
         },
         others: Arc::default(),
         roles: Arc::default(),
-        quotas,
+        quotas: Arc::new(quotas),
         log: Arc::default(),
     };
     let roles = shared.roles.clone();

@@ -30,8 +30,9 @@ pub(super) struct Shared {
     /// The accounts of assumed roles, by account id, created on first use.
     pub(super) others: Arc<Mutex<BTreeMap<String, Tenant>>>,
     pub(super) roles: Arc<Mutex<Roles>>,
-    /// What a new account starts with.
-    pub(super) quotas: QuotaTable,
+    /// What a new account starts with (shared: every request clones `Shared`, and the table
+    /// holds every instance type's default).
+    pub(super) quotas: Arc<QuotaTable>,
     pub(super) log: Arc<Mutex<CallLog>>,
 }
 
@@ -52,7 +53,7 @@ impl Shared {
                 // The request rates `sim serve` enforces hold in every account, each with its
                 // own buckets.
                 let own = self.own.account.lock().expect("account lock");
-                let mut account = Account::with_id(id, self.quotas.clone());
+                let mut account = Account::with_id(id, QuotaTable::clone(&self.quotas));
                 account.rate_limits = own.rate_limits.fresh();
                 account.random_faults = own
                     .random_faults
