@@ -427,12 +427,9 @@ mod tests {
         settle().await;
         assert!(writes.load(Ordering::SeqCst) > 0, "the leader works");
         assert!(metrics.encode().contains("asyncscale_leader 1"));
-        let reading = crate::metrics::ResourceReading {
-            scope: crate::metrics::InstanceTypeLabels {
-                account: String::new(),
-                region: "us-east-1".into(),
-                instance_type: "ml.g4dn.xlarge".into(),
-            },
+        let reading = asyncscale_engine::OnCallReading {
+            region: "us-east-1".into(),
+            instance_type: "ml.g4dn.xlarge".into(),
             blocked_by_quota: true,
             clamped: true,
             ..Default::default()

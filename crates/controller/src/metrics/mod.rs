@@ -37,53 +37,6 @@ pub struct InstanceTypeLabels {
     pub instance_type: String,
 }
 
-/// What one resource's latest reconcile saw, for the per-instance-type metrics (the engine's
-/// `OnCallReading`, with its scope as labels).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ResourceReading {
-    pub scope: InstanceTypeLabels,
-    /// The scalable target's resource id (never a label: it keys what was counted).
-    pub target: String,
-    /// The quota lowered its maxCapacity.
-    pub clamped: bool,
-    /// The instance quota, when it was read.
-    pub quota: Option<i64>,
-    /// Instances of the type held in the account and region, by every endpoint.
-    pub in_use: Option<i64>,
-    /// Instances the variant holds (the larger of current and desired).
-    pub instances: Option<i64>,
-    /// The MaxCapacity asyncscale applied.
-    pub effective_max: Option<i64>,
-    /// Requests wait: the scale-from-zero alarm or target tracking's AlarmHigh fires.
-    pub backlog: bool,
-    /// It has backlog and the quota keeps it from growing.
-    pub blocked_by_quota: bool,
-    /// Since when requests have waited with no instance (the scale-from-zero alarm's state
-    /// change; None while it is not in ALARM).
-    pub waiting_since: Option<Timestamp>,
-}
-
-impl From<OnCallReading> for ResourceReading {
-    fn from(r: OnCallReading) -> Self {
-        Self {
-            scope: InstanceTypeLabels {
-                account: r.account.unwrap_or_default(),
-                region: r.region,
-                instance_type: r.instance_type,
-            },
-            target: r.target,
-            clamped: r.clamped,
-            quota: r.quota,
-            in_use: r.in_use,
-            instances: r.instances,
-            effective_max: r.effective_max,
-            backlog: r.backlog,
-            blocked_by_quota: r.blocked_by_quota,
-            waiting_since: r.waiting_since,
-        }
-    }
-}
-
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Family<OutcomeLabels, Counter>,
@@ -143,7 +96,7 @@ impl Metrics {
     pub fn resource_reading(
         &self,
         key: &str,
-        reading: Option<ResourceReading>,
+        reading: Option<OnCallReading>,
         recent: &[ScalingActivity],
     ) {
         self.quota.record(key, reading, recent);
@@ -272,11 +225,13 @@ mod tests {
         }
     }
 
-    fn g4dn() -> InstanceTypeLabels {
-        InstanceTypeLabels {
-            account: String::new(),
+    /// A reading of an ml.g4dn.xlarge endpoint in us-east-1, the controller's own account.
+    fn g4dn(target: &str) -> OnCallReading {
+        OnCallReading {
             region: "us-east-1".into(),
             instance_type: "ml.g4dn.xlarge".into(),
+            target: target.into(),
+            ..OnCallReading::default()
         }
     }
 
@@ -288,9 +243,7 @@ mod tests {
         let waiting_since = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(600);
         metrics.resource_reading(
             "ml/a",
-            Some(ResourceReading {
-                scope: g4dn(),
-                target: "endpoint/a/variant/AllTraffic".into(),
+            Some(OnCallReading {
                 clamped: false,
                 quota: Some(4),
                 in_use: Some(4),
@@ -299,14 +252,13 @@ mod tests {
                 backlog: false,
                 blocked_by_quota: false,
                 waiting_since: None,
+                ..g4dn("endpoint/a/variant/AllTraffic")
             }),
             &[],
         );
         metrics.resource_reading(
             "ml/b",
-            Some(ResourceReading {
-                scope: g4dn(),
-                target: "endpoint/b/variant/AllTraffic".into(),
+            Some(OnCallReading {
                 clamped: false,
                 quota: Some(4),
                 in_use: Some(4),
@@ -315,6 +267,7 @@ mod tests {
                 backlog: true,
                 blocked_by_quota: true,
                 waiting_since: Some(waiting_since),
+                ..g4dn("endpoint/b/variant/AllTraffic")
             }),
             &[],
         );
@@ -352,11 +305,7 @@ mod tests {
     fn targets_with_nothing_counted_keep_nothing() {
         let metrics = Metrics::new(CallCounter::default());
         let now = Timestamp::now().to_string();
-        let reading = |target: String| ResourceReading {
-            scope: g4dn(),
-            target,
-            ..ResourceReading::default()
-        };
+        let reading = |target: String| g4dn(&target);
         for i in 0..100 {
             let target = format!("endpoint/e{i}/variant/AllTraffic");
             metrics.resource_reading(&format!("ml/e{i}"), Some(reading(target)), &[]);
@@ -388,11 +337,7 @@ mod tests {
             "The account-level service limit ...",
             "2026-01-01T00:00:00Z",
         );
-        let reading = ResourceReading {
-            scope: g4dn(),
-            target: "endpoint/a/variant/AllTraffic".into(),
-            ..ResourceReading::default()
-        };
+        let reading = g4dn("endpoint/a/variant/AllTraffic");
         let history = [other.clone(), quota.clone(), old.clone()];
         let count = |reason: &str| {
             let line = format!(

@@ -13,7 +13,9 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
 
-use super::{InstanceTypeLabels, ResourceReading, family, single};
+use asyncscale_engine::OnCallReading;
+
+use super::{InstanceTypeLabels, family, single};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct FailedActivityLabels {
@@ -35,7 +37,7 @@ pub(super) struct QuotaCollector {
 #[derive(Debug)]
 struct QuotaState {
     /// The latest reading of each resource, by namespace/name.
-    readings: BTreeMap<String, ResourceReading>,
+    readings: BTreeMap<String, OnCallReading>,
     /// The failed activities already counted, by scalable target (a resource deleted and created
     /// again finds its target's history counted), with their start times.
     counted: BTreeMap<CountedTarget, BTreeMap<String, Timestamp>>,
@@ -84,13 +86,13 @@ impl QuotaCollector {
     pub(super) fn record(
         &self,
         key: &str,
-        reading: Option<ResourceReading>,
+        reading: Option<OnCallReading>,
         recent: &[ScalingActivity],
     ) {
         let mut state = self.state();
         match reading {
             Some(reading) => {
-                state.count_failures(&reading.scope, &reading.target, recent);
+                state.count_failures(&scope_of(&reading), &reading.target, recent);
                 state.readings.insert(key.to_string(), reading);
             }
             None => {
@@ -157,6 +159,16 @@ impl QuotaState {
     }
 }
 
+/// The labels of the instance quota a reading counts in: account (empty: the controller's own),
+/// region and instance type.
+fn scope_of(reading: &OnCallReading) -> InstanceTypeLabels {
+    InstanceTypeLabels {
+        account: reading.account.clone().unwrap_or_default(),
+        region: reading.region.clone(),
+        instance_type: reading.instance_type.clone(),
+    }
+}
+
 /// What the readings of one instance type add up to.
 #[derive(Default)]
 struct Sum {
@@ -175,7 +187,7 @@ impl Collector for QuotaCollector {
         let now = Timestamp::now();
         let mut sums: BTreeMap<InstanceTypeLabels, Sum> = BTreeMap::new();
         for reading in state.readings.values() {
-            let sum = sums.entry(reading.scope.clone()).or_default();
+            let sum = sums.entry(scope_of(reading)).or_default();
             // Every resource of a type reads the same quota and usage; the highest is the newest
             // when a refresh lands between two reconciles.
             sum.quota = sum.quota.max(reading.quota);

@@ -325,7 +325,7 @@ async fn apply(
     }
     ctx.metrics.resource_reading(
         &key,
-        Some(on_call_reading(&obj.spec, &report, backend.as_ref()).into()),
+        Some(on_call_reading(&obj.spec, &report, backend.as_ref())),
         report
             .observed
             .as_ref()
