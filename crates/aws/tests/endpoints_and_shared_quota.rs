@@ -12,7 +12,7 @@ use asyncscale_core::status::SyncOutcome;
 use asyncscale_core::{Adoption, Owner, ResourceNames};
 use asyncscale_engine::{
     AutoscalingBackend, ConvergeMode, ConvergeReport, ErrorKind, Fence, FleetConfig, FleetView,
-    Intent, OwnershipCheck, QuotaPeer, converge, quota_peers,
+    Intent, OwnershipCheck, QuotaPeer, QuotaReads, converge, quota_peers,
 };
 use asyncscale_sim::SimServer;
 use asyncscale_sim::model::EndpointSpec;

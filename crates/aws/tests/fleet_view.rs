@@ -11,7 +11,7 @@ use asyncscale_core::status::SyncOutcome;
 use asyncscale_core::*;
 use asyncscale_engine::{
     AutoscalingBackend, BackendSource, CallCounter, ConvergeMode, Fence, FleetConfig, FleetView,
-    Held, Intent, OwnershipCheck, converge,
+    Held, Intent, OwnershipCheck, QuotaReads, converge,
 };
 use asyncscale_sim::{Fault, SimServer};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

@@ -28,7 +28,10 @@ pub use fleet::{
     EndpointMemory, FleetChange, FleetConfig, FleetSource, FleetStats, FleetView, Held,
 };
 pub use intent::{ConvergeMode, Intent, OwnershipCheck, QuotaPeer};
-pub use port::{AutoscalingBackend, Holding, Page, Place, QuotaReading, Sighting};
+pub use port::{AutoscalingBackend, Holding, Page, Place, QuotaReading, QuotaReads, Sighting};
 pub use reading::{OnCallReading, on_call_reading};
-pub use share::{departing_quota_peers, quota_peers};
+pub use share::{
+    RaiseGuard, Sharer, SplitReading, as_peer, departing_quota_peers, quota_peers, read_split,
+    share_of,
+};
 pub use source::{AssumedRole, BackendSource, Placement, SingleBackend};

@@ -28,10 +28,36 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// What the quota share reads of one account and region: the part of the port that
+/// [`crate::share`] decides from. The controller and the CLI answer it from AWS (every
+/// [`AutoscalingBackend`] is one); `simulate` answers it from its scaling model between two steps,
+/// so that a simulated fleet's caps are decided by the same code as the controller's.
+#[async_trait]
+pub trait QuotaReads: Send + Sync {
+    /// The instances every endpoint variant of the account and region holds of `instance_type`
+    /// (managed by asyncscale or not): what the shared quota is split against. Reads every
+    /// endpoint and its configuration; the fleet view answers from its picture.
+    /// The SDK adapter reads them with `endpoints::scan_endpoints` and `scan_holdings`.
+    async fn instance_usage(&self, instance_type: &str) -> Result<Vec<Holding>, AwsError>;
+    /// Each scalable target's MaxCapacity as AWS holds it (None: not registered). A fleet view
+    /// answers from its picture and its own writes, without reading AWS: deciding how far a
+    /// shared cap may rise reads every other sharing endpoint's.
+    async fn max_capacities(&self, resource_ids: &[String]) -> Result<Vec<Option<i32>>, AwsError>;
+    /// The resource ids whose scale-from-zero alarm (asyncscale's, on HasBacklogWithoutCapacity)
+    /// is in ALARM: requests wait there with no instance. They come first, with the variants
+    /// scaling out, for the instances a shared quota leaves over; without this an endpoint held
+    /// at MaxCapacity 0 by its share could never show that it needs one. Lists asyncscale's
+    /// alarms; the fleet view answers from its picture.
+    /// The SDK adapter lists them with `endpoints::list_waiting`.
+    async fn waiting_without_capacity(
+        &self,
+    ) -> Result<std::sync::Arc<std::collections::HashSet<String>>, AwsError>;
+}
+
 /// One account and region. Every method is one logical AWS operation on the `sagemaker`
 /// namespace and `sagemaker:variant:DesiredInstanceCount` dimension.
 #[async_trait]
-pub trait AutoscalingBackend: Send + Sync {
+pub trait AutoscalingBackend: QuotaReads {
     /// The region every call goes to (resources without `spec.region` land here).
     fn region(&self) -> &str;
     /// The account of the role every call acts as (None: the controller's own credentials).
@@ -129,34 +155,6 @@ pub trait AutoscalingBackend: Send + Sync {
     /// One page of SageMaker ListEndpoints (100 a page).
     async fn list_endpoints(&self, next: Option<String>)
     -> Result<Page<EndpointSummary>, AwsError>;
-    /// The instances every endpoint variant of the account and region holds of `instance_type`
-    /// (managed by asyncscale or not): what the shared quota is split against. Reads every
-    /// endpoint and its configuration; the fleet view answers from its picture.
-    /// The SDK adapter reads them with `endpoints::scan_usage`.
-    async fn instance_usage(&self, instance_type: &str) -> Result<Vec<Holding>, AwsError>;
-    /// Each scalable target's MaxCapacity as AWS holds it (None: not registered). A fleet view
-    /// answers from its picture and its own writes, without reading AWS: deciding how far a
-    /// shared cap may rise reads every other sharing endpoint's.
-    async fn max_capacities(&self, resource_ids: &[String]) -> Result<Vec<Option<i32>>, AwsError> {
-        let mut maxes = Vec::with_capacity(resource_ids.len());
-        for id in resource_ids {
-            maxes.push(
-                self.describe_target(id)
-                    .await?
-                    .map(|t| t.target.max_capacity),
-            );
-        }
-        Ok(maxes)
-    }
-    /// The resource ids whose scale-from-zero alarm (asyncscale's, on HasBacklogWithoutCapacity)
-    /// is in ALARM: requests wait there with no instance. They come first, with the variants
-    /// scaling out, for the instances a shared quota leaves over; without this an endpoint held
-    /// at MaxCapacity 0 by its share could never show that it needs one. Lists asyncscale's
-    /// alarms; the fleet view answers from its picture.
-    /// The SDK adapter lists them with `endpoints::list_waiting`.
-    async fn waiting_without_capacity(
-        &self,
-    ) -> Result<std::sync::Arc<std::collections::HashSet<String>>, AwsError>;
     /// The resource ids whose target-tracking AlarmHigh (the alarm AWS creates for the policy,
     /// docs/aws-behaviour.md §2.7) is in ALARM: the backlog per instance is above the target and the
     /// policy asks for more instances. Only the on-call metrics use it (an endpoint held at a cap

@@ -12,13 +12,23 @@ use asyncscale_core::*;
 
 use crate::error::AwsError;
 use crate::intent::{ConvergeMode, Intent, QuotaPeer};
-use crate::port::{AutoscalingBackend, Holding, Place};
+use crate::port::{AutoscalingBackend, Holding, Place, QuotaReads};
 
 /// The bounds a spec puts on its endpoint's share.
 fn share_bounds(spec: &AsyncEndpointScalingSpec) -> Bounds {
     Bounds {
         min_capacity: spec.min_capacity.max(0) as u32,
         max_capacity: spec.max_capacity.max(0) as u32,
+    }
+}
+
+/// A resource as a peer of the others sharing its quota (neither departing nor established).
+pub fn as_peer(spec: &AsyncEndpointScalingSpec) -> QuotaPeer {
+    QuotaPeer {
+        resource_id: ResourceNames::new(&spec.endpoint_name, &spec.variant_name).resource_id,
+        bounds: share_bounds(spec),
+        departing: false,
+        established: false,
     }
 }
 
@@ -41,12 +51,7 @@ pub fn quota_peers<'s>(
                 && *other_place == place
                 && other.instance_type == spec.instance_type
         })
-        .map(|(other, _)| QuotaPeer {
-            resource_id: ResourceNames::new(&other.endpoint_name, &other.variant_name).resource_id,
-            bounds: share_bounds(other),
-            departing: false,
-            established: false,
-        })
+        .map(|(other, _)| as_peer(other))
         .filter(|p| p.resource_id != me)
         .collect();
     peers.sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
@@ -72,16 +77,8 @@ pub fn departing_quota_peers<'s>(
 }
 
 /// This endpoint's share of its instance quota under quota.policy Share (None under another
-/// policy, or while the quota is unknown: then it bounds like Clamp). Every endpoint of the type in
-/// the account counts; the intent's peers and this resource share, the others are in use.
-///
-/// A raise waits for the others: the cap is raised above the MaxCapacity AWS holds only as far as
-/// the other sharing endpoints' MaxCapacities in AWS leave room (a cap being lowered elsewhere
-/// is lowered by that endpoint's own reconcile first), so the targets in AWS never add up past
-/// the quota, not even between two reconciles or while a lowering fails. Those MaxCapacities are
-/// read on every raise (from the fleet view's picture and its own writes in the controller), and
-/// raises of one quota are made one at a time: the returned guard is held until the raise is
-/// written and read back. An endpoint whose instances could not be read holds every raise.
+/// policy, or while the quota is unknown: then it bounds like Clamp): one [`read_split`] of the
+/// account, then [`share_of`] this resource.
 pub(crate) async fn quota_share(
     backend: &dyn AutoscalingBackend,
     intent: &Intent<'_>,
@@ -99,28 +96,105 @@ pub(crate) async fn quota_share(
         return Ok((None, None));
     }
     let allowed = desired::quota_instances(q).clamp(0, i64::from(u32::MAX)) as u32;
+    // This endpoint, read just now, stands in when the picture of the account predates it.
+    let held = match endpoint {
+        EndpointReading::Found { endpoint, .. } => {
+            endpoint.variant(&spec.variant_name).map_or(0, |v| {
+                let current = v.current_instances.unwrap_or(0);
+                current.max(v.desired_instances.unwrap_or(current)).max(0) as u32
+            })
+        }
+        EndpointReading::Missing => 0,
+    };
+    let me = Sharer {
+        resource_id: &names.resource_id,
+        bounds: share_bounds(spec),
+        instances: held,
+    };
+    let reading = read_split(
+        backend,
+        &spec.instance_type,
+        allowed,
+        intent.quota_peers,
+        Some(me),
+    )
+    .await?;
+    share_of(
+        backend,
+        &backend.place(),
+        &reading,
+        intent,
+        mode,
+        &names.resource_id,
+        in_aws,
+    )
+    .await
+}
+
+/// The resource being decided, for [`read_split`]: its bounds, and the instances its own read of
+/// its endpoint found (the picture of the account may predate it).
+#[derive(Debug, Clone, Copy)]
+pub struct Sharer<'a> {
+    pub resource_id: &'a str,
+    pub bounds: Bounds,
+    pub instances: u32,
+}
+
+/// One reading of an instance quota and its split: what every endpoint of the type holds, which
+/// resources share the quota, and the split between them. Every sharing resource is decided
+/// against such a reading: the controller takes one per reconcile (from the fleet view's
+/// picture), `simulate` one per visit of its model.
+#[derive(Debug, Clone)]
+pub struct SplitReading {
+    allowed: u32,
+    /// The sharing resources (not being deleted) and their bounds, by resource id.
+    sharing: BTreeMap<String, Bounds>,
+    holders: Vec<Holder>,
+    /// Endpoints whose instances could not be read: (holding id, "endpoint NAME (why)").
+    unread: Vec<(String, String)>,
+    split: share::Split,
+}
+
+impl SplitReading {
+    /// The split of the quota, as read.
+    pub fn split(&self) -> &share::Split {
+        &self.split
+    }
+}
+
+/// Reads what every endpoint of `instance_type` holds and which of them wait without capacity,
+/// and splits the `allowed` instances between the sharing resources: `peers` (those being
+/// deleted are left out) and `me`, when given.
+pub async fn read_split(
+    reads: &dyn QuotaReads,
+    instance_type: &str,
+    allowed: u32,
+    peers: &[QuotaPeer],
+    me: Option<Sharer<'_>>,
+) -> Result<SplitReading, AwsError> {
     // Nobody's cap goes above the quota.
     let within = |b: Bounds| Bounds {
         max_capacity: b.max_capacity.min(allowed),
         ..b
     };
-    let sharing = || intent.quota_peers.iter().filter(|p| !p.departing);
-    let mut bounds: BTreeMap<&str, Bounds> = sharing()
-        .map(|p| (p.resource_id.as_str(), within(p.bounds)))
+    let sharing = || peers.iter().filter(|p| !p.departing);
+    let mut bounds: BTreeMap<String, Bounds> = sharing()
+        .map(|p| (p.resource_id.clone(), within(p.bounds)))
         .collect();
-    bounds.insert(&names.resource_id, within(share_bounds(spec)));
+    if let Some(me) = me {
+        bounds.insert(me.resource_id.to_string(), within(me.bounds));
+    }
     let (usage, waiting) = tokio::join!(
-        backend.instance_usage(&spec.instance_type),
-        backend.waiting_without_capacity(),
+        reads.instance_usage(instance_type),
+        reads.waiting_without_capacity(),
     );
     let (usage, waiting) = (usage?, waiting?);
-    let unread: Vec<String> = usage
+    let unread: Vec<(String, String)> = usage
         .iter()
-        .filter(|h| h.resource_id != names.resource_id)
         .filter_map(|h| {
             let why = h.unread.as_ref()?;
             let name = h.resource_id.split('/').nth(1).unwrap_or(&h.resource_id);
-            Some(format!("endpoint {name} ({why})"))
+            Some((h.resource_id.clone(), format!("endpoint {name} ({why})")))
         })
         .collect();
     // An unreadable endpoint's variants are unknown; where it is a peer's, the peer still shares
@@ -188,31 +262,60 @@ pub(crate) async fn quota_share(
             });
         }
     }
-    // This endpoint, read just now, even when the picture of the account predates it.
-    if !holders.iter().any(|h| h.resource_id == names.resource_id) {
-        let held = match endpoint {
-            EndpointReading::Found { endpoint, .. } => {
-                endpoint.variant(&spec.variant_name).map_or(0, |v| {
-                    let current = v.current_instances.unwrap_or(0);
-                    current.max(v.desired_instances.unwrap_or(current)).max(0) as u32
-                })
-            }
-            EndpointReading::Missing => 0,
-        };
+    // The resource being decided, read just now, even when the picture of the account predates it.
+    if let Some(me) = me
+        && !holders.iter().any(|h| h.resource_id == me.resource_id)
+    {
         holders.push(Holder {
-            resource_id: names.resource_id.clone(),
-            instances: held,
-            shared: bounds.get(names.resource_id.as_str()).copied(),
-            has_backlog: waiting.contains(&names.resource_id),
+            resource_id: me.resource_id.to_string(),
+            instances: me.instances,
+            shared: bounds.get(me.resource_id).copied(),
+            has_backlog: waiting.contains(me.resource_id),
             prospective: false,
         });
     }
     let split = share::split(allowed, &holders);
-    let Some(&cap) = split.caps.get(&names.resource_id) else {
+    Ok(SplitReading {
+        allowed,
+        sharing: bounds,
+        holders,
+        unread,
+        split,
+    })
+}
+
+/// One resource's share of a quota, from a [`read_split`] of it.
+///
+/// A raise waits for the others: the cap is raised above the MaxCapacity AWS holds (`in_aws`)
+/// only as far as the other sharing endpoints' MaxCapacities in AWS leave room (a cap being
+/// lowered elsewhere is lowered by that endpoint's own visit first), so the targets in AWS never
+/// add up past the quota, not even between two visits or while a lowering fails. Those
+/// MaxCapacities are read on every raise (the controller's from the fleet view's picture and its
+/// own writes), and raises of one quota are made one at a time: in Apply mode the returned guard
+/// is held until the raise is written and read back. An endpoint whose instances could not be
+/// read holds every raise.
+pub async fn share_of(
+    reads: &dyn QuotaReads,
+    place: &Place,
+    reading: &SplitReading,
+    intent: &Intent<'_>,
+    mode: ConvergeMode,
+    resource_id: &str,
+    in_aws: Option<i32>,
+) -> Result<(Option<QuotaShare>, Option<RaiseGuard>), AwsError> {
+    let spec = intent.spec;
+    let split = &reading.split;
+    let Some(&cap) = split.caps.get(resource_id) else {
         return Ok((None, None));
     };
-    let mut explanation = split.explain(&names.resource_id).unwrap_or_default();
-    let mut min_unmet = split.min_unmet.contains(&names.resource_id);
+    let unread: Vec<&str> = reading
+        .unread
+        .iter()
+        .filter(|(id, _)| id != resource_id)
+        .map(|(_, shown)| shown.as_str())
+        .collect();
+    let mut explanation = split.explain(resource_id).unwrap_or_default();
+    let mut min_unmet = split.min_unmet.contains(resource_id);
     // A minimum the share itself cannot meet waits for instances to be released, not for the
     // others' lowerings: none awaited (the controller then waits for the resync, not 5 s).
     let share_short = min_unmet;
@@ -237,20 +340,23 @@ pub(crate) async fn quota_share(
         // Every raise reads what the others hold in AWS now: a lowering that failed, is slow,
         // or was never made (another run's, another cluster's) keeps its instances reserved.
         if mode == ConvergeMode::Apply {
-            guard = Some(raise_lock(&backend.place(), &spec.instance_type).await);
+            guard = Some(raise_lock(place, &spec.instance_type).await);
         }
-        let others: Vec<&Holder> = holders
+        let others: Vec<&Holder> = reading
+            .holders
             .iter()
-            .filter(|h| h.shared.is_some() && h.resource_id != names.resource_id)
+            .filter(|h| h.shared.is_some() && h.resource_id != resource_id)
             .collect();
-        // Peers that are no holders (an endpoint not read yet, or real-time) still reserve what
-        // a target of theirs in AWS holds.
+        // Sharing resources that are no holders (an endpoint not read yet, or real-time) still
+        // reserve what a target of theirs in AWS holds.
         let mut ids: Vec<String> = others.iter().map(|h| h.resource_id.clone()).collect();
         let holding: HashSet<&str> = others.iter().map(|h| h.resource_id.as_str()).collect();
         ids.extend(
-            sharing()
-                .map(|p| p.resource_id.clone())
-                .filter(|id| !holding.contains(id.as_str())),
+            reading
+                .sharing
+                .keys()
+                .filter(|id| *id != resource_id && !holding.contains(id.as_str()))
+                .cloned(),
         );
         let shared_ids = ids.len();
         // A departing peer's instances count as in use already (elsewhere); what AAS may still
@@ -276,18 +382,17 @@ pub(crate) async fn quota_share(
             reserving.extend(
                 peers_now()
                     .into_iter()
-                    .filter(|p| {
-                        p.resource_id != names.resource_id && !known.contains(&p.resource_id)
-                    })
+                    .filter(|p| p.resource_id != resource_id && !known.contains(&p.resource_id))
                     .map(|p| (p.resource_id, !p.departing)),
             );
         }
         ids.extend(reserving.iter().map(|(id, _)| id.clone()));
-        let mut maxes = backend.max_capacities(&ids).await?;
+        let mut maxes = reads.max_capacities(&ids).await?;
         let reserving_maxes = maxes.split_off(shared_ids.min(maxes.len()));
         let mut committed = i64::from(split.elsewhere);
         for ((id, late), max) in reserving.into_iter().zip(reserving_maxes) {
-            let held = holders
+            let held = reading
+                .holders
                 .iter()
                 .find(|h| h.resource_id == id)
                 .map_or(0, |h| h.instances as i32);
@@ -313,7 +418,7 @@ pub(crate) async fn quota_share(
             }
             committed += i64::from(reserved);
         }
-        let room = (i64::from(allowed) - committed).clamp(0, i64::from(i32::MAX)) as i32;
+        let room = (i64::from(reading.allowed) - committed).clamp(0, i64::from(i32::MAX)) as i32;
         if room < cap {
             cap = room.max(now);
             held = true;
@@ -369,7 +474,7 @@ pub(crate) async fn quota_share(
 
 /// Held while a shared cap is raised: from reading the others' MaxCapacity until the raise is
 /// written and read back, so that two raises of one quota never take the same room.
-pub(crate) type RaiseGuard = tokio::sync::OwnedMutexGuard<()>;
+pub type RaiseGuard = tokio::sync::OwnedMutexGuard<()>;
 
 /// The lock of raises of one quota: account, region and instance type, in this process. Another
 /// process writing the same account (a second controller, a CLI run beside it) is not held by it;

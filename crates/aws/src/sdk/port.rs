@@ -6,9 +6,33 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use asyncscale_core::*;
-use asyncscale_engine::{AutoscalingBackend, AwsError, Holding, Page, QuotaReading};
+use asyncscale_engine::{AutoscalingBackend, AwsError, Holding, Page, QuotaReading, QuotaReads};
 
 use super::SdkBackend;
+
+#[async_trait]
+impl QuotaReads for SdkBackend {
+    async fn instance_usage(&self, instance_type: &str) -> Result<Vec<Holding>, AwsError> {
+        SdkBackend::instance_usage(self, instance_type).await
+    }
+
+    async fn waiting_without_capacity(&self) -> Result<Arc<HashSet<String>>, AwsError> {
+        SdkBackend::waiting_without_capacity(self).await
+    }
+
+    /// One DescribeScalableTargets each: the CLI decides a raise from AWS as it is.
+    async fn max_capacities(&self, resource_ids: &[String]) -> Result<Vec<Option<i32>>, AwsError> {
+        let mut maxes = Vec::with_capacity(resource_ids.len());
+        for id in resource_ids {
+            maxes.push(
+                SdkBackend::describe_target(self, id)
+                    .await?
+                    .map(|t| t.target.max_capacity),
+            );
+        }
+        Ok(maxes)
+    }
+}
 
 #[async_trait]
 impl AutoscalingBackend for SdkBackend {
@@ -167,14 +191,6 @@ impl AutoscalingBackend for SdkBackend {
         next: Option<String>,
     ) -> Result<Page<EndpointSummary>, AwsError> {
         SdkBackend::list_endpoints(self, next).await
-    }
-
-    async fn instance_usage(&self, instance_type: &str) -> Result<Vec<Holding>, AwsError> {
-        SdkBackend::instance_usage(self, instance_type).await
-    }
-
-    async fn waiting_without_capacity(&self) -> Result<Arc<HashSet<String>>, AwsError> {
-        SdkBackend::waiting_without_capacity(self).await
     }
 
     async fn backlog_above_target(&self) -> Result<Arc<HashSet<String>>, AwsError> {

@@ -15,10 +15,41 @@ use asyncscale_core::{
 };
 
 use crate::error::{AwsError, ErrorClass, ErrorKind};
-use crate::port::{AutoscalingBackend, Holding, Page, QuotaReading, Sighting};
+use crate::port::{AutoscalingBackend, Holding, Page, QuotaReading, QuotaReads, Sighting};
 
 use super::picture::{Part, merge_activities, start_time};
 use super::{ACTIVITIES_KEPT, FleetView};
+
+#[async_trait]
+impl QuotaReads for FleetView {
+    async fn instance_usage(&self, instance_type: &str) -> Result<Vec<Holding>, AwsError> {
+        self.ensure_fresh().await?;
+        Ok(self.picture().usage_of(instance_type).to_vec())
+    }
+
+    async fn max_capacities(&self, resource_ids: &[String]) -> Result<Vec<Option<i32>>, AwsError> {
+        self.ensure_fresh().await?;
+        let picture = self.picture();
+        Ok(resource_ids
+            .iter()
+            .map(|id| match picture.written_max.get(id) {
+                Some(written) => *written,
+                None => picture.targets.get(id).map(|t| t.target.max_capacity),
+            })
+            .collect())
+    }
+
+    async fn waiting_without_capacity(&self) -> Result<Arc<HashSet<String>>, AwsError> {
+        self.ensure_fresh().await?;
+        let mut picture = self.picture();
+        if let Some(waiting) = &picture.waiting {
+            return Ok(waiting.clone());
+        }
+        let waiting = Arc::new(crate::endpoints::firing(picture.alarms.values()));
+        picture.waiting = Some(waiting.clone());
+        Ok(waiting)
+    }
+}
 
 #[async_trait]
 impl AutoscalingBackend for FleetView {
@@ -379,29 +410,6 @@ impl AutoscalingBackend for FleetView {
         Ok(Page { items, next: None })
     }
 
-    async fn max_capacities(&self, resource_ids: &[String]) -> Result<Vec<Option<i32>>, AwsError> {
-        self.ensure_fresh().await?;
-        let picture = self.picture();
-        Ok(resource_ids
-            .iter()
-            .map(|id| match picture.written_max.get(id) {
-                Some(written) => *written,
-                None => picture.targets.get(id).map(|t| t.target.max_capacity),
-            })
-            .collect())
-    }
-
-    async fn waiting_without_capacity(&self) -> Result<Arc<HashSet<String>>, AwsError> {
-        self.ensure_fresh().await?;
-        let mut picture = self.picture();
-        if let Some(waiting) = &picture.waiting {
-            return Ok(waiting.clone());
-        }
-        let waiting = Arc::new(crate::endpoints::firing(picture.alarms.values()));
-        picture.waiting = Some(waiting.clone());
-        Ok(waiting)
-    }
-
     async fn backlog_above_target(&self) -> Result<Arc<HashSet<String>>, AwsError> {
         self.inner.backlog_above_target().await
     }
@@ -422,10 +430,5 @@ impl AutoscalingBackend for FleetView {
                 .as_ref()
                 .map(|firing| firing.contains(resource_id)),
         })
-    }
-
-    async fn instance_usage(&self, instance_type: &str) -> Result<Vec<Holding>, AwsError> {
-        self.ensure_fresh().await?;
-        Ok(self.picture().usage_of(instance_type).to_vec())
     }
 }
